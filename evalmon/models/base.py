@@ -1,0 +1,92 @@
+"""The LM contract every backend implements, and the request/response value types.
+
+Tasks produce ``LLRequest``s, engines send them to an ``LM``; neither knows the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class LLRequest:
+    """Log-likelihood of ``continuation`` given ``context`` (lm-eval's ``loglikelihood`` args)."""
+
+    context: str
+    continuation: str
+
+    def key(self) -> str:
+        """Stable content hash, used for dedupe and the response cache."""
+        payload = json.dumps([self.context, self.continuation], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LLResult:
+    """Sum of continuation token log-probs and whether greedy decoding would produce it."""
+
+    logprob: float
+    is_greedy: bool
+    n_tokens: int = 0  # continuation length in tokens (0 when unknown, e.g. cached from an older run)
+
+
+@dataclass(frozen=True, slots=True)
+class GenRequest:
+    """Generation request (used by generative tasks)."""
+
+    context: str
+    until: tuple[str, ...] = ()
+    max_gen_toks: int = 256
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    """Everything that determines a model's numbers; goes into provenance and cache keys."""
+
+    backend: str
+    model: str  # local path (resolved) or hub id
+    revision: str | None = None
+    weights_hash: str | None = None  # sha256 over weight files (local) or the hub commit sha
+    adapter: str | None = None
+    adapter_hash: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    bos_policy: str = "tokenizer-default"
+    max_length: int = 2048
+    batch_size: int = 8
+    tokenizer_hash: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def cache_key(self) -> str:
+        """Hash of what changes the numbers (not batch size, not device)."""
+        numeric = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in {"batch_size", "device", "extra"}
+        }
+        if not numeric.get("weights_hash"):  # fall back to the path when no hash is known
+            numeric["weights_hash"] = numeric["model"]
+        return hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@runtime_checkable
+class LM(Protocol):
+    """A language model backend (hf, openai-compatible, ...)."""
+
+    fingerprint: ModelFingerprint
+
+    def loglikelihood(self, reqs: Sequence[LLRequest], progress: Any = None) -> list[LLResult]:
+        """Score each request; ``progress(n_done)`` is called as batches finish."""
+        ...
+
+    def token_count(self, text: str) -> int:
+        """Number of tokens ``text`` encodes to (for throughput figures)."""
+        ...

@@ -1,0 +1,3 @@
+"""Shared fixtures live in tests/plugins/ (one module per concern)."""
+
+pytest_plugins = ["plugins.tiny_model", "plugins.mlflow_server"]
