@@ -1,0 +1,71 @@
+"""Drive an ``LM`` over a task's requests: dedupe, cache lookup, batched scoring, progress.
+
+Model-agnostic: works for any backend implementing ``LM.loglikelihood(reqs, progress)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from evalmon.models.base import LM, LLRequest, LLResult
+from evalmon.models.cache import ResponseCache
+
+Advance = Callable[[int], None]
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    unique: int = 0
+    cached: int = 0
+    computed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def run_loglikelihood(
+    lm: LM,
+    requests: Sequence[LLRequest],
+    cache: ResponseCache | None = None,
+    advance: Advance | None = None,
+) -> tuple[list[LLResult], EngineStats]:
+    """Score ``requests`` (duplicates scored once, cached ones not at all). Results in input order.
+
+    Each completed batch is written to the cache before the next starts, so an interrupt loses
+    at most one batch. ``advance(n)`` reports progress in requests (duplicates included).
+    """
+    t0 = time.perf_counter()
+    stats = EngineStats(requests=len(requests))
+    keys = [r.key() for r in requests]
+    unique: dict[str, LLRequest] = {}
+    multiplicity: dict[str, int] = {}
+    for k, r in zip(keys, requests, strict=True):
+        unique.setdefault(k, r)
+        multiplicity[k] = multiplicity.get(k, 0) + 1
+    stats.unique = len(unique)
+    model_key = lm.fingerprint.cache_key()
+    have: dict[str, LLResult] = cache.get_many(model_key, list(unique)) if cache else {}
+    stats.cached = len(have)
+    if advance and have:
+        advance(sum(multiplicity[k] for k in have))
+    todo_keys = [k for k in unique if k not in have]
+    todo = [unique[k] for k in todo_keys]
+    stats.computed = len(todo)
+
+    def on_batch(done: list[tuple[int, LLResult]]) -> None:
+        items = [(todo_keys[i], res) for i, res in done]
+        for k, res in items:
+            have[k] = res
+        if cache:
+            cache.put_many(model_key, items)
+        if advance:
+            advance(sum(multiplicity[k] for k, _ in items))
+
+    if todo:
+        lm.loglikelihood(todo, progress=on_batch)
+        last = getattr(lm, "last_stats", None)
+        stats.tokens = int(getattr(last, "tokens_forwarded", 0))
+    stats.seconds = time.perf_counter() - t0
+    return [have[k] for k in keys], stats

@@ -1,0 +1,272 @@
+"""``hf`` backend: any Hugging Face causal LM (local dir or hub id), optionally with a PEFT adapter.
+
+Tokenisation follows lm-eval 0.4.13's ``HFLM`` exactly (``_encode_pair``, ``tok_encode``,
+``prefix_token_id``, ``resolve_max_length``); batching and the forward live in
+``evalmon.engine.loglikelihood``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalmon.engine.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
+from evalmon.errors import ModelError
+from evalmon.models.base import LLRequest, LLResult, ModelFingerprint
+
+DEFAULT_MAX_LENGTH = 2048
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16", "auto": "auto"}
+_HASH_LIMIT_BYTES = 2 * 1024**3  # hash weights fully below 2 GiB, else size+head/tail fingerprint
+
+
+@dataclass(frozen=True)
+class HFSettings:
+    path: str
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 8
+    max_length: int | None = None
+    adapter: str | None = None
+    trust_remote_code: bool = False
+    add_bos_token: bool | None = None
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith(("/", "./", "../", "~")) or Path(path).expanduser().exists()
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in {"0", "", "false", "False"}
+
+
+def weights_fingerprint(path: Path) -> str:
+    """sha256 over the weight files (names, sizes and content; head+tail only above 2 GiB)."""
+    files = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"})
+    h = hashlib.sha256()
+    total = sum(p.stat().st_size for p in files)
+    for p in files:
+        h.update(p.name.encode())
+        h.update(str(p.stat().st_size).encode())
+        with p.open("rb") as fh:
+            if total <= _HASH_LIMIT_BYTES:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+            else:
+                h.update(fh.read(1 << 20))
+                fh.seek(max(0, p.stat().st_size - (1 << 20)))
+                h.update(fh.read(1 << 20))
+    return ("sha256:" if total <= _HASH_LIMIT_BYTES else "sha256-headtail:") + h.hexdigest()[:32]
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"model.device: {device!r} requested but CUDA is not available on this machine",
+                         hint="use device: cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError("model.device: 'mps' requested but MPS is not available", hint="use device: cpu or auto")
+    if device != "cpu" and not device.startswith(("cuda", "mps")):
+        raise ModelError(f"model.device: unknown device {device!r}", hint="use cpu, cuda, cuda:N, mps or auto")
+    return device
+
+
+class HFCausalLM:
+    """A transformers causal LM (+ optional PEFT adapter) behind the ``LM`` protocol."""
+
+    def __init__(self, settings: HFSettings) -> None:
+        self.settings = settings
+        self.device = _resolve_device(settings.device)
+        self.tokenizer, self.model, src_hash = self._load(settings)
+        self.batch_size = settings.batch_size
+        self.max_length = settings.max_length or self._resolve_max_length()
+        bos = self.tokenizer.bos_token_id
+        self.prefix_token_id: int = bos if bos is not None else self.tokenizer.eos_token_id
+        self._prefix_str = self.tokenizer.decode(self.prefix_token_id)
+        policy = ("tokenizer-default" if settings.add_bos_token is None
+                  else ("always" if settings.add_bos_token else "never"))
+        self.fingerprint = ModelFingerprint(
+            backend="hf",
+            model=self._model_id,
+            revision=settings.revision,
+            weights_hash=src_hash,
+            adapter=self._adapter_id,
+            adapter_hash=self._adapter_hash,
+            dtype=str(self.model.dtype).replace("torch.", ""),
+            device=self.device,
+            bos_policy=policy,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            tokenizer_hash=self._tokenizer_hash(),
+            extra={"softmax_dtype": "float32", "architecture": type(self.model).__name__,
+                   "prefix_token_id": self.prefix_token_id},
+        )
+        self.last_stats = BatchStats()
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, s: HFSettings) -> tuple[Any, Any, str | None]:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        local = _looks_local(s.path)
+        path = str(Path(s.path).expanduser().resolve()) if local else s.path
+        if local and not Path(path).is_dir():
+            raise ModelError(f"model.path: checkpoint directory not found: {path}",
+                             hint="build the default with `evalmon init` or point --model at a HF model dir")
+        if local and not (Path(path) / "config.json").is_file():
+            raise ModelError(f"model.path: {path} has no config.json — not a Hugging Face checkpoint directory")
+        self._model_id = path
+        kwargs: dict[str, Any] = {"revision": s.revision, "trust_remote_code": s.trust_remote_code}
+        try:
+            config = AutoConfig.from_pretrained(path, **kwargs)
+        except OSError as exc:
+            raise self._load_error(path, local, exc) from None
+        except ValueError as exc:
+            raise ModelError(f"model.path: cannot read the config of {path}: {str(exc).splitlines()[0]}") from None
+        causal = not getattr(config, "is_encoder_decoder", False) and (
+            config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            or (s.trust_remote_code and "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})))
+        if not causal:
+            arch = ",".join(getattr(config, "architectures", None) or [config.model_type])
+            raise ModelError(f"model.path: {path} is not a causal language model (architecture {arch})",
+                             hint="evalmon's hf backend scores decoder-only causal LMs")
+        dtype = _DTYPES.get(s.dtype)
+        if dtype is None:
+            raise ModelError(f"model.dtype: unknown dtype {s.dtype!r}", hint="use float32, bfloat16, float16 or auto")
+        torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+        except OSError as exc:
+            raise self._load_error(path, local, exc) from None
+        self._adapter_id, self._adapter_hash = None, None
+        if s.adapter:
+            model = self._attach_adapter(model, s)
+        model.to(self.device)
+        model.eval()
+        weights_hash = weights_fingerprint(Path(path)) if local else self._hub_commit(config)
+        return tokenizer, model, weights_hash
+
+    @staticmethod
+    def _hub_commit(config: Any) -> str | None:
+        commit = getattr(config, "_commit_hash", None)
+        return f"hub:{commit}" if commit else None
+
+    def _load_error(self, path: str, local: bool, exc: Exception) -> ModelError:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not local and _offline():
+            return ModelError(f"model.path: {path!r} is not a local directory and the Hugging Face hub is offline "
+                              "(HF_HUB_OFFLINE=1)", hint="download it where the hub is reachable or use a local path")
+        if not local:
+            return ModelError(f"model.path: cannot load hub model {path!r}: {first}",
+                              hint="check the id, network access, HF_TOKEN for gated models, or use a local path")
+        return ModelError(f"model.path: cannot load checkpoint {path}: {first}")
+
+    def _attach_adapter(self, model: Any, s: HFSettings) -> Any:
+        from peft import PeftModel
+
+        assert s.adapter is not None
+        local = _looks_local(s.adapter)
+        adapter = str(Path(s.adapter).expanduser().resolve()) if local else s.adapter
+        if local and not (Path(adapter) / "adapter_config.json").is_file():
+            raise ModelError(f"model.adapter: no adapter_config.json in {adapter}",
+                             hint="point adapter at a PEFT adapter directory (save_pretrained output)")
+        try:
+            model = PeftModel.from_pretrained(model, adapter, revision=s.revision if not local else None)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            msg = " ".join(str(exc).split())[:300]
+            raise ModelError(f"model.adapter: adapter {adapter} does not match the base model {self._model_id}: {msg}",
+                             hint="use the adapter trained on this base checkpoint") from None
+        except OSError as exc:
+            raise self._load_error(adapter, local, exc) from None
+        self._adapter_id = adapter
+        self._adapter_hash = weights_fingerprint(Path(adapter)) if local else None
+        return model
+
+    def _resolve_max_length(self) -> int:
+        config = self.model.config
+        text_config = getattr(config, "text_config", None)
+        for cfg in (text_config, config):
+            if cfg is None:
+                continue
+            for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+                val = getattr(cfg, attr, None)
+                if val:
+                    return int(val)
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if tok_max and tok_max < 1_000_000_000:
+            return int(tok_max)
+        return DEFAULT_MAX_LENGTH
+
+    def _tokenizer_hash(self) -> str:
+        vocab = self.tokenizer.get_vocab()
+        payload = repr(sorted(vocab.items())) + repr(self.tokenizer("a b", add_special_tokens=True)["input_ids"])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ tokenisation (lm-eval's)
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None) -> list[int]:
+        kwargs: dict[str, bool] = {}
+        if add_special_tokens is not None:
+            kwargs["add_special_tokens"] = add_special_tokens
+        elif self.settings.add_bos_token is not None:
+            kwargs["add_special_tokens"] = self.settings.add_bos_token
+        if add_special_tokens is None and self._prefix_str and string.startswith(self._prefix_str):
+            kwargs["add_special_tokens"] = False
+        return list(self.tokenizer.encode(string, **kwargs))
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's ``loglikelihood`` tokenisation: empty context → prefix token; else encode-whole-then-split."""
+        if context == "":
+            cont = self.tok_encode(continuation, add_special_tokens=False)
+            if cont and cont[0] == self.prefix_token_id:
+                return cont[:1], cont[1:]
+            return [self.prefix_token_id], cont
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.tok_encode(context + continuation)
+        ctx = self.tok_encode(context)
+        return ctx, whole[len(ctx):]
+
+    def token_count(self, text: str) -> int:
+        return len(self.tok_encode(text))
+
+    # ------------------------------------------------------------------ scoring
+    def _forward(self, input_ids: Any) -> Any:
+        return self.model(input_ids).logits
+
+    def tokenize_requests(self, reqs: Sequence[LLRequest]) -> list[TokenRequest]:
+        out = []
+        for i, r in enumerate(reqs):
+            ctx, cont = self.encode_pair(r.context, r.continuation)
+            out.append(TokenRequest(i, tuple(ctx), tuple(cont)))
+        return out
+
+    def loglikelihood(self, reqs: Sequence[LLRequest], progress: OnBatch | None = None) -> list[LLResult]:
+        token_reqs = self.tokenize_requests(reqs)
+        self.last_stats = BatchStats()
+        return score_token_requests(self._forward, token_reqs, batch_size=self.batch_size,
+                                    max_length=self.max_length, device=self.device, on_batch=progress,
+                                    stats=self.last_stats)
+
+
+def load_hf(settings: HFSettings, log: Callable[[str], None] | None = None) -> HFCausalLM:
+    lm = HFCausalLM(settings)
+    if log:
+        log(f"loaded {lm.fingerprint.model} ({lm.fingerprint.extra['architecture']}, {lm.fingerprint.dtype}, "
+            f"{lm.device}, max_length {lm.max_length})")
+    return lm

@@ -1,0 +1,21 @@
+"""Model config → LM backend (lazy imports: torch/transformers load only when a model is built)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evalmon.errors import ConfigError
+from evalmon.models.base import LM
+
+
+def load_lm(model_cfg: Any) -> LM:
+    backend = getattr(model_cfg, "backend", "hf")
+    if backend == "hf":
+        from evalmon.models.hf import HFCausalLM, HFSettings
+
+        return HFCausalLM(HFSettings(
+            path=str(model_cfg.path), revision=model_cfg.revision, dtype=model_cfg.dtype,
+            device=model_cfg.device, batch_size=model_cfg.batch_size, max_length=model_cfg.max_length,
+            adapter=str(model_cfg.adapter) if model_cfg.adapter else None,
+            trust_remote_code=model_cfg.trust_remote_code, add_bos_token=model_cfg.add_bos_token))
+    raise ConfigError(f"model.backend: unknown backend {backend!r}", hint="use hf")

@@ -1,0 +1,245 @@
+"""run_suite(): expand tasks, drive the engine, aggregate, write results, reports and MLflow.
+
+Order matters for the user: everything that can fail on bad input (task names, data files,
+output directory, checkpoint) fails before any compute; after that, every finished task is saved
+to ``results.json`` at once, every scored batch goes to the response cache, and an interrupt
+(Ctrl-C) still writes a partial ``results.json`` + reports marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from evalmon import provenance
+from evalmon.engine.runner import Advance, run_loglikelihood
+from evalmon.errors import OutputError
+from evalmon.metrics.stats import aggregate_group, mean_stderr
+from evalmon.models.base import LM
+from evalmon.models.cache import ResponseCache
+from evalmon.results import (
+    GroupResult,
+    MetricValue,
+    RunResult,
+    SampleRecord,
+    TaskResult,
+    TaskTiming,
+    write_samples,
+)
+from evalmon.tasks import base as registry
+from evalmon.tasks.base import Task, TaskOptions, config_hash
+
+if TYPE_CHECKING:
+    from evalmon.config import SuiteConfig
+
+Log = Callable[[str], None]
+
+
+class Progress(Protocol):
+    """Progress reporting (the CLI renders it with rich; the library default is silent)."""
+
+    def task(self, name: str, total: int) -> AbstractContextManager[Advance]: ...
+
+
+class _Silent:
+    def task(self, name: str, total: int) -> AbstractContextManager[Advance]:
+        return nullcontext(lambda n: None)
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    name: str
+    options: TaskOptions
+
+
+def plan_tasks(cfg: SuiteConfig) -> tuple[list[PlannedTask], dict[str, list[str]]]:
+    """Expand groups to leaf tasks (first mention wins) and collect the groups to aggregate."""
+    planned: dict[str, PlannedTask] = {}
+    groups: dict[str, list[str]] = {}
+    data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else None
+    for entry in cfg.tasks:
+        leaves = registry.expand(entry.name)
+        if entry.name in registry.GROUPS:
+            groups[entry.name] = leaves
+            for sub in _subgroups(entry.name):
+                groups.setdefault(sub, registry.expand(sub))
+        limit = entry.limit if entry.limit is not None else cfg.limit
+        for leaf in leaves:
+            planned.setdefault(leaf, PlannedTask(leaf, TaskOptions(
+                data_dir=data_dir, num_fewshot=entry.num_fewshot, limit=limit, seed=cfg.seed,
+                extra=dict(entry.options))))
+    return list(planned.values()), groups
+
+
+def _subgroups(name: str) -> list[str]:
+    out = []
+    for member in registry.GROUPS[name].members:
+        if member in registry.GROUPS:
+            out.append(member)
+            out.extend(_subgroups(member))
+    return out
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def prepare_run_dir(output_dir: Path, run_id: str) -> Path:
+    run_dir = Path(output_dir) / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"output_dir: cannot write to {run_dir}: {exc.strerror or exc}",
+                          hint="choose a writable directory with --output") from None
+    return run_dir
+
+
+def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Advance
+                  ) -> tuple[TaskResult, list[SampleRecord]]:
+    docs = list(task.docs())
+    per_doc = [task.requests(d) for d in docs]
+    flat = [r for reqs in per_doc for r in reqs]
+    results, stats = run_loglikelihood(lm, flat, cache, advance)
+    samples: list[SampleRecord] = []
+    per_metric: dict[str, list[float]] = {m: [] for m in task.metrics}
+    i = 0
+    for doc, reqs in zip(docs, per_doc, strict=True):
+        res = results[i : i + len(reqs)]
+        i += len(reqs)
+        scores = task.score(doc, res)
+        for m, v in scores.items():
+            per_metric[m].append(v)
+        samples.append(SampleRecord(
+            task=task.name, doc_id=doc.id,
+            prompt_hash=hashlib.sha256(reqs[0].context.encode()).hexdigest()[:16] if reqs else "",
+            target=doc.gold, choices=list(doc.choices),
+            loglikelihoods=[r.logprob for r in res], is_greedy=[r.is_greedy for r in res], scores=scores))
+    metrics = {m: MetricValue.with_ci(sum(v) / len(v), mean_stderr(v), task.metrics[m].higher_is_better)
+               for m, v in per_metric.items() if v}
+    timing = TaskTiming(
+        seconds=round(stats.seconds, 4), requests=stats.requests, unique_requests=stats.unique,
+        cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
+        requests_per_s=round(stats.requests / stats.seconds, 2) if stats.seconds > 0 else 0.0,
+        tokens_per_s=round(stats.tokens / stats.seconds, 2) if stats.seconds > 0 else 0.0)
+    cfg = task.config()
+    result = TaskResult(
+        name=task.name, n=len(docs), num_fewshot=task.num_fewshot, source=task.source,
+        config_hash=config_hash(cfg), config=cfg, metrics=metrics,
+        metric_kinds={m: s.kind for m, s in task.metrics.items()},
+        lm_eval_task=getattr(task, "lm_eval_task", None), timing=timing)
+    return result, samples
+
+
+def aggregate_groups(result: RunResult, groups: dict[str, list[str]]) -> None:
+    for name, members in groups.items():
+        done = [result.tasks[m] for m in members if m in result.tasks]
+        if not done:
+            continue
+        info = registry.GROUPS[name]
+        metrics: dict[str, MetricValue] = {}
+        for metric in info.metrics:
+            with_metric = [t for t in done if metric in t.metrics]
+            if len(with_metric) != len(done):
+                continue
+            value, se = aggregate_group([t.metrics[metric].value for t in done],
+                                        [t.metrics[metric].stderr for t in done], [t.n for t in done])
+            metrics[metric] = MetricValue.with_ci(value, se)
+        result.groups[name] = GroupResult(name=name, n=sum(t.n for t in done),
+                                          members=[t.name for t in done], metrics=metrics)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load_model(cfg: SuiteConfig) -> LM:
+    from evalmon.models.registry import load_lm
+
+    return load_lm(cfg.model)
+
+
+def run_suite(
+    cfg: SuiteConfig,
+    *,
+    progress: Progress | None = None,
+    log: Log | None = None,
+    command: str | None = None,
+    lm: LM | None = None,
+) -> RunResult:
+    """Evaluate ``cfg`` and return the finished (or interrupted) ``RunResult``.
+
+    Writes ``<output_dir>/<run_id>/{results.json, samples.jsonl.gz, report.html, summary.md}``
+    and logs the run to MLflow when tracking is enabled (kept on disk for ``evalmon sync`` when
+    the server is unreachable). ``KeyboardInterrupt`` is re-raised after the partial run is saved.
+    """
+    from evalmon.config import flatten, suite_hash
+
+    progress = progress or _Silent()
+    say = log or (lambda _msg: None)
+    planned, groups = plan_tasks(cfg)
+    tasks = [registry.build_task(p.name, p.options) for p in planned]  # data errors surface here
+    run_id = new_run_id()
+    run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
+    lm = lm or load_model(cfg)
+    cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite") \
+        if cfg.cache.enabled else None
+    result = RunResult(
+        run_id=run_id, suite_name=cfg.name, suite_hash=suite_hash(cfg),
+        suite_path=str(cfg.source_path) if cfg.source_path else None,
+        suite_config=flatten(cfg), started_at=_now(), provenance=provenance.collect(cfg.seed, command),
+        model=lm.fingerprint.to_dict())
+    samples: list[SampleRecord] = []
+    say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
+    try:
+        for task in tasks:
+            n_requests = sum(len(task.requests(d)) for d in task.docs())
+            with progress.task(task.name, n_requests) as advance:
+                task_result, task_samples = evaluate_task(task, lm, cache, advance)
+            result.tasks[task.name] = task_result
+            samples.extend(task_samples)
+            aggregate_groups(result, groups)
+            result.save(run_dir)
+        result.status = "finished"
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        raise
+    finally:
+        result.finished_at = _now()
+        aggregate_groups(result, groups)
+        finalize(result, run_dir, samples, cfg, say)
+        if cache:
+            cache.close()
+    return result
+
+
+def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], cfg: SuiteConfig,
+             say: Log) -> None:
+    """Write samples, results and reports; then log to MLflow (never loses the local copy)."""
+    from evalmon.report import write_reports
+
+    write_samples(run_dir / "samples.jsonl.gz", samples)
+    result.save(run_dir)
+    write_reports(result, run_dir)
+    if not cfg.tracking.enabled:
+        return
+    from evalmon.tracking import log_run
+
+    info: dict[str, Any] = log_run(result, run_dir, cfg.tracking.uri, cfg.tracking.experiment)
+    result.mlflow = info
+    result.save(run_dir)
+    if info.get("status") == "pending":
+        say(f"warning: MLflow unreachable ({info.get('reason')}); run kept in {run_dir} — "
+            f"upload it later with `evalmon sync {run_dir.parent}`")
+    elif info.get("ui_url"):
+        say(f"MLflow run: {info['ui_url']}")
+
+
