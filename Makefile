@@ -1,0 +1,35 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.evalmon-installed
+
+.PHONY: demo test lint bench system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(PY) -m pip install -q "$(TORCH)"     # pip first: takes a local CPU wheel where one exists
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'
+	touch $@
+
+# Headless Chromium renders the HTML reports in the tests (Debian package `chromium`).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/evalmon run
+
+test: $(STAMP) system-deps
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check evalmon tests benchmarks
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_vs_lmeval.py
+
+clean:
+	rm -rf $(VENV) .evalmon reports/*/ .pytest_cache

@@ -1,0 +1,439 @@
+"""Suite configuration: pydantic models for ``suite.yaml``, loading with file:line errors, CLI overrides.
+
+YAML keys map 1:1 onto fields; unknown keys are errors. Relative paths written in a suite file resolve
+against the suite file's directory (defaults such as ``output_dir: reports`` stay relative to the
+working directory). A model or adapter reference is local when it starts with ``/ ./ ../ ~`` or names
+an existing directory next to the suite; anything else (``org/name``) is a hub id and is kept as is.
+Parsing, ``${VAR}`` expansion and error locations live in ``evalmon.yamlio``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.yamlio import Loc, YamlDoc, describe_error, dotted, load_yaml, validation_error
+
+DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/tiny-llama")  # relative to the working directory
+DEFAULT_DATA_DIR = Path("../shared/benchmarks")  # relative to the working directory
+DEFAULT_TASKS = ("mmlu_anatomy", "hellaswag", "truthfulqa_mc2")
+DEFAULT_LIMIT = 20
+
+# "what to do" for a bad value, by key (and "missing:<key>" for a missing one).
+_HINTS = {
+    "name": "use letters, digits, '_', '.' and '-' only",
+    "missing:name": "add `name: my_suite` at the top level",
+    "missing:tasks": "add a `tasks:` list of task or group names",
+    "missing:model": "add a `model:` mapping with at least `path:`",
+    "missing:path": "add `path:` with a local checkpoint dir or a hub id (org/name)",
+    "tasks": "list at least one task or group name under `tasks:`",
+    "limit": "use a positive integer, or null for every document",
+    "num_fewshot": "use 0 or a positive integer",
+    "batch_size": "use an integer ≥ 1",
+    "max_length": "use an integer ≥ 16, or null for the model's default",
+    "seed": "use an integer",
+    "dtype": "use float32, bfloat16, float16 or auto",
+    "device": "use cpu, cuda, cuda:N, mps or auto",
+    "backend": "only the `hf` backend exists for now",
+    "options": "give a mapping of task options",
+    "tasks[]": "write a task name, or a mapping with `name:` and optional num_fewshot/limit/options",
+}
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    ctx = info.context
+    return ctx.get("base_dir") if isinstance(ctx, dict) else None
+
+
+def resolve_path(value: str | Path, base_dir: Path | None) -> Path:
+    """``~`` expanded; relative paths joined onto ``base_dir`` and normalised (when one is given)."""
+    p = Path(value).expanduser()
+    if base_dir is None or p.is_absolute():
+        return p
+    return Path(os.path.abspath(Path(base_dir) / p))
+
+
+def is_local_ref(ref: str, base_dir: Path | None) -> bool:
+    """A model/adapter reference is a local path (not a hub id) by the rule in the module doc."""
+    if ref in (".", "..") or ref.startswith(("/", "./", "../", "~")):
+        return True
+    return base_dir is not None and (Path(base_dir) / ref).is_dir()
+
+
+def resolve_ref(ref: str, base_dir: Path | None) -> str:
+    return str(resolve_path(ref, base_dir)) if is_local_ref(ref, base_dir) else ref
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HFModelConfig(_Strict):
+    """A transformers causal LM (optionally + PEFT adapter)."""
+
+    backend: Literal["hf"] = "hf"
+    path: str = Field(min_length=1, validation_alias=AliasChoices("path", "pretrained"))
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps|auto)$")
+    batch_size: int = Field(8, ge=1)
+    max_length: int | None = Field(None, ge=16)
+    adapter: str | None = None
+    trust_remote_code: bool = False
+    add_bos_token: bool | None = None  # None = the tokenizer's default (lm-eval ≥ 0.4.9.2 policy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_path(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" in data and "pretrained" in data:
+            raise PydanticCustomError("conflict", "both `path` and `pretrained` are given",
+                                      {"hint": "keep one of them (`pretrained` is an alias of `path`)"})
+        return data
+
+    @field_validator("path", "adapter")
+    @classmethod
+    def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else resolve_ref(v, _base_dir(info))
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.path).is_absolute()
+
+
+# Backends by name; becomes a discriminated union on `backend` when a second one ("openai") lands.
+ModelConfig = HFModelConfig
+MODEL_BACKENDS: dict[str, type[BaseModel]] = {"hf": HFModelConfig}
+
+
+class DataConfig(_Strict):
+    data_dir: Path | None = None  # a local mirror laid out like ../shared/benchmarks; None = the hub
+
+    @field_validator("data_dir")
+    @classmethod
+    def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else resolve_path(v, _base_dir(info))
+
+
+class TaskEntry(_Strict):
+    name: str = Field(min_length=1)
+    num_fewshot: int | None = Field(None, ge=0)
+    limit: int | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)  # passed to the task factory as is
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    uri: str | None = Field(None, min_length=1)  # None = embedded local store; http://… or sqlite:///…
+    experiment: str = Field("evalmon", min_length=1)
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    path: Path | None = None  # None: the runner decides (<output_dir>/../.evalmon/cache.sqlite)
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else resolve_path(v, _base_dir(info))
+
+
+class SuiteConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    seed: int = 1234
+    output_dir: Path = Path("reports")
+    limit: int | None = Field(None, gt=0)  # per-task document limit where a task sets none
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    tasks: list[TaskEntry] = Field(min_length=1)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    _source_path: Path | None = PrivateAttr(None)
+    _task_origins: tuple[str, ...] = PrivateAttr(())  # "file:line: tasks.N.name" or "--tasks"
+
+    @field_validator("output_dir")
+    @classmethod
+    def _resolve(cls, v: Path, info: ValidationInfo) -> Path:
+        return resolve_path(v, _base_dir(info))
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _bare_names(cls, v: Any) -> Any:
+        return [{"name": t} if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
+
+    @field_validator("tasks")
+    @classmethod
+    def _no_repeats(cls, v: list[TaskEntry]) -> list[TaskEntry]:
+        first: dict[str, int] = {}
+        for i, t in enumerate(v):
+            if t.name in first:
+                raise PydanticCustomError(
+                    "duplicate_entry", "task '{name}' is listed twice (entries {first} and {index})",
+                    {"name": t.name, "first": first[t.name], "index": i,
+                     "hint": "list it once; a group that overlaps a task is fine"})
+            first[t.name] = i
+        return v
+
+    @property
+    def source_path(self) -> Path | None:
+        """The suite file this config was loaded from (None for text/default/programmatic configs)."""
+        return self._source_path
+
+    def task_limit(self, entry: TaskEntry) -> int | None:
+        return entry.limit if entry.limit is not None else self.limit
+
+    def task_origin(self, index: int) -> str:
+        """Where task ``index`` was written, as a message prefix."""
+        if index < len(self._task_origins):
+            return self._task_origins[index]
+        return f"suite '{self.name}': tasks.{index}.name"
+
+
+def _loc_fixup(err: Any, loc: Loc) -> Loc:
+    ctx = err.get("ctx") or {}
+    return (*loc, ctx["index"]) if err["type"] == "duplicate_entry" and "index" in ctx else loc
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite file; every problem is a one-line ``ConfigError``."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: suite file not found",
+                          hint=f"check the path (relative to {Path.cwd()})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a suite file",
+                          hint="pass the .yaml file inside it") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
+                          hint="save the suite as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read suite file: {e.strerror}",
+                          hint="check the path and its permissions") from None
+    cfg = load_suite_text(text, str(path), base_dir=p.resolve().parent)
+    cfg._source_path = p.resolve()
+    return cfg
+
+
+def load_suite_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None) -> SuiteConfig:
+    """Validate suite YAML text; relative paths resolve against ``base_dir`` (default: the cwd)."""
+    doc = load_yaml(text, source_name)
+    if doc.data is None:
+        raise ConfigError(f"{source_name}:1: suite is empty",
+                          hint="write a mapping with at least `name:`, `model:` and `tasks:`")
+    if not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        raise ConfigError(f"{source_name}:{doc.line(())}: top level must be a mapping, got {kind}",
+                          hint="write `name: …`, `model: …`, `tasks: …` as top-level keys")
+    try:
+        cfg = SuiteConfig.model_validate(doc.data, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        raise validation_error(e, doc, SuiteConfig, hints=_HINTS, loc_fixup=_loc_fixup) from None
+    cfg._task_origins = tuple(_entry_origin(doc, i, raw) for i, raw in enumerate(doc.data["tasks"]))
+    return cfg
+
+
+def _entry_origin(doc: YamlDoc, i: int, raw: Any) -> str:
+    return doc.where(("tasks", i, "name") if isinstance(raw, dict) else ("tasks", i))
+
+
+def check_task_names(cfg: SuiteConfig,
+                     names: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> None:
+    """Every task entry must name a registered task or group (default: ``tasks.base.all_names()``)."""
+    if names is None:
+        from evalmon.tasks.base import all_names
+
+        names = all_names
+    known = set(names() if callable(names) else names)
+    for i, entry in enumerate(cfg.tasks):
+        if entry.name not in known:
+            raise UnknownNameError(
+                f"{cfg.task_origin(i)}: unknown task or group '{entry.name}'"
+                f"{did_you_mean(entry.name, sorted(known))}",
+                hint="run `evalmon tasks` to list them")
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def suite_hash(config: SuiteConfig) -> str:
+    """Short sha256 of the validated config's canonical JSON (independent of key order)."""
+    canon = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def flatten(config: SuiteConfig) -> dict[str, str]:
+    """``{"model.dtype": "float32", "tasks.0.name": "medqa", …}`` for MLflow params (null → "null")."""
+    out: dict[str, str] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                visit(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list) and value:
+            for i, v in enumerate(value):
+                visit(f"{prefix}.{i}", v)
+        else:
+            out[prefix] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    visit("", config.model_dump(mode="json"))
+    return out
+
+
+# --------------------------------------------------------------------------- CLI overrides
+
+_INT_OPTIONS = ("batch_size", "max_length")
+_SPEC_HINT = "use hf:<path or org/name>[,key=value,…], e.g. hf:./ckpt,dtype=bfloat16,batch_size=4"
+
+
+def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> ModelConfig:
+    """``hf:/path``, ``hf:org/name``, ``hf:/path,adapter=/p/lora,dtype=bfloat16,…`` or a bare path."""
+    text = spec.strip()
+    if not text:
+        raise ConfigError("--model: empty model spec", hint=_SPEC_HINT)
+    backend, rest = "hf", text
+    m = re.match(r"^([A-Za-z][\w-]*):(?!//)(.*)$", text)
+    if m:
+        backend, rest = m.group(1).lower(), m.group(2)
+        if backend not in MODEL_BACKENDS:
+            raise ConfigError(f"--model: unknown backend '{backend}'{did_you_mean(backend, list(MODEL_BACKENDS))}",
+                              hint=f"backends: {', '.join(MODEL_BACKENDS)}")
+    cls = MODEL_BACKENDS[backend]
+    allowed = [k for k in cls.model_fields if k != "backend"] + ["pretrained"]
+    fields: dict[str, Any] = {"backend": backend}
+    for i, part in enumerate(p.strip() for p in rest.split(",")):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if i == 0 and not (eq and key in allowed):
+            key, value = "path", part
+        elif not eq or not key:
+            raise ConfigError(f"--model: option '{part}' is not key=value", hint=_SPEC_HINT)
+        elif key not in allowed:
+            raise ConfigError(f"--model: unknown option '{key}'{did_you_mean(key, allowed)}",
+                              hint=f"options: {', '.join(allowed)}")
+        key = "path" if key == "pretrained" else key
+        if key in fields:
+            raise ConfigError(f"--model: option '{key}' given twice", hint="keep only one")
+        value = value.strip()
+        fields[key] = (None if value.lower() in ("null", "none")
+                       else int(value) if key in _INT_OPTIONS and re.fullmatch(r"[+-]?\d+", value)
+                       else value)
+    if not fields.get("path"):
+        raise ConfigError(f"--model: no checkpoint path or hub id in '{spec}'", hint=_SPEC_HINT)
+    try:
+        return cls.model_validate(fields, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = tuple(p for p in err["loc"] if isinstance(p, str) and p in cls.model_fields)
+        what, hint = describe_error(err, loc, cls, _HINTS)
+        raise ConfigError(f"--model: {dotted(loc) + ': ' if loc else ''}{what}", hint=hint) from None
+
+
+def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | None = None,
+                    tasks: list[str] | None = None, output: Path | None = None,
+                    tracking_uri: str | None = None, experiment: str | None = None,
+                    no_tracking: bool = False) -> SuiteConfig:
+    """A new config with CLI flags applied; errors name the flag.
+
+    ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
+    does not give (dtype, device, batch_size, …) are kept from the suite when the backend is the same.
+    ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
+    ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking.
+    """
+    data = cfg.model_dump()
+    origins = [cfg.task_origin(i) for i in range(len(cfg.tasks))]
+    if model is not None:
+        new = parse_model_spec(model)
+        keep = {} if new.backend != cfg.model.backend else cfg.model.model_dump(
+            exclude={"path", "revision", "adapter"})
+        data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "backend"})}
+    if tasks is not None:
+        names = [n.strip() for item in tasks for n in item.split(",") if n.strip()]
+        if not names:
+            raise ConfigError("--tasks: no task names given", hint="pass comma-separated names, e.g. --tasks a,b")
+        repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if repeated:
+            raise ConfigError(f"--tasks: '{repeated}' is listed twice", hint="list each task once")
+        existing = {t["name"]: (t, origins[i]) for i, t in enumerate(data["tasks"])}
+        data["tasks"] = [existing[n][0] if n in existing else {"name": n} for n in names]
+        origins = [existing[n][1] if n in existing else "--tasks" for n in names]
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ConfigError(f"--limit: must be > 0, got {limit}", hint="pass a positive number of documents per task")
+        data["limit"] = limit
+        for t in data["tasks"]:
+            t["limit"] = limit
+    if output is not None:
+        data["output_dir"] = Path(os.path.abspath(Path(output).expanduser()))
+    if tracking_uri is not None:
+        if no_tracking:
+            raise ConfigError("--tracking-uri: conflicts with --no-tracking", hint="pass only one of them")
+        if not tracking_uri.strip():
+            raise ConfigError("--tracking-uri: must not be empty", hint="pass http://host:port or sqlite:///file.db")
+        data["tracking"].update(uri=tracking_uri.strip(), enabled=True)
+    if experiment is not None:
+        if not experiment.strip():
+            raise ConfigError("--experiment: must not be empty", hint="pass an MLflow experiment name")
+        data["tracking"]["experiment"] = experiment.strip()
+    if no_tracking:
+        data["tracking"]["enabled"] = False
+    try:
+        out = SuiteConfig.model_validate(data)
+    except ValidationError as e:  # pragma: no cover - flags are checked above
+        err = e.errors(include_url=False)[0]
+        what, hint = describe_error(err, tuple(err["loc"]), SuiteConfig, _HINTS)
+        raise ConfigError(f"overrides: {dotted(tuple(err['loc']))}: {what}", hint=hint) from None
+    out._source_path = cfg._source_path
+    out._task_origins = tuple(origins)
+    return out
+
+
+def default_suite() -> SuiteConfig:
+    """The suite ``evalmon run`` uses without a file (paths relative to the working directory).
+
+    Model: ``$EVALMON_DEFAULT_MODEL`` or ``DEFAULT_CHECKPOINT_DIR``; data: ``$EVALMON_DATA_DIR`` or
+    ``DEFAULT_DATA_DIR``; tasks ``DEFAULT_TASKS`` with ``limit: 20``.
+    """
+    cwd = Path.cwd()
+    model = os.environ.get("EVALMON_DEFAULT_MODEL") or str(cwd / DEFAULT_CHECKPOINT_DIR)
+    data_dir = os.environ.get("EVALMON_DATA_DIR") or str(DEFAULT_DATA_DIR)
+    cfg = SuiteConfig.model_validate(
+        {"name": "default", "description": "built-in smoke suite", "limit": DEFAULT_LIMIT,
+         "model": {"backend": "hf", "path": model}, "data": {"data_dir": data_dir},
+         "tasks": list(DEFAULT_TASKS)},
+        context={"base_dir": cwd})
+    cfg._task_origins = tuple(f"default suite: tasks.{i}.name" for i in range(len(DEFAULT_TASKS)))
+    return cfg
+
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_DIR", "DEFAULT_DATA_DIR", "DEFAULT_LIMIT", "DEFAULT_TASKS", "MODEL_BACKENDS",
+    "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "SuiteConfig", "TaskEntry",
+    "TrackingConfig", "apply_overrides", "check_task_names", "default_suite", "flatten",
+    "is_local_ref", "load_suite", "load_suite_text", "parse_model_spec", "resolve_path",
+    "resolve_ref", "suite_hash",
+]
