@@ -81,8 +81,9 @@ def config_hash(config: dict[str, Any]) -> str:
 class MultipleChoiceTask:
     """lm-eval ``output_type: multiple_choice`` over pre-rendered documents.
 
-    ``scoring`` is ``"acc"`` (acc + acc_norm), ``"mc1"`` (acc named mc1) or ``"mc2"``
-    (normalised probability mass on the true answers, lm-eval's ``process_results_mc2``).
+    ``scoring`` is ``"acc"`` (acc + acc_norm), ``"acc_only"`` (tasks whose lm-eval config lists only
+    acc: MMLU, PubMedQA), ``"mc1"`` (acc named mc1) or ``"mc2"`` (normalised probability mass on the
+    true answers, lm-eval's ``process_results_mc2``).
     """
 
     name: str
@@ -99,6 +100,8 @@ class MultipleChoiceTask:
     def __post_init__(self) -> None:
         if self.scoring == "acc":
             self.metrics = {"acc": MetricSpec("acc"), "acc_norm": MetricSpec("acc_norm")}
+        elif self.scoring == "acc_only":
+            self.metrics = {"acc": MetricSpec("acc")}
         elif self.scoring == "mc1":
             self.metrics = {"mc1": MetricSpec("mc1")}
         elif self.scoring == "mc2":
@@ -127,6 +130,8 @@ class MultipleChoiceTask:
         acc = float(int(np.argmax(ll)) == doc.gold)
         if self.scoring == "mc1":
             return {"mc1": acc}
+        if self.scoring == "acc_only":
+            return {"acc": acc}
         lengths = np.array([float(len(c)) for c in doc.choices])
         acc_norm = float(int(np.argmax(ll / lengths)) == doc.gold)
         return {"acc": acc, "acc_norm": acc_norm}
