@@ -51,6 +51,9 @@ def run(
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking)
     check_task_names(cfg)
+    from evalmon.models.hf import quiet_transformers
+
+    quiet_transformers()
     result = run_suite(cfg, progress=RichProgress(err), log=lambda m: err.print(m),
                        command=" ".join(["evalmon", *sys.argv[1:]]))
     print_results(result, out)

@@ -236,10 +236,14 @@ def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], 
     info: dict[str, Any] = log_run(result, run_dir, cfg.tracking.uri, cfg.tracking.experiment)
     result.mlflow = info
     result.save(run_dir)
+    write_reports(result, run_dir)  # local copy now links the MLflow run
     if info.get("status") == "pending":
         say(f"warning: MLflow unreachable ({info.get('reason')}); run kept in {run_dir} — "
             f"upload it later with `evalmon sync {run_dir.parent}`")
     elif info.get("ui_url"):
         say(f"MLflow run: {info['ui_url']}")
+    elif info.get("run_id"):
+        say(f"MLflow run {info['run_id']} in {info.get('tracking_uri')} "
+            f"(browse: mlflow ui --backend-store-uri {info.get('tracking_uri')})")
 
 

@@ -264,6 +264,14 @@ class HFCausalLM:
                                     stats=self.last_stats)
 
 
+def quiet_transformers() -> None:
+    """CLI runs: no per-file loading bars or tokenizer length warnings (we truncate like lm-eval)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_hf(settings: HFSettings, log: Callable[[str], None] | None = None) -> HFCausalLM:
     lm = HFCausalLM(settings)
     if log:
