@@ -1,0 +1,76 @@
+"""Monitor pipeline contracts: Source → Records (canonical frame) → Signals → Windows → Drift/Checks.
+
+Everything between stages is a pandas DataFrame with the canonical columns below (plus signal
+columns), so each stage is a pure function of a batch and can run per partition (Spark
+``mapInPandas``) when one machine is not enough.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Canonical record columns (internal names). OpenTelemetry GenAI / OpenInference / MLflow trace
+# aliases map onto these in evalmon.monitor.schema.
+REQUEST_ID = "request_id"  # str, unique per request
+TIMESTAMP = "timestamp"  # pandas datetime64[ns, UTC]
+MODEL = "model"  # gen_ai.request.model
+PROMPT = "prompt"  # str (user input; chat messages flattened)
+RESPONSE = "response"  # str (model output)
+CONTEXTS = "contexts"  # list[str] retrieved passages (RAG), may be empty
+SAMPLES = "samples"  # list[str] extra sampled responses (self-consistency), may be empty
+LATENCY_MS = "latency_ms"  # float
+INPUT_TOKENS = "input_tokens"  # gen_ai.usage.input_tokens
+OUTPUT_TOKENS = "output_tokens"  # gen_ai.usage.output_tokens
+SESSION_ID = "session_id"  # optional conversation id
+TRACE_ID = "trace_id"  # MLflow trace id when the source is MLflow traces
+
+CANONICAL_COLUMNS = (REQUEST_ID, TIMESTAMP, MODEL, PROMPT, RESPONSE, CONTEXTS, SAMPLES, LATENCY_MS,
+                     INPUT_TOKENS, OUTPUT_TOKENS, SESSION_ID, TRACE_ID)
+REQUIRED_COLUMNS = (TIMESTAMP, PROMPT, RESPONSE)
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    """A line/row that could not become a record: kept with the reason, never silently dropped."""
+
+    source: str  # file path / table / experiment
+    location: str  # "line 17", "row 3", "trace tr-abc"
+    reason: str
+    raw: str  # the raw text (truncated to a few KB)
+
+
+@dataclass
+class SourceBatch:
+    frame: pd.DataFrame  # canonical columns, sorted by timestamp
+    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)  # rows_read, files, ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Reads logged traffic in [start, end) (None = unbounded), normalised to canonical columns."""
+
+    name: str
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch: ...
+
+
+@runtime_checkable
+class Signal(Protocol):
+    """A per-record signal: a pure function of a batch of records → new columns (same index).
+
+    Column names are prefixed by the signal name (``text.response_chars``, ``pii.any``,
+    ``hallucination.unsupported_ratio``, ``safety.unsafe``, ...). Boolean "rate" signals are
+    0/1 floats so a window's mean is the rate.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    version: str  # bump when the numbers change; part of the per-record cache key
+
+    def compute(self, frame: pd.DataFrame) -> pd.DataFrame: ...
