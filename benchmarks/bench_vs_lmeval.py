@@ -55,7 +55,7 @@ def main() -> None:
 
     from evalmon.models.hf import HFCausalLM, HFSettings
     from evalmon.parity import export_lmeval_tasks
-    from evalmon.suite import evaluate_task
+    from evalmon.evaluate import evaluate_task
     from evalmon.tasks.base import TaskOptions, build_task
 
     hf_logging.set_verbosity_error()

@@ -135,7 +135,10 @@ class SampleRecord(BaseModel):
     choices: list[str] = Field(default_factory=list)
     loglikelihoods: list[float] = Field(default_factory=list)
     is_greedy: list[bool] = Field(default_factory=list)
-    scores: dict[str, float] = Field(default_factory=dict)
+    outputs: list[str] = Field(default_factory=list)  # generations (generative tasks)
+    scores: dict[str, float] = Field(default_factory=dict)  # per-document values of mean metrics
+    items: dict[str, Any] = Field(default_factory=dict)  # per-document inputs of corpus metrics
+    extra: dict[str, Any] = Field(default_factory=dict)  # task-specific (e.g. filtered answer)
 
 
 def write_samples(path: Path, samples: Iterable[SampleRecord]) -> int:

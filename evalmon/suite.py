@@ -8,7 +8,6 @@ to ``results.json`` at once, every scored batch goes to the response cache, and 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -18,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalmon import provenance
-from evalmon.engine.runner import Advance, run_loglikelihood
+from evalmon.engine.runner import Advance
 from evalmon.errors import OutputError
-from evalmon.metrics.stats import aggregate_group, mean_stderr
+from evalmon.evaluate import evaluate_task
+from evalmon.metrics.stats import aggregate_group
 from evalmon.models.base import LM
 from evalmon.models.cache import ResponseCache
 from evalmon.results import (
@@ -28,12 +28,10 @@ from evalmon.results import (
     MetricValue,
     RunResult,
     SampleRecord,
-    TaskResult,
-    TaskTiming,
     write_samples,
 )
 from evalmon.tasks import base as registry
-from evalmon.tasks.base import Task, TaskOptions, config_hash
+from evalmon.tasks.base import TaskOptions
 
 if TYPE_CHECKING:
     from evalmon.config import SuiteConfig
@@ -103,42 +101,6 @@ def prepare_run_dir(output_dir: Path, run_id: str) -> Path:
     return run_dir
 
 
-def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Advance
-                  ) -> tuple[TaskResult, list[SampleRecord]]:
-    docs = list(task.docs())
-    per_doc = [task.requests(d) for d in docs]
-    flat = [r for reqs in per_doc for r in reqs]
-    results, stats = run_loglikelihood(lm, flat, cache, advance)
-    samples: list[SampleRecord] = []
-    per_metric: dict[str, list[float]] = {m: [] for m in task.metrics}
-    i = 0
-    for doc, reqs in zip(docs, per_doc, strict=True):
-        res = results[i : i + len(reqs)]
-        i += len(reqs)
-        scores = task.score(doc, res)
-        for m, v in scores.items():
-            per_metric[m].append(v)
-        samples.append(SampleRecord(
-            task=task.name, doc_id=doc.id,
-            prompt_hash=hashlib.sha256(reqs[0].context.encode()).hexdigest()[:16] if reqs else "",
-            target=doc.gold, choices=list(doc.choices),
-            loglikelihoods=[r.logprob for r in res], is_greedy=[r.is_greedy for r in res], scores=scores))
-    metrics = {m: MetricValue.with_ci(sum(v) / len(v), mean_stderr(v), task.metrics[m].higher_is_better)
-               for m, v in per_metric.items() if v}
-    timing = TaskTiming(
-        seconds=round(stats.seconds, 4), requests=stats.requests, unique_requests=stats.unique,
-        cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
-        requests_per_s=round(stats.requests / stats.seconds, 2) if stats.seconds > 0 else 0.0,
-        tokens_per_s=round(stats.tokens / stats.seconds, 2) if stats.seconds > 0 else 0.0)
-    cfg = task.config()
-    result = TaskResult(
-        name=task.name, n=len(docs), num_fewshot=task.num_fewshot, source=task.source,
-        config_hash=config_hash(cfg), config=cfg, metrics=metrics,
-        metric_kinds={m: s.kind for m, s in task.metrics.items()},
-        lm_eval_task=getattr(task, "lm_eval_task", None), timing=timing)
-    return result, samples
-
-
 def aggregate_groups(result: RunResult, groups: dict[str, list[str]]) -> None:
     for name, members in groups.items():
         done = [result.tasks[m] for m in members if m in result.tasks]
@@ -203,7 +165,7 @@ def run_suite(
         for task in tasks:
             n_requests = sum(len(task.requests(d)) for d in task.docs())
             with progress.task(task.name, n_requests) as advance:
-                task_result, task_samples = evaluate_task(task, lm, cache, advance)
+                task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
             result.tasks[task.name] = task_result
             samples.extend(task_samples)
             aggregate_groups(result, groups)

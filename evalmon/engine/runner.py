@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from evalmon.models.base import LM, LLRequest, LLResult
+from evalmon.errors import ModelError
+from evalmon.models.base import LM, GenRequest, LLRequest, LLResult
 from evalmon.models.cache import ResponseCache
 
 Advance = Callable[[int], None]
@@ -67,5 +68,49 @@ def run_loglikelihood(
         lm.loglikelihood(todo, progress=on_batch)
         last = getattr(lm, "last_stats", None)
         stats.tokens = int(getattr(last, "tokens_forwarded", 0))
+    stats.seconds = time.perf_counter() - t0
+    return [have[k] for k in keys], stats
+
+
+def run_generate(
+    lm: LM,
+    requests: Sequence[GenRequest],
+    cache: ResponseCache | None = None,
+    advance: Advance | None = None,
+) -> tuple[list[str], EngineStats]:
+    """Generate for ``requests``; greedy ones are deduplicated and cached (sampled ones never are)."""
+    generate = getattr(lm, "generate", None)
+    if generate is None:
+        raise ModelError(f"backend {lm.fingerprint.backend!r} cannot generate text")
+    t0 = time.perf_counter()
+    stats = EngineStats(requests=len(requests))
+    keys = [r.key() if r.greedy else f"sample:{i}:{r.key()}" for i, r in enumerate(requests)]
+    unique: dict[str, GenRequest] = {}
+    multiplicity: dict[str, int] = {}
+    for k, r in zip(keys, requests, strict=True):
+        unique.setdefault(k, r)
+        multiplicity[k] = multiplicity.get(k, 0) + 1
+    stats.unique = len(unique)
+    model_key = lm.fingerprint.cache_key()
+    cacheable = [k for k, r in unique.items() if r.greedy]
+    have: dict[str, str] = cache.get_texts(model_key, cacheable) if cache and cacheable else {}
+    stats.cached = len(have)
+    if advance and have:
+        advance(sum(multiplicity[k] for k in have))
+    todo_keys = [k for k in unique if k not in have]
+    stats.computed = len(todo_keys)
+
+    def on_batch(done: list[tuple[int, str]]) -> None:
+        items = [(todo_keys[i], text) for i, text in done]
+        have.update(items)
+        if cache:
+            cache.put_texts(model_key, [(k, t) for k, t in items if unique[k].greedy])
+        if advance:
+            advance(sum(multiplicity[k] for k, _ in items))
+
+    if todo_keys:
+        generate([unique[k] for k in todo_keys], progress=on_batch)
+        last = getattr(lm, "last_gen_stats", None)
+        stats.tokens = int(getattr(last, "prompt_tokens", 0)) + int(getattr(last, "generated_tokens", 0))
     stats.seconds = time.perf_counter() - t0
     return [have[k] for k in keys], stats

@@ -36,12 +36,41 @@ class LLResult:
 
 @dataclass(frozen=True, slots=True)
 class GenRequest:
-    """Generation request (used by generative tasks)."""
+    """Generate from ``context`` (or from chat ``messages`` rendered with the model's chat template).
+
+    ``until``: stop strings — the output is cut before the first one (lm-eval's ``until``; the
+    tokenizer's EOS is always added). ``temperature == 0`` is greedy (cacheable); sampling uses ``seed``.
+    """
 
     context: str
     until: tuple[str, ...] = ()
     max_gen_toks: int = 256
     temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    messages: tuple[tuple[str, str], ...] | None = None  # (role, content) pairs; context ignored when set
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def key(self) -> str:
+        payload = json.dumps(["gen", self.context, list(self.until), self.max_gen_toks, self.temperature,
+                              self.top_p, self.seed, [list(m) for m in self.messages or ()]], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RollingRequest:
+    """Loglikelihood of a whole text (perplexity), lm-eval's ``loglikelihood_rolling``."""
+
+    text: str
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(["rolling", self.text], ensure_ascii=False).encode()).hexdigest()
+
+
+Request = LLRequest | GenRequest | RollingRequest
 
 
 @dataclass(frozen=True)
@@ -89,4 +118,13 @@ class LM(Protocol):
 
     def token_count(self, text: str) -> int:
         """Number of tokens ``text`` encodes to (for throughput figures)."""
+        ...
+
+
+@runtime_checkable
+class GenerativeLM(LM, Protocol):
+    """A backend that can also generate text."""
+
+    def generate(self, reqs: Sequence[GenRequest], progress: Any = None) -> list[str]:
+        """Generate for each request; ``progress([(index, text), ...])`` is called per finished batch."""
         ...

@@ -22,6 +22,12 @@ CREATE TABLE IF NOT EXISTS loglikelihood (
     n_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (model_key, request_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generation (
+    model_key TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (model_key, request_key)
+) WITHOUT ROWID;
 """
 
 
@@ -59,6 +65,23 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO loglikelihood VALUES (?, ?, ?, ?, ?)",
                 [(model_key, k, r.logprob, int(r.is_greedy), r.n_tokens) for k, r in items],
             )
+
+    def get_texts(self, model_key: str, request_keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        keys = list(dict.fromkeys(request_keys))
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(
+                f"SELECT request_key, text FROM generation WHERE model_key = ? AND request_key IN ({marks})",
+                [model_key, *part])
+            found.update({k: t for k, t in rows})
+        return found
+
+    def put_texts(self, model_key: str, items: Iterable[tuple[str, str]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO generation VALUES (?, ?, ?)",
+                                 [(model_key, k, t) for k, t in items])
 
     def count(self, model_key: str | None = None) -> int:
         if model_key is None:

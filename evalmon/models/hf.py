@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalmon.engine.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.engine.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.errors import ModelError
-from evalmon.models.base import LLRequest, LLResult, ModelFingerprint
+from evalmon.models.base import GenRequest, LLRequest, LLResult, ModelFingerprint
 
 DEFAULT_MAX_LENGTH = 2048
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -35,6 +36,7 @@ class HFSettings:
     adapter: str | None = None
     trust_remote_code: bool = False
     add_bos_token: bool | None = None
+    chat_template_fallback: str = "error"  # error | plain ("role: content" lines) when no chat template
 
 
 def _looks_local(path: str) -> bool:
@@ -114,6 +116,7 @@ class HFCausalLM:
                    "prefix_token_id": self.prefix_token_id},
         )
         self.last_stats = BatchStats()
+        self.last_gen_stats = GenStats()
 
     # ------------------------------------------------------------------ loading
     def _load(self, s: HFSettings) -> tuple[Any, Any, str | None]:
@@ -148,7 +151,7 @@ class HFCausalLM:
             raise ModelError(f"model.dtype: unknown dtype {s.dtype!r}", hint="use float32, bfloat16, float16 or auto")
         torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            tokenizer = configure_pad_token(AutoTokenizer.from_pretrained(path, **kwargs))
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
         except OSError as exc:
             raise self._load_error(path, local, exc) from None
@@ -262,6 +265,38 @@ class HFCausalLM:
         return score_token_requests(self._forward, token_reqs, batch_size=self.batch_size,
                                     max_length=self.max_length, device=self.device, on_batch=progress,
                                     stats=self.last_stats)
+
+    # ------------------------------------------------------------------ generation
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
+        """Render (role, content) turns with the tokenizer's chat template (generation prompt added)."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(self.tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in messages],
+                                                          tokenize=False, add_generation_prompt=True))
+        if self.settings.chat_template_fallback == "plain":
+            return "".join(f"{role.capitalize()}: {content}\n\n" for role, content in messages) + "Assistant:"
+        raise ModelError(f"model {self._model_id} has no chat template (a base model?)",
+                         hint="set model.chat_template_fallback: plain, or use a chat/instruct checkpoint")
+
+    def generate(self, reqs: Sequence[GenRequest], progress: OnGenBatch | None = None) -> list[str]:
+        contexts = [self.render_chat(r.messages) if r.messages else r.context for r in reqs]
+        self.last_gen_stats = GenStats()
+        return generate_hf(self.model, self.tokenizer, contexts, reqs, batch_size=self.batch_size,
+                           max_length=self.max_length, device=self.device,
+                           add_special_tokens=self.settings.add_bos_token, on_batch=progress,
+                           stats=self.last_gen_stats)
+
+
+def configure_pad_token(tokenizer: Any) -> Any:
+    """lm-eval's rule: keep the pad token, else use unk, else eos, else add ``<|pad|>``."""
+    if getattr(tokenizer, "pad_token_id", None) is not None or getattr(tokenizer, "pad_token", None):
+        return tokenizer
+    if getattr(tokenizer, "unk_token", None):
+        tokenizer.pad_token_id = tokenizer.unk_token_id
+    elif getattr(tokenizer, "eos_token", None):
+        tokenizer.pad_token_id = tokenizer.eos_token_id
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return tokenizer
 
 
 def quiet_transformers() -> None:

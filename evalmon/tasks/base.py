@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from evalmon.errors import UnknownNameError, did_you_mean
-from evalmon.models.base import LLRequest, LLResult
+from evalmon.models.base import LLRequest, LLResult, Request
 
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
@@ -26,12 +26,20 @@ FEWSHOT_DELIMITER = "\n\n"
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """How a per-sample metric aggregates: ``mean`` with sample stderr (lm-eval's ``mean_stderr``)."""
+    """How a per-sample metric aggregates.
+
+    Default: ``mean`` of per-document floats with the sample stderr (lm-eval's ``mean_stderr``).
+    Corpus metrics (BLEU, corpus WER, perplexity) set ``corpus``: the per-document values are items
+    (e.g. ``[hypothesis, reference]``) and ``corpus(items) -> float`` computes the statistic; its
+    stderr is a seeded bootstrap over documents (``bootstrap_iters``).
+    """
 
     name: str
     higher_is_better: bool = True
-    aggregation: str = "mean"
-    kind: str = "binary"  # binary (McNemar-able) | continuous
+    aggregation: str = "mean"  # mean | corpus
+    kind: str = "binary"  # binary (McNemar-able) | continuous | corpus
+    corpus: Callable[[list[Any]], float] | None = None
+    bootstrap_iters: int = 1000
 
 
 @dataclass(frozen=True)
@@ -59,16 +67,23 @@ class TaskOptions:
 
 @runtime_checkable
 class Task(Protocol):
+    """Documents → requests (loglikelihood, generation or rolling) → per-document scores.
+
+    ``docs()`` items need an ``id``; ``score`` returns floats for mean metrics and JSON-able items
+    for corpus metrics. Optional: ``sample_fields(doc, responses) -> dict`` adds what the samples
+    file should keep (target, choices, generations).
+    """
+
     name: str
     source: str  # where the documents came from (path or hub id), for provenance
     num_fewshot: int
     metrics: dict[str, MetricSpec]
 
-    def docs(self) -> Sequence[MCDoc]: ...
+    def docs(self) -> Sequence[Any]: ...
 
-    def requests(self, doc: MCDoc) -> list[LLRequest]: ...
+    def requests(self, doc: Any) -> Sequence[Request]: ...
 
-    def score(self, doc: MCDoc, results: Sequence[LLResult]) -> dict[str, float]: ...
+    def score(self, doc: Any, results: Sequence[Any]) -> dict[str, Any]: ...
 
     def config(self) -> dict[str, Any]: ...
 
@@ -135,6 +150,10 @@ class MultipleChoiceTask:
         lengths = np.array([float(len(c)) for c in doc.choices])
         acc_norm = float(int(np.argmax(ll / lengths)) == doc.gold)
         return {"acc": acc, "acc_norm": acc_norm}
+
+    def sample_fields(self, doc: MCDoc, results: Sequence[LLResult]) -> dict[str, Any]:
+        return {"target": doc.gold, "choices": list(doc.choices),
+                "loglikelihoods": [r.logprob for r in results], "is_greedy": [r.is_greedy for r in results]}
 
     def config(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,111 @@
+"""Evaluate one task on one model: dispatch requests by type, score, aggregate.
+
+This is the arrow ``Task → Requests → Engine → Responses → Scorer/Metrics`` of the design; the
+suite runner calls it per task. Requests of each type go to their engine in one call so batching,
+dedupe and the response cache work across the whole task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from evalmon.engine.runner import Advance, EngineStats, run_generate, run_loglikelihood
+from evalmon.metrics.stats import mean_stderr, sample_stddev
+from evalmon.models.base import LM, GenRequest, LLRequest, RollingRequest
+from evalmon.models.cache import ResponseCache
+from evalmon.results import MetricValue, SampleRecord, TaskResult, TaskTiming
+from evalmon.tasks.base import MetricSpec, Task, config_hash
+
+
+def dispatch(lm: LM, reqs: Sequence[Any], cache: ResponseCache | None, advance: Advance
+             ) -> tuple[list[Any], EngineStats]:
+    """Send each request to the engine for its type; responses come back in request order."""
+    out: list[Any] = [None] * len(reqs)
+    total = EngineStats()
+    by_type: dict[type, list[int]] = {}
+    for i, r in enumerate(reqs):
+        by_type.setdefault(type(r), []).append(i)
+    for kind, idxs in by_type.items():
+        batch = [reqs[i] for i in idxs]
+        if kind is LLRequest:
+            results, stats = run_loglikelihood(lm, batch, cache, advance)
+        elif kind is GenRequest:
+            results, stats = run_generate(lm, batch, cache, advance)
+        elif kind is RollingRequest:
+            from evalmon.engine.runner import run_rolling  # type: ignore[attr-defined]
+
+            results, stats = run_rolling(lm, batch, cache, advance)
+        else:  # pragma: no cover - programming error
+            raise TypeError(f"unknown request type {kind.__name__}")
+        for i, res in zip(idxs, results, strict=True):
+            out[i] = res
+        for field in ("requests", "unique", "cached", "computed", "tokens", "seconds"):
+            setattr(total, field, getattr(total, field) + getattr(stats, field))
+    return out, total
+
+
+def bootstrap_stderr(fn: Any, items: list[Any], iters: int, seed: int) -> float | None:
+    """Std of ``fn`` over ``iters`` document resamples (lm-eval's bootstrap_stderr idea, seeded)."""
+    if len(items) < 2 or iters <= 0:
+        return None
+    rnd = random.Random(seed)
+    n = len(items)
+    stats = [fn([items[rnd.randrange(n)] for _ in range(n)]) for _ in range(iters)]
+    return sample_stddev(stats)
+
+
+def aggregate(spec: MetricSpec, values: list[Any], seed: int) -> MetricValue:
+    if spec.corpus is not None:
+        value = float(spec.corpus(values))
+        se = bootstrap_stderr(spec.corpus, values, spec.bootstrap_iters, seed)
+        return MetricValue.with_ci(value, se, spec.higher_is_better)
+    return MetricValue.with_ci(sum(values) / len(values), mean_stderr(values), spec.higher_is_better)
+
+
+def _prompt_text(req: Any) -> str:
+    if isinstance(req, GenRequest) and req.messages:
+        return "\n".join(f"{r}: {c}" for r, c in req.messages)
+    return getattr(req, "context", None) or getattr(req, "text", "")
+
+
+def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Advance, seed: int = 1234
+                  ) -> tuple[TaskResult, list[SampleRecord]]:
+    docs = list(task.docs())
+    per_doc = [list(task.requests(d)) for d in docs]
+    flat = [r for reqs in per_doc for r in reqs]
+    responses, stats = dispatch(lm, flat, cache, advance)
+    samples: list[SampleRecord] = []
+    per_metric: dict[str, list[Any]] = {m: [] for m in task.metrics}
+    extra_fields = getattr(task, "sample_fields", None)
+    i = 0
+    for doc, reqs in zip(docs, per_doc, strict=True):
+        res = responses[i : i + len(reqs)]
+        i += len(reqs)
+        scores = task.score(doc, res)
+        for m, v in scores.items():
+            per_metric[m].append(v)
+        fields: dict[str, Any] = dict(extra_fields(doc, res)) if extra_fields else {}
+        if "outputs" not in fields and res and isinstance(res[0], str):
+            fields["outputs"] = list(res)
+        mean_scores = {m: float(v) for m, v in scores.items() if task.metrics[m].corpus is None}
+        corpus_items = {m: v for m, v in scores.items() if task.metrics[m].corpus is not None}
+        prompt = _prompt_text(reqs[0]) if reqs else ""
+        samples.append(SampleRecord(task=task.name, doc_id=str(doc.id),
+                                    prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16],
+                                    scores=mean_scores, items=corpus_items, **fields))
+    metrics = {m: aggregate(task.metrics[m], v, seed) for m, v in per_metric.items() if v}
+    timing = TaskTiming(
+        seconds=round(stats.seconds, 4), requests=stats.requests, unique_requests=stats.unique,
+        cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
+        requests_per_s=round(stats.requests / stats.seconds, 2) if stats.seconds > 0 else 0.0,
+        tokens_per_s=round(stats.tokens / stats.seconds, 2) if stats.seconds > 0 else 0.0)
+    cfg = task.config()
+    result = TaskResult(
+        name=task.name, n=len(docs), num_fewshot=task.num_fewshot, source=task.source,
+        config_hash=config_hash(cfg), config=cfg, metrics=metrics,
+        metric_kinds={m: s.kind for m, s in task.metrics.items()},
+        lm_eval_task=getattr(task, "lm_eval_task", None), timing=timing)
+    return result, samples
