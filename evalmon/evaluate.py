@@ -73,6 +73,11 @@ def _prompt_text(req: Any) -> str:
 
 def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Advance, seed: int = 1234
                   ) -> tuple[TaskResult, list[SampleRecord]]:
+    """Score ``task`` on ``lm``. Multi-stage tasks (e.g. multi-turn chat + judge) implement
+    ``evaluate(lm, cache, advance, seed)`` themselves and are delegated to."""
+    custom = getattr(task, "evaluate", None)
+    if custom is not None:
+        return custom(lm, cache, advance, seed)
     docs = list(task.docs())
     per_doc = [list(task.requests(d)) for d in docs]
     flat = [r for reqs in per_doc for r in reqs]
