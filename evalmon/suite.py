@@ -163,7 +163,8 @@ def run_suite(
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
     try:
         for task in tasks:
-            n_requests = sum(len(task.requests(d)) for d in task.docs())
+            total = getattr(task, "progress_total", None)
+            n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
             with progress.task(task.name, n_requests) as advance:
                 task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
             result.tasks[task.name] = task_result
