@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from evalmon.engine.runner import Advance, EngineStats, run_generate, run_loglikelihood
+from evalmon.engine.runner import Advance, EngineStats, run_generate, run_loglikelihood, run_rolling
 from evalmon.metrics.stats import mean_stderr, sample_stddev
 from evalmon.models.base import LM, GenRequest, LLRequest, RollingRequest
 from evalmon.models.cache import ResponseCache
@@ -35,8 +35,6 @@ def dispatch(lm: LM, reqs: Sequence[Any], cache: ResponseCache | None, advance: 
         elif kind is GenRequest:
             results, stats = run_generate(lm, batch, cache, advance)
         elif kind is RollingRequest:
-            from evalmon.engine.runner import run_rolling  # type: ignore[attr-defined]
-
             results, stats = run_rolling(lm, batch, cache, advance)
         else:  # pragma: no cover - programming error
             raise TypeError(f"unknown request type {kind.__name__}")

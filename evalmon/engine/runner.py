@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from evalmon.errors import ModelError
-from evalmon.models.base import LM, GenRequest, LLRequest, LLResult
+from evalmon.models.base import LM, GenRequest, LLRequest, LLResult, RollingRequest
 from evalmon.models.cache import ResponseCache
 
 Advance = Callable[[int], None]
@@ -112,5 +112,43 @@ def run_generate(
         generate([unique[k] for k in todo_keys], progress=on_batch)
         last = getattr(lm, "last_gen_stats", None)
         stats.tokens = int(getattr(last, "prompt_tokens", 0)) + int(getattr(last, "generated_tokens", 0))
+    stats.seconds = time.perf_counter() - t0
+    return [have[k] for k in keys], stats
+
+
+def run_rolling(
+    lm: LM,
+    requests: Sequence[RollingRequest],
+    cache: ResponseCache | None = None,
+    advance: Advance | None = None,
+) -> tuple[list[LLResult], EngineStats]:
+    """Whole-text loglikelihoods (perplexity); deduplicated and cached like loglikelihood requests."""
+    rolling = getattr(lm, "loglikelihood_rolling", None)
+    if rolling is None:
+        raise ModelError(f"backend {lm.fingerprint.backend!r} cannot compute rolling loglikelihoods")
+    t0 = time.perf_counter()
+    stats = EngineStats(requests=len(requests))
+    keys = [r.key() for r in requests]
+    unique = dict(zip(keys, requests, strict=True))
+    stats.unique = len(unique)
+    model_key = lm.fingerprint.cache_key()
+    have = cache.get_many(model_key, list(unique)) if cache else {}
+    stats.cached = len(have)
+    if advance and have:
+        advance(sum(1 for k in keys if k in have))
+    todo_keys = [k for k in unique if k not in have]
+    stats.computed = len(todo_keys)
+
+    def on_batch(done: list[tuple[int, LLResult]]) -> None:
+        items = [(todo_keys[i], res) for i, res in done]
+        have.update(items)
+        if cache:
+            cache.put_many(model_key, items)
+        if advance:
+            advance(sum(keys.count(k) for k, _ in items))
+
+    if todo_keys:
+        rolling([unique[k] for k in todo_keys], progress=on_batch)
+        stats.tokens = int(getattr(getattr(lm, "last_stats", None), "tokens_forwarded", 0))
     stats.seconds = time.perf_counter() - t0
     return [have[k] for k in keys], stats

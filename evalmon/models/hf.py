@@ -17,7 +17,7 @@ from typing import Any
 from evalmon.engine.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.engine.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.errors import ModelError
-from evalmon.models.base import GenRequest, LLRequest, LLResult, ModelFingerprint
+from evalmon.models.base import GenRequest, LLRequest, LLResult, ModelFingerprint, RollingRequest
 
 DEFAULT_MAX_LENGTH = 2048
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -266,6 +266,39 @@ class HFCausalLM:
                                     max_length=self.max_length, device=self.device, on_batch=progress,
                                     stats=self.last_stats)
 
+    def loglikelihood_rolling(self, reqs: Sequence[RollingRequest], progress: OnBatch | None = None
+                              ) -> list[LLResult]:
+        """lm-eval's ``loglikelihood_rolling``: disjoint windows of ``max_length`` tokens, prefix token
+        first, window batches of ``batch_size`` scored like loglikelihood requests; summed per text."""
+        windows: list[TokenRequest] = []
+        owner: list[int] = []
+        for i, r in enumerate(reqs):
+            for ctx, cont in rolling_windows(self.tok_encode(r.text), self.prefix_token_id, self.max_length):
+                windows.append(TokenRequest(len(windows), tuple(ctx), tuple(cont)))
+                owner.append(i)
+        totals = [0.0] * len(reqs)
+        n_tokens = [0] * len(reqs)
+        remaining = [owner.count(i) for i in range(len(reqs))]
+        self.last_stats = BatchStats()
+        for start in range(0, len(windows), self.batch_size):
+            chunk = [TokenRequest(j, w.context, w.continuation) for j, w in enumerate(windows[start:start + self.batch_size])]
+            done: list[tuple[int, LLResult]] = []
+            for j, res in enumerate(score_token_requests(self._forward, chunk, batch_size=len(chunk),
+                                                         max_length=self.max_length, device=self.device,
+                                                         stats=self.last_stats)):
+                i = owner[start + j]
+                totals[i] += res.logprob
+                n_tokens[i] += res.n_tokens
+                remaining[i] -= 1
+                if remaining[i] == 0:
+                    done.append((i, LLResult(totals[i], False, n_tokens[i])))
+            if progress and done:
+                progress(done)
+        empty = [(i, LLResult(0.0, False, 0)) for i in range(len(reqs)) if owner.count(i) == 0]
+        if progress and empty:
+            progress(empty)
+        return [LLResult(totals[i], False, n_tokens[i]) for i in range(len(reqs))]
+
     # ------------------------------------------------------------------ generation
     def render_chat(self, messages: Sequence[tuple[str, str]]) -> str:
         """Render (role, content) turns with the tokenizer's chat template (generation prompt added)."""
@@ -284,6 +317,24 @@ class HFCausalLM:
                            max_length=self.max_length, device=self.device,
                            add_special_tokens=self.settings.add_bos_token, on_batch=progress,
                            stats=self.last_gen_stats)
+
+
+def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """lm-eval's ``get_rolling_token_windows(context_len=1)`` + ``make_disjoint_window``."""
+    out: list[tuple[list[int], list[int]]] = []
+    if not tokens:
+        return out
+    first = min(max_len, len(tokens))
+    pairs = [([prefix_token, *tokens[: first - 1]], tokens[:first])]
+    predicted = first
+    while predicted < len(tokens):
+        pred_len = min(len(tokens) - predicted, max_len)
+        end = predicted + pred_len
+        pairs.append((tokens[end - max_len - 1 : end - 1], tokens[end - pred_len : end]))  # end > max_len here
+        predicted += pred_len
+    for ctx, cont in pairs:
+        out.append((ctx[: len(ctx) - (len(cont) - 1)], cont))
+    return out
 
 
 def configure_pad_token(tokenizer: Any) -> Any:
