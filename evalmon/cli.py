@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from evalmon.errors import EvalmonError
+from evalmon.traffic.cli import traffic_app  # import-light sub-app (typer sub-apps cannot be lazy)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Evaluate LLM checkpoints with lm-eval-equal numbers; results go to MLflow and reports/.")
@@ -42,22 +43,39 @@ def run(
 
     out = _console()
     err = _console(stderr=True)
-    if suite is None:
-        cfg = default_suite()
-        _ensure_default_checkpoint(cfg, err)
-    else:
-        cfg = load_suite(suite)
+    cfg = default_suite() if suite is None else load_suite(suite)
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking)
     check_task_names(cfg)
+    if suite is None and model is None:  # not when --model replaces the default checkpoint
+        _ensure_default_checkpoint(cfg, err)
     from evalmon.models.hf import quiet_transformers
 
     quiet_transformers()
-    result = run_suite(cfg, progress=RichProgress(err), log=lambda m: err.print(m),
-                       command=" ".join(["evalmon", *sys.argv[1:]]))
+    _quiet_library_warnings()
+
+    def log(message: str) -> None:  # plain text, one line per message even in a narrow/non-tty stderr
+        err.print(message, markup=False, soft_wrap=True)
+
+    try:
+        result = run_suite(cfg, progress=RichProgress(err), log=log,
+                           command=" ".join(["evalmon", *sys.argv[1:]]))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"interrupted: partial results (status \"interrupted\") saved under {cfg.output_dir}; "
+                         "scored requests are cached — rerun the same command to resume\n")
+        sys.exit(130)
     print_results(result, out)
-    out.print(f"results: {Path(cfg.output_dir) / result.run_id}")
+    out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
+
+
+def _quiet_library_warnings() -> None:
+    """Deprecation chatter from torch/transformers/peft is not for CLI users (unless -W/PYTHONWARNINGS)."""
+    import warnings
+
+    if not sys.warnoptions:
+        for category in (FutureWarning, DeprecationWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
 
 
 def _ensure_default_checkpoint(cfg, err) -> None:  # type: ignore[no-untyped-def]
@@ -120,27 +138,182 @@ def sync(
         raise typer.Exit(1)
 
 
+# ----------------------------------------------------------------- compare / gate / baseline (evalmon.gate)
+_RUN_HELP = ("Results dir or results.json, mlflow:<run_id> (or a bare 32-hex id), "
+             "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias or models:/NAME/<version>.")
+_URI_HELP = "MLflow tracking URI for MLflow RUN references (default: $MLFLOW_TRACKING_URI, else .evalmon/mlflow.db)."
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Run A (the reference). " + _RUN_HELP)],
+    run_b: Annotated[str, typer.Argument(help="Run B (compared against A).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table (rich), md or json.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write md/json here instead of stdout.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_URI_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the output).")] = 1234,
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for continuous metrics.")] = 10_000,
+) -> None:
+    """Side by side: every shared task/metric with value ± CI, delta, paired p-value, comparability warnings."""
+    from evalmon.errors import ConfigError
+    from evalmon.gate.commands import compare_cmd
+
+    if format not in ("table", "md", "json"):
+        raise ConfigError(f"--format {format!r}: expected table, md or json")
+    compare_cmd(run_a, run_b, fmt=format, tracking_uri=tracking_uri, seed=seed, n_boot=n_boot, output=output)
+
+
+@app.command()
+def gate(
+    baseline: Annotated[str, typer.Option(help="Baseline run. " + _RUN_HELP)],
+    candidate: Annotated[str, typer.Option(help="Candidate run (same forms).")],
+    policy: Annotated[Path | None, typer.Option(help="gates.yaml (default: gate every shared metric).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the verdict as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the markdown verdict here.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Family-wise alpha (overrides the policy's).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_URI_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the verdict).")] = 1234,
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for continuous metrics.")] = 10_000,
+    allow_incomparable: Annotated[bool, typer.Option(help="Warn instead of exit 2 on provenance differences.")] = False,
+) -> None:
+    """Regression gate: exit 0 pass, 1 regression, 2 error or not comparable; markdown to $GITHUB_STEP_SUMMARY."""
+    from evalmon.gate.commands import gate_cmd
+
+    code = gate_cmd(baseline, candidate, policy=policy, json_out=json_out, markdown_out=markdown, alpha=alpha,
+                    tracking_uri=tracking_uri, seed=seed, n_boot=n_boot, allow_incomparable=allow_incomparable)
+    if code:
+        raise typer.Exit(code)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Manage the baseline run that gates compare against.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("promote")
+def baseline_promote(
+    run: Annotated[str, typer.Argument(help="Run to promote: a logged results dir (uses its mlflow.json) or "
+                                            "an MLflow reference (mlflow:<run_id>, models:/NAME@alias, …).")],
+    tag: Annotated[str, typer.Option(help="Tag to set, key=value.")] = "baseline=true",
+    tracking_uri: Annotated[str | None, typer.Option(help=_URI_HELP)] = None,
+    keep_previous: Annotated[bool, typer.Option(help="Leave the tag on earlier baselines of the experiment.")] = False,
+) -> None:
+    """Tag an MLflow run as the baseline (the tag moves off the experiment's previous baseline)."""
+    from evalmon.gate.commands import promote_cmd
+
+    promote_cmd(run, tag=tag, tracking_uri=tracking_uri, keep_previous=keep_previous)
+
+
+@app.command()
+def score(
+    metric: Annotated[str, typer.Argument(help="bleu | chrf | ter | wer | cer | mer")],
+    hyp: Annotated[Path, typer.Option("--hyp", help="Hypotheses, one segment per line.")],
+    ref: Annotated[list[Path], typer.Option("--ref", help="References (repeat for several reference sets).")],
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for stderr/CI (0 = off).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the signature).")] = 12345,
+    keep_case: Annotated[bool, typer.Option("--keep-case", help="WER/CER/MER: do not lower-case.")] = False,
+    keep_punctuation: Annotated[bool, typer.Option("--keep-punctuation", help="WER/CER/MER: keep punctuation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score a file of existing hypotheses against references (sacrebleu / jiwer), no model needed."""
+    import json
+
+    from evalmon.metrics.asr import Normalization
+    from evalmon.scoring import score_files
+
+    norm = Normalization(lowercase=not keep_case, remove_punctuation=not keep_punctuation)
+    res = score_files(metric, hyp, ref, n_bootstrap=bootstrap, seed=seed, norm=norm)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+        return
+    ci = f"  95% CI [{res.ci_low:.4f}, {res.ci_high:.4f}]  ± {res.stderr:.4f}" if res.stderr is not None else ""
+    typer.echo(f"{metric} = {res.score:.4f}{ci}  (n={res.n})")
+    typer.echo(f"signature: {res.signature}")
+
+
+# ----------------------------------------------------------------- judge (evalmon.judge)
+judge_app = typer.Typer(no_args_is_help=True, help="LLM-as-a-judge utilities (MT-Bench judging lives in the mtbench task).")
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("agreement")
+def judge_agreement(
+    prd: Annotated[Path | None, typer.Option(help="PRD data dir (judge_agreement_prd: human votes + stored LLM reviews). "
+                                                  "Default: $EVALMON_DATA_DIR or ../shared/benchmarks, /judge_agreement_prd.")] = None,
+    judge: Annotated[list[str] | None, typer.Option("--judge", "-j", help="PRD reviewer(s) to score, e.g. gpt4, claude, "
+                                                                            "gpt35 (default: every LLM reviewer).")] = None,
+    position: Annotated[str, typer.Option(help="swap: both answer orders combined, disagreement = inconsistent tie "
+                                               "(MT-Bench); as-shown: the review of the order the humans saw.")] = "swap",
+    human_votes: Annotated[Path | None, typer.Option(help="Human votes JSONL {question_id, model_a, model_b, winner, turn} "
+                                                          "instead of PRD.")] = None,
+    judge_votes: Annotated[Path | None, typer.Option(help="Judge votes: same JSONL format, or an evalmon mtbench "
+                                                          "pairwise run directory.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, md or json.")] = "table",
+) -> None:
+    """Agreement of LLM judges with human votes, with ties (S1) and without (S2), as Zheng et al. 2023 define it."""
+    import os
+
+    from evalmon.errors import ConfigError
+    from evalmon.judge import agreement as ag
+
+    if format not in ("table", "md", "json"):
+        raise ConfigError(f"--format {format!r}: expected table, md or json")
+    if position not in ("swap", "as-shown"):
+        raise ConfigError(f"--position {position!r}: expected swap or as-shown")
+    if (human_votes is None) != (judge_votes is None):
+        raise ConfigError("--human-votes and --judge-votes go together", hint="give both, or neither for PRD data")
+    if human_votes is not None and judge_votes is not None:
+        report = ag.compare({judge_votes.name: ag.load_vote_file(judge_votes)}, ag.load_vote_file(human_votes),
+                            source=f"{human_votes} vs {judge_votes}", position="as given")
+    else:
+        root = prd or Path(os.environ.get("EVALMON_DATA_DIR") or "../shared/benchmarks") / "judge_agreement_prd"
+        report = ag.prd_report(root, judge, position)  # type: ignore[arg-type]
+    if format == "json":
+        typer.echo(ag.to_json(report))
+    elif format == "md":
+        typer.echo(ag.to_markdown(report))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"judge–human agreement ({report.position}; S1 with ties, S2 without) — {report.source}")
+        for col in ("judge", "vs", "turn", "S1", "S1 n", "S2", "S2 n"):
+            table.add_column(col)
+        for j, v, t, s1, s2 in ag.paired_rows(report.rows):
+            table.add_row(j, v, str(t), ag.pct(s1.ratio), f"{s1.agree}/{s1.total}", ag.pct(s2.ratio),
+                          f"{s2.agree}/{s2.total}")
+        con = _console()
+        con.print(table)
+        for note in report.notes:
+            con.print(f"note: {note}")
+
+
+app.add_typer(traffic_app, name="traffic")
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Not standalone: typer *returns* the code of a `typer.Exit(code)` (and 130 for a Ctrl-C it caught)
+        code = app(standalone_mode=False)
     except EvalmonError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: scored requests are cached; finished tasks saved — rerun to resume\n")
-        sys.exit(130)
+        code = 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except typer.Abort:
         sys.stderr.write("aborted\n")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
+    except Exception as exc:
+        # click usage errors (unknown option, bad value, no command); typer vendors its own click, so
+        # `click.ClickException` does not catch them: recognise them by their interface.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
+    if code == 130:
+        sys.stderr.write("interrupted\n")
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

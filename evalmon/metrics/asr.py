@@ -1,0 +1,110 @@
+"""Corpus WER / CER / MER through jiwer, with a documented, configurable text normalisation.
+
+Corpus-level: total edit operations / total reference words (jiwer's ``process_words`` over the
+whole list), never a mean of per-utterance rates. The stderr / 95% interval come from a seeded
+bootstrap over utterances that resamples per-utterance error counts (no re-alignment).
+
+Default normalisation (``Normalization()``), applied identically to references and hypotheses:
+lower-case → expand common English contractions? no (off by default) → remove punctuation
+(Unicode category P*, keeping apostrophes inside words) → collapse whitespace → strip.
+Every step is a flag so a team can match the normaliser its published numbers used.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import statistics
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from evalmon.metrics.text import CorpusScore, check_parallel
+
+ASR_METRICS = ("wer", "cer", "mer")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    lowercase: bool = True
+    remove_punctuation: bool = True
+    expand_contractions: bool = False
+    collapse_whitespace: bool = True
+
+    def describe(self) -> str:
+        on = [k for k, v in asdict(self).items() if v]
+        return "+".join(on) if on else "none"
+
+    def apply(self, text: str) -> str:
+        if self.lowercase:
+            text = text.lower()
+        if self.expand_contractions:
+            import jiwer
+
+            text = jiwer.ExpandCommonEnglishContractions()(text)
+        if self.remove_punctuation:
+            text = "".join(" " if unicodedata.category(c).startswith("P") and c != "'" else c for c in text)
+            text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+        if self.collapse_whitespace:
+            text = " ".join(text.split())
+        return text.strip()
+
+
+@dataclass(frozen=True)
+class ErrorCounts:
+    errors: int  # S + D + I (words or characters)
+    ref_len: int  # N reference units
+    hits: int = 0  # H (for MER: errors / (H + S + D + I))
+
+
+def _counts(metric: str, refs: Sequence[str], hyps: Sequence[str]) -> list[ErrorCounts]:
+    import jiwer
+
+    out = []
+    for r, h in zip(refs, hyps, strict=True):
+        if metric == "cer":
+            o = jiwer.process_characters(r, h) if r else None
+        else:
+            o = jiwer.process_words(r, h) if r else None
+        if o is None:  # empty reference: every hypothesis unit is an insertion
+            n_h = len(h) if metric == "cer" else len(h.split())
+            out.append(ErrorCounts(errors=n_h, ref_len=0, hits=0))
+            continue
+        errors = o.substitutions + o.deletions + o.insertions
+        out.append(ErrorCounts(errors=errors, ref_len=o.hits + o.substitutions + o.deletions, hits=o.hits))
+    return out
+
+
+def _rate(metric: str, counts: Sequence[ErrorCounts]) -> float:
+    errors = sum(c.errors for c in counts)
+    denom = errors + sum(c.hits for c in counts) if metric == "mer" else sum(c.ref_len for c in counts)
+    return errors / denom if denom else float("nan")
+
+
+def asr_score(metric: str, hyps: Sequence[str], refs: Sequence[str], *, norm: Normalization | None = None,
+              n_bootstrap: int = 1000, seed: int = 12345) -> CorpusScore:
+    """Corpus ``metric`` (wer | cer | mer) of ``hyps`` against one reference stream ``refs``."""
+    check_parallel(hyps, [refs])
+    norm = norm or Normalization()
+    counts = _counts(metric, [norm.apply(r) for r in refs], [norm.apply(h) for h in hyps])
+    value = _rate(metric, counts)
+    stderr = lo = hi = None
+    if n_bootstrap > 1 and len(counts) > 1:
+        rnd = random.Random(seed)
+        n = len(counts)
+        samples = sorted(_rate(metric, [counts[rnd.randrange(n)] for _ in range(n)]) for _ in range(n_bootstrap))
+        stderr = statistics.stdev(samples)
+        lo, hi = samples[n_bootstrap // 40], samples[n_bootstrap - n_bootstrap // 40 - 1]
+    sig = f"{metric}|jiwer|corpus|norm:{norm.describe()}|bs:{n_bootstrap}|seed:{seed}"
+    return CorpusScore(metric=metric, score=value, stderr=stderr, ci_low=lo, ci_high=hi, signature=sig,
+                       n=len(hyps), seed=seed, higher_is_better=False)
+
+
+def corpus_from_items(metric: str, norm: Normalization | None = None) -> Any:
+    """``MetricSpec.corpus`` over per-document items ``[hypothesis, reference]``."""
+
+    def compute(items: list[Any]) -> float:
+        return asr_score(metric, [i[0] for i in items], [i[1] for i in items], norm=norm, n_bootstrap=0).score
+
+    return compute

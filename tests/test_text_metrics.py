@@ -1,0 +1,120 @@
+"""BLEU/chrF/TER (sacrebleu) and WER/CER/MER (jiwer) on real reference numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalmon.errors import DataError
+from evalmon.metrics.asr import Normalization, asr_score
+from evalmon.metrics.text import ReferenceScorer, corpus_score, read_lines
+from evalmon.scoring import score_files
+
+
+def _wmt(benchmarks_dir: Path):  # type: ignore[no-untyped-def]
+    base = benchmarks_dir / "wmt22"
+    rows = list(csv.DictReader((base / "scores/automatic-scores.tsv").open(encoding="utf-8"), delimiter="\t"))
+    official = {(r["pair"], r["system"], r["metric"]): float(r["score"]) for r in rows}
+    systems = sorted((p.name.split(".")[1], p.name.split(".")[3], p) for p in (base / "txt/system-outputs").iterdir())
+    return base, official, systems
+
+
+def test_every_wmt22_system_matches_official_bleu_and_chrf(benchmarks_dir: Path) -> None:
+    base, official, systems = _wmt(benchmarks_dir)
+    assert len(systems) == 18
+    scorers: dict[tuple[str, str, str], ReferenceScorer] = {}
+    checked = 0
+    for pair, system, path in systems:
+        tgt = pair.split("-")[1]
+        hyp = read_lines(path)
+        ref_a = read_lines(base / f"txt/references/generaltest2022.{pair}.ref.A.{tgt}")
+        ref_b = read_lines(base / f"txt/references/generaltest2022.{pair}.ref.B.{tgt}")
+        for metric in ("bleu", "chrf"):
+            for refs, tag in (([ref_a], "A"), ([ref_a, ref_b], "all")):
+                key = (pair, system, f"{metric}-{tag}")
+                if key not in official:
+                    continue
+                scorer = scorers.setdefault((pair, metric, tag), ReferenceScorer(metric, refs))
+                assert scorer.score(hyp) == pytest.approx(official[key], abs=0.01), key
+                checked += 1
+    assert checked >= 70
+    # the uncached path gives the same number
+    pair, system, path = systems[0]
+    tgt = pair.split("-")[1]
+    ref = read_lines(base / f"txt/references/generaltest2022.{pair}.ref.A.{tgt}")
+    assert corpus_score("bleu", read_lines(path), [ref], n_bootstrap=0).score == pytest.approx(
+        official[(pair, system, "bleu-A")], abs=0.01)
+
+
+def test_sacrebleu_expectations(benchmarks_dir: Path) -> None:
+    d = json.loads((benchmarks_dir / "metric_expectations/sacrebleu_test_expectations.json").read_text())
+    for case in d["corpus_bleu"]:
+        got = corpus_score("bleu", case["hyps"], case["refs"], n_bootstrap=0, options=case["kwargs"]).score
+        assert got == pytest.approx(case["expected"], abs=1e-4)
+
+
+def test_jiwer_expectations(benchmarks_dir: Path) -> None:
+    d = json.loads((benchmarks_dir / "metric_expectations/jiwer_test_expectations.json").read_text())
+    raw = Normalization(lowercase=False, remove_punctuation=False)
+    n = 0
+    for case in d["word_measures"]:
+        refs = case["reference"] if isinstance(case["reference"], list) else [case["reference"]]
+        hyps = case["hypothesis"] if isinstance(case["hypothesis"], list) else [case["hypothesis"]]
+        for metric in ("wer", "mer"):
+            if metric in case["expected"]:
+                assert asr_score(metric, hyps, refs, norm=raw, n_bootstrap=0).score == pytest.approx(
+                    case["expected"][metric], abs=1e-6)
+                n += 1
+    assert n >= 10
+
+
+def test_corpus_wer_is_not_a_mean_of_utterance_wers() -> None:
+    refs, hyps = ["a b c d e f g h i j", "x"], ["a b c d e f g h i j", "y"]
+    assert asr_score("wer", hyps, refs, n_bootstrap=0).score == pytest.approx(1 / 11)  # mean would be 0.5
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_score(benchmarks_dir: Path) -> None:
+    base, _, systems = _wmt(benchmarks_dir)
+    pair, _, path = systems[0]
+    tgt = pair.split("-")[1]
+    hyp, ref = read_lines(path)[:300], read_lines(base / f"txt/references/generaltest2022.{pair}.ref.A.{tgt}")[:300]
+    a = corpus_score("bleu", hyp, [ref], n_bootstrap=200, seed=7)
+    b = corpus_score("bleu", hyp, [ref], n_bootstrap=200, seed=7)
+    assert a == b and a.stderr and a.ci_low < a.score < a.ci_high and "seed:7" in a.signature
+    w = asr_score("wer", hyp, ref, n_bootstrap=200, seed=7)
+    assert w.ci_low <= w.score <= w.ci_high and not w.higher_is_better
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    (tmp_path / "h").write_text("a\nb\n")
+    (tmp_path / "r").write_text("a\n")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "blank").write_text("\n\n")
+    with pytest.raises(DataError, match="has 2 lines but"):
+        score_files("bleu", tmp_path / "h", [tmp_path / "r"])
+    with pytest.raises(DataError, match="empty"):
+        score_files("bleu", tmp_path / "h", [tmp_path / "empty"])
+    with pytest.raises(DataError, match="only empty lines"):
+        score_files("wer", tmp_path / "h", [tmp_path / "blank"])
+    with pytest.raises(DataError, match="not found"):
+        score_files("bleu", tmp_path / "missing", [tmp_path / "r"])
+
+
+def test_score_cli(benchmarks_dir: Path, tmp_path: Path) -> None:
+    base = benchmarks_dir / "wmt22/txt"
+    hyp = base / "system-outputs/generaltest2022.en-de.hyp.OpenNMT.de"
+    ref = base / "references/generaltest2022.en-de.ref.A.de"
+    out = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", "bleu", "--hyp", str(hyp), "--ref", str(ref),
+                          "--json", "--bootstrap", "100"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["score"] == pytest.approx(35.685, abs=0.01) and "nrefs:1" in res["signature"]
+    (tmp_path / "short").write_text("x\n")
+    bad = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", "bleu", "--hyp", str(tmp_path / "short"),
+                          "--ref", str(ref)], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
