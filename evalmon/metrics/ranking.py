@@ -1,0 +1,103 @@
+"""Classification metrics from label scores, via scikit-learn.
+
+Binary: ``y_true`` in {0, 1}, ``score`` = P(positive). Multi-class: ``proba`` [n, k] rows summing to
+1, one-vs-rest (macro) for PR-AUC / ROC-AUC. Undefined values (all-one-class labels) are reported as
+``None`` with the reason, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ClassificationReport:
+    n: int
+    positive_rate: float | None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    undefined: dict[str, str] = field(default_factory=dict)  # metric -> why
+    curves: dict[str, Any] = field(default_factory=dict)  # pr / reliability points for plots
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[float, list[dict[str, float]]]:
+    """ECE with equal-width bins over [0, 1] (weighted |accuracy − confidence|) + reliability points."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+    ece, points = 0.0, []
+    for b in range(bins):
+        mask = idx == b
+        if not mask.any():
+            continue
+        conf, acc, w = float(p[mask].mean()), float(y[mask].mean()), float(mask.mean())
+        ece += w * abs(acc - conf)
+        points.append({"bin": b, "confidence": conf, "accuracy": acc, "weight": w})
+    return ece, points
+
+
+def binary_report(y_true: Sequence[int], score: Sequence[float], threshold: float = 0.5,
+                  bins: int = 10) -> ClassificationReport:
+    from sklearn.metrics import (
+        average_precision_score,
+        brier_score_loss,
+        f1_score,
+        precision_recall_curve,
+        roc_auc_score,
+    )
+
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(score, dtype=float)
+    rep = ClassificationReport(n=len(y), positive_rate=float(y.mean()) if len(y) else None)
+    pred = (p >= threshold).astype(int)
+    rep.metrics["f1"] = float(f1_score(y, pred, zero_division=0.0))
+    rep.metrics["accuracy"] = float((pred == y).mean()) if len(y) else None
+    rep.metrics["brier"] = float(brier_score_loss(y, p)) if len(y) else None
+    ece, points = expected_calibration_error(y, p, bins)
+    rep.metrics["ece"] = ece
+    rep.curves["reliability"] = points
+    if len(set(y.tolist())) < 2:
+        why = "labels contain one class only" if len(y) else "no examples"
+        for m in ("pr_auc", "roc_auc"):
+            rep.metrics[m] = None
+            rep.undefined[m] = why
+        return rep
+    rep.metrics["pr_auc"] = float(average_precision_score(y, p))
+    rep.metrics["roc_auc"] = float(roc_auc_score(y, p))
+    prec, rec, _ = precision_recall_curve(y, p)
+    step = max(1, len(prec) // 200)
+    rep.curves["pr"] = {"precision": prec[::step].tolist(), "recall": rec[::step].tolist()}
+    return rep
+
+
+def multiclass_report(y_true: Sequence[int], proba: Sequence[Sequence[float]], labels: Sequence[str],
+                      bins: int = 10) -> ClassificationReport:
+    """One-vs-rest macro PR-AUC / ROC-AUC; argmax accuracy and macro F1; top-label ECE; multi-class Brier."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    y = np.asarray(y_true, dtype=int)
+    P = np.asarray(proba, dtype=float)
+    k = len(labels)
+    rep = ClassificationReport(n=len(y), positive_rate=None)
+    pred = P.argmax(axis=1) if len(y) else np.array([], dtype=int)
+    rep.metrics["accuracy"] = float((pred == y).mean()) if len(y) else None
+    rep.metrics["f1_macro"] = float(f1_score(y, pred, labels=list(range(k)), average="macro", zero_division=0.0))
+    onehot = np.eye(k)[y] if len(y) else np.zeros((0, k))
+    rep.metrics["brier"] = float(((P - onehot) ** 2).sum(axis=1).mean()) if len(y) else None
+    conf = P.max(axis=1) if len(y) else np.array([])
+    ece, points = expected_calibration_error((pred == y).astype(int), conf, bins)
+    rep.metrics["ece"] = ece
+    rep.curves["reliability"] = points
+    present = [c for c in range(k) if 0 < (y == c).sum() < len(y)]
+    if not present:
+        for m in ("pr_auc", "roc_auc"):
+            rep.metrics[m] = None
+            rep.undefined[m] = "labels contain one class only"
+        return rep
+    rep.metrics["pr_auc"] = float(np.mean([average_precision_score(y == c, P[:, c]) for c in present]))
+    rep.metrics["roc_auc"] = float(np.mean([roc_auc_score(y == c, P[:, c]) for c in present]))
+    if len(present) < k:
+        rep.undefined["classes_without_both_outcomes"] = ",".join(labels[c] for c in range(k) if c not in present)
+    return rep
