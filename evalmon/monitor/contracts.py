@@ -32,6 +32,10 @@ TRACE_ID = "trace_id"  # MLflow trace id when the source is MLflow traces
 CANONICAL_COLUMNS = (REQUEST_ID, TIMESTAMP, MODEL, PROMPT, RESPONSE, CONTEXTS, SAMPLES, LATENCY_MS,
                      INPUT_TOKENS, OUTPUT_TOKENS, SESSION_ID, TRACE_ID)
 REQUIRED_COLUMNS = (TIMESTAMP, PROMPT, RESPONSE)
+# Extra column set by every Source (not a record field): the row's position in the source's arrival
+# order (files in order, then line/row order). Frames are sorted by timestamp; sorting by ARRIVAL
+# restores the logged order (data-quality "timestamps increasing" check). Not a signal: don't drift it.
+ARRIVAL = "arrival"
 
 
 @dataclass(frozen=True)

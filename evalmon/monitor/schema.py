@@ -1,0 +1,354 @@
+"""Raw logged records → the canonical frame of :mod:`evalmon.monitor.contracts`.
+
+Field names are resolved in this order: the YAML ``columns:`` mapping (``{canonical: source_column}``),
+then the aliases below (OpenTelemetry GenAI, OpenInference, MLflow trace fields, plain names). Nested
+dicts are flattened by dotted path (``{"attributes": {"gen_ai.request.model": …}}`` →
+``attributes.gen_ai.request.model``) and the span prefixes ``attributes.`` / ``span.attributes.`` are
+ignored when matching. When several alias columns are present they are coalesced in alias order.
+
+Timestamps: ISO-8601 strings with or without offset, epoch s/ms/µs/ns numbers or numeric strings (unit
+from the field name, else from the magnitude), datetimes. Everything becomes ``datetime64[ns, UTC]``;
+naive values are read in ``assume_timezone`` (default UTC). Offsets seen are counted in
+``stats["timezones"]`` and ``stats["mixed_timezones"]``.
+
+Per-row problems (missing required field, unparseable timestamp, wrong type) never raise: the row becomes
+a :class:`QuarantinedRecord` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from evalmon.errors import ConfigError, DataError
+from evalmon.monitor.contracts import (
+    ARRIVAL,
+    CANONICAL_COLUMNS,
+    CONTEXTS,
+    INPUT_TOKENS,
+    LATENCY_MS,
+    MODEL,
+    OUTPUT_TOKENS,
+    PROMPT,
+    REQUEST_ID,
+    REQUIRED_COLUMNS,
+    RESPONSE,
+    SAMPLES,
+    SESSION_ID,
+    TIMESTAMP,
+    TRACE_ID,
+    QuarantinedRecord,
+)
+from evalmon.monitor.parsing import (
+    WrongType,
+    flatten,
+    gc_paused,
+    is_missing,
+    parse_timestamps,
+    to_text,
+    to_text_list,
+    truncate_raw,
+)
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    REQUEST_ID: ("request_id", "gen_ai.response.id", "client_request_id", "requestId", "id",
+                 "span_id", "context.span_id"),
+    TIMESTAMP: ("timestamp", "@timestamp", "time", "ts", "created_at", "start_time", "startTime",
+                "start_time_unix_nano", "startTimeUnixNano", "timeUnixNano", "timestamp_ms", "request_time"),
+    MODEL: ("model", "gen_ai.request.model", "gen_ai.response.model", "llm.model_name", "model_name",
+            "model_id"),
+    PROMPT: ("prompt", "gen_ai.input.messages", "gen_ai.prompt", "input.value", "llm.input_messages",
+             "request", "request_preview", "messages", "input", "inputs", "question", "query"),
+    RESPONSE: ("response", "gen_ai.output.messages", "gen_ai.completion", "output.value",
+               "llm.output_messages", "response_preview", "completion", "output", "outputs", "answer"),
+    CONTEXTS: ("contexts", "retrieval.documents", "retrieved_contexts", "documents"),
+    SAMPLES: ("samples",),
+    LATENCY_MS: ("latency_ms", "execution_time_ms", "execution_duration", "duration_ms"),
+    INPUT_TOKENS: ("input_tokens", "gen_ai.usage.input_tokens", "llm.token_count.prompt",
+                   "gen_ai.usage.prompt_tokens", "usage.prompt_tokens", "prompt_tokens"),
+    OUTPUT_TOKENS: ("output_tokens", "gen_ai.usage.output_tokens", "llm.token_count.completion",
+                    "gen_ai.usage.completion_tokens", "usage.completion_tokens", "completion_tokens"),
+    SESSION_ID: ("session_id", "session.id", "gen_ai.conversation.id", "conversation_id"),
+    TRACE_ID: ("trace_id", "context.trace_id", "traceId"),
+}
+# epoch unit by field name; other numeric timestamps are guessed from the magnitude
+TIME_UNITS = {"start_time_unix_nano": "ns", "startTimeUnixNano": "ns", "timeUnixNano": "ns",
+              "end_time_unix_nano": "ns", "endTimeUnixNano": "ns", "timestamp_ms": "ms", "request_time": "ms"}
+# (start, end) pairs from which latency is derived when no latency field is logged
+SPAN_TIMES = (("start_time_unix_nano", "end_time_unix_nano"), ("startTimeUnixNano", "endTimeUnixNano"),
+              ("start_time", "end_time"), ("startTime", "endTime"))
+# fields whose string values may be JSON (message arrays, MLflow request/response payloads); a response
+# that merely looks like JSON in a plain field stays verbatim
+STRUCTURED = {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt", "gen_ai.completion",
+              "llm.input_messages", "llm.output_messages", "request", "response_preview", "request_preview",
+              "inputs", "outputs", "messages"}
+# OpenInference values are JSON only when their mime type says so
+MIME_TYPED = {"input.value": "input.mime_type", "output.value": "output.mime_type"}
+PREFIXES = ("attributes.", "span.attributes.", "span_attributes.")
+
+
+@dataclass
+class Normalized:
+    """``frame`` sorted by timestamp. ``quarantined_times``: each quarantined row's own timestamp, else the
+    previous row's (arrival order) so a window can claim it exactly once; ``row_times``: that effective
+    time for every input row, in input order (NaT where nothing is known)."""
+
+    frame: pd.DataFrame
+    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    quarantined_times: list[pd.Timestamp | None] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    row_times: pd.Series | None = None
+
+
+def resolve_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"assume_timezone: unknown time zone {name!r}", hint="use an IANA name such as UTC or Europe/Berlin") from exc
+
+
+def check_mapping(mapping: Mapping[str, str]) -> None:
+    unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
+    if unknown:
+        raise ConfigError(f"columns: unknown canonical field(s) {', '.join(unknown)}",
+                          hint=f"map one of {', '.join(CANONICAL_COLUMNS)}")
+
+
+def _lookup(columns: Sequence[str]) -> dict[str, str]:
+    """Alias name → actual column (exact names win over prefix-stripped ones)."""
+    found: dict[str, str] = {}
+    for col in columns:
+        for prefix in PREFIXES:
+            if col.startswith(prefix):
+                found.setdefault(col[len(prefix):], col)
+    for col in columns:
+        found[col] = col
+    return found
+
+
+def resolve_columns(columns: Sequence[str], mapping: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """Canonical name → source columns (alias order) present in ``columns``."""
+    lookup = _lookup([str(c) for c in columns])
+    out: dict[str, list[str]] = {}
+    for canon, aliases in ALIASES.items():
+        if mapping and canon in mapping:
+            out[canon] = [mapping[canon]] if mapping[canon] in lookup.values() else []
+            continue
+        out[canon] = list(dict.fromkeys(lookup[a] for a in aliases if a in lookup))
+    return out
+
+
+def _coalesce(df: pd.DataFrame, cols: list[str]) -> pd.Series:
+    series = df[cols[0]]
+    for col in cols[1:]:
+        series = series.where(series.notna(), df[col])
+    return series
+
+
+def _source_of(df: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """Per row, the first column of ``cols`` that has a value (for per-field parsing rules)."""
+    which = pd.Series(cols[0], index=df.index, dtype=object)
+    seen = df[cols[0]].notna()
+    for col in cols[1:]:
+        which = which.where(seen, col)
+        seen = seen | df[col].notna()
+    return which
+
+
+def normalize_frame(df: pd.DataFrame, **kwargs: Any) -> Normalized:
+    """Map a raw frame (one row per logged request) to canonical columns; bad rows are quarantined.
+
+    Keywords: ``source`` (label), ``locations`` (per row, e.g. "line 7"), ``raws`` (per row raw text),
+    ``mapping`` ({canonical: column}), ``assume_timezone``, ``keep`` (extra columns passed through),
+    ``strict_columns`` (DataError when a required field has no column at all), ``arrival_offset``.
+    """
+    with gc_paused():
+        return _normalize_frame(df, **kwargs)
+
+
+def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] | None = None,
+                     raws: Sequence[str] | None = None, mapping: Mapping[str, str] | None = None,
+                     assume_timezone: str = "UTC", keep: Sequence[str] = (), strict_columns: bool = False,
+                     arrival_offset: int = 0) -> Normalized:
+    tz = resolve_timezone(assume_timezone)
+    df = df.reset_index(drop=True)
+    n = len(df)
+    if n == 0:
+        return Normalized(frame=empty_frame(), stats={"rows_read": 0, "rows": 0, "quarantined": 0},
+                          row_times=pd.Series([], dtype="datetime64[ns, UTC]"))
+    locs = list(locations) if locations is not None else [f"row {i + 1}" for i in range(n)]
+    resolved = resolve_columns(list(df.columns), mapping)
+    if strict_columns and n:
+        absent = [c for c in REQUIRED_COLUMNS if not resolved[c]]
+        if absent and not (absent == [TIMESTAMP] and _span_pair(df)):
+            looked = "; ".join(f"{c}: {mapping[c] if mapping and c in mapping else ', '.join(ALIASES[c])}" for c in absent)
+            raise DataError(f"{source}: no column for required field(s) {', '.join(absent)} (looked for {looked}; "
+                            f"columns are {', '.join(map(str, df.columns[:20]))})",
+                            hint="map them with `columns: {canonical: source_column}`")
+    problems: dict[int, list[str]] = {}  # sparse: row → reasons
+
+    def flag(mask: pd.Series, reason: str | pd.Series) -> None:
+        for i in np.flatnonzero(mask.to_numpy()):
+            problems.setdefault(int(i), []).append(reason if isinstance(reason, str) else str(reason.iloc[i]))
+
+    out = pd.DataFrame(index=df.index)
+    tz_counts: dict[str, int] = {}
+    # timestamp (+ latency derived from span start/end)
+    pair = _span_pair(df)
+    ts_cols = resolved[TIMESTAMP] or ([pair[0]] if pair else [])
+    if ts_cols:
+        ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+        which = _source_of(df, ts_cols)
+        for col in ts_cols:
+            rows = (which == col) & df[col].notna()
+            if rows.any():
+                ts[rows] = parse_timestamps(df.loc[rows, col], unit=TIME_UNITS.get(_bare(col)), tz=tz,
+                                            tz_counts=tz_counts)
+        raw_ts = _coalesce(df, ts_cols)
+        flag(raw_ts.isna(), "missing required field: timestamp")
+        bad = raw_ts.notna() & ts.isna()
+        flag(bad, "unparseable timestamp: " + raw_ts.astype(str).str.slice(0, 60))
+    else:
+        ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+        flag(pd.Series(True, index=df.index), "missing required field: timestamp")
+    out[TIMESTAMP] = ts
+    # text fields
+    for canon, roles in ((PROMPT, ("user", "human")), (RESPONSE, ("assistant", "ai"))):
+        cols = resolved[canon]
+        texts: list[str | None] = [None] * n
+        json_rows = _json_mime(df, cols)
+        if len(cols) == 1 and _bare(cols[0]) not in STRUCTURED and not json_rows.any() and \
+                pd.api.types.infer_dtype(df[cols[0]], skipna=True) in ("string", "empty"):
+            column = df[cols[0]]
+            flag(column.isna(), f"missing required field: {canon}")
+            out[canon] = column.astype(object).where(column.notna(), None)
+            continue
+        if cols:
+            which = _source_of(df, cols).to_numpy()
+            values = _coalesce(df, cols).to_numpy()
+            for i in range(n):
+                try:
+                    texts[i] = to_text(values[i], structured=_bare(which[i]) in STRUCTURED or json_rows[i],
+                                       roles=roles)
+                except WrongType as exc:
+                    problems.setdefault(i, []).append(f"wrong type for {canon}: {exc}")
+                    continue
+                if texts[i] is None:
+                    problems.setdefault(i, []).append(f"missing required field: {canon}")
+        else:
+            for i in range(n):
+                problems.setdefault(i, []).append(f"missing required field: {canon}")
+        out[canon] = pd.Series(texts, index=df.index, dtype=object)
+    for canon in (CONTEXTS, SAMPLES):
+        lists: list[list[str]] = [[] for _ in range(n)]
+        if resolved[canon]:
+            values = _coalesce(df, resolved[canon]).to_numpy()
+            for i in range(n):
+                try:
+                    lists[i] = to_text_list(values[i])
+                except WrongType as exc:
+                    problems.setdefault(i, []).append(f"wrong type for {canon}: {exc}")
+        out[canon] = pd.Series(lists, index=df.index, dtype=object)
+    # numbers
+    for canon in (LATENCY_MS, INPUT_TOKENS, OUTPUT_TOKENS):
+        if resolved[canon]:
+            raw = _coalesce(df, resolved[canon])
+            nums = pd.to_numeric(raw.map(lambda v: None if isinstance(v, bool) else v), errors="coerce")
+            flag(raw.notna() & nums.isna(), f"wrong type for {canon}: " + raw.astype(str).str.slice(0, 40))
+            out[canon] = nums.astype("float64")
+        else:
+            out[canon] = np.nan
+        if canon == LATENCY_MS and pair and out[canon].isna().any():
+            start = parse_timestamps(df[pair[0]], unit=TIME_UNITS.get(_bare(pair[0])), tz=tz, tz_counts={})
+            end = parse_timestamps(df[pair[1]], unit=TIME_UNITS.get(_bare(pair[1])), tz=tz, tz_counts={})
+            out[canon] = out[canon].fillna((end - start).dt.total_seconds() * 1000.0)
+    # identifiers
+    generated = 0
+    for canon in (REQUEST_ID, MODEL, SESSION_ID, TRACE_ID):
+        if resolved[canon]:
+            raw = _coalesce(df, resolved[canon])
+            out[canon] = raw.map(lambda v: None if is_missing(v) else str(v)).astype(object)
+        else:
+            out[canon] = pd.Series([None] * n, index=df.index, dtype=object)
+    missing_id = out[REQUEST_ID].isna().to_numpy()
+    if missing_id.any():
+        generated = int(missing_id.sum())
+        out.loc[missing_id, REQUEST_ID] = [
+            hashlib.sha1(f"{source}|{locs[i]}".encode(), usedforsecurity=False).hexdigest()[:16]
+            for i in np.flatnonzero(missing_id)]
+    out[ARRIVAL] = np.arange(arrival_offset, arrival_offset + n, dtype="int64")
+    for col in keep:
+        out[col] = df[col] if col in df.columns else None
+    # split good / quarantined
+    bad_rows = np.zeros(n, dtype=bool)
+    bad_rows[list(problems)] = True
+    quarantined: list[QuarantinedRecord] = []
+    q_times: list[pd.Timestamp | None] = []
+    row_times = ts.ffill().bfill()
+    for i in np.flatnonzero(bad_rows):
+        raw = raws[i] if raws is not None else json.dumps(df.iloc[i].to_dict(), ensure_ascii=False, default=str)
+        quarantined.append(QuarantinedRecord(source=source, location=locs[i], reason="; ".join(problems[i]),
+                                             raw=truncate_raw(raw)))
+        t = row_times.iloc[i]
+        q_times.append(None if pd.isna(t) else t)
+    good = out[~bad_rows]
+    ts_good = good[TIMESTAMP]
+    out_of_order = int((ts_good < ts_good.cummax().shift(1)).sum())
+    frame = good.sort_values(TIMESTAMP, kind="mergesort").reset_index(drop=True)
+    frame = frame[[*CANONICAL_COLUMNS, ARRIVAL, *[c for c in keep if c not in CANONICAL_COLUMNS]]]
+    labels = {k for k, v in tz_counts.items() if k != "epoch" and v > 0}
+    stats: dict[str, Any] = {"rows_read": n, "rows": len(frame), "quarantined": len(quarantined),
+                             "out_of_order": out_of_order, "timezones": tz_counts,
+                             "mixed_timezones": len(labels) > 1, "request_ids_generated": generated,
+                             "columns_used": {k: v for k, v in resolved.items() if v}}
+    return Normalized(frame=frame, quarantined=quarantined, quarantined_times=q_times, stats=stats,
+                      row_times=row_times)
+
+
+def _json_mime(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Rows whose OpenInference ``*.value`` column is declared ``application/json``."""
+    flags = np.zeros(len(df), dtype=bool)
+    lookup = _lookup([str(c) for c in df.columns])
+    for col in cols:
+        mime = MIME_TYPED.get(_bare(col))
+        if mime and mime in lookup:
+            flags |= (df[lookup[mime]].astype(str).str.contains("json", na=False) & df[col].notna()).to_numpy()
+    return flags
+
+
+def _bare(col: str) -> str:
+    for prefix in PREFIXES:
+        if col.startswith(prefix):
+            return col[len(prefix):]
+    return col
+
+
+def _span_pair(df: pd.DataFrame) -> tuple[str, str] | None:
+    lookup = _lookup([str(c) for c in df.columns])
+    for start, end in SPAN_TIMES:
+        if start in lookup and end in lookup:
+            return lookup[start], lookup[end]
+    return None
+
+
+def normalize_records(records: Sequence[Mapping[str, Any]], **kwargs: Any) -> Normalized:
+    """Dict records (JSON lines, trace dicts) → canonical; nested dicts are flattened first."""
+    flat = [flatten(r) if any(isinstance(v, dict) for v in r.values()) else r for r in records]
+    df = pd.DataFrame.from_records(flat) if flat else pd.DataFrame()
+    return normalize_frame(df, **kwargs)
+
+
+def empty_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype=object) for c in CANONICAL_COLUMNS})
+    frame[TIMESTAMP] = pd.Series(dtype="datetime64[ns, UTC]")
+    for col in (LATENCY_MS, INPUT_TOKENS, OUTPUT_TOKENS):
+        frame[col] = pd.Series(dtype="float64")
+    frame[ARRIVAL] = pd.Series(dtype="int64")
+    return frame

@@ -1,0 +1,151 @@
+"""Traffic sources (monitor YAML ``source:``) → :class:`~evalmon.monitor.contracts.Source`.
+
+``build_source(cfg, base_dir)`` with ``cfg`` one of the ``*SourceConfig`` models (discriminated on
+``kind``) or a plain dict. Relative paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against
+``base_dir`` (the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from evalmon.errors import ConfigError
+from evalmon.monitor.contracts import TIMESTAMP, Source
+from evalmon.monitor.schema import check_mapping, resolve_timezone
+
+
+class _SourceBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str | None = None  # label in stats/quarantine (default: the path / table / experiment)
+    columns: dict[str, str] = Field(default_factory=dict)  # {canonical: source_column} overrides aliases
+    assume_timezone: str = "UTC"  # for timestamps without an offset
+    keep: list[str] = Field(default_factory=list)  # extra source columns passed through unchanged
+
+    @field_validator("columns")
+    @classmethod
+    def _known(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            check_mapping(value)
+        except ConfigError as exc:
+            raise ValueError(exc.one_line()) from exc
+        return value
+
+    @field_validator("assume_timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            resolve_timezone(value)
+        except ConfigError as exc:
+            raise ValueError(exc.one_line()) from exc
+        return value
+
+
+class JsonlSourceConfig(_SourceBase):
+    kind: Literal["jsonl"]
+    path: str  # file, directory (recursive *.jsonl[.gz]) or glob
+    invalid_utf8: Literal["quarantine", "replace"] = "quarantine"
+
+
+class CsvSourceConfig(_SourceBase):
+    kind: Literal["csv"]
+    path: str
+    delimiter: str = ","
+    invalid_utf8: Literal["quarantine", "replace"] = "quarantine"
+
+
+class ParquetSourceConfig(_SourceBase):
+    kind: Literal["parquet"]
+    path: str  # dataset root (hive partitions dt=YYYY-MM-DD/...), a file or a glob
+    partition_column: str = "dt"
+
+
+class MlflowTracesSourceConfig(_SourceBase):
+    kind: Literal["mlflow_traces"]
+    experiment: str  # name (or id)
+    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI / mlflow's default
+    max_results: int | None = Field(default=None, gt=0)
+
+
+class SqlSourceConfig(_SourceBase):
+    kind: Literal["sql"]
+    url: str  # SQLAlchemy URL: sqlite:///x.db, duckdb:///x.duckdb, postgresql+psycopg://…
+    table: str | None = None
+    query: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    timestamp_column: str | None = None  # default: columns.timestamp, else "timestamp"
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SqlSourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("set exactly one of `table` or `query`")
+        return self
+
+
+SourceConfig = Annotated[
+    JsonlSourceConfig | CsvSourceConfig | ParquetSourceConfig | MlflowTracesSourceConfig | SqlSourceConfig,
+    Field(discriminator="kind"),
+]
+SOURCE_KINDS = ("jsonl", "csv", "parquet", "mlflow_traces", "sql")
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(SourceConfig)
+
+
+def parse_source_config(data: Any) -> Any:
+    """A dict → the matching ``*SourceConfig``; errors become one-line ``ConfigError`` s."""
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"] if p not in SOURCE_KINDS)
+        raise ConfigError(f"source{'.' + where if where else ''}: {err['msg']}",
+                          hint=f"kind is one of {', '.join(SOURCE_KINDS)}") from exc
+
+
+def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:
+    """A source config (model or dict) → a ``Source`` whose ``read(start, end)`` returns a SourceBatch."""
+    if isinstance(cfg, dict):
+        cfg = parse_source_config(cfg)
+    base = Path(base_dir)
+    common: dict[str, Any] = {"columns": dict(cfg.columns), "assume_timezone": cfg.assume_timezone,
+                              "keep": list(cfg.keep)}
+    if isinstance(cfg, JsonlSourceConfig):
+        from evalmon.monitor.sources.files import JsonlSource
+
+        return JsonlSource(cfg.name or cfg.path, cfg.path, base, invalid_utf8=cfg.invalid_utf8, **common)
+    if isinstance(cfg, CsvSourceConfig):
+        from evalmon.monitor.sources.files import CsvSource
+
+        return CsvSource(cfg.name or cfg.path, cfg.path, base, delimiter=cfg.delimiter,
+                         invalid_utf8=cfg.invalid_utf8, **common)
+    if isinstance(cfg, ParquetSourceConfig):
+        from evalmon.monitor.sources.parquet import ParquetSource
+
+        return ParquetSource(cfg.name or cfg.path, cfg.path, base, partition_column=cfg.partition_column, **common)
+    if isinstance(cfg, MlflowTracesSourceConfig):
+        from evalmon.monitor.sources.mlflow_traces import MlflowTracesSource
+
+        return MlflowTracesSource(cfg.name or cfg.experiment, cfg.experiment, base, tracking_uri=cfg.tracking_uri,
+                                  max_results=cfg.max_results, **common)
+    if isinstance(cfg, SqlSourceConfig):
+        from evalmon.monitor.sources.sql import SqlSource
+
+        ts_col = cfg.timestamp_column or cfg.columns.get(TIMESTAMP) or TIMESTAMP
+        common["columns"].setdefault(TIMESTAMP, ts_col)
+        return SqlSource(cfg.name or (cfg.table or "query"), cfg.url, base, table=cfg.table, query=cfg.query,
+                         schema=cfg.schema_, timestamp_column=ts_col, **common)
+    raise ConfigError(f"unknown source config {type(cfg).__name__}")
+
+
+__all__ = ["CsvSourceConfig", "JsonlSourceConfig", "MlflowTracesSourceConfig", "ParquetSourceConfig",
+           "SourceConfig", "SqlSourceConfig", "build_source", "parse_source_config"]

@@ -1,0 +1,114 @@
+"""Shared helpers for sources: window bounds, merging parts, placing quarantined rows in windows."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from evalmon.errors import ConfigError
+from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP, QuarantinedRecord, SourceBatch
+from evalmon.monitor.schema import Normalized, empty_frame, truncate_raw
+
+
+def to_utc(value: datetime | None) -> pd.Timestamp | None:
+    """Window bound → UTC timestamp; naive bounds are UTC."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def check_window(start: datetime | None, end: datetime | None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    lo, hi = to_utc(start), to_utc(end)
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"window start {lo.isoformat()} is after its end {hi.isoformat()}")
+    return lo, hi
+
+
+def in_window(t: pd.Timestamp | None, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> bool:
+    if t is None:
+        return lo is None and hi is None
+    return (lo is None or t >= lo) and (hi is None or t < hi)
+
+
+@dataclass
+class Part:
+    """One parsed unit (a file, a query result): normalized rows + quarantined rows with their times."""
+
+    name: str
+    norm: Normalized
+    pre_quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    pre_times: list[pd.Timestamp | None] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def place(bad_lines: Sequence[int], good_lines: Sequence[int], norm: Normalized,
+          fallback: pd.Timestamp | None) -> list[pd.Timestamp | None]:
+    """Time of each unparseable line = the effective time of the nearest earlier parsed line (else the
+    first parsed line, else ``fallback`` such as the file's mtime)."""
+    times = norm.row_times if norm.row_times is not None else pd.Series([], dtype="datetime64[ns, UTC]")
+    out: list[pd.Timestamp | None] = []
+    for line in bad_lines:
+        j = bisect.bisect_left(good_lines, line) - 1
+        t = times.iloc[max(j, 0)] if len(times) else pd.NaT
+        out.append(fallback if pd.isna(t) else t)
+    return out
+
+
+def quarantine(source: str, location: str, reason: str, raw: str) -> QuarantinedRecord:
+    return QuarantinedRecord(source=source, location=location, reason=reason, raw=truncate_raw(raw))
+
+
+def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
+          stats: dict[str, Any] | None = None) -> SourceBatch:
+    """Concatenate parts, keep [start, end), sort by (timestamp, arrival), add summed stats."""
+    lo, hi = check_window(start, end)
+    frames: list[pd.DataFrame] = []
+    quarantined: list[QuarantinedRecord] = []
+    totals: dict[str, Any] = {"rows_read": 0, "out_of_order": 0, "request_ids_generated": 0,
+                              "invalid_utf8": 0, "parts": len(parts),
+                              "unplaced_quarantined": 0}
+    tz_counts: dict[str, int] = {}
+    offset = 0
+    for part in parts:
+        frame = part.norm.frame
+        if len(frame):
+            frame = frame.assign(**{ARRIVAL: frame[ARRIVAL] + offset})
+            mask = pd.Series(True, index=frame.index)
+            if lo is not None:
+                mask &= frame[TIMESTAMP] >= lo
+            if hi is not None:
+                mask &= frame[TIMESTAMP] < hi
+            frames.append(frame[mask])
+        offset += int(part.norm.stats.get("rows_read", 0))
+        for rec, t in zip([*part.pre_quarantined, *part.norm.quarantined],
+                          [*part.pre_times, *part.norm.quarantined_times], strict=True):
+            if in_window(t, lo, hi):
+                quarantined.append(rec)
+            elif t is None:
+                totals["unplaced_quarantined"] = totals.get("unplaced_quarantined", 0) + 1
+        for key in ("rows_read", "out_of_order", "request_ids_generated"):
+            totals[key] += int(part.norm.stats.get(key, 0))
+        totals["rows_read"] += len(part.pre_quarantined)
+        totals["invalid_utf8"] += int(part.stats.get("invalid_utf8", 0))
+        for k, v in part.norm.stats.get("timezones", {}).items():
+            tz_counts[k] = tz_counts.get(k, 0) + int(v)
+    nonempty = [f for f in frames if len(f)]
+    frame = pd.concat(nonempty, ignore_index=True) if nonempty else empty_frame()
+    if len(nonempty) > 1:
+        frame = frame.sort_values([TIMESTAMP, ARRIVAL], kind="mergesort").reset_index(drop=True)
+    labels = [k for k, v in tz_counts.items() if k != "epoch" and v > 0]
+    totals.update({"rows": len(frame), "quarantined": len(quarantined), "timezones": tz_counts,
+                   "mixed_timezones": len(labels) > 1,
+                   "window": [None if lo is None else lo.isoformat(), None if hi is None else hi.isoformat()]})
+    totals.update(stats or {})
+    return SourceBatch(frame=frame, quarantined=quarantined, stats=totals)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,247 @@
+"""JSONL and CSV traffic files (a file, a directory searched recursively, or a glob; ``.gz`` is read too).
+
+Bad lines never stop a read: unparseable JSON, non-object lines, CSV rows with the wrong number of fields
+and lines with invalid UTF-8 become :class:`QuarantinedRecord` s naming the line. Invalid UTF-8 is
+quarantined by default (``invalid_utf8: quarantine``, raw text decoded with U+FFFD); ``replace`` keeps
+the record with U+FFFD in place of the bad bytes and counts it in ``stats["invalid_utf8"]``.
+A quarantined line is attributed to the window of the line before it (so each is counted once).
+Parsed files are cached per (path, mtime, size), so reading many windows parses a file once.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, overload
+
+import pandas as pd
+
+from evalmon.errors import DataError
+from evalmon.monitor.contracts import SourceBatch
+from evalmon.monitor.parsing import gc_paused
+from evalmon.monitor.schema import normalize_frame, normalize_records
+from evalmon.monitor.sources.base import Part, merge, place, quarantine
+
+SIDE_CAR = (".truth.jsonl", ".events.json")  # written next to synthetic traffic by `traffic synth`
+_SURROGATE = re.compile("[\udc80-\udcff]")
+csv.field_size_limit(sys.maxsize)  # default 128 KiB would reject a 1 MB response
+
+
+def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """A file, a directory (recursive, by suffix) or a glob → sorted files; DataError when absent."""
+    p = Path(path).expanduser()
+    p = p if p.is_absolute() else Path(base_dir) / p
+    text = str(p)
+    if glob.has_magic(text):
+        files = sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file())
+        if not files:
+            prefix = text[: min(text.find(c) for c in "*?[" if c in text)]
+            root = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
+            if not root.exists():
+                raise DataError(f"source path does not exist: {root} (from {text})")
+        return files
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes)
+                      and not f.name.endswith(SIDE_CAR))
+    if p.is_file():
+        return [p]
+    raise DataError(f"source path does not exist: {p}")
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _mtime(path: Path) -> pd.Timestamp:
+    return pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+
+
+class _Dumps(Sequence[str]):
+    """Raw text of record i, computed only for the few rows that get quarantined."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [json.dumps(r, ensure_ascii=False, default=str) for r in self.records[i]]
+        return json.dumps(self.records[i], ensure_ascii=False, default=str)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class FileSource:
+    """Base: expand paths, parse each file once (cached), merge the window."""
+
+    suffixes: tuple[str, ...] = ()
+
+    def __init__(self, name: str, path: str, base_dir: Path, *, columns: dict[str, str],
+                 assume_timezone: str, keep: Sequence[str] = (), invalid_utf8: str = "quarantine") -> None:
+        self.name = name
+        self.path = path
+        self.base_dir = Path(base_dir)
+        self.columns = dict(columns)
+        self.assume_timezone = assume_timezone
+        self.keep = list(keep)
+        self.invalid_utf8 = invalid_utf8
+        self._cache: dict[Path, tuple[tuple[int, int], Part]] = {}
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
+        files = expand_paths(self.path, self.base_dir, self.suffixes)
+        parts: list[Part] = []
+        for f in files:
+            st = f.stat()
+            sig = (st.st_mtime_ns, st.st_size)
+            hit = self._cache.get(f)
+            if hit is None or hit[0] != sig:
+                with gc_paused():
+                    hit = (sig, self.parse(f))
+                self._cache[f] = hit
+            parts.append(hit[1])
+        self._cache = {f: self._cache[f] for f in files}
+        return merge(parts, start, end, {"files": len(files), "source": self.name})
+
+    def parse(self, path: Path) -> Part:
+        raise NotImplementedError
+
+    def _decode(self, raw: bytes, path: Path, lineno: int, part: Part, bad_lines: list[int]) -> str | None:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", errors="replace")
+            part.stats["invalid_utf8"] = part.stats.get("invalid_utf8", 0) + 1
+            if self.invalid_utf8 == "replace":
+                return text
+            reason = f"invalid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+            part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
+            bad_lines.append(lineno)
+            return None
+
+
+class JsonlSource(FileSource):
+    suffixes = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")  # directory scans; a named file may be any
+
+    def parse(self, path: Path) -> Part:
+        part = Part(name=str(path), norm=normalize_records([], source=str(path)))
+        records: list[dict[str, Any]] = []
+        good_lines: list[int] = []
+        bad_lines: list[int] = []
+        with _open(path) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                text = self._decode(raw, path, lineno, part, bad_lines)
+                if text is None:
+                    continue
+                try:
+                    value = json.loads(text)
+                except ValueError as exc:
+                    msg = getattr(exc, "msg", str(exc))
+                    col = getattr(exc, "colno", None)
+                    reason = f"unparseable JSON: {msg}" + (f" at column {col}" if col else "")
+                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
+                    bad_lines.append(lineno)
+                    continue
+                if not isinstance(value, dict):
+                    reason = f"JSON line is not an object (got {type(value).__name__})"
+                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
+                    bad_lines.append(lineno)
+                    continue
+                records.append(value)
+                good_lines.append(lineno)
+        part.norm = normalize_records(records, source=str(path), locations=[f"line {n}" for n in good_lines],
+                                      raws=_Dumps(records), mapping=self.columns,
+                                      assume_timezone=self.assume_timezone, keep=self.keep)
+        part.pre_times = place(bad_lines, good_lines, part.norm, _mtime(path))
+        return part
+
+
+class _LineTap:
+    """Iterates text lines for csv.reader and remembers the lines of the current row (its raw text)."""
+
+    def __init__(self, fh: io.TextIOWrapper) -> None:
+        self.fh = fh
+        self.lines: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.fh:
+            self.lines.append(line)
+            yield line
+
+    def take(self) -> str:
+        raw = "".join(self.lines).rstrip("\r\n")
+        self.lines = []
+        return raw
+
+
+class CsvSource(FileSource):
+    suffixes = (".csv", ".csv.gz", ".tsv")
+
+    def __init__(self, *args: Any, delimiter: str = ",", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delimiter = delimiter
+
+    def parse(self, path: Path) -> Part:
+        part = Part(name=str(path), norm=normalize_records([], source=str(path)))
+        rows: list[list[str | None]] = []
+        raws: list[str] = []
+        good_lines: list[int] = []
+        bad_lines: list[int] = []
+        with _open(path) as binary:
+            text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+            tap = _LineTap(text)
+            reader = csv.reader(tap, delimiter=self.delimiter)
+            header: list[str] | None = None
+            first = 1
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    bad_lines.append(first)
+                    part.pre_quarantined.append(quarantine(str(path), f"line {first}", f"bad CSV row: {exc}", tap.take()))
+                    first = reader.line_num + 1
+                    continue
+                raw, lineno, first = tap.take(), first, reader.line_num + 1
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if any(_SURROGATE.search(c) for c in row):
+                    part.stats["invalid_utf8"] = part.stats.get("invalid_utf8", 0) + 1
+                    fixed = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    if self.invalid_utf8 != "replace":
+                        bad_lines.append(lineno)
+                        part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", "invalid UTF-8", fixed))
+                        continue
+                    row = [c.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for c in row]
+                    raw = fixed
+                if header is None:
+                    header = row
+                    continue
+                if len(row) != len(header):
+                    bad_lines.append(lineno)
+                    reason = f"CSV row has {len(row)} fields, header has {len(header)}"
+                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, raw))
+                    continue
+                rows.append([c if c != "" else None for c in row])
+                raws.append(raw)
+                good_lines.append(lineno)
+        df = pd.DataFrame(rows, columns=header if header is not None else [], dtype=object)
+        part.norm = normalize_frame(df, source=str(path), locations=[f"line {n}" for n in good_lines], raws=raws,
+                                    mapping=self.columns, assume_timezone=self.assume_timezone, keep=self.keep,
+                                    strict_columns=True)
+        part.pre_times = place(bad_lines, good_lines, part.norm, _mtime(path))
+        return part

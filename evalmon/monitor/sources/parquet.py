@@ -1,0 +1,117 @@
+"""Parquet traffic, usually date-partitioned (``dt=YYYY-MM-DD/part-*.parquet``, hive style).
+
+A window [start, end) reads only the partitions whose date can hold rows of the window (pyarrow dataset
+partition pruning) and, when the timestamp column is a Parquet timestamp, pushes the time filter into the
+scan; the exact [start, end) cut is made after normalisation either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalmon.errors import DataError
+from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
+from evalmon.monitor.schema import normalize_frame, resolve_columns
+from evalmon.monitor.sources.base import Part, check_window, merge
+from evalmon.monitor.sources.files import expand_paths
+
+
+class ParquetSource:
+    def __init__(self, name: str, path: str, base_dir: Path, *, columns: dict[str, str], assume_timezone: str,
+                 keep: Sequence[str] = (), partition_column: str = "dt") -> None:
+        self.name = name
+        self.path = path
+        self.base_dir = Path(base_dir)
+        self.columns = dict(columns)
+        self.assume_timezone = assume_timezone
+        self.keep = list(keep)
+        self.partition_column = partition_column
+
+    def _dataset(self) -> Any:
+        import pyarrow.dataset as ds
+
+        p = Path(self.path).expanduser()
+        p = p if p.is_absolute() else self.base_dir / p
+        if p.is_dir():
+            source: Any = str(p)
+        else:
+            files = expand_paths(self.path, self.base_dir, (".parquet",))
+            if not files:
+                return None
+            source = [str(f) for f in files]
+        try:
+            return ds.dataset(source, format="parquet", partitioning="hive", exclude_invalid_files=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot open Parquet dataset {p}: {exc}") from exc
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        lo, hi = check_window(start, end)
+        dataset = self._dataset()
+        if dataset is None:
+            return merge([], start, end, {"files": 0, "source": self.name})
+        schema = dataset.schema
+        expr = None
+        part_col = self.partition_column if self.partition_column in schema.names else None
+        if part_col is not None:
+            ftype = schema.field(part_col).type
+
+            def key(d: date) -> Any:
+                return d if pa.types.is_date(ftype) else d.isoformat()
+
+            if lo is not None:
+                expr = ds.field(part_col) >= key(lo.date())
+            if hi is not None:
+                last = (hi - timedelta(microseconds=1)).date()
+                cond = ds.field(part_col) <= key(last)
+                expr = cond if expr is None else expr & cond
+        ts_cols = resolve_columns(schema.names, self.columns)[TIMESTAMP]
+        if len(ts_cols) == 1 and pa.types.is_timestamp(schema.field(ts_cols[0]).type):
+            ttype = schema.field(ts_cols[0]).type
+            for bound, op in ((lo, "ge"), (hi, "lt")):
+                if bound is None:
+                    continue
+                value = bound if ttype.tz is not None else bound.tz_convert(self.assume_timezone).tz_localize(None)
+                scalar = pa.scalar(value.to_pydatetime(), type=ttype)
+                cond = ds.field(ts_cols[0]) >= scalar if op == "ge" else ds.field(ts_cols[0]) < scalar
+                expr = cond if expr is None else expr & cond
+        fragments = list(dataset.get_fragments(filter=expr))
+        try:
+            table = dataset.to_table(filter=expr)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(f"cannot read Parquet dataset {self.path}: {exc}") from exc
+        if any(pa.types.is_struct(f.type) for f in table.schema):
+            table = table.flatten()
+            while any(pa.types.is_struct(f.type) for f in table.schema):
+                table = table.flatten()
+        df = table.to_pandas(types_mapper=None, timestamp_as_object=False)
+        if part_col is not None and part_col in df.columns and part_col not in self.columns.values():
+            df = df.drop(columns=[part_col])
+        norm = normalize_frame(df, source=str(self.path), mapping=self.columns,
+                               assume_timezone=self.assume_timezone, keep=self.keep, strict_columns=True)
+        return merge([Part(name=str(self.path), norm=norm)], start, end,
+                     {"files": len(fragments), "source": self.name})
+
+
+def write_partitioned(frame: pd.DataFrame, root: Path, days: pd.Series, *, partition_column: str = "dt") -> list[Path]:
+    """Write ``frame`` as ``root/<partition_column>=YYYY-MM-DD/part-0.parquet`` (``days``: one per row)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root.mkdir(parents=True, exist_ok=True)
+    days = pd.Series(days.to_numpy(), index=frame.index)
+    written = []
+    for day in sorted(days.unique()):
+        target = root / f"{partition_column}={day}"
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / "part-0.parquet"
+        pq.write_table(pa.Table.from_pandas(frame[days == day], preserve_index=False), path)
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Synthetic LLM traffic (``evalmon traffic synth``) built from real public text, with ground truth."""

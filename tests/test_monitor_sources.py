@@ -1,0 +1,236 @@
+"""Traffic sources → canonical frames: every kind on synthetic traffic, windows, and the bad-input list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evalmon.errors import ConfigError, DataError
+from evalmon.monitor.contracts import ARRIVAL, CANONICAL_COLUMNS
+from evalmon.monitor.sources import build_source
+from evalmon.traffic.synth import SynthConfig, synthesize
+
+COLS = ["request_id", "timestamp", "model", "prompt", "response", "contexts", "latency_ms", "input_tokens",
+        "output_tokens"]
+START = "2026-11-01T21:00Z"  # 6 h over two UTC days → two parquet partitions
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory, benchmarks_dir: Path) -> dict[str, dict[str, object]]:
+    tmp = tmp_path_factory.mktemp("sources")
+    out = {"jsonl": "t.jsonl", "csv": "t.csv", "parquet": "pq", "sqlite": "t.db"}
+    cfgs: dict[str, dict[str, object]] = {}
+    for fmt, name in out.items():
+        synthesize(SynthConfig(out=tmp / fmt / name, start=START, hours=6, rate_per_hour=60, seed=5, format=fmt,
+                               data_dir=benchmarks_dir))
+        cfgs[fmt] = {"kind": fmt, "path": str(tmp / fmt / name)}
+    cfgs["sqlite"] = {"kind": "sql", "url": f"sqlite:///{tmp / 'sqlite' / 't.db'}", "table": "traffic"}
+    synthesize(SynthConfig(out=tmp / "otel" / "t.csv", start=START, hours=6, rate_per_hour=60, seed=5, format="csv",
+                           schema="otel", data_dir=benchmarks_dir))
+    cfgs["csv_otel"] = {"kind": "csv", "path": str(tmp / "otel" / "t.csv")}
+    import duckdb
+
+    con = duckdb.connect(str(tmp / "t.duckdb"))
+    con.execute(f"CREATE TABLE traffic AS SELECT * EXCLUDE (dt) FROM read_parquet('{tmp / 'parquet' / 'pq'}/**/*.parquet',"
+                " hive_partitioning=true)")
+    con.close()
+    cfgs["duckdb"] = {"kind": "sql", "url": f"duckdb:///{tmp / 't.duckdb'}", "table": "traffic"}
+    return cfgs
+
+
+def _jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_every_source_kind_reads_the_same_canonical_records(traffic) -> None:  # type: ignore[no-untyped-def]
+    ref = build_source(traffic["jsonl"]).read()
+    assert len(ref.frame) > 250 and ref.quarantined == [] and list(ref.frame.columns) == [*CANONICAL_COLUMNS, ARRIVAL]
+    assert str(ref.frame["timestamp"].dtype) == "datetime64[ns, UTC]" and ref.frame["timestamp"].is_monotonic_increasing
+    for kind in ("csv", "parquet", "sqlite", "duckdb", "csv_otel"):
+        batch = build_source(traffic[kind]).read()
+        assert batch.quarantined == [], kind
+        pd.testing.assert_frame_equal(batch.frame[COLS], ref.frame[COLS], check_exact=False, rtol=1e-9, obj=kind)
+
+
+def test_windowed_reads_return_only_start_to_end(traffic) -> None:  # type: ignore[no-untyped-def]
+    lo, hi = pd.Timestamp("2026-11-01T22:00Z"), pd.Timestamp("2026-11-01T23:00Z")
+    full = build_source(traffic["jsonl"]).read().frame
+    expected = set(full[(full.timestamp >= lo) & (full.timestamp < hi)]["request_id"])
+    assert 30 < len(expected) < 100
+    for kind in ("jsonl", "csv", "parquet", "sqlite", "duckdb"):
+        batch = build_source(traffic[kind]).read(lo.to_pydatetime(), hi.to_pydatetime())
+        assert set(batch.frame["request_id"]) == expected, kind
+        assert batch.stats["window"] == [lo.isoformat(), hi.isoformat()]
+    pq = build_source(traffic["parquet"])
+    assert pq.read().stats["files"] == 2 and pq.read(lo, hi).stats["files"] == 1  # partition pruning
+    assert len(pq.read(pd.Timestamp("2026-11-05T00:00Z"), pd.Timestamp("2026-11-06T00:00Z")).frame) == 0
+    with pytest.raises(ConfigError):
+        pq.read(hi, lo)
+
+
+def test_window_bounds_are_start_inclusive_end_exclusive(tmp_path: Path) -> None:
+    times = ["2026-11-01T00:59:59.999Z", "2026-11-01T01:00:00Z", "2026-11-01T01:59:59.999Z", "2026-11-01T02:00:00Z"]
+    rows = [{"request_id": str(i), "timestamp": t, "prompt": "p", "response": "r"} for i, t in enumerate(times)]
+    src = build_source({"kind": "jsonl", "path": str(_jsonl(tmp_path / "b.jsonl", rows))})
+    assert list(src.read(pd.Timestamp("2026-11-01T01:00Z"), pd.Timestamp("2026-11-01T02:00Z")).frame["request_id"]) == ["1", "2"]
+    import sqlalchemy as sa
+
+    pd.DataFrame(rows).to_sql("logs", sa.create_engine(f"sqlite:///{tmp_path / 'b.db'}"), index=False)
+    sql = build_source({"kind": "sql", "url": "sqlite:///b.db", "table": "logs"}, base_dir=tmp_path)
+    assert list(sql.read(pd.Timestamp("2026-11-01T01:00Z"), pd.Timestamp("2026-11-01T02:00Z")).frame["request_id"]) == ["1", "2"]
+    query = build_source({"kind": "sql", "url": "sqlite:///b.db", "query": "SELECT * FROM logs WHERE request_id != '2'"},
+                         base_dir=tmp_path)
+    assert list(query.read(pd.Timestamp("2026-11-01T01:00Z"), pd.Timestamp("2026-11-01T02:00Z")).frame["request_id"]) == ["1"]
+
+
+def test_unparseable_json_lines_are_quarantined_with_line_numbers(tmp_path: Path) -> None:
+    ok = {"timestamp": "2026-11-01T00:00:00Z", "prompt": "p", "response": "r"}
+    path = _jsonl(tmp_path / "t.jsonl", [ok, '{"timestamp": "2026-11-01T00:01:00Z", "prompt": "p"', "[1, 2]", "", ok])
+    batch = build_source({"kind": "jsonl", "path": str(path)}).read()
+    assert len(batch.frame) == 2 and batch.stats["rows_read"] == 4
+    assert [(q.location, q.reason.split(":")[0]) for q in batch.quarantined] == [
+        ("line 2", "unparseable JSON"), ("line 3", "JSON line is not an object (got list)")]
+    assert batch.quarantined[0].raw.startswith('{"timestamp"')
+
+
+def test_missing_required_fields_quarantine_rows_or_name_the_mapping(tmp_path: Path) -> None:
+    rows = [{"timestamp": "2026-11-01T00:00:00Z", "prompt": "p"}, {"prompt": "p", "response": "r"},
+            {"timestamp": "2026-11-01T00:00:01Z", "response": "r", "prompt": 42},
+            {"timestamp": "2026-11-01T00:00:02Z", "prompt": "p", "response": "r", "latency_ms": "fast"},
+            {"timestamp": "2026-11-01T00:00:03Z", "prompt": "p", "response": "r"}]
+    batch = build_source({"kind": "jsonl", "path": str(_jsonl(tmp_path / "t.jsonl", rows))}).read()
+    assert len(batch.frame) == 1 and len(batch.frame["request_id"].iloc[0]) == 16  # generated id
+    assert [q.reason for q in batch.quarantined] == [
+        "missing required field: response", "missing required field: timestamp",
+        "wrong type for prompt: expected text, got int", "wrong type for latency_ms: fast"]
+    csv = tmp_path / "t.csv"
+    csv.write_text("when,q,a\n2026-11-01T00:00:00Z,q,a\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"no column for required field\(s\) timestamp, prompt, response .*columns:"):
+        build_source({"kind": "csv", "path": str(csv)}).read()
+    csv.write_text("when,q,a,tier\n2026-11-01T00:00:00Z,q,a,gold\n", encoding="utf-8")
+    mapped = build_source({"kind": "csv", "path": str(csv), "keep": ["tier"],
+                           "columns": {"timestamp": "when", "prompt": "q", "response": "a"}}).read()
+    assert mapped.frame[["prompt", "response", "tier"]].values.tolist() == [["q", "a", "gold"]]
+    with pytest.raises(ConfigError, match="promt"):
+        build_source({"kind": "csv", "path": str(csv), "columns": {"promt": "q"}})
+
+
+def test_out_of_order_and_mixed_time_zones_are_converted_and_counted(tmp_path: Path) -> None:
+    ts = ["2026-11-01T10:00:00Z", "2026-11-01T12:30:00+02:00", "2026-11-01T04:00:00-05:00",
+          "2026-11-01 11:00:00", 1793523600, 1793523600500]
+    rows = [{"request_id": str(i), "timestamp": t, "prompt": "p", "response": "r"} for i, t in enumerate(ts)]
+    src = build_source({"kind": "jsonl", "path": str(_jsonl(tmp_path / "t.jsonl", rows)), "assume_timezone": "Europe/Berlin"})
+    batch = src.read()
+    f = batch.frame
+    assert f["timestamp"].is_monotonic_increasing
+    got = dict(zip(f["request_id"], f["timestamp"].dt.strftime("%H:%M:%S.%f").str[:12], strict=True))
+    assert got == {"0": "10:00:00.000", "1": "10:30:00.000", "2": "09:00:00.000", "3": "10:00:00.000",
+                   "4": "09:00:00.000", "5": "09:00:00.500"}
+    assert batch.stats["mixed_timezones"] and batch.stats["out_of_order"] == 4
+    assert batch.stats["timezones"] == {"+00:00": 1, "+02:00": 1, "-05:00": 1, "naive": 1, "epoch": 2}
+    assert sorted(f[ARRIVAL]) == list(range(6))  # arrival order is kept for the quality check
+
+
+def test_huge_single_record_is_read_from_jsonl_and_csv(tmp_path: Path) -> None:
+    big = "word " * 200_000  # 1 MB response
+    row = {"timestamp": "2026-11-01T00:00:00Z", "prompt": "p", "response": big}
+    assert len(build_source({"kind": "jsonl", "path": str(_jsonl(tmp_path / "t.jsonl", [row]))}).read()
+               .frame["response"].iloc[0]) == len(big)
+    pd.DataFrame([row]).to_csv(tmp_path / "t.csv", index=False)
+    batch = build_source({"kind": "csv", "path": str(tmp_path / "t.csv")}).read()
+    assert batch.quarantined == [] and batch.frame["response"].iloc[0] == big
+
+
+def test_non_utf8_bytes_are_quarantined_or_replaced(tmp_path: Path) -> None:
+    good = b'{"timestamp": "2026-11-01T00:00:00Z", "prompt": "p", "response": "fine"}\n'
+    bad = b'{"timestamp": "2026-11-01T00:00:01Z", "prompt": "caf\xe9", "response": "r"}\n'
+    (tmp_path / "t.jsonl").write_bytes(good + bad)
+    batch = build_source({"kind": "jsonl", "path": str(tmp_path / "t.jsonl")}).read()
+    assert len(batch.frame) == 1 and batch.stats["invalid_utf8"] == 1
+    assert batch.quarantined[0].location == "line 2" and batch.quarantined[0].reason.startswith("invalid UTF-8: byte 0xe9")
+    kept = build_source({"kind": "jsonl", "path": str(tmp_path / "t.jsonl"), "invalid_utf8": "replace"}).read()
+    assert kept.quarantined == [] and kept.frame["prompt"].iloc[1] == "caf\ufffd"
+    (tmp_path / "t.csv").write_bytes(b"timestamp,prompt,response\n2026-11-01T00:00:00Z,p,r\n2026-11-01T00:00:01Z,caf\xe9,r\n")
+    csv = build_source({"kind": "csv", "path": str(tmp_path / "t.csv")}).read()
+    assert len(csv.frame) == 1 and [q.location for q in csv.quarantined] == ["line 3"]
+
+
+def test_missing_paths_and_tables_are_one_line_data_errors(tmp_path: Path) -> None:
+    for cfg in ({"kind": "jsonl", "path": "nope/traffic.jsonl"}, {"kind": "csv", "path": "nope/*.csv"},
+                {"kind": "parquet", "path": "nope/pq/*.parquet"}):
+        with pytest.raises(DataError, match=r"source path does not exist: .*nope") as err:
+            build_source(cfg, base_dir=tmp_path).read()
+        assert "\n" not in str(err.value)
+    (tmp_path / "empty").mkdir()
+    assert len(build_source({"kind": "jsonl", "path": "empty"}, base_dir=tmp_path).read().frame) == 0
+    import sqlalchemy as sa
+
+    pd.DataFrame({"x": [1]}).to_sql("other", sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), index=False)
+    with pytest.raises(DataError) as err:
+        build_source({"kind": "sql", "url": "sqlite:///db.sqlite", "table": "traffic"}, base_dir=tmp_path).read()
+    msg = str(err.value)
+    assert "'traffic' not found" in msg and "db.sqlite" in msg and "tables: other" in msg
+    assert "\n" not in msg and "Traceback" not in msg and "sqlalchemy" not in msg.lower()
+    with pytest.raises(ConfigError, match="exactly one of"):
+        build_source({"kind": "sql", "url": "sqlite://", "table": "a", "query": "select 1"})
+
+
+def _mlflow_db(target: Path) -> str:
+    """A fresh sqlite tracking DB: MLflow's ~40 migrations run once per machine (a copied template)."""
+    import os
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    template = Path(tempfile.gettempdir()) / f"evalmon-test-mlflow-{mlflow.__version__}.db"
+    if not template.exists():
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        scratch = target.parent / "template.db"
+        SqlAlchemyStore(f"sqlite:///{scratch}", (target.parent / "template-artifacts").as_uri()).engine.dispose()
+        os.replace(shutil.copy(scratch, f"{template}.{os.getpid()}"), template)
+    shutil.copy(template, target)
+    return f"sqlite:///{target}"
+
+
+def test_mlflow_traces_read_back_with_trace_ids_and_windows(tmp_path: Path) -> None:
+    import mlflow
+
+    from evalmon.monitor.sources.mlflow_traces import log_traces
+
+    uri = _mlflow_db(tmp_path / "mlflow.db")
+    at = pd.to_datetime(["2026-11-01T00:10Z", "2026-11-01T00:40Z", "2026-11-01T01:10Z", "2026-11-01T01:40Z"], utc=True)
+    frame = pd.DataFrame({"request_id": ["r0", "r1", "r2", "r3"], "timestamp": at, "model": "m-1",
+                          "prompt": [f"question {i}" for i in range(4)], "response": [f"answer {i}" for i in range(4)],
+                          "contexts": [[], ["passage a", "passage b"], [], []], "latency_ms": [120.0, 250.0, 80.0, 60.0],
+                          "input_tokens": [3, 4, 5, 6], "output_tokens": [7, 8, 9, 10]})
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp_id = mlflow.create_experiment("traffic", artifact_location=(tmp_path / "artifacts").as_uri())
+        ids = log_traces(frame, experiment_id=exp_id)
+        plain = mlflow.start_span_no_context("fn", inputs={"prompt": "plain question"}, experiment_id=exp_id,
+                                             start_time_ns=pd.Timestamp("2026-11-01T03:00Z").value)
+        plain.set_outputs("plain answer")
+        plain.end(end_time_ns=pd.Timestamp("2026-11-01T03:00:01Z").value)
+        mlflow.flush_trace_async_logging()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    src = build_source({"kind": "mlflow_traces", "tracking_uri": uri, "experiment": "traffic"})
+    batch = src.read()
+    assert batch.quarantined == [] and len(batch.frame) == 5
+    assert set(batch.frame["trace_id"]) == {*ids, plain.trace_id}
+    last = batch.frame.iloc[-1]
+    assert (last["prompt"], last["response"], last["latency_ms"]) == ("plain question", "plain answer", 1000.0)
+    win = src.read(pd.Timestamp("2026-11-01T00:30Z"), pd.Timestamp("2026-11-01T01:30Z")).frame
+    assert list(win["request_id"]) == ["r1", "r2"] and list(win["trace_id"]) == ids[1:3]
+    assert win.iloc[0][["prompt", "response", "model", "latency_ms", "input_tokens", "output_tokens"]].tolist() == [
+        "question 1", "answer 1", "m-1", 250.0, 4.0, 8.0]
+    assert win.iloc[0]["contexts"] == ["passage a", "passage b"]
+    with pytest.raises(DataError, match="experiment 'nope' not found"):
+        build_source({"kind": "mlflow_traces", "tracking_uri": uri, "experiment": "nope"}).read()
