@@ -1,0 +1,1 @@
+"""LLM-as-a-judge: MT-Bench prompts, verdict parsing, pairwise/single aggregation, human agreement."""

@@ -1,0 +1,407 @@
+"""MT-Bench (Zheng et al. 2023): two-turn questions answered by the model, graded by an LLM judge.
+
+Flow (``evaluate``): answers → judge requests → verdicts → metrics and one ``SampleRecord`` per question.
+
+* Answers: the model under test answers turn 1, then turn 2 with its own turn-1 answer in the chat
+  (``GenRequest.messages``, rendered by the model's chat template), at FastChat's per-category
+  temperatures (``temperature_config``: writing/roleplay 0.7, extraction/math/coding/reasoning 0.0,
+  stem/humanities 0.1; sampled ones are seeded with the suite seed). Or ``options.answers`` names a
+  FastChat ``model_answer`` file (path, or a model name under ``<data_dir>/mt_bench/model_answer/``).
+* Judge: ``options.judge`` is any evalmon model config (``{backend: hf, path: …}``,
+  ``{backend: openai, …}``), validated with the suite's model config classes and built with
+  ``load_lm``. Judge prompts are FastChat's (see ``evalmon.judge.prompts``); judge calls are greedy and
+  go through ``run_generate``, so they are cached per judge fingerprint and a rerun or resume recomputes
+  none of them.
+* ``mode: single`` → 1–10 per turn (``evalmon.judge.single``); ``mode: pairwise`` → against
+  ``options.baseline_answers`` in both orders (``evalmon.judge.pairwise``).
+
+Options (suite ``tasks: [{name: mtbench, options: {...}}]``): ``judge`` (required), ``mode``
+(``single``; ``pairwise`` when ``baseline_answers`` is set), ``answers``, ``baseline_answers``,
+``model_id``, ``turns`` (2), ``question_ids``, ``categories``, ``max_new_tokens`` (1024),
+``judge_max_tokens`` (2048, FastChat's), ``temperatures`` (per-category overrides),
+``verdict_rule`` (``fastchat`` | ``last``), ``judge_system`` (``message`` | ``inline``: FastChat's
+Claude style, for templates without a system role), ``bootstrap_iters`` (1000), and file overrides
+``questions``, ``judge_prompts``, ``reference_answers``. Relative paths resolve against the suite file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evalmon.engine.runner import Advance, EngineStats, run_generate
+from evalmon.errors import ConfigError, DataError, ModelError, did_you_mean
+from evalmon.judge import pairwise as pw
+from evalmon.judge.parse import Verdict, parse_pairwise, parse_rating
+from evalmon.judge.prompts import (
+    Answer,
+    JudgePrompt,
+    Mode,
+    Question,
+    Rendered,
+    load_answers,
+    load_judge_prompts,
+    load_questions,
+    needs_reference,
+    prompt_name,
+    render,
+    temperature_for,
+)
+from evalmon.judge.single import single_metrics
+from evalmon.models.base import LM, GenRequest
+from evalmon.models.cache import ResponseCache
+from evalmon.results import MetricValue, SampleRecord, TaskResult, TaskTiming
+from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, config_hash, register_task
+
+NAME = "mtbench"
+DIR = "mt_bench"
+
+
+class MTBenchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    judge: dict[str, Any]
+    mode: Literal["single", "pairwise"] | None = None
+    answers: str | None = None
+    baseline_answers: str | None = None
+    model_id: str | None = None
+    turns: int = Field(2, ge=1, le=2)
+    question_ids: list[int | str] | None = None
+    categories: list[str] | None = None
+    max_new_tokens: int = Field(1024, ge=1)
+    judge_max_tokens: int = Field(2048, ge=1)
+    temperatures: dict[str, float] = Field(default_factory=dict)
+    verdict_rule: Literal["fastchat", "last"] = "fastchat"
+    judge_system: Literal["message", "inline"] = "message"
+    bootstrap_iters: int = Field(1000, ge=0)
+    questions: str | None = None
+    judge_prompts: str | None = None
+    reference_answers: str | None = None
+
+
+def _options(options: TaskOptions) -> MTBenchOptions:
+    if "judge" not in options.extra:
+        raise ConfigError(f"{NAME}: options.judge is required (the judge model config)",
+                          hint="e.g. judge: {backend: openai, model: gpt-4, …} or {backend: hf, path: …}")
+    try:
+        return MTBenchOptions.model_validate(options.extra)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{NAME}: unknown option {key!r}{did_you_mean(key, list(MTBenchOptions.model_fields))}",
+                              hint=f"options: {', '.join(MTBenchOptions.model_fields)}") from None
+        raise ConfigError(f"{NAME}: options.{key}: {err['msg']}") from None
+
+
+def judge_config(cfg: dict[str, Any], base_dir: Path | None) -> Any:
+    """The judge's model config, validated by the suite's class for its backend."""
+    from evalmon.config import MODEL_BACKENDS
+
+    backend = str(cfg.get("backend", "hf"))
+    cls = MODEL_BACKENDS.get(backend)
+    if cls is None:
+        raise ConfigError(f"{NAME}: options.judge.backend: unknown backend {backend!r}"
+                          f"{did_you_mean(backend, list(MODEL_BACKENDS))}", hint=f"backends: {', '.join(MODEL_BACKENDS)}")
+    try:
+        return cls.model_validate({"backend": backend, **cfg}, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        raise ConfigError(f"{NAME}: options.judge.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+
+
+def _path(value: str, base_dir: Path | None) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base_dir or Path.cwd()) / p
+
+
+def _answer_file(value: str, data_dir: Path | None, base_dir: Path | None) -> Path:
+    """A bare model name (no ``/``, no ``.jsonl``) means ``<data_dir>/mt_bench/model_answer/<name>.jsonl``."""
+    if "/" not in value and not value.endswith(".jsonl"):
+        if data_dir is None:
+            raise ConfigError(f"{NAME}: answer set {value!r} is a model name but data.data_dir is not set",
+                              hint="set data.data_dir or give a path to a model_answer .jsonl file")
+        return data_dir / DIR / "model_answer" / f"{value}.jsonl"
+    return _path(value, base_dir)
+
+
+@dataclass
+class MTBenchTask:
+    questions: list[Question]
+    opts: MTBenchOptions
+    judge_cfg: Any
+    prompts: dict[str, JudgePrompt]
+    references: dict[str, Answer]
+    answers: dict[str, Answer] | None
+    baseline: dict[str, Answer] | None
+    source: str
+    files: dict[str, str]
+    seed: int = 1234
+    judge_lm: LM | None = None  # built from judge_cfg on first use (tests may inject one)
+    name: str = NAME
+    num_fewshot: int = 0
+    last_stats: dict[str, EngineStats] = field(default_factory=dict)
+    metrics: dict[str, MetricSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        main = "win_rate" if self.mode == "pairwise" else "score"
+        self.metrics = {main: MetricSpec(main, kind="continuous")}
+
+    @property
+    def mode(self) -> Mode:
+        return self.opts.mode or ("pairwise" if self.opts.baseline_answers else "single")
+
+    def docs(self) -> Sequence[Question]:
+        return self.questions
+
+    def requests(self, doc: Question) -> list[GenRequest]:
+        return []  # multi-stage: see evaluate()
+
+    def score(self, doc: Question, results: Sequence[Any]) -> dict[str, Any]:  # pragma: no cover - unused
+        raise NotImplementedError("mtbench scores in evaluate()")
+
+    def progress_total(self) -> int:
+        n = len(self.questions) * self.opts.turns
+        return (0 if self.answers is not None else n) + n * (2 if self.mode == "pairwise" else 1)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": NAME, "mode": self.mode, "turns": self.opts.turns,
+            "question_ids": [q.id for q in self.questions],
+            "judge": self.judge_cfg.model_dump(mode="json"), "files": self.files,
+            "answers": "generated" if self.answers is None else self.files.get("answers"),
+            "max_new_tokens": self.opts.max_new_tokens, "judge_max_tokens": self.opts.judge_max_tokens,
+            "temperatures": {c: temperature_for(c, self.opts.temperatures)
+                             for c in sorted({q.category for q in self.questions})},
+            "verdict_rule": self.opts.verdict_rule, "judge_system": self.opts.judge_system,
+            "bootstrap": {"iters": self.opts.bootstrap_iters, "seed": self.seed, "level": 0.95, "unit": "question"},
+        }
+
+    # ------------------------------------------------------------------ stage 1: answers
+    def _generate_answers(self, lm: LM, cache: ResponseCache | None, advance: Advance) -> dict[str, Answer]:
+        _check_room(lm, self.opts.max_new_tokens, "model")
+        turns: dict[str, list[str]] = {q.id: [] for q in self.questions}
+        stats = EngineStats()
+        for t in range(self.opts.turns):
+            reqs = []
+            for q in self.questions:
+                msgs: list[tuple[str, str]] = []
+                for i in range(t):
+                    msgs += [("user", q.turns[i]), ("assistant", turns[q.id][i])]
+                msgs.append(("user", q.turns[t]))
+                temp = temperature_for(q.category, self.opts.temperatures)
+                reqs.append(GenRequest("", max_gen_toks=self.opts.max_new_tokens, temperature=temp,
+                                       seed=self.seed if temp > 0 else None, messages=tuple(msgs)))
+            outs, s = run_generate(lm, reqs, cache, advance)
+            _add(stats, s)
+            for q, out in zip(self.questions, outs, strict=True):
+                turns[q.id].append(out.strip())
+        self.last_stats["answers"] = stats
+        name = self.opts.model_id or Path(lm.fingerprint.model).name
+        return {q.id: Answer(q.id, name, tuple(turns[q.id])) for q in self.questions}
+
+    # ------------------------------------------------------------------ stage 2: judge
+    def _render(self, q: Question, turn: int, answers: list[Sequence[str]]) -> Rendered:
+        prompt = self.prompts[prompt_name(self.mode, q.category, turn)]
+        ref = self.references[q.id].turns if needs_reference(q.category) else None
+        return render(prompt, q, answers, ref, turn)
+
+    def _request(self, r: Rendered) -> GenRequest:
+        if self.opts.judge_system == "inline":
+            user = r.user if r.system == "You are a helpful assistant." else f"[Instruction]\n{r.system}\n\n{r.user}"
+            msgs: tuple[tuple[str, str], ...] = (("user", user),)
+        else:
+            msgs = (("system", r.system), ("user", r.user))
+        return GenRequest("", max_gen_toks=self.opts.judge_max_tokens, temperature=0.0, messages=msgs)
+
+    def evaluate(self, lm: LM, cache: ResponseCache | None, advance: Advance, seed: int = 1234
+                 ) -> tuple[TaskResult, list[SampleRecord]]:
+        t0 = time.perf_counter()
+        self.seed = seed
+        answers = self.answers if self.answers is not None else self._generate_answers(lm, cache, advance)
+        judge = self.judge_lm = self.judge_lm or _load_judge(self.judge_cfg)
+        _check_room(judge, self.opts.judge_max_tokens, "judge")
+        pairwise = self.mode == "pairwise"
+        jobs: list[tuple[Question, int, list[Rendered]]] = []
+        for q in self.questions:
+            mine = answers[q.id].turns
+            for turn in range(1, self.opts.turns + 1):
+                if pairwise:
+                    assert self.baseline is not None
+                    base = self.baseline[q.id].turns
+                    jobs.append((q, turn, [self._render(q, turn, [mine, base]), self._render(q, turn, [base, mine])]))
+                else:
+                    jobs.append((q, turn, [self._render(q, turn, [mine])]))
+        reqs = [self._request(r) for _, _, rs in jobs for r in rs]
+        try:
+            outs, jstats = run_generate(judge, reqs, cache, advance)
+        except ModelError as e:
+            raise ModelError(f"{NAME}: judge {judge.fingerprint.model}: {e.message}", hint=e.hint) from None
+        self.last_stats["judge"] = jstats
+        rule = self.opts.verdict_rule
+        per_q: dict[str, list[dict[str, Any]]] = {q.id: [] for q in self.questions}
+        i = 0
+        for q, turn, rendered in jobs:
+            raw = outs[i: i + len(rendered)]
+            i += len(rendered)
+            verdicts = [(parse_pairwise if pairwise else parse_rating)(text, r.sources, rule=rule)
+                        for text, r in zip(raw, rendered, strict=True)]
+            per_q[q.id].append(_turn_record(turn, rendered, verdicts, pairwise))
+        cats = {q.id: q.category for q in self.questions}
+        metrics, kinds = (pw.pairwise_metrics(per_q, cats, iters=self.opts.bootstrap_iters, seed=seed) if pairwise
+                          else single_metrics(per_q, cats))
+        empty = sum(1 for q in self.questions for t in answers[q.id].turns[: self.opts.turns] if not t.strip())
+        metrics["empty_answers"] = MetricValue(value=float(empty), higher_is_better=False)
+        kinds["empty_answers"] = "count"
+        samples = [self._sample(q, answers[q.id], per_q[q.id], pairwise) for q in self.questions]
+        stats = EngineStats()
+        for s in self.last_stats.values():
+            _add(stats, s)
+        secs = time.perf_counter() - t0
+        cfg = self.config()
+        cfg["judge_fingerprint"] = judge.fingerprint.to_dict()
+        timing = TaskTiming(seconds=round(secs, 4), requests=stats.requests, unique_requests=stats.unique,
+                            cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
+                            requests_per_s=round(stats.requests / secs, 2) if secs > 0 else 0.0,
+                            tokens_per_s=round(stats.tokens / secs, 2) if secs > 0 else 0.0)
+        result = TaskResult(name=NAME, n=len(self.questions), num_fewshot=0, source=self.source,
+                            config_hash=config_hash(self.config()), config=cfg, metrics=metrics,
+                            metric_kinds=kinds, timing=timing)
+        return result, samples
+
+    def _sample(self, q: Question, ans: Answer, turns: list[dict[str, Any]], pairwise: bool) -> SampleRecord:
+        n = self.opts.turns
+        extra: dict[str, Any] = {"category": q.category, "mode": self.mode, "model_id": ans.model_id,
+                                 "temperature": temperature_for(q.category, self.opts.temperatures),
+                                 "empty_answer": [not t.strip() for t in ans.turns[:n]], "turns": turns}
+        scores: dict[str, float] = {}
+        if pairwise:
+            assert self.baseline is not None
+            base = self.baseline[q.id]
+            extra.update(baseline_id=base.model_id, baseline_outputs=list(base.turns[:n]))
+            rate = pw.win_rate([t["outcome"] for t in turns])
+            if rate is not None:
+                scores["win_rate"] = rate
+        else:
+            vals = [t["score"] for t in turns if t["score"] is not None]
+            if vals:
+                scores["score"] = sum(vals) / len(vals)
+        prompt_hash = hashlib.sha256("\n".join(q.turns).encode()).hexdigest()[:16]
+        return SampleRecord(task=NAME, doc_id=q.id, prompt_hash=prompt_hash, outputs=list(ans.turns[:n]),
+                            scores=scores, extra=extra)
+
+
+def _turn_record(turn: int, rendered: list[Rendered], verdicts: list[Verdict], pairwise: bool) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "turn": turn, "prompt": rendered[0].prompt, "judge_outputs": [v.raw for v in verdicts],
+        "verdicts": [v.to_dict() for v in verdicts],
+        "parse_failures": [{"game": k + 1, "error": v.error, "raw": v.raw} for k, v in enumerate(verdicts) if not v.ok],
+    }
+    if pairwise:
+        res = pw.combine(verdicts[0], verdicts[1])
+        rec.update(outcome=res.outcome, inconsistent=res.inconsistent)
+    else:
+        rec["score"] = verdicts[0].value if verdicts[0].ok else None
+    return rec
+
+
+def _add(total: EngineStats, s: EngineStats) -> None:
+    for f in ("requests", "unique", "cached", "computed", "tokens", "seconds"):
+        setattr(total, f, getattr(total, f) + getattr(s, f))
+
+
+def _check_room(lm: LM, max_new: int, who: str) -> None:
+    max_length = getattr(lm, "max_length", None)
+    if isinstance(max_length, int) and max_new >= max_length:
+        key = "judge_max_tokens" if who == "judge" else "max_new_tokens"
+        raise ConfigError(f"{NAME}: options.{key} ({max_new}) must be below the {who}'s max_length ({max_length})",
+                          hint=f"lower options.{key}")
+
+
+def _file_id(path: Path) -> str:
+    """``name@sha256[:12]``: what the config hash should depend on (content, not where it lives)."""
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "missing"
+    return f"{Path(path).name}@{digest}"
+
+
+def _load_judge(cfg: Any) -> LM:
+    from evalmon.models.registry import load_lm
+
+    return load_lm(cfg)
+
+
+def build(options: TaskOptions) -> MTBenchTask:
+    opts = _options(options)
+    base = options.base_dir
+    data_dir = Path(options.data_dir).expanduser() if options.data_dir is not None else None
+    mode = opts.mode or ("pairwise" if opts.baseline_answers else "single")
+    if mode == "pairwise" and not opts.baseline_answers:
+        raise ConfigError(f"{NAME}: mode pairwise needs options.baseline_answers",
+                          hint="a model_answer .jsonl path or a model name such as gpt-3.5-turbo")
+    files: dict[str, str] = {}
+
+    def locate(key: str, given: str | None, default: str) -> Path:
+        if given is not None:
+            path = _path(given, base)
+        elif data_dir is not None:
+            path = data_dir / DIR / default
+        else:
+            raise ConfigError(f"{NAME}: set data.data_dir (a mirror with {DIR}/{default}) or options.{key}")
+        files[key] = _file_id(path)
+        return path
+
+    source = locate("questions", opts.questions, "question.jsonl")
+    questions = load_questions(source)
+    if opts.categories is not None:
+        unknown = sorted(set(opts.categories) - {q.category for q in questions})
+        if unknown:
+            raise ConfigError(f"{NAME}: options.categories: unknown category {unknown[0]!r}",
+                              hint=f"categories: {', '.join(sorted({q.category for q in questions}))}")
+        questions = [q for q in questions if q.category in opts.categories]
+    if opts.question_ids is not None:
+        wanted = [str(i) for i in opts.question_ids]
+        have = {q.id for q in questions}
+        missing = [i for i in wanted if i not in have]
+        if missing:
+            raise DataError(f"{NAME}: question id(s) {', '.join(missing)} not in {source}")
+        questions = [q for q in questions if q.id in set(wanted)]
+    if options.limit is not None:
+        questions = questions[: options.limit]
+    short = [q.id for q in questions if len(q.turns) < opts.turns]
+    if short:
+        raise DataError(f"{NAME}: question(s) {', '.join(short)} have fewer than {opts.turns} turns")
+    ids = [q.id for q in questions]
+    prompts = load_judge_prompts(locate("judge_prompts", opts.judge_prompts, "judge_prompts.jsonl"))
+    needed = {prompt_name(mode, q.category, t) for q in questions for t in range(1, opts.turns + 1)}
+    if needed - set(prompts):
+        raise DataError(f"{NAME}: judge prompt(s) {', '.join(sorted(needed - set(prompts)))} missing from "
+                        f"{files['judge_prompts'].split('@')[0]}")
+    ref_ids = [q.id for q in questions if needs_reference(q.category)]
+    references = load_answers(locate("reference_answers", opts.reference_answers, "reference_answer/gpt-4.jsonl"),
+                              ref_ids, turns=opts.turns, what="reference answer file") if ref_ids else {}
+    answers = baseline = None
+    if opts.answers is not None:
+        path = _answer_file(opts.answers, data_dir, base)
+        files["answers"] = _file_id(path)
+        answers = load_answers(path, ids, turns=opts.turns)
+    if mode == "pairwise":
+        assert opts.baseline_answers is not None
+        path = _answer_file(opts.baseline_answers, data_dir, base)
+        files["baseline_answers"] = _file_id(path)
+        baseline = load_answers(path, ids, turns=opts.turns, what="baseline answer file")
+    return MTBenchTask(questions=questions, opts=opts.model_copy(update={"mode": mode}),
+                       judge_cfg=judge_config(opts.judge, base), prompts=prompts, references=references,
+                       answers=answers, baseline=baseline, source=str(source), files=files, seed=options.seed)
+
+
+register_task(TaskInfo(name=NAME, factory=build, family="judge", local_source=f"{DIR}/question.jsonl",
+                       hub_source="(local mirror only: FastChat llm_judge data)"))
