@@ -15,16 +15,20 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -53,7 +57,16 @@ _HINTS = {
     "seed": "use an integer",
     "dtype": "use float32, bfloat16, float16 or auto",
     "device": "use cpu, cuda, cuda:N, mps or auto",
-    "backend": "only the `hf` backend exists for now",
+    "backend": "use hf (a local/hub checkpoint) or openai (an OpenAI-compatible server)",
+    "missing:base_url": "add `base_url: http://host:port/v1` (the server's API root)",
+    "base_url": "write the server's API root, e.g. http://127.0.0.1:8000/v1",
+    "api_key_env": "write the NAME of an environment variable holding the key (e.g. OPENAI_API_KEY), not the key",
+    "mode": "use chat (/v1/chat/completions) or completions (/v1/completions)",
+    "concurrency": "use an integer ≥ 1 (parallel requests)",
+    "timeout_s": "use a number of seconds > 0",
+    "max_retries": "use an integer ≥ 0",
+    "backoff_s": "use a number of seconds > 0 (first retry delay; doubles per retry)",
+    "supports_logprobs": "use auto (probe the server once), true or false",
     "options": "give a mapping of task options",
     "tasks[]": "write a task name, or a mapping with `name:` and optional num_fewshot/limit/options",
 }
@@ -100,6 +113,7 @@ class HFModelConfig(_Strict):
     adapter: str | None = None
     trust_remote_code: bool = False
     add_bos_token: bool | None = None  # None = the tokenizer's default (lm-eval ≥ 0.4.9.2 policy)
+    chat_template_fallback: Literal["error", "plain"] = "error"  # no chat template: fail, or "Role: text" lines
 
     @model_validator(mode="before")
     @classmethod
@@ -119,9 +133,85 @@ class HFModelConfig(_Strict):
         return Path(self.path).is_absolute()
 
 
-# Backends by name; becomes a discriminated union on `backend` when a second one ("openai") lands.
-ModelConfig = HFModelConfig
-MODEL_BACKENDS: dict[str, type[BaseModel]] = {"hf": HFModelConfig}
+class OpenAIModelConfig(_Strict):
+    """A model behind an OpenAI-compatible HTTP server (vLLM, TGI, llama.cpp, ``transformers serve``, …).
+
+    The API key is read at run time from the environment variable *named* by ``api_key_env`` — the
+    key itself never appears in a suite file, results, logs or MLflow.
+    """
+
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field(min_length=1)  # API root, e.g. http://127.0.0.1:8000/v1
+    model: str | None = Field(None, min_length=1)  # served model name; None = the only one /models lists
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    mode: Literal["chat", "completions"] = "chat"  # endpoint used for generation
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(1.0, gt=0)
+    tokenizer: str | None = None  # local HF tokenizer (path or hub id): exact token counts + token-id prompts
+    batch_size: int = Field(1, ge=1)  # unused (one request per prompt); kept for spec symmetry
+    supports_logprobs: Literal["auto"] | bool = "auto"  # auto: probe the server once, on first use
+
+    @field_validator("supports_logprobs", mode="before")
+    @classmethod
+    def _tristate(cls, v: Any) -> Any:
+        text = str(v).strip().lower()
+        if isinstance(v, bool) or text == "auto":
+            return v if isinstance(v, bool) else "auto"
+        if text in ("true", "false", "yes", "no", "1", "0"):
+            return text in ("true", "yes", "1")
+        raise PydanticCustomError("tristate", "expected auto, true or false, got '{got}'",
+                                  {"got": v, "hint": _HINTS["supports_logprobs"]})
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise PydanticCustomError("url", "'{got}' is not an http(s) URL",
+                                      {"got": v, "hint": _HINTS["base_url"]})
+        if parts.username is not None or parts.password is not None:
+            raise PydanticCustomError("url_credentials", "credentials are not allowed in base_url",
+                                      {"hint": "remove user:password@ and put the key in the variable named "
+                                               "by api_key_env"})
+        return v.strip().rstrip("/")
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else resolve_ref(v, _base_dir(info))
+
+
+MODEL_BACKENDS: dict[str, type[BaseModel]] = {"hf": HFModelConfig, "openai": OpenAIModelConfig}
+
+
+class _UnknownBackend(BaseModel):
+    """Where an unknown ``backend`` lands: the error points at the ``backend`` key and names the choices."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    backend: str
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _unknown(cls, v: Any) -> Any:
+        names = list(MODEL_BACKENDS)
+        raise PydanticCustomError("unknown_backend", "unknown backend '{got}'{dym}",
+                                  {"got": v, "dym": did_you_mean(str(v), names), "hint": f"backends: {', '.join(names)}"})
+
+
+def _backend_tag(value: Any) -> str:
+    """Discriminator: ``backend`` (default hf)."""
+    tag = value.get("backend", "hf") if isinstance(value, dict) else getattr(value, "backend", "hf")
+    return tag if isinstance(tag, str) and tag in MODEL_BACKENDS else "unknown"
+
+
+_MODEL_TAGS = (*MODEL_BACKENDS, "unknown")
+ModelConfig = Annotated[
+    Annotated[HFModelConfig, Tag("hf")] | Annotated[OpenAIModelConfig, Tag("openai")]
+    | Annotated[_UnknownBackend, Tag("unknown")],
+    Discriminator(_backend_tag),
+]
 
 
 class DataConfig(_Strict):
@@ -211,6 +301,8 @@ class SuiteConfig(_Strict):
 
 def _loc_fixup(err: Any, loc: Loc) -> Loc:
     ctx = err.get("ctx") or {}
+    if len(loc) == 2 and loc[0] == "model" and loc[1] in _MODEL_TAGS:  # a whole-model error: drop the union tag
+        loc = ("model",)
     return (*loc, ctx["index"]) if err["type"] == "duplicate_entry" and "index" in ctx else loc
 
 
@@ -252,9 +344,18 @@ def load_suite_text(text: str, source_name: str = "<string>", *, base_dir: Path 
     try:
         cfg = SuiteConfig.model_validate(doc.data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as e:
-        raise validation_error(e, doc, SuiteConfig, hints=_HINTS, loc_fixup=_loc_fixup) from None
+        raise validation_error(e, doc, _error_schema(doc.data), hints=_HINTS, loc_fixup=_loc_fixup) from None
     cfg._task_origins = tuple(_entry_origin(doc, i, raw) for i, raw in enumerate(doc.data["tasks"]))
     return cfg
+
+
+def _error_schema(data: dict[str, Any]) -> type[BaseModel]:
+    """SuiteConfig with ``model`` narrowed to the written backend, so "unknown key" hints list its keys."""
+    model = data.get("model")
+    backend = _backend_tag(model) if isinstance(model, dict) else "hf"
+    if backend not in MODEL_BACKENDS or backend == "hf":
+        return SuiteConfig
+    return create_model("SuiteConfig", __base__=SuiteConfig, model=(MODEL_BACKENDS[backend], ...))
 
 
 def _entry_origin(doc: YamlDoc, i: int, raw: Any) -> str:
@@ -307,11 +408,14 @@ def flatten(config: SuiteConfig) -> dict[str, str]:
 # --------------------------------------------------------------------------- CLI overrides
 
 _INT_OPTIONS = ("batch_size", "max_length")
-_SPEC_HINT = "use hf:<path or org/name>[,key=value,…], e.g. hf:./ckpt,dtype=bfloat16,batch_size=4"
+_SPEC_HINT = ("use hf:<path or org/name>[,key=value,…] (e.g. hf:./ckpt,dtype=bfloat16) or "
+              "openai:<base_url>[,model=NAME,…] (e.g. openai:http://127.0.0.1:8000/v1,model=m)")
+_FIRST_KEY = {"hf": "path", "openai": "base_url"}  # what a bare first item of the spec is
 
 
-def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> ModelConfig:
-    """``hf:/path``, ``hf:org/name``, ``hf:/path,adapter=/p/lora,dtype=bfloat16,…`` or a bare path."""
+def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
+    """``hf:/path``, ``hf:org/name``, ``hf:/path,adapter=/p/lora,dtype=bfloat16,…``, a bare path, or
+    ``openai:http://host:port/v1,model=NAME,mode=completions,concurrency=8,…``."""
     text = spec.strip()
     if not text:
         raise ConfigError("--model: empty model spec", hint=_SPEC_HINT)
@@ -323,13 +427,14 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> ModelConfig:
             raise ConfigError(f"--model: unknown backend '{backend}'{did_you_mean(backend, list(MODEL_BACKENDS))}",
                               hint=f"backends: {', '.join(MODEL_BACKENDS)}")
     cls = MODEL_BACKENDS[backend]
-    allowed = [k for k in cls.model_fields if k != "backend"] + ["pretrained"]
+    first = _FIRST_KEY[backend]
+    allowed = [k for k in cls.model_fields if k != "backend"] + (["pretrained"] if backend == "hf" else [])
     fields: dict[str, Any] = {"backend": backend}
     for i, part in enumerate(p.strip() for p in rest.split(",")):
         key, eq, value = part.partition("=")
         key = key.strip()
         if i == 0 and not (eq and key in allowed):
-            key, value = "path", part
+            key, value = first, part
         elif not eq or not key:
             raise ConfigError(f"--model: option '{part}' is not key=value", hint=_SPEC_HINT)
         elif key not in allowed:
@@ -342,8 +447,9 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> ModelConfig:
         fields[key] = (None if value.lower() in ("null", "none")
                        else int(value) if key in _INT_OPTIONS and re.fullmatch(r"[+-]?\d+", value)
                        else value)
-    if not fields.get("path"):
-        raise ConfigError(f"--model: no checkpoint path or hub id in '{spec}'", hint=_SPEC_HINT)
+    if not fields.get(first):
+        what = "no checkpoint path or hub id" if backend == "hf" else "no server base_url"
+        raise ConfigError(f"--model: {what} in '{spec}'", hint=_SPEC_HINT)
     try:
         return cls.model_validate(fields, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as e:
@@ -369,8 +475,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     if model is not None:
         new = parse_model_spec(model)
         keep = {} if new.backend != cfg.model.backend else cfg.model.model_dump(
-            exclude={"path", "revision", "adapter"})
-        data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "backend"})}
+            exclude={"path", "revision", "adapter", "base_url", "model"})
+        data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "base_url", "backend"})}
     if tasks is not None:
         names = [n.strip() for item in tasks for n in item.split(",") if n.strip()]
         if not names:
@@ -432,7 +538,7 @@ def default_suite() -> SuiteConfig:
 
 __all__ = [
     "DEFAULT_CHECKPOINT_DIR", "DEFAULT_DATA_DIR", "DEFAULT_LIMIT", "DEFAULT_TASKS", "MODEL_BACKENDS",
-    "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "SuiteConfig", "TaskEntry",
+    "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "OpenAIModelConfig", "SuiteConfig", "TaskEntry",
     "TrackingConfig", "apply_overrides", "check_task_names", "default_suite", "flatten",
     "is_local_ref", "load_suite", "load_suite_text", "parse_model_spec", "resolve_path",
     "resolve_ref", "suite_hash",

@@ -22,6 +22,8 @@ from evalmon.models.base import GenRequest, LLRequest, LLResult, ModelFingerprin
 DEFAULT_MAX_LENGTH = 2048
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "auto": "auto"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                    "spiece.model", "sentencepiece.bpe.model")
 _HASH_LIMIT_BYTES = 2 * 1024**3  # hash weights fully below 2 GiB, else size+head/tail fingerprint
 
 
@@ -67,6 +69,8 @@ def weights_fingerprint(path: Path) -> str:
 
 
 def _resolve_device(device: str) -> str:
+    if device == "cpu":  # no torch import: bad checkpoint paths fail fast
+        return device
     import torch
 
     if device == "auto":
@@ -95,7 +99,11 @@ class HFCausalLM:
         self.batch_size = settings.batch_size
         self.max_length = settings.max_length or self._resolve_max_length()
         bos = self.tokenizer.bos_token_id
-        self.prefix_token_id: int = bos if bos is not None else self.tokenizer.eos_token_id
+        prefix = bos if bos is not None else self.tokenizer.eos_token_id
+        if prefix is None:
+            raise ModelError(f"model.path: the tokenizer of {self._model_id} has neither a BOS nor an EOS token",
+                             hint="evalmon (like lm-eval) needs one to score continuations of an empty context")
+        self.prefix_token_id: int = prefix
         self._prefix_str = self.tokenizer.decode(self.prefix_token_id)
         policy = ("tokenizer-default" if settings.add_bos_token is None
                   else ("always" if settings.add_bos_token else "never"))
@@ -120,10 +128,6 @@ class HFCausalLM:
 
     # ------------------------------------------------------------------ loading
     def _load(self, s: HFSettings) -> tuple[Any, Any, str | None]:
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
         local = _looks_local(s.path)
         path = str(Path(s.path).expanduser().resolve()) if local else s.path
         if local and not Path(path).is_dir():
@@ -132,6 +136,11 @@ class HFCausalLM:
         if local and not (Path(path) / "config.json").is_file():
             raise ModelError(f"model.path: {path} has no config.json — not a Hugging Face checkpoint directory")
         self._model_id = path
+
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
         kwargs: dict[str, Any] = {"revision": s.revision, "trust_remote_code": s.trust_remote_code}
         try:
             config = AutoConfig.from_pretrained(path, **kwargs)
@@ -142,10 +151,18 @@ class HFCausalLM:
         causal = not getattr(config, "is_encoder_decoder", False) and (
             config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
             or (s.trust_remote_code and "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})))
+        archs = list(getattr(config, "architectures", None) or [])
+        remote = s.trust_remote_code and "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+        if causal and archs and not remote:  # e.g. a BertModel/LlamaModel save: no LM head to score with
+            heads = {c for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for c in ([v] if isinstance(v, str) else v)}
+            causal = any(a in heads for a in archs)
         if not causal:
-            arch = ",".join(getattr(config, "architectures", None) or [config.model_type])
+            arch = ",".join(archs or [config.model_type])
             raise ModelError(f"model.path: {path} is not a causal language model (architecture {arch})",
-                             hint="evalmon's hf backend scores decoder-only causal LMs")
+                             hint="evalmon's hf backend scores decoder-only causal LMs (…ForCausalLM checkpoints)")
+        if local and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+            raise ModelError(f"model.path: {path} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:2])}, …)",
+                             hint="save the tokenizer next to the weights: tokenizer.save_pretrained(<checkpoint dir>)")
         dtype = _DTYPES.get(s.dtype)
         if dtype is None:
             raise ModelError(f"model.dtype: unknown dtype {s.dtype!r}", hint="use float32, bfloat16, float16 or auto")

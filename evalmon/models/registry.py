@@ -17,5 +17,10 @@ def load_lm(model_cfg: Any) -> LM:
             path=str(model_cfg.path), revision=model_cfg.revision, dtype=model_cfg.dtype,
             device=model_cfg.device, batch_size=model_cfg.batch_size, max_length=model_cfg.max_length,
             adapter=str(model_cfg.adapter) if model_cfg.adapter else None,
-            trust_remote_code=model_cfg.trust_remote_code, add_bos_token=model_cfg.add_bos_token))
-    raise ConfigError(f"model.backend: unknown backend {backend!r}", hint="use hf")
+            trust_remote_code=model_cfg.trust_remote_code, add_bos_token=model_cfg.add_bos_token,
+            chat_template_fallback=getattr(model_cfg, "chat_template_fallback", "error")))
+    if backend == "openai":
+        from evalmon.models.openai_compat import OpenAICompatLM
+
+        return OpenAICompatLM(model_cfg)
+    raise ConfigError(f"model.backend: unknown backend {backend!r}", hint="use hf or openai")
