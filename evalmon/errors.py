@@ -47,6 +47,10 @@ class OutputError(EvalmonError):
     """The output directory cannot be created or written."""
 
 
+class GateError(EvalmonError):
+    """Two runs cannot be compared or gated (no shared task, required samples missing, not comparable)."""
+
+
 def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...], n: int = 3) -> str:
     """Return ' (did you mean: a, b?)' for the closest candidates, or '' when none is close."""
     import difflib

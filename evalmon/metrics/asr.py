@@ -108,3 +108,13 @@ def corpus_from_items(metric: str, norm: Normalization | None = None) -> Any:
         return asr_score(metric, [i[0] for i in items], [i[1] for i in items], norm=norm, n_bootstrap=0).score
 
     return compute
+
+
+def _register_for_gates() -> None:
+    from evalmon.metrics.paired import register_corpus_metric
+
+    for name in ASR_METRICS:
+        register_corpus_metric(name, corpus_from_items(name))
+
+
+_register_for_gates()

@@ -142,3 +142,13 @@ def corpus_from_items(metric: str) -> Any:
 
     compute.__name__ = f"corpus_{metric}"
     return compute
+
+
+def _register_for_gates() -> None:
+    from evalmon.metrics.paired import register_corpus_metric
+
+    for name in TEXT_METRICS:
+        register_corpus_metric(name, corpus_from_items(name))
+
+
+_register_for_gates()

@@ -1,0 +1,20 @@
+"""Regression gates: compare two runs with paired statistics and decide pass / regression / not comparable.
+
+``resolve`` finds a run (results dir, MLflow run id or query, registered model), ``compare`` pairs the
+per-document scores and tests every shared metric, ``policy`` reads gates.yaml, ``verdict`` applies it
+with Holm's correction, ``render`` prints tables and writes the markdown / JSON. See docs/gating.md.
+"""
+
+from __future__ import annotations
+
+from evalmon.gate.compare import Comparison, Issue, MetricComparison, compare
+from evalmon.gate.policy import GatePolicy, load_policy, load_policy_text
+from evalmon.gate.render import comparison_json, comparison_markdown, verdict_json, verdict_markdown
+from evalmon.gate.resolve import LoadedRun, promote, resolve_run
+from evalmon.gate.verdict import GateVerdict, MetricVerdict, gate
+
+__all__ = [
+    "Comparison", "GatePolicy", "GateVerdict", "Issue", "LoadedRun", "MetricComparison", "MetricVerdict",
+    "compare", "comparison_json", "comparison_markdown", "gate", "load_policy", "load_policy_text", "promote",
+    "resolve_run", "verdict_json", "verdict_markdown",
+]

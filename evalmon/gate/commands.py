@@ -1,0 +1,109 @@
+"""What ``evalmon compare``, ``evalmon gate`` and ``evalmon baseline promote`` do (cli.py only parses flags)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalmon.errors import OutputError
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _load_pair(a: str, b: str, tracking_uri: str | None) -> tuple[Any, Any]:
+    from evalmon.gate.resolve import resolve_run
+
+    err = _console(stderr=True)
+    runs = []
+    for side, ref in (("baseline", a), ("candidate", b)):
+        run = resolve_run(ref, tracking_uri)
+        for note in run.notes:  # loud: the test falls back to unpaired
+            err.print(f"[bold yellow]WARNING[/] {side} {run.label}: {note}", markup=True)
+        runs.append(run)
+    return runs[0], runs[1]
+
+
+def compare_cmd(run_a: str, run_b: str, *, fmt: str, tracking_uri: str | None, seed: int, n_boot: int,
+                output: Path | None) -> int:
+    from evalmon.gate.compare import compare
+    from evalmon.gate.render import comparison_json, comparison_markdown, render_comparison
+
+    a, b = _load_pair(run_a, run_b, tracking_uri)
+    result = compare(a, b, seed=seed, n_boot=n_boot)
+    if fmt == "table" and output is None:
+        render_comparison(result, _console())
+        return 0
+    text = comparison_json(result) if fmt == "json" else comparison_markdown(result)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write(output, text)
+    return 0
+
+
+def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Path | None,
+             markdown_out: Path | None, alpha: float | None, tracking_uri: str | None, seed: int,
+             n_boot: int, allow_incomparable: bool) -> int:
+    from evalmon.gate.policy import GatePolicy, load_policy
+    from evalmon.gate.render import render_verdict, verdict_json, verdict_markdown
+    from evalmon.gate.verdict import gate
+
+    pol = load_policy(policy) if policy is not None else GatePolicy()
+    if alpha is not None and not 0 < alpha < 1:
+        from evalmon.errors import ConfigError
+
+        raise ConfigError(f"--alpha {alpha}: must be between 0 and 1", hint="e.g. --alpha 0.05")
+    a, b = _load_pair(baseline, candidate, tracking_uri)
+    verdict = gate(a, b, pol, alpha=alpha, seed=seed, n_boot=n_boot, allow_incomparable=allow_incomparable,
+                   policy_source=str(policy) if policy else None)
+    err = _console(stderr=True)
+    render_verdict(verdict, _console())
+    for issue in verdict.issues:
+        level = "[bold red]NOT COMPARABLE[/]" if issue.blocking else "[yellow]warning[/]"
+        err.print(f"{level} ({issue.scope}) {issue.message}", markup=True, soft_wrap=True)
+    for w in verdict.warnings:
+        err.print(f"[yellow]warning[/] {w}", markup=True, soft_wrap=True)
+    md = verdict_markdown(verdict)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _write(Path(summary), md, append=True)
+    if markdown_out is not None:
+        _write(markdown_out, md)
+    if json_out is not None:
+        _write(json_out, verdict_json(verdict))
+    if verdict.exit_code == 2:
+        first = next(i for i in verdict.issues if i.blocking)
+        more = sum(i.blocking for i in verdict.issues) - 1
+        sys.stderr.write(f"error: runs are not comparable: ({first.scope}) {first.message}"
+                         + (f" (+{more} more)" if more else "")
+                         + " — fix the runs or pass --allow-incomparable\n")
+    return verdict.exit_code
+
+
+def promote_cmd(run: str, *, tag: str, tracking_uri: str | None, keep_previous: bool) -> int:
+    from evalmon.gate.resolve import promote
+
+    out = promote(run, tag, tracking_uri, keep_previous=keep_previous)
+    con = _console()
+    con.print(f"promoted MLflow run {out['run_id']} (experiment {out['experiment_id']}, evalmon run "
+              f"{out['evalmon_run_id']}) with {out['tag']}", markup=False)
+    if out["demoted"]:
+        con.print(f"removed {out['tag']} from {', '.join(out['demoted'])} "
+                  "(history: evalmon.baseline.superseded_by)", markup=False)
+    return 0
+
+
+def _write(path: Path, text: str, append: bool = False) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text if not append else "\n" + text)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})",
+                          hint="check the directory exists and is writable") from None

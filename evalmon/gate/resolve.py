@@ -1,0 +1,328 @@
+"""RUN references for ``compare`` / ``gate`` / ``baseline promote``: where a run's results come from.
+
+Accepted forms:
+
+* a results directory (``reports/<run_id>``) or its ``results.json`` — ``samples.jsonl.gz`` is read
+  from the same directory when present;
+* an MLflow run id: ``mlflow:<run_id>`` or a bare 32-hex id;
+* an MLflow query: ``mlflow:experiment=NAME,tag.baseline=true[,tag.k=v…][,status=FINISHED]`` — the
+  newest matching active run (by start time); without ``experiment=`` every experiment is searched;
+* a registered model: ``models:/NAME@alias``, ``models:/NAME/3`` or ``models:/NAME/latest`` — the run
+  the model version was created from.
+
+MLflow runs are read from their ``results.json`` and ``samples.jsonl.gz`` artifacts (what
+``evalmon run`` / ``log_run`` upload), downloaded to a temporary directory that is removed again.
+The tracking URI is ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store
+``.evalmon/mlflow.db`` when it exists.
+
+``promote`` moves a tag (default ``baseline=true``) onto one run: previous holders in the same
+experiment lose the tag and keep the history in ``evalmon.baseline.demoted_at`` /
+``evalmon.baseline.superseded_by`` (``keep_previous=True`` leaves them tagged; the query then picks
+the newest by start time).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from evalmon.errors import ConfigError, DataError, TrackingError, did_you_mean
+from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord, read_samples
+from evalmon.tracking.payload import STATE_FILE, _read_json, _reason, check_reachable, default_tracking_uri
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_FORMS = ("a results dir or results.json, mlflow:<run_id>, a 32-hex MLflow run id, "
+          "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias or models:/NAME/<version>")
+QUERY_KEYS = ("experiment", "status", "tag.<name>")
+
+
+@dataclass
+class LoadedRun:
+    """A run's results (and per-document samples, when available) plus where they came from."""
+
+    result: RunResult
+    samples: list[SampleRecord] | None
+    ref: str
+    origin: str
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+    notes: list[str] = field(default_factory=list)  # loud warnings (e.g. samples missing)
+
+    @property
+    def label(self) -> str:
+        return self.result.run_id
+
+    def describe(self) -> dict[str, Any]:
+        return {"ref": self.ref, "run_id": self.result.run_id, "origin": self.origin,
+                "mlflow_run_id": self.mlflow_run_id, "model": self.result.model.get("model"),
+                "samples": self.samples is not None}
+
+
+# --------------------------------------------------------------------------- local files
+def load_local(path: Path, ref: str | None = None) -> LoadedRun:
+    p = Path(path).expanduser()
+    results = p / RESULTS_FILE if p.is_dir() else p
+    if not results.is_file():
+        where = f"{p} has no {RESULTS_FILE}" if p.is_dir() else f"{p}: no such results directory or file"
+        raise ConfigError(where, hint=f"RUN may be {_FORMS}")
+    result = _parse_results(results.read_text(encoding="utf-8"), str(results))
+    samples_path = results.parent / SAMPLES_FILE
+    samples, notes = _read_samples_or_note(samples_path, str(samples_path))
+    return LoadedRun(result, samples, ref or str(path), f"results dir {results.parent}", notes=notes)
+
+
+def _parse_results(text: str, source: str) -> RunResult:
+    try:
+        return RunResult.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{source}: not an evalmon results.json ({loc}: {err['msg']})",
+                          hint="pass the directory `evalmon run` wrote (reports/<run_id>)") from None
+
+
+def _read_samples_or_note(path: Path, shown: str) -> tuple[list[SampleRecord] | None, list[str]]:
+    if not path.is_file():
+        return None, [f"{shown} is missing: per-document samples unavailable, tests fall back to unpaired"]
+    try:
+        return list(read_samples(path)), []
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise DataError(f"{shown}: cannot read samples ({_reason(exc)})",
+                        hint="re-run the evaluation or delete the broken file to gate unpaired") from None
+
+
+# --------------------------------------------------------------------------- MLflow
+def tracking_uri_for(explicit: str | None) -> str:
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    if (Path.cwd() / ".evalmon" / "mlflow.db").is_file():
+        return default_tracking_uri(Path.cwd())
+    raise ConfigError("no MLflow tracking URI for an MLflow RUN reference",
+                      hint="pass --tracking-uri or set MLFLOW_TRACKING_URI")
+
+
+def _client(uri: str) -> Any:
+    unreachable = check_reachable(uri)
+    if unreachable:
+        raise TrackingError(f"MLflow is unreachable: {unreachable}")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _is_mlflow_ref(ref: str) -> bool:
+    return ref.startswith(("mlflow:", "models:/")) or (bool(_HEX32.fullmatch(ref)) and not Path(ref).exists())
+
+
+def locate(ref: str, tracking_uri: str | None) -> tuple[Any, str, Any]:
+    """(client, uri, mlflow Run) for an MLflow reference; raises ``TrackingError`` when none matches."""
+    from mlflow.exceptions import MlflowException
+
+    from evalmon.tracking.payload import http_limits
+
+    uri = tracking_uri_for(tracking_uri)
+    client = _client(uri)
+    with http_limits():
+        try:
+            if ref.startswith("models:/"):
+                return client, uri, _get_run(client, uri, _model_run_id(client, ref))
+            body = ref.removeprefix("mlflow:")
+            if "=" in body:
+                return client, uri, _query(client, uri, body)
+            return client, uri, _get_run(client, uri, body)
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow at {uri} failed for {ref!r}: {_reason(exc)}") from None
+
+
+def _get_run(client: Any, uri: str, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    if not _HEX32.fullmatch(run_id):
+        raise ConfigError(f"{run_id!r} is not an MLflow run id (32 hex characters)", hint=f"RUN may be {_FORMS}")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+            raise TrackingError(f"MLflow run {run_id} does not exist at {uri}",
+                                hint="check the id (MLflow UI → run → Run ID) and --tracking-uri") from None
+        raise
+    if run.info.lifecycle_stage != "active":
+        raise TrackingError(f"MLflow run {run_id} is deleted", hint="restore it in the MLflow UI")
+    return run
+
+
+def _model_run_id(client: Any, ref: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    body = ref.removeprefix("models:/")
+    name, alias, version = body, None, None
+    if "@" in body:
+        name, alias = body.rsplit("@", 1)
+    elif "/" in body:
+        name, version = body.rsplit("/", 1)
+    if not name or not (alias or version):
+        raise ConfigError(f"{ref!r}: expected models:/NAME@alias or models:/NAME/<version>")
+    try:
+        if alias:
+            mv = client.get_model_version_by_alias(name, alias)
+        elif version == "latest":
+            versions = client.search_model_versions(f"name = '{_quote(name)}'")
+            if not versions:
+                raise TrackingError(f"registered model {name!r} has no versions")
+            mv = max(versions, key=lambda v: int(v.version))
+        else:
+            mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise TrackingError(f"{ref}: not found ({_reason(exc)})",
+                            hint="check the registered model name and alias/version in the MLflow UI") from None
+    if not getattr(mv, "run_id", None):
+        raise TrackingError(f"{ref} (version {mv.version}) is not linked to an MLflow run",
+                            hint="register the version from the evaluation run (create_model_version(run_id=…))")
+    return str(mv.run_id)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def parse_query(body: str) -> tuple[str | None, list[str], dict[str, str]]:
+    """``experiment=X,tag.k=v,status=S`` → (experiment, MLflow filter clauses, the raw pairs)."""
+    experiment, clauses, pairs = None, [], {}
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(f"mlflow query {body!r}: {part!r} is not key=value",
+                              hint="write mlflow:experiment=NAME,tag.baseline=true")
+        pairs[key] = value
+        if key == "experiment":
+            experiment = value
+        elif key == "status":
+            clauses.append(f"attributes.status = '{_quote(value.upper())}'")
+        elif key.startswith("tag.") and len(key) > 4:
+            clauses.append(f"tags.`{key[4:]}` = '{_quote(value)}'")
+        else:
+            raise ConfigError(f"mlflow query {body!r}: unknown key {key!r}{did_you_mean(key, QUERY_KEYS)}",
+                              hint=f"keys: {', '.join(QUERY_KEYS)}")
+    return experiment, clauses, pairs
+
+
+def _experiment_ids(client: Any, uri: str, name: str | None) -> list[str]:
+    if name is not None:
+        exp = client.get_experiment_by_name(name)
+        if exp is None or exp.lifecycle_stage != "active":
+            names = [e.name for e in client.search_experiments(max_results=1000)]
+            raise TrackingError(f"MLflow experiment {name!r} not found at {uri}{did_you_mean(name, names)}")
+        return [exp.experiment_id]
+    ids, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            return ids
+
+
+def _query(client: Any, uri: str, body: str) -> Any:
+    experiment, clauses, pairs = parse_query(body)
+    ids = _experiment_ids(client, uri, experiment)
+    flt = " and ".join(clauses)
+    best = None
+    for i in range(0, len(ids), 100):
+        runs = client.search_runs(ids[i : i + 100], filter_string=flt, max_results=1,
+                                  order_by=["attributes.start_time DESC"])
+        if runs and (best is None or runs[0].info.start_time > best.info.start_time):
+            best = runs[0]
+    if best is None:
+        shown = ",".join(f"{k}={v}" for k, v in pairs.items())
+        raise TrackingError(f"no MLflow run at {uri} matches {shown}",
+                            hint="promote one with `evalmon baseline promote RUN` or check the query")
+    return best
+
+
+def load_mlflow(ref: str, tracking_uri: str | None) -> LoadedRun:
+    client, uri, run = locate(ref, tracking_uri)
+    rid = run.info.run_id
+    from mlflow.exceptions import MlflowException
+
+    from evalmon.tracking.payload import http_limits
+
+    with tempfile.TemporaryDirectory(prefix="evalmon-run-") as tmp, http_limits():
+        try:
+            results = Path(client.download_artifacts(rid, RESULTS_FILE, tmp))
+        except (MlflowException, OSError) as exc:
+            raise TrackingError(f"MLflow run {rid} has no {RESULTS_FILE} artifact ({_reason(exc)})",
+                                hint="is it an evalmon run? evalmon run/sync uploads results.json") from None
+        result = _parse_results(results.read_text(encoding="utf-8"), f"mlflow run {rid}: {RESULTS_FILE}")
+        try:
+            samples_path = Path(client.download_artifacts(rid, SAMPLES_FILE, tmp))
+        except (MlflowException, OSError):
+            samples_path = Path(tmp) / "missing" / SAMPLES_FILE
+        samples, notes = _read_samples_or_note(samples_path, f"mlflow run {rid}: {SAMPLES_FILE}")
+    exp = run.info.experiment_id
+    origin = f"MLflow run {rid} (experiment {exp}) at {uri}"
+    return LoadedRun(result, samples, ref, origin, mlflow_run_id=rid, tracking_uri=uri, notes=notes)
+
+
+def resolve_run(ref: str, tracking_uri: str | None = None) -> LoadedRun:
+    """Load the run ``ref`` names (see the module docstring); user mistakes raise one-line errors."""
+    ref = ref.strip()
+    if not ref:
+        raise ConfigError("empty RUN reference", hint=f"RUN may be {_FORMS}")
+    if _is_mlflow_ref(ref):
+        return load_mlflow(ref, tracking_uri)
+    return load_local(Path(ref), ref)
+
+
+# --------------------------------------------------------------------------- promote
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def promote(ref: str, tag: str = "baseline=true", tracking_uri: str | None = None, *,
+            keep_previous: bool = False) -> dict[str, Any]:
+    """Tag the MLflow run ``ref`` resolves to (a local results dir uses its recorded ``mlflow.json``)."""
+    key, sep, value = tag.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--tag {tag!r}: expected key=value", hint="e.g. --tag baseline=true")
+    key, value = key.strip(), value.strip()
+    if not _is_mlflow_ref(ref):
+        p = Path(ref)
+        state = _read_json((p if p.is_dir() else p.parent) / STATE_FILE)
+        if not p.exists():
+            raise ConfigError(f"{ref}: no such results directory", hint=f"RUN may be {_FORMS}")
+        if not state.get("run_id"):
+            raise ConfigError(f"{ref} was never logged to MLflow (no {STATE_FILE})",
+                              hint="log it first (`evalmon sync`) or pass mlflow:<run_id>")
+        tracking_uri = tracking_uri or state.get("tracking_uri")
+        ref = f"mlflow:{state['run_id']}"
+    client, uri, run = locate(ref, tracking_uri)
+    from evalmon.tracking.payload import http_limits
+
+    rid, eid, now = run.info.run_id, run.info.experiment_id, _now()
+    demoted: list[str] = []
+    with http_limits():
+        if not keep_previous:
+            holders = client.search_runs([eid], filter_string=f"tags.`{key}` = '{_quote(value)}'",
+                                         max_results=1000)
+            for other in holders:
+                if other.info.run_id == rid:
+                    continue
+                client.delete_tag(other.info.run_id, key)
+                client.set_tag(other.info.run_id, "evalmon.baseline.demoted_at", now)
+                client.set_tag(other.info.run_id, "evalmon.baseline.superseded_by", rid)
+                demoted.append(other.info.run_id)
+        client.set_tag(rid, key, value)
+        client.set_tag(rid, "evalmon.baseline.promoted_at", now)
+    return {"run_id": rid, "experiment_id": eid, "tracking_uri": uri, "tag": f"{key}={value}",
+            "demoted": demoted, "evalmon_run_id": run.data.tags.get("evalmon.run_id")}
