@@ -114,6 +114,8 @@ class HFModelConfig(_Strict):
     trust_remote_code: bool = False
     add_bos_token: bool | None = None  # None = the tokenizer's default (lm-eval ≥ 0.4.9.2 policy)
     chat_template_fallback: Literal["error", "plain"] = "error"  # no chat template: fail, or "Role: text" lines
+    scoring: Literal["packed", "plain"] = "packed"  # shared-prefix trie packing, or lm-eval's per-request rows
+    token_budget: int | None = Field(default=None, ge=16)  # tokens per packed forward (default 2048)
 
     @model_validator(mode="before")
     @classmethod

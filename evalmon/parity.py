@@ -41,6 +41,8 @@ _EXPORTERS: dict[str, str] = {
     "hellaswag": "evalmon.tasks.hellaswag",
     "truthfulqa": "evalmon.tasks.truthfulqa",
     "medical": "evalmon.tasks.medical",
+    "bbh": "evalmon.tasks.bbh",
+    "truthfulqa_gen": "evalmon.tasks.truthfulqa_gen",
 }
 
 

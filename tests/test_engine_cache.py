@@ -45,8 +45,10 @@ def _requests() -> list[LLRequest]:
     return reqs + reqs[:5]  # duplicates
 
 
-def test_dedupe_cache_and_resume(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    lm = HFCausalLM(HFSettings(path=str(tiny_checkpoint)))
+@pytest.mark.parametrize("scoring", ["packed", "plain"])
+def test_dedupe_cache_and_resume(tiny_checkpoint: Path, tmp_path: Path, scoring: str) -> None:
+    # small token budget / batch so the requests span several packs or batches
+    lm = HFCausalLM(HFSettings(path=str(tiny_checkpoint), scoring=scoring, token_budget=40))
     reqs = _requests()
     reference, stats = run_loglikelihood(lm, reqs, None)
     assert stats.unique == 24 and stats.computed == 24 and stats.requests == 29

@@ -98,7 +98,12 @@ def generate_hf(
             stops.append(eos)
         max_ctx = max_length - first.max_gen_toks
         if max_ctx <= 0:
-            raise ValueError(f"max_gen_toks {first.max_gen_toks} must be below the model's max_length {max_length}")
+            from evalmon.errors import ModelError
+
+            raise ModelError(f"the task asks for up to {first.max_gen_toks} new tokens but the model's context "
+                             f"is {max_length} tokens",
+                             hint="raise model.max_length (e.g. --model hf:PATH,max_length=2048) or set the task "
+                                  "option max_gen_toks lower (this changes its numbers)")
         for start in range(0, len(idxs), batch_size):
             chunk = idxs[start : start + batch_size]
             texts = [contexts[i] for i in chunk]

@@ -16,6 +16,7 @@ from typing import Any
 
 from evalmon.engine.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.engine.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
+from evalmon.engine.packed import score_packed
 from evalmon.errors import ModelError
 from evalmon.models.base import GenRequest, LLRequest, LLResult, ModelFingerprint, RollingRequest
 
@@ -39,6 +40,8 @@ class HFSettings:
     trust_remote_code: bool = False
     add_bos_token: bool | None = None
     chat_template_fallback: str = "error"  # error | plain ("role: content" lines) when no chat template
+    scoring: str = "packed"  # packed (shared-prefix trie, evalmon.engine.packed) | plain (lm-eval's batching)
+    token_budget: int | None = None  # tokens per packed forward; None = 2048 (halved on out-of-memory)
 
 
 def _looks_local(path: str) -> bool:
@@ -125,6 +128,13 @@ class HFCausalLM:
         )
         self.last_stats = BatchStats()
         self.last_gen_stats = GenStats()
+        self.scoring = settings.scoring
+        if self.scoring == "packed":
+            reason = self._probe_packed()
+            if reason:
+                self.scoring = "plain"
+                self.fingerprint.extra["packed_unsupported"] = reason
+        self.fingerprint.extra["scoring"] = self.scoring
 
     # ------------------------------------------------------------------ loading
     def _load(self, s: HFSettings) -> tuple[Any, Any, str | None]:
@@ -276,9 +286,32 @@ class HFCausalLM:
             out.append(TokenRequest(i, tuple(ctx), tuple(cont)))
         return out
 
+    def _packed_forward(self, ids: Any, mask: Any, pos: Any, keep: Any) -> Any:
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits[0]
+
+    def _probe_packed(self) -> str | None:
+        """Check that this architecture honours a 4-D mask + position ids + logits_to_keep; else plain."""
+        base = tuple(range(5, 17))
+        probe = [TokenRequest(0, base, (20, 21, 22)), TokenRequest(1, base, (23, 24)), TokenRequest(2, base[:4], (25,))]
+        try:
+            packed = score_packed(self._packed_forward, self._forward, probe, token_budget=4096,
+                                  max_length=self.max_length, batch_size=4, device=self.device)
+        except Exception as exc:  # any failure means: not supported here
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        plain = score_token_requests(self._forward, probe, batch_size=4, max_length=self.max_length,
+                                     device=self.device)
+        worst = max(abs(a.logprob - b.logprob) for a, b in zip(packed, plain, strict=True))
+        tol = 1e-3 if str(self.model.dtype) == "torch.float32" else 0.5
+        return None if worst <= tol else f"packed and plain differ by {worst:.2e} on the probe"
+
     def loglikelihood(self, reqs: Sequence[LLRequest], progress: OnBatch | None = None) -> list[LLResult]:
         token_reqs = self.tokenize_requests(reqs)
         self.last_stats = BatchStats()
+        if self.scoring == "packed":
+            return score_packed(self._packed_forward, self._forward, token_reqs,
+                                token_budget=self.settings.token_budget or 2048, max_length=self.max_length,
+                                batch_size=self.batch_size, device=self.device, on_batch=progress,
+                                stats=self.last_stats)
         return score_token_requests(self._forward, token_reqs, batch_size=self.batch_size,
                                     max_length=self.max_length, device=self.device, on_batch=progress,
                                     stats=self.last_stats)

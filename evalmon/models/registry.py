@@ -18,7 +18,8 @@ def load_lm(model_cfg: Any) -> LM:
             device=model_cfg.device, batch_size=model_cfg.batch_size, max_length=model_cfg.max_length,
             adapter=str(model_cfg.adapter) if model_cfg.adapter else None,
             trust_remote_code=model_cfg.trust_remote_code, add_bos_token=model_cfg.add_bos_token,
-            chat_template_fallback=getattr(model_cfg, "chat_template_fallback", "error")))
+            chat_template_fallback=getattr(model_cfg, "chat_template_fallback", "error"),
+            scoring=getattr(model_cfg, "scoring", "packed"), token_budget=getattr(model_cfg, "token_budget", None)))
     if backend == "openai":
         from evalmon.models.openai_compat import OpenAICompatLM
 

@@ -5,6 +5,19 @@ Cheap by design: the task modules import no torch/transformers/datasets at modul
 
 from __future__ import annotations
 
-from evalmon.tasks import hellaswag, medical, mmlu, truthfulqa
+from evalmon.tasks import (
+    asr,
+    bbh,
+    classification,
+    hellaswag,
+    medical,
+    mmlu,
+    mtbench,
+    perplexity,
+    translation,
+    truthfulqa,
+    truthfulqa_gen,
+)
 
-__all__ = ["hellaswag", "medical", "mmlu", "truthfulqa"]
+__all__ = ["asr", "bbh", "classification", "hellaswag", "medical", "mmlu", "mtbench", "perplexity", "translation",
+           "truthfulqa", "truthfulqa_gen"]

@@ -40,6 +40,9 @@ class MetricSpec:
     kind: str = "binary"  # binary (McNemar-able) | continuous | corpus
     corpus: Callable[[list[Any]], float] | None = None
     bootstrap_iters: int = 1000
+    # optional fast bootstrap ``(items, iters, seed) -> stderr`` (e.g. sacrebleu's resampling of
+    # sufficient statistics); default: recompute ``corpus`` on ``bootstrap_iters`` document resamples
+    stderr_fn: Callable[[list[Any], int, int], float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class TaskOptions:
     limit: int | None = None
     seed: int = 1234
     extra: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path | None = None  # the suite file's directory: relative paths in ``extra`` resolve against it
 
 
 @runtime_checkable
