@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from evalmon.judge.parse import Verdict
 from evalmon.results import MetricValue
 
@@ -80,6 +78,8 @@ class BootstrapCI:
 def bootstrap_win_rate(by_question: Mapping[str, Sequence[Outcome]], *, iters: int = 1000, seed: int = 1234,
                        level: float = 0.95) -> BootstrapCI | None:
     """Adjusted win rate with a percentile bootstrap CI over questions (clusters of turns)."""
+    import numpy as np  # lazy: keeps `evalmon tasks` fast
+
     groups = [[v for o in outs if (v := outcome_value(o)) is not None] for _, outs in sorted(by_question.items())]
     groups = [g for g in groups if g]
     if not groups:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from evalmon.errors import UnknownNameError, did_you_mean
 from evalmon.models.base import LLRequest, LLResult, Request
 
@@ -143,6 +141,8 @@ class MultipleChoiceTask:
         return [LLRequest(ctx, TARGET_DELIMITER + c) for c in doc.choices]
 
     def score(self, doc: MCDoc, results: Sequence[LLResult]) -> dict[str, float]:
+        import numpy as np  # lazy: `evalmon tasks` / `--help` must not pay numpy's import
+
         ll = np.array([r.logprob for r in results], dtype=np.float64)
         if self.scoring == "mc2":
             return {"mc2": mc2_score(ll, doc.labels or ())}
@@ -172,8 +172,10 @@ class MultipleChoiceTask:
         }
 
 
-def mc2_score(ll: np.ndarray, labels: Sequence[int]) -> float:
+def mc2_score(ll: Any, labels: Sequence[int]) -> float:
     """lm-eval's ``process_results_mc2``: exp, normalise, sum over true answers."""
+    import numpy as np
+
     probs = np.exp(ll)
     probs_norm = probs / np.sum(probs)
     return float(np.sum(probs_norm[np.array(labels) == 1]))
