@@ -206,7 +206,8 @@ def baseline_promote(
 @app.command()
 def score(
     metric: Annotated[str, typer.Argument(help="bleu | chrf | ter | wer | cer | mer")],
-    hyp: Annotated[Path, typer.Option("--hyp", help="Hypotheses, one segment per line.")],
+    hyp: Annotated[Path, typer.Option("--hyp", help="Hypotheses, one segment per line (WER/CER/MER: also a Rev "
+                                                    ".nlp file or a folder of transcripts, paired by file stem).")],
     ref: Annotated[list[Path], typer.Option("--ref", help="References (repeat for several reference sets).")],
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for stderr/CI (0 = off).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the signature).")] = 12345,
@@ -289,10 +290,48 @@ def judge_agreement(
 app.add_typer(traffic_app, name="traffic")
 
 
+# ----------------------------------------------------------------- monitor (evalmon.monitor)
+@app.command()
+def monitor(
+    config: Annotated[Path, typer.Argument(help="Monitor YAML (see monitors/traffic.yaml).")],
+    once: Annotated[bool, typer.Option("--once", help="Process every complete window after the watermark, then "
+                                                      "exit (the default without --schedule; for cron).")] = False,
+    schedule: Annotated[str | None, typer.Option(metavar="CRON", help='Stay running; process on this crontab '
+                                                 'schedule in UTC, e.g. "*/15 * * * *".')] = None,
+    backfill: Annotated[tuple[str, str] | None, typer.Option(metavar="FROM TO", help="Reprocess the windows in "
+                        "[FROM, TO) (ISO times) whatever the watermark; the watermark does not move.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the YAML's, else "
+                                                          ".evalmon/mlflow.db).")] = None,
+) -> None:
+    """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
+    from evalmon.errors import ConfigError
+    from evalmon.monitor.config import apply_overrides, load_monitor
+    from evalmon.monitor.console import parse_backfill, print_result, scheduled_job
+
+    if schedule is not None and (once or backfill):
+        raise ConfigError("--schedule cannot be combined with --once or --backfill",
+                          hint="run the backfill (or --once) first, then start the schedule")
+    window_range = parse_backfill(backfill) if backfill else None
+    cfg = apply_overrides(load_monitor(config), tracking_uri=tracking_uri)
+    out, err = _console(), _console(stderr=True)
+    if schedule is not None:
+        from evalmon.monitor.schedule import run_schedule
+
+        err.print(f"monitor '{cfg.name}': schedule \"{schedule}\" (UTC); first run now — Ctrl-C to stop")
+        run_schedule(schedule, scheduled_job(cfg, out, err), on_error=lambda e: err.print(f"error: {e}"))
+        return
+    from evalmon.monitor.runner import run_monitor
+
+    result = run_monitor(cfg, backfill=window_range, log_fn=lambda m: out.print(m, soft_wrap=True))
+    print_result(cfg, result, out, err)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
 def main() -> None:
     try:
         # Not standalone: typer *returns* the code of a `typer.Exit(code)` (and 130 for a Ctrl-C it caught)
-        code = app(standalone_mode=False)
+        code = app(prog_name="evalmon", standalone_mode=False)
     except EvalmonError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")
         sys.exit(exc.exit_code)

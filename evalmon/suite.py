@@ -8,6 +8,7 @@ to ``results.json`` at once, every scored batch goes to the response cache, and 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -71,7 +72,7 @@ def plan_tasks(cfg: SuiteConfig) -> tuple[list[PlannedTask], dict[str, list[str]
         for leaf in leaves:
             planned.setdefault(leaf, PlannedTask(leaf, TaskOptions(
                 data_dir=data_dir, num_fewshot=entry.num_fewshot, limit=limit, seed=cfg.seed,
-                extra=dict(entry.options))))
+                extra=dict(entry.options), base_dir=cfg.source_path.parent if cfg.source_path else None)))
     return list(planned.values()), groups
 
 
@@ -151,9 +152,14 @@ def run_suite(
     tasks = [registry.build_task(p.name, p.options) for p in planned]  # data errors surface here
     run_id = new_run_id()
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
-    lm = lm or load_model(cfg)
-    cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite") \
-        if cfg.cache.enabled else None
+    try:
+        lm = lm or load_model(cfg)
+        cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite") \
+            if cfg.cache.enabled else None
+    except BaseException:  # bad checkpoint/adapter/cache: a run that never started leaves no empty dir
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        raise
     result = RunResult(
         run_id=run_id, suite_name=cfg.name, suite_hash=suite_hash(cfg),
         suite_path=str(cfg.source_path) if cfg.source_path else None,
@@ -201,7 +207,7 @@ def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], 
     result.save(run_dir)
     write_reports(result, run_dir)  # local copy now links the MLflow run
     if info.get("status") == "pending":
-        say(f"warning: MLflow unreachable ({info.get('reason')}); run kept in {run_dir} — "
+        say(f"warning: MLflow unreachable ({info.get('reason')}); run saved locally in {run_dir} — "
             f"upload it later with `evalmon sync {run_dir.parent}`")
     elif info.get("ui_url"):
         say(f"MLflow run: {info['ui_url']}")
