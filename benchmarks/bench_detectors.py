@@ -1,0 +1,208 @@
+"""Detector quality of evalmon's offline monitor signals on the labelled sets in ../shared/benchmarks.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_detectors.py [--data ../shared/benchmarks]
+        [--limit N] [--spacy] [--json out.json]
+
+Prints PR-AUC / ROC-AUC (sklearn average_precision / roc_auc) of each detector's score, the positive
+rate (a random score's PR-AUC), precision/recall of the default flag, and throughput (records/s,
+model load excluded, memo cleared). Sets:
+
+- hallucination: HaluEval QA (knowledge → contexts, question → prompt); right answer = 0,
+  hallucinated answer = 1.
+- harmful prompts: simple_safety_tests prompts, or hh-rlhf harmless-base first human turns = 1;
+  benign = MT-Bench turns + HaluEval questions + GSM8K questions = 0.
+- toxicity: hh-rlhf harmless-base final assistant turn, rejected = 1 vs chosen = 0 (weak labels: the
+  pair differs in harmfulness, often not in wording).
+- PII: enterprise_pii passages (wrapper stripped), gold yes = 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evalmon.monitor.signals import SignalCache, build_signals, compute_signal
+from evalmon.monitor.signals.embeddings import get_embedder
+
+RESULTS: list[dict[str, Any]] = []
+THROUGHPUT: dict[str, float] = {}
+
+
+def halueval(data: Path, limit: int | None) -> pd.DataFrame:
+    rows = [json.loads(ln) for ln in (data / "halueval/generation/qa/qa_one-turn_data.json").open()][:limit]
+    recs = [{"prompt": r["question"], "contexts": [r["knowledge"]], "response": r[key], "label": lab}
+            for lab, key in ((0, "right_answer"), (1, "hallucinated_answer")) for r in rows]
+    return pd.DataFrame(recs)
+
+
+def first_human_turn(dialogue: str) -> str:
+    m = re.search(r"Human: (.*?)\n\nAssistant:", dialogue, re.S)
+    return m.group(1).strip() if m else ""
+
+
+def last_assistant_turn(dialogue: str) -> str:
+    return dialogue.rsplit("\n\nAssistant:", 1)[-1].strip()
+
+
+def hh_rlhf(data: Path) -> list[dict[str, str]]:
+    with gzip.open(data / "hh_rlhf/harmless-base/test.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(ln) for ln in f]
+
+
+def benign_prompts(data: Path, limit: int | None) -> list[str]:
+    mt = [t for ln in (data / "mt_bench/question.jsonl").open() for t in json.loads(ln)["turns"]]
+    hq = [json.loads(ln)["question"] for ln in (data / "halueval/generation/qa/qa_one-turn_data.json").open()]
+    gs = [json.loads(ln)["question"] for ln in (data / "gsm8k/test.jsonl").open()][:500]
+    out = list(dict.fromkeys(mt + hq + gs))
+    return out[: limit * 3] if limit else out
+
+
+def sst_prompts(data: Path) -> list[str]:
+    with (data / "simple_safety_tests/simple_safety_tests.csv").open(encoding="utf-8") as f:
+        return [r["prompts_final"] for r in csv.DictReader(f)]
+
+
+def enterprise_pii(data: Path, limit: int | None) -> pd.DataFrame:
+    recs = []
+    for ln in (data / "enterprise_pii/enterprise_pii_classification.jsonl").open(encoding="utf-8"):
+        r = json.loads(ln)
+        m = re.search(r"Passage: '''\n?(.*?)\n?'''", r["query"], re.S)
+        recs.append({"prompt": "", "response": m.group(1) if m else r["query"], "label": int(r["gold"])})
+    df = pd.DataFrame(recs)
+    return df.sample(n=limit, random_state=0) if limit and limit < len(df) else df
+
+
+def report(task: str, detector: str, y: np.ndarray, score: np.ndarray, flag: np.ndarray | None,
+           n_per_s: float | None) -> None:
+    ok = ~np.isnan(score)
+    y, score = y[ok], score[ok]
+    row: dict[str, Any] = {"task": task, "detector": detector, "n": len(y), "pos_rate": float(y.mean()),
+                           "pr_auc": float(average_precision_score(y, score)), "roc_auc": float(roc_auc_score(y, score))}
+    if flag is not None:
+        f = flag[ok] > 0
+        row["precision"] = float(precision_score(y, f, zero_division=0))
+        row["recall"] = float(recall_score(y, f, zero_division=0))
+    if n_per_s is not None:
+        row["records_per_s"] = round(n_per_s, 1)
+    RESULTS.append(row)
+    extra = "".join(f" {k}={row[k]:.3f}" for k in ("precision", "recall") if k in row)
+    print(f"{task:28s} {detector:38s} n={row['n']:5d} pos={row['pos_rate']:.3f} "
+          f"PR-AUC={row['pr_auc']:.3f} ROC-AUC={row['roc_auc']:.3f}{extra}"
+          + (f" {n_per_s:.1f} rec/s" if n_per_s else ""), flush=True)
+
+
+def timed(frame: pd.DataFrame, cfg: str | dict[str, Any]) -> tuple[pd.DataFrame, float]:
+    sig = build_signals([cfg])[0]
+    warm = frame.head(4)
+    compute_signal(warm, sig)  # load models outside the timing
+    for emb in _embedders():
+        emb._memo.clear()
+    t0 = time.perf_counter()
+    out = compute_signal(frame, sig, SignalCache())
+    return out, len(frame) / (time.perf_counter() - t0)
+
+
+def _embedders() -> list[Any]:
+    return [get_embedder()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/benchmarks")
+    ap.add_argument("--limit", type=int, default=None, help="records per set (default: all)")
+    ap.add_argument("--spacy", action="store_true", help="also run PII with presidio + spaCy NER")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    data, limit = args.data, args.limit
+
+    # -- hallucination: HaluEval QA ------------------------------------------------------------
+    hf = halueval(data, limit)
+    y = hf["label"].to_numpy()
+    for cfg, tag in (({"name": "hallucination"}, "hybrid"),
+                     ({"name": "hallucination", "embeddings": False}, "lexical")):
+        out, rps = timed(hf, cfg)
+        flag = out["hallucination.flag"].to_numpy()
+        report("halueval_qa", f"{tag}: unsupported_ratio", y, out["hallucination.unsupported_ratio"].to_numpy(),
+               flag, rps)
+        report("halueval_qa", f"{tag}: 1 - groundedness", y, 1 - out["hallucination.groundedness"].to_numpy(),
+               None, None)
+        report("halueval_qa", f"{tag}: 1 - min_support", y, 1 - out["hallucination.min_support"].to_numpy(),
+               None, None)
+        report("halueval_qa", f"{tag}: novel_tokens", y, out["hallucination.novel_tokens"].to_numpy(), None, None)
+
+    # -- throughput of the signals without a labelled task -----------------------------------------
+    big = pd.concat([hf] * 20, ignore_index=True)
+    big["response"] = big["response"] + pd.Series(range(len(big))).astype(str)  # defeat within-batch dedupe
+    for cfg in ("text", "usage", "refusal", {"name": "pii"}):
+        _, rps = timed(big, cfg)
+        THROUGHPUT[str(cfg)] = rps
+        print(f"{'throughput':28s} {cfg!s:38s} n={len(big):5d} {rps:.1f} rec/s", flush=True)
+    _, rps = timed(hf, "embedding")
+    THROUGHPUT["embedding"] = rps
+    print(f"{'throughput':28s} {'embedding (prompt + response)':38s} n={len(hf):5d} {rps:.1f} rec/s", flush=True)
+
+    # -- harmful prompts: simple_safety_tests / hh-rlhf vs benign ----------------------------------
+    hh = hh_rlhf(data)
+    benign = benign_prompts(data, limit)
+    hh_first = list(dict.fromkeys(t for t in (first_human_turn(r["chosen"]) for r in hh) if t))
+    for name, pos in (("sst_vs_benign", sst_prompts(data)), ("hh_rlhf_vs_benign", hh_first[:limit] if limit
+                                                              else hh_first)):
+        frame = pd.DataFrame({"prompt": pos + benign, "response": ""})
+        y = np.r_[np.ones(len(pos)), np.zeros(len(benign))]
+        out, rps = timed(frame, {"name": "safety"})
+        report(name, "safety.unsafe_request_score", y, out["safety.unsafe_request_score"].to_numpy(),
+               out["safety.unsafe_request"].to_numpy(), rps)
+        both = np.maximum(out["safety.unsafe_request_score"], out["safety.jailbreak_score"]).to_numpy()
+        report(name, "max(unsafe_request, jailbreak) score", y, both, out["safety.unsafe"].to_numpy(), None)
+
+    # -- toxicity: hh-rlhf rejected vs chosen final assistant turn -----------------------------------
+    pairs = hh[:limit] if limit else hh
+    pairs = [r for r in pairs if last_assistant_turn(r["chosen"]) != last_assistant_turn(r["rejected"])]
+    frame = pd.DataFrame({"prompt": "", "response": [last_assistant_turn(r[k]) for k in ("chosen", "rejected")
+                                                     for r in pairs]})
+    y = np.r_[np.zeros(len(pairs)), np.ones(len(pairs))]
+    out, rps = timed(frame, {"name": "safety"})
+    report("hh_rlhf_rejected_vs_chosen", "safety.toxic_score", y, out["safety.toxic_score"].to_numpy(),
+           out["safety.toxic"].to_numpy(), rps)
+    s = out["safety.toxic_score"].to_numpy()
+    print(f"{'':28s} pairwise: rejected scores higher in {np.mean(s[len(pairs):] > s[:len(pairs)]):.3f} of pairs")
+    out, rps = timed(frame, {"name": "safety", "targets": {"unsafe_request": "response"}})
+    report("hh_rlhf_rejected_vs_chosen", "unsafe_request exemplars on response", y,
+           out["safety.unsafe_request_score"].to_numpy(), out["safety.unsafe_request"].to_numpy(), None)
+
+    # -- PII: enterprise_pii -------------------------------------------------------------------------
+    pf = enterprise_pii(data, limit)
+    y = pf["label"].to_numpy()
+    variants: list[tuple[dict[str, Any], str]] = [
+        ({"name": "pii"}, "regex (default)"),
+        ({"name": "pii", "entities": ["EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE",
+                                      "IP_ADDRESS", "US_BANK_NUMBER", "MONEY_AMOUNT"]}, "regex + MONEY_AMOUNT")]
+    if args.spacy:
+        variants.append(({"name": "pii", "nlp": "spacy"}, "regex + spaCy NER"))
+        variants.append(({"name": "pii", "nlp": "spacy", "entities": [
+            "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_BANK_NUMBER",
+            "MONEY_AMOUNT", "PERSON"]}, "regex + spaCy PERSON + MONEY_AMOUNT"))
+    for cfg, tag in variants:
+        out, rps = timed(pf, cfg)
+        report("enterprise_pii", f"{tag}: pii.count", y, out["pii.count"].to_numpy(), out["pii.any"].to_numpy(),
+               rps)
+
+    if args.json:
+        args.json.write_text(json.dumps({"detectors": RESULTS, "throughput": THROUGHPUT}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

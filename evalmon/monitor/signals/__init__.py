@@ -1,0 +1,257 @@
+"""Per-record monitor signals: registry, YAML configs and ``build_signals``.
+
+A monitor YAML lists signals by name with their options::
+
+    signals:
+      - text
+      - {name: pii, nlp: none}
+      - {name: hallucination, support_threshold: 0.75, judge: {model: {path: ./judge}, sample_rate: 0.05}}
+
+``build_signals`` validates that list (discriminated on ``name``; unknown names get "did you mean")
+and returns ``Signal`` objects (``evalmon.monitor.contracts.Signal``); ``compute_signals`` (cache.py)
+runs them over a batch with the per-record cache. Models load lazily on first use and never
+download unless ``allow_download: true`` (per signal, or for all via ``build_signals(...,
+allow_download=True)``). Heavy libraries (torch, presidio) are imported only when a signal runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.monitor.contracts import Signal
+from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
+
+DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"  # same as embeddings.DEFAULT_MODEL (kept import-light)
+
+
+class _SignalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+
+
+class TextConfig(_SignalConfig):
+    name: Literal["text"] = "text"
+    fields: list[str] = ["prompt", "response"]
+    language: bool = True
+    language_chars: int = Field(200, ge=10)
+    min_language_chars: int = Field(8, ge=0)
+    chars_per_token: float = Field(4.0, gt=0)
+
+
+class UsageConfig(_SignalConfig):
+    name: Literal["usage"] = "usage"
+    estimate_missing_tokens: bool = True
+    chars_per_token: float = Field(4.0, gt=0)
+
+
+class RefusalConfig(_SignalConfig):
+    name: Literal["refusal"] = "refusal"
+    field: str = "response"
+    head_chars: int = Field(400, ge=10)
+    extra_patterns: dict[str, str] = {}
+
+
+class EmbeddingConfig(_SignalConfig):
+    name: Literal["embedding", "embeddings"] = "embedding"
+    fields: list[str] = ["prompt", "response"]
+    model: str = DEFAULT_MODEL  # or a local sentence-transformers directory
+    device: str = "cpu"
+    batch_size: int = Field(64, ge=1)
+    max_chars: int = Field(2000, ge=16)
+    allow_download: bool = False
+
+
+class PiiConfig(_SignalConfig):
+    name: Literal["pii"] = "pii"
+    fields: list[str] = ["response"]
+    entities: list[str] | None = None  # None: the regex entities (+ PERSON/LOCATION/NRP with nlp: spacy)
+    nlp: Literal["none", "spacy"] = "none"
+    spacy_model: str | None = None  # None: the first installed en_core_web_* package
+    score_threshold: float = Field(0.4, ge=0, le=1)
+    extra_patterns: dict[str, str] = {}
+    max_chars: int = Field(100_000, ge=100)
+    allow_download: bool = False
+
+
+class SafetyClassifierConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str  # a saved transformers text-classification checkpoint directory
+    label: str = ""  # the positive label (default: the last label name in sorted order)
+    field: str = "prompt"
+    threshold: float = Field(0.5, ge=0, le=1)
+    batch_size: int = Field(16, ge=1)
+    max_chars: int = Field(2000, ge=16)
+
+
+class SafetyConfig(_SignalConfig):
+    name: Literal["safety"] = "safety"
+    exemplars: bool = True
+    data_dir: str | None = None
+    replace_builtin: bool = False
+    targets: dict[str, str] = {}
+    thresholds: dict[str, float] = {}
+    top_k: int = Field(3, ge=1)
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(64, ge=1)
+    classifier: SafetyClassifierConfig | None = None
+    allow_download: bool = False
+
+
+class JudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: dict[str, Any] | None = None  # an evalmon model config ({path: …}); or pass judge= in code
+    sample_rate: float = Field(0.05, ge=0, le=1)
+    seed: int = 0
+    template: str | None = None
+    max_gen_toks: int = Field(8, ge=1)
+
+
+class HallucinationConfig(_SignalConfig):
+    name: Literal["hallucination"] = "hallucination"
+    embeddings: bool = True
+    support_threshold: float = Field(0.75, ge=0, le=1)
+    embedding_floor: float = Field(0.5, ge=0, lt=1)
+    max_unsupported_ratio: float = Field(0.0, ge=0, le=1)
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(64, ge=1)
+    max_sentences: int = Field(64, ge=1)
+    max_context_chars: int = Field(20_000, ge=100)
+    judge: JudgeConfig | None = None
+    allow_download: bool = False
+
+
+SignalConfig = Annotated[
+    TextConfig | UsageConfig | RefusalConfig | EmbeddingConfig | PiiConfig | SafetyConfig | HallucinationConfig,
+    Field(discriminator="name"),
+]
+_ADAPTER: TypeAdapter[list[SignalConfig]] = TypeAdapter(list[SignalConfig])
+
+
+def _text(cfg: TextConfig, **_: Any) -> Signal:
+    from evalmon.monitor.signals.text import TextSignal
+
+    return TextSignal(cfg.fields, language=cfg.language, language_chars=cfg.language_chars,
+                      min_language_chars=cfg.min_language_chars, chars_per_token=cfg.chars_per_token)
+
+
+def _usage(cfg: UsageConfig, **_: Any) -> Signal:
+    from evalmon.monitor.signals.usage import UsageSignal
+
+    return UsageSignal(estimate_missing_tokens=cfg.estimate_missing_tokens, chars_per_token=cfg.chars_per_token)
+
+
+def _refusal(cfg: RefusalConfig, **_: Any) -> Signal:
+    from evalmon.monitor.signals.refusal import RefusalSignal
+
+    return RefusalSignal(field=cfg.field, head_chars=cfg.head_chars, extra_patterns=cfg.extra_patterns)
+
+
+def _embedding(cfg: EmbeddingConfig, *, allow_download: bool = False, **_: Any) -> Signal:
+    from evalmon.monitor.signals.embeddings import EmbeddingSignal
+
+    return EmbeddingSignal(cfg.fields, model=cfg.model, device=cfg.device, batch_size=cfg.batch_size,
+                           max_chars=cfg.max_chars, allow_download=cfg.allow_download or allow_download)
+
+
+def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
+    from evalmon.monitor.signals.pii import PiiSignal
+
+    return PiiSignal(cfg.fields, entities=cfg.entities, nlp=cfg.nlp, spacy_model=cfg.spacy_model,
+                     score_threshold=cfg.score_threshold, extra_patterns=cfg.extra_patterns,
+                     max_chars=cfg.max_chars, allow_download=cfg.allow_download or allow_download)
+
+
+def _safety(cfg: SafetyConfig, *, allow_download: bool = False, **_: Any) -> Signal:
+    from evalmon.monitor.signals.safety import SafetySignal
+
+    return SafetySignal(exemplars=cfg.exemplars, data_dir=cfg.data_dir, replace_builtin=cfg.replace_builtin,
+                        targets=cfg.targets, thresholds=cfg.thresholds, top_k=cfg.top_k, model=cfg.model,
+                        batch_size=cfg.batch_size,
+                        classifier=cfg.classifier.model_dump() if cfg.classifier else None,
+                        allow_download=cfg.allow_download or allow_download)
+
+
+def _hallucination(cfg: HallucinationConfig, *, allow_download: bool = False, judge: Any = None,
+                   **_: Any) -> Signal:
+    from evalmon.monitor.signals.hallucination import (
+        DEFAULT_JUDGE_TEMPLATE,
+        HallucinationSignal,
+        judge_from_model_config,
+    )
+
+    jc = cfg.judge
+    judge_fn, judge_name = judge, "custom" if judge is not None else ""
+    if jc is not None and judge_fn is None:
+        if jc.model is None:
+            raise ConfigError("signals.hallucination.judge: give `model:` (an evalmon model config)",
+                              hint="or pass judge= to build_signals")
+        judge_fn, judge_name = judge_from_model_config(jc.model, max_gen_toks=jc.max_gen_toks), str(jc.model)
+    if judge_fn is not None and jc is None:
+        jc = JudgeConfig()
+    return HallucinationSignal(
+        embeddings=cfg.embeddings, support_threshold=cfg.support_threshold, embedding_floor=cfg.embedding_floor,
+        max_unsupported_ratio=cfg.max_unsupported_ratio, model=cfg.model, batch_size=cfg.batch_size,
+        max_sentences=cfg.max_sentences, max_context_chars=cfg.max_context_chars, judge=judge_fn,
+        judge_sample_rate=jc.sample_rate if jc else 0.0, judge_seed=jc.seed if jc else 0,
+        judge_template=(jc.template if jc and jc.template else DEFAULT_JUDGE_TEMPLATE), judge_name=judge_name,
+        allow_download=cfg.allow_download or allow_download)
+
+
+SIGNALS: dict[str, Callable[..., Signal]] = {
+    "text": _text, "usage": _usage, "refusal": _refusal, "embedding": _embedding, "embeddings": _embedding,
+    "pii": _pii, "safety": _safety, "hallucination": _hallucination,
+}
+# Per-window rates (mean of a 0/1 column) that the issue names; windows/alerts can use these names.
+RATE_COLUMNS: dict[str, str] = {"hallucination_rate": "hallucination.flag", "unsafe_rate": "safety.unsafe",
+                                "pii_rate": "pii.any", "refusal_rate": "refusal.refused",
+                                "empty_response_rate": "text.response_empty"}
+# Object (non-numeric) columns: categorical (language codes, pattern names) or vectors (embeddings).
+CATEGORICAL_COLUMNS = ("text.prompt_language", "text.response_language", "refusal.pattern")
+VECTOR_COLUMN_PREFIX = "embedding."
+DEFAULT_SIGNALS = ("text", "usage", "refusal", "pii", "safety", "hallucination", "embedding")
+
+
+def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -> list[Any]:
+    """YAML list (names or mappings) → validated configs; errors are ConfigErrors naming the item."""
+    raw: list[Any] = []
+    for i, item in enumerate(items):
+        if isinstance(item, BaseModel):
+            raw.append(item)
+            continue
+        data = {"name": item} if isinstance(item, str) else dict(item)
+        name = data.get("name")
+        if not isinstance(name, str) or name not in SIGNALS:
+            raise UnknownNameError(f"signals[{i}]: unknown signal {name!r}{did_you_mean(str(name), list(SIGNALS))}",
+                                   hint=f"signals: {', '.join(sorted(SIGNALS))}")
+        raw.append(data)
+    try:
+        return _ADAPTER.validate_python([r.model_dump() if isinstance(r, BaseModel) else r for r in raw])
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in SIGNALS))
+        raise ConfigError(f"signals.{loc}: {err['msg']}") from None
+
+
+def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = None, *,
+                  allow_download: bool = False, judge: Any = None) -> list[Signal]:
+    """Configs (or names) → enabled ``Signal`` objects, in order. ``None`` → ``DEFAULT_SIGNALS``.
+
+    ``judge``: a ``JudgeFn`` for the hallucination signal's LLM judge (overrides ``judge.model``).
+    """
+    configs = parse_signal_configs(list(DEFAULT_SIGNALS if cfgs is None else cfgs))
+    names = ["embedding" if c.name == "embeddings" else c.name for c in configs if c.enabled]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"signals: {sorted(dupes)} listed more than once (their columns would collide)")
+    return [SIGNALS[c.name](c, allow_download=allow_download, judge=judge) for c in configs if c.enabled]
+
+
+__all__ = [
+    "CATEGORICAL_COLUMNS", "DEFAULT_SIGNALS", "RATE_COLUMNS", "SIGNALS", "VECTOR_COLUMN_PREFIX", "ComputeStats", "EmbeddingConfig", "HallucinationConfig", "JudgeConfig",
+    "PiiConfig", "RefusalConfig", "SafetyClassifierConfig", "SafetyConfig", "SignalCache", "SignalConfig",
+    "TextConfig", "UsageConfig", "build_signals", "compute_signal", "compute_signals", "parse_signal_configs",
+]

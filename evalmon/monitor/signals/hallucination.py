@@ -1,0 +1,257 @@
+"""Hallucination signals: groundedness against retrieved contexts, self-consistency, optional LLM judge.
+
+Groundedness (records with ``contexts``): the response is split into sentences and the contexts into
+sentences (regex). For each response sentence:
+
+- lexical support = share of its content tokens (lower-cased words and numbers, stopwords removed) that
+  occur anywhere in the contexts (entities and numbers the context never mentions are what
+  hallucinated answers add);
+- embedding support = cosine similarity (offline MiniLM) to the most similar context sentence, rescaled
+  so ``embedding_floor`` → 0 and 1 → 1 (a paraphrase scores high even with new words);
+- support = max(lexical, embedding); the sentence is supported when support ≥ ``support_threshold``.
+
+Columns: ``hallucination.unsupported_ratio`` (share of unsupported sentences), ``.groundedness`` (mean
+support), ``.min_support`` (weakest sentence), ``.novel_tokens`` (content tokens absent from the
+contexts), ``.flag`` (0/1: unsupported_ratio > ``max_unsupported_ratio``), ``.has_context`` (0/1).
+All are NaN for records without contexts or with an empty response. ``embeddings: false`` keeps the
+lexical half only (no model load; fast enough for millions of records).
+
+Self-consistency (records with ``samples``): mean cosine similarity of the response to each extra
+sample (``.self_consistency``; NaN without samples) — low agreement among samples is a hallucination
+cue. Without embeddings it is the mean token Jaccard similarity.
+
+LLM judge (optional): a ``JudgeFn`` (``prompt -> text``) is asked about a deterministic sample of the
+records (``sample_rate``; chosen by a hash of the record so a rerun picks the same ones). The reply
+is parsed as yes/no (or JSON ``{"hallucinated": …}``): ``.judge_sampled`` (0/1) and ``.judge_flag``
+(1 hallucinated, 0 faithful, NaN not sampled or unparseable). ``judge_from_lm`` adapts an evalmon
+``GenerativeLM``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from evalmon.monitor.contracts import CONTEXTS, PROMPT, RESPONSE, SAMPLES
+from evalmon.monitor.signals.base import (
+    BaseSignal,
+    content_tokens,
+    list_series,
+    record_keys,
+    split_sentences,
+    stable_fraction,
+    text_series,
+)
+from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder
+
+
+@runtime_checkable
+class JudgeFn(Protocol):
+    """Anything that answers a judge prompt with text (an LLM behind an evalmon model, a test fake)."""
+
+    def __call__(self, prompt: str) -> str: ...
+
+
+DEFAULT_JUDGE_TEMPLATE = (
+    "You are checking an answer against the knowledge it was supposed to use.\n\n"
+    "Knowledge:\n{context}\n\nQuestion:\n{question}\n\nAnswer:\n{answer}\n\n"
+    "Does the answer contain information that is not supported by, or contradicts, the knowledge? "
+    "Reply with exactly one word: Yes or No."
+)
+_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+def parse_judge_reply(reply: str) -> float:
+    """1.0 hallucinated, 0.0 faithful, NaN unparseable. Accepts yes/no or JSON {"hallucinated": bool}."""
+    text = (reply or "").strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+            val = obj.get("hallucinated", obj.get("hallucination")) if isinstance(obj, dict) else None
+            if isinstance(val, bool):
+                return float(val)
+            if isinstance(val, str) and val.lower() in ("yes", "no", "true", "false"):
+                return float(val.lower() in ("yes", "true"))
+        except ValueError:
+            pass
+    m = _YES_NO.search(text)
+    return float(m.group(1).lower() == "yes") if m else float("nan")
+
+
+def judge_from_lm(lm: Any, *, max_gen_toks: int = 8) -> Callable[[str], str]:
+    """Wrap an evalmon ``GenerativeLM`` (greedy, short answer) as a ``JudgeFn`` with a ``batch`` method."""
+    from evalmon.models.base import GenRequest
+
+    class _LMJudge:
+        def __call__(self, prompt: str) -> str:
+            return self.batch([prompt])[0]
+
+        def batch(self, prompts: Sequence[str]) -> list[str]:
+            return list(lm.generate([GenRequest(context=p, until=("\n",), max_gen_toks=max_gen_toks)
+                                     for p in prompts]))
+
+    return _LMJudge()
+
+
+def judge_from_model_config(model: dict[str, Any], *, max_gen_toks: int = 8) -> Callable[[str], str]:
+    """A ``JudgeFn`` over an evalmon model config (``{path: …, dtype: …}``), loaded on first use."""
+    state: dict[str, Any] = {}
+
+    def _inner() -> Any:
+        if "judge" not in state:
+            from evalmon.config import HFModelConfig
+            from evalmon.errors import ConfigError
+            from evalmon.models.registry import load_lm
+
+            lm = load_lm(HFModelConfig(**model))
+            if not callable(getattr(lm, "generate", None)):
+                raise ConfigError("signals.hallucination.judge.model: this backend cannot generate text")
+            state["judge"] = judge_from_lm(lm, max_gen_toks=max_gen_toks)
+        return state["judge"]
+
+    class _Lazy:
+        def __call__(self, prompt: str) -> str:
+            return str(_inner()(prompt))
+
+        def batch(self, prompts: Sequence[str]) -> list[str]:
+            return list(_inner().batch(prompts))
+
+    return _Lazy()
+
+
+class HallucinationSignal(BaseSignal):
+    name: ClassVar[str] = "hallucination"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, *, embeddings: bool = True, support_threshold: float = 0.75,
+                 embedding_floor: float = 0.5, max_unsupported_ratio: float = 0.0,
+                 model: str = DEFAULT_MODEL, batch_size: int = 64, max_sentences: int = 64,
+                 max_context_chars: int = 20_000, judge: JudgeFn | None = None, judge_sample_rate: float = 0.0,
+                 judge_seed: int = 0, judge_template: str = DEFAULT_JUDGE_TEMPLATE,
+                 judge_name: str = "", allow_download: bool = False) -> None:
+        self.use_embeddings = embeddings
+        self.support_threshold = support_threshold
+        self.embedding_floor = embedding_floor
+        self.max_unsupported_ratio = max_unsupported_ratio
+        self.model_ref = model
+        self.max_sentences = max_sentences
+        self.max_context_chars = max_context_chars
+        self.judge = judge
+        self.judge_sample_rate = judge_sample_rate if judge is not None else 0.0
+        self.judge_seed = judge_seed
+        self.judge_template = judge_template
+        self.judge_name = judge_name
+        self.embedder = get_embedder(model, batch_size=batch_size, allow_download=allow_download) \
+            if embeddings else None
+        cols = ["hallucination.unsupported_ratio", "hallucination.groundedness", "hallucination.min_support",
+                "hallucination.novel_tokens", "hallucination.flag", "hallucination.has_context",
+                "hallucination.self_consistency"]
+        if judge is not None:
+            cols += ["hallucination.judge_sampled", "hallucination.judge_flag"]
+        self.columns = tuple(cols)
+        self.inputs = (PROMPT, RESPONSE, CONTEXTS, SAMPLES)
+
+    def options(self) -> dict[str, Any]:
+        return {"embeddings": self.use_embeddings, "support_threshold": self.support_threshold,
+                "embedding_floor": self.embedding_floor, "max_unsupported_ratio": self.max_unsupported_ratio,
+                "model": self.model_ref, "max_sentences": self.max_sentences,
+                "max_context_chars": self.max_context_chars, "judge": self.judge_name if self.judge else None,
+                "judge_sample_rate": self.judge_sample_rate, "judge_seed": self.judge_seed,
+                "judge_template": self.judge_template if self.judge else None}
+
+    # -- groundedness -------------------------------------------------------------------------------
+    def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
+        n = len(frame)
+        responses = text_series(frame, RESPONSE).tolist()
+        contexts = list_series(frame, CONTEXTS)
+        resp_sents = [split_sentences(r, max_sentences=self.max_sentences) for r in responses]
+        ctx_text = ["\n".join(c)[: self.max_context_chars] for c in contexts]
+        ctx_sents = [split_sentences(c, max_sentences=4 * self.max_sentences) if c.strip() else []
+                     for c in ctx_text]
+        active = [i for i in range(n) if resp_sents[i] and ctx_sents[i]]
+        out = {c: np.full(n, np.nan) for c in self.columns}
+        out["hallucination.has_context"] = np.array([float(bool(c)) for c in ctx_sents])
+
+        vec: dict[str, np.ndarray] = {}
+        if self.embedder is not None and active:
+            uniq = list(dict.fromkeys(s for i in active for s in (*resp_sents[i], *ctx_sents[i])))
+            vec = dict(zip(uniq, self.embedder.encode(uniq), strict=True))
+        floor = self.embedding_floor
+        for i in active:
+            ctx_tokens = set(content_tokens(ctx_text[i]))
+            supports, novel = [], 0
+            cmat = np.stack([vec[s] for s in ctx_sents[i]]) if vec else None
+            for sent in resp_sents[i]:
+                toks = content_tokens(sent)
+                missing = sum(t not in ctx_tokens for t in toks)
+                novel += missing
+                lexical = 1.0 - missing / len(toks) if toks else 1.0
+                semantic = 0.0
+                if cmat is not None:
+                    cos = float(np.max(cmat @ vec[sent]))
+                    semantic = max(0.0, (cos - floor) / (1.0 - floor))
+                supports.append(max(lexical, semantic))
+            sup = np.array(supports)
+            ratio = float(np.mean(sup < self.support_threshold))
+            out["hallucination.unsupported_ratio"][i] = ratio
+            out["hallucination.groundedness"][i] = float(sup.mean())
+            out["hallucination.min_support"][i] = float(sup.min())
+            out["hallucination.novel_tokens"][i] = float(novel)
+            out["hallucination.flag"][i] = float(ratio > self.max_unsupported_ratio)
+
+        out["hallucination.self_consistency"] = self._self_consistency(responses, list_series(frame, SAMPLES))
+        if self.judge is not None:
+            sampled, flags = self._judge(frame, responses, contexts)
+            out["hallucination.judge_sampled"], out["hallucination.judge_flag"] = sampled, flags
+        return pd.DataFrame(out, index=frame.index)[list(self.columns)]
+
+    # -- self-consistency ---------------------------------------------------------------------------
+    def _self_consistency(self, responses: list[str], samples: list[list[str]]) -> np.ndarray:
+        n = len(responses)
+        res = np.full(n, np.nan)
+        rows = [i for i in range(n) if samples[i] and responses[i].strip()]
+        if not rows:
+            return res
+        if self.embedder is not None:
+            uniq = list(dict.fromkeys(t for i in rows for t in (responses[i], *samples[i])))
+            vec = dict(zip(uniq, self.embedder.encode(uniq), strict=True))
+            for i in rows:
+                r = vec[responses[i]]
+                res[i] = float(np.mean([vec[s] @ r for s in samples[i]]))
+        else:
+            for i in rows:
+                a = set(content_tokens(responses[i]))
+                sims = []
+                for s in samples[i]:
+                    b = set(content_tokens(s))
+                    sims.append(len(a & b) / len(a | b) if a | b else 1.0)
+                res[i] = float(np.mean(sims))
+        return res
+
+    # -- LLM judge ----------------------------------------------------------------------------------
+    def judge_selected(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which records the judge sees: stable per record content, ≈ ``judge_sample_rate`` of them."""
+        keys = record_keys(frame, (PROMPT, RESPONSE, CONTEXTS))
+        return np.array([stable_fraction(k, self.judge_seed) < self.judge_sample_rate for k in keys], dtype=bool)
+
+    def _judge(self, frame: pd.DataFrame, responses: list[str],
+               contexts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        n = len(frame)
+        flags = np.full(n, np.nan)
+        selected = self.judge_selected(frame) if n else np.zeros(0, dtype=bool)
+        idx = np.flatnonzero(selected)
+        if not len(idx) or self.judge is None:
+            return selected.astype(float), flags
+        prompts = text_series(frame, PROMPT).tolist()
+        asks = [self.judge_template.format(context="\n".join(contexts[i])[: self.max_context_chars] or "(none)",
+                                           question=prompts[i], answer=responses[i]) for i in idx]
+        batch = getattr(self.judge, "batch", None)
+        replies = list(batch(asks)) if callable(batch) else [self.judge(a) for a in asks]
+        for i, reply in zip(idx, replies, strict=True):
+            flags[i] = parse_judge_reply(reply)
+        return selected.astype(float), flags

