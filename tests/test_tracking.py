@@ -140,7 +140,14 @@ def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path
     assert {a.path for a in c.list_artifacts(rid, "samples")} == {"samples/arc_easy.json", "samples/hellaswag.json"}
     downloaded = Path(c.download_artifacts(rid, "results.json", str(tmp_path / "dl")))
     assert downloaded.read_bytes() == (run_dir / "results.json").read_bytes()
-    table = c.load_table(eid, "samples/arc_easy.json", run_ids=[rid])
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()  # other tests may have set the global URI explicitly
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        table = c.load_table(eid, "samples/arc_easy.json", run_ids=[rid])
+    finally:
+        mlflow.set_tracking_uri(previous)
     assert len(table) == 3 and {"doc_id", "target", "prediction", "acc", "acc_norm"} <= set(table.columns)
     assert table["acc"].tolist() == [1.0, 0.0, 1.0]
     assert {"path": "samples/arc_easy.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
