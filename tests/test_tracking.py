@@ -102,6 +102,19 @@ def uid() -> str:
     return uuid.uuid4().hex[:8]
 
 
+def load_table(c, uri: str, eid: str, rid: str):  # type: ignore[no-untyped-def]
+    """``MlflowClient.load_table`` searches runs through the *global* tracking URI; other tests may have
+    pinned it explicitly (which beats MLFLOW_TRACKING_URI), so set it for the call and restore it."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        return c.load_table(eid, "samples/arc_easy.json", run_ids=[rid])
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # quirk: MlflowClient.load_table searches runs via the *global* tracking URI, not the client's
@@ -140,14 +153,7 @@ def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path
     assert {a.path for a in c.list_artifacts(rid, "samples")} == {"samples/arc_easy.json", "samples/hellaswag.json"}
     downloaded = Path(c.download_artifacts(rid, "results.json", str(tmp_path / "dl")))
     assert downloaded.read_bytes() == (run_dir / "results.json").read_bytes()
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()  # other tests may have set the global URI explicitly
-    mlflow.set_tracking_uri(mlflow_server)
-    try:
-        table = c.load_table(eid, "samples/arc_easy.json", run_ids=[rid])
-    finally:
-        mlflow.set_tracking_uri(previous)
+    table = load_table(c, mlflow_server, eid, rid)
     assert len(table) == 3 and {"doc_id", "target", "prediction", "acc", "acc_norm"} <= set(table.columns)
     assert table["acc"].tolist() == [1.0, 0.0, 1.0]
     assert {"path": "samples/arc_easy.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
@@ -159,7 +165,7 @@ def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path
     assert again["status"] == "logged" and again["run_id"] == rid
     assert len(runs_tagged(mlflow_server, eid, result.run_id)) == 1
     assert len(c.get_metric_history(rid, "arc_easy/acc")) == 1  # unchanged metrics are not re-added
-    assert len(c.load_table(eid, "samples/arc_easy.json", run_ids=[rid])) == 3  # table not appended twice
+    assert len(load_table(c, mlflow_server, eid, rid)) == 3  # table not appended twice
     assert tracking.find_run(mlflow_server, result.run_id).info.run_id == rid
 
 
