@@ -13,11 +13,13 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'
 	touch $@
 
-# Headless Chromium renders the HTML reports in the tests (Debian package `chromium`).
+# Debian packages the tests use: headless Chromium renders the HTML reports and the MLflow UI;
+# espeak-ng speaks the audio for the ASR tests.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && \
+	  command -v espeak-ng >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium espeak-ng >/dev/null; }
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/evalmon run

@@ -57,7 +57,8 @@ _HINTS = {
     "seed": "use an integer",
     "dtype": "use float32, bfloat16, float16 or auto",
     "device": "use cpu, cuda, cuda:N, mps or auto",
-    "backend": "use hf (a local/hub checkpoint) or openai (an OpenAI-compatible server)",
+    "backend": "use hf (a local/hub checkpoint), openai (an OpenAI-compatible server), hf_asr (a speech "
+               "recognition checkpoint) or none (score existing outputs)",
     "missing:base_url": "add `base_url: http://host:port/v1` (the server's API root)",
     "base_url": "write the server's API root, e.g. http://127.0.0.1:8000/v1",
     "api_key_env": "write the NAME of an environment variable holding the key (e.g. OPENAI_API_KEY), not the key",
@@ -185,7 +186,33 @@ class OpenAIModelConfig(_Strict):
         return None if v is None else resolve_ref(v, _base_dir(info))
 
 
-MODEL_BACKENDS: dict[str, type[BaseModel]] = {"hf": HFModelConfig, "openai": OpenAIModelConfig}
+class ASRModelConfig(_Strict):
+    """A transformers ``automatic-speech-recognition`` checkpoint (Whisper, Wav2Vec2-CTC, …) for ``asr`` tasks."""
+
+    backend: Literal["hf_asr"] = "hf_asr"
+    path: str = Field(min_length=1, validation_alias=AliasChoices("path", "pretrained"))
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps|auto)$")
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)  # None = the model's generation config
+    language: str | None = None  # Whisper: force a language (e.g. "en")
+    chunk_length_s: float | None = Field(None, gt=0)  # long audio: pipeline chunking
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, v: str, info: ValidationInfo) -> str:
+        return resolve_ref(v, _base_dir(info))
+
+
+class NoModelConfig(_Strict):
+    """No model: for tasks that score existing outputs (e.g. ``earnings21_*`` transcripts, ``asr_text``)."""
+
+    backend: Literal["none"] = "none"
+
+
+MODEL_BACKENDS: dict[str, type[BaseModel]] = {"hf": HFModelConfig, "openai": OpenAIModelConfig,
+                                              "hf_asr": ASRModelConfig, "none": NoModelConfig}
 
 
 class _UnknownBackend(BaseModel):
@@ -211,6 +238,7 @@ def _backend_tag(value: Any) -> str:
 _MODEL_TAGS = (*MODEL_BACKENDS, "unknown")
 ModelConfig = Annotated[
     Annotated[HFModelConfig, Tag("hf")] | Annotated[OpenAIModelConfig, Tag("openai")]
+    | Annotated[ASRModelConfig, Tag("hf_asr")] | Annotated[NoModelConfig, Tag("none")]
     | Annotated[_UnknownBackend, Tag("unknown")],
     Discriminator(_backend_tag),
 ]
@@ -412,7 +440,7 @@ def flatten(config: SuiteConfig) -> dict[str, str]:
 _INT_OPTIONS = ("batch_size", "max_length")
 _SPEC_HINT = ("use hf:<path or org/name>[,key=value,…] (e.g. hf:./ckpt,dtype=bfloat16) or "
               "openai:<base_url>[,model=NAME,…] (e.g. openai:http://127.0.0.1:8000/v1,model=m)")
-_FIRST_KEY = {"hf": "path", "openai": "base_url"}  # what a bare first item of the spec is
+_FIRST_KEY = {"hf": "path", "openai": "base_url", "hf_asr": "path"}  # what a bare first item of the spec is
 
 
 def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
@@ -429,6 +457,10 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
             raise ConfigError(f"--model: unknown backend '{backend}'{did_you_mean(backend, list(MODEL_BACKENDS))}",
                               hint=f"backends: {', '.join(MODEL_BACKENDS)}")
     cls = MODEL_BACKENDS[backend]
+    if backend == "none":
+        if rest.strip():
+            raise ConfigError(f"--model: backend none takes no options (got '{rest}')", hint="write --model none:")
+        return NoModelConfig()
     first = _FIRST_KEY[backend]
     allowed = [k for k in cls.model_fields if k != "backend"] + (["pretrained"] if backend == "hf" else [])
     fields: dict[str, Any] = {"backend": backend}
@@ -540,7 +572,8 @@ def default_suite() -> SuiteConfig:
 
 __all__ = [
     "DEFAULT_CHECKPOINT_DIR", "DEFAULT_DATA_DIR", "DEFAULT_LIMIT", "DEFAULT_TASKS", "MODEL_BACKENDS",
-    "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "OpenAIModelConfig", "SuiteConfig", "TaskEntry",
+    "ASRModelConfig", "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "NoModelConfig",
+    "OpenAIModelConfig", "SuiteConfig", "TaskEntry",
     "TrackingConfig", "apply_overrides", "check_task_names", "default_suite", "flatten",
     "is_local_ref", "load_suite", "load_suite_text", "parse_model_spec", "resolve_path",
     "resolve_ref", "suite_hash",

@@ -8,6 +8,7 @@ dedupe and the response cache work across the whole task.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -58,7 +59,12 @@ def bootstrap_stderr(fn: Any, items: list[Any], iters: int, seed: int) -> float 
 def aggregate(spec: MetricSpec, values: list[Any], seed: int) -> MetricValue:
     if spec.corpus is not None:
         value = float(spec.corpus(values))
-        se = bootstrap_stderr(spec.corpus, values, spec.bootstrap_iters, seed)
+        if spec.stderr_fn is not None:
+            se = spec.stderr_fn(values, spec.bootstrap_iters, seed) if len(values) > 1 else None
+        else:
+            se = bootstrap_stderr(spec.corpus, values, spec.bootstrap_iters, seed)
+        if se is not None and not math.isfinite(se):
+            se = None
         return MetricValue.with_ci(value, se, spec.higher_is_better)
     return MetricValue.with_ci(sum(values) / len(values), mean_stderr(values), spec.higher_is_better)
 
@@ -108,7 +114,22 @@ def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Adva
     cfg = task.config()
     result = TaskResult(
         name=task.name, n=len(docs), num_fewshot=task.num_fewshot, source=task.source,
-        config_hash=config_hash(cfg), config=cfg, metrics=metrics,
+        config_hash=config_hash(cfg), config=with_bootstrap_record(cfg, task.metrics, seed), metrics=metrics,
         metric_kinds={m: s.kind for m, s in task.metrics.items()},
         lm_eval_task=getattr(task, "lm_eval_task", None), timing=timing)
+    finish = getattr(task, "finish", None)  # optional: notes, curves, joint CIs from the corpus items
+    if finish is not None:
+        result = finish(result, per_metric, seed)
     return result, samples
+
+
+def with_bootstrap_record(cfg: dict[str, Any], metrics: dict[str, MetricSpec], seed: int) -> dict[str, Any]:
+    """``cfg`` + how the corpus metrics' stderr was computed (seed, iterations) — after the config
+    hash, so the hash still names the task definition only."""
+    corpus = {m: s.bootstrap_iters for m, s in metrics.items() if s.corpus is not None}
+    if not corpus:
+        return cfg
+    return {**cfg, "bootstrap": {
+        "seed": seed, "iters": corpus,
+        "method": "resample documents with replacement; stderr = sample std of the replicates; "
+                  "95% CI = value ± 1.96·stderr"}}

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from evalmon.report_curves import build_curve_plots, task_notes
 from evalmon.results import REPORT_FILE, SUMMARY_FILE, GroupResult, MetricValue, RunResult, TaskResult
 
 __all__ = [
@@ -319,6 +320,8 @@ def _context(result: RunResult) -> dict[str, Any]:
         "fmt": fmt,
         "fmt_ci": fmt_ci,
         "n_metrics": sum(len(r.metrics) for r in rows),
+        "curve_plots": build_curve_plots(result),  # PR curves, reliability diagrams (classification tasks)
+        "notes": task_notes(result),
     }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -27,6 +27,12 @@ class MetricValue(BaseModel):
     ci_low: float | None = None  # 95% normal-approximation interval: value ± 1.96·stderr
     ci_high: float | None = None
     higher_is_better: bool = True
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _undefined(cls, v: Any) -> Any:
+        """An undefined value (NaN) is written as JSON ``null`` and read back as NaN."""
+        return float("nan") if v is None else v
 
     @classmethod
     def with_ci(cls, value: float, stderr: float | None, higher_is_better: bool = True) -> MetricValue:
@@ -58,6 +64,8 @@ class TaskResult(BaseModel):
     metric_kinds: dict[str, str] = Field(default_factory=dict)  # binary | continuous
     lm_eval_task: str | None = None
     timing: TaskTiming = Field(default_factory=TaskTiming)
+    notes: dict[str, str] = Field(default_factory=dict)  # metric -> why it is NaN / how to read it
+    curves: dict[str, Any] = Field(default_factory=dict)  # plot points (PR curve, reliability diagram)
 
 
 class GroupResult(BaseModel):

@@ -14,7 +14,12 @@ METRICS = TEXT_METRICS + ASR_METRICS
 
 def score_files(metric: str, hyp: str | Path, refs: Sequence[str | Path], *, n_bootstrap: int = 1000,
                 seed: int = 12345, norm: Normalization | None = None) -> CorpusScore:
-    """Corpus ``metric`` of the line-aligned hypothesis file against one or more reference files."""
+    """Corpus ``metric`` of the line-aligned hypothesis file against one or more reference files.
+
+    With one reference, either side may also be a Rev ``.nlp`` file (one segment) or a folder of
+    transcripts (one segment per file, paired by file stem) — e.g. Earnings-21's ``output/<vendor>``
+    against ``transcripts/nlp_references``.
+    """
     if metric not in METRICS:
         from evalmon.errors import did_you_mean
 
@@ -22,8 +27,14 @@ def score_files(metric: str, hyp: str | Path, refs: Sequence[str | Path], *, n_b
                           hint=f"use one of {', '.join(METRICS)}")
     if not refs:
         raise ConfigError("--ref: at least one reference file is required")
-    hyps = read_lines(hyp, "--hyp file")
-    streams = [read_lines(r, "--ref file") for r in refs]
+    if len(refs) == 1 and any(Path(p).is_dir() or Path(p).suffix == ".nlp" for p in (hyp, refs[0])):
+        from evalmon.data.transcripts import paired_segments  # folders of transcripts / Rev .nlp files
+
+        _, hyps, ref_stream = paired_segments(hyp, refs[0])
+        streams = [ref_stream]
+    else:
+        hyps = read_lines(hyp, "--hyp file")
+        streams = [read_lines(r, "--ref file") for r in refs]
     from evalmon.metrics.text import check_parallel
 
     check_parallel(hyps, streams, hyp_name=str(hyp), ref_names=[str(r) for r in refs])

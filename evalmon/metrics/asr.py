@@ -118,3 +118,16 @@ def _register_for_gates() -> None:
 
 
 _register_for_gates()
+
+
+def _register() -> None:
+    """Corpus statistics for paired gates (``evalmon.metrics.paired``): items ``[hypothesis, reference]``
+    as the ``asr`` tasks store them — already normalised, so no second normalisation here."""
+    from evalmon.metrics.paired import register_corpus_metric
+
+    identity = Normalization(lowercase=False, remove_punctuation=False)
+    for name in ASR_METRICS:
+        register_corpus_metric(name, corpus_from_items(name, identity))
+
+
+_register()

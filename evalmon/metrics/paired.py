@@ -42,7 +42,8 @@ _CHUNK_ELEMS = 2_000_000  # indices drawn per chunk (memory bound for large n)
 
 CORPUS_METRICS: dict[str, CorpusStatistic] = {}
 # modules whose import registers corpus statistics (missing ones are skipped)
-CORPUS_MODULES = ("evalmon.metrics.text", "evalmon.metrics.asr")
+CORPUS_MODULES = ("evalmon.metrics.text", "evalmon.metrics.asr", "evalmon.metrics.perplexity",
+                  "evalmon.metrics.ranking")
 _imported = False
 
 

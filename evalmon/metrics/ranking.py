@@ -101,3 +101,41 @@ def multiclass_report(y_true: Sequence[int], proba: Sequence[Sequence[float]], l
     if len(present) < k:
         rep.undefined["classes_without_both_outcomes"] = ",".join(labels[c] for c in range(k) if c not in present)
     return rep
+
+
+# --------------------------------------------------------------------------- per-document items
+def report_from_items(items: Sequence[Sequence[Any]], bins: int = 10,
+                      labels: Sequence[str] | None = None) -> ClassificationReport:
+    """The report for per-document items ``[gold_index, [p_0, …, p_k-1], threshold]`` (what the
+    ``classification`` tasks store): two classes → binary with P(class 1) as the score, else OvR."""
+    y = [int(it[0]) for it in items]
+    proba = np.asarray([list(it[1]) for it in items], dtype=float)
+    k = proba.shape[1] if proba.ndim == 2 and len(items) else 2
+    if k == 2:
+        threshold = float(items[0][2]) if items and len(items[0]) > 2 else 0.5
+        return binary_report(y, proba[:, 1] if len(items) else [], threshold=threshold, bins=bins)
+    return multiclass_report(y, proba, list(labels or [str(j) for j in range(k)]), bins=bins)
+
+
+def metric_from_items(metric: str) -> Any:
+    """A corpus statistic ``items -> float`` for one metric (NaN where undefined)."""
+
+    def compute(items: list[Any]) -> float:
+        value = report_from_items(items).metrics.get(metric)
+        return float("nan") if value is None else float(value)
+
+    compute.__name__ = f"classification_{metric}"
+    return compute
+
+
+CLASSIFICATION_METRICS = ("pr_auc", "roc_auc", "f1", "f1_macro", "accuracy", "ece", "brier")
+
+
+def _register() -> None:
+    from evalmon.metrics.paired import register_corpus_metric
+
+    for name in CLASSIFICATION_METRICS:
+        register_corpus_metric(name, metric_from_items(name))
+
+
+_register()

@@ -24,4 +24,12 @@ def load_lm(model_cfg: Any) -> LM:
         from evalmon.models.openai_compat import OpenAICompatLM
 
         return OpenAICompatLM(model_cfg)
-    raise ConfigError(f"model.backend: unknown backend {backend!r}", hint="use hf or openai")
+    if backend == "hf_asr":
+        from evalmon.models.asr_hf import load_asr
+
+        return load_asr(model_cfg)
+    if backend == "none":
+        from evalmon.models.none import NoModel
+
+        return NoModel()
+    raise ConfigError(f"model.backend: unknown backend {backend!r}", hint="use hf, openai, hf_asr or none")

@@ -1,0 +1,70 @@
+"""Reading a task's ``options:`` mapping (suite YAML) with one-line errors that name the key."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+from evalmon.errors import ConfigError, DataError, did_you_mean
+from evalmon.tasks.base import TaskOptions
+
+
+def check_keys(task: str, options: TaskOptions, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """``options.extra`` when every key is known; else a ConfigError with "did you mean"."""
+    extra = dict(options.extra or {})
+    for key in extra:
+        if key not in allowed:
+            raise ConfigError(f"{task}: unknown option {key!r}{did_you_mean(key, allowed)}",
+                              hint=f"options of {task}: {', '.join(allowed) or '(none)'}")
+    return extra
+
+
+def get_str(task: str, extra: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = extra.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{task}: option {key} must be a string (got {value!r})")
+    return value
+
+
+def get_int(task: str, extra: dict[str, Any], key: str, default: int, minimum: int = 0) -> int:
+    value = extra.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{task}: option {key} must be an integer ≥ {minimum} (got {value!r})")
+    return value
+
+
+def get_float(task: str, extra: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = extra.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= float(value) <= hi:
+        raise ConfigError(f"{task}: option {key} must be a number in [{lo}, {hi}] (got {value!r})")
+    return float(value)
+
+
+def resolve(options: TaskOptions, value: str) -> Path:
+    """``~`` expanded; a relative path joins the suite file's directory (else the working directory)."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    return (Path(options.base_dir) if options.base_dir else Path.cwd()) / p
+
+
+def get_paths(task: str, options: TaskOptions, extra: dict[str, Any], key: str) -> list[Path]:
+    """Option ``key``: one path, a glob pattern or a list of them → existing files, sorted per pattern."""
+    raw = extra.get(key)
+    patterns = [raw] if isinstance(raw, str) else raw
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError(f"{task}: option {key} must be a path, a glob pattern or a list of them (got {raw!r})")
+    out: list[Path] = []
+    for pattern in patterns:
+        path = resolve(options, pattern)
+        if glob.has_magic(str(path)):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
+            if not matches:
+                raise DataError(f"{task}: no file matches {key} pattern {path}", hint="check the pattern")
+            out.extend(matches)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise DataError(f"{task}: {key} file not found: {path}", hint="check the path (relative to the suite file)")
+    return out
