@@ -41,7 +41,7 @@ def dispatch(lm: LM, reqs: Sequence[Any], cache: ResponseCache | None, advance: 
             raise TypeError(f"unknown request type {kind.__name__}")
         for i, res in zip(idxs, results, strict=True):
             out[i] = res
-        for field in ("requests", "unique", "cached", "computed", "tokens", "seconds"):
+        for field in ("requests", "unique", "cached", "computed", "tokens", "padded_tokens", "seconds"):
             setattr(total, field, getattr(total, field) + getattr(stats, field))
     return out, total
 
@@ -108,7 +108,8 @@ def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Adva
     metrics = {m: aggregate(task.metrics[m], v, seed) for m, v in per_metric.items() if v}
     timing = TaskTiming(
         seconds=round(stats.seconds, 4), requests=stats.requests, unique_requests=stats.unique,
-        cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
+        cached=stats.cached, computed=stats.computed, tokens=stats.tokens, padded_tokens=stats.padded_tokens,
+        padding_waste=round(1 - stats.tokens / stats.padded_tokens, 4) if stats.padded_tokens else 0.0,
         requests_per_s=round(stats.requests / stats.seconds, 2) if stats.seconds > 0 else 0.0,
         tokens_per_s=round(stats.tokens / stats.seconds, 2) if stats.seconds > 0 else 0.0)
     cfg = task.config()

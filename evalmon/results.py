@@ -48,7 +48,9 @@ class TaskTiming(BaseModel):
     unique_requests: int = 0  # after dedupe
     cached: int = 0  # served from the response cache
     computed: int = 0  # forwarded through the model in this run
-    tokens: int = 0  # context+continuation tokens of computed requests
+    tokens: int = 0  # tokens forwarded for computed requests (shared prefixes counted once when packed)
+    padded_tokens: int = 0  # positions computed including padding (plain batching pads rows)
+    padding_waste: float = 0.0  # 1 - tokens / padded_tokens
     requests_per_s: float = 0.0
     tokens_per_s: float = 0.0
 

@@ -22,7 +22,8 @@ class EngineStats:
     unique: int = 0
     cached: int = 0
     computed: int = 0
-    tokens: int = 0
+    tokens: int = 0  # real tokens forwarded (loglikelihood) / prompt + generated tokens (generation)
+    padded_tokens: int = 0  # positions the forwards computed, padding included
     seconds: float = 0.0
 
 
@@ -68,6 +69,7 @@ def run_loglikelihood(
         lm.loglikelihood(todo, progress=on_batch)
         last = getattr(lm, "last_stats", None)
         stats.tokens = int(getattr(last, "tokens_forwarded", 0))
+        stats.padded_tokens = int(getattr(last, "padded_tokens", 0))
     stats.seconds = time.perf_counter() - t0
     return [have[k] for k in keys], stats
 
