@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from evalmon.evaluate import evaluate_task
 from evalmon.metrics.stats import aggregate_group
 from evalmon.models.hf import HFCausalLM, HFSettings
 from evalmon.parity import export_lmeval_tasks
-from evalmon.evaluate import evaluate_task
 from evalmon.tasks.base import TaskOptions, build_task
 
 PINNED_LM_EVAL = "0.4.13"

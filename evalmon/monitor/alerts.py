@@ -1,0 +1,116 @@
+"""Threshold alerts on window metrics, and the optional webhook.
+
+A rule ``{metric: rate/safety.unsafe, op: ">", value: 0.1}`` fires for a window whose metric compares
+true; a missing or NaN metric never fires (it is reported as a note instead, so a typo in a metric
+name is visible). Any alert in a run makes ``evalmon monitor`` exit 1. The webhook gets one JSON POST
+per monitor run listing every alert (``post_webhook``): a connection error, timeout or HTTP 5xx is
+retried ``retries`` times with a short backoff; a 4xx is not retried. Delivery problems are returned,
+never raised — an alert is still an alert when the webhook is down.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from evalmon.monitor.config import AlertRule, WebhookConfig
+from evalmon.monitor.windows import Window
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
+USER_AGENT = "evalmon-monitor"
+
+
+@dataclass
+class Alert:
+    monitor: str
+    rule: str  # the rule's label
+    metric: str
+    op: str
+    threshold: float
+    value: float
+    window_start: str
+    window_end: str
+    window_index: int
+
+    def message(self) -> str:
+        return (f"ALERT {self.monitor} window {self.window_start}: {self.metric} = {self.value:.4g} "
+                f"{self.op} {self.threshold:g} ({self.rule})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RuleCheck:
+    """Alerts of one window plus the rules that could not be evaluated (metric missing / NaN)."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate(rules: Sequence[AlertRule], metrics: Mapping[str, float], *, monitor: str, window: Window) -> RuleCheck:
+    out = RuleCheck()
+    for rule in rules:
+        value = metrics.get(rule.metric)
+        if value is None:
+            out.notes.append(f"rule '{rule.label}': no metric '{rule.metric}' in this window")
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            out.notes.append(f"rule '{rule.label}': {rule.metric} is NaN in this window (no data)")
+            continue
+        if OPS[rule.op](float(value), float(rule.value)):
+            out.alerts.append(Alert(monitor, rule.label, rule.metric, rule.op, float(rule.value), float(value),
+                                    window.start.isoformat(), window.end.isoformat(), window.index))
+    return out
+
+
+@dataclass
+class WebhookOutcome:
+    ok: bool
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+
+    def line(self, url: str) -> str:
+        if self.ok:
+            return f"webhook: delivered to {url} (HTTP {self.status})"
+        return f"warning: webhook {url} failed after {self.attempts} attempt(s): {self.error}"
+
+
+def payload(monitor: str, alerts: Sequence[Alert], *, experiment: str | None = None,
+            ui_urls: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {"source": "evalmon", "monitor": monitor, "experiment": experiment, "alert_count": len(alerts),
+            "alerts": [a.to_dict() | {"ui_url": (ui_urls or {}).get(a.window_start)} for a in alerts],
+            "text": "\n".join(a.message() for a in alerts)}
+
+
+def post_webhook(cfg: WebhookConfig, body: Mapping[str, Any], *, sleep: Callable[[float], None] = time.sleep,
+                 backoff_s: float = 0.5) -> WebhookOutcome:
+    """POST ``body`` as JSON; retries connection errors, timeouts and 5xx (not 4xx)."""
+    data = json.dumps(body, default=str).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **cfg.headers}
+    error: str | None = None
+    status: int | None = None
+    for attempt in range(1, cfg.retries + 2):
+        req = urllib.request.Request(cfg.url, data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=cfg.timeout_s) as resp:
+                return WebhookOutcome(True, attempt, resp.status)
+        except urllib.error.HTTPError as exc:
+            status, error = exc.code, f"HTTP {exc.code} {exc.reason}"
+            if exc.code < 500:
+                return WebhookOutcome(False, attempt, status, error)
+        except (OSError, ValueError) as exc:  # URLError, refused, timeouts
+            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+        if attempt <= cfg.retries:
+            sleep(backoff_s * 2 ** (attempt - 1))
+    return WebhookOutcome(False, cfg.retries + 1, status, error)

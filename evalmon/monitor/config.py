@@ -1,0 +1,332 @@
+"""Monitor configuration: pydantic models for ``monitor.yaml`` and loading with ``file:line`` errors.
+
+Keys map 1:1 onto fields and unknown keys are errors (``extra="forbid"``). Relative paths (the state
+db, the output dir, a reference file, file sources) resolve against the YAML file's folder. Parsing,
+``${VAR}`` expansion and error locations come from ``evalmon.yamlio``. A minimal monitor::
+
+    name: traffic
+    source: {kind: jsonl, path: traffic/*.jsonl}
+    window: {size: 1h}
+    reference: {kind: fixed, start: 2024-01-01T00:00:00Z, end: 2024-01-02T00:00:00Z}
+    alerts:
+      rules: [{metric: rate/safety.unsafe, op: ">", value: 0.1}]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from evalmon.config import resolve_path
+from evalmon.errors import ConfigError
+from evalmon.monitor.quality import QualityConfig
+from evalmon.monitor.signals import SignalConfig
+from evalmon.monitor.sources import SourceConfig
+from evalmon.monitor.windows import as_utc, parse_duration
+from evalmon.yamlio import YamlDoc, load_yaml, validation_error
+
+_HINTS = {
+    "name": "use letters, digits, '_', '.' and '-' only",
+    "missing:name": "add `name: my_monitor` at the top level",
+    "missing:source": "add a `source:` mapping, e.g. {kind: jsonl, path: traffic.jsonl}",
+    "size": "write a duration such as 15m, 1h or 1d",
+    "delay": "write a duration such as 0s, 5m or 1h",
+    "kind": "use fixed (with start/end), file (with path) or previous",
+    "op": "use one of >, >=, <, <=, ==, !=",
+    "value": "use a number",
+    "metric": "name a window metric, e.g. rate/safety.unsafe, drift/share, mean/latency_ms",
+    "url": "use http://host:port/path",
+    "timeout_s": "use a positive number of seconds",
+    "drift_share": "use a fraction between 0 and 1",
+}
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    ctx = info.context
+    return ctx.get("base_dir") if isinstance(ctx, dict) else None
+
+
+def _custom(kind: str, msg: str, hint: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, msg, {"hint": hint})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WindowConfig(_Strict):
+    size: str = "1h"  # tumbling window length, aligned to the epoch (UTC)
+    timestamp: str = "timestamp"  # the column windows are cut on (canonical name after mapping)
+    delay: str = "0s"  # a window is complete this long after its end (room for late records)
+    start: datetime | None = None  # first window when no watermark exists (default: the earliest record)
+    end: datetime | None = None  # process no window ending after this (replaying a closed log); None: now
+
+    @field_validator("size", "delay")
+    @classmethod
+    def _duration(cls, v: str, info: ValidationInfo) -> str:
+        try:
+            d = parse_duration(v)
+        except ConfigError:
+            raise _custom("duration", f"{v!r} is not a duration", "write e.g. 15m, 1h, 1d or 2h30m") from None
+        if info.field_name == "size" and d.total_seconds() <= 0:
+            raise _custom("duration", "window size must be positive", "write e.g. 15m, 1h or 1d")
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else as_utc(v)
+
+
+class ReferenceConfig(_Strict):
+    """What a window is compared with: a fixed period of the source, a file, or the previous window."""
+
+    kind: Literal["fixed", "file", "previous"] = "previous"
+    start: datetime | None = None  # fixed: [start, end) of the source
+    end: datetime | None = None
+    path: str | None = None  # file: canonical records (jsonl / csv / parquet, by extension)
+    max_rows: int | None = Field(None, gt=0)  # seeded sample of the reference (None = all of it)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else as_utc(v)
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else str(resolve_path(v, _base_dir(info)))
+
+    @model_validator(mode="after")
+    def _needs(self) -> ReferenceConfig:
+        if self.kind == "fixed" and (self.start is None or self.end is None):
+            raise _custom("reference", "a fixed reference needs `start` and `end`",
+                          "add start: and end: (ISO times), or use kind: previous")
+        if self.kind == "fixed" and self.start is not None and self.end is not None and self.end <= self.start:
+            raise _custom("reference", "reference `end` must be after `start`", "swap or fix the times")
+        if self.kind == "file" and not self.path:
+            raise _custom("reference", "a file reference needs `path`", "add path: reference.jsonl")
+        return self
+
+
+class DriftColumns(_Strict):
+    numerical: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    text: list[str] = Field(default_factory=list)
+    embeddings: list[str] = Field(default_factory=list)  # columns holding one vector per record
+
+
+class DriftConfig(_Strict):
+    enabled: bool = True
+    columns: Literal["auto"] | DriftColumns = "auto"  # auto: every signal + latency/tokens + model
+    text_drift: bool = True  # prompt/response through evidently's domain classifier (auto columns)
+    embedding_drift: bool = True  # embedding.* columns through evidently's embedding drift method
+    methods: dict[str, str] = Field(default_factory=dict)  # column → evidently stattest (psi, ks, …)
+    thresholds: dict[str, float] = Field(default_factory=dict)  # column → threshold for that test
+    embedding_method: Literal["model", "distance", "ratio", "mmd"] | None = None  # None: evidently's default
+    drift_share: float = Field(0.5, ge=0, le=1)  # dataset drift when this share of columns drifted
+    min_rows: int = Field(30, ge=1)  # fewer rows in a window (or reference): drift is skipped
+    html: bool = True  # save evidently's HTML report per window
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    uri: str | None = Field(None, min_length=1)  # None: embedded local store (.evalmon/mlflow.db)
+    experiment: str | None = Field(None, min_length=1)  # None: "monitor-<name>"
+    assessments: bool = True  # traces source: 0/1 signal columns → feedback on each record's trace
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _blank(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v  # `uri: ${MLFLOW_TRACKING_URI:-}`
+
+
+class AlertRule(_Strict):
+    metric: str = Field(min_length=1)
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float
+    name: str | None = None  # shown in messages (default: "<metric> <op> <value>")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.metric} {self.op} {self.value:g}"
+
+
+class WebhookConfig(_Strict):
+    url: str = Field(pattern=r"^https?://")
+    timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0)  # extra attempts after a failure (connection error or HTTP 5xx)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertsConfig(_Strict):
+    rules: list[AlertRule] = Field(default_factory=list)
+    webhook: WebhookConfig | None = None
+
+
+class StateConfig(_Strict):
+    path: Path | None = None  # watermark db (default: <output_dir>/state.sqlite); its lock sits next to it
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else resolve_path(v, _base_dir(info))
+
+
+class MonitorConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    source: SourceConfig
+    columns: dict[str, str] = Field(default_factory=dict)  # {canonical: source column}, merged into source
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    signals: list[SignalConfig] = Field(default_factory=list)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    output_dir: Path = Path("monitor-runs")
+    seed: int = 1234
+
+    _source_path: Path | None = PrivateAttr(None)
+    _base_dir: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_columns(cls, data: Any) -> Any:
+        """Top-level ``columns:`` is a shorthand for ``source.columns`` (the source's own entries win)."""
+        if isinstance(data, dict) and isinstance(data.get("columns"), dict) and isinstance(data.get("source"), dict):
+            src = dict(data["source"])
+            src["columns"] = {**data["columns"], **(src.get("columns") or {})}
+            data = {**data, "source": src}
+        return data
+
+    @field_validator("signals", mode="before")
+    @classmethod
+    def _bare_names(cls, v: Any) -> Any:
+        """``- text`` is short for ``- {name: text}``."""
+        return [{"name": s} if isinstance(s, str) else s for s in v] if isinstance(v, list) else v
+
+    @field_validator("output_dir")
+    @classmethod
+    def _resolve(cls, v: Path, info: ValidationInfo) -> Path:
+        return resolve_path(v, _base_dir(info))
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or f"monitor-{self.name}"
+
+    @property
+    def state_path(self) -> Path:
+        return self.state.path or (self.output_dir / "state.sqlite")
+
+    @property
+    def run_dir(self) -> Path:
+        """Where this monitor's per-window folders go: ``<output_dir>/<name>/``."""
+        return self.output_dir / self.name
+
+    @property
+    def base_dir(self) -> Path:
+        """The YAML's folder (relative source paths resolve against it)."""
+        return self._base_dir or Path.cwd()
+
+    @property
+    def source_path(self) -> Path | None:
+        return self._source_path
+
+    def config_hash(self) -> str:
+        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def load_monitor(path: str | Path) -> MonitorConfig:
+    """Read and validate a monitor file; every problem is a one-line ``ConfigError``."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: monitor file not found",
+                          hint=f"check the path (relative to {Path.cwd()})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a monitor file", hint="pass the .yaml file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
+                          hint="save the monitor file as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read monitor file: {e.strerror}",
+                          hint="check the path and its permissions") from None
+    cfg = load_monitor_text(text, str(path), base_dir=p.resolve().parent)
+    cfg._source_path = p.resolve()
+    return cfg
+
+
+def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None) -> MonitorConfig:
+    """Validate monitor YAML text; relative paths resolve against ``base_dir`` (default: the cwd)."""
+    doc = load_yaml(text, source_name)
+    if doc.data is None:
+        raise ConfigError(f"{source_name}:1: monitor is empty",
+                          hint="write a mapping with at least `name:` and `source:`")
+    if not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        raise ConfigError(f"{source_name}:{doc.line(())}: top level must be a mapping, got {kind}",
+                          hint="write `name: …` and `source: …` as top-level keys")
+    base = base_dir or Path.cwd()
+    _check_signals(doc)
+    try:
+        cfg = MonitorConfig.model_validate(doc.data, context={"base_dir": base})
+    except ValidationError as e:
+        raise validation_error(e, doc, MonitorConfig, hints=_HINTS) from None
+    cfg._base_dir = base
+    return cfg
+
+
+def _check_signals(doc: YamlDoc) -> None:
+    """Signal entries validated by the signals registry (its "did you mean" and per-signal keys),
+    reported at the entry's line."""
+    items = doc.data.get("signals") if isinstance(doc.data, dict) else None
+    if not isinstance(items, list):
+        return
+    from evalmon.monitor.signals import parse_signal_configs
+
+    for i, item in enumerate(items):
+        try:
+            parse_signal_configs([item])
+        except ConfigError as exc:
+            what = re.sub(r"^signals(\[0\]|\.0)?[.:]?\s*", "", exc.message)
+            key = re.match(r"^([A-Za-z_][\w.]*):", what)
+            loc: tuple[str | int, ...] = ("signals", i)
+            if key and isinstance(item, dict) and key.group(1) in item:
+                loc, what = (*loc, key.group(1)), what[key.end():].strip()
+            raise doc.error(loc, what, exc.hint or "see the signal's options in evalmon/monitor/signals") from None
+
+
+def apply_overrides(cfg: MonitorConfig, *, tracking_uri: str | None = None,
+                    output_dir: Path | None = None) -> MonitorConfig:
+    """A copy with CLI flags applied (``--tracking-uri`` also enables tracking)."""
+    update: dict[str, Any] = {}
+    if tracking_uri is not None:
+        if not tracking_uri.strip():
+            raise ConfigError("--tracking-uri: must not be empty", hint="pass http://host:port or sqlite:///file.db")
+        update["tracking"] = cfg.tracking.model_copy(update={"uri": tracking_uri.strip(), "enabled": True})
+    if output_dir is not None:
+        update["output_dir"] = resolve_path(output_dir, Path.cwd())
+    out = cfg.model_copy(update=update)
+    out._source_path, out._base_dir = cfg._source_path, cfg._base_dir
+    return out

@@ -1,0 +1,84 @@
+"""What ``evalmon monitor`` prints, and the glue for its flags (kept out of cli.py so it stays thin)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from evalmon.errors import ConfigError, EvalmonError
+from evalmon.monitor.config import MonitorConfig
+from evalmon.monitor.runner import MonitorResult
+from evalmon.monitor.windows import as_utc
+
+
+def parse_backfill(values: tuple[str, str]) -> tuple[datetime, datetime]:
+    """``--backfill FROM TO`` → two UTC datetimes (ISO times or dates; naive = UTC)."""
+    out = []
+    for name, text in zip(("FROM", "TO"), values, strict=True):
+        try:
+            out.append(as_utc(text))
+        except (TypeError, ValueError):
+            raise ConfigError(f"--backfill: {name} {text!r} is not an ISO time",
+                              hint="write e.g. 2024-03-01 or 2024-03-01T06:00:00Z") from None
+    if out[1] <= out[0]:
+        raise ConfigError(f"--backfill: TO ({values[1]}) must be after FROM ({values[0]})", hint="swap them")
+    return out[0], out[1]
+
+
+def _experiment_hint(cfg: MonitorConfig, result: MonitorResult) -> str | None:
+    for o in result.windows:
+        url = o.tracking.get("ui_url")
+        if url:
+            return url.split("/runs/")[0]
+    return None
+
+
+def print_result(cfg: MonitorConfig, result: MonitorResult, out: Any, err: Any) -> None:
+    """Summary after the per-window lines: counts, quarantine, MLflow, alerts, webhook."""
+    for note in result.notes:
+        out.print(note, soft_wrap=True)
+    if result.synced:
+        ok = sum(o["status"] == "logged" for o in result.synced)
+        out.print(f"synced {ok}/{len(result.synced)} window(s) kept locally by earlier runs", soft_wrap=True)
+    if not result.windows:
+        return
+    wm = result.watermark.isoformat() if result.watermark else "—"
+    out.print(f"monitor '{cfg.name}' ({result.mode}): {len(result.windows)} window(s), {result.rows_read} records, "
+              f"{result.quarantined} quarantined, {len(result.alerts)} alert(s) in {result.seconds:.1f} s; "
+              f"watermark {wm}; results in {cfg.run_dir}", soft_wrap=True)
+    if result.quarantine_file:
+        out.print(f"quarantined records: {result.quarantine_file}", soft_wrap=True)
+    pending = [o for o in result.windows if o.tracking.get("status") == "pending"]
+    if pending:
+        reason = pending[0].tracking.get("reason")
+        err.print(f"warning: MLflow logging failed for {len(pending)} window(s) ({reason}); they are kept in "
+                  f"{cfg.run_dir / 'windows'} and the next `evalmon monitor` run uploads them", soft_wrap=True)
+    url = _experiment_hint(cfg, result)
+    if url:
+        out.print(f"MLflow: {url}", soft_wrap=True)
+        logged = next(o.tracking for o in reversed(result.windows) if o.tracking.get("ui_url"))
+        keys = [k for k in ("drift/share", *(r.metric for r in cfg.alerts.rules)) if k in result.windows[-1].metrics]
+        if keys:
+            from evalmon.monitor.sink import chart_url
+
+            chart = chart_url(logged["tracking_uri"], logged["experiment_id"], logged["timeline_run_id"],
+                              list(dict.fromkeys(keys))[:4])
+            out.print(f"timeline chart: {chart}", soft_wrap=True)
+    if result.alerts:
+        err.print(f"{len(result.alerts)} alert(s) — exit code 1", soft_wrap=True)
+
+
+def scheduled_job(cfg: MonitorConfig, out: Any, err: Any) -> Callable[[], None]:
+    """One scheduled tick: run, print; a held lock or a user error is reported and the schedule goes on."""
+    from evalmon.monitor.runner import run_monitor
+
+    def job() -> None:
+        try:
+            result = run_monitor(cfg, log_fn=lambda m: out.print(m, soft_wrap=True))
+        except EvalmonError as exc:
+            err.print(f"skipped this tick: {exc.one_line()}", soft_wrap=True)
+            return
+        print_result(cfg, result, out, err)
+
+    return job

@@ -1,0 +1,379 @@
+"""Drift of one window against the reference, computed by evidently 0.7.23.
+
+Tabular and text columns go through one ``Report([ValueDrift(column) …], include_tests=True)``:
+evidently picks its default test per column type and size (numerical: K-S p-value when the reference
+has ≤ 1000 rows, else normed Wasserstein; ≤ 5 distinct values: chi-square / Z-test, else
+Jensen-Shannon; categorical likewise; text: its domain classifier — "percentile" text content drift
+with a bootstrap when the reference has ≤ 1000 rows, "absolute" above). What ran is read back from the
+snapshot dict (each metric's resolved ``method`` and ``threshold``; each test's PASS/FAIL status) and
+recorded per column — nothing is guessed. ``drift.methods`` / ``drift.thresholds`` override a column's
+test by evidently's stattest name (``psi``, ``ks``, ``wasserstein``, ``jensenshannon``, …).
+
+Embedding columns (one vector per record, e.g. ``embedding.response``) use evidently's embedding drift
+methods (default ``model``: a domain classifier on the vectors, with a bootstrap below 1000 reference
+rows — what ``EmbeddingsDrift`` picks) called directly: ``EmbeddingsDrift`` spends ~99% of its time
+on a TSNE for its plot, which the statistic does not need. Those results are in ``drift.json`` (not
+the HTML). The share of drifted columns counts the ``ValueDrift`` columns, as evidently's own
+``DriftedColumnsCount`` does.
+
+Columns with no values on either side are skipped with the reason, and a window smaller than
+``drift.min_rows`` skips drift altogether — never a crash, never a silent gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from evalmon.monitor.contracts import (
+    ARRIVAL,
+    CONTEXTS,
+    INPUT_TOKENS,
+    LATENCY_MS,
+    MODEL,
+    OUTPUT_TOKENS,
+    PROMPT,
+    REQUEST_ID,
+    RESPONSE,
+    SAMPLES,
+    SESSION_ID,
+    TIMESTAMP,
+    TRACE_ID,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalmon.monitor.config import DriftConfig
+
+NOT_DRIFTED = (REQUEST_ID, TIMESTAMP, SESSION_ID, TRACE_ID, CONTEXTS, SAMPLES, ARRIVAL)
+MAX_CATEGORIES = 50  # an object column with more distinct reference values is not auto-categorical
+KINDS = ("numerical", "categorical", "text")
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """The columns drift is computed for, by type (fixed on the reference, shared by all windows)."""
+
+    numerical: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
+    embeddings: tuple[str, ...] = ()
+
+    def kind(self, column: str) -> str:
+        for k in (*KINDS, "embeddings"):
+            if column in getattr(self, k):
+                return k
+        raise KeyError(column)
+
+    @property
+    def tabular(self) -> tuple[str, ...]:
+        return self.numerical + self.categorical + self.text
+
+
+@dataclass
+class ColumnDrift:
+    column: str
+    kind: str  # numerical | categorical | text | embeddings
+    method: str | None = None  # evidently's name for the test that ran, e.g. "K-S p_value"
+    threshold: float | None = None
+    score: float | None = None  # p-value for tests named "… p_value", else a distance / ROC AUC
+    detected: bool | None = None
+    skipped: str | None = None  # why no test ran
+
+
+@dataclass
+class DriftResult:
+    columns: list[ColumnDrift] = field(default_factory=list)
+    n_reference: int = 0
+    n_current: int = 0
+    drift_share: float = 0.5  # dataset drift threshold (config)
+    html_path: str | None = None
+    skipped: str | None = None  # why drift was not computed for the whole window
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def tested(self) -> list[ColumnDrift]:
+        return [c for c in self.columns if c.kind != "embeddings" and c.detected is not None]
+
+    @property
+    def n_drifted(self) -> int:
+        return sum(bool(c.detected) for c in self.tested)
+
+    @property
+    def share(self) -> float:
+        return self.n_drifted / len(self.tested) if self.tested else math.nan
+
+    @property
+    def dataset_drift(self) -> bool:
+        return bool(self.tested) and self.share >= self.drift_share
+
+    def methods(self) -> dict[str, str]:
+        """Column → the test that ran (what goes to MLflow params)."""
+        return {c.column: c.method for c in self.columns if c.method}
+
+    def metrics(self) -> dict[str, float]:
+        """``drift/share``, ``drift/n_drifted``, ``drift/n_tested``, ``drift/dataset_drift`` and per column
+        ``drift/<col>`` (the score) + ``drift_detected/<col>`` (0/1)."""
+        if self.skipped:
+            return {}
+        out: dict[str, float] = {"drift/share": self.share, "drift/n_drifted": float(self.n_drifted),
+                                 "drift/n_tested": float(len(self.tested)),
+                                 "drift/dataset_drift": float(self.dataset_drift)}
+        for c in self.columns:
+            if c.score is not None and c.detected is not None:
+                out[f"drift/{c.column}"] = float(c.score)
+                out[f"drift_detected/{c.column}"] = float(c.detected)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(share=self.share, n_drifted=self.n_drifted, dataset_drift=self.dataset_drift)
+        return d
+
+
+# --------------------------------------------------------------------------- which columns
+
+
+def _first_value(s: pd.Series) -> Any:
+    for v in s.head(200).tolist():
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            return v
+    return None
+
+
+def _is_vector(v: Any) -> bool:
+    return isinstance(v, np.ndarray | list | tuple) and len(v) > 1 and isinstance(
+        v[0], float | int | np.floating | np.integer)
+
+
+def plan_columns(reference: pd.DataFrame, cfg: DriftConfig) -> DriftPlan:
+    """Explicit columns from the config, or ``auto``: numeric columns (usage, latency, signals),
+    low-cardinality string columns (model, language, …), prompt/response as text when ``text_drift``,
+    vector columns as embeddings when ``embedding_drift``; ids, timestamps and list columns never."""
+    import pandas as pd
+
+    if not isinstance(cfg.columns, str):
+        c = cfg.columns
+        return DriftPlan(tuple(c.numerical), tuple(c.categorical), tuple(c.text), tuple(c.embeddings))
+    num: list[str] = []
+    cat: list[str] = []
+    emb: list[str] = []
+    for col in reference.columns:
+        if col in NOT_DRIFTED or col in (PROMPT, RESPONSE):
+            continue
+        s = reference[col]
+        if pd.api.types.is_bool_dtype(s):
+            cat.append(col)
+        elif pd.api.types.is_numeric_dtype(s):
+            num.append(col)
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            continue
+        else:
+            first = _first_value(s)
+            if _is_vector(first):
+                if cfg.embedding_drift:
+                    emb.append(col)
+            elif isinstance(first, str | bool) and s.astype("string").nunique() <= MAX_CATEGORIES:
+                cat.append(col)
+    text = [c for c in (PROMPT, RESPONSE) if cfg.text_drift and c in reference.columns]
+    first = [c for c in (LATENCY_MS, INPUT_TOKENS, OUTPUT_TOKENS) if c in num]
+    num = first + [c for c in num if c not in first]
+    if MODEL in cat:
+        cat = [MODEL] + [c for c in cat if c != MODEL]
+    return DriftPlan(tuple(num), tuple(cat), tuple(text), tuple(emb))
+
+
+# --------------------------------------------------------------------------- evidently
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """evidently/sklearn/scipy warn per bootstrap round on tiny or one-class inputs: keep the log readable."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _prepare(frame: pd.DataFrame, plan: DriftPlan, columns: Sequence[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    out = {}
+    for c in columns:
+        s = frame[c] if c in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+        if c in plan.numerical:
+            out[c] = pd.to_numeric(s, errors="coerce").astype(float)
+        else:  # categorical / text as plain str (None stays missing)
+            out[c] = s.astype("string").astype(object).where(s.notna(), None)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _status(test: dict[str, Any]) -> str:
+    st = test.get("status")
+    return str(getattr(st, "value", st)).upper()
+
+
+def _run_report(cur: pd.DataFrame, ref: pd.DataFrame, plan: DriftPlan, columns: Sequence[str],
+                cfg: DriftConfig) -> tuple[Any, dict[str, ColumnDrift]]:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    dd = DataDefinition(numerical_columns=[c for c in columns if c in plan.numerical],
+                        categorical_columns=[c for c in columns if c in plan.categorical],
+                        text_columns=[c for c in columns if c in plan.text])
+    metrics = [ValueDrift(column=c, method=cfg.methods.get(c), threshold=cfg.thresholds.get(c)) for c in columns]
+    with quiet():
+        snap = Report(metrics, include_tests=True).run(
+            current_data=Dataset.from_pandas(cur[list(columns)], data_definition=dd),
+            reference_data=Dataset.from_pandas(ref[list(columns)], data_definition=dd))
+        data = snap.dict()
+    out: dict[str, ColumnDrift] = {}
+    for m in data.get("metrics", []):
+        conf = m.get("config") or {}
+        col = conf.get("column")
+        if col is None or not str(conf.get("type", "")).endswith("ValueDrift"):
+            continue
+        value = m.get("value")
+        score = float(value) if isinstance(value, int | float) else None
+        out[col] = ColumnDrift(col, plan.kind(col), method=_display(conf.get("method"), plan.kind(col)),
+                               threshold=_num(conf.get("threshold")),
+                               score=None if score is None or math.isnan(score) else score)
+    for t in data.get("tests", []):
+        col = ((t.get("metric_config") or {}).get("params") or {}).get("column")
+        if col in out and out[col].score is not None:
+            out[col].detected = _status(t) == "FAIL"
+    for c in out.values():
+        if c.score is None:
+            c.skipped = "evidently returned no score (too few distinct values for its test)"
+    return snap, out
+
+
+def _display(method: Any, kind: str) -> str | None:
+    """evidently's display name for a stattest given by its registry name (``psi`` → ``PSI``); the
+    snapshot already holds display names for the tests it picked itself."""
+    if not isinstance(method, str):
+        return None
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+    from evidently.legacy.core import ColumnType
+
+    try:
+        ctype = {"numerical": ColumnType.Numerical, "categorical": ColumnType.Categorical}.get(kind, ColumnType.Text)
+        return get_registered_stattest(method, ctype).display_name
+    except Exception:  # already a display name, or not registered under that name
+        return method
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) else None
+
+
+def _tabular(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cfg: DriftConfig,
+             result: DriftResult, html_path: Path | None) -> None:
+    cols = [c for c in plan.tabular]
+    cur, ref = _prepare(current, plan, cols), _prepare(reference, plan, cols)
+    runnable = []
+    for c in cols:
+        why = ("no values in the reference" if ref[c].notna().sum() == 0
+               else "no values in this window" if cur[c].notna().sum() == 0 else None)
+        if why:
+            result.columns.append(ColumnDrift(c, plan.kind(c), skipped=why))
+        else:
+            runnable.append(c)
+    if not runnable:
+        return
+    try:
+        snap, found = _run_report(cur, ref, plan, runnable, cfg)
+    except Exception as exc:  # one bad column fails evidently's whole report: isolate it
+        result.errors.append(f"report over {len(runnable)} columns failed ({_reason(exc)}); retried per column")
+        good, found = [], {}
+        for c in runnable:
+            try:
+                found.update(_run_report(cur, ref, plan, [c], cfg)[1])
+                good.append(c)
+            except Exception as col_exc:
+                found[c] = ColumnDrift(c, plan.kind(c), skipped=f"evidently failed: {_reason(col_exc)}")
+        snap = None
+        if good and html_path is not None:
+            snap = _run_report(cur, ref, plan, good, cfg)[0]
+    result.columns.extend(found[c] for c in runnable if c in found)
+    if snap is not None and html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        snap.save_html(str(html_path))
+        result.html_path = str(html_path)
+
+
+def _vectors(frame: pd.DataFrame, col: str) -> np.ndarray:
+    rows = [np.asarray(v, dtype=float) for v in frame[col].tolist() if _is_vector(v)] if col in frame else []
+    if not rows:
+        return np.empty((0, 0))
+    dim = max(len(r) for r in rows)
+    return np.vstack([r for r in rows if len(r) == dim])
+
+
+def embedding_method(name: str | None, n_reference: int) -> Any:
+    """evidently's embedding drift method by name; ``None`` = what ``EmbeddingsDrift`` defaults to."""
+    from evidently.metrics.embeddings import (
+        DistanceDriftMethod,
+        MMDDriftMethod,
+        ModelDriftMethod,
+        RatioDriftMethod,
+    )
+
+    if name is None or name == "model":
+        return ModelDriftMethod(bootstrap=n_reference < 1000)
+    return {"distance": DistanceDriftMethod, "ratio": RatioDriftMethod, "mmd": MMDDriftMethod}[name]()
+
+
+def _embeddings(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cfg: DriftConfig,
+                result: DriftResult) -> None:
+    import pandas as pd
+
+    for col in plan.embeddings:
+        cur, ref = _vectors(current, col), _vectors(reference, col)
+        if cur.shape[0] < 2 or ref.shape[0] < 2 or cur.shape[1] != ref.shape[1]:
+            why = f"need vectors on both sides (window {cur.shape[0]}, reference {ref.shape[0]})"
+            result.columns.append(ColumnDrift(col, "embeddings", skipped=why))
+            continue
+        method = embedding_method(cfg.embedding_method, ref.shape[0])
+        names = [f"{col}.{i}" for i in range(cur.shape[1])]
+        try:
+            with quiet():
+                score, detected, name = method(pd.DataFrame(cur, columns=names), pd.DataFrame(ref, columns=names))
+        except Exception as exc:
+            result.columns.append(ColumnDrift(col, "embeddings", skipped=f"evidently failed: {_reason(exc)}"))
+            continue
+        bootstrap = getattr(method, "bootstrap", None)
+        label = f"{name} (bootstrap)" if bootstrap else name
+        result.columns.append(ColumnDrift(col, "embeddings", method=f"embeddings: {label}",
+                                          threshold=_num(getattr(method, "threshold", None)),
+                                          score=float(score), detected=bool(detected)))
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def compute_drift(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cfg: DriftConfig, *,
+                  html_path: Path | None = None) -> DriftResult:
+    """Drift of ``current`` vs ``reference`` for the plan's columns; evidently's HTML to ``html_path``."""
+    t0 = time.perf_counter()
+    result = DriftResult(n_reference=len(reference), n_current=len(current), drift_share=cfg.drift_share)
+    if len(current) < cfg.min_rows:
+        result.skipped = f"window has {len(current)} rows (< drift.min_rows = {cfg.min_rows})"
+    elif len(reference) < cfg.min_rows:
+        result.skipped = f"reference has {len(reference)} rows (< drift.min_rows = {cfg.min_rows})"
+    else:
+        _tabular(current, reference, plan, cfg, result, html_path if cfg.html else None)
+        _embeddings(current, reference, plan, cfg, result)
+    result.seconds = time.perf_counter() - t0
+    return result
