@@ -34,22 +34,21 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TASKS = ["mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_medicine", "hellaswag", "truthfulqa_mc2"]
 
 
-def build_100m(path: Path) -> None:
-    """A ~100M-parameter random-init Llama with the tiny checkpoint's tokenizer (offline)."""
+def build_100m(path: Path, vocab_size: int = 32000) -> None:
+    """A ~100M-parameter random-init Llama with a Llama-sized (32k) BPE vocabulary, built offline."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tiny = REPO / ".evalmon/checkpoints/tiny-llama"
-    if not (tiny / "config.json").is_file():
-        from evalmon.checkpoints import TinySpec, build_tiny_checkpoint
+    from evalmon.checkpoints import _train_tokenizer, corpus_texts
 
-        build_tiny_checkpoint(tiny, TinySpec(train_steps=200))
-    tok = AutoTokenizer.from_pretrained(tiny)
+    tok = _train_tokenizer(corpus_texts(), vocab_size)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                       num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg)
+    print(f"built {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters, vocab {len(tok)}")
     model.save_pretrained(path)
     tok.save_pretrained(path)
 
