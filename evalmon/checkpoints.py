@@ -118,7 +118,7 @@ def build_tiny_checkpoint(out_dir: str | Path, spec: TinySpec | None = None) -> 
     if spec.train_steps > 0:
         ids: list[int] = []
         for t in texts:
-            ids.extend(tokenizer(t, add_special_tokens=False)["input_ids"])
+            ids.extend(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"])
         data = torch.tensor(list(_chunks(ids, spec.seq_len)))
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         gen = torch.Generator().manual_seed(spec.seed)
