@@ -45,7 +45,16 @@ from evalmon.model_config import (
     resolve_path,
     resolve_ref,
 )
-from evalmon.yamlio import Loc, YamlDoc, describe_error, dotted, load_yaml, validation_error
+from evalmon.yamlio import (
+    Loc,
+    YamlDoc,
+    describe_error,
+    dotted,
+    load_yaml,
+    read_config_file,
+    require_mapping,
+    validation_error,
+)
 
 DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/tiny-llama")  # relative to the working directory
 DEFAULT_DATA_DIR = Path("../shared/benchmarks")  # relative to the working directory
@@ -153,36 +162,17 @@ def _loc_fixup(err: Any, loc: Loc) -> Loc:
 
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and validate a suite file; every problem is a one-line ``ConfigError``."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: suite file not found",
-                          hint=f"check the path (relative to {Path.cwd()})") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a suite file",
-                          hint="pass the .yaml file inside it") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
-                          hint="save the suite as UTF-8") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read suite file: {e.strerror}",
-                          hint="check the path and its permissions") from None
-    cfg = load_suite_text(text, str(path), base_dir=p.resolve().parent)
-    cfg._source_path = p.resolve()
+    text, p = read_config_file(path, "suite file", encode_as="suite")
+    cfg = load_suite_text(text, str(path), base_dir=p.parent)
+    cfg._source_path = p
     return cfg
 
 
 def load_suite_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None) -> SuiteConfig:
     """Validate suite YAML text; relative paths resolve against ``base_dir`` (default: the cwd)."""
     doc = load_yaml(text, source_name)
-    if doc.data is None:
-        raise ConfigError(f"{source_name}:1: suite is empty",
-                          hint="write a mapping with at least `name:`, `model:` and `tasks:`")
-    if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
-        raise ConfigError(f"{source_name}:{doc.line(())}: top level must be a mapping, got {kind}",
-                          hint="write `name: …`, `model: …`, `tasks: …` as top-level keys")
+    require_mapping(doc, source_name, "suite", empty_hint="write a mapping with at least `name:`, `model:` and `tasks:`",
+                    keys_hint="write `name: …`, `model: …`, `tasks: …` as top-level keys")
     try:
         cfg = SuiteConfig.model_validate(doc.data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as e:

@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -301,3 +302,34 @@ def validation_error(exc: ValidationError, doc: YamlDoc, model: type[BaseModel],
         more = len(found) - 1
         hint += f" ({more} more problem{'s' if more > 1 else ''} in this file)"
     return doc.error(loc, what, hint, line=line)
+
+
+def read_config_file(path: str | Path, what: str, *, dir_hint: str = "pass the .yaml file inside it",
+                     encode_as: str | None = None) -> tuple[str, Path]:
+    """Read a YAML config file (``what``: "suite file", "monitor file"); returns (text, resolved path).
+
+    Every failure is a one-line ``ConfigError`` naming the path and what to do.
+    """
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found", hint=f"check the path (relative to {Path.cwd()})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a {what}", hint=dir_hint) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
+                          hint=f"save the {encode_as or what} as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what}: {e.strerror}", hint="check the path and its permissions") from None
+    return text, p.resolve()
+
+
+def require_mapping(doc: YamlDoc, source_name: str, what: str, *, empty_hint: str, keys_hint: str) -> dict[str, Any]:
+    """The document's top level must be a non-empty mapping (``what``: "suite", "monitor")."""
+    if doc.data is None:
+        raise ConfigError(f"{source_name}:1: {what} is empty", hint=empty_hint)
+    if not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        raise ConfigError(f"{source_name}:{doc.line(())}: top level must be a mapping, got {kind}", hint=keys_hint)
+    return doc.data

@@ -35,11 +35,12 @@ from pydantic_core import PydanticCustomError
 
 from evalmon.config import resolve_path
 from evalmon.errors import ConfigError
+from evalmon.model_config import _base_dir
 from evalmon.monitor.quality import QualityConfig
 from evalmon.monitor.signals import SignalConfig
 from evalmon.monitor.sources import SourceConfig
 from evalmon.monitor.windows import as_utc, parse_duration
-from evalmon.yamlio import YamlDoc, load_yaml, validation_error
+from evalmon.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 
 _HINTS = {
     "name": "use letters, digits, '_', '.' and '-' only",
@@ -55,11 +56,6 @@ _HINTS = {
     "timeout_s": "use a positive number of seconds",
     "drift_share": "use a fraction between 0 and 1",
 }
-
-
-def _base_dir(info: ValidationInfo) -> Path | None:
-    ctx = info.context
-    return ctx.get("base_dir") if isinstance(ctx, dict) else None
 
 
 def _custom(kind: str, msg: str, hint: str) -> PydanticCustomError:
@@ -258,35 +254,17 @@ class MonitorConfig(_Strict):
 
 def load_monitor(path: str | Path) -> MonitorConfig:
     """Read and validate a monitor file; every problem is a one-line ``ConfigError``."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: monitor file not found",
-                          hint=f"check the path (relative to {Path.cwd()})") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a monitor file", hint="pass the .yaml file") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})",
-                          hint="save the monitor file as UTF-8") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read monitor file: {e.strerror}",
-                          hint="check the path and its permissions") from None
-    cfg = load_monitor_text(text, str(path), base_dir=p.resolve().parent)
-    cfg._source_path = p.resolve()
+    text, p = read_config_file(path, "monitor file", dir_hint="pass the .yaml file")
+    cfg = load_monitor_text(text, str(path), base_dir=p.parent)
+    cfg._source_path = p
     return cfg
 
 
 def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None) -> MonitorConfig:
     """Validate monitor YAML text; relative paths resolve against ``base_dir`` (default: the cwd)."""
     doc = load_yaml(text, source_name)
-    if doc.data is None:
-        raise ConfigError(f"{source_name}:1: monitor is empty",
-                          hint="write a mapping with at least `name:` and `source:`")
-    if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
-        raise ConfigError(f"{source_name}:{doc.line(())}: top level must be a mapping, got {kind}",
-                          hint="write `name: …` and `source: …` as top-level keys")
+    require_mapping(doc, source_name, "monitor", empty_hint="write a mapping with at least `name:` and `source:`",
+                    keys_hint="write `name: …` and `source: …` as top-level keys")
     base = base_dir or Path.cwd()
     _check_signals(doc)
     try:
