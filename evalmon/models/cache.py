@@ -7,8 +7,9 @@ run — recomputes nothing that was already scored. WAL mode keeps readers and t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from evalmon.errors import OutputError
 from evalmon.models.base import LLResult
@@ -44,20 +45,17 @@ class ResponseCache:
             raise OutputError(f"cache.path: cannot open the response cache at {self.path}: {exc}",
                               hint="set cache.path to a writable file or cache.enabled: false") from None
 
-    def get_many(self, model_key: str, request_keys: Sequence[str]) -> dict[str, LLResult]:
-        found: dict[str, LLResult] = {}
+    def _select(self, sql: str, model_key: str, request_keys: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (``… WHERE model_key = ? AND request_key IN ({marks})``), 500 keys per query."""
         keys = list(dict.fromkeys(request_keys))
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
-            marks = ",".join("?" * len(part))
-            rows = self._db.execute(
-                f"SELECT request_key, logprob, is_greedy, n_tokens FROM loglikelihood "
-                f"WHERE model_key = ? AND request_key IN ({marks})",
-                [model_key, *part],
-            )
-            for key, logprob, greedy, n_tokens in rows:
-                found[key] = LLResult(float(logprob), bool(greedy), int(n_tokens))
-        return found
+            yield from self._db.execute(sql.format(marks=",".join("?" * len(part))), [model_key, *part])
+
+    def get_many(self, model_key: str, request_keys: Sequence[str]) -> dict[str, LLResult]:
+        rows = self._select("SELECT request_key, logprob, is_greedy, n_tokens FROM loglikelihood "
+                            "WHERE model_key = ? AND request_key IN ({marks})", model_key, request_keys)
+        return {key: LLResult(float(lp), bool(greedy), int(n)) for key, lp, greedy, n in rows}
 
     def put_many(self, model_key: str, items: Iterable[tuple[str, LLResult]]) -> None:
         with self._db:
@@ -67,16 +65,9 @@ class ResponseCache:
             )
 
     def get_texts(self, model_key: str, request_keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        keys = list(dict.fromkeys(request_keys))
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            marks = ",".join("?" * len(part))
-            rows = self._db.execute(
-                f"SELECT request_key, text FROM generation WHERE model_key = ? AND request_key IN ({marks})",
-                [model_key, *part])
-            found.update({k: t for k, t in rows})
-        return found
+        rows = self._select("SELECT request_key, text FROM generation WHERE model_key = ? AND request_key IN ({marks})",
+                            model_key, request_keys)
+        return {key: text for key, text in rows}
 
     def put_texts(self, model_key: str, items: Iterable[tuple[str, str]]) -> None:
         with self._db:
