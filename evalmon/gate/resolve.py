@@ -224,13 +224,9 @@ def _experiment_ids(client: Any, uri: str, name: str | None) -> list[str]:
             names = [e.name for e in client.search_experiments(max_results=1000)]
             raise TrackingError(f"MLflow experiment {name!r} not found at {uri}{did_you_mean(name, names)}")
         return [exp.experiment_id]
-    ids, token = [], None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        ids += [e.experiment_id for e in page]
-        token = page.token
-        if not token:
-            return ids
+    from evalmon.tracking import all_experiment_ids
+
+    return all_experiment_ids(client)
 
 
 def _query(client: Any, uri: str, body: str) -> Any:

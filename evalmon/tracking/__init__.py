@@ -254,6 +254,18 @@ def sync(reports_dir: Path, uri: str | None = None) -> list[dict[str, Any]]:
     return outcomes
 
 
+def all_experiment_ids(client: Any) -> list[str]:
+    """Every active experiment id, following MLflow's result pages."""
+    ids: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids += [e.experiment_id for e in page]
+        token = page.token
+        if not token:
+            return ids
+
+
 def find_run(uri: str | None, run_id: str, experiment: str | None = None) -> Any | None:
     """The MLflow run (``mlflow.entities.Run``) tagged ``evalmon.run_id == run_id``, newest first;
     ``None`` when there is none. Raises ``TrackingError`` when the server cannot be reached."""
@@ -279,13 +291,7 @@ def _find_run(uri: str, run_id: str, experiment: str | None) -> Any | None:
             exp = client.get_experiment_by_name(experiment)
             ids = [exp.experiment_id] if exp else []
         else:
-            ids, token = [], None
-            while True:
-                page = client.search_experiments(max_results=1000, page_token=token)
-                ids += [e.experiment_id for e in page]
-                token = page.token
-                if not token:
-                    break
+            ids = all_experiment_ids(client)
         for i in range(0, len(ids), 100):
             run = _search_run(client, ids[i : i + 100], run_id)
             if run is not None:
