@@ -99,6 +99,9 @@ def test_timeline_chart_draws_window_metrics_over_time(mlflow_server: str, logge
     ticks = [round(float(t) * 1000) for t in re.findall(r"\b(\d{3}\.\d{3})k\b", text)]
     assert ticks and min(ticks) >= first and max(ticks) <= first + 5  # x axis = the window steps
     shots = Path(os.environ.get("EVALMON_UI_SHOTS") or logged["root"])
-    png = chromium.screenshot(url, shots / "monitor-timeline.png", window_size=(1400, 900), timeout=120)
+    for _attempt in range(3):  # the UI draws the chart asynchronously; a capture can beat the first paint
+        png = chromium.screenshot(url, shots / "monitor-timeline.png", window_size=(1400, 900), timeout=120)
+        if coloured_pixels_in_chart(png) > 1000:
+            break
     stats = chromium.png_stats(png)
     assert stats["nonwhite"] > 0.1 and coloured_pixels_in_chart(png) > 1000, stats  # the lines are drawn
