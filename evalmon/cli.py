@@ -349,7 +349,10 @@ def main() -> None:
         if callable(show) and isinstance(exit_code, int):
             show()
             sys.exit(exit_code)
-        raise
+        from evalmon.crash import report_unexpected
+
+        sys.stderr.write(report_unexpected(exc) + "\n")
+        sys.exit(2)
     if code == 130:
         sys.stderr.write("interrupted\n")
     sys.exit(code if isinstance(code, int) else 0)
