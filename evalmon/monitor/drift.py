@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -306,9 +307,41 @@ def _tabular(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cf
             snap = _run_report(cur, ref, plan, good, cfg)[0]
     result.columns.extend(found[c] for c in runnable if c in found)
     if snap is not None and html_path is not None:
+        html = safe_report_html(snap.get_html_str(as_iframe=False))
+        if html is None:
+            result.errors.append("drift.html not written: evidently's HTML layout is not the one evalmon makes "
+                                 "safe (data embedded in a <script>)")
+            return
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        snap.save_html(str(html_path))
+        html_path.write_text(html, encoding="utf-8")
         result.html_path = str(html_path)
+
+
+# evidently 0.7's standalone HTML embeds the report data as raw ``json.dumps`` in a <script> block
+# (evidently/legacy/utils/dashboard.py ``file_html_template``): a traffic value such as ``</script><img
+# src=x onerror=…>`` closes the script and runs in the browser. json.dumps never writes a raw newline,
+# so the two data lines are found exactly; the JSON is re-emitted with ``<``, ``>``, ``&`` and U+2028/9
+# as ``\uXXXX`` escapes (the same value for JavaScript, nothing the HTML parser acts on).
+_DATA_BLOCK = re.compile(r"<script>\n    var (metric_[0-9a-f]+) = (.*);\n"
+                         r"    var additional_graphs_\1 = (.*);\n</script>")
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_safe_json(js: str) -> str:
+    """JSON text made safe inside an HTML <script> element (``</script>``, ``<!--`` cannot occur)."""
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_ESCAPES[m[0]], js)
+
+
+def safe_report_html(html: str) -> str | None:
+    """evidently's standalone report with its embedded data escaped; ``None`` when the layout is not the
+    expected one (then nothing is written rather than an unsafe file)."""
+    blocks = list(_DATA_BLOCK.finditer(html))
+    if len(blocks) != 1:
+        return None
+    m = blocks[0]
+    safe = (f"<script>\n    var {m[1]} = {script_safe_json(m[2])};\n"
+            f"    var additional_graphs_{m[1]} = {script_safe_json(m[3])};\n</script>")
+    return html[:m.start()] + safe + html[m.end():]
 
 
 def _vectors(frame: pd.DataFrame, col: str) -> np.ndarray:
