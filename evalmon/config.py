@@ -45,6 +45,7 @@ from evalmon.model_config import (
     resolve_path,
     resolve_ref,
 )
+from evalmon.redact import redact_obj
 from evalmon.yamlio import (
     Loc,
     YamlDoc,
@@ -220,7 +221,8 @@ def suite_hash(config: SuiteConfig) -> str:
 
 
 def flatten(config: SuiteConfig) -> dict[str, str]:
-    """``{"model.dtype": "float32", "tasks.0.name": "medqa", …}`` for MLflow params (null → "null")."""
+    """``{"model.dtype": "float32", "tasks.0.name": "medqa", …}`` for MLflow params (null → "null");
+    URI credentials and secret query parameters are redacted (``evalmon.redact``)."""
     out: dict[str, str] = {}
 
     def visit(prefix: str, value: Any) -> None:
@@ -233,7 +235,7 @@ def flatten(config: SuiteConfig) -> dict[str, str]:
         else:
             out[prefix] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
-    visit("", config.model_dump(mode="json"))
+    visit("", redact_obj(config.model_dump(mode="json")))  # results.json + MLflow params: no credentials
     return out
 
 
@@ -303,6 +305,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
 
     ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
     does not give (dtype, device, batch_size, …) are kept from the suite when the backend is the same.
+    ``trust_remote_code`` is never inherited: the suite's opt-in was for its own checkpoint, so another
+    one's code runs only when the spec says ``trust_remote_code=true`` itself.
     ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
     ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking.
     """
@@ -311,7 +315,7 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     if model is not None:
         new = parse_model_spec(model)
         keep = {} if new.backend != cfg.model.backend else cfg.model.model_dump(
-            exclude={"path", "revision", "adapter", "base_url", "model"})
+            exclude={"path", "revision", "adapter", "base_url", "model", "trust_remote_code"})
         data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "base_url", "backend"})}
     if tasks is not None:
         names = [n.strip() for item in tasks for n in item.split(",") if n.strip()]
