@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from evalmon import __version__
+from evalmon.redact import redact_text
 from evalmon.results import Provenance
 
 
@@ -46,6 +47,6 @@ def collect(seed: int, command: str | None = None) -> Provenance:
         hostname=socket.gethostname(),
         git_commit=commit,
         git_dirty=dirty,
-        command=command or " ".join(sys.argv),
+        command=redact_text(command or " ".join(sys.argv)),  # `--tracking-uri http://u:PW@…` stays out
         seed=seed,
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 from evalmon.monitor.config import AlertRule, WebhookConfig
 from evalmon.monitor.windows import Window
+from evalmon.redact import redact_text, redact_webhook
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -81,9 +82,11 @@ class WebhookOutcome:
     error: str | None = None
 
     def line(self, url: str) -> str:
+        """What the console prints: the webhook's path and query are its credential (only the host shows)."""
+        where = redact_webhook(url)
         if self.ok:
-            return f"webhook: delivered to {url} (HTTP {self.status})"
-        return f"warning: webhook {url} failed after {self.attempts} attempt(s): {self.error}"
+            return f"webhook: delivered to {where} (HTTP {self.status})"
+        return f"warning: webhook {where} failed after {self.attempts} attempt(s): {redact_text(str(self.error))}"
 
 
 def payload(monitor: str, alerts: Sequence[Alert], *, experiment: str | None = None,
@@ -110,7 +113,7 @@ def post_webhook(cfg: WebhookConfig, body: Mapping[str, Any], *, sleep: Callable
             if exc.code < 500:
                 return WebhookOutcome(False, attempt, status, error)
         except (OSError, ValueError) as exc:  # URLError, refused, timeouts
-            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}".replace(cfg.url, redact_webhook(cfg.url))
         if attempt <= cfg.retries:
             sleep(backoff_s * 2 ** (attempt - 1))
     return WebhookOutcome(False, cfg.retries + 1, status, error)
