@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evalmon.redact import basic_auth_header, redact_obj, redact_text
 from evalmon.results import RunResult, read_samples
 
 STATE_FILE = "mlflow.json"  # where a run dir records its MLflow run (for idempotency)
@@ -113,7 +114,8 @@ def _now() -> str:
 
 
 def _same_uri(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and str(a).rstrip("/") == str(b).rstrip("/")
+    """Equal as recorded: a stored URI is redacted (``evalmon.redact``), a live one is compared the same way."""
+    return bool(a) and bool(b) and redact_text(str(a)).rstrip("/") == redact_text(str(b)).rstrip("/")
 
 
 def _is_http(uri: str) -> bool:
@@ -122,7 +124,7 @@ def _is_http(uri: str) -> bool:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(redact_obj(data), indent=2, default=str), encoding="utf-8")  # no credentials on disk
     tmp.replace(path)
 
 
@@ -135,7 +137,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(redact_text(str(exc)).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text[:300]}"
 
 
@@ -146,14 +148,14 @@ def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
     minutes of retries. Any answer below 500 (e.g. 401/404 from a proxy) counts as reachable."""
     if not _is_http(uri):
         return None
-    url = uri.rstrip("/") + "/health"
+    url, auth = basic_auth_header(uri.rstrip("/") + "/health")  # urllib cannot use user:pw@ in the URL
     try:
-        with urllib.request.urlopen(url, timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=timeout):
             return None
     except urllib.error.HTTPError as exc:
         return None if exc.code < 500 else f"{url} answered HTTP {exc.code}"
     except (OSError, ValueError) as exc:  # URLError, ConnectionRefused, timeouts
-        return f"cannot reach {url}: {getattr(exc, 'reason', None) or exc}"
+        return redact_text(f"cannot reach {url}: {getattr(exc, 'reason', None) or exc}")
 
 
 @contextlib.contextmanager
@@ -204,7 +206,7 @@ def run_tags(result: RunResult) -> dict[str, str]:
         "mlflow.source.name": result.provenance.command or "evalmon",
         "mlflow.source.git.commit": result.provenance.git_commit,
     })
-    return {k: _to_str(v)[:MAX_TAG_VAL_LEN] for k, v in _unique_keys(tags.items()).items() if v is not None}
+    return {k: redact_text(_to_str(v))[:MAX_TAG_VAL_LEN] for k, v in _unique_keys(tags.items()).items() if v is not None}
 
 
 def run_params(result: RunResult) -> dict[str, str]:
@@ -212,7 +214,7 @@ def run_params(result: RunResult) -> dict[str, str]:
     for name, task in result.tasks.items():
         items += [(f"{name}/num_fewshot", task.num_fewshot), (f"{name}/n", task.n),
                   (f"{name}/config_hash", task.config_hash)]
-    return {k: _to_str(v)[:MAX_PARAM_VAL_LEN] for k, v in _unique_keys(items).items()}
+    return {k: redact_text(_to_str(v))[:MAX_PARAM_VAL_LEN] for k, v in _unique_keys(items).items()}
 
 
 def run_metrics(result: RunResult) -> dict[str, float]:
