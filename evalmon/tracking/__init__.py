@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.errors import TrackingError
+from evalmon.redact import redact_obj, without_masked_userinfo
 from evalmon.results import SUMMARY_FILE, RunResult
 from evalmon.tracking.payload import (
     _STATUS,
@@ -183,8 +184,8 @@ def _mark_pending(run_dir: Path, uri: str, experiment: str, reason: str, samples
     with contextlib.suppress(OSError):
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / PENDING_FILE, marker)
-    return {"tracking_uri": uri, "experiment": experiment, "status": "pending", "reason": reason,
-            "marker": str(run_dir / PENDING_FILE)}
+    return redact_obj({"tracking_uri": uri, "experiment": experiment, "status": "pending", "reason": reason,
+                       "marker": str(run_dir / PENDING_FILE)})
 
 
 def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, *,
@@ -194,6 +195,7 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
     Returns ``{"tracking_uri", "experiment_id", "run_id", "status": "logged", "ui_url"}`` or
     ``{"status": "pending", "reason", ...}`` (the run stays on disk; ``evalmon sync`` uploads it)."""
     run_dir = Path(run_dir)
+    uri = without_masked_userinfo(uri)  # a recorded URI (redacted): credentials come from MLFLOW_TRACKING_*
     artifact_location = None
     if uri is None:
         base = Path.cwd()
@@ -230,7 +232,7 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
     _write_json(run_dir / STATE_FILE, {**state, "status": "logged", "tables": tables, "time": _now()})
     with contextlib.suppress(FileNotFoundError):
         (run_dir / PENDING_FILE).unlink()
-    return {"tracking_uri": uri, "experiment_id": eid, "run_id": rid, "status": "logged", "ui_url": ui_url}
+    return redact_obj({"tracking_uri": uri, "experiment_id": eid, "run_id": rid, "status": "logged", "ui_url": ui_url})
 
 
 def sync(reports_dir: Path, uri: str | None = None) -> list[dict[str, Any]]:
