@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from evalmon.errors import EvalmonError
+from evalmon.redact import redact_text
 from evalmon.traffic.cli import traffic_app  # import-light sub-app (typer sub-apps cannot be lazy)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -56,7 +57,7 @@ def run(
     _quiet_library_warnings()
 
     def log(message: str) -> None:  # plain text, one line per message even in a narrow/non-tty stderr
-        err.print(message, markup=False, soft_wrap=True)
+        err.print(redact_text(message), markup=False, soft_wrap=True)
 
     try:
         result = run_suite(cfg, progress=RichProgress(err), log=log,
@@ -318,7 +319,7 @@ def monitor(
         from evalmon.monitor.schedule import run_schedule
 
         err.print(f"monitor '{cfg.name}': schedule \"{schedule}\" (UTC); first run now — Ctrl-C to stop")
-        run_schedule(schedule, scheduled_job(cfg, out, err), on_error=lambda e: err.print(f"error: {e}"))
+        run_schedule(schedule, scheduled_job(cfg, out, err), on_error=lambda e: err.print(f"error: {redact_text(str(e))}"))
         return
     from evalmon.monitor.runner import run_monitor
 
@@ -333,7 +334,7 @@ def main() -> None:
         # Not standalone: typer *returns* the code of a `typer.Exit(code)` (and 130 for a Ctrl-C it caught)
         code = app(prog_name="evalmon", standalone_mode=False)
     except EvalmonError as exc:
-        sys.stderr.write(f"error: {exc.one_line()}\n")
+        sys.stderr.write(f"error: {redact_text(exc.one_line())}\n")  # messages may quote a URI
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         code = 130
@@ -351,7 +352,7 @@ def main() -> None:
             sys.exit(exit_code)
         from evalmon.crash import report_unexpected
 
-        sys.stderr.write(report_unexpected(exc) + "\n")
+        sys.stderr.write(redact_text(report_unexpected(exc)) + "\n")
         sys.exit(2)
     if code == 130:
         sys.stderr.write("interrupted\n")
