@@ -145,6 +145,7 @@ def run_suite(
     the server is unreachable). ``KeyboardInterrupt`` is re-raised after the partial run is saved.
     """
     from evalmon.config import flatten, suite_hash
+    from evalmon.redact import redact_obj
 
     progress = progress or _Silent()
     say = log or (lambda _msg: None)
@@ -164,7 +165,7 @@ def run_suite(
         run_id=run_id, suite_name=cfg.name, suite_hash=suite_hash(cfg),
         suite_path=str(cfg.source_path) if cfg.source_path else None,
         suite_config=flatten(cfg), started_at=_now(), provenance=provenance.collect(cfg.seed, command),
-        model=lm.fingerprint.to_dict())
+        model=redact_obj(lm.fingerprint.to_dict()))  # an openai base_url may carry ?api_key=…
     samples: list[SampleRecord] = []
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
     try:
