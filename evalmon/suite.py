@@ -174,7 +174,7 @@ def run_suite(
             n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
             with progress.task(task.name, n_requests) as advance:
                 task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
-            result.tasks[task.name] = task_result
+            result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
             samples.extend(task_samples)
             aggregate_groups(result, groups)
             result.save(run_dir)
