@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.monitor.windows import Window
+from evalmon.redact import redact_obj, without_masked_userinfo
 from evalmon.tracking import (
     MAX_PARAM_VAL_LEN,
     MAX_TAG_VAL_LEN,
@@ -232,6 +233,7 @@ def log_window(window_dir: Path, uri: str | None, experiment: str, *, base: Path
     problems: returns ``{"status": "logged", "run_id", "ui_url", …}`` or ``{"status": "pending", "reason"}``
     (``monitor_pending.json`` stays in the folder for ``sync_windows``)."""
     window_dir = Path(window_dir)
+    uri = without_masked_userinfo(uri)  # a recorded URI (redacted): credentials come from MLFLOW_TRACKING_*
     record = WindowRecord.from_dict(json.loads((window_dir / WINDOW_FILE).read_text(encoding="utf-8")))
     artifact_location = None
     if uri is None:
@@ -257,8 +259,8 @@ def log_window(window_dir: Path, uri: str | None, experiment: str, *, base: Path
                                           "time": _now()})
     with contextlib.suppress(FileNotFoundError):
         (window_dir / PENDING_FILE).unlink()
-    return {"status": "logged", "tracking_uri": uri, "experiment_id": eid, "run_id": run_id, "ui_url": ui_url,
-            "timeline_run_id": parent}
+    return redact_obj({"status": "logged", "tracking_uri": uri, "experiment_id": eid, "run_id": run_id,
+                       "ui_url": ui_url, "timeline_run_id": parent})  # printed and kept: no credentials
 
 
 def mark_pending(window_dir: Path, uri: str, experiment: str, reason: str) -> dict[str, Any]:
@@ -267,8 +269,8 @@ def mark_pending(window_dir: Path, uri: str, experiment: str, reason: str) -> di
               "first_time": old.get("first_time") or _now(), "attempts": int(old.get("attempts", 0)) + 1}
     with contextlib.suppress(OSError):
         _write_json(window_dir / PENDING_FILE, marker)
-    return {"status": "pending", "tracking_uri": uri, "experiment": experiment, "reason": reason,
-            "marker": str(window_dir / PENDING_FILE)}
+    return redact_obj({"status": "pending", "tracking_uri": uri, "experiment": experiment, "reason": reason,
+                       "marker": str(window_dir / PENDING_FILE)})
 
 
 def pending_windows(run_dir: Path) -> list[Path]:
