@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from evalmon.errors import ConfigError, DataError, TrackingError, did_you_mean
+from evalmon.redact import redact_text, without_masked_userinfo
 from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord, read_samples
 from evalmon.tracking.payload import STATE_FILE, _read_json, _reason, check_reachable, default_tracking_uri
 
@@ -266,7 +267,7 @@ def load_mlflow(ref: str, tracking_uri: str | None) -> LoadedRun:
             samples_path = Path(tmp) / "missing" / SAMPLES_FILE
         samples, notes = _read_samples_or_note(samples_path, f"mlflow run {rid}: {SAMPLES_FILE}")
     exp = run.info.experiment_id
-    origin = f"MLflow run {rid} (experiment {exp}) at {uri}"
+    origin = f"MLflow run {rid} (experiment {exp}) at {redact_text(uri)}"  # shown in verdicts
     return LoadedRun(result, samples, ref, origin, mlflow_run_id=rid, tracking_uri=uri, notes=notes)
 
 
@@ -300,7 +301,7 @@ def promote(ref: str, tag: str = "baseline=true", tracking_uri: str | None = Non
         if not state.get("run_id"):
             raise ConfigError(f"{ref} was never logged to MLflow (no {STATE_FILE})",
                               hint="log it first (`evalmon sync`) or pass mlflow:<run_id>")
-        tracking_uri = tracking_uri or state.get("tracking_uri")
+        tracking_uri = tracking_uri or without_masked_userinfo(state.get("tracking_uri"))  # recorded redacted
         ref = f"mlflow:{state['run_id']}"
     client, uri, run = locate(ref, tracking_uri)
     from evalmon.tracking.payload import http_limits
