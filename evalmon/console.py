@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from evalmon.redact import redact_text
 from evalmon.report import fmt, ordered_rows, provenance_line
 from evalmon.results import RunResult
 
@@ -50,4 +51,4 @@ def print_results(result: RunResult, console: Console | None = None) -> None:
     if result.status != "finished":
         line += Text(" — results are partial", style="yellow")
     console.print(line)
-    console.print(Text(provenance_line(result, markdown=False), style="dim"))
+    console.print(Text(redact_text(provenance_line(result, markdown=False)), style="dim"))

@@ -15,6 +15,8 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from evalmon.redact import redact_text
+
 _ENV_FAULTS = {
     errno.ENOSPC: "no space left on device — free disk space and rerun (scored requests are cached)",
     errno.EDQUOT: "disk quota exceeded — free space and rerun (scored requests are cached)",
@@ -38,7 +40,7 @@ def describe(exc: BaseException) -> str:
 
 def _traceback_file(exc: BaseException) -> Path | None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    body = "".join(traceback.format_exception(exc))
+    body = redact_text("".join(traceback.format_exception(exc)))  # a URI in a message keeps its credentials out
     for folder in (Path(".evalmon").resolve() / "crash", Path(tempfile.gettempdir()) / "evalmon-crash"):
         try:
             folder.mkdir(parents=True, exist_ok=True)

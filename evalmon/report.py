@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from evalmon.redact import redact_text
 from evalmon.report_curves import build_curve_plots, task_notes
 from evalmon.results import REPORT_FILE, SUMMARY_FILE, GroupResult, MetricValue, RunResult, TaskResult
 
@@ -350,11 +351,13 @@ def _env(autoescape: bool) -> jinja2.Environment:
 
 
 def render_html(result: RunResult) -> str:
-    return _env(autoescape=True).get_template("report.html.j2").render(**_context(result))
+    """``report.html``: every value autoescaped; URI credentials redacted whatever field carried them."""
+    return redact_text(_env(autoescape=True).get_template("report.html.j2").render(**_context(result)))
 
 
 def render_markdown(result: RunResult) -> str:
-    return _env(autoescape=False).get_template("summary.md.j2").render(**_context(result))
+    """``summary.md`` (also the MLflow run's description): values escaped for markdown, credentials redacted."""
+    return redact_text(_env(autoescape=False).get_template("summary.md.j2").render(**_context(result)))
 
 
 def write_reports(result: RunResult, run_dir: Path) -> tuple[Path, Path]:
