@@ -62,10 +62,12 @@ def run(
     try:
         result = run_suite(cfg, progress=RichProgress(err), log=log,
                            command=" ".join(["evalmon", *sys.argv[1:]]))
-    except KeyboardInterrupt:
-        sys.stderr.write(f"interrupted: partial results (status \"interrupted\") saved under {cfg.output_dir}; "
+    except KeyboardInterrupt as exc:  # Ctrl-C: 130; SIGTERM: 143 (evalmon.interrupts)
+        from evalmon.interrupts import describe, exit_code
+
+        sys.stderr.write(f"{describe(exc)}: partial results (status \"interrupted\") saved under {cfg.output_dir}; "
                          "scored requests are cached — rerun the same command to resume\n")
-        sys.exit(130)
+        sys.exit(exit_code(exc))
     print_results(result, out)
     out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
 
@@ -124,16 +126,18 @@ def sync(
     reports: Annotated[Path, typer.Argument(help="Reports directory holding runs kept on disk.")] = Path("reports"),
     tracking_uri: Annotated[str | None, typer.Option(help="Upload to this URI instead of the recorded one.")] = None,
 ) -> None:
-    """Upload runs that were saved locally while MLflow was unreachable."""
+    """Upload runs kept on disk while MLflow was unreachable, and finish runs whose logging was cut short."""
     from evalmon.tracking import sync as do_sync
 
-    outcomes = do_sync(reports, tracking_uri)
+    outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
     con = _console()
     if not outcomes:
         con.print("nothing to sync")
     failed = 0
     for o in outcomes:
-        con.print(f"{o.get('run_dir', '?')}: {o.get('status')} {o.get('reason') or o.get('ui_url') or ''}")
+        note = f" ({o['note']})" if o.get("note") else ""
+        con.print(f"{o.get('run_dir', '?')}: {o.get('status')} {o.get('reason') or o.get('ui_url') or ''}{note}",
+                  markup=False, soft_wrap=True)
         failed += o.get("status") != "logged"
     if failed:
         raise typer.Exit(1)

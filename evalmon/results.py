@@ -6,13 +6,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import json
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+
+from evalmon.errors import OutputError
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -103,6 +108,7 @@ class RunResult(BaseModel):
     started_at: str
     finished_at: str | None = None
     status: str = "running"  # running | finished | interrupted | failed
+    error: str | None = None  # failed: "<Type>: <message>" (one line); interrupted: which signal stopped it
     provenance: Provenance
     model: dict[str, Any]  # ModelFingerprint.to_dict()
     tasks: dict[str, TaskResult] = Field(default_factory=dict)
@@ -122,9 +128,8 @@ class RunResult(BaseModel):
     def save(self, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / RESULTS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
-        tmp.replace(path)
+        text = self.model_dump_json(indent=2)
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return path
 
     @classmethod
@@ -151,13 +156,44 @@ class SampleRecord(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)  # task-specific (e.g. filtered answer)
 
 
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def write_error(path: Path, exc: OSError) -> OutputError:
+    """The one-line ``OutputError`` for a failed write of ``path`` (disk full says what to do)."""
+    if exc.errno in _NO_SPACE:
+        return OutputError(f"cannot write {path}: {exc.strerror or 'no space left on device'}",
+                           hint="free space and rerun (cached requests are kept)")
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}",
+                       hint="check the output directory's permissions and free space, then rerun "
+                            "(cached requests are kept)")
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` then rename over ``path``: a reader sees the old file or the whole new one, never a
+    truncated one. A failed write (disk full, …) removes the temporary file and raises ``OutputError``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise write_error(path, exc) from None
+
+
 def write_samples(path: Path, samples: Iterable[SampleRecord]) -> int:
-    n = 0
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        for s in samples:
-            fh.write(s.model_dump_json() + "\n")
-            n += 1
-    return n
+    """Write ``samples.jsonl.gz`` atomically (see ``atomic_write``); returns the number of records."""
+    records = list(samples)
+
+    def write(tmp: Path) -> None:
+        with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+            for s in records:
+                fh.write(s.model_dump_json() + "\n")
+
+    atomic_write(path, write)
+    return len(records)
 
 
 def read_samples(path: Path) -> Iterator[SampleRecord]:

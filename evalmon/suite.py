@@ -1,9 +1,10 @@
 """run_suite(): expand tasks, drive the engine, aggregate, write results, reports and MLflow.
 
-Order matters for the user: everything that can fail on bad input (task names, data files,
-output directory, checkpoint) fails before any compute; after that, every finished task is saved
-to ``results.json`` at once, every scored batch goes to the response cache, and an interrupt
-(Ctrl-C) still writes a partial ``results.json`` + reports marked ``interrupted``.
+Order matters for the user: everything that can fail on bad input (task names, data files, tracking
+URI, output directory, checkpoint) fails before any compute; after that, every finished task is saved
+to ``results.json`` at once, every scored batch goes to the response cache, and the status recorded is
+always true: Ctrl-C or SIGTERM still writes a partial ``results.json`` + reports marked ``interrupted``,
+any other exception marks them ``failed`` with the error (one line) — in MLflow too — before it propagates.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from evalmon import provenance
+from evalmon import interrupts, provenance
 from evalmon.engine.runner import Advance
-from evalmon.errors import OutputError
+from evalmon.errors import EvalmonError, OutputError
 from evalmon.evaluate import evaluate_task
 from evalmon.metrics.stats import aggregate_group
 from evalmon.models.base import LM
@@ -29,6 +30,7 @@ from evalmon.results import (
     MetricValue,
     RunResult,
     SampleRecord,
+    write_error,
     write_samples,
 )
 from evalmon.tasks import base as registry
@@ -142,7 +144,8 @@ def run_suite(
 
     Writes ``<output_dir>/<run_id>/{results.json, samples.jsonl.gz, report.html, summary.md}``
     and logs the run to MLflow when tracking is enabled (kept on disk for ``evalmon sync`` when
-    the server is unreachable). ``KeyboardInterrupt`` is re-raised after the partial run is saved.
+    the server is unreachable). ``KeyboardInterrupt`` (``interrupts.Terminated`` for SIGTERM) and any
+    other exception are re-raised after the partial run is saved as ``interrupted`` / ``failed``.
     """
     from evalmon.config import flatten, suite_hash
     from evalmon.redact import redact_obj
@@ -150,13 +153,19 @@ def run_suite(
     progress = progress or _Silent()
     say = log or (lambda _msg: None)
     planned, groups = plan_tasks(cfg)
+    if cfg.tracking.enabled:  # a store that can never be written fails now, not after the compute
+        from evalmon.tracking import preflight
+
+        warning = preflight(cfg.tracking.uri)
+        if warning:
+            say(warning)
     tasks = [registry.build_task(p.name, p.options) for p in planned]  # data errors surface here
     run_id = new_run_id()
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
     try:
         lm = lm or load_model(cfg)
-        cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite") \
-            if cfg.cache.enabled else None
+        cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite",
+                              warn=say) if cfg.cache.enabled else None
     except BaseException:  # bad checkpoint/adapter/cache: a run that never started leaves no empty dir
         with contextlib.suppress(OSError):
             run_dir.rmdir()
@@ -168,45 +177,64 @@ def run_suite(
         model=redact_obj(lm.fingerprint.to_dict()))  # an openai base_url may carry ?api_key=…
     samples: list[SampleRecord] = []
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
-    try:
-        for task in tasks:
-            total = getattr(task, "progress_total", None)
-            n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
-            with progress.task(task.name, n_requests) as advance:
-                task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
-            result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
-            samples.extend(task_samples)
+    with interrupts.signals_as_interrupts():
+        try:
+            for task in tasks:
+                total = getattr(task, "progress_total", None)
+                n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
+                with progress.task(task.name, n_requests) as advance:
+                    task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
+                result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
+                samples.extend(task_samples)
+                aggregate_groups(result, groups)
+                result.save(run_dir)
+            result.status = "finished"
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
+            result.status, result.error = "interrupted", interrupts.describe(exc)
+            raise
+        except BaseException as exc:
+            result.status, result.error = "failed", error_line(exc)
+            raise
+        finally:
+            result.finished_at = _now()
+            if cache:
+                cache.close()
             aggregate_groups(result, groups)
-            result.save(run_dir)
-        result.status = "finished"
-    except KeyboardInterrupt:
-        result.status = "interrupted"
-        raise
-    finally:
-        result.finished_at = _now()
-        aggregate_groups(result, groups)
-        finalize(result, run_dir, samples, cfg, say)
-        if cache:
-            cache.close()
+            finalize(result, run_dir, samples, cfg, say)
     return result
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (what ``results.json`` and the MLflow ``evalmon.error`` tag record)."""
+    text = exc.one_line() if isinstance(exc, EvalmonError) else " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:1000] if text else type(exc).__name__
 
 
 def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], cfg: SuiteConfig,
              say: Log) -> None:
-    """Write samples, results and reports; then log to MLflow (never loses the local copy)."""
-    from evalmon.report import write_reports
+    """Write samples, results and reports; then log to MLflow (never loses the local copy).
 
-    write_samples(run_dir / "samples.jsonl.gz", samples)
-    result.save(run_dir)
-    write_reports(result, run_dir)
+    Signals wait until the local files are written (an interrupt cannot cut them short); a write that
+    fails (disk full, …) is an ``OutputError`` naming the file — files already written stay."""
+    with interrupts.deferred():
+        try:
+            write_samples(run_dir / "samples.jsonl.gz", samples)
+            result.save(run_dir)
+            _write_reports(result, run_dir)
+        except OutputError as exc:  # results.json must not claim a complete run: record why (if it fits)
+            result.status, result.error = "failed", error_line(exc)
+            with contextlib.suppress(OutputError):
+                result.save(run_dir)
+            raise
     if not cfg.tracking.enabled:
         return
     from evalmon.tracking import log_run
 
     info: dict[str, Any] = log_run(result, run_dir, cfg.tracking.uri, cfg.tracking.experiment)
     result.mlflow = info
-    result.save(run_dir)
-    write_reports(result, run_dir)  # local copy now links the MLflow run
+    with interrupts.deferred():
+        result.save(run_dir)
+        _write_reports(result, run_dir)  # local copy now links the MLflow run
     if info.get("status") == "pending":
         say(f"warning: MLflow unreachable ({info.get('reason')}); run saved locally in {run_dir} — "
             f"upload it later with `evalmon sync {run_dir.parent}`")
@@ -217,3 +245,14 @@ def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], 
             f"(browse: mlflow ui --backend-store-uri {info.get('tracking_uri')})")
 
 
+def _write_reports(result: RunResult, run_dir: Path) -> None:
+    from evalmon.report import write_reports
+
+    try:
+        write_reports(result, run_dir)
+    except OSError as exc:  # no half-written report.html.tmp left behind
+        for tmp in run_dir.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        name = Path(exc.filename).name.removesuffix(".tmp") if exc.filename else "report.html"
+        raise write_error(run_dir / name, exc) from None

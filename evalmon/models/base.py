@@ -75,7 +75,13 @@ Request = LLRequest | GenRequest | RollingRequest
 
 @dataclass(frozen=True)
 class ModelFingerprint:
-    """Everything that determines a model's numbers; goes into provenance and cache keys."""
+    """Everything that determines a model's numbers; goes into provenance and cache keys.
+
+    The response cache key (``cache_key``) covers everything that identifies the responder — backend,
+    served endpoint, model, revision, weights, adapter, dtype, tokenizer, BOS policy, context length and
+    the generation settings that change outputs beyond what a request carries — so that answers of one
+    server, checkpoint or generation config are never served for another.
+    """
 
     backend: str
     model: str  # local path (resolved) or hub id
@@ -89,18 +95,23 @@ class ModelFingerprint:
     max_length: int = 2048
     batch_size: int = 8
     tokenizer_hash: str | None = None
+    endpoint: str | None = None  # the server that answers (openai: base_url); None for in-process models
+    generation: dict[str, Any] = field(default_factory=dict)  # output-changing defaults (generation_config)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def cache_key(self) -> str:
-        """Hash of what changes the numbers (not batch size, not device)."""
+        """Hash of what changes the numbers (not batch size, not device, not ``extra``)."""
         numeric = {
             k: v
             for k, v in self.to_dict().items()
             if k not in {"batch_size", "device", "extra"}
         }
+        for key in ("endpoint", "generation"):  # unset: keys stay those of caches written before they existed
+            if not numeric[key]:
+                del numeric[key]
         if not numeric.get("weights_hash"):  # fall back to the path when no hash is known
             numeric["weights_hash"] = numeric["model"]
         return hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:32]

@@ -26,6 +26,9 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
                     "spiece.model", "sentencepiece.bpe.model")
 _HASH_LIMIT_BYTES = 2 * 1024**3  # hash weights fully below 2 GiB, else size+head/tail fingerprint
+# generation_config entries that never change what is generated (left out of the fingerprint)
+_GEN_NEUTRAL = {"transformers_version", "_from_model_config", "use_cache", "output_attentions",
+                "output_hidden_states", "output_scores", "output_logits", "return_dict_in_generate", "pad_token_id"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,19 @@ def weights_fingerprint(path: Path) -> str:
     return ("sha256:" if total <= _HASH_LIMIT_BYTES else "sha256-headtail:") + h.hexdigest()[:32]
 
 
+def generation_identity(model: Any) -> dict[str, Any]:
+    """The checkpoint's generation defaults that change outputs (``generation_config`` minus bookkeeping):
+    ``model.generate`` applies them (EOS ids, repetition penalty, …), so they belong in the cache key."""
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return {}
+    try:
+        diff = config.to_diff_dict()
+    except (AttributeError, TypeError, ValueError):
+        return {}
+    return {k: v for k, v in sorted(diff.items()) if k not in _GEN_NEUTRAL and not k.startswith("_")}
+
+
 def _resolve_device(device: str) -> str:
     if device == "cpu":  # no torch import: bad checkpoint paths fail fast
         return device
@@ -90,6 +106,23 @@ def _resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith(("cuda", "mps")):
         raise ModelError(f"model.device: unknown device {device!r}", hint="use cpu, cuda, cuda:N, mps or auto")
     return device
+
+
+def _corrupt_weights(exc: BaseException) -> bool:
+    """Whether torch/safetensors raised ``exc`` for a weight file that is cut short or is not one."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    if isinstance(exc, SafetensorError | pickle.UnpicklingError | EOFError):
+        return True
+    text = str(exc)  # torch.load of a cut .bin: "PytorchStreamReader failed reading zip archive …"
+    return isinstance(exc, RuntimeError) and ("PytorchStreamReader" in text or "zip archive" in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 class HFCausalLM:
@@ -123,6 +156,7 @@ class HFCausalLM:
             max_length=self.max_length,
             batch_size=self.batch_size,
             tokenizer_hash=self._tokenizer_hash(),
+            generation=generation_identity(self.model),
             extra={"softmax_dtype": "float32", "architecture": type(self.model).__name__,
                    "prefix_token_id": self.prefix_token_id},
         )
@@ -182,6 +216,11 @@ class HFCausalLM:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
         except OSError as exc:
             raise self._load_error(path, local, exc) from None
+        except Exception as exc:  # truncated/garbage weight files (anything else propagates)
+            if not _corrupt_weights(exc):
+                raise
+            raise ModelError(f"model.path: the weight files in {path} look truncated or corrupt "
+                             f"({_first_line(exc)})", hint="copy, download or save the checkpoint again") from None
         self._adapter_id, self._adapter_hash = None, None
         if s.adapter:
             model = self._attach_adapter(model, s)
@@ -216,12 +255,17 @@ class HFCausalLM:
                              hint="point adapter at a PEFT adapter directory (save_pretrained output)")
         try:
             model = PeftModel.from_pretrained(model, adapter, revision=s.revision if not local else None)
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except OSError as exc:
+            raise self._load_error(adapter, local, exc) from None
+        except Exception as exc:
+            if _corrupt_weights(exc):
+                raise ModelError(f"model.adapter: the weight files in {adapter} look truncated or corrupt "
+                                 f"({_first_line(exc)})", hint="copy, download or save the adapter again") from None
+            if not isinstance(exc, RuntimeError | ValueError | KeyError):
+                raise
             msg = " ".join(str(exc).split())[:300]
             raise ModelError(f"model.adapter: adapter {adapter} does not match the base model {self._model_id}: {msg}",
                              hint="use the adapter trained on this base checkpoint") from None
-        except OSError as exc:
-            raise self._load_error(adapter, local, exc) from None
         self._adapter_id = adapter
         self._adapter_hash = weights_fingerprint(Path(adapter)) if local else None
         return model

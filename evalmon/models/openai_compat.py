@@ -93,7 +93,8 @@ class OpenAICompatLM:
             dtype="server", device=self.base_url,
             bos_policy=f"{'tokenizer-default' if self.tokenizer else 'server'}; generation: {cfg.mode}",
             max_length=int(info.get("max_model_len") or 0), batch_size=cfg.concurrency,
-            tokenizer_hash=self._tokenizer_hash(),
+            tokenizer_hash=self._tokenizer_hash(), endpoint=self.base_url,  # in the cache key: servers differ
+            generation={"mode": cfg.mode},
             extra={"base_url": self.base_url, "mode": cfg.mode, "tokenizer": cfg.tokenizer,
                    "served": {k: info[k] for k in ("id", "owned_by", "root", "max_model_len") if k in info}})
         self.last_stats = LLStats()

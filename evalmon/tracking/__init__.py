@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import TrackingError
+from evalmon.errors import ConfigError, TrackingError
 from evalmon.redact import redact_obj, without_masked_userinfo
 from evalmon.results import SUMMARY_FILE, RunResult
 from evalmon.tracking.payload import (
@@ -51,12 +51,13 @@ from evalmon.tracking.payload import (
     sample_tables,
     sanitize_key,
 )
+from evalmon.tracking.preflight import preflight
 
 __all__ = [
     "HEALTH_TIMEOUT_S", "HTTP_LIMITS", "MAX_KEY_LEN", "MAX_PARAM_VAL_LEN", "MAX_TAG_VAL_LEN", "PENDING_FILE",
     "STATE_FILE", "TABLE_DIR", "check_reachable", "default_artifact_location", "default_tracking_uri",
-    "find_run", "flatten", "http_limits", "log_run", "outcome_line", "run_metrics", "run_params", "run_tags",
-    "sample_tables", "sanitize_key", "sync",
+    "find_run", "flatten", "http_limits", "log_run", "outcome_line", "preflight", "run_metrics", "run_params",
+    "run_tags", "sample_tables", "sanitize_key", "sync",
 ]
 
 
@@ -176,11 +177,15 @@ def _log_files(client: Any, run_id: str, run_dir: Path, samples_table: bool) -> 
     return names
 
 
-def _mark_pending(run_dir: Path, uri: str, experiment: str, reason: str, samples_table: bool) -> dict[str, Any]:
+def _mark_pending(run_dir: Path, uri: str, experiment: str, reason: str, samples_table: bool, *,
+                  evalmon_run_id: str | None = None, mlflow_run_id: str | None = None,
+                  new_attempt: bool = True) -> dict[str, Any]:
     old = _read_json(run_dir / PENDING_FILE)
     marker = {"uri": uri, "experiment": experiment, "reason": reason, "time": _now(),
-              "first_time": old.get("first_time") or _now(), "attempts": int(old.get("attempts", 0)) + 1,
-              "samples_table": samples_table}
+              "first_time": old.get("first_time") or _now(),
+              "attempts": _int(old.get("attempts")) + (1 if new_attempt else 0), "samples_table": samples_table,
+              "evalmon_run_id": evalmon_run_id or old.get("evalmon_run_id") or run_dir.name,
+              "mlflow_run_id": mlflow_run_id or old.get("mlflow_run_id")}
     with contextlib.suppress(OSError):
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / PENDING_FILE, marker)
@@ -188,12 +193,25 @@ def _mark_pending(run_dir: Path, uri: str, experiment: str, reason: str, samples
                        "marker": str(run_dir / PENDING_FILE)})
 
 
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+LOGGING_REASON = "logging to MLflow did not finish (the process ended while logging)"
+
+
 def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, *,
             samples_table: bool = True) -> dict[str, Any]:
     """Log ``result`` and the files of ``run_dir`` to MLflow; see the module docstring.
 
     Returns ``{"tracking_uri", "experiment_id", "run_id", "status": "logged", "ui_url"}`` or
-    ``{"status": "pending", "reason", ...}`` (the run stays on disk; ``evalmon sync`` uploads it)."""
+    ``{"status": "pending", "reason", ...}`` (the run stays on disk; ``evalmon sync`` uploads it).
+
+    The pending marker is written *before* the MLflow run is created and removed only once it is terminated:
+    a process killed while logging leaves the marker, and ``evalmon sync`` completes that same MLflow run."""
     run_dir = Path(run_dir)
     uri = without_masked_userinfo(uri)  # a recorded URI (redacted): credentials come from MLFLOW_TRACKING_*
     artifact_location = None
@@ -204,7 +222,8 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
         (base / ".evalmon").mkdir(parents=True, exist_ok=True)
     unreachable = check_reachable(uri)
     if unreachable:
-        return _mark_pending(run_dir, uri, experiment, unreachable, samples_table)
+        return _mark_pending(run_dir, uri, experiment, unreachable, samples_table, evalmon_run_id=result.run_id)
+    _mark_pending(run_dir, uri, experiment, LOGGING_REASON, samples_table, evalmon_run_id=result.run_id)
     client = run = None
     try:
         with http_limits():
@@ -216,19 +235,21 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
                                         run_name=f"{result.suite_name}-{result.run_id}",
                                         tags={"evalmon.run_id": result.run_id})
             rid = run.info.run_id
+            _mark_pending(run_dir, uri, experiment, LOGGING_REASON, samples_table, mlflow_run_id=rid,
+                          new_attempt=False)
             ui_url = f"{uri.rstrip('/')}/#/experiments/{eid}/runs/{rid}" if _is_http(uri) else None
             state = {"tracking_uri": uri, "experiment": experiment, "experiment_id": eid, "run_id": rid,
                      "evalmon_run_id": result.run_id, "ui_url": ui_url}
             _write_json(run_dir / STATE_FILE, {**state, "status": "partial", "time": _now()})
             _log_data(client, run, result, run_dir)
             tables = _log_files(client, rid, run_dir, samples_table)
-            client.set_terminated(rid, _STATUS.get(result.status, "FINISHED"),
+            client.set_terminated(rid, _STATUS.get(result.status, "FAILED"),
                                   end_time=_ms(result.finished_at) if result.finished_at else None)
     except Exception as exc:  # anything MLflow/HTTP/disk throws: keep the run for `evalmon sync`
         if client is not None and run is not None:
             with contextlib.suppress(Exception), http_limits():
                 client.set_terminated(run.info.run_id, "FAILED")  # reused by the next log_run/sync
-        return _mark_pending(run_dir, uri, experiment, _reason(exc), samples_table)
+        return _mark_pending(run_dir, uri, experiment, _reason(exc), samples_table, new_attempt=False)
     _write_json(run_dir / STATE_FILE, {**state, "status": "logged", "tables": tables, "time": _now()})
     with contextlib.suppress(FileNotFoundError):
         (run_dir / PENDING_FILE).unlink()
@@ -236,24 +257,70 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
 
 
 def sync(reports_dir: Path, uri: str | None = None) -> list[dict[str, Any]]:
-    """Upload every run under ``reports_dir`` that has ``mlflow_pending.json`` (to ``uri`` if given,
-    else the URI recorded in the marker). The marker goes on success and stays (with the new
-    reason) on failure. Returns one outcome per run, with ``run_dir`` and ``evalmon_run_id``."""
+    """Upload every run under ``reports_dir`` that still has to reach MLflow (to ``uri`` if given, else the
+    URI recorded for it): runs with ``mlflow_pending.json``, and runs whose ``mlflow.json`` says logging
+    started but never finished. A run logged in part (or left RUNNING by a killed process) is completed in
+    the same MLflow run. The marker goes on success and stays (with the new reason) on failure.
+
+    A marker that cannot be read is re-created from what the run recorded itself (``mlflow.json``, then
+    ``results.json``: the tracking URI and experiment of its suite) — never a default experiment, so one
+    run id never lands in two experiments. Returns one outcome per run, with ``run_dir`` and
+    ``evalmon_run_id``; raises ``ConfigError`` when ``reports_dir`` is not a directory."""
+    reports_dir = Path(reports_dir)
+    if not reports_dir.is_dir():
+        what = "is not a directory" if reports_dir.exists() else "does not exist"
+        raise ConfigError(f"evalmon sync: {reports_dir} {what}",
+                          hint="give the reports directory that holds the runs (the suite's output_dir, e.g. reports)")
     outcomes: list[dict[str, Any]] = []
-    for marker_path in sorted(Path(reports_dir).rglob(PENDING_FILE)):
-        run_dir = marker_path.parent
-        marker = _read_json(marker_path)
-        target = uri or marker.get("uri")
-        experiment = marker.get("experiment") or "evalmon"
+    for run_dir in _runs_to_sync(reports_dir):
         try:
             result = RunResult.load(run_dir)
         except (OSError, ValueError) as exc:
             out = {"status": "error", "reason": f"cannot read {run_dir / 'results.json'}: {_reason(exc)}"}
             outcomes.append({"run_dir": str(run_dir), "evalmon_run_id": run_dir.name, **out})
             continue
-        out = log_run(result, run_dir, target, experiment, samples_table=bool(marker.get("samples_table", True)))
-        outcomes.append({"run_dir": str(run_dir), "evalmon_run_id": result.run_id, **out})
+        target, experiment, samples_table, note = _intended_target(run_dir, result)
+        if experiment is None:
+            out = {"status": "error", "reason": f"cannot tell which MLflow experiment {run_dir} belongs to: its "
+                   f"{PENDING_FILE} is unreadable and neither {STATE_FILE} nor results.json records one"}
+        else:
+            out = log_run(result, run_dir, uri or target, experiment, samples_table=samples_table)
+        outcomes.append({"run_dir": str(run_dir), "evalmon_run_id": result.run_id, **out,
+                         **({"note": note} if note else {})})
     return outcomes
+
+
+def _runs_to_sync(reports_dir: Path) -> list[Path]:
+    dirs = {p.parent for p in reports_dir.rglob(PENDING_FILE)}
+    dirs |= {p.parent for p in reports_dir.rglob(STATE_FILE)
+             if _read_json(p).get("status") == "partial" and (p.parent / "results.json").is_file()}
+    return sorted(dirs)
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    """The pending marker, or ``None`` when it is missing, unreadable or lacks its URI/experiment."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and all(isinstance(data.get(k), str) and data[k] for k in ("uri", "experiment"))
+    return data if ok else None
+
+
+def _intended_target(run_dir: Path, result: RunResult) -> tuple[str | None, str | None, bool, str | None]:
+    """(uri, experiment, samples_table, note) this run was meant to be logged to."""
+    marker = _read_marker(run_dir / PENDING_FILE)
+    if marker is not None:
+        return marker["uri"], marker["experiment"], bool(marker.get("samples_table", True)), None
+    state, logged, cfg = _read_json(run_dir / STATE_FILE), result.mlflow or {}, result.suite_config or {}
+    cfg_uri = cfg.get("tracking.uri")
+    uri = state.get("tracking_uri") or logged.get("tracking_uri") or (
+        cfg_uri if isinstance(cfg_uri, str) and cfg_uri not in ("", "null") else None)
+    experiment = state.get("experiment") or logged.get("experiment") or cfg.get("tracking.experiment")
+    if not (run_dir / PENDING_FILE).exists():
+        return uri, experiment, True, None  # logging started (mlflow.json) but never finished
+    source = STATE_FILE if state.get("experiment") else "results.json"
+    return uri, experiment, True, f"{PENDING_FILE} was unreadable: re-created from {source}"
 
 
 def all_experiment_ids(client: Any) -> list[str]:

@@ -196,6 +196,7 @@ def run_tags(result: RunResult) -> dict[str, str]:
         "evalmon.suite_hash": result.suite_hash,
         "evalmon.suite_path": result.suite_path,
         "evalmon.status": result.status,
+        "evalmon.error": result.error,  # why a run failed / which signal interrupted it
         "evalmon.started_at": result.started_at,
         "evalmon.finished_at": result.finished_at,
         "evalmon.schema_version": result.schema_version,
