@@ -161,7 +161,7 @@ def _loaded(rid: str, tasks: dict[str, tuple[str, str, list]], value: float = 0.
                 rec.scores = {metric: v}
             samples.append(rec)
     run = RunResult(run_id=rid, suite_name="sim", suite_hash="s", started_at="2025-01-01T00:00:00+00:00",
-                    provenance=Provenance(evalmon_version="0.1.0", python_version="3.11", platform="sim",
+                    status="finished", provenance=Provenance(evalmon_version="0.1.0", python_version="3.11", platform="sim",
                                           hostname="sim"),
                     model={"bos_policy": "tokenizer-default"}, tasks=results)
     return LoadedRun(run, samples, rid, "in memory")

@@ -1,6 +1,7 @@
 """Regression gates: compare two runs with paired statistics and decide pass / regression / not comparable.
 
-``resolve`` finds a run (results dir, MLflow run id or query, registered model), ``compare`` pairs the
+``resolve`` finds a run (results dir, MLflow run id or query, registered model), ``integrity`` refuses
+partial or corrupt runs (status, coverage, NaNs, results.json vs samples), ``compare`` pairs the
 per-document scores and tests every shared metric, ``policy`` reads gates.yaml, ``verdict`` applies it
 with Holm's correction, ``render`` prints tables and writes the markdown / JSON. See docs/gating.md.
 """

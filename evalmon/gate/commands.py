@@ -31,11 +31,17 @@ def _load_pair(a: str, b: str, tracking_uri: str | None) -> tuple[Any, Any]:
 
 def compare_cmd(run_a: str, run_b: str, *, fmt: str, tracking_uri: str | None, seed: int, n_boot: int,
                 output: Path | None) -> int:
+    from rich.markup import escape
+
     from evalmon.gate.compare import compare
     from evalmon.gate.render import comparison_json, comparison_markdown, render_comparison
 
     a, b = _load_pair(run_a, run_b, tracking_uri)
     result = compare(a, b, seed=seed, n_boot=n_boot)
+    err = _console(stderr=True)
+    for issue in result.blocking:  # loud in every format: a partial or corrupt run is not comparable
+        err.print(f"[bold red]NOT COMPARABLE[/] ({escape(issue.scope)}) {escape(issue.message)}", markup=True,
+                  soft_wrap=True)
     if fmt == "table" and output is None:
         render_comparison(result, _console())
         return 0
@@ -50,6 +56,8 @@ def compare_cmd(run_a: str, run_b: str, *, fmt: str, tracking_uri: str | None, s
 def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Path | None,
              markdown_out: Path | None, alpha: float | None, tracking_uri: str | None, seed: int,
              n_boot: int, allow_incomparable: bool) -> int:
+    from rich.markup import escape
+
     from evalmon.gate.policy import GatePolicy, load_policy
     from evalmon.gate.render import render_verdict, verdict_json, verdict_markdown
     from evalmon.gate.verdict import gate
@@ -66,9 +74,9 @@ def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Pa
     render_verdict(verdict, _console())
     for issue in verdict.issues:
         level = "[bold red]NOT COMPARABLE[/]" if issue.blocking else "[yellow]warning[/]"
-        err.print(f"{level} ({issue.scope}) {issue.message}", markup=True, soft_wrap=True)
+        err.print(f"{level} ({escape(issue.scope)}) {escape(issue.message)}", markup=True, soft_wrap=True)
     for w in verdict.warnings:
-        err.print(f"[yellow]warning[/] {w}", markup=True, soft_wrap=True)
+        err.print(f"[yellow]warning[/] {escape(w)}", markup=True, soft_wrap=True)
     md = verdict_markdown(verdict)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -80,9 +88,10 @@ def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Pa
     if verdict.exit_code == 2:
         first = next(i for i in verdict.issues if i.blocking)
         more = sum(i.blocking for i in verdict.issues) - 1
+        hint = ("a partial or corrupt run: re-run or repair it (--allow-incomparable does not apply)"
+                if first.integrity else "fix the runs or pass --allow-incomparable")
         sys.stderr.write(f"error: runs are not comparable: ({first.scope}) {first.message}"
-                         + (f" (+{more} more)" if more else "")
-                         + " — fix the runs or pass --allow-incomparable\n")
+                         + (f" (+{more} more)" if more else "") + f" — {hint}\n")
     return verdict.exit_code
 
 

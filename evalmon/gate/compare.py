@@ -9,7 +9,8 @@ t-test from the reported stderrs, and says so.
 
 ``delta`` is always candidate − baseline in metric units, computed on the shared documents when paired.
 Provenance differences become ``Issue``s; ``blocking`` ones (task prompt config, few-shot count, BOS
-policy, no shared documents) make ``evalmon gate`` exit 2.
+policy, no shared documents) make ``evalmon gate`` exit 2, and so do the data-integrity issues of
+``integrity`` (run status, coverage, NaNs, results.json vs samples), which come first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from evalmon.errors import GateError
+from evalmon.gate import integrity
+from evalmon.gate.integrity import Issue, entities
+from evalmon.gate.policy import GatePolicy
 from evalmon.gate.resolve import LoadedRun
 from evalmon.metrics.paired import (
     DEFAULT_N_BOOT,
@@ -40,13 +44,6 @@ from evalmon.results import MetricValue, SampleRecord
 
 # suite keys that are expected to differ between a baseline and a candidate (or between machines)
 _SUITE_KEYS_IGNORED = ("model.", "output_dir", "tracking.", "cache.", "description", "data.data_dir")
-
-
-class Issue(BaseModel):
-    scope: str  # "run" or a task/group name
-    field: str
-    message: str
-    blocking: bool = False
 
 
 class MetricComparison(BaseModel):
@@ -91,23 +88,16 @@ class Comparison(BaseModel):
 
 
 # --------------------------------------------------------------------------- what is shared
-def _entities(run: LoadedRun) -> dict[str, tuple[dict[str, MetricValue], list[str], int, bool]]:
-    """name → (metrics, member tasks, n, is_group) for every task and group of a run."""
-    r = run.result
-    out = {name: (t.metrics, [name], t.n, False) for name, t in r.tasks.items()}
-    for name, g in r.groups.items():
-        out.setdefault(name, (g.metrics, list(g.members), g.n, True))
-    return out
-
-
 def shared_metrics(baseline: LoadedRun, candidate: LoadedRun) -> dict[str, tuple[str, str]]:
     """``task/metric`` → (task, metric) for every metric both runs report; ``GateError`` if none."""
-    ea, eb = _entities(baseline), _entities(candidate)
+    ea, eb = entities(baseline), entities(candidate)
     shared = [n for n in ea if n in eb]
     if not shared:
+        status = "; ".join(f"{side} status is {r.result.status!r}" for side, r in
+                           (("baseline", baseline), ("candidate", candidate)) if r.result.status != "finished")
         raise GateError(
             f"runs share no task: baseline {baseline.label} has {_names(ea)}, "
-            f"candidate {candidate.label} has {_names(eb)}",
+            f"candidate {candidate.label} has {_names(eb)}" + (f" ({status})" if status else ""),
             hint="evaluate the candidate on the baseline's suite")
     return {f"{n}/{m}": (n, m) for n in shared for m in ea[n][0] if m in eb[n][0]}
 
@@ -260,7 +250,7 @@ def _scores(records: list[SampleRecord], metric: str) -> list[float] | None:
 def compare_metric(name: str, metric: str, baseline: LoadedRun, candidate: LoadedRun, pairs: _Pairs, *,
                    group: bool, members: list[str], seed: int, n_boot: int, n_boot_corpus: int
                    ) -> MetricComparison:
-    ea, eb = _entities(baseline)[name], _entities(candidate)[name]
+    ea, eb = entities(baseline)[name], entities(candidate)[name]
     ma, mb = ea[0][metric], eb[0][metric]
     notes: list[str] = []
     sa = sb = None
@@ -310,14 +300,16 @@ def compare_metric(name: str, metric: str, baseline: LoadedRun, candidate: Loade
 
 def compare(baseline: LoadedRun, candidate: LoadedRun, *, only: Iterable[str] | None = None,
             seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT,
-            n_boot_corpus: int = DEFAULT_N_BOOT_CORPUS) -> Comparison:
-    """Compare every shared metric (or the ``task/metric`` keys in ``only``)."""
+            n_boot_corpus: int = DEFAULT_N_BOOT_CORPUS, policy: GatePolicy | None = None) -> Comparison:
+    """Compare every shared metric (or the ``task/metric`` keys in ``only``). Integrity issues (status,
+    coverage — of ``policy``'s names too —, NaNs, results vs samples) come first, all blocking."""
     shared = shared_metrics(baseline, candidate)
     keys = list(shared) if only is None else [k for k in only if k in shared]
-    ea, eb = _entities(baseline), _entities(candidate)
+    ea, eb = entities(baseline), entities(candidate)
     names = list(dict.fromkeys(shared[k][0] for k in keys))
     checked = dict.fromkeys(m for n in names for m in ea[n][1] if m in eb[n][1])  # tasks behind groups too
-    issues = provenance_issues(baseline, candidate, checked)
+    issues = integrity.check(baseline, candidate, [shared[k] for k in keys], policy)
+    issues += provenance_issues(baseline, candidate, checked)
     for run, side in ((baseline, "baseline"), (candidate, "candidate")):
         issues += [Issue(scope="run", field="samples", message=f"{side}: {n}") for n in run.notes]
     ia, ib = _index(baseline.samples), _index(candidate.samples)

@@ -18,7 +18,8 @@
 Without rules (or without a policy file) every shared metric is gated with the defaults; with rules only
 the metrics some rule matches are (``gate_unmatched: true`` gates the rest with the defaults too). A rule
 naming a task or metric exactly (no glob characters) that neither run has is an error with a
-"did you mean"; a glob that matches nothing is a warning.
+"did you mean"; one that only one run has makes the runs not comparable (``integrity``: the candidate
+must have everything the policy names); a glob that matches nothing is a warning.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class GatePolicy(_Strict):
             exact_t, exact_m = not (_GLOB & set(pt)), not (_GLOB & set(pm))
             if exact_t and pt not in available:
                 raise UnknownNameError(f"{self.where(i)}: unknown task {pt!r}{did_you_mean(pt, list(available))}",
-                                       hint="tasks in both runs: " + _short(sorted(available)))
+                                       hint="tasks in either run: " + _short(sorted(available)))
             if exact_t and exact_m and pm not in available[pt]:
                 dym = did_you_mean(pm, available[pt])
                 raise UnknownNameError(f"{self.where(i)}: unknown metric {pm!r} for task {pt!r}{dym}",
@@ -135,9 +136,9 @@ class GatePolicy(_Strict):
             if exact_m and not exact_t and not any(pm in ms for ms in available.values()):
                 all_metrics = sorted({m for ms in available.values() for m in ms})
                 raise UnknownNameError(f"{self.where(i)}: unknown metric {pm!r}{did_you_mean(pm, all_metrics)}",
-                                       hint=f"metrics in both runs: {', '.join(all_metrics)}")
+                                       hint=f"metrics in either run: {', '.join(all_metrics)}")
             if not any(rule.matches(*k.rsplit("/", 1)) for k in keys):
-                warnings.append(f"{self.where(i)}: rule {pt}/{pm} matches no metric shared by both runs")
+                warnings.append(f"{self.where(i)}: rule {pt}/{pm} matches no metric of either run")
         return warnings
 
 

@@ -113,20 +113,23 @@ def _cells(v: MetricVerdict) -> list[str]:
 def verdict_markdown(v: GateVerdict) -> str:
     b, c = v.baseline, v.candidate
     failed = v.failed
-    head = (f"{len(failed)} of {len(v.metrics)} gated metrics failed" if failed
+    blocking = [i for i in v.issues if i.blocking]
+    head = (f"No verdict on the {len(v.metrics)} metrics below" if blocking
+            else f"{len(failed)} of {len(v.metrics)} gated metrics failed" if failed
             else f"{len(v.metrics)} gated metrics, none failed")
     lines = [f"## evalmon gate: {_TITLE[v.status]}", "",
-             f"**baseline** `{b['run_id']}` ({b['origin']}) · **candidate** `{c['run_id']}` ({c['origin']})", "",
-             f"{head}. Exact McNemar (binary) / paired bootstrap (continuous, corpus) on shared documents, "
-             f"Holm-corrected across {len(v.metrics)} metrics, alpha {v.alpha:g}"
-             f" (seed {v.seed}, {v.n_boot} bootstrap resamples).", ""]
+             f"**baseline** `{b['run_id']}` ({b['origin']}, {b.get('status', '?')}) · "
+             f"**candidate** `{c['run_id']}` ({c['origin']}, {c.get('status', '?')})", ""]
+    if blocking:  # why first: the table below is no verdict
+        lines += [f"The runs are **not comparable** ({len(blocking)} reason(s)); the table below is not a pass.",
+                  "", "### Not comparable", ""] + [f"- ⚠️ ({i.scope}) {i.message}" for i in blocking] + [""]
+    lines += [f"{head}. Exact McNemar (binary) / paired bootstrap (continuous, corpus) on shared documents, "
+              f"Holm-corrected across {len(v.metrics)} metrics, alpha {v.alpha:g}"
+              f" (seed {v.seed}, {v.n_boot} bootstrap resamples).", ""]
     if failed:
         lines += ["### Failed", ""] + [f"- ❌ **{m.key}**: " + "; ".join(m.reasons) for m in failed] + [""]
     lines += ["| " + " | ".join(GATE_HEADERS) + " |", "|" + "---|" * len(GATE_HEADERS)]
     lines += ["| " + " | ".join(x.replace("|", "\\|") for x in _cells(m)) + " |" for m in v.metrics]
-    blocking = [i for i in v.issues if i.blocking]
-    if blocking:
-        lines += ["", "### Not comparable", ""] + [f"- ⚠️ ({i.scope}) {i.message}" for i in blocking]
     other = [f"- ({i.scope}) {i.message}" for i in v.issues if not i.blocking] + [f"- {w}" for w in v.warnings]
     notes = [f"- {m.key}: {n}" for m in v.metrics for n in m.comparison.notes]
     if other or notes:

@@ -11,7 +11,8 @@ Accepted forms:
   the model version was created from.
 
 MLflow runs are read from their ``results.json`` and ``samples.jsonl.gz`` artifacts (what
-``evalmon run`` / ``log_run`` upload), downloaded to a temporary directory that is removed again.
+``evalmon run`` / ``log_run`` upload), downloaded to a temporary directory that is removed again; the MLflow
+run's status is kept (``LoadedRun.tracking_status``): anything but FINISHED is a partial run to the gate.
 The tracking URI is ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store
 ``.evalmon/mlflow.db`` when it exists.
 
@@ -24,6 +25,8 @@ the newest by start time).
 from __future__ import annotations
 
 import gzip
+import json
+import math
 import os
 import re
 import tempfile
@@ -37,7 +40,7 @@ from pydantic import ValidationError
 
 from evalmon.errors import ConfigError, DataError, TrackingError, did_you_mean
 from evalmon.redact import redact_text, without_masked_userinfo
-from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord, read_samples
+from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord
 from evalmon.tracking.payload import STATE_FILE, _read_json, _reason, check_reachable, default_tracking_uri
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -57,6 +60,7 @@ class LoadedRun:
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
     notes: list[str] = field(default_factory=list)  # loud warnings (e.g. samples missing)
+    tracking_status: str | None = None  # the MLflow run's status (FINISHED, FAILED, KILLED, RUNNING …)
 
     @property
     def label(self) -> str:
@@ -65,7 +69,8 @@ class LoadedRun:
     def describe(self) -> dict[str, Any]:
         return {"ref": self.ref, "run_id": self.result.run_id, "origin": self.origin,
                 "mlflow_run_id": self.mlflow_run_id, "model": self.result.model.get("model"),
-                "samples": self.samples is not None}
+                "samples": self.samples is not None, "status": self.result.status,
+                "mlflow_status": self.tracking_status}
 
 
 # --------------------------------------------------------------------------- local files
@@ -95,10 +100,24 @@ def _read_samples_or_note(path: Path, shown: str) -> tuple[list[SampleRecord] | 
     if not path.is_file():
         return None, [f"{shown} is missing: per-document samples unavailable, tests fall back to unpaired"]
     try:
-        return list(read_samples(path)), []
+        return _read_samples(path), []
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise DataError(f"{shown}: cannot read samples ({_reason(exc)})",
                         hint="re-run the evaluation or delete the broken file to gate unpaired") from None
+
+
+def _read_samples(path: Path) -> list[SampleRecord]:
+    """``read_samples``, except that a ``null`` per-document score — what pydantic writes for NaN — is
+    read back as NaN, so that the integrity checks can count it instead of the whole file failing."""
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                raw = json.loads(line)
+                if isinstance(raw, dict) and isinstance(raw.get("scores"), dict):
+                    raw["scores"] = {k: math.nan if v is None else v for k, v in raw["scores"].items()}
+                out.append(SampleRecord.model_validate(raw))
+    return out
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -268,7 +287,8 @@ def load_mlflow(ref: str, tracking_uri: str | None) -> LoadedRun:
         samples, notes = _read_samples_or_note(samples_path, f"mlflow run {rid}: {SAMPLES_FILE}")
     exp = run.info.experiment_id
     origin = f"MLflow run {rid} (experiment {exp}) at {redact_text(uri)}"  # shown in verdicts
-    return LoadedRun(result, samples, ref, origin, mlflow_run_id=rid, tracking_uri=uri, notes=notes)
+    return LoadedRun(result, samples, ref, origin, mlflow_run_id=rid, tracking_uri=uri, notes=notes,
+                     tracking_status=str(run.info.status))
 
 
 def resolve_run(ref: str, tracking_uri: str | None = None) -> LoadedRun:

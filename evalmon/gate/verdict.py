@@ -11,9 +11,11 @@ gated metrics (two-sided, from ``compare``) are Holm-adjusted together. A metric
 Improvements are reported (``improved`` when significant), never failed. A drop that exceeds
 ``max_drop`` but cannot be tested (no samples and no stderr) passes with a loud warning.
 
-Exit codes: 0 pass, 1 regression, 2 not comparable (blocking provenance differences, or a rule that
-requires paired samples which are missing or mismatched) — ``allow_incomparable`` turns the blocking
-provenance differences into warnings.
+Exit codes: 0 pass, 1 regression, 2 not comparable: a partial or corrupt run (``integrity``: status not
+finished, a task/metric of the baseline or policy missing from the candidate, NaN/inf values or
+per-document scores, results.json disagreeing with its samples), blocking provenance differences, or a
+rule that requires paired samples which are missing or mismatched. ``allow_incomparable`` turns the
+blocking provenance differences into warnings, never the integrity issues.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from evalmon.errors import GateError
+from evalmon.gate import integrity
 from evalmon.gate.compare import Comparison, Issue, MetricComparison, compare, shared_metrics
+from evalmon.gate.integrity import entities
 from evalmon.gate.policy import EffectiveRule, GatePolicy
 from evalmon.gate.render import fmt_p
 from evalmon.gate.resolve import LoadedRun
@@ -73,7 +77,10 @@ def _decide(m: MetricComparison, rule: EffectiveRule, p_holm: float | None) -> M
     status: Status = "pass"
     failed = False
     exceeds = worse > rule.max_drop + 1e-12
-    if exceeds and (sig or not rule.require_significance):
+    if not (math.isfinite(m.baseline) and math.isfinite(m.candidate) and math.isfinite(worse)):
+        status = "untested"  # NaN compares False with every threshold: never let it read as a pass
+        reasons.append(f"no finite values to compare (baseline {m.baseline}, candidate {m.candidate})")
+    elif exceeds and (sig or not rule.require_significance):
         status, failed = "regression", True
         why = (f"significant (Holm p={fmt_p(p_holm)} ≤ {rule.alpha})" if sig
                else "significance not required by the rule")
@@ -107,26 +114,37 @@ def gate(baseline: LoadedRun, candidate: LoadedRun, policy: GatePolicy | None = 
          n_boot_corpus: int = DEFAULT_N_BOOT_CORPUS, allow_incomparable: bool = False,
          policy_source: str | None = None) -> GateVerdict:
     policy = policy or GatePolicy()
-    shared = shared_metrics(baseline, candidate)
-    available: dict[str, list[str]] = {}
-    for task, metric in shared.values():
-        available.setdefault(task, []).append(metric)
+    try:
+        shared = shared_metrics(baseline, candidate)
+    except GateError:  # no shared task: an integrity issue (coverage) unless the baseline is empty
+        shared = {}
+    available: dict[str, list[str]] = {}  # a rule may name what either run has; coverage says who lacks it
+    for run in (baseline, candidate):
+        for task, ent in entities(run).items():
+            have = available.setdefault(task, [])
+            have += [m for m in ent[0] if m not in have]
     warnings = policy.check_names(available)
     rules = {k: r for k, (t, m) in shared.items() if (r := policy.effective(t, m, alpha)) is not None}
-    if not rules:
-        raise GateError(f"the policy gates none of the {len(shared)} metrics both runs report",
-                        hint="fix the rules' task/metric patterns or set `gate_unmatched: true`")
-    comparison: Comparison = compare(baseline, candidate, only=list(rules), seed=seed, n_boot=n_boot,
-                                     n_boot_corpus=n_boot_corpus)
+    if rules:
+        comparison: Comparison = compare(baseline, candidate, only=list(rules), seed=seed, n_boot=n_boot,
+                                         n_boot_corpus=n_boot_corpus, policy=policy)
+    else:  # nothing to test: not comparable when the runs are partial/corrupt, else a policy or suite mistake
+        found = integrity.check(baseline, candidate, [], policy)
+        if not any(i.blocking for i in found):
+            shared_metrics(baseline, candidate)
+            raise GateError(f"the policy gates none of the {len(shared)} metrics both runs report",
+                            hint="fix the rules' task/metric patterns or set `gate_unmatched: true`")
+        ea, eb = entities(baseline), entities(candidate)
+        comparison = Comparison(baseline=baseline.describe(), candidate=candidate.describe(), seed=seed,
+                                n_boot=n_boot, metrics=[], issues=found, only_baseline=sorted(set(ea) - set(eb)),
+                                only_candidate=sorted(set(eb) - set(ea)))
     issues = list(comparison.issues)
-    if not allow_incomparable:
-        blocking = [i for i in issues if i.blocking]
-    else:
-        blocking = []
+    if allow_incomparable:  # provenance only: a partial or corrupt run stays not comparable
         for i in issues:
-            if i.blocking:
+            if i.blocking and not i.integrity:
                 i.message += " (allowed by --allow-incomparable)"
                 i.blocking = False
+    blocking = [i for i in issues if i.blocking]
     for m in comparison.metrics:  # require_paired: unpaired tests or mismatched ids are not acceptable
         rule = rules[m.key]
         if not rule.require_paired:
