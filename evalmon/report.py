@@ -284,7 +284,7 @@ def provenance_line(result: RunResult, markdown: bool = True) -> str:
     m, p = result.model, result.provenance
 
     def code(v: Any) -> str:
-        return f"`{str(v).replace('`', chr(39))}`" if markdown else str(v)
+        return f"`{' '.join(str(v).replace('`', chr(39)).split())}`" if markdown else str(v)  # one-line code span
 
     def text(v: Any) -> str:
         return _md_cell(v) if markdown else str(v)
