@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "is_redacted", "redact_obj", "redact_text", "redact_uri", "redact_webhook", "without_masked_userinfo"]
+__all__ = ["MASK", "basic_auth_header", "is_redacted", "redact_obj", "redact_text", "redact_uri", "redact_webhook",
+           "without_masked_userinfo"]
 
 MASK = "***"
 
@@ -133,3 +134,16 @@ def without_masked_userinfo(uri: str | None) -> str | None:
     if not uri:
         return uri
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)" + re.escape(MASK) + "@", r"\1", uri)
+
+
+def basic_auth_header(url: str) -> tuple[str, dict[str, str]]:
+    """``http://user:pw@host/x`` → (``http://host/x``, ``{"Authorization": "Basic …"}``): what MLflow's
+    client (requests) does with URL credentials, for a plain ``urllib`` request (which cannot)."""
+    m = _AUTHORITY.match(url)
+    if not m or not m["userinfo"] or without_masked_userinfo(url) != url:
+        return without_masked_userinfo(url) or url, {}
+    import base64
+
+    user, _, password = m["userinfo"][:-1].partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return m["scheme"] + m["rest"], {"Authorization": f"Basic {token}"}
