@@ -105,7 +105,7 @@ def test_missing_required_fields_quarantine_rows_or_name_the_mapping(tmp_path: P
     batch = build_source({"kind": "jsonl", "path": str(_jsonl(tmp_path / "t.jsonl", rows))}).read()
     assert len(batch.frame) == 1 and len(batch.frame["request_id"].iloc[0]) == 16  # generated id
     assert [q.reason for q in batch.quarantined] == [
-        "missing required field: response", "missing required field: timestamp",
+        "missing required field: response", "timestamp.missing",  # issue #10: one reason name per timestamp fault
         "wrong type for prompt: expected text, got int", "wrong type for latency_ms: fast"]
     csv = tmp_path / "t.csv"
     csv.write_text("when,q,a\n2026-11-01T00:00:00Z,q,a\n", encoding="utf-8")

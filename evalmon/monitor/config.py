@@ -10,6 +10,19 @@ db, the output dir, a reference file, file sources) resolve against the YAML fil
     reference: {kind: fixed, start: 2024-01-01T00:00:00Z, end: 2024-01-02T00:00:00Z}
     alerts:
       rules: [{metric: rate/safety.unsafe, op: ">", value: 0.1}]
+
+Guards against records vanishing or runaway runs (issue #10):
+
+- ``name`` is a folder name under ``output_dir``: letters, digits, ``_``, ``.``, ``-``; not ``.``/``..``.
+- ``source.timestamp_min`` (default 2000-01-01) and ``source.timestamp_max_ahead`` (default ``1d``) bound a
+  plausible record time; records outside are quarantined as ``timestamp.implausible`` instead of opening
+  windows (``"timestamp": 0`` is 1970). A ``window.start`` or ``--backfill FROM`` before
+  ``timestamp_min`` is an error: those windows could only be empty.
+- ``window.max_windows_per_run`` (default 1000): a run that would process more windows stops with exit 2
+  before any window folder or MLflow run exists (set ``window.start``, raise it, or ``--backfill``).
+- ``source.on_corrupt`` (jsonl/csv): ``fail`` (default) — a file that cannot be read to its end (a truncated
+  or corrupt ``.gz``, binary data) is exit 2 naming the file, line and byte offset; ``quarantine`` — the
+  readable lines are processed and the damage is quarantined as ``file.corrupt``.
 """
 
 from __future__ import annotations
@@ -72,6 +85,7 @@ class WindowConfig(_Strict):
     delay: str = "0s"  # a window is complete this long after its end (room for late records)
     start: datetime | None = None  # first window when no watermark exists (default: the earliest record)
     end: datetime | None = None  # process no window ending after this (replaying a closed log); None: now
+    max_windows_per_run: int = Field(1000, gt=0)  # more is refused (exit 2) before anything is written
 
     @field_validator("size", "delay")
     @classmethod
@@ -186,7 +200,7 @@ class StateConfig(_Strict):
 
 
 class MonitorConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # a folder under output_dir (see _path_part)
     description: str | None = None
     source: SourceConfig
     columns: dict[str, str] = Field(default_factory=dict)  # {canonical: source column}, merged into source
@@ -213,6 +227,15 @@ class MonitorConfig(_Strict):
             src["columns"] = {**data["columns"], **(src.get("columns") or {})}
             data = {**data, "source": src}
         return data
+
+    @field_validator("name")
+    @classmethod
+    def _path_part(cls, v: str) -> str:
+        """The name is a path part (``<output_dir>/<name>/``): ``.`` and ``..`` would leave it."""
+        if not v.strip("."):
+            raise _custom("name", f"{v!r} is not a usable folder name (it would resolve outside output_dir)",
+                          "use letters, digits, '_', '.' and '-', with at least one that is not '.'")
+        return v
 
     @field_validator("signals", mode="before")
     @classmethod

@@ -34,6 +34,17 @@ def _experiment_hint(cfg: MonitorConfig, result: MonitorResult) -> str | None:
     return None
 
 
+def accounting_line(result: MonitorResult) -> str:
+    """``12 records read = 9 processed + 3 quarantined (reason n, …); 1 unplaced (…)``."""
+    reasons = ", ".join(f"{k} {v}" for k, v in result.by_reason.items())
+    line = (f"{result.rows_read} records read = {result.processed} processed + {result.quarantined} quarantined"
+            + (f" ({reasons})" if reasons else ""))
+    if result.unplaced:
+        line += (f"; {result.unplaced} unplaced (no usable time: reported by every run that reads them, "
+                 "logged as records/unplaced on the last window)")
+    return line
+
+
 def print_result(cfg: MonitorConfig, result: MonitorResult, out: Any, err: Any) -> None:
     """Summary after the per-window lines: counts, quarantine, MLflow, alerts, webhook."""
     for note in result.notes:
@@ -41,14 +52,16 @@ def print_result(cfg: MonitorConfig, result: MonitorResult, out: Any, err: Any) 
     if result.synced:
         ok = sum(o["status"] == "logged" for o in result.synced)
         out.print(f"synced {ok}/{len(result.synced)} window(s) kept locally by earlier runs", soft_wrap=True)
+    if result.rows_read or result.windows:
+        out.print(f"accounting: {accounting_line(result)}", soft_wrap=True)
+    if result.quarantine_file:
+        out.print(f"quarantined records: {result.quarantine_file}", soft_wrap=True)
     if not result.windows:
         return
     wm = result.watermark.isoformat() if result.watermark else "—"
-    out.print(f"monitor '{cfg.name}' ({result.mode}): {len(result.windows)} window(s), {result.rows_read} records, "
+    out.print(f"monitor '{cfg.name}' ({result.mode}): {len(result.windows)} window(s), {result.processed} records, "
               f"{result.quarantined} quarantined, {len(result.alerts)} alert(s) in {result.seconds:.1f} s; "
               f"watermark {wm}; results in {cfg.run_dir}", soft_wrap=True)
-    if result.quarantine_file:
-        out.print(f"quarantined records: {result.quarantine_file}", soft_wrap=True)
     pending = [o for o in result.windows if o.tracking.get("status") == "pending"]
     if pending:
         reason = pending[0].tracking.get("reason")

@@ -50,9 +50,20 @@ class QuarantinedRecord:
 
 @dataclass
 class SourceBatch:
+    """What a read returns. Every record of [start, end) is in ``frame`` or in ``quarantined``;
+    ``quarantined_times[i]`` is the time record i counts on (its window), ``None`` for an *unplaced*
+    record (no usable time: every read returns it, whatever the range). A source that gives no times
+    (an empty list) leaves all its quarantined records unplaced."""
+
     frame: pd.DataFrame  # canonical columns, sorted by timestamp
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)  # rows_read, files, ...
+    quarantined_times: list[pd.Timestamp | None] = field(default_factory=list)
+
+    def placed_times(self) -> list[pd.Timestamp | None]:
+        """One time (or None) per quarantined record, whatever the source filled in."""
+        times = list(self.quarantined_times)
+        return times if len(times) == len(self.quarantined) else [None] * len(self.quarantined)
 
 
 @runtime_checkable

@@ -1,4 +1,5 @@
-"""Value-level parsing for the record schema: text from chat payloads, context lists, timestamps."""
+"""Value-level parsing for the record schema: text from chat payloads, context lists (timestamps:
+``evalmon.monitor.timeparse``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -17,8 +17,6 @@ RAW_LIMIT = 4096
 _TEXT_KEYS = ("content", "text", "prompt", "question", "query", "input", "output", "answer", "response",
               "completion", "value")
 _DOC_KEYS = ("document.content", "page_content", "content", "text")
-_TZ_RE = r"(Z|[+-]\d{2}:?\d{2})$"
-_NUMERIC_RE = r"^\s*-?\d+(\.\d*)?\s*$"
 
 
 class WrongType(ValueError):
@@ -132,82 +130,4 @@ def to_text_list(value: Any) -> list[str]:
             out.append(text if text is not None else json.dumps(item, ensure_ascii=False, default=str))
         elif not is_missing(item):
             out.append(str(item))
-    return out
-
-
-def _unit_factor(values: np.ndarray, unit: str | None) -> np.ndarray:
-    if unit is not None:
-        return np.full(values.shape, {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit])
-    mag = np.abs(values)
-    return np.select([mag < 1e11, mag < 1e14, mag < 1e17], [1e9, 1e6, 1e3], 1.0)
-
-
-def _epoch(values: pd.Series, unit: str | None) -> pd.Series:
-    nums = pd.to_numeric(values, errors="coerce")
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    arr = nums.to_numpy(dtype="float64")
-    factor = _unit_factor(arr, unit)
-    ns = arr * factor
-    ok = np.isfinite(ns) & (np.abs(ns) < 9.2e18)
-    if not ok.any():
-        return out
-    if pd.api.types.is_integer_dtype(nums.dtype):  # exact: float64 would round ns epochs to 256 ns
-        exact = nums.to_numpy(dtype="int64")[ok] * factor[ok].astype("int64")
-    else:
-        exact = ns[ok].astype("int64")
-    out[ok] = pd.to_datetime(exact, unit="ns", utc=True)
-    return out
-
-
-def _offset_label(tz: str) -> str:
-    if tz == "Z":
-        return "+00:00"
-    return tz if ":" in tz else f"{tz[:3]}:{tz[3:]}"
-
-
-def parse_timestamps(raw: pd.Series, *, unit: str | None, tz: ZoneInfo,
-                     tz_counts: dict[str, int]) -> pd.Series:
-    """Vectorised parse to ``datetime64[ns, UTC]``; unparseable → NaT. Counts offsets into ``tz_counts``."""
-    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        if getattr(raw.dt, "tz", None) is None:
-            tz_counts["naive"] = tz_counts.get("naive", 0) + int(raw.notna().sum())
-            return raw.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-        tz_counts[str(raw.dt.tz)] = tz_counts.get(str(raw.dt.tz), 0) + int(raw.notna().sum())
-        return raw.dt.tz_convert("UTC")
-    present = raw.notna()
-    if not present.any():
-        return out
-    values = raw[present]
-    is_num = values.map(lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool))
-    is_str = values.map(lambda v: isinstance(v, str))
-    strings = values[is_str].astype(str).str.strip()
-    numeric_str = strings.str.match(_NUMERIC_RE)
-    num_parts = [p for p in (values[is_num], strings[numeric_str]) if len(p)]
-    num = pd.concat(num_parts) if len(num_parts) > 1 else (num_parts[0] if num_parts else strings[numeric_str])
-    if len(num):
-        out[num.index] = _epoch(num, unit)
-        tz_counts["epoch"] = tz_counts.get("epoch", 0) + len(num)
-    iso = strings[~numeric_str]
-    if len(iso):
-        offsets = iso.str.extract(_TZ_RE, expand=False)
-        aware = offsets.notna()
-        if aware.any():
-            parsed = pd.to_datetime(iso[aware], utc=True, format="ISO8601", errors="coerce")
-            out[iso.index[aware]] = parsed
-            for label, n in offsets[aware][parsed.notna()].map(_offset_label).value_counts().items():
-                tz_counts[str(label)] = tz_counts.get(str(label), 0) + int(n)
-        if (~aware).any():
-            naive = pd.to_datetime(iso[~aware], format="ISO8601", errors="coerce")
-            out[iso.index[~aware]] = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-            tz_counts["naive"] = tz_counts.get("naive", 0) + int(naive.notna().sum())
-    other = values[~is_num & ~is_str]
-    for idx, value in other.items():  # datetimes, pandas Timestamps (rare: object columns)
-        try:
-            ts = pd.Timestamp(value)
-        except (TypeError, ValueError):
-            continue
-        label = "naive" if ts.tzinfo is None else "aware"
-        tz_counts[label] = tz_counts.get(label, 0) + 1
-        out[idx] = ts.tz_localize(tz).tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return out

@@ -1,23 +1,31 @@
 """``run_monitor``: one pass of a monitor — the arrows of the monitor pipeline in one place.
 
-    lock → sync pending windows → which windows (watermark / backfill) → read the source for their span
+    lock → sync pending windows → which windows (watermark / backfill; refused past
+    ``window.max_windows_per_run`` or before ``source.timestamp_min``) → read the source for their span
     → data quality + quarantine file → signals → reference → per window: summary + drift vs reference
     → window folder → MLflow run → alerts → watermark → one webhook POST for the run's alerts
 
 Windows are processed oldest first and the watermark moves after each one, so an interrupted run
 resumes where it stopped. Heavy modules (evidently, mlflow, the signal models) load only after the
 lock is taken and only when there is a window to process.
+
+Accounting: every record a run reads for its windows is processed (in a window's frame) or quarantined
+(placed in one of its windows, or *unplaced*: no usable time). ``read = processed + quarantined`` is
+checked at the end of a run (a mismatch is a bug and raises), printed, and logged per window
+(``records/read|processed|quarantined[/<reason>]``; the unplaced bucket on the run's last window).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from evalmon.errors import ConfigError
 from evalmon.monitor import stages
 from evalmon.monitor.alerts import Alert, WebhookOutcome, evaluate, payload, post_webhook
 from evalmon.monitor.config import MonitorConfig
@@ -39,9 +47,12 @@ class MonitorResult:
     mode: str  # once | backfill
     windows: list[WindowOutcome] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
-    quarantined: int = 0
+    quarantined: int = 0  # placed in this run's windows + unplaced
     quarantine_file: str | None = None
-    rows_read: int = 0
+    rows_read: int = 0  # = processed + quarantined
+    processed: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)  # quarantined, by reason key
+    unplaced: int = 0  # quarantined with no usable time (part of ``quarantined``)
     synced: list[dict[str, Any]] = field(default_factory=list)
     webhook: WebhookOutcome | None = None
     watermark: datetime | None = None
@@ -51,6 +62,11 @@ class MonitorResult:
     @property
     def exit_code(self) -> int:
         return 1 if self.alerts else 0
+
+    def account(self, quality: stages.QualityOutcome, processed: int) -> None:
+        self.processed, self.quarantined, self.quarantine_file = processed, quality.quarantined, quality.quarantine_file
+        self.by_reason, self.unplaced = dict(quality.by_reason), sum(quality.unplaced.values())
+        self.rows_read = processed + quality.quarantined
 
 
 def _say(log_fn: Callable[[str], None] | None, msg: str) -> None:
@@ -67,11 +83,33 @@ def plan_windows(cfg: MonitorConfig, store: WatermarkStore, *, now: datetime,
     horizon = now - delay if cfg.window.end is None else min(now - delay, cfg.window.end)
     if backfill is not None:
         lo, hi = (as_utc(x) for x in backfill)
-        return windows_between(lo, min(hi, horizon), size)
-    start = store.get(cfg.name) or cfg.window.start or earliest()
+        return _bounded(cfg, lo, min(hi, horizon), size, what="--backfill FROM")
+    mark = store.get(cfg.name)
+    start = mark or cfg.window.start or earliest()
     if start is None:
         return []
-    return windows_between(window_of(start, size).start, horizon, size)
+    what = "the watermark" if mark else "window.start" if cfg.window.start else "the earliest record"
+    return _bounded(cfg, window_of(start, size).start, horizon, size, what=what)
+
+
+def _bounded(cfg: MonitorConfig, start: datetime, end: datetime, size: timedelta, *, what: str) -> list[Window]:
+    """``windows_between``, refused before anything is written when the span starts before the first
+    plausible time or holds more than ``window.max_windows_per_run`` windows (a runaway)."""
+    first = window_of(start, size)
+    floor = as_utc(cfg.source.timestamp_min)
+    if first.end <= floor:
+        raise ConfigError(f"{what} {as_utc(start).isoformat()} is before source.timestamp_min {floor.isoformat()}: "
+                          "windows before it can only be empty (older records are quarantined as implausible)",
+                          hint="start at or after it, or lower source.timestamp_min if such old records are real")
+    count = max(0, math.floor((as_utc(end) - first.start) / size))
+    limit = cfg.window.max_windows_per_run
+    if count > limit:
+        last = first.start + count * size
+        hint = ("narrow --backfill FROM TO or raise window.max_windows_per_run" if what.startswith("--backfill") else
+                "set window.start, raise window.max_windows_per_run or use --backfill FROM TO for a bounded range")
+        raise ConfigError(f"{count} windows between {first.start.isoformat()} and {last.isoformat()} exceed "
+                          f"window.max_windows_per_run={limit}", hint=hint)
+    return windows_between(first.start, end, size)
 
 
 def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | None = None,
@@ -97,6 +135,9 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
 
         windows = plan_windows(cfg, store, now=now, backfill=backfill, earliest=earliest)
         if not windows:
+            if earliest_cache.get("batch") is not None:  # read, but no window: its unplaced records still count
+                result.account(stages.write_quarantine(cfg, earliest_cache["batch"], parse_duration(cfg.window.size),
+                                                       now, now), 0)
             result.watermark = store.get(cfg.name)
             result.notes.append("no complete window to process" + (
                 f" after the watermark {result.watermark.isoformat()}" if result.watermark else ""))
@@ -122,10 +163,10 @@ def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: li
     t = time.perf_counter()
     batch = preread if preread is not None else stages.read(src, lo, hi)
     frame = stages.within(batch.frame, cfg.window.timestamp, lo, hi)
-    result.rows_read = len(frame)
-    quality = stages.write_quarantine(cfg, batch, size)
-    result.quarantined, result.quarantine_file = quality.quarantined, quality.quarantine_file
-    _say(log_fn, f"read {len(frame)} records for {len(windows)} window(s) from {lo.isoformat()} to "
+    span = windows[0].start, hi  # this run's windows (lo < span start: the previous window, as reference)
+    quality = stages.write_quarantine(cfg, batch, size, *span)
+    result.account(quality, len(stages.within(frame, cfg.window.timestamp, *span)))
+    _say(log_fn, f"read {result.rows_read} records for {len(windows)} window(s) from {span[0].isoformat()} to "
                  f"{hi.isoformat()} ({quality.quarantined} quarantined) in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     frame = stages.signals(cfg, frame)
@@ -141,7 +182,8 @@ def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: li
     prev_slice = slices[0][1] if previous else None
     for w, cur in (slices[1:] if previous else slices):
         ref = prev_slice if previous else reference
-        outcome = stages.process_window(cfg, ctx, w, cur, ref, quality, backfill=result.mode == "backfill")
+        outcome = stages.process_window(cfg, ctx, w, cur, ref, quality, backfill=result.mode == "backfill",
+                                        last=w == windows[-1])
         check = evaluate(cfg.alerts.rules, outcome.metrics, monitor=cfg.name, window=w)
         outcome.alerts, outcome.notes = check.alerts, outcome.notes + check.notes
         if tracking_down is None:
@@ -162,6 +204,19 @@ def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: li
             _say(log_fn, a.message())
         _say(log_fn, outcome.line())
         prev_slice = cur
+    check_accounting(result, quality)
+
+
+def check_accounting(result: MonitorResult, quality: stages.QualityOutcome) -> None:
+    """``read = processed + quarantined``, and the windows hold exactly those records: else a bug."""
+    in_windows = sum(o.records for o in result.windows)
+    placed = sum(quality.take(o.window) for o in result.windows)
+    by_reason = sum(result.by_reason.values())
+    if (result.rows_read != result.processed + result.quarantined or in_windows != result.processed
+            or placed + result.unplaced != result.quarantined or by_reason != result.quarantined):
+        raise RuntimeError(f"record accounting mismatch (a bug): read {result.rows_read}, processed "
+                           f"{result.processed} (in windows {in_windows}), quarantined {result.quarantined} "
+                           f"(in windows {placed}, unplaced {result.unplaced}, by reason {by_reason})")
 
 
 def frame_of(result: MonitorResult) -> pd.DataFrame:

@@ -6,13 +6,17 @@ dicts are flattened by dotted path (``{"attributes": {"gen_ai.request.model": �
 ``attributes.gen_ai.request.model``) and the span prefixes ``attributes.`` / ``span.attributes.`` are
 ignored when matching. When several alias columns are present they are coalesced in alias order.
 
-Timestamps: ISO-8601 strings with or without offset, epoch s/ms/µs/ns numbers or numeric strings (unit
-from the field name, else from the magnitude), datetimes. Everything becomes ``datetime64[ns, UTC]``;
-naive values are read in ``assume_timezone`` (default UTC). Offsets seen are counted in
-``stats["timezones"]`` and ``stats["mixed_timezones"]``.
+Timestamps are parsed by the one routine every source shares, :mod:`evalmon.monitor.timeparse` (ISO 8601
+with ``T`` or a space, with or without offset; epoch s/ms/µs/ns by field name or magnitude; datetimes;
+naive = ``assume_timezone``, UTC by default). Everything becomes ``datetime64[ns, UTC]``. Offsets seen are
+counted in ``stats["timezones"]`` and ``stats["mixed_timezones"]``.
 
-Per-row problems (missing required field, unparseable timestamp, wrong type) never raise: the row becomes
-a :class:`QuarantinedRecord` with the reason.
+Per-row problems never raise: the row becomes a :class:`QuarantinedRecord` with the reason —
+``timestamp.missing`` / ``timestamp.unparseable`` / ``timestamp.implausible`` (outside the source's
+plausible span), ``record.no_known_field`` (not one field maps to a canonical column), ``missing required
+field: prompt``, ``wrong type for …``. Each quarantined row keeps a time to be counted on: its own, or —
+with ``place_by_neighbour`` (log files, whose line order is the logging order) — the nearest earlier
+row's (else the first later one's); otherwise it has none (``None``: the *unplaced* bucket).
 """
 
 from __future__ import annotations
@@ -51,11 +55,12 @@ from evalmon.monitor.parsing import (
     flatten,
     gc_paused,
     is_missing,
-    parse_timestamps,
     to_text,
     to_text_list,
     truncate_raw,
 )
+from evalmon.monitor.quarantine import NO_KNOWN_FIELD
+from evalmon.monitor.timeparse import MISSING, Plausible, parse_times
 
 ALIASES: dict[str, tuple[str, ...]] = {
     REQUEST_ID: ("request_id", "gen_ai.response.id", "client_request_id", "requestId", "id",
@@ -96,9 +101,10 @@ PREFIXES = ("attributes.", "span.attributes.", "span_attributes.")
 
 @dataclass
 class Normalized:
-    """``frame`` sorted by timestamp. ``quarantined_times``: each quarantined row's own timestamp, else the
-    previous row's (arrival order) so a window can claim it exactly once; ``row_times``: that effective
-    time for every input row, in input order (NaT where nothing is known)."""
+    """``frame`` sorted by timestamp. ``quarantined_times``: each quarantined row's own (plausible)
+    timestamp, else — ``place_by_neighbour`` — the previous row's (arrival order), so a window can claim it
+    exactly once, else ``None`` (unplaced); ``row_times``: that effective time for every input row, in
+    input order (NaT where nothing is known)."""
 
     frame: pd.DataFrame
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
@@ -167,7 +173,9 @@ def normalize_frame(df: pd.DataFrame, **kwargs: Any) -> Normalized:
 
     Keywords: ``source`` (label), ``locations`` (per row, e.g. "line 7"), ``raws`` (per row raw text),
     ``mapping`` ({canonical: column}), ``assume_timezone``, ``keep`` (extra columns passed through),
-    ``strict_columns`` (DataError when a required field has no column at all), ``arrival_offset``.
+    ``strict_columns`` (DataError when a required field has no column at all), ``arrival_offset``,
+    ``plausible`` (:class:`~evalmon.monitor.timeparse.Plausible`, the span a timestamp must be in),
+    ``place_by_neighbour`` (a quarantined row without a usable time of its own takes its neighbour's).
     """
     with gc_paused():
         return _normalize_frame(df, **kwargs)
@@ -176,7 +184,8 @@ def normalize_frame(df: pd.DataFrame, **kwargs: Any) -> Normalized:
 def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] | None = None,
                      raws: Sequence[str] | None = None, mapping: Mapping[str, str] | None = None,
                      assume_timezone: str = "UTC", keep: Sequence[str] = (), strict_columns: bool = False,
-                     arrival_offset: int = 0) -> Normalized:
+                     arrival_offset: int = 0, plausible: Plausible | None = None,
+                     place_by_neighbour: bool = False) -> Normalized:
     tz = resolve_timezone(assume_timezone)
     df = df.reset_index(drop=True)
     n = len(df)
@@ -205,19 +214,19 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     ts_cols = resolved[TIMESTAMP] or ([pair[0]] if pair else [])
     if ts_cols:
         ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
+        ts_reasons = pd.Series(MISSING, index=df.index, dtype=object)  # no value in any timestamp column
         which = _source_of(df, ts_cols)
         for col in ts_cols:
             rows = (which == col) & df[col].notna()
             if rows.any():
-                ts[rows] = parse_timestamps(df.loc[rows, col], unit=TIME_UNITS.get(_bare(col)), tz=tz,
-                                            tz_counts=tz_counts)
-        raw_ts = _coalesce(df, ts_cols)
-        flag(raw_ts.isna(), "missing required field: timestamp")
-        bad = raw_ts.notna() & ts.isna()
-        flag(bad, "unparseable timestamp: " + raw_ts.astype(str).str.slice(0, 60))
+                parsed = parse_times(df.loc[rows, col], unit=TIME_UNITS.get(_bare(col)), tz=tz,
+                                     plausible=plausible, tz_counts=tz_counts)
+                ts[rows] = parsed.times
+                ts_reasons[rows] = parsed.reasons
+        flag(ts_reasons.notna(), ts_reasons)
     else:
         ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
-        flag(pd.Series(True, index=df.index), "missing required field: timestamp")
+        flag(pd.Series(True, index=df.index), MISSING)
     out[TIMESTAMP] = ts
     # text fields
     for canon, roles in ((PROMPT, ("user", "human")), (RESPONSE, ("assistant", "ai"))):
@@ -266,8 +275,8 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
         else:
             out[canon] = np.nan
         if canon == LATENCY_MS and pair and out[canon].isna().any():
-            start = parse_timestamps(df[pair[0]], unit=TIME_UNITS.get(_bare(pair[0])), tz=tz, tz_counts={})
-            end = parse_timestamps(df[pair[1]], unit=TIME_UNITS.get(_bare(pair[1])), tz=tz, tz_counts={})
+            start = parse_times(df[pair[0]], unit=TIME_UNITS.get(_bare(pair[0])), tz=tz, check=False).times
+            end = parse_times(df[pair[1]], unit=TIME_UNITS.get(_bare(pair[1])), tz=tz, check=False).times
             out[canon] = out[canon].fillna((end - start).dt.total_seconds() * 1000.0)
     # identifiers
     generated = 0
@@ -286,12 +295,13 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     out[ARRIVAL] = np.arange(arrival_offset, arrival_offset + n, dtype="int64")
     for col in keep:
         out[col] = df[col] if col in df.columns else None
+    _no_known_field(df, resolved, pair, problems)
     # split good / quarantined
     bad_rows = np.zeros(n, dtype=bool)
     bad_rows[list(problems)] = True
     quarantined: list[QuarantinedRecord] = []
     q_times: list[pd.Timestamp | None] = []
-    row_times = ts.ffill().bfill()
+    row_times = ts.ffill().bfill() if place_by_neighbour else ts
     for i in np.flatnonzero(bad_rows):
         raw = raws[i] if raws is not None else json.dumps(df.iloc[i].to_dict(), ensure_ascii=False, default=str)
         quarantined.append(QuarantinedRecord(source=source, location=locs[i], reason="; ".join(problems[i]),
@@ -310,6 +320,18 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
                              "columns_used": {k: v for k, v in resolved.items() if v}}
     return Normalized(frame=frame, quarantined=quarantined, quarantined_times=q_times, stats=stats,
                       row_times=row_times)
+
+
+def _no_known_field(df: pd.DataFrame, resolved: Mapping[str, list[str]], pair: tuple[str, str] | None,
+                    problems: dict[int, list[str]]) -> None:
+    """A row where not one column that maps to a canonical field has a value: one reason, naming its keys."""
+    known = list(dict.fromkeys([*(c for cols in resolved.values() for c in cols), *(pair or ())]))
+    empty = df[known].isna().all(axis=1).to_numpy() if known else np.ones(len(df), dtype=bool)
+    for i in np.flatnonzero(empty):
+        row = df.iloc[int(i)]
+        keys = [str(k) for k, v in row.items() if not is_missing(v)]
+        shown = ", ".join(keys[:8]) + (f" (+{len(keys) - 8})" if len(keys) > 8 else "")
+        problems[int(i)] = [f"{NO_KNOWN_FIELD}: " + (f"keys {shown}" if keys else "no keys")]
 
 
 def _json_mime(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -341,7 +363,7 @@ def _span_pair(df: pd.DataFrame) -> tuple[str, str] | None:
 def normalize_records(records: Sequence[Mapping[str, Any]], **kwargs: Any) -> Normalized:
     """Dict records (JSON lines, trace dicts) → canonical; nested dicts are flattened first."""
     flat = [flatten(r) if any(isinstance(v, dict) for v in r.values()) else r for r in records]
-    df = pd.DataFrame.from_records(flat) if flat else pd.DataFrame()
+    df = pd.DataFrame.from_records(flat, index=range(len(flat))) if flat else pd.DataFrame()  # `{}` is a row too
     return normalize_frame(df, **kwargs)
 
 

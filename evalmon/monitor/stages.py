@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass
 class WindowOutcome:
     window: Window
-    records: int
+    records: int  # processed (in the window's frame)
     metrics: dict[str, float]
     directory: Path
     drift: DriftResult | None = None
@@ -44,7 +44,8 @@ class WindowOutcome:
         drift = ("drift off" if d is None else "drift skipped" if d.skipped
                  else f"drift {d.n_drifted}/{len(d.tested)} columns")
         track = self.tracking.get("status", "not tracked")
-        return (f"{self.window.start.isoformat()}  {self.records:>7} records  {drift}  "
+        bad = int(self.metrics.get("records/quarantined", 0))
+        return (f"{self.window.start.isoformat()}  {self.records:>7} records  {bad} quarantined  {drift}  "
                 f"{len(self.alerts)} alert(s)  mlflow: {track}")
 
 
@@ -75,41 +76,63 @@ def within(frame: pd.DataFrame, ts_col: str, lo: datetime, hi: datetime) -> pd.D
 
 @dataclass
 class QualityOutcome:
-    """The records the source quarantined in the span a run read, and where they were written."""
+    """The quarantined records a run accounts for — those placed in its windows and the *unplaced* ones
+    (no usable time) — counted by reason per window, and where they were written."""
 
     quarantined: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
+    by_reason: dict[str, int] = field(default_factory=dict)  # reason key → count, whole run
     quarantine_file: str | None = None
-    per_window: dict[int, int] | None = None  # window index → count, when the source gives record times
-    counted: bool = False  # without times, the run's quarantined records count on its first window
+    per_window: dict[int, dict[str, int]] = field(default_factory=dict)  # window index → reason key → count
+    unplaced: dict[str, int] = field(default_factory=dict)  # reason key → count
 
     def summary(self) -> dict[str, Any]:
-        return {"quarantined_in_run": self.quarantined, "by_reason": self.by_reason, "file": self.quarantine_file}
+        return {"quarantined_in_run": self.quarantined, "by_reason": self.by_reason,
+                "unplaced_in_run": sum(self.unplaced.values()), "file": self.quarantine_file}
 
     def take(self, w: Window) -> int:
-        """Quarantined records attributed to window ``w``."""
-        if self.per_window is not None:
-            return self.per_window.get(w.index, 0)
-        first, self.counted = not self.counted, True
-        return self.quarantined if first else 0
+        """Quarantined records whose time falls in window ``w``."""
+        return sum(self.per_window.get(w.index, {}).values())
+
+    def metrics(self, w: Window, processed: int, *, last: bool) -> dict[str, float]:
+        """``records/read = records/processed + records/quarantined`` (+ ``records/quarantined/<reason>``)
+        for window ``w``; the run's last window also carries the ``records/unplaced[/<reason>]`` bucket."""
+        mine = self.per_window.get(w.index, {})
+        out = {"records/read": float(processed + sum(mine.values())), "records/processed": float(processed),
+               "records/quarantined": float(sum(mine.values()))}
+        out.update({f"records/quarantined/{k}": float(v) for k, v in mine.items()})
+        if last:
+            out["records/unplaced"] = float(sum(self.unplaced.values()))
+            out.update({f"records/unplaced/{k}": float(v) for k, v in self.unplaced.items()})
+        return out
 
 
-def write_quarantine(cfg: MonitorConfig, batch: SourceBatch, size: Any) -> QualityOutcome:
-    """The source's quarantined lines/rows → ``<run dir>/quarantine/<time>.jsonl`` + counts by reason;
-    counted, never dropped silently. ``batch.stats["quarantined_times"]`` (when a source gives it)
-    places each record in its window."""
-    from evalmon.monitor.quarantine import summarize as summarize_quarantine
+def write_quarantine(cfg: MonitorConfig, batch: SourceBatch, size: timedelta, lo: datetime,
+                     hi: datetime) -> QualityOutcome:
+    """The source's quarantined records of this run — placed in [lo, hi) (the run's windows) or unplaced —
+    → ``<run dir>/quarantine/<time>.jsonl`` + counts by reason, per window; never dropped silently.
+    Records placed outside [lo, hi) belong to another run (a window already processed, or not complete)."""
+    import pandas as pd
+
+    from evalmon.monitor.quarantine import reason_key
     from evalmon.monitor.quarantine import write_quarantine as write_jsonl
-    from evalmon.monitor.windows import window_of
 
-    records = list(batch.quarantined)
-    out = QualityOutcome(quarantined=len(records), by_reason=dict(summarize_quarantine(records)["by_reason"]))
-    times = batch.stats.get("quarantined_times") if isinstance(batch.stats, dict) else None
-    if isinstance(times, list) and len(times) == len(records) and all(t is not None for t in times):
-        out.per_window = {}
-        for t in times:
-            idx = window_of(t, size).index
-            out.per_window[idx] = out.per_window.get(idx, 0) + 1
+    lo_ts, hi_ts = pd.Timestamp(lo), pd.Timestamp(hi)
+    step_ns = round(size.total_seconds() * 1e9)  # window index = floor(ns since the epoch / size)
+    out = QualityOutcome()
+    records = []
+    for rec, t in zip(batch.quarantined, batch.placed_times(), strict=True):
+        key = reason_key(rec.reason)
+        if t is None:
+            out.unplaced[key] = out.unplaced.get(key, 0) + 1
+        elif lo_ts <= t < hi_ts:
+            counts = out.per_window.setdefault(int(pd.Timestamp(t).value // step_ns), {})
+            counts[key] = counts.get(key, 0) + 1
+        else:
+            continue
+        out.by_reason[key] = out.by_reason.get(key, 0) + 1
+        records.append(rec)
+    out.quarantined = len(records)
+    out.by_reason = dict(sorted(out.by_reason.items(), key=lambda kv: (-kv[1], kv[0])))
     if records:
         path = cfg.run_dir / "quarantine" / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}.jsonl"
         write_jsonl(records, path)
@@ -196,8 +219,9 @@ def window_dir(cfg: MonitorConfig, w: Window) -> Path:
 
 
 def process_window(cfg: MonitorConfig, ctx: Context, w: Window, cur: pd.DataFrame, ref: pd.DataFrame | None,
-                   quality: QualityOutcome, *, backfill: bool = False) -> WindowOutcome:
-    """Summary metrics + drift for one window; writes drift/quality files into its folder."""
+                   quality: QualityOutcome, *, backfill: bool = False, last: bool = False) -> WindowOutcome:
+    """Summary metrics + drift + record accounting for one window (``last``: the run's last window, which
+    also carries the unplaced bucket); writes drift/quality files into its folder."""
     from evalmon.monitor.drift import compute_drift
 
     d = window_dir(cfg, w)
@@ -218,8 +242,12 @@ def process_window(cfg: MonitorConfig, ctx: Context, w: Window, cur: pd.DataFram
     n_bad = quality.take(w)
     qmetrics, qreport = window_quality(cfg, cur, n_bad) if cfg.quality.enabled else ({}, {"enabled": False})
     metrics.update(qmetrics)
+    accounting = quality.metrics(w, len(cur), last=last)
+    metrics.update(accounting)
     _write(d / "quality.json", {"window": w.key, **qreport})
-    _write(d / "quarantine_summary.json", {"quarantined_in_window": n_bad, **quality.summary()})
+    _write(d / "quarantine_summary.json", {"quarantined_in_window": n_bad,
+                                           "by_reason_in_window": quality.per_window.get(w.index, {}),
+                                           **({"unplaced": quality.unplaced} if last else {}), **quality.summary()})
     params = dict(ctx.params)
     params["n_reference"] = str(len(ref) if ref is not None else 0)
     if drift is not None:

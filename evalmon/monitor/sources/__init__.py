@@ -3,10 +3,18 @@
 ``build_source(cfg, base_dir)`` with ``cfg`` one of the ``*SourceConfig`` models (discriminated on
 ``kind``) or a plain dict. Relative paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against
 ``base_dir`` (the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
+
+Every source parses timestamps with :mod:`evalmon.monitor.timeparse`; ``timestamp_min`` (default
+2000-01-01) and ``timestamp_max_ahead`` (default ``1d`` after now) bound a plausible time — a record outside
+is quarantined as ``timestamp.implausible``, not windowed. File sources (jsonl/csv) take ``on_corrupt``:
+``fail`` (default) stops the run with the file and byte offset when a file cannot be read to its end
+(truncated/corrupt gzip, binary data); ``quarantine`` processes the readable part and quarantines the rest
+(``file.corrupt``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +31,8 @@ from pydantic import (
 from evalmon.errors import ConfigError
 from evalmon.monitor.contracts import TIMESTAMP, Source
 from evalmon.monitor.schema import check_mapping, resolve_timezone
+from evalmon.monitor.timeparse import DEFAULT_NOT_BEFORE, Plausible
+from evalmon.monitor.windows import as_utc, parse_duration
 
 
 class _SourceBase(BaseModel):
@@ -32,6 +42,27 @@ class _SourceBase(BaseModel):
     columns: dict[str, str] = Field(default_factory=dict)  # {canonical: source_column} overrides aliases
     assume_timezone: str = "UTC"  # for timestamps without an offset
     keep: list[str] = Field(default_factory=list)  # extra source columns passed through unchanged
+    timestamp_min: datetime = DEFAULT_NOT_BEFORE.to_pydatetime()  # earlier timestamps are implausible
+    timestamp_max_ahead: str = "1d"  # timestamps further than this after now are implausible
+
+    @field_validator("timestamp_min")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @field_validator("timestamp_max_ahead")
+    @classmethod
+    def _ahead(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ConfigError:
+            raise ValueError(f"{value!r} is not a duration (write e.g. 1h, 1d or 7d)") from None
+        return value
+
+    def plausible(self) -> Plausible:
+        import pandas as pd
+
+        return Plausible(pd.Timestamp(self.timestamp_min), parse_duration(self.timestamp_max_ahead))
 
     @field_validator("columns")
     @classmethod
@@ -56,6 +87,7 @@ class JsonlSourceConfig(_SourceBase):
     kind: Literal["jsonl"]
     path: str  # file, directory (recursive *.jsonl[.gz]) or glob
     invalid_utf8: Literal["quarantine", "replace"] = "quarantine"
+    on_corrupt: Literal["fail", "quarantine"] = "fail"  # a file not readable to its end
 
 
 class CsvSourceConfig(_SourceBase):
@@ -63,6 +95,7 @@ class CsvSourceConfig(_SourceBase):
     path: str
     delimiter: str = ","
     invalid_utf8: Literal["quarantine", "replace"] = "quarantine"
+    on_corrupt: Literal["fail", "quarantine"] = "fail"
 
 
 class ParquetSourceConfig(_SourceBase):
@@ -118,16 +151,17 @@ def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:
         cfg = parse_source_config(cfg)
     base = Path(base_dir)
     common: dict[str, Any] = {"columns": dict(cfg.columns), "assume_timezone": cfg.assume_timezone,
-                              "keep": list(cfg.keep)}
+                              "keep": list(cfg.keep), "plausible": cfg.plausible()}
     if isinstance(cfg, JsonlSourceConfig):
         from evalmon.monitor.sources.files import JsonlSource
 
-        return JsonlSource(cfg.name or cfg.path, cfg.path, base, invalid_utf8=cfg.invalid_utf8, **common)
+        return JsonlSource(cfg.name or cfg.path, cfg.path, base, invalid_utf8=cfg.invalid_utf8,
+                           on_corrupt=cfg.on_corrupt, **common)
     if isinstance(cfg, CsvSourceConfig):
         from evalmon.monitor.sources.files import CsvSource
 
         return CsvSource(cfg.name or cfg.path, cfg.path, base, delimiter=cfg.delimiter,
-                         invalid_utf8=cfg.invalid_utf8, **common)
+                         invalid_utf8=cfg.invalid_utf8, on_corrupt=cfg.on_corrupt, **common)
     if isinstance(cfg, ParquetSourceConfig):
         from evalmon.monitor.sources.parquet import ParquetSource
 

@@ -1,4 +1,8 @@
-"""Shared helpers for sources: window bounds, merging parts, placing quarantined rows in windows."""
+"""Shared helpers for sources: window bounds, merging parts, placing quarantined rows in windows.
+
+A quarantined record counts on the window of its placed time; one with no time (``None``, *unplaced*) is
+returned by every read, so it is reported by every run that reads its source instead of vanishing.
+"""
 
 from __future__ import annotations
 
@@ -47,16 +51,15 @@ class Part:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def place(bad_lines: Sequence[int], good_lines: Sequence[int], norm: Normalized,
-          fallback: pd.Timestamp | None) -> list[pd.Timestamp | None]:
+def place(bad_lines: Sequence[int], good_lines: Sequence[int], norm: Normalized) -> list[pd.Timestamp | None]:
     """Time of each unparseable line = the effective time of the nearest earlier parsed line (else the
-    first parsed line, else ``fallback`` such as the file's mtime)."""
+    first parsed line, else ``None``: unplaced)."""
     times = norm.row_times if norm.row_times is not None else pd.Series([], dtype="datetime64[ns, UTC]")
     out: list[pd.Timestamp | None] = []
     for line in bad_lines:
         j = bisect.bisect_left(good_lines, line) - 1
         t = times.iloc[max(j, 0)] if len(times) else pd.NaT
-        out.append(fallback if pd.isna(t) else t)
+        out.append(None if pd.isna(t) else t)
     return out
 
 
@@ -66,13 +69,14 @@ def quarantine(source: str, location: str, reason: str, raw: str) -> Quarantined
 
 def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
           stats: dict[str, Any] | None = None) -> SourceBatch:
-    """Concatenate parts, keep [start, end), sort by (timestamp, arrival), add summed stats."""
+    """Concatenate parts, keep [start, end) (quarantined records: placed in it, or unplaced), sort by
+    (timestamp, arrival), add summed stats."""
     lo, hi = check_window(start, end)
     frames: list[pd.DataFrame] = []
     quarantined: list[QuarantinedRecord] = []
+    q_times: list[pd.Timestamp | None] = []
     totals: dict[str, Any] = {"rows_read": 0, "out_of_order": 0, "request_ids_generated": 0,
-                              "invalid_utf8": 0, "parts": len(parts),
-                              "unplaced_quarantined": 0}
+                              "invalid_utf8": 0, "parts": len(parts), "unplaced": 0}
     tz_counts: dict[str, int] = {}
     offset = 0
     for part in parts:
@@ -88,10 +92,10 @@ def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
         offset += int(part.norm.stats.get("rows_read", 0))
         for rec, t in zip([*part.pre_quarantined, *part.norm.quarantined],
                           [*part.pre_times, *part.norm.quarantined_times], strict=True):
-            if in_window(t, lo, hi):
+            if t is None or in_window(t, lo, hi):
                 quarantined.append(rec)
-            elif t is None:
-                totals["unplaced_quarantined"] = totals.get("unplaced_quarantined", 0) + 1
+                q_times.append(t)
+                totals["unplaced"] += t is None
         for key in ("rows_read", "out_of_order", "request_ids_generated"):
             totals[key] += int(part.norm.stats.get(key, 0))
         totals["rows_read"] += len(part.pre_quarantined)
@@ -107,7 +111,7 @@ def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
                    "mixed_timezones": len(labels) > 1,
                    "window": [None if lo is None else lo.isoformat(), None if hi is None else hi.isoformat()]})
     totals.update(stats or {})
-    return SourceBatch(frame=frame, quarantined=quarantined, stats=totals)
+    return SourceBatch(frame=frame, quarantined=quarantined, stats=totals, quarantined_times=q_times)
 
 
 def utc_now() -> datetime:

@@ -4,8 +4,17 @@ Bad lines never stop a read: unparseable JSON, non-object lines, CSV rows with t
 and lines with invalid UTF-8 become :class:`QuarantinedRecord` s naming the line. Invalid UTF-8 is
 quarantined by default (``invalid_utf8: quarantine``, raw text decoded with U+FFFD); ``replace`` keeps
 the record with U+FFFD in place of the bad bytes and counts it in ``stats["invalid_utf8"]``.
-A quarantined line is attributed to the window of the line before it (so each is counted once).
-Parsed files are cached per (path, mtime, size), so reading many windows parses a file once.
+A quarantined line is attributed to the window of its own timestamp, else of the line before it (else
+the first parsed line after it), so each is counted once; a file with no usable time at all leaves its
+quarantined lines *unplaced* (reported by every run that reads the file).
+
+A file that cannot be read to its end — a truncated or corrupt ``.gz`` stream, or binary data (a NUL
+byte, which JSON and CSV text never hold) — is ``file.corrupt``. ``on_corrupt: fail`` (default) raises a
+``DataError`` naming the file, the line and the byte offset (of the uncompressed data); ``quarantine``
+keeps every line read before the damage, quarantines a NUL line (and reads on), or quarantines the
+unreadable rest of a broken stream as one record.
+Parsed files are cached per (path, mtime, size, hour), so reading many windows parses a file once (the
+hour: "more than a day in the future" moves with the clock).
 """
 
 from __future__ import annotations
@@ -13,11 +22,12 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
-import io
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, overload
@@ -27,8 +37,10 @@ import pandas as pd
 from evalmon.errors import DataError
 from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.parsing import gc_paused
+from evalmon.monitor.quarantine import FILE_CORRUPT
 from evalmon.monitor.schema import normalize_frame, normalize_records
 from evalmon.monitor.sources.base import Part, merge, place, quarantine
+from evalmon.monitor.timeparse import Plausible
 
 SIDE_CAR = (".truth.jsonl", ".events.json")  # written next to synthetic traffic by `traffic synth`
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -60,8 +72,35 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _mtime(path: Path) -> pd.Timestamp:
-    return pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+_CORRUPT_HINT = "fix or remove the file, or set `on_corrupt: quarantine` on the source to process what is readable"
+
+
+def _stream_problem(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the compressed stream ends before its end marker (truncated file?)"
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a valid gzip stream ({exc})"
+    if isinstance(exc, zlib.error):
+        return f"corrupt compressed data ({exc})"
+    return f"read error ({exc})"
+
+
+def read_lines(path: Path, on_broken: Callable[[int, int, str], None]) -> Iterator[tuple[int, int, bytes]]:
+    """``(line number, byte offset, raw line)`` of a (possibly gzipped) file; a stream that breaks off
+    calls ``on_broken(next line number, byte offset of the uncompressed data, what broke)`` and ends."""
+    offset = lineno = 0
+    with _open(path) as fh:
+        while True:
+            try:
+                raw = fh.readline()
+            except (EOFError, OSError, zlib.error) as exc:
+                on_broken(lineno + 1, offset, _stream_problem(exc))
+                return
+            if not raw:
+                return
+            lineno += 1
+            yield lineno, offset, raw
+            offset += len(raw)
 
 
 class _Dumps(Sequence[str]):
@@ -89,7 +128,8 @@ class FileSource:
     suffixes: tuple[str, ...] = ()
 
     def __init__(self, name: str, path: str, base_dir: Path, *, columns: dict[str, str],
-                 assume_timezone: str, keep: Sequence[str] = (), invalid_utf8: str = "quarantine") -> None:
+                 assume_timezone: str, keep: Sequence[str] = (), invalid_utf8: str = "quarantine",
+                 on_corrupt: str = "fail", plausible: Plausible | None = None) -> None:
         self.name = name
         self.path = path
         self.base_dir = Path(base_dir)
@@ -97,14 +137,16 @@ class FileSource:
         self.assume_timezone = assume_timezone
         self.keep = list(keep)
         self.invalid_utf8 = invalid_utf8
-        self._cache: dict[Path, tuple[tuple[int, int], Part]] = {}
+        self.on_corrupt = on_corrupt
+        self.plausible = plausible or Plausible()
+        self._cache: dict[Path, tuple[tuple[int, int, int], Part]] = {}
 
     def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
         files = expand_paths(self.path, self.base_dir, self.suffixes)
         parts: list[Part] = []
         for f in files:
             st = f.stat()
-            sig = (st.st_mtime_ns, st.st_size)
+            sig = (st.st_mtime_ns, st.st_size, int(time.time() // 3600))
             hit = self._cache.get(f)
             if hit is None or hit[0] != sig:
                 with gc_paused():
@@ -116,6 +158,34 @@ class FileSource:
 
     def parse(self, path: Path) -> Part:
         raise NotImplementedError
+
+    def _normalize_kwargs(self, path: Path, good_lines: list[int]) -> dict[str, Any]:
+        return {"source": str(path), "locations": [f"line {n}" for n in good_lines], "mapping": self.columns,
+                "assume_timezone": self.assume_timezone, "keep": self.keep, "plausible": self.plausible,
+                "place_by_neighbour": True}
+
+    def _corrupt(self, path: Path, part: Part, bad_lines: list[int], lineno: int, offset: int, what: str,
+                 raw: bytes = b"") -> None:
+        """``file.corrupt`` at a line: a one-line DataError (``on_corrupt: fail``) or a quarantined record."""
+        where = f"line {lineno}, byte {offset}" + (" of the uncompressed data" if path.suffix == ".gz" else "")
+        if self.on_corrupt != "quarantine":
+            raise DataError(f"corrupt input file {path} at {where}: {what}", hint=_CORRUPT_HINT)
+        text = raw.decode("utf-8", errors="replace").rstrip("\r\n") if raw else f"<unreadable from byte {offset}>"
+        part.pre_quarantined.append(quarantine(str(path), where, f"{FILE_CORRUPT}: {what}", text))
+        part.stats["corrupt"] = part.stats.get("corrupt", 0) + 1
+        bad_lines.append(lineno)
+
+    def _lines(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, bytes]]:
+        """Non-blank lines without NUL bytes; damage goes through ``_corrupt``."""
+        def broken(lineno: int, offset: int, what: str) -> None:
+            self._corrupt(path, part, bad_lines, lineno, offset, what)
+
+        for lineno, offset, raw in read_lines(path, broken):
+            if b"\0" in raw:
+                self._corrupt(path, part, bad_lines, lineno, offset + raw.index(b"\0"),
+                              "binary data (a NUL byte) in a text file", raw)
+                continue
+            yield lineno, raw
 
     def _decode(self, raw: bytes, path: Path, lineno: int, part: Part, bad_lines: list[int]) -> str | None:
         try:
@@ -139,52 +209,54 @@ class JsonlSource(FileSource):
         records: list[dict[str, Any]] = []
         good_lines: list[int] = []
         bad_lines: list[int] = []
-        with _open(path) as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                text = self._decode(raw, path, lineno, part, bad_lines)
-                if text is None:
-                    continue
-                try:
-                    value = json.loads(text)
-                except ValueError as exc:
-                    msg = getattr(exc, "msg", str(exc))
-                    col = getattr(exc, "colno", None)
-                    reason = f"unparseable JSON: {msg}" + (f" at column {col}" if col else "")
-                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
-                    bad_lines.append(lineno)
-                    continue
-                if not isinstance(value, dict):
-                    reason = f"JSON line is not an object (got {type(value).__name__})"
-                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
-                    bad_lines.append(lineno)
-                    continue
-                records.append(value)
-                good_lines.append(lineno)
-        part.norm = normalize_records(records, source=str(path), locations=[f"line {n}" for n in good_lines],
-                                      raws=_Dumps(records), mapping=self.columns,
-                                      assume_timezone=self.assume_timezone, keep=self.keep)
-        part.pre_times = place(bad_lines, good_lines, part.norm, _mtime(path))
+        for lineno, raw in self._lines(path, part, bad_lines):
+            if not raw.strip():
+                continue
+            text = self._decode(raw, path, lineno, part, bad_lines)
+            if text is None:
+                continue
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                msg = getattr(exc, "msg", str(exc))
+                col = getattr(exc, "colno", None)
+                reason = f"unparseable JSON: {msg}" + (f" at column {col}" if col else "")
+                part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
+                bad_lines.append(lineno)
+                continue
+            if not isinstance(value, dict):
+                reason = f"JSON line is not an object (got {type(value).__name__})"
+                part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
+                bad_lines.append(lineno)
+                continue
+            records.append(value)
+            good_lines.append(lineno)
+        part.norm = normalize_records(records, raws=_Dumps(records), **self._normalize_kwargs(path, good_lines))
+        part.pre_times = place(bad_lines, good_lines, part.norm)
         return part
 
 
 class _LineTap:
     """Iterates text lines for csv.reader and remembers the lines of the current row (its raw text)."""
 
-    def __init__(self, fh: io.TextIOWrapper) -> None:
-        self.fh = fh
+    def __init__(self, lines: Iterator[tuple[int, bytes]]) -> None:
+        self.source = lines
         self.lines: list[str] = []
+        self.first = 0  # file line number of the current row's first line
 
     def __iter__(self) -> Iterator[str]:
-        for line in self.fh:
+        for lineno, raw in self.source:
+            if not self.lines:
+                self.first = lineno
+            line = raw.decode("utf-8", errors="surrogateescape")
             self.lines.append(line)
             yield line
 
-    def take(self) -> str:
+    def take(self) -> tuple[str, int]:
+        """The current row's raw text and first line number."""
         raw = "".join(self.lines).rstrip("\r\n")
         self.lines = []
-        return raw
+        return raw, self.first
 
 
 class CsvSource(FileSource):
@@ -200,48 +272,43 @@ class CsvSource(FileSource):
         raws: list[str] = []
         good_lines: list[int] = []
         bad_lines: list[int] = []
-        with _open(path) as binary:
-            text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
-            tap = _LineTap(text)
-            reader = csv.reader(tap, delimiter=self.delimiter)
-            header: list[str] | None = None
-            first = 1
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    bad_lines.append(first)
-                    part.pre_quarantined.append(quarantine(str(path), f"line {first}", f"bad CSV row: {exc}", tap.take()))
-                    first = reader.line_num + 1
-                    continue
-                raw, lineno, first = tap.take(), first, reader.line_num + 1
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if any(_SURROGATE.search(c) for c in row):
-                    part.stats["invalid_utf8"] = part.stats.get("invalid_utf8", 0) + 1
-                    fixed = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                    if self.invalid_utf8 != "replace":
-                        bad_lines.append(lineno)
-                        part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", "invalid UTF-8", fixed))
-                        continue
-                    row = [c.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for c in row]
-                    raw = fixed
-                if header is None:
-                    header = row
-                    continue
-                if len(row) != len(header):
+        tap = _LineTap(self._lines(path, part, bad_lines))
+        reader = csv.reader(tap, delimiter=self.delimiter)
+        header: list[str] | None = None
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raw, lineno = tap.take()
+                bad_lines.append(lineno)
+                part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", f"bad CSV row: {exc}", raw))
+                continue
+            raw, lineno = tap.take()
+            if not row or all(not c.strip() for c in row):
+                continue
+            if any(_SURROGATE.search(c) for c in row):
+                part.stats["invalid_utf8"] = part.stats.get("invalid_utf8", 0) + 1
+                fixed = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                if self.invalid_utf8 != "replace":
                     bad_lines.append(lineno)
-                    reason = f"CSV row has {len(row)} fields, header has {len(header)}"
-                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, raw))
+                    part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", "invalid UTF-8", fixed))
                     continue
-                rows.append([c if c != "" else None for c in row])
-                raws.append(raw)
-                good_lines.append(lineno)
+                row = [c.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for c in row]
+                raw = fixed
+            if header is None:
+                header = row
+                continue
+            if len(row) != len(header):
+                bad_lines.append(lineno)
+                reason = f"CSV row has {len(row)} fields, header has {len(header)}"
+                part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, raw))
+                continue
+            rows.append([c if c != "" else None for c in row])
+            raws.append(raw)
+            good_lines.append(lineno)
         df = pd.DataFrame(rows, columns=header if header is not None else [], dtype=object)
-        part.norm = normalize_frame(df, source=str(path), locations=[f"line {n}" for n in good_lines], raws=raws,
-                                    mapping=self.columns, assume_timezone=self.assume_timezone, keep=self.keep,
-                                    strict_columns=True)
-        part.pre_times = place(bad_lines, good_lines, part.norm, _mtime(path))
+        part.norm = normalize_frame(df, raws=raws, strict_columns=True, **self._normalize_kwargs(path, good_lines))
+        part.pre_times = place(bad_lines, good_lines, part.norm)
         return part

@@ -37,6 +37,7 @@ from evalmon.monitor.parsing import WrongType, flatten, to_text, to_text_list
 from evalmon.monitor.schema import normalize_records
 from evalmon.monitor.sources.base import Part, check_window, merge
 from evalmon.monitor.sources.sql import resolve_url
+from evalmon.monitor.timeparse import Plausible
 
 REQUEST_ID_TAG = "evalmon.request_id"
 
@@ -111,7 +112,7 @@ def _check_reachable(uri: str) -> None:
 class MlflowTracesSource:
     def __init__(self, name: str, experiment: str, base_dir: Path, *, tracking_uri: str | None,
                  columns: dict[str, str], assume_timezone: str, keep: Sequence[str] = (),
-                 max_results: int | None = None) -> None:
+                 max_results: int | None = None, plausible: Plausible | None = None) -> None:
         self.name = name
         self.experiment = experiment
         self.tracking_uri = resolve_url(tracking_uri, base_dir) if tracking_uri else None
@@ -119,6 +120,7 @@ class MlflowTracesSource:
         self.assume_timezone = assume_timezone
         self.keep = list(keep)
         self.max_results = max_results
+        self.plausible = plausible or Plausible()
         self._experiment_id: str | None = None
 
     def _uri(self) -> str:
@@ -171,7 +173,7 @@ class MlflowTracesSource:
         records = [trace_to_record(t) for t in traces]
         norm = normalize_records(records, source=f"mlflow:{self.experiment}",
                                  locations=[f"trace {r[TRACE_ID]}" for r in records], mapping=self.columns,
-                                 assume_timezone=self.assume_timezone, keep=self.keep)
+                                 assume_timezone=self.assume_timezone, keep=self.keep, plausible=self.plausible)
         return merge([Part(name=self.experiment, norm=norm)], start, end,
                      {"source": self.name, "experiment_id": exp_id, "traces": len(records), "files": 0})
 

@@ -2,7 +2,9 @@
 
 A window [start, end) reads only the partitions whose date can hold rows of the window (pyarrow dataset
 partition pruning) and, when the timestamp column is a Parquet timestamp, pushes the time filter into the
-scan; the exact [start, end) cut is made after normalisation either way.
+scan — ``is_null OR [start, end) OR outside the plausible span``, so rows without a usable time still reach
+the quarantine (*unplaced*: reported by every run that reads their partition). Timestamps are parsed by the
+shared routine and the exact [start, end) cut is made after normalisation either way.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
 from evalmon.monitor.schema import normalize_frame, resolve_columns
 from evalmon.monitor.sources.base import Part, check_window, merge
 from evalmon.monitor.sources.files import expand_paths
+from evalmon.monitor.timeparse import Plausible
 
 
 class ParquetSource:
     def __init__(self, name: str, path: str, base_dir: Path, *, columns: dict[str, str], assume_timezone: str,
-                 keep: Sequence[str] = (), partition_column: str = "dt") -> None:
+                 keep: Sequence[str] = (), partition_column: str = "dt", plausible: Plausible | None = None) -> None:
         self.name = name
         self.path = path
         self.base_dir = Path(base_dir)
@@ -31,6 +34,7 @@ class ParquetSource:
         self.assume_timezone = assume_timezone
         self.keep = list(keep)
         self.partition_column = partition_column
+        self.plausible = plausible or Plausible()
 
     def _dataset(self) -> Any:
         import pyarrow.dataset as ds
@@ -73,15 +77,23 @@ class ParquetSource:
                 cond = ds.field(part_col) <= key(last)
                 expr = cond if expr is None else expr & cond
         ts_cols = resolve_columns(schema.names, self.columns)[TIMESTAMP]
-        if len(ts_cols) == 1 and pa.types.is_timestamp(schema.field(ts_cols[0]).type):
-            ttype = schema.field(ts_cols[0]).type
-            for bound, op in ((lo, "ge"), (hi, "lt")):
-                if bound is None:
-                    continue
+        if len(ts_cols) == 1 and pa.types.is_timestamp(schema.field(ts_cols[0]).type) \
+                and (lo is not None or hi is not None):
+            ttype, field = schema.field(ts_cols[0]).type, ds.field(ts_cols[0])
+
+            def scalar(bound: pd.Timestamp) -> Any:
                 value = bound if ttype.tz is not None else bound.tz_convert(self.assume_timezone).tz_localize(None)
-                scalar = pa.scalar(value.to_pydatetime(), type=ttype)
-                cond = ds.field(ts_cols[0]) >= scalar if op == "ge" else ds.field(ts_cols[0]) < scalar
-                expr = cond if expr is None else expr & cond
+                return pa.scalar(value.to_pydatetime(), type=ttype)
+
+            p_lo, p_hi = self.plausible.bounds()
+            cond = field.is_null() | (field < scalar(p_lo)) | (field > scalar(p_hi))
+            window = None
+            for bound, op in ((lo, "ge"), (hi, "lt")):
+                if bound is not None:
+                    part = field >= scalar(bound) if op == "ge" else field < scalar(bound)
+                    window = part if window is None else window & part
+            cond = cond | window
+            expr = cond if expr is None else expr & cond
         fragments = list(dataset.get_fragments(filter=expr))
         try:
             table = dataset.to_table(filter=expr)
@@ -94,8 +106,8 @@ class ParquetSource:
         df = table.to_pandas(types_mapper=None, timestamp_as_object=False)
         if part_col is not None and part_col in df.columns and part_col not in self.columns.values():
             df = df.drop(columns=[part_col])
-        norm = normalize_frame(df, source=str(self.path), mapping=self.columns,
-                               assume_timezone=self.assume_timezone, keep=self.keep, strict_columns=True)
+        norm = normalize_frame(df, source=str(self.path), mapping=self.columns, assume_timezone=self.assume_timezone,
+                               keep=self.keep, strict_columns=True, plausible=self.plausible)
         return merge([Part(name=str(self.path), norm=norm)], start, end,
                      {"files": len(fragments), "source": self.name})
 

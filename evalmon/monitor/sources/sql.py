@@ -1,16 +1,23 @@
 """SQL traffic through SQLAlchemy (SQLite, DuckDB via duckdb-engine, PostgreSQL, …).
 
-``table`` (optionally ``schema``) or a ``query``; the window becomes ``WHERE ts >= :start AND ts < :end``
-on ``timestamp_column``. How the bounds are bound depends on what the column holds (one sampled value):
-datetimes → datetimes; numbers → epoch in the sampled magnitude (s/ms/µs/ns); text → ISO strings in the
-stored layout, widened by 14 h so rows with other UTC offsets are not lost; the exact [start, end) cut is
-made after normalisation.
+``table`` (optionally ``schema``) or a ``query``. Timestamps are parsed in Python by the shared routine
+(:mod:`evalmon.monitor.timeparse`) and the exact [start, end) cut is made after it, so a server-side filter
+may only ever return *more* rows than the window needs, never fewer:
+
+- a database that enforces column types (not SQLite) and a column of datetimes → ``ts IS NULL OR
+  (ts >= :start AND ts < :end) OR NOT (plausible span)``; a column of numbers → the same with the window
+  and the plausible span written in each epoch unit (s/ms/µs/ns, each within its magnitude band);
+- text columns, SQLite (one column may hold ``…T…Z``, ``2026-11-01 01:30:00``, epochs and garbage in the
+  same table) or anything else → no filter: the table/query is read whole and cut after parsing.
+
+Rows with no usable time (NULL, unparseable, implausible) are quarantined *unplaced*: a table has no line
+order to place them by, so every read returns them and every run reports them until they are fixed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,12 @@ import pandas as pd
 
 from evalmon.errors import DataError
 from evalmon.monitor.contracts import SourceBatch
-from evalmon.monitor.schema import normalize_frame
+from evalmon.monitor.schema import TIME_UNITS, normalize_frame
 from evalmon.monitor.sources.base import Part, check_window, merge
+from evalmon.monitor.timeparse import MAGNITUDE_BANDS, UNIT_FACTORS, Plausible
 
-_SLACK = timedelta(hours=14)  # the widest UTC offset
+_BANDS = {"s": (0.0, MAGNITUDE_BANDS[0][0]), "ms": (MAGNITUDE_BANDS[0][0], MAGNITUDE_BANDS[1][0]),
+          "us": (MAGNITUDE_BANDS[1][0], MAGNITUDE_BANDS[2][0]), "ns": (MAGNITUDE_BANDS[2][0], float("inf"))}
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
@@ -46,7 +55,7 @@ def _safe_url(url: str) -> str:
 class SqlSource:
     def __init__(self, name: str, url: str, base_dir: Path, *, table: str | None, query: str | None,
                  schema: str | None, timestamp_column: str, columns: dict[str, str], assume_timezone: str,
-                 keep: Sequence[str] = ()) -> None:
+                 keep: Sequence[str] = (), plausible: Plausible | None = None) -> None:
         self.name = name
         self.url = resolve_url(url, base_dir)
         self.table = table
@@ -56,6 +65,7 @@ class SqlSource:
         self.columns = dict(columns)
         self.assume_timezone = assume_timezone
         self.keep = list(keep)
+        self.plausible = plausible or Plausible()
         self._engine: Any = None
 
     def _connect(self) -> Any:
@@ -89,31 +99,55 @@ class SqlSource:
         name = quote(self.table)
         return f"{quote(self.schema)}.{name}" if self.schema else name
 
-    def _bounds(self, conn: Any, src: str, col: str, lo: pd.Timestamp | None,
-                hi: pd.Timestamp | None) -> dict[str, Any]:
+    def _where(self, conn: Any, dialect: str, src: str, col: str, lo: pd.Timestamp | None,
+               hi: pd.Timestamp | None) -> tuple[str, dict[str, Any]]:
+        """A filter returning a superset of what [lo, hi) needs plus every row without a usable time, or
+        ``""`` (read everything) where no such filter can be written (see the module docstring)."""
         import sqlalchemy as sa
 
+        if dialect == "sqlite" or (lo is None and hi is None):
+            return "", {}
         sample = conn.execute(sa.text(f"SELECT {col} FROM {src} WHERE {col} IS NOT NULL LIMIT 1")).scalar()
+        p_lo, p_hi = self.plausible.bounds()
+        Range = tuple[Any, Any]
+        window: list[Range] = []
+        span: list[Range] = []
+        if isinstance(sample, datetime):
+            naive = sample.tzinfo is None
+
+            def conv(b: pd.Timestamp | None) -> datetime | None:
+                if b is None:
+                    return None
+                return (b.tz_convert(self.assume_timezone).tz_localize(None) if naive else b).to_pydatetime()
+
+            window, span = [(conv(lo), conv(hi))], [(conv(p_lo), conv(p_hi))]
+        elif isinstance(sample, (int, float)) and not isinstance(sample, bool) and p_lo.value >= 0:
+            units = [TIME_UNITS[self.timestamp_column]] if self.timestamp_column in TIME_UNITS else list(_BANDS)
+            for unit in units:
+                scale = 1e9 / UNIT_FACTORS[unit]
+                band = _BANDS[unit] if len(units) > 1 else (0.0, float("inf"))
+
+                def epoch(b: pd.Timestamp | None, scale: float = scale, band: Range = band) -> float | None:
+                    return None if b is None else min(max(b.value / 1e9 * scale, band[0]), band[1])
+
+                window.append((epoch(lo), epoch(hi)))
+                span.append((epoch(p_lo), epoch(p_hi)))
+        else:
+            return "", {}
         params: dict[str, Any] = {}
-        for key, bound in (("start", lo), ("end", hi)):
-            if bound is None:
-                continue
-            if isinstance(sample, datetime):
-                value: Any = bound.to_pydatetime()
-                if sample.tzinfo is None:
-                    value = bound.tz_convert(self.assume_timezone).tz_localize(None).to_pydatetime()
-            elif isinstance(sample, (int, float)) and not isinstance(sample, bool):
-                mag = abs(sample)
-                scale = 1 if mag < 1e11 else 1e3 if mag < 1e14 else 1e6 if mag < 1e17 else 1e9
-                value = bound.timestamp() * scale
-            elif isinstance(sample, str) and not sample.strip().lstrip("-").replace(".", "", 1).isdigit():
-                wide = (bound - _SLACK) if key == "start" else (bound + _SLACK)
-                sep = "T" if len(sample) > 10 and sample[10] == "T" else " "
-                value = wide.tz_localize(None).isoformat(sep=sep)
-            else:  # numbers stored as text, other types: no server-side cut (exact cut after parsing)
-                continue
-            params[key] = value
-        return params
+
+        def ranges(name: str, items: list[Range]) -> str:
+            parts = []
+            for i, (a, b) in enumerate(items):
+                conds = []
+                for key, bound, op in ((f"{name}{i}a", a, ">="), (f"{name}{i}b", b, "<")):
+                    if bound is not None:
+                        params[key] = bound
+                        conds.append(f"{col} {op} :{key}")
+                parts.append("(" + " AND ".join(conds or ["1 = 1"]) + ")")
+            return " OR ".join(parts)
+
+        return f"{col} IS NULL OR {ranges('w', window)} OR NOT ({ranges('p', span)})", params
 
     def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
         import sqlalchemy as sa
@@ -124,14 +158,9 @@ class SqlSource:
             with engine.connect() as conn:
                 src = self._from(engine)
                 col = engine.dialect.identifier_preparer.quote(self.timestamp_column)
-                params = self._bounds(conn, src, col, lo, hi) if (lo is not None or hi is not None) else {}
-                where = [cond for key, cond in (("start", f"{col} >= :start"), ("end", f"{col} < :end"))
-                         if key in params]
-                sql = f"SELECT * FROM {src}" + (f" WHERE {' AND '.join(where)}" if where else "")
+                where, params = self._where(conn, engine.dialect.name, src, col, lo, hi)
+                sql = f"SELECT * FROM {src}" + (f" WHERE {where}" if where else "")
                 df = pd.read_sql_query(sa.text(sql), conn, params=params)
-                # rows a time filter can never select: counted (table-wide) so they are not lost silently
-                no_ts = conn.execute(sa.text(f"SELECT COUNT(*) FROM {src} WHERE {col} IS NULL")).scalar() \
-                    if params else None
         except DataError:
             raise
         except sa.exc.SQLAlchemyError as exc:
@@ -139,11 +168,9 @@ class SqlSource:
             raise DataError(f"SQL source {_safe_url(self.url)} ({what}): {_first_line(exc)}") from exc
         where_from = f"{_safe_url(self.url)}#{self.table or 'query'}"
         norm = normalize_frame(df, source=where_from, mapping=self.columns, assume_timezone=self.assume_timezone,
-                               keep=self.keep, strict_columns=True)
-        extra = {"source": self.name, "files": 0}
-        if no_ts is not None:
-            extra["rows_without_timestamp"] = int(no_ts)
-        return merge([Part(name=where_from, norm=norm)], start, end, extra)
+                               keep=self.keep, strict_columns=True, plausible=self.plausible)
+        return merge([Part(name=where_from, norm=norm)], start, end,
+                     {"source": self.name, "files": 0, "server_filter": bool(where)})
 
 
 def _first_line(exc: BaseException) -> str:
