@@ -1,4 +1,4 @@
-"""Secrets out of everything evalmon writes or prints: URI credentials, secret query parameters, webhook paths.
+"""Secrets out of what evalmon writes or prints: URI credentials, secret query parameters, webhook paths.
 
 One rule set, applied where a value enters something persisted (``results.json``, ``report.html``,
 ``summary.md``, MLflow params/tags/notes, window files, pending markers) or printed. The real value is
@@ -24,8 +24,8 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "basic_auth_header", "is_redacted", "redact_obj", "redact_text", "redact_uri", "redact_webhook",
-           "without_masked_userinfo"]
+__all__ = ["MASK", "basic_auth_header", "is_redacted", "redact_obj", "redact_text", "redact_uri",
+           "redact_webhook", "without_masked_userinfo"]
 
 MASK = "***"
 
@@ -56,7 +56,10 @@ def _secret_name(name: str) -> bool:
 
 
 def _redact_params(text: str) -> str:
-    return _PARAM.sub(lambda m: f"{m['name']}={MASK}" if _secret_name(m["name"]) and m["value"] else m[0], text)
+    def one(m: re.Match[str]) -> str:
+        return f"{m['name']}={MASK}" if m["value"] and _secret_name(m["name"]) else m[0]
+
+    return _PARAM.sub(one, text)
 
 
 def _looks_like_token(segment: str) -> bool:

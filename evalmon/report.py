@@ -284,7 +284,8 @@ def provenance_line(result: RunResult, markdown: bool = True) -> str:
     m, p = result.model, result.provenance
 
     def code(v: Any) -> str:
-        return f"`{' '.join(str(v).replace('`', chr(39)).split())}`" if markdown else str(v)  # one-line code span
+        one_line = " ".join(str(v).replace("`", "'").split())  # a code span: no backtick, no newline
+        return f"`{one_line}`" if markdown else str(v)
 
     def text(v: Any) -> str:
         return _md_cell(v) if markdown else str(v)
@@ -356,7 +357,7 @@ def render_html(result: RunResult) -> str:
 
 
 def render_markdown(result: RunResult) -> str:
-    """``summary.md`` (also the MLflow run's description): values escaped for markdown, credentials redacted."""
+    """``summary.md`` (also the MLflow run's description): values escaped, credentials redacted."""
     return redact_text(_env(autoescape=False).get_template("summary.md.j2").render(**_context(result)))
 
 

@@ -86,7 +86,8 @@ class WebhookOutcome:
         where = redact_webhook(url)
         if self.ok:
             return f"webhook: delivered to {where} (HTTP {self.status})"
-        return f"warning: webhook {where} failed after {self.attempts} attempt(s): {redact_text(str(self.error))}"
+        why = redact_text(str(self.error))
+        return f"warning: webhook {where} failed after {self.attempts} attempt(s): {why}"
 
 
 def payload(monitor: str, alerts: Sequence[Alert], *, experiment: str | None = None,
@@ -113,7 +114,8 @@ def post_webhook(cfg: WebhookConfig, body: Mapping[str, Any], *, sleep: Callable
             if exc.code < 500:
                 return WebhookOutcome(False, attempt, status, error)
         except (OSError, ValueError) as exc:  # URLError, refused, timeouts
-            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}".replace(cfg.url, redact_webhook(cfg.url))
+            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+            error = error.replace(cfg.url, redact_webhook(cfg.url))
         if attempt <= cfg.retries:
             sleep(backoff_s * 2 ** (attempt - 1))
     return WebhookOutcome(False, cfg.retries + 1, status, error)

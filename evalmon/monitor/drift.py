@@ -309,8 +309,8 @@ def _tabular(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cf
     if snap is not None and html_path is not None:
         html = safe_report_html(snap.get_html_str(as_iframe=False))
         if html is None:
-            result.errors.append("drift.html not written: evidently's HTML layout is not the one evalmon makes "
-                                 "safe (data embedded in a <script>)")
+            result.errors.append("drift.html not written: evidently's HTML layout is not the one evalmon "
+                                 "makes safe (data embedded in a <script>)")
             return
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(html, encoding="utf-8")
