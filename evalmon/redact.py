@@ -24,8 +24,8 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MASK", "basic_auth_header", "is_redacted", "redact_obj", "redact_text", "redact_uri",
-           "redact_webhook", "without_masked_userinfo"]
+__all__ = ["MASK", "basic_auth_header", "redact_obj", "redact_text", "redact_uri", "redact_webhook",
+           "without_masked_userinfo"]
 
 MASK = "***"
 
@@ -124,10 +124,6 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(redact_obj(v) for v in obj)
     return obj
-
-
-def is_redacted(uri: str | None) -> bool:
-    return bool(uri) and MASK in str(uri)
 
 
 def without_masked_userinfo(uri: str | None) -> str | None:

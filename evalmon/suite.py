@@ -25,6 +25,7 @@ from evalmon.evaluate import evaluate_task
 from evalmon.metrics.stats import aggregate_group
 from evalmon.models.base import LM
 from evalmon.models.cache import ResponseCache
+from evalmon.redact import redact_obj, redact_text
 from evalmon.results import (
     GroupResult,
     MetricValue,
@@ -148,7 +149,6 @@ def run_suite(
     other exception are re-raised after the partial run is saved as ``interrupted`` / ``failed``.
     """
     from evalmon.config import flatten, suite_hash
-    from evalmon.redact import redact_obj
 
     progress = progress or _Silent()
     say = log or (lambda _msg: None)
@@ -207,6 +207,7 @@ def run_suite(
 def error_line(exc: BaseException) -> str:
     """``Type: message`` on one line (what ``results.json`` and the MLflow ``evalmon.error`` tag record)."""
     text = exc.one_line() if isinstance(exc, EvalmonError) else " ".join(str(exc).split())
+    text = redact_text(text)  # a message may quote a URI (server base_url, tracking URI) with its credentials
     return f"{type(exc).__name__}: {text}"[:1000] if text else type(exc).__name__
 
 
