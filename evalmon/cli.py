@@ -221,15 +221,14 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score a file of existing hypotheses against references (sacrebleu / jiwer), no model needed."""
-    import json
-
+    from evalmon.jsonout import to_json
     from evalmon.metrics.asr import Normalization
     from evalmon.scoring import score_files
 
     norm = Normalization(lowercase=not keep_case, remove_punctuation=not keep_punctuation)
     res = score_files(metric, hyp, ref, n_bootstrap=bootstrap, seed=seed, norm=norm)
     if as_json:
-        typer.echo(json.dumps(res.to_dict(), indent=2))
+        typer.echo(to_json(res.to_dict()))
         return
     ci = f"  95% CI [{res.ci_low:.4f}, {res.ci_high:.4f}]  ± {res.stderr:.4f}" if res.stderr is not None else ""
     typer.echo(f"{metric} = {res.score:.4f}{ci}  (n={res.n})")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from evalmon.gate.compare import Comparison, MetricComparison, _names
+from evalmon.jsonout import to_json
 
 if TYPE_CHECKING:  # verdict imports the formatters from here
     from evalmon.gate.verdict import GateVerdict, MetricVerdict
@@ -89,13 +87,7 @@ def comparison_json(c: Comparison) -> str:
     data = c.model_dump(mode="json")
     for m, d in zip(c.metrics, data["metrics"], strict=True):
         d["key"] = m.key
-    return json.dumps(data, indent=2, default=_json_default)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(type(o).__name__)
+    return to_json(data)
 
 
 # --------------------------------------------------------------------------- gate
@@ -138,7 +130,7 @@ def verdict_markdown(v: GateVerdict) -> str:
 
 
 def verdict_json(v: GateVerdict) -> str:
-    return json.dumps(v.model_dump(mode="json"), indent=2)
+    return to_json(v.model_dump(mode="json"))
 
 
 def render_verdict(v: GateVerdict, console: Any) -> None:

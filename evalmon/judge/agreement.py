@@ -19,7 +19,6 @@ stored GPT-4/Claude/GPT-3.5/Bard/Vicuna reviews of both answer orders), FastChat
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Literal
 
 from evalmon.data.local import malformed, read_jsonl
 from evalmon.errors import DataError
+from evalmon.jsonout import to_json as strict_json
 
 Key = tuple[str, str, str, int]
 Votes = dict[Key, list[str]]
@@ -309,7 +309,7 @@ def to_markdown(report: AgreementReport) -> str:
 
 
 def to_json(report: AgreementReport) -> str:
-    return json.dumps(report.to_dict(), indent=2)
+    return strict_json(report.to_dict())
 
 
 def pct(x: float | None) -> str:

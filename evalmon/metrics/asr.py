@@ -12,6 +12,7 @@ Every step is a flag so a team can match the normaliser its published numbers us
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import statistics
@@ -90,12 +91,15 @@ def asr_score(metric: str, hyps: Sequence[str], refs: Sequence[str], *, norm: No
     counts = _counts(metric, [norm.apply(r) for r in refs], [norm.apply(h) for h in hyps])
     value = _rate(metric, counts)
     stderr = lo = hi = None
-    if n_bootstrap > 1 and len(counts) > 1:
+    if n_bootstrap > 1 and len(counts) > 1 and math.isfinite(value):
         rnd = random.Random(seed)
         n = len(counts)
-        samples = sorted(_rate(metric, [counts[rnd.randrange(n)] for _ in range(n)]) for _ in range(n_bootstrap))
-        stderr = statistics.stdev(samples)
-        lo, hi = samples[n_bootstrap // 40], samples[n_bootstrap - n_bootstrap // 40 - 1]
+        draws = (_rate(metric, [counts[rnd.randrange(n)] for _ in range(n)]) for _ in range(n_bootstrap))
+        # a resample of only empty references has no rate: it is left out of the interval
+        samples = sorted(x for x in draws if math.isfinite(x))
+        if len(samples) > 1:
+            k = len(samples) // 40
+            stderr, lo, hi = statistics.stdev(samples), samples[k], samples[len(samples) - k - 1]
     sig = f"{metric}|jiwer|corpus|norm:{norm.describe()}|bs:{n_bootstrap}|seed:{seed}"
     return CorpusScore(metric=metric, score=value, stderr=stderr, ci_low=lo, ci_high=hi, signature=sig,
                        n=len(hyps), seed=seed, higher_is_better=False)

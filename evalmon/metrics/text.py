@@ -136,7 +136,7 @@ def corpus_score(metric: str, hyps: Sequence[str], refs: Sequence[Sequence[str]]
 
         with _sacrebleu_seed(seed):
             _, samples = _bootstrap_resample(stats, m, n_bootstrap)
-        values = sorted(s.score for s in samples)
+        values = sorted(float(s.score) for s in samples)  # chrF's are numpy float32: plain floats here
         stderr = statistics.stdev(values)
         lo, hi = values[len(values) // 40], values[len(values) - len(values) // 40 - 1]
         signature = f"{signature}|bs:{n_bootstrap}|seed:{seed}"
