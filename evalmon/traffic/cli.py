@@ -44,8 +44,9 @@ def synth(
                           model=model, malformed_rate=malformed_rate, samples_rate=samples_rate, diurnal=diurnal)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"]) or "options"
-        raise ConfigError(f"traffic synth: {where}: {err['msg']}") from exc
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"traffic synth: {where + ': ' if where else ''}{err['msg']}",
+                          hint=(err.get("ctx") or {}).get("hint")) from None
     res = synthesize(cfg)
     typer.echo(f"traffic: {res.traffic} ({res.records} records, {res.start} → {res.end}"
                + (f", {res.malformed} malformed" if res.malformed else "") + ")")

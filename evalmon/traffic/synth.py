@@ -31,8 +31,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from evalmon.configmodel import ConfigModel
 from evalmon.errors import ConfigError, OutputError
 from evalmon.monitor.parsing import gc_paused
 from evalmon.traffic import corpora as C
@@ -51,7 +53,12 @@ FIELDS = {"plain": {"prompt": ("prompt",), "response": ("response",), "timestamp
                             "timestamp": ("start_time",)}}
 
 
-class SynthConfig(BaseModel):
+# Every record is held in memory before it is written: rate × hours beyond this is refused up front
+# (1e12/s would otherwise die in a MemoryError after allocating).
+MAX_RECORDS = 10_000_000
+
+
+class SynthConfig(ConfigModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
 
     out: Path  # file (jsonl/csv/sqlite) or directory (parquet)
@@ -91,6 +98,17 @@ class SynthConfig(BaseModel):
         total = sum(value.values())
         return {k: value.get(k, 0.0) / total for k in DEFAULT_MIX}
 
+    @model_validator(mode="after")
+    def _volume(self) -> SynthConfig:
+        expected = self.rate_per_hour * self.hours
+        if not expected <= MAX_RECORDS:
+            raise PydanticCustomError(
+                "too_many_records", "--rate × --hours asks for about {expected} records, more than the {limit} "
+                "one call can hold in memory", {"expected": f"{expected:.3g}", "limit": MAX_RECORDS,
+                                                "hint": "lower --rate or --hours, or write the period in several "
+                                                        "calls (one --start each)"})
+        return self
+
 
 @dataclass
 class SynthResult:
@@ -112,6 +130,8 @@ def parse_rate(text: str) -> float:
         value = float(num) * per[unit.strip().lower()]
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"bad rate {text!r}", hint="write e.g. 200/h, 5/min, 3/s or 1000/d") from exc
+    if not math.isfinite(value):
+        raise ConfigError(f"--rate {text!r} is not a finite number", hint="write e.g. 200/h, 5/min, 3/s or 1000/d")
     if value <= 0:
         raise ConfigError(f"rate must be positive: {text!r}")
     return value
