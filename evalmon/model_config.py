@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from evalmon.configmodel import ConfigModel
 from evalmon.errors import did_you_mean
 
 # "what to do" for a bad value, by key (and "missing:<key>" for a missing one).
@@ -81,7 +82,7 @@ def resolve_ref(ref: str, base_dir: Path | None) -> str:
     return str(resolve_path(ref, base_dir)) if is_local_ref(ref, base_dir) else ref
 
 
-class _Strict(BaseModel):
+class _Strict(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -5,6 +5,16 @@ rejects duplicate and non-string keys (PyYAML silently keeps the last duplicate)
 ``${VAR}`` / ``${VAR:-default}`` in string scalars, and records the 1-based line of every key and
 list item. ``validation_error`` turns a pydantic ``ValidationError`` into a ``ConfigError`` reading
 ``<file>:<line>: <dotted.key>: <what's wrong> — <what to do>``.
+
+Limits (a config file is small; a hostile or broken one must fail fast, not hang or exhaust memory):
+
+* at most ``EVALMON_MAX_CONFIG_BYTES`` bytes per file (default 1 MiB), checked before parsing;
+* at most ``MAX_SCALAR_CHARS`` (64 KiB) characters in one key or value (a description, a prompt);
+* aliases may add at most ``MAX_ALIAS_VALUES`` (100,000) values to the document once expanded (a
+  "billion laughs" bomb is refused before anything walks the expanded data); an alias inside its own
+  anchor is refused too;
+* no control characters (C0 except tab/newline/carriage return, DEL, C1 except NEL) or other characters
+  YAML forbids; the error gives line and column.
 """
 
 from __future__ import annotations
@@ -25,6 +35,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from evalmon.errors import ConfigError, did_you_mean
 
 Loc = tuple[str | int, ...]
+
+DEFAULT_MAX_CONFIG_BYTES = 1 << 20
+MAX_SCALAR_CHARS = 1 << 16
+MAX_ALIAS_VALUES = 100_000
+_SIZE_ENV = "EVALMON_MAX_CONFIG_BYTES"
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -113,6 +128,7 @@ class _Walker:
         self.seen.add(id(node))
         if isinstance(node, ScalarNode):
             self._expand(node, loc)
+            self._check_length(node.value, loc, node.start_mark.line + 1)
         elif isinstance(node, SequenceNode):
             for i, item in enumerate(node.value):
                 self.doc.key_lines[(*loc, i)] = item.start_mark.line + 1
@@ -129,12 +145,19 @@ class _Walker:
                     raise self.doc.error(loc, f"key {shown!r} is not a string",
                                          "quote it, e.g. 'yes': …", line=line)
                 key = key_node.value
+                self._check_length(key, loc, line, what="key")
                 if key in first:
                     raise self.doc.error((*loc, key), f"duplicate key '{key}' (first at line {first[key]})",
                                          "keep only one of them", line=line)
                 first[key] = line
                 self.doc.key_lines[(*loc, key)] = line
                 self.walk(value_node, (*loc, key))
+
+    def _check_length(self, text: str, loc: Loc, line: int, what: str = "value") -> None:
+        if len(text) > MAX_SCALAR_CHARS:
+            raise self.doc.error(loc, f"a {what} of {len(text)} characters is over the limit of "
+                                      f"{MAX_SCALAR_CHARS} characters per {what}",
+                                 "shorten it, or keep long text in a file and give its path", line=line)
 
     def _expand(self, node: ScalarNode, loc: Loc) -> None:
         if node.tag != _STR_TAG or "${" not in node.value:
@@ -151,14 +174,107 @@ class _Walker:
                 node.tag = self.loader.resolve(ScalarNode, expanded, (True, False))
 
 
-def load_yaml(text: str, source: str, *, environ: Mapping[str, str] | None = None) -> YamlDoc:
-    """Parse one YAML document; every problem is a one-line ``ConfigError`` naming ``source``."""
-    doc = YamlDoc(data=None, source=source)
-    loader = yaml.SafeLoader(text)
+def max_config_bytes() -> int:
+    """The size limit for one config file: ``$EVALMON_MAX_CONFIG_BYTES`` or 1 MiB."""
+    raw = os.environ.get(_SIZE_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_CONFIG_BYTES
     try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{_SIZE_ENV}={raw!r}: expected a positive number of bytes",
+                          hint=f"e.g. {_SIZE_ENV}=4000000, or unset it for the 1 MiB default")
+    return value
+
+
+def _too_big(source: str, size: int | None, limit: int) -> ConfigError:
+    what = f"is {size} bytes, over" if size is not None else "is larger than"
+    return ConfigError(f"{source}: {what} the {limit}-byte limit for a config file",
+                       hint=f"is it the right file? shorten it, or raise the limit with {_SIZE_ENV}=<bytes>")
+
+
+def _check_characters(text: str, source: str) -> None:
+    """Refuse what YAML forbids (NUL and other control characters), with line and column."""
+    import unicodedata
+
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad is None:
+        return
+    pos, ch = bad.start(), bad.group()
+    line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+    kind = "control character" if unicodedata.category(ch) == "Cc" else "character"
+    name = " (NUL)" if ch == "\0" else ""
+    raise ConfigError(f"{source}:{line}:{col}: {kind} U+{ord(ch):04X}{name} is not allowed in YAML",
+                      hint="delete it (a value that needs one can spell it as an escape such as "
+                           "\"\\x00\" in a double-quoted string)")
+
+
+def _check_aliases(root: Node, source: str, limit: int = MAX_ALIAS_VALUES) -> None:
+    """Refuse a document whose aliases expand to more than ``limit`` extra values, or loop.
+
+    PyYAML shares aliased nodes, so composing a "billion laughs" is cheap; whatever walks the data
+    afterwards (validation, hashing, logging) sees every copy. The expanded size of each node is
+    counted once (memoised), saturating, so this costs one pass over the distinct nodes.
+    """
+    distinct: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in distinct:
+            distinct.add(id(node))
+            stack.extend(_children(node))
+    cap = len(distinct) + limit + 1
+    sizes: dict[int, int] = {}
+    where: list[Node] = []  # innermost node whose expansion passed the limit
+    active: set[int] = set()
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: an alias refers to itself (the anchor "
+                              "contains its own alias)", hint="YAML anchors must not be recursive; write it out")
+        active.add(key)
+        total = 1
+        for child in _children(node):
+            total = min(cap, total + size(child))
+        active.discard(key)
+        if total > limit and not where:
+            where.append(node)
+        sizes[key] = total
+        return total
+
+    if size(root) - len(distinct) > limit:
+        line = where[0].start_mark.line + 1 if where else root.start_mark.line + 1
+        raise ConfigError(f"{source}:{line}: YAML aliases here expand to more than {limit} values",
+                          hint="an alias bomb? write the values out instead of nesting anchors and aliases (*name)")
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def load_yaml(text: str, source: str, *, environ: Mapping[str, str] | None = None) -> YamlDoc:
+    """Parse one YAML document; every problem (limits included) is a one-line ``ConfigError`` naming ``source``."""
+    limit = max_config_bytes()
+    if len(text) > limit // 4 and len(size := text.encode("utf-8", "surrogatepass")) > limit:
+        raise _too_big(source, len(size), limit)
+    _check_characters(text, source)
+    doc = YamlDoc(data=None, source=source)
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             return doc
+        _check_aliases(node, source)
         _Walker(loader, doc, environ).walk(node, ())
         doc.data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
@@ -171,9 +287,13 @@ def load_yaml(text: str, source: str, *, environ: Mapping[str, str] | None = Non
                 else "check indentation, colons and quoting near that line")
         raise ConfigError(f"{where}: invalid YAML: {what}", hint=hint) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: invalid YAML: {e}", hint="check the file's syntax") from None
+        raise ConfigError(f"{source}: invalid YAML: {' '.join(str(e).split())}", hint="check the file's syntax") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply",
+                          hint="flatten the nesting (a config needs a few levels, not hundreds)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return doc
 
 
@@ -265,6 +385,8 @@ def describe_error(err: Mapping[str, Any], loc: Loc, model: type[BaseModel],
         return f"must be {op} {ctx.get(bound)}, got {_show(got)}", hint
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"expected an integer, got {_show(got)}", hint
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {_show(got)}", hint
     if kind in ("bool_parsing", "bool_type"):
         return f"expected true or false, got {_show(got)}", hint
     if kind == "string_type":
@@ -311,8 +433,13 @@ def read_config_file(path: str | Path, what: str, *, dir_hint: str = "pass the .
     Every failure is a one-line ``ConfigError`` naming the path and what to do.
     """
     p = Path(path).expanduser()
+    limit = max_config_bytes()
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as fh:  # never more than the limit (a huge file, /dev/zero, a pipe)
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise _too_big(str(path), p.stat().st_size if p.is_file() else None, limit)
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # like read_text's newlines
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found", hint=f"check the path (relative to {Path.cwd()})") from None
     except IsADirectoryError:

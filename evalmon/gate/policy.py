@@ -30,8 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from evalmon.configmodel import ConfigModel
 from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
-from evalmon.yamlio import load_yaml, validation_error
+from evalmon.yamlio import load_yaml, read_config_file, validation_error
 
 _HINTS = {
     "alpha": "use a number between 0 and 1, e.g. 0.05",
@@ -44,7 +45,7 @@ _HINTS = {
 _GLOB = set("*?[")
 
 
-class _Strict(BaseModel):
+class _Strict(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -147,13 +148,7 @@ def _short(names: list[str], k: int = 8) -> str:
 
 
 def load_policy(path: str | Path) -> GatePolicy:
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: policy file not found", hint=f"check the path (relative to {Path.cwd()})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read policy file: {exc}", hint="check the path and encoding") from None
+    text, _ = read_config_file(path, "policy file", dir_hint="pass the gates.yaml file")
     return load_policy_text(text, str(path))
 
 

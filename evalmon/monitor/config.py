@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -47,6 +46,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from evalmon.config import resolve_path
+from evalmon.configmodel import ConfigModel
 from evalmon.errors import ConfigError
 from evalmon.model_config import _base_dir
 from evalmon.monitor.quality import QualityConfig
@@ -75,7 +75,7 @@ def _custom(kind: str, msg: str, hint: str) -> PydanticCustomError:
     return PydanticCustomError(kind, msg, {"hint": hint})
 
 
-class _Strict(BaseModel):
+class _Strict(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from evalmon.configmodel import ConfigModel
 from evalmon.monitor.contracts import (
     ARRIVAL,
     INPUT_TOKENS,
@@ -30,7 +31,7 @@ from evalmon.monitor.contracts import (
 Fraction = Field(1.0, gt=0, le=1)
 
 
-class RangeSpec(BaseModel):
+class RangeSpec(ConfigModel):
     model_config = ConfigDict(extra="forbid")
 
     min: float | None = None
@@ -38,7 +39,7 @@ class RangeSpec(BaseModel):
     mostly: float = Fraction
 
 
-class QualityConfig(BaseModel):
+class QualityConfig(ConfigModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from evalmon.configmodel import ConfigModel
 from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
@@ -28,7 +29,7 @@ from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_sig
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"  # same as embeddings.DEFAULT_MODEL (kept import-light)
 
 
-class _SignalConfig(BaseModel):
+class _SignalConfig(ConfigModel, BaseModel):  # BaseModel named for linters (mutable defaults)
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
 
@@ -77,7 +78,7 @@ class PiiConfig(_SignalConfig):
     allow_download: bool = False
 
 
-class SafetyClassifierConfig(BaseModel):
+class SafetyClassifierConfig(ConfigModel, BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str  # a saved transformers text-classification checkpoint directory
     label: str = ""  # the positive label (default: the last label name in sorted order)
@@ -101,7 +102,7 @@ class SafetyConfig(_SignalConfig):
     allow_download: bool = False
 
 
-class JudgeConfig(BaseModel):
+class JudgeConfig(ConfigModel, BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: dict[str, Any] | None = None  # an evalmon model config ({path: …}); or pass judge= in code
     sample_rate: float = Field(0.05, ge=0, le=1)

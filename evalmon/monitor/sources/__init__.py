@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -28,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from evalmon.configmodel import ConfigModel
 from evalmon.errors import ConfigError
 from evalmon.monitor.contracts import TIMESTAMP, Source
 from evalmon.monitor.schema import check_mapping, resolve_timezone
@@ -35,7 +35,7 @@ from evalmon.monitor.timeparse import DEFAULT_NOT_BEFORE, Plausible
 from evalmon.monitor.windows import as_utc, parse_duration
 
 
-class _SourceBase(BaseModel):
+class _SourceBase(ConfigModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str | None = None  # label in stats/quarantine (default: the path / table / experiment)
