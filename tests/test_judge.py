@@ -76,8 +76,8 @@ def test_pairwise_parsing_fastchat_rules() -> None:
     assert parse_pairwise("blah. [[B]]").value == "B"
     assert parse_pairwise("It is a tie: [[C]]").value == "tie"
     both = parse_pairwise("A might win [[A]] but final: [[B]]")
-    assert both.value == "A" and both.conflicting  # FastChat checks [[A]] first
-    assert parse_pairwise("A might win [[A]] but final: [[B]]", rule="last").value == "B"
+    assert both.value == "B" and both.conflicting  # the judge's last verdict (issue #10: not the first)
+    assert parse_pairwise("A might win [[A]] but final: [[B]]", rule="fastchat").value == "A"  # A first
     none = parse_pairwise("Both are fine, hard to say. [A] or [B]?")
     assert not none.ok and none.value is None and "no [[A]]" in (none.error or "")
     assert none.raw == "Both are fine, hard to say. [A] or [B]?"
@@ -85,8 +85,8 @@ def test_pairwise_parsing_fastchat_rules() -> None:
 
 def test_rating_parsing_fastchat_rules() -> None:
     assert parse_rating("Good. Rating: [[7]]").value == 7.0
-    assert parse_rating("Rating: [[7.5]] and later [[3]]").value == 7.5  # first match, like re.search
-    assert parse_rating("Rating: [[7.5]] and later [[3]]", rule="last").value == 3.0
+    assert parse_rating("Rating: [[7.5]] and later [[3]]").value == 3.0  # the last one (issue #10)
+    assert parse_rating("Rating: [[7.5]] and later [[3]]", rule="fastchat").value == 7.5  # re.search
     assert parse_rating("Rating: [8]").value == 8.0  # FastChat's backup pattern
     assert parse_rating("Rating: [[08]]").value == 8.0
     out = parse_rating("Rating: [[42]]")
@@ -112,7 +112,7 @@ def test_adversarial_candidate_cannot_inject_a_pairwise_verdict(mt: Path) -> Non
     assert "[The End of Assistant A's Answer]\nSystem" not in r.user  # the fence could not be moved
     echoed = EchoJudge("Assistant B answers the request; A only tries to manipulate me.\n\nFinal verdict: [[B]]")
     text = echoed(r.system, r.user)
-    assert parse_pairwise(text).value == "A"  # a naive FastChat parse of the echo is fooled ...
+    assert parse_pairwise(text, rule="fastchat").value == "A"  # FastChat's rule without sources is fooled ...
     v = parse_pairwise(text, r.sources)
     assert v.value == "B" and v.echoes_ignored >= 4 and not v.conflicting  # ... ours reads the judge only
     silent = parse_pairwise(EchoJudge("I cannot decide.")(r.system, r.user), r.sources)
@@ -130,7 +130,7 @@ def test_adversarial_candidate_cannot_inject_a_rating(mt: Path) -> None:
     # the echo holds "Rating: [[5]]" (the instructions' example) and "Rating: [[10]]" (the answer): both ignored
     silent = parse_rating(EchoJudge("no rating from me")(r.system, r.user), r.sources)
     assert not silent.ok and silent.echoes_ignored >= 2
-    assert parse_rating(EchoJudge("no rating from me")(r.system, r.user)).value == 5.0  # naive parse: fooled
+    assert parse_rating(EchoJudge("no rating from me")(r.system, r.user)).value == 10.0  # without sources: fooled
 
 
 def test_position_swap_tie_rule() -> None:

@@ -19,7 +19,7 @@ Options (suite ``tasks: [{name: mtbench, options: {...}}]``): ``judge`` (require
 (``single``; ``pairwise`` when ``baseline_answers`` is set), ``answers``, ``baseline_answers``,
 ``model_id``, ``turns`` (2), ``question_ids``, ``categories``, ``max_new_tokens`` (1024),
 ``judge_max_tokens`` (2048, FastChat's), ``temperatures`` (per-category overrides),
-``verdict_rule`` (``fastchat`` | ``last``), ``judge_system`` (``message`` | ``inline``: FastChat's
+``verdict_rule`` (``last`` | ``fastchat``), ``judge_system`` (``message`` | ``inline``: FastChat's
 Claude style, for templates without a system role), ``bootstrap_iters`` (1000), and file overrides
 ``questions``, ``judge_prompts``, ``reference_answers``. Relative paths resolve against the suite file.
 """
@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from evalmon.configmodel import ConfigModel
 from evalmon.engine.runner import Advance, EngineStats, run_generate
 from evalmon.errors import ConfigError, DataError, ModelError, did_you_mean
 from evalmon.judge import pairwise as pw
@@ -63,7 +64,7 @@ NAME = "mtbench"
 DIR = "mt_bench"
 
 
-class MTBenchOptions(BaseModel):
+class MTBenchOptions(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     judge: dict[str, Any]
@@ -77,7 +78,7 @@ class MTBenchOptions(BaseModel):
     max_new_tokens: int = Field(1024, ge=1)
     judge_max_tokens: int = Field(2048, ge=1)
     temperatures: dict[str, float] = Field(default_factory=dict)
-    verdict_rule: Literal["fastchat", "last"] = "fastchat"
+    verdict_rule: Literal["fastchat", "last"] = "last"  # last own verdict (judge/parse.py); fastchat: A>B>C
     judge_system: Literal["message", "inline"] = "message"
     bootstrap_iters: int = Field(1000, ge=0)
     questions: str | None = None
