@@ -33,7 +33,14 @@ from chromium import ChromiumMissing, dump_dom, find_chromium
 from cli_util import assert_no_traceback, load_results, only_run_dir, run_cli, show, write_suite
 
 from evalmon.config import apply_overrides, flatten, load_suite_text
-from evalmon.redact import basic_auth_header, redact_obj, redact_text, redact_uri, redact_webhook
+from evalmon.redact import (
+    basic_auth_header,
+    redact_obj,
+    redact_text,
+    redact_uri,
+    redact_webhook,
+    without_masked_userinfo,
+)
 from evalmon.report import write_reports
 from evalmon.results import GroupResult, MetricValue, Provenance, RunResult, TaskResult
 
@@ -207,6 +214,10 @@ def test_redact_text_obj_webhook_and_auth_header() -> None:
     assert redact_webhook(hook) == "http://127.0.0.1:8080/***"
     url, headers = basic_auth_header(f"http://evalmon:{SECRET}@127.0.0.1:1/health")
     assert url == "http://127.0.0.1:1/health" and headers["Authorization"].startswith("Basic ")
+    # a recorded (redacted) URI, e.g. from a pending marker for `evalmon sync`, connects without "***" as a
+    # password: MLflow then authenticates from MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN
+    assert without_masked_userinfo("http://***@127.0.0.1:1") == "http://127.0.0.1:1"
+    assert basic_auth_header("http://***@127.0.0.1:1/health") == ("http://127.0.0.1:1/health", {})
     cfg = load_suite_text(f"""
 name: s
 model: {{backend: openai, base_url: "http://127.0.0.1:1/v1?api_key={API_KEY}"}}
