@@ -105,8 +105,10 @@ def _bounded(cfg: MonitorConfig, start: datetime, end: datetime, size: timedelta
     limit = cfg.window.max_windows_per_run
     if count > limit:
         last = first.start + count * size
-        hint = ("narrow --backfill FROM TO or raise window.max_windows_per_run" if what.startswith("--backfill") else
-                "set window.start, raise window.max_windows_per_run or use --backfill FROM TO for a bounded range")
+        hint = {"--backfill FROM": "narrow --backfill FROM TO or raise window.max_windows_per_run",
+                "the watermark": "raise window.max_windows_per_run to catch up from the watermark, or --backfill "
+                                 "FROM TO the range you need"}.get(
+            what, "set window.start, raise window.max_windows_per_run or use --backfill FROM TO for a bounded range")
         raise ConfigError(f"{count} windows between {first.start.isoformat()} and {last.isoformat()} exceed "
                           f"window.max_windows_per_run={limit}", hint=hint)
     return windows_between(first.start, end, size)

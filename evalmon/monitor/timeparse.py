@@ -134,8 +134,7 @@ def _parse(raw: pd.Series, unit: str | None, tz: ZoneInfo, tz_counts: dict[str, 
         present = raw.notna()
         _count(tz_counts, "epoch", int(present.sum()))
         return _epoch(raw, unit) if present.any() else out
-    present = raw.map(lambda v: v is not None and not (isinstance(v, float) and np.isnan(v)) and v is not pd.NaT)
-    values = raw[present]
+    values = raw[raw.notna()]
     if not len(values):
         return out
     is_num = values.map(lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)))

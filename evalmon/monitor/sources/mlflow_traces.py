@@ -6,7 +6,8 @@ tag ``evalmon.request_id`` → ``client_request_id`` → trace id, timestamp = `
 OpenAI-style choices or plain values), contexts from RETRIEVER spans' documents, tokens from
 ``mlflow.trace.tokenUsage`` / ``mlflow.chat.tokenUsage``, model from span attributes
 (``gen_ai.request.model``, ``llm.model_name``, …). Span attributes, ``tags.*`` and ``metadata.*`` can be
-named in the ``columns:`` mapping.
+named in the ``columns:`` mapping. A windowed read also returns the traces whose time is outside the
+plausible span (quarantined *unplaced*), so a server-side time filter never hides one.
 """
 
 from __future__ import annotations
@@ -161,16 +162,24 @@ class MlflowTracesSource:
             clauses.append(f"trace.timestamp_ms >= {int(lo.value // 1_000_000)}")
         if hi is not None:
             clauses.append(f"trace.timestamp_ms < {-(-hi.value // 1_000_000)}")
+        filters = [" AND ".join(clauses) or None]
+        if clauses:  # MLflow filters AND only: traces outside the plausible span are searched for apart
+            p_lo, p_hi = self.plausible.bounds()
+            filters += [f"trace.timestamp_ms < {int(p_lo.value // 1_000_000)}",
+                        f"trace.timestamp_ms > {int(p_hi.value // 1_000_000)}"]
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self._uri())
+        traces: dict[str, Any] = {}
         try:
-            traces = mlflow.search_traces(locations=[exp_id], filter_string=" AND ".join(clauses) or None,
-                                          max_results=self.max_results, return_type="list")
+            for flt in filters:
+                for t in mlflow.search_traces(locations=[exp_id], filter_string=flt, max_results=self.max_results,
+                                              return_type="list"):
+                    traces.setdefault(t.info.trace_id, t)
         except MlflowException as exc:
             raise DataError(f"MLflow search_traces on experiment {self.experiment!r}: {str(exc).splitlines()[0]}") from exc
         finally:
             mlflow.set_tracking_uri(previous)
-        records = [trace_to_record(t) for t in traces]
+        records = [trace_to_record(t) for t in traces.values()]
         norm = normalize_records(records, source=f"mlflow:{self.experiment}",
                                  locations=[f"trace {r[TRACE_ID]}" for r in records], mapping=self.columns,
                                  assume_timezone=self.assume_timezone, keep=self.keep, plausible=self.plausible)
