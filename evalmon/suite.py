@@ -148,8 +148,6 @@ def run_suite(
     the server is unreachable). ``KeyboardInterrupt`` (``interrupts.Terminated`` for SIGTERM) and any
     other exception are re-raised after the partial run is saved as ``interrupted`` / ``failed``.
     """
-    from evalmon.config import flatten, suite_hash
-
     progress = progress or _Silent()
     say = log or (lambda _msg: None)
     planned, groups = plan_tasks(cfg)
@@ -160,6 +158,14 @@ def run_suite(
         if warning:
             say(warning)
     tasks = [registry.build_task(p.name, p.options) for p in planned]  # data errors surface here
+    with interrupts.signals_as_interrupts():  # SIGTERM while loading or scoring: handled like Ctrl-C
+        return _execute(cfg, tasks, groups, progress, say, command, lm)
+
+
+def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], progress: Progress, say: Log,
+             command: str | None, lm: LM | None) -> RunResult:
+    from evalmon.config import flatten, suite_hash
+
     run_id = new_run_id()
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
     try:
@@ -177,30 +183,29 @@ def run_suite(
         model=redact_obj(lm.fingerprint.to_dict()))  # an openai base_url may carry ?api_key=…
     samples: list[SampleRecord] = []
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
-    with interrupts.signals_as_interrupts():
-        try:
-            for task in tasks:
-                total = getattr(task, "progress_total", None)
-                n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
-                with progress.task(task.name, n_requests) as advance:
-                    task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
-                result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
-                samples.extend(task_samples)
-                aggregate_groups(result, groups)
-                result.save(run_dir)
-            result.status = "finished"
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
-            result.status, result.error = "interrupted", interrupts.describe(exc)
-            raise
-        except BaseException as exc:
-            result.status, result.error = "failed", error_line(exc)
-            raise
-        finally:
-            result.finished_at = _now()
-            if cache:
-                cache.close()
+    try:
+        for task in tasks:
+            total = getattr(task, "progress_total", None)
+            n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
+            with progress.task(task.name, n_requests) as advance:
+                task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
+            result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
+            samples.extend(task_samples)
             aggregate_groups(result, groups)
-            finalize(result, run_dir, samples, cfg, say)
+            result.save(run_dir)
+        result.status = "finished"
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
+        result.status, result.error = "interrupted", interrupts.describe(exc)
+        raise
+    except BaseException as exc:
+        result.status, result.error = "failed", error_line(exc)
+        raise
+    finally:
+        result.finished_at = _now()
+        if cache:
+            cache.close()
+        aggregate_groups(result, groups)
+        finalize(result, run_dir, samples, cfg, say)
     return result
 
 
