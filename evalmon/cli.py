@@ -65,8 +65,11 @@ def run(
     except KeyboardInterrupt as exc:  # Ctrl-C: 130; SIGTERM: 143 (evalmon.interrupts)
         from evalmon.interrupts import describe, exit_code
 
-        sys.stderr.write(f"{describe(exc)}: partial results (status \"interrupted\") saved under {cfg.output_dir}; "
-                         "scored requests are cached — rerun the same command to resume\n")
+        run_dir = getattr(exc, "run_dir", None)
+        saved = (f"partial results (status \"interrupted\") saved in {run_dir}" if run_dir is not None
+                 else "stopped before scoring began, nothing to save")
+        sys.stderr.write(f"{describe(exc)}: {saved}; scored requests are cached — rerun the same command "
+                         "to resume\n")
         sys.exit(exit_code(exc))
     print_results(result, out)
     out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)

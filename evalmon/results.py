@@ -155,6 +155,16 @@ class SampleRecord(BaseModel):
     items: dict[str, Any] = Field(default_factory=dict)  # per-document inputs of corpus metrics
     extra: dict[str, Any] = Field(default_factory=dict)  # task-specific (e.g. filtered answer)
 
+    @field_validator("scores", "loglikelihoods", mode="before")
+    @classmethod
+    def _undefined(cls, v: Any) -> Any:
+        """NaN is written as JSON ``null``; read it back as NaN (so integrity checks can count it)."""
+        if isinstance(v, dict):
+            return {k: float("nan") if x is None else x for k, x in v.items()}
+        if isinstance(v, list):
+            return [float("nan") if x is None else x for x in v]
+        return v
+
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 

@@ -196,6 +196,7 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         result.status = "finished"
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
         result.status, result.error = "interrupted", interrupts.describe(exc)
+        exc.run_dir = run_dir  # type: ignore[attr-defined]  # the CLI says where the partial run is
         raise
     except BaseException as exc:
         result.status, result.error = "failed", error_line(exc)

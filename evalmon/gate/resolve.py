@@ -25,8 +25,6 @@ the newest by start time).
 from __future__ import annotations
 
 import gzip
-import json
-import math
 import os
 import re
 import tempfile
@@ -40,7 +38,7 @@ from pydantic import ValidationError
 
 from evalmon.errors import ConfigError, DataError, TrackingError, did_you_mean
 from evalmon.redact import redact_text, without_masked_userinfo
-from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord
+from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord, read_samples
 from evalmon.tracking.payload import STATE_FILE, _read_json, _reason, check_reachable, default_tracking_uri
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -100,24 +98,10 @@ def _read_samples_or_note(path: Path, shown: str) -> tuple[list[SampleRecord] | 
     if not path.is_file():
         return None, [f"{shown} is missing: per-document samples unavailable, tests fall back to unpaired"]
     try:
-        return _read_samples(path), []
+        return list(read_samples(path)), []
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise DataError(f"{shown}: cannot read samples ({_reason(exc)})",
                         hint="re-run the evaluation or delete the broken file to gate unpaired") from None
-
-
-def _read_samples(path: Path) -> list[SampleRecord]:
-    """``read_samples``, except that a ``null`` per-document score — what pydantic writes for NaN — is
-    read back as NaN, so that the integrity checks can count it instead of the whole file failing."""
-    out = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                raw = json.loads(line)
-                if isinstance(raw, dict) and isinstance(raw.get("scores"), dict):
-                    raw["scores"] = {k: math.nan if v is None else v for k, v in raw["scores"].items()}
-                out.append(SampleRecord.model_validate(raw))
-    return out
 
 
 # --------------------------------------------------------------------------- MLflow
