@@ -136,3 +136,38 @@ def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> 
     for needle in needles:
         assert needle in line, f"{needle!r} missing from the error line:\n{line}"
     return line
+
+
+def cache_rows(path: Path, table: str = "loglikelihood") -> int:
+    """Rows in a response-cache table (0 while the file or table does not exist or a writer holds the lock)."""
+    import sqlite3
+
+    if not path.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def signal_after_first_cached(cwd: Path, cache: Path, signum: int, *args: str | os.PathLike[str],
+                              timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Start ``evalmon <args>``, send ``signum`` once its first scored request is in ``cache``, wait for it."""
+    import time
+
+    proc = subprocess.Popen(evalmon_cmd(*args), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while cache_rows(cache) == 0:
+            assert proc.poll() is None, f"run ended before the signal: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no scored request reached the cache"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

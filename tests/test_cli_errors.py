@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +19,13 @@ from cli_util import (
     Background,
     assert_no_traceback,
     assert_user_error,
-    cli_env,
-    evalmon_cmd,
+    cache_rows,
     load_results,
     only_run_dir,
     run_cli,
     run_dirs,
     show,
+    signal_after_first_cached,
     suite_dict,
     write_suite,
 )
@@ -225,15 +222,6 @@ def test_unreachable_mlflow_keeps_the_run_then_sync_uploads_it(model_runs: dict[
 # ------------------------------------------------------------------ Ctrl-C, then resume from the cache
 
 
-def _cache_rows(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-            return int(db.execute("SELECT COUNT(*) FROM loglikelihood").fetchone()[0])
-    except sqlite3.Error:  # table not created yet / writer holds a lock
-        return 0
-
 
 def test_ctrl_c_saves_partial_results_and_rerun_resumes(tmp_path: Path, benchmarks_dir: Path,
                                                         tiny_checkpoint: Path) -> None:
@@ -241,29 +229,16 @@ def test_ctrl_c_saves_partial_results_and_rerun_resumes(tmp_path: Path, benchmar
     # commit a few large packs), so there is plenty of run left when the first one lands
     suite = _suite(tmp_path, tiny_checkpoint, benchmarks_dir, limit=100, model={"batch_size": 1, "scoring": "plain"})
     cache = tmp_path / "reports" / ".cache" / "responses.sqlite"  # the default: <output_dir>/.cache/
-    proc = subprocess.Popen(evalmon_cmd("run", suite), cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while _cache_rows(cache) == 0:
-            assert proc.poll() is None, f"run ended before it was interrupted: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no scored request reached the cache"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    interrupted = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    assert proc.returncode == 130, show(interrupted)
+    interrupted = signal_after_first_cached(tmp_path, cache, signal.SIGINT, "run", suite)
+    err = interrupted.stderr
+    assert interrupted.returncode == 130, show(interrupted)
     assert_no_traceback(interrupted)
     assert "interrupted" in err.splitlines()[-1] and "rerun" in err.splitlines()[-1], show(interrupted)
     first_dir = only_run_dir(tmp_path / "reports")
     partial = load_results(first_dir)
     assert partial["status"] == "interrupted"
     assert (first_dir / "report.html").is_file() and (first_dir / "summary.md").is_file()
-    done = _cache_rows(cache)
+    done = cache_rows(cache)
     assert 0 < done < 400  # 100 docs x 4 endings
 
     resumed = run_cli(tmp_path, "run", suite)

@@ -36,6 +36,7 @@ from cli_util import (
     Background,
     assert_no_traceback,
     assert_user_error,
+    cache_rows,
     cli_env,
     evalmon_cmd,
     load_results,
@@ -44,6 +45,7 @@ from cli_util import (
     run_cli,
     run_dirs,
     show,
+    signal_after_first_cached,
     suite_dict,
     write_suite,
 )
@@ -222,15 +224,6 @@ def _error_after_progress(proc: subprocess.CompletedProcess[str], *needles: str)
     return errors[0]
 
 
-def _cache_rows(path: Path, table: str = "loglikelihood") -> int:
-    if not path.is_file():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    except sqlite3.Error:  # not created yet / a writer holds the lock
-        return 0
-
 
 # --------------------------------------------------------------------------- status is always true
 
@@ -267,22 +260,9 @@ def test_sigterm_is_saved_like_ctrl_c_and_exits_143(tmp_path: Path, benchmarks_d
         model={"batch_size": 1, "scoring": "plain"},
         tracking={"enabled": True, "uri": mlflow_server, "experiment": experiment}))
     cache = tmp_path / "reports" / ".cache" / "responses.sqlite"
-    proc = subprocess.Popen(evalmon_cmd("run", suite), cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while _cache_rows(cache) == 0:
-            assert proc.poll() is None, f"run ended before SIGTERM: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no scored request reached the cache"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    assert proc.returncode == 143, show(done)
+    done = signal_after_first_cached(tmp_path, cache, signal.SIGTERM, "run", suite)
+    err = done.stderr
+    assert done.returncode == 143, show(done)
     assert_no_traceback(done)
     last = err.strip().splitlines()[-1]
     assert "SIGTERM" in last and "rerun" in last, show(done)
@@ -291,7 +271,7 @@ def test_sigterm_is_saved_like_ctrl_c_and_exits_143(tmp_path: Path, benchmarks_d
     assert result["status"] == "interrupted" and result["error"] == "interrupted by SIGTERM"
     for name in ("samples.jsonl.gz", "report.html", "summary.md"):
         assert (run_dir / name).is_file(), name
-    assert _cache_rows(cache) > 0  # what was scored stays cached for the rerun
+    assert cache_rows(cache) > 0  # what was scored stays cached for the rerun
     [run] = _runs_anywhere(mlflow_server, result["run_id"])
     assert run.info.status == "KILLED" and run.data.tags["evalmon.status"] == "interrupted"
     assert not (run_dir / "mlflow_pending.json").exists()  # logged in full: nothing left for sync
@@ -450,7 +430,7 @@ def test_corrupt_cache_is_moved_aside_rebuilt_and_the_run_goes_on(tmp_path: Path
     assert len(warnings) == 1 and warnings[0].startswith("warning:") and "corrupt" in warnings[0], show(proc)
     aside = list(tmp_path.glob("cache.sqlite.corrupt-*"))
     assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))], aside
-    assert _cache_rows(cache, "generation") == 2  # rebuilt, and this run's answers are in it
+    assert cache_rows(cache, "generation") == 2  # rebuilt, and this run's answers are in it
     assert load_results(only_run_dir(tmp_path / "reports"))["status"] == "finished"
 
 
@@ -482,7 +462,7 @@ def test_disk_full_is_one_line_and_leaves_no_truncated_files(tmp_path: Path, ben
     proc = _namespaced('mount -t tmpfs -o size=8k tmpfs "$1"', out, "run", suite, cwd=tmp_path, snapshot=snap)
     line = _error_after_progress(proc, "free space and rerun", "cached requests are kept")
     assert str(out) in line and "No space left on device" in line, line
-    assert _cache_rows(cache, "generation") == 2  # the answers are cached for the rerun
+    assert cache_rows(cache, "generation") == 2  # the answers are cached for the rerun
     run_dir = only_run_dir(snap)
     left = sorted(p.name for p in run_dir.iterdir())
     assert not [n for n in left if n.endswith(".tmp")], left  # no half-written temporary files …

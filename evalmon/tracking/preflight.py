@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from evalmon.errors import ConfigError, TrackingError
+from evalmon.redact import redact_text
 from evalmon.tracking.payload import check_reachable, default_tracking_uri
 
 PREFLIGHT_TIMEOUT_S = 3.0
@@ -63,7 +64,7 @@ def _check_http(uri: str) -> str | None:
     reason = check_reachable(uri, timeout=PREFLIGHT_TIMEOUT_S)
     if reason is None:
         return None
-    return (f"warning: MLflow at {uri} does not answer ({reason}); the run goes on and is kept on disk — "
+    return (f"warning: MLflow at {redact_text(uri)} does not answer ({reason}); the run goes on and is kept on disk — "
             "upload it later with `evalmon sync`")
 
 
