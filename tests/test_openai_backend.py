@@ -120,6 +120,7 @@ class FakeServer:
         self.default = "forward" if upstream else "ok"
         self.posts: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
+        self.gets: list[str] = []  # GET request paths (with their query)
         self.hang_s = 3.0
         fake = self
 
@@ -129,6 +130,7 @@ class FakeServer:
 
             def do_GET(self) -> None:
                 fake.auth.append(self.headers.get("Authorization"))
+                fake.gets.append(self.path)
                 if fake.upstream:
                     return self._forward(None)
                 return self._send(200, json.dumps({"object": "list", "data": [
@@ -211,6 +213,26 @@ def make_lm(url: str, sleeps: list[float] | None = None, **kw: Any) -> OpenAICom
 
 
 # --------------------------------------------------------------------------- faults (no real server)
+
+
+def test_query_string_in_base_url_stays_after_the_endpoint_path(fake: FakeServer) -> None:
+    """``…/v1?token=S&x=1`` + ``/models`` must not become ``…/v1?token=S&x=1/models`` (issue #10, 15)."""
+    lm = make_lm(fake.url + "?token=S3CRET&x=1", mode="completions")
+    assert fake.gets == ["/v1/models?token=S3CRET&x=1"] and lm.model_name == "fake-model"
+    assert lm.generate([GenRequest("Q: capital?\nA:", until=("\n\n",))]) == ["Paris."]
+    chat = make_lm(fake.url + "/?token=S3CRET", mode="chat")
+    assert chat.generate([GenRequest("Q: capital?")]) == ["Paris.\n\nQ: next"]
+    assert [p["path"] for p in fake.posts] == ["/v1/completions?token=S3CRET&x=1",
+                                               "/v1/chat/completions?token=S3CRET"]
+
+
+def test_tracking_health_check_keeps_the_query_string(fake: FakeServer) -> None:
+    from evalmon.tracking.payload import check_reachable
+
+    root = fake.url.removesuffix("/v1")
+    assert check_reachable(root + "/?token=S3CRET&x=1") is None
+    assert check_reachable(root + "/mlflow?x=1") is None
+    assert fake.gets == ["/health?token=S3CRET&x=1", "/mlflow/health?x=1"]
 
 
 def test_retries_500_then_success_and_429_backoff(fake: FakeServer) -> None:

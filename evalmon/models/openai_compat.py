@@ -27,12 +27,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
 from evalmon.engine.generate import GenStats, cut_at_stops
 from evalmon.errors import ModelError
 from evalmon.models.base import GenRequest, LLRequest, LLResult, ModelFingerprint
+from evalmon.urls import join_url
 
 T = TypeVar("T")
 MAX_STOPS = 4  # OpenAI's limit on `stop`
@@ -155,7 +157,7 @@ class OpenAICompatLM:
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
         """One API call: retried on 429/5xx/network errors/timeouts/malformed bodies; 4xx → ``ModelError``."""
-        url = self.base_url + path
+        url = join_url(self.base_url, path)
         attempts = self.cfg.max_retries + 1
         problem, retry_after = "", None
         for attempt in range(attempts):
@@ -184,7 +186,7 @@ class OpenAICompatLM:
         body = self._redact(resp.text)[:300]
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}: {body}", _retry_after(resp.headers.get("retry-after")))
-        if resp.status_code == 404 and url.endswith("/models"):
+        if resp.status_code == 404 and urlsplit(url).path.endswith("/models"):
             raise _EndpointMissing
         if resp.status_code >= 400:
             hint = {401: "the server wants a valid API key: set model.api_key_env to the variable holding it",

@@ -19,6 +19,7 @@ from typing import Any
 
 from evalmon.redact import basic_auth_header, redact_obj, redact_text
 from evalmon.results import RunResult, read_samples
+from evalmon.urls import join_url
 
 STATE_FILE = "mlflow.json"  # where a run dir records its MLflow run (for idempotency)
 PENDING_FILE = "mlflow_pending.json"  # marker: this run still has to be uploaded (evalmon sync)
@@ -148,7 +149,7 @@ def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
     minutes of retries. Any answer below 500 (e.g. 401/404 from a proxy) counts as reachable."""
     if not _is_http(uri):
         return None
-    url, auth = basic_auth_header(uri.rstrip("/") + "/health")  # urllib cannot use user:pw@ in the URL
+    url, auth = basic_auth_header(join_url(uri, "/health"))  # urllib cannot use user:pw@ in the URL
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=timeout):
             return None

@@ -103,8 +103,10 @@ def _check_reachable(uri: str) -> None:
         return
     import urllib.request
 
+    from evalmon.urls import join_url
+
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+        with urllib.request.urlopen(join_url(uri, "/health"), timeout=5):
             return
     except OSError as exc:
         raise DataError(f"MLflow tracking server unreachable at {uri}: {exc}") from exc
