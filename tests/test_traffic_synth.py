@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_util import assert_user_error, run_cli, show
+from cli_util import Background, assert_user_error, run_cli, show
 
 from evalmon.errors import ConfigError, EvalmonError
 from evalmon.monitor.sources import build_source
@@ -138,3 +138,18 @@ def test_cli_writes_traffic_and_reports_errors_in_one_line(tmp_path: Path, bench
     assert proc.returncode == 0, show(proc)
     assert (tmp_path / "t.csv").is_file() and (tmp_path / "t.truth.jsonl").is_file() and "records" in proc.stdout
     assert_user_error(run_cli(tmp_path, *args[:-1], "spike@2026-11-01T00:30Z"), "unknown event", "spike")
+
+
+def test_out_of_range_times_and_negative_seed_are_one_line_errors(tmp_path: Path, benchmarks_dir: Path) -> None:
+    """Times beyond int64 nanoseconds and a negative seed were internal errors (OverflowError/ValueError)."""
+    base = ["traffic", "synth", "--out", "t.jsonl", "--rate", "5/h", "--data-dir", str(benchmarks_dir)]
+    cases = {("--start", "9999-12-31T23:00Z", "--hours", "5"): ("--start", "--hours", "2262"),
+             ("--start", "1600-01-01T00:00Z"): ("--start", "1677"),
+             ("--start", START, "--hours", "1e12"): ("--hours",),
+             ("--start", START, "--seed", "-1"): ("--seed",),
+             ("--start", START, "--event", "pii_leak@9999-01-01T00:00Z"): ("--event", "pii_leak"),
+             ("--start", START, "--event", "pii_leak@2026-11-01T00:00Z+999999999999d"): ("duration", "out of range")}
+    procs = {args: Background(tmp_path, *base, *args) for args in cases}  # started together: two cores
+    for args, needles in cases.items():
+        assert_user_error(procs[args].result(), *needles)
+    assert not (tmp_path / "t.jsonl").exists()

@@ -14,6 +14,8 @@ _EVENT_HELP = ("Inject an event: NAME@ISO-TIME[+DURATION][[key=value;...]], repe
                "length_shift, new_model_version, latency_regression, hallucination_rise, unsafe_rise, pii_leak. "
                "E.g. 'latency_regression@2026-11-02T00:00Z+6h[factor=3]'.")
 
+_FLAGS = {"rate_per_hour": "--rate", "events": "--event", "schema": "--schema", "schema_": "--schema"}
+
 
 @traffic_app.command("synth")
 def synth(
@@ -44,7 +46,7 @@ def synth(
                           model=model, malformed_rate=malformed_rate, samples_rate=samples_rate, diurnal=diurnal)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
+        where = _FLAGS.get(str(err["loc"][0]), f"--{str(err['loc'][0]).replace('_', '-')}") if err["loc"] else ""
         raise ConfigError(f"traffic synth: {where + ': ' if where else ''}{err['msg']}",
                           hint=(err.get("ctx") or {}).get("hint")) from None
     res = synthesize(cfg)

@@ -76,7 +76,11 @@ def parse_event(spec: str) -> Event:
     if name not in EVENT_NAMES:
         raise ConfigError(f"unknown event {name!r}", hint=f"events: {', '.join(EVENT_NAMES)}")
     start = parse_time(m["ts"])
-    end = start + timedelta(seconds=float(m["dur"]) * _UNITS[m["unit"]]) if m["dur"] else None
+    try:
+        end = start + timedelta(seconds=float(m["dur"]) * _UNITS[m["unit"]]) if m["dur"] else None
+    except OverflowError:
+        raise ConfigError(f"bad event {spec!r}: duration +{m['dur']}{m['unit']} is out of range",
+                          hint="give a duration of at most a few years, e.g. +6h or +30d") from None
     params: dict[str, str] = {}
     if m["params"]:
         sep = ";" if ";" in m["params"] else ","

@@ -65,7 +65,7 @@ class SynthConfig(ConfigModel):
     start: datetime
     hours: float = Field(24.0, gt=0)
     rate_per_hour: float = Field(200.0, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # numpy's generators take non-negative seeds only
     format: Literal["jsonl", "csv", "parquet", "sqlite"] = "jsonl"
     schema_: Literal["plain", "otel", "openinference"] = Field("plain", alias="schema")
     events: list[Event] = Field(default_factory=list)  # or "name@ISO[+dur][[k=v]]" strings
@@ -107,6 +107,24 @@ class SynthConfig(ConfigModel):
                 "one call can hold in memory", {"expected": f"{expected:.3g}", "limit": MAX_RECORDS,
                                                 "hint": "lower --rate or --hours, or write the period in several "
                                                         "calls (one --start each)"})
+        return self
+
+    @model_validator(mode="after")
+    def _span(self) -> SynthConfig:
+        """Timestamps are int64 nanoseconds (like pandas and most logs): the traffic and every event must lie
+        within what they can hold, 1677-09-21 … 2262-04-11."""
+        lo, hi = pd.Timestamp.min.timestamp(), pd.Timestamp.max.timestamp()
+        start = self.start.timestamp()
+        hint = {"hint": "use times between 1677-09-22T00:00Z and 2262-04-11T23:47Z"}
+        if not (lo <= start and start + self.hours * 3600.0 <= hi):
+            raise PydanticCustomError("out_of_range", "--start {start} with --hours {hours} lies outside the "
+                                      "time range logs can hold (nanosecond timestamps)",
+                                      {"start": iso(self.start), "hours": f"{self.hours:g}", **hint})
+        for e in self.events:
+            if not all(lo <= t.timestamp() <= hi for t in (e.start, e.end) if t is not None):
+                raise PydanticCustomError("out_of_range", "--event {name}@{start}: its window lies outside the "
+                                          "time range logs can hold (nanosecond timestamps)",
+                                          {"name": e.name, "start": iso(e.start), **hint})
         return self
 
 
