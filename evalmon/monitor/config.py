@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -53,8 +54,10 @@ from evalmon.monitor.quality import QualityConfig
 from evalmon.monitor.signals import SignalConfig
 from evalmon.monitor.sources import SourceConfig
 from evalmon.monitor.windows import as_utc, parse_duration
+from evalmon.redact import MASK, redact_webhook
 from evalmon.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 
+MAX_NAME = 100  # characters of a monitor name (a folder name; most filesystems allow 255 bytes)
 _HINTS = {
     "name": "use letters, digits, '_', '.' and '-' only",
     "missing:name": "add `name: my_monitor` at the top level",
@@ -173,16 +176,33 @@ class AlertRule(_Strict):
     value: float
     name: str | None = None  # shown in messages (default: "<metric> <op> <value>")
 
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):  # `> .nan` never fires, `> .inf` never fires: a rule that cannot alert
+            raise _custom("value", f"{v} is not a finite number (such a rule can never fire)",
+                          "use a number such as 0.1")
+        return v
+
     @property
     def label(self) -> str:
         return self.name or f"{self.metric} {self.op} {self.value:g}"
 
 
 class WebhookConfig(_Strict):
-    url: str = Field(pattern=r"^https?://")
+    url: str
     timeout_s: float = Field(5.0, gt=0)
     retries: int = Field(2, ge=0)  # extra attempts after a failure (connection error or HTTP 5xx)
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        """Only the redacted form is shown: a webhook URL's path is its credential."""
+        if not re.match(r"^https?://[^/?#\s]+", v):
+            shown = redact_webhook(v) if "://" in v else MASK
+            raise _custom("url", f"{shown!r} is not an http(s) URL", "use http://host:port/path")
+        return v
 
 
 class AlertsConfig(_Strict):
@@ -232,6 +252,9 @@ class MonitorConfig(_Strict):
     @classmethod
     def _path_part(cls, v: str) -> str:
         """The name is a path part (``<output_dir>/<name>/``): ``.`` and ``..`` would leave it."""
+        if len(v) > MAX_NAME:  # a path part: the OS refuses long names (ENAMETOOLONG) only after the read
+            raise _custom("name", f"the name is {len(v)} characters long (at most {MAX_NAME})",
+                          "use a shorter name")
         if not v.strip("."):
             raise _custom("name", f"{v!r} is not a usable folder name (it would resolve outside output_dir)",
                           "use letters, digits, '_', '.' and '-', with at least one that is not '.'")

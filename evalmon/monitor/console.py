@@ -10,6 +10,19 @@ from evalmon.errors import ConfigError, EvalmonError
 from evalmon.monitor.config import MonitorConfig
 from evalmon.monitor.runner import MonitorResult
 from evalmon.monitor.windows import as_utc
+from evalmon.redact import redact_text
+
+
+class RedactingConsole:
+    """Every line ``evalmon monitor`` prints goes through ``redact_text``: rule names, notes and paths come
+    from the YAML and may hold a URI with a password. Printed as plain text (no rich markup)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def print(self, message: object = "", **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        self.console.print(redact_text(str(message)), **kwargs)
 
 
 def parse_backfill(values: tuple[str, str]) -> tuple[datetime, datetime]:

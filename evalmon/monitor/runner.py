@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from evalmon.errors import ConfigError
+from evalmon.errors import ConfigError, DataError, did_you_mean
 from evalmon.monitor import stages
 from evalmon.monitor.alerts import Alert, WebhookOutcome, evaluate, payload, post_webhook
 from evalmon.monitor.config import MonitorConfig
@@ -121,7 +123,9 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
     t0 = time.perf_counter()
     now = as_utc(now or datetime.now(UTC))
     result = MonitorResult(cfg.name, "backfill" if backfill else "once")
-    with MonitorLock(cfg.state_path, cfg.name), WatermarkStore(cfg.state_path) as store:
+    check_output_dir(cfg)
+    stack, store = open_state(cfg)
+    with stack:
         if cfg.tracking.enabled:
             result.synced = stages.sync_pending(cfg)
             for o in result.synced:
@@ -140,6 +144,7 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
             if earliest_cache.get("batch") is not None:  # read, but no window: its unplaced records still count
                 result.account(stages.write_quarantine(cfg, earliest_cache["batch"], parse_duration(cfg.window.size),
                                                        now, now), 0)
+                check_not_all_quarantined(cfg, result, first=True)
             result.watermark = store.get(cfg.name)
             result.notes.append("no complete window to process" + (
                 f" after the watermark {result.watermark.isoformat()}" if result.watermark else ""))
@@ -168,6 +173,7 @@ def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: li
     span = windows[0].start, hi  # this run's windows (lo < span start: the previous window, as reference)
     quality = stages.write_quarantine(cfg, batch, size, *span)
     result.account(quality, len(stages.within(frame, cfg.window.timestamp, *span)))
+    check_not_all_quarantined(cfg, result, first=store.get(cfg.name) is None)
     _say(log_fn, f"read {result.rows_read} records for {len(windows)} window(s) from {span[0].isoformat()} to "
                  f"{hi.isoformat()} ({quality.quarantined} quarantined) in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
@@ -186,6 +192,8 @@ def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: li
         ref = prev_slice if previous else reference
         outcome = stages.process_window(cfg, ctx, w, cur, ref, quality, backfill=result.mode == "backfill",
                                         last=w == windows[-1])
+        if not result.windows:
+            check_rule_metrics(cfg, outcome)
         check = evaluate(cfg.alerts.rules, outcome.metrics, monitor=cfg.name, window=w)
         outcome.alerts, outcome.notes = check.alerts, outcome.notes + check.notes
         if tracking_down is None:
@@ -207,6 +215,73 @@ def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: li
         _say(log_fn, outcome.line())
         prev_slice = cur
     check_accounting(result, quality)
+
+
+def check_output_dir(cfg: MonitorConfig) -> None:
+    """``output_dir`` (and the monitor's folder in it) must be, or become, folders — checked before any read."""
+    for key, path in (("output_dir", cfg.output_dir), ("output_dir", cfg.run_dir),
+                      ("state.path", cfg.state_path.parent)):
+        p = path
+        while not p.exists() and p.parent != p:
+            p = p.parent
+        if not p.is_dir():
+            raise ConfigError(f"{key}: {p} is an existing file, not a folder (needed for {path})",
+                              hint=f"point {key} at a folder, or move the file away")
+
+
+def open_state(cfg: MonitorConfig) -> tuple[ExitStack, WatermarkStore]:
+    """The monitor's lock and watermark db, entered; a path that cannot hold them is a one-line ConfigError."""
+    stack = ExitStack()
+    path = cfg.state_path
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        stack.enter_context(MonitorLock(path, cfg.name))
+        store = stack.enter_context(WatermarkStore(path))
+    except (OSError, sqlite3.Error) as exc:
+        stack.close()
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"state.path: cannot open the watermark db {path} ({what})",
+                          hint="set state.path to a writable file path (default: <output_dir>/state.sqlite)") from None
+    return stack, store
+
+
+_HOW_TO_FIX = {
+    "timestamp.missing": "check the `columns:` mapping (which source field is the timestamp: columns.timestamp)",
+    "unparseable_json": "check that source.kind matches the files' format (jsonl: one JSON object per line)",
+    "json_line_is_not_an_object": "check that source.kind matches the files' format (jsonl: one JSON object "
+                                  "per line)",
+    "timestamp.unparseable": "check the `columns:` mapping and source.assume_timezone (which field is the time)",
+    "timestamp.implausible": "check the `columns:` mapping (columns.timestamp) and source.timestamp_min",
+}
+
+
+def check_not_all_quarantined(cfg: MonitorConfig, result: MonitorResult, *, first: bool) -> None:
+    """Records were read but none could be used: a misconfigured source, not traffic (exit 2). The
+    quarantine file is already written. Once windows were processed, the unplaced records alone (re-read
+    by every run) with a quiet window are not that."""
+    if not result.rows_read or result.processed or result.quarantined != result.rows_read:
+        return
+    if not first and result.quarantined == result.unplaced:
+        return
+    reason, n = next(iter(result.by_reason.items()))
+    hint = _HOW_TO_FIX.get(reason, "check source.kind and the `columns:` mapping against the records")
+    where = f"; see {result.quarantine_file}" if result.quarantine_file else ""
+    raise DataError(f"source: all {result.rows_read} records read were quarantined, none processed (mostly "
+                    f"{reason}: {n}){where}", hint=hint)
+
+
+def check_rule_metrics(cfg: MonitorConfig, outcome: WindowOutcome) -> None:
+    """After the first window: an alert rule on a metric this monitor never computes could never fire."""
+    maybe = ("records/quarantined/", "records/unplaced/")  # only when such records exist
+    if outcome.drift is not None and outcome.drift.skipped:
+        maybe += ("drift/",)  # per-column drift metrics appear once drift runs
+    for i, rule in enumerate(cfg.alerts.rules):
+        if rule.metric in outcome.metrics or rule.metric.startswith(maybe):
+            continue
+        raise ConfigError(f"alerts.rules[{i}].metric: {rule.metric!r} is not a metric of this monitor's windows"
+                          f"{did_you_mean(rule.metric, list(outcome.metrics))}",
+                          hint="use a metric name from a window.json (metrics) or the MLflow run")
 
 
 def check_accounting(result: MonitorResult, quality: stages.QualityOutcome) -> None:

@@ -270,7 +270,8 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
         if resolved[canon]:
             raw = _coalesce(df, resolved[canon])
             nums = pd.to_numeric(raw.map(lambda v: None if isinstance(v, bool) else v), errors="coerce")
-            flag(raw.notna() & nums.isna(), f"wrong type for {canon}: " + raw.astype(str).str.slice(0, 40))
+            bad = raw.notna() & ~np.isfinite(nums)  # "NaN", "abc", JSON Infinity/-Infinity: not a measurement
+            flag(bad, f"wrong type for {canon}: " + raw.astype(str).str.slice(0, 40))
             out[canon] = nums.astype("float64")
         else:
             out[canon] = np.nan

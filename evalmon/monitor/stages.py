@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalmon import __version__
+from evalmon.errors import DataError
 from evalmon.monitor.config import MonitorConfig
 from evalmon.monitor.drift import NOT_DRIFTED, DriftPlan, DriftResult, plan_columns
 from evalmon.monitor.windows import SummarySpec, Window, summarize
@@ -178,6 +179,13 @@ def reference(cfg: MonitorConfig, src: Source) -> pd.DataFrame:
         kind = "csv" if path.endswith(".csv") else "parquet" if path.endswith(".parquet") else "jsonl"
         frame = build_source({"kind": kind, "path": path, "columns": dict(cfg.source.columns)},
                              cfg.base_dir).read(None, None).frame
+    if not len(frame):  # drift would be skipped in every window: a reference that compares nothing
+        if ref_cfg.kind == "fixed":
+            raise DataError(f"reference: the fixed span [{ref_cfg.start}, {ref_cfg.end}) holds no usable record "
+                            "of the source", hint="set reference.start/end to a period with traffic, or use "
+                                                  "reference.kind: previous")
+        raise DataError(f"reference.path: {ref_cfg.path} holds no usable record",
+                        hint="point reference.path at a file of canonical records, or use reference.kind: previous")
     if ref_cfg.max_rows is not None and len(frame) > ref_cfg.max_rows:
         frame = frame.sample(ref_cfg.max_rows, random_state=cfg.seed).sort_index()
     return signals(cfg, frame)

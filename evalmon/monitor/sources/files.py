@@ -59,10 +59,16 @@ def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[P
             root = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
             if not root.exists():
                 raise DataError(f"source path does not exist: {root} (from {text})")
+            raise DataError(f"source path {text}: the glob matches no files",
+                            hint="fix the pattern (relative paths resolve against the monitor YAML's folder)")
         return files
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes)
-                      and not f.name.endswith(SIDE_CAR))
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes)
+                       and not f.name.endswith(SIDE_CAR))
+        if not found:
+            raise DataError(f"source path {p}: the directory holds no {'/'.join(suffixes)} file",
+                            hint="point source.path at the traffic files (or a glob such as dir/*.jsonl)")
+        return found
     if p.is_file():
         return [p]
     raise DataError(f"source path does not exist: {p}")
@@ -99,6 +105,8 @@ def read_lines(path: Path, on_broken: Callable[[int, int, str], None]) -> Iterat
             if not raw:
                 return
             lineno += 1
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as utf-8-sig reads it
+                offset, raw = 3, raw[3:]
             yield lineno, offset, raw
             offset += len(raw)
 
@@ -299,6 +307,10 @@ class CsvSource(FileSource):
                 raw = fixed
             if header is None:
                 header = row
+                dup = sorted({c for c in row if row.count(c) > 1})
+                if dup:
+                    raise DataError(f"{path}: the CSV header (line {lineno}) names column {dup[0]!r} more than "
+                                    "once", hint="rename or remove the duplicate column so each name is unique")
                 continue
             if len(row) != len(header):
                 bad_lines.append(lineno)
