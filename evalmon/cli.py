@@ -162,7 +162,7 @@ def compare(
     seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the output).")] = 1234,
     n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for continuous metrics.")] = 10_000,
 ) -> None:
-    """Side by side: every shared task/metric with value ± CI, delta, paired p-value, comparability warnings."""
+    """Side by side: shared metrics with value ± CI, delta, paired p; exit 2 when a run is partial or corrupt."""
     from evalmon.errors import ConfigError
     from evalmon.gate.commands import compare_cmd
 
@@ -313,14 +313,14 @@ def monitor(
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
     from evalmon.errors import ConfigError
     from evalmon.monitor.config import apply_overrides, load_monitor
-    from evalmon.monitor.console import parse_backfill, print_result, scheduled_job
+    from evalmon.monitor.console import RedactingConsole, parse_backfill, print_result, scheduled_job
 
     if schedule is not None and (once or backfill):
         raise ConfigError("--schedule cannot be combined with --once or --backfill",
                           hint="run the backfill (or --once) first, then start the schedule")
     window_range = parse_backfill(backfill) if backfill else None
     cfg = apply_overrides(load_monitor(config), tracking_uri=tracking_uri)
-    out, err = _console(), _console(stderr=True)
+    out, err = RedactingConsole(_console()), RedactingConsole(_console(stderr=True))
     if schedule is not None:
         from evalmon.monitor.schedule import run_schedule
 
