@@ -118,3 +118,21 @@ def test_score_cli(benchmarks_dir: Path, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", "bleu", "--hyp", str(tmp_path / "short"),
                           "--ref", str(ref)], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_a_utf8_bom_is_not_part_of_the_text(tmp_path: Path) -> None:
+    """Identical text, one file saved with a BOM (Notepad, Excel): BLEU 100 and WER 0, not 92.66."""
+    text = "The cat sat on the mat.\nA second line of text here.\nAnd a third one.\n"
+    (tmp_path / "plain.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "bom.txt").write_text(text, encoding="utf-8-sig")
+    for metric, want in (("bleu", 100.0), ("wer", 0.0)):
+        for hyp, ref in (("bom.txt", "plain.txt"), ("plain.txt", "bom.txt")):
+            out = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", metric, "--hyp", str(tmp_path / hyp),
+                                  "--ref", str(tmp_path / ref), "--json", "--bootstrap", "0"],
+                                 capture_output=True, text=True, check=False)
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["score"] == pytest.approx(want), (metric, hyp)
+    nlp = "token|speaker|ts|endTs|punctuation|case|tags|wer_tags\nthe|1|||||[]|[]\ncat|1|||||[]|[]\n"
+    (tmp_path / "a.nlp").write_text(nlp, encoding="utf-8-sig")  # the header must still be recognised
+    (tmp_path / "b.nlp").write_text(nlp, encoding="utf-8")
+    assert score_files("wer", tmp_path / "a.nlp", [tmp_path / "b.nlp"], n_bootstrap=0).score == 0.0

@@ -22,7 +22,7 @@ TRANSCRIPT_SUFFIXES = (".nlp", ".txt", ".trn", ".ref", ".hyp")
 def read_nlp(path: Path, with_punctuation: bool = False) -> str:
     """The transcript text of one ``.nlp`` file (tokens joined by spaces)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"transcript file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -43,7 +43,7 @@ def read_lines(path: str | Path, what: str = "file") -> list[str]:
     if not p.is_file():
         raise DataError(f"{what} not found: {p}", hint="check the path")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM is not part of the first line
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} {p} is not UTF-8 (byte {exc.start})", hint="re-encode it as UTF-8") from None
     lines = text.split("\n")
