@@ -51,6 +51,9 @@ from cli_util import (
 )
 from plugins.mlflow_server import free_port
 
+from evalmon.errors import ConfigError
+from evalmon.tracking.preflight import preflight
+
 BBH = "bbh_cot_fewshot_boolean_expressions"
 BBH2 = "bbh_cot_fewshot_causal_judgement"
 MODEL = "same-model"
@@ -347,14 +350,32 @@ def test_sync_of_a_missing_directory_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("uri", "needles"), [
     ("foo://bar", ("tracking.uri", "foo://bar", "no tracking store")),
     ("http://127.0.0.1:notaport", ("tracking.uri", "invalid port")),
-], ids=["unknown-scheme", "malformed"])
+    ("postgresql://u:S3CRETPW@127.0.0.1/db", ("tracking.uri", "postgresql://***@127.0.0.1/db", "psycopg", "install")),
+    ("mysql://u:S3CRETPW@127.0.0.1/db", ("tracking.uri", "MySQLdb", "pip install 'mysqlclient'")),
+], ids=["unknown-scheme", "malformed", "postgres-without-driver", "mysql-without-driver"])
 def test_bad_tracking_uri_fails_before_the_model_loads(tmp_path: Path, benchmarks_dir: Path, uri: str,
                                                        needles: tuple[str, ...]) -> None:
     missing_model = tmp_path / "no-model-here"  # were it loaded, the error would be about the model
     suite = write_suite(tmp_path / "suite.yaml", suite_dict(missing_model, benchmarks_dir, tasks=["hellaswag"],
                                                             limit=2))
-    assert_user_error(run_cli(tmp_path, "run", suite, "--tracking-uri", uri), *needles)
+    proc = run_cli(tmp_path, "run", suite, "--tracking-uri", uri)
+    assert_user_error(proc, *needles)
+    assert "S3CRETPW" not in proc.stdout + proc.stderr
     assert run_dirs(tmp_path / "reports") == []
+
+
+@pytest.mark.parametrize(("uri", "needles"), [
+    ("postgresql+nosuchdriver://u:S3CRETPW@h/db", ("no driver", "postgresql+nosuchdriver")),
+    ("postgresql://u:S3CRETPW@h/db", ("driver 'psycopg'", "not installed")),
+    ("mssql+pyodbc://u:S3CRETPW@h/db", ("driver 'pyodbc'", "not installed")),
+    ("postgresql://u:S3CRETPW@h:notaport/db", ("not a valid database URI",)),
+])
+def test_database_uri_needs_a_loadable_driver(uri: str, needles: tuple[str, ...]) -> None:
+    """A SQL store whose driver is missing could never be written: refused before compute, password hidden."""
+    with pytest.raises(ConfigError) as info:
+        preflight(uri)
+    text = str(info.value)  # message — hint
+    assert all(n in text for n in needles) and "S3CRETPW" not in text and "***@h" in text
 
 
 def test_read_only_sqlite_store_fails_before_the_model_loads(tmp_path: Path, benchmarks_dir: Path) -> None:

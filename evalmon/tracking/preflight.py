@@ -4,6 +4,9 @@
   ``ConfigError``;
 * a sqlite store or file store that cannot be written (read-only file or file system, missing directory):
   ``TrackingError``;
+* a database URI (``postgresql://``, ``mysql://``, ``mssql://``, with or without ``+driver``) whose SQLAlchemy
+  dialect or DBAPI driver cannot be loaded: ``ConfigError`` ("install psycopg …") — otherwise the run would
+  compute and leave a pending marker that can never sync;
 * an http(s) server that does not answer within ``PREFLIGHT_TIMEOUT_S``: a warning line, because an outage
   must not lose a run — the run goes on and is kept on disk for ``evalmon sync`` (as before), but the user
   learns it up front.
@@ -26,6 +29,9 @@ from evalmon.tracking.payload import check_reachable, default_tracking_uri
 
 PREFLIGHT_TIMEOUT_S = 3.0
 _HINT = "use http(s)://host:port, sqlite:///path/to/mlflow.db or a directory (--tracking-uri or tracking.uri)"
+_DB_ENGINES = ("postgresql", "mysql", "mssql")  # MLflow's SQL stores besides sqlite
+_PIP_NAMES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+              "pymysql": "PyMySQL", "pyodbc": "pyodbc", "pymssql": "pymssql", "asyncpg": "asyncpg"}
 
 
 def preflight(uri: str | None, base: Path | None = None) -> str | None:
@@ -49,8 +55,35 @@ def preflight(uri: str | None, base: Path | None = None) -> str | None:
     if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":/", ":\\")):  # a path (or C:/…)
         _check_dir(Path(unquote(parts.path) if scheme == "file" else uri), uri)
         return None
+    if scheme.split("+")[0] in _DB_ENGINES:
+        _check_database(uri)
+        return None
     _check_scheme(uri, scheme)
     return None
+
+
+def _check_database(uri: str) -> None:
+    """SQLAlchemy must be able to load the URI's dialect and its DBAPI driver (no connection is made)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = redact_text(uri)
+    try:
+        url = make_url(uri)
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(f"tracking.uri: {shown}: SQLAlchemy has no driver {uri.split(':', 1)[0]!r}",
+                          hint="use e.g. postgresql+psycopg2://, mysql+pymysql:// or mssql+pyodbc://") from None
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"tracking.uri: {shown} is not a valid database URI ({redact_text(str(exc))})",
+                          hint=_HINT) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = exc.name or str(exc)
+        raise ConfigError(f"tracking.uri: {shown}: the database driver {module!r} for {url.drivername} is not "
+                          "installed", hint=f"install it (pip install '{_PIP_NAMES.get(module, module)}'), or use "
+                          "--no-tracking / another tracking URI") from None
 
 
 def _check_http(uri: str) -> str | None:
