@@ -166,7 +166,9 @@ def test_missing_paths_and_tables_are_one_line_data_errors(tmp_path: Path) -> No
             build_source(cfg, base_dir=tmp_path).read()
         assert "\n" not in str(err.value)
     (tmp_path / "empty").mkdir()
-    assert len(build_source({"kind": "jsonl", "path": "empty"}, base_dir=tmp_path).read().frame) == 0
+    for path in ("empty", "empty/*.jsonl"):  # a folder or glob with no file: a misconfiguration, not "no traffic"
+        with pytest.raises(DataError, match=r"holds no \.jsonl|matches no files"):
+            build_source({"kind": "jsonl", "path": path}, base_dir=tmp_path).read()
     import sqlalchemy as sa
 
     pd.DataFrame({"x": [1]}).to_sql("other", sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}"), index=False)
