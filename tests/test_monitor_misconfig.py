@@ -74,10 +74,14 @@ def test_every_record_quarantined_is_exit_2_naming_reason_and_mapping(tmp_path: 
 
 
 def test_alert_metric_that_never_exists_is_exit_2_with_did_you_mean(tmp_path: Path) -> None:
-    _traffic(tmp_path / "t.jsonl")
-    _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}",
-             extra='alerts: {rules: [{metric: records/procesed, op: ">", value: 0}]}\n')
-    assert_user_error(run_cli(tmp_path, "monitor", "m.yaml"), "alerts.rules[0].metric", "'records/procesed'",
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(_rec(f"2026-11-01T00:{10 + i}:00Z", f"r{i}", model="v1"))
+                                              + "\n" for i in range(4)), encoding="utf-8")
+    # rules[0]: a model version this run has not seen yet may come later (share/model/… exists): not an error
+    _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}", extra=textwrap.dedent("""\
+        alerts:
+          rules: [{metric: share/model/v2, op: ">", value: 0.5}, {metric: records/procesed, op: ">", value: 0}]
+        """))
+    assert_user_error(run_cli(tmp_path, "monitor", "m.yaml"), "alerts.rules[1].metric", "'records/procesed'",
                       "did you mean: records/processed")
     for value in (".nan", ".inf"):
         with pytest.raises(ConfigError, match=r"alerts\.rules\.0\.value|value") as exc:
