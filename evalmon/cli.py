@@ -327,9 +327,16 @@ def monitor(
         err.print(f"monitor '{cfg.name}': schedule \"{schedule}\" (UTC); first run now — Ctrl-C to stop")
         run_schedule(schedule, scheduled_job(cfg, out, err), on_error=lambda e: err.print(f"error: {redact_text(str(e))}"))
         return
+    from evalmon.interrupts import describe, exit_code, signals_as_interrupts
     from evalmon.monitor.runner import run_monitor
 
-    result = run_monitor(cfg, backfill=window_range, log_fn=lambda m: out.print(m, soft_wrap=True))
+    try:
+        with signals_as_interrupts():  # SIGTERM is handled like Ctrl-C: one line, exit 143
+            result = run_monitor(cfg, backfill=window_range, log_fn=lambda m: out.print(m, soft_wrap=True))
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"{describe(exc)}: monitor '{cfg.name}' stopped; finished windows are kept — rerun to "
+                         "continue from the watermark\n")
+        sys.exit(exit_code(exc))
     print_result(cfg, result, out, err)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -492,3 +492,36 @@ def test_disk_full_is_one_line_and_leaves_no_truncated_files(tmp_path: Path, ben
     if (run_dir / "results.json").exists():
         result = load_results(run_dir)
         assert result["status"] != "finished" or (run_dir / "samples.jsonl.gz").exists(), (result["status"], left)
+
+
+def test_sigterm_on_monitor_prints_one_interrupted_line(tmp_path: Path) -> None:
+    """``evalmon monitor`` killed with SIGTERM mid-run: exit 143 with one 'interrupted by SIGTERM' line, like run."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    reached, held = threading.Event(), []
+
+    def accept() -> None:  # answers nothing: the monitor's source read waits on it
+        conn, _ = listener.accept()
+        held.append(conn)
+        reached.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    (tmp_path / "m.yaml").write_text(
+        f'name: sigterm\nsource: {{kind: mlflow_traces, experiment: e, tracking_uri: "{uri}"}}\n'
+        'window: {size: 1h, start: "2026-11-03T00:00:00Z", end: "2026-11-03T01:00:00Z"}\n'
+        'signals: [refusal]\ndrift: {enabled: false}\ntracking: {uri: "sqlite:///mlflow.db"}\noutput_dir: out\n')
+    proc = Background(tmp_path, "monitor", "m.yaml")
+    try:
+        assert reached.wait(120), "the monitor never reached its source"
+        proc.proc.send_signal(signal.SIGTERM)
+        done = proc.result()
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert done.returncode == 143, show(done)
+    assert_no_traceback(done)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted by SIGTERM: monitor 'sigterm' stopped"), show(done)
