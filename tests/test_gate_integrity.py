@@ -34,6 +34,8 @@ from cli_util import (
     write_suite,
 )
 
+from evalmon.results import SCHEMA_VERSION
+
 TASKS = ["hellaswag", "mmlu_anatomy", "truthfulqa_mc2"]
 LIMIT = 5
 
@@ -77,6 +79,32 @@ def _dropped_docs(_: dict[str, Any], samples: list[dict[str, Any]]) -> None:
         del samples[i]
 
 
+def _empty_task(res: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    res["tasks"]["mmlu_anatomy"]["n"] = 0  # no document scored; the metric value left as it was
+    samples[:] = [s for s in samples if s["task"] != "mmlu_anatomy"]
+
+
+def _mmlu(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in samples if s["task"] == "mmlu_anatomy"]
+
+
+def _dup_doc_id(res: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    rows = _mmlu(samples)
+    rows[0].clear()
+    rows[0].update(json.loads(json.dumps(rows[1])))  # document 0 never evaluated, document 1 counted twice
+    res["tasks"]["mmlu_anatomy"]["metrics"]["acc"]["value"] = sum(r["scores"]["acc"] for r in rows) / len(rows)
+
+
+def _extra_task(_: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    samples.append({**_mmlu(samples)[0], "task": "bogus_task"})  # rows results.json does not summarise
+
+
+def _binary_out_of_range(_: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    rows = _mmlu(samples)  # the mean stays the same: only the {0, 1} check can see it
+    rows[0]["scores"]["acc"] -= 0.5  # 0 or 1 becomes -0.5 or 0.5: never 0 or 1, whatever it was
+    rows[1]["scores"]["acc"] += 0.5
+
+
 @dataclass(frozen=True)
 class Case:
     edit: Edit | None
@@ -95,6 +123,14 @@ CASES: dict[str, Case] = {
     "nan_doc": Case(_nan_doc, (("per-document scores are NaN/inf", "truthfulqa_mc2/mc2 (1 of 5 documents)"),)),
     "edited_value": Case(_edited_value, (("results.json disagrees with samples.jsonl.gz", "mmlu_anatomy/acc = "),)),
     "dropped_docs": Case(_dropped_docs, (("n disagrees with samples.jsonl.gz", "hellaswag: n=5 vs 3 documents"),)),
+    "empty_task": Case(_empty_task, (("candidate", "scored no documents", "mmlu_anatomy (n=0)"),),
+                       ("--allow-incomparable",)),
+    "dup_doc_id": Case(_dup_doc_id, (("duplicate document ids", "mmlu_anatomy", "anatomy/test/1"),)),
+    "extra_task": Case(_extra_task, (("not in results.json", "bogus_task (1 rows)"),)),
+    "binary_out_of_range": Case(_binary_out_of_range, (("outside {0, 1}", "mmlu_anatomy/acc (2 of 5 documents)"),)),
+    # baseline side: a task with 0 documents in either run is partial
+    "empty_baseline_task": Case(_empty_task, (("baseline", "scored no documents", "mmlu_anatomy (n=0)"),),
+                                baseline="empty_task"),
     # a policy naming a metric the baseline lacks: nothing to gate it against (was an "unknown metric" error)
     "policy_names_missing": Case(_missing_metric, (("baseline", "lacks what the policy gates",
                                                     "hellaswag/acc_norm (policy.yaml:2)"),),
@@ -140,6 +176,11 @@ def gated(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, bench
         baseline, candidate = runs[case.baseline], (base if case.baseline != "base" else runs[name])
         procs[name] = Background(root, "gate", "--baseline", baseline, "--candidate", candidate, *case.flags,
                                  "--markdown", f"out/{name}.md", "--json", f"out/{name}.json", "--n-boot", "200")
+    newer = _write_run(base, root / "runs" / "newer_schema", None)
+    res = load_results(newer)
+    res["schema_version"] = SCHEMA_VERSION + 1
+    (newer / "results.json").write_text(json.dumps(res), encoding="utf-8")
+    procs["newer_schema"] = Background(root, "gate", "--baseline", base, "--candidate", newer, "--n-boot", "200")
     yield Gated(root, base, procs)
     for p in procs.values():
         p.stop()
@@ -176,12 +217,30 @@ def test_identical_finished_candidate_passes(gated: Gated) -> None:
 
 
 def test_compare_shows_a_partial_run_loudly(gated: Gated) -> None:
+    """compare prints/writes the whole comparison, then exits 2 on an integrity issue (was: exit 0)."""
     cand = gated.root / "runs" / "missing_task"
     proc = run_cli(gated.root, "compare", gated.base, cand, "--format", "md")
-    assert proc.returncode == 0, show(proc)  # compare informs; gate decides
+    assert proc.returncode == 2, show(proc)
+    assert_no_traceback(proc)
     reasons = _reason_lines(proc)
     assert any("lacks 1 of the 3 tasks" in line and "truthfulqa_mc2" in line for line in reasons), show(proc)
-    assert "**not comparable** (run): candidate" in proc.stdout
+    assert "**not comparable** (run): candidate" in proc.stdout and "hellaswag" in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not comparable" in errors[0], show(proc)
+    out = gated.root / "out" / "compare-empty.json"
+    proc = run_cli(gated.root, "compare", gated.base, gated.root / "runs" / "empty_task", "--format", "json",
+                   "-o", out)
+    assert proc.returncode == 2 and "scored no documents" in proc.stderr, show(proc)
+    assert json.loads(out.read_text(encoding="utf-8"))["metrics"], out.read_text(encoding="utf-8")
+
+
+def test_newer_schema_is_refused(gated: Gated) -> None:
+    proc = gated.result("newer_schema")
+    assert proc.returncode == 2, show(proc)
+    assert_no_traceback(proc)
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, show(proc)
+    assert f"written by a newer evalmon (schema {SCHEMA_VERSION + 1} > {SCHEMA_VERSION})" in proc.stderr
+    assert "upgrade evalmon" in proc.stderr and "newer_schema" in proc.stderr, show(proc)
 
 
 def test_mlflow_run_status_counts(gated: Gated, mlflow_server: str) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import OutputError
+from evalmon.errors import GateError, OutputError
 
 
 def _console(stderr: bool = False) -> Any:
@@ -44,12 +44,17 @@ def compare_cmd(run_a: str, run_b: str, *, fmt: str, tracking_uri: str | None, s
                   soft_wrap=True)
     if fmt == "table" and output is None:
         render_comparison(result, _console())
-        return 0
-    text = comparison_json(result) if fmt == "json" else comparison_markdown(result)
-    if output is None:
-        sys.stdout.write(text)
     else:
-        _write(output, text)
+        text = comparison_json(result) if fmt == "json" else comparison_markdown(result)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            _write(output, text)
+    broken = [i for i in result.blocking if i.integrity]  # after the full comparison is out
+    if broken:
+        more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise GateError(f"runs are not comparable: ({broken[0].scope}) {broken[0].message}{more}",
+                        hint="a partial or corrupt run: re-run or repair it")
     return 0
 
 

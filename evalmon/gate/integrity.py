@@ -10,6 +10,9 @@ never these:
   names exactly, must be in the candidate (a policy name the baseline lacks cannot be gated either);
 * **values** — a compared metric that is NaN/inf on either side, a candidate metric that is NaN/inf
   where the baseline has a value, and NaN/inf per-document scores;
+* **samples** — no task/group with ``n`` ≤ 0 (nothing scored: partial) on either side; in
+  ``samples.jsonl.gz`` no document id twice within a task, no rows of a task results.json lacks, and
+  every per-document score of a ``binary`` metric is 0 or 1;
 * **consistency** — each task's ``n`` equals its documents in ``samples.jsonl.gz``, and each mean metric
   (binary/continuous) equals the mean of its per-document scores (relative tolerance 1e-9); a group's
   value equals the mean over its members' documents. Corpus metrics (BLEU, WER, perplexity: items, not
@@ -150,6 +153,16 @@ def value_issues(baseline: LoadedRun, candidate: LoadedRun, keys: Iterable[tuple
     return out
 
 
+# --------------------------------------------------------------------------- empty tasks
+def empty_issues(run: LoadedRun, side: str) -> list[Issue]:
+    """A task or group that scored no documents is partial, whatever value its metrics kept."""
+    empty = [f"{name} (n={n})" for name, (_, _, n, _) in entities(run).items() if n <= 0]
+    if not empty:
+        return []
+    return [_block("empty_task", f"{side} {run.label}: {len(empty)} task(s)/group(s) scored no documents, "
+                                 f"a partial run: {names(empty)}")]
+
+
 # --------------------------------------------------------------------------- results vs samples
 def _by_task(samples: list[SampleRecord]) -> dict[str, list[SampleRecord]]:
     out: dict[str, list[SampleRecord]] = {}
@@ -164,6 +177,42 @@ def _pooled(members: list[str]) -> bool:
 
     registry._ensure_loaded()
     return any((info := registry.TASKS.get(m)) is not None and info.family in _POOLED_FAMILIES for m in members)
+
+
+def record_issues(run: LoadedRun, side: str) -> list[Issue]:
+    """Samples that are not what results.json summarises: duplicate ids, unknown tasks, binary scores ∉ {0, 1}."""
+    if run.samples is None:
+        return []
+    docs, tasks, where = _by_task(run.samples), run.result.tasks, f"{side} {run.label}"
+    dups, unknown, out_of_range = [], [], []
+    for task, rows in docs.items():
+        if task not in tasks:
+            unknown.append(f"{task} ({len(rows)} rows)")
+            continue
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.doc_id] = counts.get(r.doc_id, 0) + 1
+        twice = [f"{d} ×{c}" for d, c in counts.items() if c > 1]
+        if twice:
+            dups.append(f"{task}: {names(twice, 3)}")
+        for metric, kind in tasks[task].metric_kinds.items():
+            if kind != "binary":
+                continue
+            bad = sum(1 for r in rows if (v := r.scores.get(metric)) is not None and math.isfinite(v)
+                      and v not in (0.0, 1.0))
+            if bad:
+                out_of_range.append(f"{task}/{metric} ({bad} of {len(rows)} documents)")
+    out = []
+    if unknown:
+        out.append(_block("samples_tasks", f"{where}: samples.jsonl.gz has rows for task(s) not in results.json "
+                                           f"(the samples do not match the results): {names(unknown)}"))
+    if dups:
+        out.append(_block("samples_doc_ids", f"{where}: duplicate document ids in samples.jsonl.gz (a document "
+                                             f"counted twice, another never evaluated): {names(dups, 8)}"))
+    if out_of_range:
+        out.append(_block("samples_range", f"{where}: binary per-document scores outside {{0, 1}} (corrupt "
+                                           f"samples): {names(out_of_range)}"))
+    return out
 
 
 def sample_issues(run: LoadedRun, side: str, keys: Iterable[tuple[str, str]]) -> list[Issue]:
@@ -220,5 +269,7 @@ def check(baseline: LoadedRun, candidate: LoadedRun, keys: Iterable[tuple[str, s
     issues = status_issues(baseline, "baseline") + status_issues(candidate, "candidate")
     issues += coverage_issues(baseline, candidate, policy)
     issues += value_issues(baseline, candidate, keys)
+    for run, side in ((baseline, "baseline"), (candidate, "candidate")):
+        issues += empty_issues(run, side) + record_issues(run, side)
     issues += sample_issues(baseline, "baseline", keys) + sample_issues(candidate, "candidate", keys)
     return issues

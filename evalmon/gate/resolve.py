@@ -25,6 +25,7 @@ the newest by start time).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import tempfile
@@ -38,7 +39,7 @@ from pydantic import ValidationError
 
 from evalmon.errors import ConfigError, DataError, TrackingError, did_you_mean
 from evalmon.redact import redact_text, without_masked_userinfo
-from evalmon.results import RESULTS_FILE, SAMPLES_FILE, RunResult, SampleRecord, read_samples
+from evalmon.results import RESULTS_FILE, SAMPLES_FILE, SCHEMA_VERSION, RunResult, SampleRecord, read_samples
 from evalmon.tracking.payload import STATE_FILE, _read_json, _reason, check_reachable, default_tracking_uri
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -85,6 +86,13 @@ def load_local(path: Path, ref: str | None = None) -> LoadedRun:
 
 
 def _parse_results(text: str, source: str) -> RunResult:
+    try:
+        version = json.loads(text).get("schema_version")
+    except (ValueError, AttributeError):
+        version = None  # not JSON / not an object: the validation below says so
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise ConfigError(f"{source}: written by a newer evalmon (schema {version} > {SCHEMA_VERSION})",
+                          hint="upgrade evalmon to compare or gate it")
     try:
         return RunResult.model_validate_json(text)
     except ValidationError as exc:
