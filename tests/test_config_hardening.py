@@ -213,7 +213,7 @@ def test_compare_and_gate_json_are_strict_json(tmp_path: Path) -> None:
     a = _run_dir(tmp_path, "a", [1.0, 0.0, 1.0, 1.0, 0.0, 1.0], nan_metric=True)
     b = _run_dir(tmp_path, "b", [1.0, 1.0, 1.0, 0.0, 0.0, 1.0], nan_metric=True)
     proc = run_cli(tmp_path, "compare", a, b, "--format", "json", "--n-boot", "200")
-    assert proc.returncode == 0, show(proc)
+    assert proc.returncode == 2, show(proc)  # NaN metrics: not comparable (exit 2), the JSON still printed
     data = _strict(proc.stdout)
     assert {m["key"] for m in data["metrics"]} >= {"t/acc"}
     proc = run_cli(tmp_path, "gate", "--baseline", a, "--candidate", b, "--json", "verdict.json", "--n-boot", "200")
