@@ -274,10 +274,16 @@ def check_not_all_quarantined(cfg: MonitorConfig, result: MonitorResult, *, firs
 def check_rule_metrics(cfg: MonitorConfig, outcome: WindowOutcome) -> None:
     """After the first window: an alert rule on a metric this monitor never computes could never fire."""
     maybe = ("records/quarantined/", "records/unplaced/")  # only when such records exist
-    if outcome.drift is not None and outcome.drift.skipped:
-        maybe += ("drift/",)  # per-column drift metrics appear once drift runs
+    drifted: set[str] = set()  # columns the drift plan tests: their score can be absent in one window
+    if outcome.drift is not None:
+        if outcome.drift.skipped:
+            maybe += ("drift/", "drift_detected/")  # drift metrics appear once drift runs
+        drifted = {c.column for c in outcome.drift.columns}
     for i, rule in enumerate(cfg.alerts.rules):
         if rule.metric in outcome.metrics or rule.metric.startswith(maybe):
+            continue
+        kind, _, rest = rule.metric.partition("/")
+        if kind in ("drift", "drift_detected") and rest in drifted:
             continue
         col = rule.metric.split("/")[1] if rule.metric.count("/") >= 2 else ""
         if rule.metric.startswith("share/") and f"share/{col}/_other" in outcome.metrics:
