@@ -73,15 +73,17 @@ def test_window_run_page_shows_metric_names_and_values(mlflow_server: str, logge
 
 
 def coloured_pixels_in_chart(png: Path) -> int:
-    """Saturated pixels in the chart's box (lines and points; the run colour varies with the run id)."""
+    """Line and point pixels inside the plot area (right of the tick labels, below the toolbar, above the x
+    axis): saturated or dark ones. The run colour varies with the run id and may be a grey-blue with little
+    saturation, so darkness counts too; the grid lines are light grey and do not."""
     from PIL import Image  # comes with mlflow's matplotlib
 
     with Image.open(png) as im:
         rgb = im.convert("RGB")
         w, h = rgb.size
-        box = rgb.crop((int(w * 0.28), int(h * 0.15), int(w * 0.73), int(h * 0.45)))
+        box = rgb.crop((int(w * 0.345), int(h * 0.22), int(w * 0.72), int(h * 0.385)))
         return sum(n for n, (r, g, b) in box.getcolors(maxcolors=box.width * box.height)
-                   if max(r, g, b) - min(r, g, b) > 60)
+                   if max(r, g, b) - min(r, g, b) > 60 or max(r, g, b) < 200)
 
 
 def test_timeline_chart_draws_window_metrics_over_time(mlflow_server: str, logged: dict[str, str]) -> None:
@@ -101,7 +103,7 @@ def test_timeline_chart_draws_window_metrics_over_time(mlflow_server: str, logge
     shots = Path(os.environ.get("EVALMON_UI_SHOTS") or logged["root"])
     for _attempt in range(3):  # the UI draws the chart asynchronously; a capture can beat the first paint
         png = chromium.screenshot(url, shots / "monitor-timeline.png", window_size=(1400, 900), timeout=120)
-        if coloured_pixels_in_chart(png) > 1000:
+        if coloured_pixels_in_chart(png) > 300:
             break
     stats = chromium.png_stats(png)
-    assert stats["nonwhite"] > 0.1 and coloured_pixels_in_chart(png) > 1000, stats  # the lines are drawn
+    assert stats["nonwhite"] > 0.1 and coloured_pixels_in_chart(png) > 300, stats  # the lines are drawn
