@@ -202,6 +202,21 @@ def test_import_does_not_import_mlflow() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+def test_explicit_sqlite_store_keeps_artifacts_beside_the_database(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's default for a sqlite store without an artifact location is ./mlruns of the current directory."""
+    work, store = tmp_path / "work", tmp_path / "store"
+    work.mkdir()
+    store.mkdir()
+    monkeypatch.chdir(work)
+    uri = f"sqlite:///{store / 'team.db'}"
+    result = make_result(f"r-{uid()}")
+    out = tracking.log_run(result, make_run_dir(tmp_path / "reports", result), uri, f"explicit-{uid()}")
+    assert out["status"] == "logged", out
+    assert client(uri).get_experiment(out["experiment_id"]).artifact_location == (store / "mlartifacts").as_uri()
+    assert (store / "mlartifacts").is_dir() and not (work / "mlruns").exists()
+
+
 def test_local_sqlite_default_store(tmp_path: Path) -> None:
     result = make_result(f"r-{uid()}")
     run_dir = make_run_dir(tmp_path / "reports", result)

@@ -33,8 +33,8 @@ from evalmon.tracking import (
     MAX_PARAM_VAL_LEN,
     MAX_TAG_VAL_LEN,
     STATE_FILE,
+    artifact_location_for,
     check_reachable,
-    default_artifact_location,
     default_tracking_uri,
     http_limits,
     sanitize_key,
@@ -235,12 +235,11 @@ def log_window(window_dir: Path, uri: str | None, experiment: str, *, base: Path
     window_dir = Path(window_dir)
     uri = without_masked_userinfo(uri)  # a recorded URI (redacted): credentials come from MLFLOW_TRACKING_*
     record = WindowRecord.from_dict(json.loads((window_dir / WINDOW_FILE).read_text(encoding="utf-8")))
-    artifact_location = None
     if uri is None:
         root = base or Path.cwd()
         uri = default_tracking_uri(root)
-        artifact_location = default_artifact_location(root)
         (root / ".evalmon").mkdir(parents=True, exist_ok=True)
+    artifact_location = artifact_location_for(uri)  # beside a sqlite file, never ./mlruns of the cwd
     unreachable = check_reachable(uri)
     if unreachable:
         return mark_pending(window_dir, uri, experiment, unreachable)

@@ -40,6 +40,7 @@ from evalmon.tracking.payload import (
     _reason,
     _same_uri,
     _write_json,
+    artifact_location_for,
     check_reachable,
     default_artifact_location,
     default_tracking_uri,
@@ -214,12 +215,11 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
     a process killed while logging leaves the marker, and ``evalmon sync`` completes that same MLflow run."""
     run_dir = Path(run_dir)
     uri = without_masked_userinfo(uri)  # a recorded URI (redacted): credentials come from MLFLOW_TRACKING_*
-    artifact_location = None
     if uri is None:
         base = Path.cwd()
         uri = default_tracking_uri(base)
-        artifact_location = default_artifact_location(base)
         (base / ".evalmon").mkdir(parents=True, exist_ok=True)
+    artifact_location = artifact_location_for(uri)  # beside a sqlite file, never ./mlruns of the cwd
     unreachable = check_reachable(uri)
     if unreachable:
         return _mark_pending(run_dir, uri, experiment, unreachable, samples_table, evalmon_run_id=result.run_id)

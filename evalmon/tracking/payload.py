@@ -57,6 +57,36 @@ def default_artifact_location(base: Path) -> str:
     return (Path(base).resolve() / ".evalmon" / "mlartifacts").as_uri()
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` URI (``None`` for an in-memory or ``file:`` database); raises
+    ``ValueError`` for a malformed one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(uri).database
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def artifact_location_for(uri: str) -> str | None:
+    """Where a new experiment of a ``sqlite:`` store keeps its artifacts: ``mlartifacts/`` beside the database
+    file (MLflow's own default is ``./mlruns`` of whatever the current directory is). ``None`` for a server or
+    an in-memory database: the store decides."""
+    if not uri.lower().startswith("sqlite:"):
+        return None
+    try:
+        database = sqlite_path(uri)
+    except ValueError:
+        return None
+    if database is None:
+        return None
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
 def sanitize_key(key: str) -> str:
     """Make ``key`` a valid MLflow metric/param/tag name: allowed charset, no empty/``.``/``..``
     path segments, at most 250 chars (long keys keep a hash suffix so they stay distinct)."""

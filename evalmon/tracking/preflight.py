@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from evalmon.errors import ConfigError, TrackingError
 from evalmon.redact import redact_text
-from evalmon.tracking.payload import check_reachable, default_tracking_uri
+from evalmon.tracking.payload import check_reachable, default_tracking_uri, sqlite_path
 
 PREFLIGHT_TIMEOUT_S = 3.0
 _HINT = "use http(s)://host:port, sqlite:///path/to/mlflow.db or a directory (--tracking-uri or tracking.uri)"
@@ -113,16 +113,10 @@ def _check_scheme(uri: str, scheme: str) -> None:
 
 def _sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:`` URI (``None`` for an in-memory database)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
-        database = make_url(uri).database
-    except (ArgumentError, ValueError) as exc:
+        return sqlite_path(uri)
+    except ValueError as exc:
         raise ConfigError(f"tracking.uri: {uri!r} is not a valid sqlite URI: {exc}", hint=_HINT) from None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).expanduser()
 
 
 def _check_sqlite(uri: str) -> None:
