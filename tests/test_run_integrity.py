@@ -15,7 +15,6 @@ systems: a tmpfs / read-only bind mount in a private mount namespace (``unshare`
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -49,7 +48,7 @@ from cli_util import (
     suite_dict,
     write_suite,
 )
-from plugins.mlflow_server import free_port
+from plugins.mlflow_server import forward_request, free_port
 
 from evalmon.errors import ConfigError
 from evalmon.tracking.preflight import preflight
@@ -143,19 +142,7 @@ class MlflowProxy:
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
-                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "connection"}}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
+                forward_request(self, up.hostname, up.port, body, timeout=60)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from plugins.mlflow_server import free_port
+from plugins.mlflow_server import forward_request, free_port
 
 from evalmon import tracking
 from evalmon.results import (
@@ -293,19 +292,7 @@ def proxy(mlflow_server: str) -> Iterator[tuple[str, dict[str, int]]]:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "connection"}}
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            self.send_response(resp.status)
-            for k, v in resp.getheaders():
-                if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            conn.close()
+            forward_request(self, upstream.hostname, upstream.port, body, timeout=30)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield uri
     finally:
         _stop(proc)
+
+
+def forward_request(handler: Any, host: str, port: int, body: bytes, timeout: float = 30) -> None:
+    """Relay ``handler``'s request (already read ``body``) to ``host:port`` and its response back: the core of the
+    fault-injecting proxies the tracking tests put in front of the real MLflow server."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {k: v for k, v in handler.headers.items() if k.lower() not in {"host", "connection"}}
+    conn.request(handler.command, handler.path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    handler.send_response(resp.status)
+    for k, v in resp.getheaders():
+        if k.lower() not in {"transfer-encoding", "connection", "content-length"}:
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+    conn.close()
