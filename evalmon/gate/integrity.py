@@ -71,10 +71,6 @@ def _block(field: str, message: str, scope: str = "run") -> Issue:
     return Issue(scope=scope, field=field, message=message, blocking=True, integrity=True)
 
 
-def _finite(v: float) -> bool:
-    return math.isfinite(v)
-
-
 # --------------------------------------------------------------------------- status
 def status_issues(run: LoadedRun, side: str) -> list[Issue]:
     r, out = run.result, []
@@ -141,9 +137,9 @@ def value_issues(baseline: LoadedRun, candidate: LoadedRun, keys: Iterable[tuple
         for m in (m for m in ea[n][0] if m in eb[n][0]):
             va, vb = ea[n][0][m].value, eb[n][0][m].value
             why = f", {notes[m]}" if m in notes else ""
-            if not _finite(vb) and (_finite(va) or (n, m) in scope):
+            if not math.isfinite(vb) and (math.isfinite(va) or (n, m) in scope):
                 bad["candidate"].append(f"{n}/{m} = {vb}{why}")
-            if not _finite(va) and (n, m) in scope:
+            if not math.isfinite(va) and (n, m) in scope:
                 bad["baseline"].append(f"{n}/{m} = {va}{why}")
     out = []
     for side, run in (("baseline", baseline), ("candidate", candidate)):
@@ -245,7 +241,7 @@ def sample_issues(run: LoadedRun, side: str, keys: Iterable[tuple[str, str]]) ->
             nan.append(f"{key} ({bad} of {len(values)} documents)")
             continue
         mean = math.fsum(present) / len(present)
-        if _finite(mv.value) and not math.isclose(mv.value, mean, rel_tol=REL_TOL, abs_tol=1e-12):
+        if math.isfinite(mv.value) and not math.isclose(mv.value, mean, rel_tol=REL_TOL, abs_tol=1e-12):
             differ.append(f"{key} = {mv.value:.10g} but the mean of its {len(present)} per-document scores "
                           f"is {mean:.10g}")
     out = []
