@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalmon.engine.attention import attention_layout, packed_masks
 from evalmon.engine.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.engine.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.engine.packed import score_packed
@@ -163,6 +164,7 @@ class HFCausalLM:
         self.last_stats = BatchStats()
         self.last_gen_stats = GenStats()
         self.scoring = settings.scoring
+        self._layout = attention_layout(self.model.config)
         if self.scoring == "packed":
             reason = self._probe_packed()
             if reason:
@@ -331,14 +333,26 @@ class HFCausalLM:
         return out
 
     def _packed_forward(self, ids: Any, mask: Any, pos: Any, keep: Any) -> Any:
-        return self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits[0]
+        masks = packed_masks(self._layout, mask, pos, self.model.dtype)
+        return self.model(input_ids=ids, attention_mask=masks, position_ids=pos, logits_to_keep=keep).logits[0]
 
     def _probe_packed(self) -> str | None:
-        """Check that this architecture honours a 4-D mask + position ids + logits_to_keep; else plain."""
-        base = tuple(range(5, 17))
-        probe = [TokenRequest(0, base, (20, 21, 22)), TokenRequest(1, base, (23, 24)), TokenRequest(2, base[:4], (25,))]
+        """Prove packed == plain on this model before using it; return why not, or None.
+
+        The probe's shared context is longer than the model's sliding window / attention chunk (when
+        it has one and ``max_length`` allows), so a mask rule the packed path gets wrong shows here
+        instead of in the numbers; layer types that cannot be packed are refused up front.
+        """
+        if self._layout.unsupported:
+            return self._layout.unsupported
+        span = self._layout.span
+        length = max(12, min(span + 16, self.max_length - 4)) if span else 12
+        vocab = max(16, int(getattr(self.model.config.get_text_config(), "vocab_size", 0) or len(self.tokenizer)))
+        base = tuple(5 + (7 + 31 * i) % (min(vocab, 50_000) - 10) for i in range(length))
+        probe = [TokenRequest(0, base, (20, 21, 22)), TokenRequest(1, base, (23, 24)),
+                 TokenRequest(2, base[: max(4, length // 3)], (25,)), TokenRequest(3, base[:4], (26, 27))]
         try:
-            packed = score_packed(self._packed_forward, self._forward, probe, token_budget=4096,
+            packed = score_packed(self._packed_forward, self._forward, probe, token_budget=4 * length + 64,
                                   max_length=self.max_length, batch_size=4, device=self.device)
         except Exception as exc:  # any failure means: not supported here
             return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -346,7 +360,7 @@ class HFCausalLM:
                                      device=self.device)
         worst = max(abs(a.logprob - b.logprob) for a, b in zip(packed, plain, strict=True))
         tol = 1e-3 if str(self.model.dtype) == "torch.float32" else 0.5
-        return None if worst <= tol else f"packed and plain differ by {worst:.2e} on the probe"
+        return None if worst <= tol else f"packed and plain differ by {worst:.2e} on a {length}-token probe"
 
     def loglikelihood(self, reqs: Sequence[LLRequest], progress: OnBatch | None = None) -> list[LLResult]:
         token_reqs = self.tokenize_requests(reqs)
