@@ -27,7 +27,8 @@ def _console(stderr: bool = False):  # -> rich.console.Console
 
 @app.command()
 def run(
-    suite: Annotated[Path | None, typer.Argument(help="Suite YAML (default: the embedded tiny default).")] = None,
+    suite: Annotated[Path | None, typer.Argument(help="Suite YAML (default: the embedded default suite on "
+                                                      "SmolLM2-135M-Instruct).")] = None,
     model: Annotated[str | None, typer.Option(help="Override the model: hf:/path, hf:org/name[,adapter=…,dtype=…].")] = None,
     limit: Annotated[int | None, typer.Option(help="Documents per task (first N).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks/groups replacing the suite's list.")] = None,
@@ -49,8 +50,7 @@ def run(
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking)
     check_task_names(cfg)
-    if suite is None and model is None:  # not when --model replaces the default checkpoint
-        _ensure_default_checkpoint(cfg, err)
+    cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.models.hf import quiet_transformers
 
     quiet_transformers()
@@ -84,25 +84,54 @@ def _quiet_library_warnings() -> None:
             warnings.filterwarnings("ignore", category=category)
 
 
-def _ensure_default_checkpoint(cfg, err) -> None:  # type: ignore[no-untyped-def]
-    path = Path(cfg.model.path)
-    if not (path / "config.json").is_file():
-        from evalmon.checkpoints import TinySpec, build_tiny_checkpoint
+def _ensure_default_checkpoint(cfg, err, *, fallback: bool):  # type: ignore[no-untyped-def]
+    """A missing ``.evalmon/checkpoints/<smollm2-135m-instruct|gemma3-270m|tiny-llama>`` is fetched/built first.
 
-        err.print(f"building the embedded default checkpoint in {path} (tiny random Llama; chance-level scores)…")
-        build_tiny_checkpoint(path, TinySpec(train_steps=200))
+    ``fallback`` (the embedded default suite): no registry → the offline toy, with one warning line.
+    """
+    if getattr(cfg.model, "backend", None) != "hf" or getattr(cfg.model, "gguf", None):
+        return cfg
+    from evalmon.checkpoints.project import ensure_project_checkpoint
+
+    def log(message: str) -> None:
+        err.print(message, markup=False, soft_wrap=True)
+
+    path = Path(cfg.model.path)
+    got = ensure_project_checkpoint(path, fallback_to_tiny=fallback, log=log, warn=log)
+    if got == path:
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(got)})})
 
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the tiny checkpoint.")] = Path(".evalmon/checkpoints/tiny-llama"),
-    train_steps: Annotated[int, typer.Option(help="AdamW steps on local text (0 = random init).")] = 200,
+    model: Annotated[str, typer.Option(help="smollm2-135m-instruct (the default; Apache-2.0), gemma3-270m (Gemma "
+                                            "Terms of Use) or tiny (offline toy, chance-level scores).")]
+    = "smollm2-135m-instruct",
+    path: Annotated[Path | None, typer.Option(help="Where to put it (default: .evalmon/checkpoints/<name>, "
+                                                   "tiny: .evalmon/checkpoints/tiny-llama).")] = None,
+    train_steps: Annotated[int, typer.Option(help="tiny only: AdamW steps on local text (0 = random init).")] = 200,
 ) -> None:
-    """Build the embedded default checkpoint offline (BPE tokenizer + tiny Llama, save_pretrained)."""
-    from evalmon.checkpoints import TinySpec, build_tiny_checkpoint
+    """Fetch, verify and convert a real checkpoint once (cached in the user cache dir), or build the toy."""
+    from evalmon.checkpoints.catalog import CATALOG
+    from evalmon.checkpoints.project import CHOICES, TINY, install, project_dir
+    from evalmon.checkpoints.real import read_provenance
+    from evalmon.errors import ConfigError, did_you_mean
 
-    out = build_tiny_checkpoint(path, TinySpec(train_steps=train_steps))
-    _console().print(f"tiny checkpoint written to {out} (its benchmark scores are chance-level)")
+    if model not in CHOICES:
+        raise ConfigError(f"--model {model!r}: unknown checkpoint{did_you_mean(model, CHOICES)}",
+                          hint=f"choose one of {', '.join(CHOICES)}")
+    err = _console(stderr=True)
+    out = install(model, path if path is not None else project_dir(model), train_steps=train_steps,
+                  log=lambda m: err.print(m, markup=False, soft_wrap=True))
+    if model == TINY:
+        _console().print(f"tiny checkpoint written to {out} (its benchmark scores are chance-level)", soft_wrap=True)
+        return
+    prov = read_provenance(out) or {}
+    gguf = prov.get("gguf") or {}
+    _console().print(f"{CATALOG[model].description}: ready in {out} (float32, {prov.get('parameters', 0) / 1e6:.1f}M "
+                     f"parameters, from {gguf.get('quantization')} GGUF sha256 {str(gguf.get('sha256'))[:12]}…; "
+                     f"licence {prov.get('licence')})", markup=False, soft_wrap=True)
 
 
 @app.command("tasks")

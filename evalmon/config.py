@@ -57,10 +57,12 @@ from evalmon.yamlio import (
     validation_error,
 )
 
-DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/tiny-llama")  # relative to the working directory
+# SmolLM2-135M-Instruct, fetched + converted on first use (evalmon.checkpoints.project); the toy without a registry
+DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/smollm2-135m-instruct")  # relative to the working directory
 DEFAULT_DATA_DIR = Path("../shared/benchmarks")  # relative to the working directory
 DEFAULT_TASKS = ("mmlu_anatomy", "hellaswag", "truthfulqa_mc2")
 DEFAULT_LIMIT = 20
+DEFAULT_TASK_LIMITS = {"hellaswag": 100}  # enough documents for an above-chance HellaSwag acc_norm to show
 
 
 
@@ -362,7 +364,7 @@ def default_suite() -> SuiteConfig:
     """The suite ``evalmon run`` uses without a file (paths relative to the working directory).
 
     Model: ``$EVALMON_DEFAULT_MODEL`` or ``DEFAULT_CHECKPOINT_DIR``; data: ``$EVALMON_DATA_DIR`` or
-    ``DEFAULT_DATA_DIR``; tasks ``DEFAULT_TASKS`` with ``limit: 20``.
+    ``DEFAULT_DATA_DIR``; tasks ``DEFAULT_TASKS`` with ``limit: 20`` (``DEFAULT_TASK_LIMITS`` per task).
     """
     cwd = Path.cwd()
     model = os.environ.get("EVALMON_DEFAULT_MODEL") or str(cwd / DEFAULT_CHECKPOINT_DIR)
@@ -370,14 +372,15 @@ def default_suite() -> SuiteConfig:
     cfg = SuiteConfig.model_validate(
         {"name": "default", "description": "built-in smoke suite", "limit": DEFAULT_LIMIT,
          "model": {"backend": "hf", "path": model}, "data": {"data_dir": data_dir},
-         "tasks": list(DEFAULT_TASKS)},
+         "tasks": [{"name": t, "limit": DEFAULT_TASK_LIMITS.get(t)} for t in DEFAULT_TASKS]},
         context={"base_dir": cwd})
     cfg._task_origins = tuple(f"default suite: tasks.{i}.name" for i in range(len(DEFAULT_TASKS)))
     return cfg
 
 
 __all__ = [
-    "DEFAULT_CHECKPOINT_DIR", "DEFAULT_DATA_DIR", "DEFAULT_LIMIT", "DEFAULT_TASKS", "MODEL_BACKENDS",
+    "DEFAULT_CHECKPOINT_DIR", "DEFAULT_DATA_DIR", "DEFAULT_LIMIT", "DEFAULT_TASKS", "DEFAULT_TASK_LIMITS",
+    "MODEL_BACKENDS",
     "ASRModelConfig", "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "NoModelConfig",
     "OpenAIModelConfig", "SuiteConfig", "TaskEntry",
     "TrackingConfig", "apply_overrides", "check_task_names", "default_suite", "flatten",

@@ -75,7 +75,7 @@ def is_local_ref(ref: str, base_dir: Path | None) -> bool:
     """A model/adapter reference is a local path (not a hub id) by the rule in the module doc."""
     if ref in (".", "..") or ref.startswith(("/", "./", "../", "~")):
         return True
-    return base_dir is not None and (Path(base_dir) / ref).is_dir()
+    return base_dir is not None and ((Path(base_dir) / ref).is_dir() or (Path(base_dir) / ref).is_file())
 
 
 def resolve_ref(ref: str, base_dir: Path | None) -> str:
@@ -102,6 +102,7 @@ class HFModelConfig(_Strict):
     chat_template_fallback: Literal["error", "plain"] = "error"  # no chat template: fail, or "Role: text" lines
     scoring: Literal["packed", "plain"] = "packed"  # shared-prefix trie packing, or lm-eval's per-request rows
     token_budget: int | None = Field(default=None, ge=16)  # tokens per packed forward (default 2048)
+    gguf: str | None = Field(None, min_length=1)  # a .gguf file inside `path` (a dir or hub repo); evalmon.models.gguf
 
     @model_validator(mode="before")
     @classmethod

@@ -96,8 +96,9 @@ def dequantise(gguf: Path, out: Path, log: Log | None = None) -> dict[str, Any]:
     start = time.monotonic()
     with heartbeat(log, f"dequantising {gguf.name} to float32 with transformers"), _quiet_bars():
         try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            # the model first: transformers checks the GGUF's architecture there (the tokenizer may load anyway)
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         except (ValueError, KeyError, RuntimeError, OSError) as exc:
             reason = _unsupported(exc)
             if reason:
