@@ -46,6 +46,7 @@ class HFSettings:
     chat_template_fallback: str = "error"  # error | plain ("role: content" lines) when no chat template
     scoring: str = "packed"  # packed (shared-prefix trie, evalmon.engine.packed) | plain (lm-eval's batching)
     token_budget: int | None = None  # tokens per packed forward; None = 2048 (halved on out-of-memory)
+    gguf: str | None = None  # a .gguf file inside `path` (or `path` itself ends in .gguf): evalmon.models.gguf
 
 
 def _looks_local(path: str) -> bool:
@@ -161,6 +162,8 @@ class HFCausalLM:
             extra={"softmax_dtype": "float32", "architecture": type(self.model).__name__,
                    "prefix_token_id": self.prefix_token_id},
         )
+        if self._checkpoint:  # converted from GGUF (evalmon_checkpoint.json): which file, which quantisation
+            self.fingerprint.extra["checkpoint"] = self._checkpoint
         self.last_stats = BatchStats()
         self.last_gen_stats = GenStats()
         self.scoring = settings.scoring
@@ -174,14 +177,18 @@ class HFCausalLM:
 
     # ------------------------------------------------------------------ loading
     def _load(self, s: HFSettings) -> tuple[Any, Any, str | None]:
-        local = _looks_local(s.path)
-        path = str(Path(s.path).expanduser().resolve()) if local else s.path
+        from evalmon.models.gguf import checkpoint_provenance, gguf_checkpoint
+
+        gguf = gguf_checkpoint(s.path, s.gguf, revision=s.revision)  # None unless it names a GGUF file
+        local = gguf is not None or _looks_local(s.path)
+        path = str(gguf.directory) if gguf else str(Path(s.path).expanduser().resolve()) if local else s.path
         if local and not Path(path).is_dir():
             raise ModelError(f"model.path: checkpoint directory not found: {path}",
                              hint="build the default with `evalmon init` or point --model at a HF model dir")
         if local and not (Path(path) / "config.json").is_file():
             raise ModelError(f"model.path: {path} has no config.json — not a Hugging Face checkpoint directory")
-        self._model_id = path
+        self._model_id = gguf.source if gguf else path
+        self._checkpoint = checkpoint_provenance(Path(path)) if local else None  # GGUF sha + quantisation
 
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -228,7 +235,8 @@ class HFCausalLM:
             model = self._attach_adapter(model, s)
         model.to(self.device)
         model.eval()
-        weights_hash = weights_fingerprint(Path(path)) if local else self._hub_commit(config)
+        weights_hash = (f"sha256:{gguf.sha256}" if gguf else weights_fingerprint(Path(path)) if local
+                        else self._hub_commit(config))
         return tokenizer, model, weights_hash
 
     @staticmethod
