@@ -63,6 +63,22 @@ def gguf_info(path: Path) -> dict[str, Any]:
             "gguf_model_name": field("general.name"), "gguf_license": field("general.license")}
 
 
+# GGUF architecture names transformers maps to another key (its load_gguf_checkpoint does the same)
+_ARCH_ALIASES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2",
+                 "t5encoder": "t5"}
+
+
+def check_architecture(path: Path, architecture: str | None) -> None:
+    """A one-line ModelError, before any slow work, when transformers has no GGUF mapping for the architecture."""
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES as supported
+
+    if architecture is None or architecture in supported or _ARCH_ALIASES.get(architecture) in supported:
+        return  # (transformers' own check stays the final word)
+    raise ModelError(f"{path}: transformers cannot dequantise this GGUF (architecture {architecture!r} is not "
+                     "supported by its GGUF loader)", hint="convert it to a Hugging Face checkpoint with "
+                     "llama.cpp's tools, or upgrade transformers")
+
+
 def _unsupported(exc: Exception) -> str | None:
     text = str(exc)
     return text if "not supported" in text and ("architecture" in text or "GGUF" in text) else None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.checkpoints.cache import Log, cache_subdir, locked, staging
-from evalmon.checkpoints.convert import check_gguf_file, dequantise, gguf_info
+from evalmon.checkpoints.convert import check_architecture, check_gguf_file, dequantise, gguf_info
 from evalmon.checkpoints.fetch import sha256_file
 from evalmon.checkpoints.real import is_complete, read_provenance, write_provenance
 from evalmon.errors import ModelError
@@ -69,6 +69,7 @@ def ensure_dequantised(path: str, gguf: str | None = None, *, revision: str | No
         with locked(final, log):
             if not _matches(final, sha):
                 info = gguf_info(file)
+                check_architecture(file, info.get("architecture"))
                 with staging(final) as tmp:
                     facts = dequantise(file, tmp, log)
                     write_provenance(tmp, {"name": file.name, "source_path": str(file.resolve()),
