@@ -382,6 +382,8 @@ def test_default_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = C.default_suite()
     assert cfg.name == "default" and [t.name for t in cfg.tasks] == list(C.DEFAULT_TASKS) and cfg.limit == 20
     assert cfg.model.path == str(tmp_path / C.DEFAULT_CHECKPOINT_DIR)
+    assert C.DEFAULT_CHECKPOINT_DIR.name == "smollm2-135m-instruct"  # a real model; the toy only as a fallback
+    assert {t.name: t.limit for t in cfg.tasks} == {"mmlu_anatomy": None, "hellaswag": 100, "truthfulqa_mc2": None}
     assert cfg.data.data_dir == tmp_path.parent / "shared" / "benchmarks"
     monkeypatch.setenv("EVALMON_DEFAULT_MODEL", "org/tiny")
     monkeypatch.setenv("EVALMON_DATA_DIR", "/data/bench")
