@@ -1,4 +1,5 @@
-"""Build the embedded default checkpoint offline: a tiny Llama-architecture causal LM.
+"""Build the offline toy checkpoint: a tiny Llama-architecture causal LM (``evalmon init --model tiny``; the
+embedded default falls back to it when SmolLM2 cannot be fetched).
 
 The tokenizer is a byte-level BPE trained with ``tokenizers`` on text that ships with every Python
 and Debian install (``pydoc_data.topics`` and ``/usr/share/common-licenses``); the model is a
