@@ -81,6 +81,10 @@ def test_heartbeat_prints_lines_without_a_tty() -> None:
         time.sleep(0.18)
     assert lines[0] == "converting…" and lines[-1].startswith("converting: done in")
     assert len([ln for ln in lines if ln.endswith(" s") and "…" in ln]) >= 2
+    quick: list[str] = []
+    with heartbeat(quick.append, "reading", every=0.05, announce_after=0.5):
+        pass  # done before announce_after: silent (an error right after stays the only line)
+    assert quick == []
 
 
 def test_install_hard_links_a_cached_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,12 +37,13 @@ def check_gguf_file(path: Path) -> None:
                          hint="give a .gguf file as written by llama.cpp, or a Hugging Face checkpoint directory")
 
 
-def gguf_info(path: Path) -> dict[str, Any]:
+def gguf_info(path: Path, log: Log | None = None) -> dict[str, Any]:
     """Architecture, quantisation type (``general.file_type`` by name), model name and licence from the header."""
     from gguf import GGUFReader, LlamaFileType
 
     try:
-        reader = GGUFReader(path)
+        with heartbeat(log, f"reading the GGUF header of {path.name}", announce_after=2.0):
+            reader = GGUFReader(path)  # parses every field (a 262k-token vocabulary takes seconds)
     except Exception as exc:  # any parse failure means a bad file for the user
         raise ModelError(f"{path}: cannot read the GGUF header ({type(exc).__name__}: {exc})",
                          hint="the file is truncated or not a GGUF file") from None

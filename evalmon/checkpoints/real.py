@@ -100,7 +100,7 @@ def ensure_checkpoint(name: str, *, log: Log | None = None) -> Path:
             write_provenance(tmp, {
                 "name": spec.name, "description": spec.description, "licence": spec.licence,
                 "source_packages": sources,
-                "gguf": {"file": spec.gguf_name, "sha256": spec.gguf_sha256, **gguf_info(gguf)},
+                "gguf": {"file": spec.gguf_name, "sha256": spec.gguf_sha256, **gguf_info(gguf, log)},
                 **facts})
     if log:
         log(f"{name}: converted checkpoint cached in {final}")

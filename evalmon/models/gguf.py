@@ -68,7 +68,7 @@ def ensure_dequantised(path: str, gguf: str | None = None, *, revision: str | No
     if not _matches(final, sha):
         with locked(final, log):
             if not _matches(final, sha):
-                info = gguf_info(file)
+                info = gguf_info(file, log)
                 check_architecture(file, info.get("architecture"))
                 with staging(final) as tmp:
                     facts = dequantise(file, tmp, log)
