@@ -63,6 +63,7 @@ def test_lock_serialises_two_processes_and_says_it_waits(tmp_path: Path) -> None
 
 def test_staging_publishes_only_complete_directories(tmp_path: Path) -> None:
     final = tmp_path / "ckpt"
+    (tmp_path / ".ckpt.tmp-killed").mkdir()  # what a SIGKILLed conversion leaves behind
     with pytest.raises(RuntimeError), staging(final) as tmp:
         (tmp / "model.safetensors").write_bytes(b"half")
         raise RuntimeError("conversion died")

@@ -57,7 +57,12 @@ def locked(target: Path, log: Log | None = None) -> Iterator[None]:
 
 @contextmanager
 def staging(final: Path) -> Iterator[Path]:
-    """A temporary directory beside ``final``; renamed to ``final`` if the block succeeds, removed otherwise."""
+    """A temporary directory beside ``final``; renamed to ``final`` if the block succeeds, removed otherwise.
+
+    Call it holding ``locked(final)``: leftovers of a killed earlier attempt are removed first.
+    """
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
