@@ -2,7 +2,8 @@
 # Fine-tune → evaluate → gate on a real model (SmolLM2-135M-Instruct), end to end:
 #   1. train a LoRA adapter on MedMCQA rows the evaluation does not score (train_lora.py; it proves that);
 #   2. evalmon run suites/medical.yaml for the base model and for base + adapter, same documents;
-#   3. evalmon compare and evalmon gate (paired tests, Holm) between them; this script exits with the gate's code.
+#   3. evalmon compare and evalmon gate (paired tests, Holm) between them, then which answers each model picks
+#      (predictions.py); this script exits with the gate's code.
 #
 #   examples/finetune-gate/run.sh [OUT]          # default OUT: reports/finetune-gate
 #
@@ -55,5 +56,8 @@ $EVALMON gate --baseline "$BASE_RUN" --candidate "$CAND_RUN" --policy "$HERE/gat
   --json "$OUT/gate.json" --markdown "$OUT/gate.md"
 code=$?
 set -e
-printf '\ngate exit code %s (0 pass, 1 regression, 2 error); gate.json, gate.md, compare.md in %s\n' "$code" "$OUT"
+printf '\nwhat the models pick (a paired p-value says a change is real, not what it is):\n'
+$PYTHON "$HERE/predictions.py" "$BASE_RUN" "$CAND_RUN" --json "$OUT/predictions.json"
+printf '\ngate exit code %s (0 pass, 1 regression, 2 error); gate.json, gate.md, compare.md, predictions.json in %s\n' \
+  "$code" "$OUT"
 exit "$code"
