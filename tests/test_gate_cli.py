@@ -35,7 +35,7 @@ N = 200
 # --------------------------------------------------------------------------- building runs by hand
 def make_run(root: Path, rid: str, scores: dict[str, dict[str, list[float]]], *, samples: bool = True,
              fewshot: int = 0, bos: str = "tokenizer-default", doc_ids: dict[str, list[str]] | None = None,
-             lm_eval: str = "0.4.13") -> Path:
+             lm_eval: str = "0.4.13", adapter: str | None = None) -> Path:
     """results.json + samples.jsonl.gz for ``{task: {metric: per-doc values}}``."""
     tasks, recs = {}, []
     for task, metrics in scores.items():
@@ -55,7 +55,8 @@ def make_run(root: Path, rid: str, scores: dict[str, dict[str, list[float]]], *,
         suite_config={"name": "smoke", "limit": "200", "model.path": f"/ckpt/{rid}"},
         provenance=Provenance(evalmon_version="0.1.0", lm_eval_version=lm_eval, python_version="3.11",
                               platform="linux", hostname="ci", command="evalmon run suites/smoke.yaml"),
-        model={"backend": "hf", "model": f"/ckpt/{rid}", "bos_policy": bos, "max_length": 2048, "dtype": "float32"},
+        model={"backend": "hf", "model": f"/ckpt/{rid}", "bos_policy": bos, "max_length": 2048, "dtype": "float32",
+               "adapter": adapter},
         tasks=tasks)
     run_dir = root / rid
     result.save(run_dir)
@@ -128,6 +129,17 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str
 
 
 # --------------------------------------------------------------------------- gate
+def test_gate_header_tells_base_from_base_plus_adapter(tmp_path: Path) -> None:
+    scores = {"mmlu_x": {"acc": [1.0, 0.0] * 20}}
+    a = make_run(tmp_path, "base", scores)
+    b = make_run(tmp_path, "tuned", scores, adapter="/adapters/med-lora")
+    proc = evalmon("gate", "--baseline", a, "--candidate", b, "--markdown", tmp_path / "g.md", "--json",
+                   tmp_path / "g.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "B = `/ckpt/tuned` + adapter `/adapters/med-lora`" in (tmp_path / "g.md").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "g.json").read_text(encoding="utf-8"))["candidate"]["adapter"] == "/adapters/med-lora"
+
+
 def test_gate_pass_writes_json_and_step_summary(runs: dict[str, Path], tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     summary.write_text("# earlier step\n", encoding="utf-8")
@@ -138,6 +150,7 @@ def test_gate_pass_writes_json_and_step_summary(runs: dict[str, Path], tmp_path:
     assert "PASS" in proc.stdout
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("# earlier step\n") and "## evalmon gate: ✅ PASS" in text  # appended
+    assert "A = `/ckpt/base` · B = `/ckpt/same`" in text  # which models, not only run ids
     verdict = json.loads((tmp_path / "v.json").read_text(encoding="utf-8"))
     assert verdict["status"] == "pass" and verdict["exit_code"] == 0 and verdict["correction"] == "holm"
     by_key = {m["key"]: m for m in verdict["metrics"]}

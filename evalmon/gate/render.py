@@ -43,10 +43,17 @@ COMPARE_HEADERS = ["task/metric", "A (baseline) ± 95% CI", "B (candidate) ± 95
 
 def comparison_markdown(c: Comparison) -> str:
     lines = [f"## evalmon compare: {c.baseline['run_id']} (A) vs {c.candidate['run_id']} (B)", "",
+             f"A = {_model_label(c.baseline)} · B = {_model_label(c.candidate)}", "",
              "| " + " | ".join(COMPARE_HEADERS) + " |", "|" + "---|" * len(COMPARE_HEADERS)]
     lines += ["| " + " | ".join(_row(m)) + " |" for m in c.metrics]
     lines += _issue_lines(c)
     return "\n".join(lines) + "\n"
+
+
+def _model_label(run: dict[str, Any]) -> str:
+    """``model`` (+ ``adapter``) of a described run: base vs base+adapter must be told apart in the header."""
+    model = f"`{run.get('model') or '?'}`"
+    return f"{model} + adapter `{run['adapter']}`" if run.get("adapter") else model
 
 
 def _issue_lines(c: Comparison) -> list[str]:
@@ -111,7 +118,8 @@ def verdict_markdown(v: GateVerdict) -> str:
             else f"{len(v.metrics)} gated metrics, none failed")
     lines = [f"## evalmon gate: {_TITLE[v.status]}", "",
              f"**baseline** `{b['run_id']}` ({b['origin']}, {b.get('status', '?')}) · "
-             f"**candidate** `{c['run_id']}` ({c['origin']}, {c.get('status', '?')})", ""]
+             f"**candidate** `{c['run_id']}` ({c['origin']}, {c.get('status', '?')})", "",
+             f"A = {_model_label(b)} · B = {_model_label(c)}", ""]
     if blocking:  # why first: the table below is no verdict
         lines += [f"The runs are **not comparable** ({len(blocking)} reason(s)); the table below is not a pass.",
                   "", "### Not comparable", ""] + [f"- ⚠️ ({i.scope}) {i.message}" for i in blocking] + [""]

@@ -68,7 +68,7 @@ class LoadedRun:
     def describe(self) -> dict[str, Any]:
         return {"ref": self.ref, "run_id": self.result.run_id, "origin": self.origin,
                 "mlflow_run_id": self.mlflow_run_id, "model": self.result.model.get("model"),
-                "samples": self.samples is not None, "status": self.result.status,
+                "adapter": self.result.model.get("adapter"), "samples": self.samples is not None, "status": self.result.status,
                 "mlflow_status": self.tracking_status}
 
 
