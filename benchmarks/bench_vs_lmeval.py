@@ -263,7 +263,7 @@ def fmt_flips(c: Comparison, n: int, kind: str) -> str:
 COLUMNS = ["task", "kind", "n", "reqs", "lm-eval s", "evalmon s", "speed-up", "lm-eval r/s", "evalmon r/s",
            "pos lm-eval", "pos evalmon", "unique", "max|Δ|", "same"]
 DTYPE_COLUMNS = ["task", "kind", "lm-eval max|Δ| vs fp32", "evalmon max|Δ| vs fp32", "lm-eval flips vs fp32",
-                 "evalmon flips vs fp32", "metrics moved (lm-eval / evalmon)"]
+                 "evalmon flips vs fp32", "metrics moved vs fp32 (lm-eval / evalmon)"]
 
 
 WIDTHS = [36, 13, 4, 5, 9, 9, 8, 11, 11, 11, 11, 7, 7, 4]
@@ -315,13 +315,13 @@ def bench_task(bench: Bench, h: Harnesses, ref: Harnesses | None, task: str) -> 
     print(f"  runs lm-eval {', '.join(f'{t:.2f}' for t in t_theirs)} s · evalmon "
           f"{', '.join(f'{t:.2f}' for t in t_ours)} s · cpu pressure: {cpu_pressure()}", flush=True)
     if not c.same:
-        print(f"  ↳ differs: metrics {c.metrics_differ or 'none'}; {fmt_flips(c, result.n, kind)}", flush=True)
+        print(f"  ↳ differs: metrics (evalmon - lm-eval) {c.moved()}; {fmt_flips(c, result.n, kind)}", flush=True)
     if ref is not None:  # how far this dtype moves each harness against its own float32 run
         theirs32, ours32 = bench.scored(task, bench.run_lmeval(ref, task)[1], bench.run_ours(ref, task)[1])
-        ct, co = compare(theirs, theirs32), compare(ours, ours32)
+        ct, co = compare(theirs32, theirs), compare(ours32, ours)  # deltas: this dtype - float32
         bench.dtype_rows.append([task, kind, fmt_delta(ct.worst), fmt_delta(co.worst), fmt_flips(ct, result.n, kind),
                                  fmt_flips(co, result.n, kind),
-                                 f"{', '.join(ct.metrics_differ) or 'none'} / {', '.join(co.metrics_differ) or 'none'}"])
+                                 f"{ct.moved()} / {co.moved()}"])
 
 
 def main() -> None:

@@ -43,6 +43,11 @@ class Comparison:
     metrics_differ: list[str]  # metric names whose values differ beyond their tolerance
     outputs_differ: int  # documents whose raw generation or filtered answer differs
     flips: dict[str, int]  # per 0/1 metric: documents whose score changed
+    deltas: dict[str, float] = field(default_factory=dict)  # metric → b - a, for the metrics that differ
+
+    def moved(self) -> str:
+        """The metrics that differ and by how much (``none`` if all are equal)."""
+        return ", ".join(f"{m} {self.deltas[m]:+.1e}" for m in self.metrics_differ) or "none"
 
     @property
     def same(self) -> bool:
@@ -101,4 +106,5 @@ def compare(a: Scored, b: Scored) -> Comparison:
         for m in flips:
             flips[m] += da.scores.get(m) != db.scores.get(m)
     differ = [m for m, v in a.metrics.items() if m not in b.metrics or not _close(m, v, b.metrics[m])]
-    return Comparison(worst, differ, outputs, flips)
+    deltas = {m: b.metrics.get(m, math.nan) - a.metrics[m] for m in differ}
+    return Comparison(worst, differ, outputs, flips, deltas)
