@@ -68,6 +68,18 @@ class _Server(ThreadingHTTPServer):
         pass  # a client killed mid-request is part of some tests
 
 
+def _serve(handler: type, path: str = "") -> tuple[_Server, str]:
+    """Start ``handler`` on a free 127.0.0.1 port in a daemon thread: (server, base URL + path)."""
+    httpd = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}{path}"
+
+
+def _stop(httpd: _Server) -> None:
+    httpd.shutdown()
+    httpd.server_close()
+
+
 class Responder:
     """OpenAI-compatible: ``GET /v1/models`` lists ``MODEL``; every completion answers ``text``.
     ``fail_after``: POSTs after that many answer HTTP 400; ``delay_s``: each answer waits that long."""
@@ -101,13 +113,10 @@ class Responder:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.url = _serve(Handler, "/v1")
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        _stop(self.httpd)
 
 
 @pytest.fixture
@@ -146,14 +155,11 @@ class MlflowProxy:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.url = _serve(Handler)
 
     def close(self) -> None:
         self._release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        _stop(self.httpd)
 
 
 # --------------------------------------------------------------------------- helpers
