@@ -87,12 +87,11 @@ def packed_masks(layout: AttentionLayout, ancestor: Any, depth: Any, dtype: Any 
     import torch
 
     d = depth[0]
-    diff = d[:, None] - d[None, :]  # depth_q - depth_kv (>= 0 wherever ancestor holds)
     masks: dict[str, Any] = {}
     for kind in layout.layer_types:
-        if kind == SLIDING:
+        if kind == SLIDING:  # depth_q - depth_kv (>= 0 wherever ancestor holds) within the window
             assert layout.sliding_window is not None
-            m = ancestor & (diff < layout.sliding_window)[None, None]
+            m = ancestor & ((d[:, None] - d[None, :]) < layout.sliding_window)[None, None]
         elif kind == CHUNKED:
             assert layout.chunk_size is not None
             m = ancestor & ((d[:, None] // layout.chunk_size) == (d[None, :] // layout.chunk_size))[None, None]
