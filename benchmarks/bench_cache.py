@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main() -> None:
     from bench_vs_lmeval import resolve_model  # type: ignore[import-not-found]
 
-    from evalmon.config import load_suite_text
-    from evalmon.models.hf import quiet_transformers
-    from evalmon.suite import load_model, run_suite
+    from evalmon.backends.hf.model import quiet_transformers
+    from evalmon.config.suite import load_suite_text
+    from evalmon.harness.run import load_model, run_suite
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="tiny")

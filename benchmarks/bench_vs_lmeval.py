@@ -1,7 +1,7 @@
 """Time evalmon against lm-eval on the same checkpoint, rows, dtype and batch size — in one run.
 
 For each task both harnesses build the task from the same rows (lm-eval through its own built-in
-config, exported by ``evalmon.parity``) and score it; runs alternate (lm-eval, evalmon, lm-eval, …)
+config, exported by ``evalmon.harness.parity``) and score it; runs alternate (lm-eval, evalmon, lm-eval, …)
 so background load hits both alike, and the median of ``--repeats`` is reported with the ratio,
 requests/s and how far the two harnesses' numbers are apart.
 
@@ -128,7 +128,7 @@ class Harnesses:
     def load(cls, args: argparse.Namespace, dtype: str) -> Harnesses:
         from lm_eval.models.huggingface import HFLM
 
-        from evalmon.models.hf import HFCausalLM, HFSettings
+        from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
         theirs = HFLM(pretrained=args.model, batch_size=args.batch_size, dtype=dtype, device=args.device)
         ours = HFCausalLM(HFSettings(path=args.model, batch_size=args.batch_size, dtype=dtype, device=args.device,
@@ -167,7 +167,7 @@ class Bench:
         return time.perf_counter() - t0, out
 
     def run_ours(self, h: Harnesses, task: str) -> tuple[float, tuple[Any, list[Any]]]:
-        from evalmon.evaluate import evaluate_task
+        from evalmon.harness.evaluate import evaluate_task
         from evalmon.tasks.base import build_task
 
         h.pos_ours.n = 0
@@ -183,7 +183,7 @@ class Bench:
 
 
 def task_kind(task: str, data_dir: Path) -> str:
-    from evalmon.models.base import GenRequest, RollingRequest
+    from evalmon.core.lm import GenRequest, RollingRequest
     from evalmon.tasks.base import TaskOptions, build_task
 
     t = build_task(task, TaskOptions(data_dir=data_dir, limit=1))
@@ -195,7 +195,7 @@ def task_kind(task: str, data_dir: Path) -> str:
 def export(tasks: list[str], kinds: dict[str, str], args: argparse.Namespace, data_dir: Path, out: Path
            ) -> dict[str, str]:
     """lm-eval task folders for ``tasks`` (the same rows evalmon scores); evalmon name → lm-eval name."""
-    from evalmon.parity import export_lmeval_tasks
+    from evalmon.harness.parity import export_lmeval_tasks
     from evalmon.tasks.base import TaskOptions, build_task
 
     names = {}
@@ -240,7 +240,7 @@ def check_lmeval_memory(h: Harnesses, bench: Bench, task: str) -> None:
 
 
 def unique_floor(h: Harnesses, bench: Bench, task: str) -> str:
-    from evalmon.engine.packed import unique_tokens
+    from evalmon.backends.hf.packed import unique_tokens
     from evalmon.tasks.base import build_task
 
     if bench.kinds[task] != "loglikelihood":

@@ -6,6 +6,6 @@ Heavy libraries (torch, transformers, mlflow) are imported lazily by the functio
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from evalmon.core.version import __version__
 
 __all__ = ["__version__"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evalmon.models.base import GenRequest, ModelFingerprint
+from evalmon.core.lm import GenRequest, ModelFingerprint
 
 
 def random_twin(src: Path, dst: Path, seed: int = 0) -> Path:

@@ -1,6 +1,6 @@
 """Shared parts of the lm-eval parity tests (toy checkpoint: test_parity_lmeval.py; real: test_parity_real.py).
 
-lm-eval runs through its Python API on task YAMLs exported by ``evalmon.parity`` (its built-in configs,
+lm-eval runs through its Python API on task YAMLs exported by ``evalmon.harness.parity`` (its built-in configs,
 only the data source swapped for our rows); evalmon runs its own tasks and engine on the same rows.
 :func:`assert_task_parity` compares them document by document: every request's loglikelihood within
 ``ll_tol``, ``is_greedy`` identical, acc/acc_norm/mc1 (values, stderrs and per-document decisions)
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from evalmon.evaluate import evaluate_task
-from evalmon.parity import export_lmeval_tasks
+from evalmon.harness.evaluate import evaluate_task
+from evalmon.harness.parity import export_lmeval_tasks
 from evalmon.tasks.base import TaskOptions, build_task
 
 PINNED_LM_EVAL = "0.4.13"

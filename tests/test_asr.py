@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from asr_util import UTTERANCES, espeak_wavs, tiny_whisper
 
-from evalmon.errors import DataError, ModelError
-from evalmon.evaluate import evaluate_task
+from evalmon.core.errors import DataError, ModelError
+from evalmon.harness.cache import ResponseCache
+from evalmon.harness.evaluate import evaluate_task
 from evalmon.metrics.asr import Normalization
-from evalmon.models.cache import ResponseCache
 from evalmon.tasks.base import TaskOptions, build_task
 
 
@@ -29,7 +29,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory: pytest.TempPathFactory) -> object:
-    from evalmon.models.asr_hf import ASRSettings, HFSpeechRecognizer
+    from evalmon.backends.asr_hf import ASRSettings, HFSpeechRecognizer
 
     path = tiny_whisper(tmp_path_factory.mktemp("whisper") / "tiny-whisper")
     return HFSpeechRecognizer(ASRSettings(path=str(path), batch_size=2, max_new_tokens=8))
@@ -83,7 +83,7 @@ def test_bad_audio(speech: Path, whisper: object, tmp_path: Path) -> None:
     (tmp_path / "e.jsonl").write_text(json.dumps({"audio": "x.wav", "text": " ,. "}) + "\n")
     with pytest.raises(DataError, match=r"every reference .* is empty"):
         build_task("asr", TaskOptions(base_dir=tmp_path, extra={"manifest": "e.jsonl"}))
-    from evalmon.models.none import NoModel
+    from evalmon.backends.none import NoModel
 
     with pytest.raises(ModelError, match="needs a speech-recognition model"):
         evaluate_task(build_task("asr", TaskOptions(base_dir=tmp_path, extra={"manifest": "m.jsonl"})),
@@ -97,7 +97,7 @@ def test_asr_text_and_bad_input(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n\n")
     opts = {"hypotheses": "hyp.txt", "references": "ref.txt", "bootstrap_iters": 20}
     result, samples = evaluate_task(build_task("asr_text", TaskOptions(base_dir=tmp_path, extra=opts)),
-                                    __import__("evalmon.models.none", fromlist=["NoModel"]).NoModel(), None,
+                                    __import__("evalmon.backends.none", fromlist=["NoModel"]).NoModel(), None,
                                     lambda n: None)
     # corpus WER = (0 + 3 edits) / (3 + 5 words) = 0.375 — the mean of per-line rates would be 0.3
     assert result.metrics["wer"].value == pytest.approx(3 / 8)
@@ -115,7 +115,7 @@ def test_earnings21_vendor_near_published(benchmarks_dir: Path) -> None:
         "alternatives": False, "metrics": ["wer"], "bootstrap_iters": 100}))
     alt = build_task("earnings21_microsoft", TaskOptions(data_dir=benchmarks_dir, extra={
         "metrics": ["wer"], "bootstrap_iters": 100}))
-    from evalmon.models.none import NoModel
+    from evalmon.backends.none import NoModel
 
     r_plain, _ = evaluate_task(plain, NoModel(), None, lambda n: None)
     r_alt, samples = evaluate_task(alt, NoModel(), None, lambda n: None)

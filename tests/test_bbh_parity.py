@@ -1,7 +1,7 @@
 """BBH chain-of-thought equals lm-eval 0.4.13's ``bbh/cot_fewshot`` on the same rows.
 
 1. Real generations: lm-eval's ``simple_evaluate`` with HFLM over its own BBH configs (exported by
-   ``evalmon.parity``, only the rows swapped for ours) vs evalmon's ``evaluate_task`` with
+   ``evalmon.harness.parity``, only the rows swapped for ours) vs evalmon's ``evaluate_task`` with
    HFCausalLM: identical prompts, raw generations, filtered answers, exact_match and its stderr.
    a) lm-eval's settings unchanged (``max_gen_toks: 1024``, its stops), trained tiny checkpoint (it
       answers "\n\n" at once, so generations are empty); the tiny model's 1024 positions would make
@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from gen_parity_util import ScriptedLM, lmeval_context, lmeval_scripted, random_twin, task_manager
 
-from evalmon.evaluate import evaluate_task
-from evalmon.parity import export_lmeval_tasks
+from evalmon.harness.evaluate import evaluate_task
+from evalmon.harness.parity import export_lmeval_tasks
 from evalmon.tasks import bbh
 from evalmon.tasks.base import GROUPS, TaskOptions, build_task, expand
 
@@ -50,7 +50,7 @@ def _run_both(checkpoint: Path, data: Path, out: Path, tasks: list[str], n_docs:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    from evalmon.models.hf import HFCausalLM, HFSettings
+    from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
     names = export_lmeval_tasks(tasks, data, out, n_docs)
     hflm = HFLM(pretrained=str(checkpoint), batch_size=4, dtype="float32", device="cpu", max_length=MAX_LENGTH)
@@ -198,7 +198,7 @@ def test_cot_prompts_equal_lm_eval_yaml(benchmarks_dir: Path) -> None:
 def test_group_is_lm_eval_bbh_cot_fewshot_weighted_by_size() -> None:
     import yaml
 
-    from evalmon.parity import lmeval_tasks_dir
+    from evalmon.harness.parity import lmeval_tasks_dir
 
     cfg = yaml.safe_load((lmeval_tasks_dir() / "bbh/cot_fewshot/_bbh_cot_fewshot.yaml").read_text())
     members = [t.removeprefix("bbh_cot_fewshot_") for t in cfg["task"]]
@@ -225,7 +225,7 @@ def test_group_aggregation_matches_lm_eval_formula() -> None:
 
 
 def test_options_are_checked(benchmarks_dir: Path) -> None:
-    from evalmon.errors import ConfigError
+    from evalmon.core.errors import ConfigError
 
     name = SUBTASKS[0]
     t = build_task(name, TaskOptions(data_dir=benchmarks_dir, limit=1, extra={"max_gen_toks": 32}))
@@ -237,8 +237,8 @@ def test_options_are_checked(benchmarks_dir: Path) -> None:
 
 
 def test_suite_plans_all_subtasks_and_the_group() -> None:
-    from evalmon.config import check_task_names, load_suite
-    from evalmon.suite import plan_tasks
+    from evalmon.config.suite import check_task_names, load_suite
+    from evalmon.harness.run import plan_tasks
 
     cfg = load_suite(Path(__file__).resolve().parents[1] / "suites" / "bbh.yaml")
     check_task_names(cfg)
@@ -249,7 +249,7 @@ def test_suite_plans_all_subtasks_and_the_group() -> None:
 
 
 def test_hub_source_offline_is_a_clear_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalmon.errors import DataError
+    from evalmon.core.errors import DataError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="SaylorTwift/bbh"):

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalmon.errors import DataError
-from evalmon.evaluate import evaluate_task
-from evalmon.models.base import LLRequest, LLResult, ModelFingerprint
-from evalmon.results import RunResult
+from evalmon.core.errors import DataError
+from evalmon.core.lm import LLRequest, LLResult, ModelFingerprint
+from evalmon.core.results import RunResult
+from evalmon.harness.evaluate import evaluate_task
 from evalmon.tasks.base import TaskOptions, build_task
 
 TEXTS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
@@ -107,8 +107,8 @@ def test_label_set_mismatch(tmp_path: Path, benchmarks_dir: Path) -> None:
 def test_suite_path_on_tiny_checkpoint(tiny_checkpoint: Path, benchmarks_dir: Path, tmp_path: Path) -> None:
     """suites/medical.yaml's new components (pubmedqa_cls: OvR multi-class; medical_perplexity) plus
     halueval_qa through run_suite: results.json, samples, report curves and MLflow metrics."""
-    from evalmon.config import apply_overrides, load_suite
-    from evalmon.suite import run_suite
+    from evalmon.config.suite import apply_overrides, load_suite
+    from evalmon.harness.run import run_suite
 
     suite = Path(__file__).resolve().parents[1] / "suites" / "medical.yaml"
     cfg = load_suite(suite)
@@ -141,7 +141,7 @@ def test_suite_path_on_tiny_checkpoint(tiny_checkpoint: Path, benchmarks_dir: Pa
 
 
 def test_curve_geometry() -> None:
-    from evalmon.report_curves import PH, PW, X0, Y0, pr_plot, reliability_plot
+    from evalmon.sinks.report_curves import PH, PW, X0, Y0, pr_plot, reliability_plot
 
     pr = pr_plot("t", [{"label": "pos", "precision": [0.5, 1.0, 1.0], "recall": [1.0, 0.5, 0.0], "ap": 0.75,
                         "prevalence": 0.5}])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evalmon import cli
+from evalmon.cli import app as cli
 
 
 def _crash_with(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:

@@ -146,7 +146,7 @@ def test_run_prints_results_table_with_groups(main_run: SuiteRun) -> None:
 
 def test_run_writes_reports_with_provenance(main_run: SuiteRun, tiny_checkpoint: Path) -> None:
     import evalmon
-    from evalmon.models.hf import weights_fingerprint
+    from evalmon.backends.hf.model import weights_fingerprint
 
     for name in ("results.json", "samples.jsonl.gz", "report.html", "summary.md"):
         assert (main_run.run_dir / name).is_file(), name
@@ -269,7 +269,7 @@ def test_tasks_lists_tasks_and_groups(tmp_path: Path) -> None:
 
 
 def test_run_without_a_suite_uses_the_embedded_default(side_runs: SideRuns, tiny_checkpoint: Path) -> None:
-    from evalmon.config import DEFAULT_TASKS
+    from evalmon.config.suite import DEFAULT_TASKS
 
     proc = side_runs.default.result()
     _ok(proc)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalmon import config as C
-from evalmon.errors import ConfigError, UnknownNameError
+from evalmon.config import suite as C
+from evalmon.core.errors import ConfigError, UnknownNameError
 
 FULL = """\
 name: medical

@@ -1,7 +1,7 @@
 """Hostile config files and odd numbers (issue #10, items 11, 14, 15, 16).
 
 Every YAML evalmon reads — suite (``evalmon run``), monitor (``evalmon monitor``) and gate policy
-(``evalmon gate --policy``) — goes through ``evalmon.yamlio``: an alias bomb, an oversized file, an
+(``evalmon gate --policy``) — goes through ``evalmon.config.yamlio``: an alias bomb, an oversized file, an
 oversized string or a control character is one ``error: file:line…`` line and exit 2, fast. Booleans are
 not integers. Every ``--json`` output is strict JSON (no NaN). ``traffic synth`` refuses a volume it cannot
 hold in memory. All CLI cases run the real ``evalmon`` entry point in a subprocess.
@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from cli_util import assert_user_error, cli_env, run_cli, show
 
-from evalmon.errors import ConfigError
+from evalmon.config.yamlio import load_yaml
+from evalmon.core.errors import ConfigError
 from evalmon.gate.policy import load_policy_text
 from evalmon.monitor.config import load_monitor_text
-from evalmon.yamlio import load_yaml
 
 BOMB_TIMEOUT_S = 30  # the CLI's own start-up is most of it; an unbounded bomb runs for hours
 
@@ -142,7 +142,7 @@ def test_boolean_where_an_integer_is_meant(tmp_path: Path, field: str, needles: 
 
 
 def test_boolean_rejected_in_task_entries_monitor_and_policy() -> None:
-    from evalmon.config import load_suite_text
+    from evalmon.config.suite import load_suite_text
 
     with pytest.raises(ConfigError, match=r"s\.yaml:3: tasks\.0\.limit: expected an integer, got true"):
         load_suite_text("name: s\nmodel: {path: /m}\ntasks: [{name: hellaswag, limit: true}]\n", "s.yaml")
@@ -185,7 +185,14 @@ def test_score_json_undefined_rate_is_null(tmp_path: Path) -> None:
 
 
 def _run_dir(root: Path, rid: str, values: list[float], nan_metric: bool) -> Path:
-    from evalmon.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult, write_samples
+    from evalmon.core.results import (
+        MetricValue,
+        Provenance,
+        RunResult,
+        SampleRecord,
+        TaskResult,
+        write_samples,
+    )
 
     n = len(values)
     metrics = {"acc": MetricValue(value=sum(values) / n, stderr=0.1)}
@@ -237,7 +244,7 @@ def test_to_json_converts_numpy_nan_paths_and_times() -> None:
 
     import numpy as np
 
-    from evalmon.jsonout import to_json
+    from evalmon.core.jsonout import to_json
 
     obj = {"f32": np.float32(0.5), "i64": np.int64(3), "arr": np.array([1.0, np.nan]), "nan": float("nan"),
            "inf": -float("inf"), "path": Path("/x/y"), "when": dt.datetime(2026, 1, 2, tzinfo=dt.UTC),

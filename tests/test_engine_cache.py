@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.engine.runner import run_loglikelihood
-from evalmon.models.base import LLRequest
-from evalmon.models.cache import ResponseCache
-from evalmon.models.hf import HFCausalLM, HFSettings
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
+from evalmon.core.lm import LLRequest
+from evalmon.harness.cache import ResponseCache
+from evalmon.harness.engine import run_loglikelihood
 
 
 class CountingLM:
@@ -85,7 +85,7 @@ def test_cache_keyed_by_model(tiny_checkpoint: Path, tiny_lora: Path, tmp_path: 
 
 
 def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
-    from evalmon.errors import OutputError
+    from evalmon.core.errors import OutputError
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -39,7 +39,7 @@ def evaluated50(heldout):
 def test_finetune_evaluate_gate_pipeline(smollm2_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = cli_env(STEPS="3", BATCH="4", LIMIT="8", TASKS="medmcqa", BASE=str(smollm2_checkpoint),
-                  PYTHON=sys.executable, EVALMON=f"{sys.executable} -m evalmon.cli")
+                  PYTHON=sys.executable, EVALMON=f"{sys.executable} -m evalmon.cli.app")
     proc = subprocess.run(["bash", str(EXAMPLE / "run.sh"), str(out)], env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=600)
     shown = f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
@@ -59,7 +59,7 @@ def test_finetune_evaluate_gate_pipeline(smollm2_checkpoint: Path, tmp_path: Pat
     assert base["status"] == cand["status"] == "finished", shown
     assert base["model"]["adapter"] is None and base["model"]["adapter_hash"] is None
     assert Path(cand["model"]["adapter"]) == (out / "adapter").resolve(), cand["model"]
-    from evalmon.models.hf import weights_fingerprint
+    from evalmon.backends.hf.model import weights_fingerprint
 
     assert cand["model"]["adapter_hash"] == weights_fingerprint(out / "adapter"), cand["model"]
     assert cand["model"]["weights_hash"] == base["model"]["weights_hash"]

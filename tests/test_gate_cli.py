@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalmon import tracking
-from evalmon.errors import GateError, TrackingError
+from evalmon.core.errors import GateError, TrackingError
+from evalmon.core.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult, write_samples
 from evalmon.gate import (
     compare,
     comparison_markdown,
@@ -26,7 +26,7 @@ from evalmon.gate import (
     verdict_markdown,
 )
 from evalmon.metrics.stats import mean_stderr
-from evalmon.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult, write_samples
+from evalmon.sinks import mlflow as tracking
 
 EVALMON = str(Path(sys.executable).parent / "evalmon")
 N = 200
@@ -303,8 +303,8 @@ def test_mlflow_resolution_promote_and_registry(runs: dict[str, Path], mlflow_se
 
 
 def test_groups_pair_over_members_and_empty_policy_is_an_error(runs: dict[str, Path]) -> None:
+    from evalmon.core.results import GroupResult
     from evalmon.gate import LoadedRun
-    from evalmon.results import GroupResult
 
     def with_group(path: Path) -> LoadedRun:
         run = resolve_run(str(path))

@@ -34,7 +34,7 @@ from cli_util import (
     write_suite,
 )
 
-from evalmon.results import SCHEMA_VERSION
+from evalmon.core.results import SCHEMA_VERSION
 
 TASKS = ["hellaswag", "mmlu_anatomy", "truthfulqa_mc2"]
 LIMIT = 5
@@ -247,8 +247,8 @@ def test_mlflow_run_status_counts(gated: Gated, mlflow_server: str) -> None:
     """A candidate whose MLflow run is FAILED is partial even when its results.json says finished."""
     from mlflow import MlflowClient
 
-    from evalmon import tracking
-    from evalmon.results import RunResult
+    from evalmon.core.results import RunResult
+    from evalmon.sinks import mlflow as tracking
 
     exp = f"gate-integrity-{uuid.uuid4().hex[:8]}"
     rids = {}

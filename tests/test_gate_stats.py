@@ -17,6 +17,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
+from evalmon.core.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult
 from evalmon.gate.compare import compare
 from evalmon.gate.policy import load_policy_text
 from evalmon.gate.resolve import LoadedRun
@@ -32,7 +33,6 @@ from evalmon.metrics.paired import (
     two_proportion_z,
     welch_from_stderr,
 )
-from evalmon.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult
 
 ALPHA = 0.05
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.engine.generate import cut_at_stops
-from evalmon.engine.runner import run_generate
-from evalmon.errors import ModelError
-from evalmon.models.base import GenRequest
-from evalmon.models.cache import ResponseCache
-from evalmon.models.hf import HFCausalLM, HFSettings
+from evalmon.backends.hf.generate import cut_at_stops
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
+from evalmon.core.errors import ModelError
+from evalmon.core.lm import GenRequest
+from evalmon.harness.cache import ResponseCache
+from evalmon.harness.engine import run_generate
 
 PROMPTS = [
     "Q: What does the licence permit?\nA: Let's think step by step.",

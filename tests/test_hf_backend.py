@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.errors import ModelError
-from evalmon.models.base import LLRequest
-from evalmon.models.hf import HFCausalLM, HFSettings
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
+from evalmon.core.errors import ModelError
+from evalmon.core.lm import LLRequest
 
 REQUESTS = [
     LLRequest("The cat sat on", " the mat"),

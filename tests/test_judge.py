@@ -203,7 +203,7 @@ def test_prd_agreement_reproduces_exact_figures(benchmarks_dir: Path) -> None:
 def test_agreement_cli_and_vote_files(benchmarks_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from evalmon.cli import app
+    from evalmon.cli.app import app
 
     res = CliRunner().invoke(app, ["judge", "agreement", "--prd", str(benchmarks_dir / "judge_agreement_prd"),
                                    "-j", "gpt4", "--format", "json"])
@@ -228,7 +228,7 @@ def test_agreement_cli_and_vote_files(benchmarks_dir: Path, tmp_path: Path) -> N
 
 
 def test_bad_data_files_name_the_file(tmp_path: Path, mt: Path) -> None:
-    from evalmon.errors import DataError
+    from evalmon.core.errors import DataError
 
     bad = tmp_path / "answers.jsonl"
     bad.write_text('{"question_id": 81, "model_id": "m", "choices": [{"index": 0, "turns": ["a", "b"]}]}\n')

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from evalmon.core.lm import GenRequest, ModelFingerprint
 from evalmon.judge.parse import parse_pairwise, parse_rating
 from evalmon.judge.prompts import Question, load_judge_prompts, render
-from evalmon.models.base import GenRequest, ModelFingerprint
 from evalmon.tasks.base import TaskOptions, build_task
 from evalmon.tasks.mtbench import MTBenchTask
 

@@ -1,6 +1,6 @@
 """Prompt parity with lm-eval 0.4.13: lm-eval's own task configs render our rows into the same requests.
 
-:func:`evalmon.parity.export_lmeval_tasks` writes our rows plus YAMLs that ``include:`` lm-eval's
+:func:`evalmon.harness.parity.export_lmeval_tasks` writes our rows plus YAMLs that ``include:`` lm-eval's
 built-in configs; lm-eval then builds its requests (``build_all_requests``) and we compare every
 ``(context, continuation)`` pair, in order, and the gold index with ``task.requests(doc)``.
 No model is involved.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from evalmon.parity import PREFIX, export_lmeval_tasks
+from evalmon.harness.parity import PREFIX, export_lmeval_tasks
 from evalmon.tasks.base import MultipleChoiceTask, TaskOptions, build_task
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -96,7 +96,7 @@ def test_mmlu_is_five_shot_with_description(lm_tasks: dict[str, Any]) -> None:
 def test_mc2_scoring_matches_lmeval(lm_tasks: dict[str, Any]) -> None:
     lm_task = lm_tasks["truthfulqa_mc2"]
     ours = build_task("truthfulqa_mc2", TaskOptions(data_dir=BENCH, limit=LIMIT))
-    from evalmon.models.base import LLResult
+    from evalmon.core.lm import LLResult
 
     for doc, (lm_doc, pairs) in zip(ours.docs(), _lm_requests(lm_task), strict=True):
         lls = [-0.5 * (i + 1) + 0.1 * (i % 3) for i in range(len(pairs))]

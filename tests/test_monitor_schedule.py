@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 from evalmon.monitor.config import MonitorConfig, load_monitor_text
 from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.runner import run_monitor

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalmon.errors import ConfigError, UnknownNameError
+from evalmon.core.errors import ConfigError, UnknownNameError
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals import (
     ComputeStats,

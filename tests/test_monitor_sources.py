@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evalmon.errors import ConfigError, DataError
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.monitor.contracts import ARRIVAL, CANONICAL_COLUMNS
 from evalmon.monitor.sources import build_source
 from evalmon.traffic.synth import SynthConfig, synthesize

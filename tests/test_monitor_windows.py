@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 from evalmon.monitor.config import load_monitor, load_monitor_text
 from evalmon.monitor.windows import (
     Summary,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from evalmon.errors import ConfigError, DataError, ModelError
-from evalmon.models.base import GenRequest, ModelFingerprint
-from evalmon.models.cache import ResponseCache
-from evalmon.results import write_samples
+from evalmon.core.errors import ConfigError, DataError, ModelError
+from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.core.results import write_samples
+from evalmon.harness.cache import ResponseCache
 from evalmon.tasks.base import TaskOptions, build_task
 from evalmon.tasks.mtbench import MTBenchTask
 
@@ -205,8 +205,8 @@ def test_bad_options_and_answer_files(benchmarks_dir: Path, tmp_path: Path) -> N
 
 
 def test_suite_file_validates_and_builds() -> None:
-    from evalmon.config import check_task_names, load_suite
-    from evalmon.suite import plan_tasks
+    from evalmon.config.suite import check_task_names, load_suite
+    from evalmon.harness.run import plan_tasks
 
     cfg = load_suite(REPO / "suites" / "mtbench.yaml")
     check_task_names(cfg)
@@ -221,7 +221,7 @@ def test_suite_file_validates_and_builds() -> None:
 
 
 def test_chat_template_missing_on_a_base_model(tiny_checkpoint: Path, benchmarks_dir: Path) -> None:
-    from evalmon.models.hf import HFCausalLM, HFSettings
+    from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
     strict = HFCausalLM(HFSettings(path=str(tiny_checkpoint)))  # no chat template, fallback "error"
     gen = _task(benchmarks_dir, question_ids=[81], max_new_tokens=4)
@@ -235,9 +235,9 @@ def test_chat_template_missing_on_a_base_model(tiny_checkpoint: Path, benchmarks
 
 def test_tiny_model_answers_and_judges_end_to_end(tiny_checkpoint: Path, benchmarks_dir: Path,
                                                    tmp_path: Path) -> None:
-    from evalmon.config import load_suite_text
-    from evalmon.results import RunResult
-    from evalmon.suite import run_suite
+    from evalmon.config.suite import load_suite_text
+    from evalmon.core.results import RunResult
+    from evalmon.harness.run import run_suite
 
     base = _answers(tmp_path / "base.jsonl", "short-baseline", {104: ("Three.", "Two."), 152: ("Yes.", "No.")})
     suite = f"""

@@ -27,12 +27,12 @@ from urllib.parse import urlsplit
 import pytest
 from plugins.mlflow_server import free_port
 
-from evalmon.config import OpenAIModelConfig, parse_model_spec
-from evalmon.engine.runner import run_generate
-from evalmon.errors import ModelError
-from evalmon.models.base import GenRequest, LLRequest
-from evalmon.models.cache import ResponseCache
-from evalmon.models.openai_compat import MAX_DELAY_S, OpenAICompatLM, backoff_delay
+from evalmon.backends.openai_compat import MAX_DELAY_S, OpenAICompatLM, backoff_delay
+from evalmon.config.suite import OpenAIModelConfig, parse_model_spec
+from evalmon.core.errors import ModelError
+from evalmon.core.lm import GenRequest, LLRequest
+from evalmon.harness.cache import ResponseCache
+from evalmon.harness.engine import run_generate
 
 START_TIMEOUT_S = 120.0  # 4-14 s idle; much more on two busy cores
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n\n{% endfor %}"
@@ -227,7 +227,7 @@ def test_query_string_in_base_url_stays_after_the_endpoint_path(fake: FakeServer
 
 
 def test_tracking_health_check_keeps_the_query_string(fake: FakeServer) -> None:
-    from evalmon.tracking.payload import check_reachable
+    from evalmon.sinks.mlflow.payload import check_reachable
 
     root = fake.url.removesuffix("/v1")
     assert check_reachable(root + "/?token=S3CRET&x=1") is None
@@ -352,7 +352,7 @@ def vllm_like(tiny_checkpoint: Path) -> Callable[[dict[str, Any]], dict[str, Any
 @pytest.mark.parametrize("with_tokenizer", [False, True])
 def test_loglikelihood_matches_hf_backend(with_tokenizer: bool, tiny_checkpoint: Path,
                                           vllm_like: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    from evalmon.models.hf import HFCausalLM, HFSettings
+    from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
     reqs = [LLRequest("Question: Is the licence free?\nAnswer:", " yes"),
             LLRequest("Question: Is the licence free?\nAnswer:", " no"),
@@ -392,7 +392,7 @@ def test_loglikelihood_clear_error_without_prompt_logprobs(server: TransformersS
 
 
 def test_generation_chat_and_completions(server: TransformersServe, tiny_checkpoint: Path) -> None:
-    from evalmon.models.hf import HFCausalLM, HFSettings
+    from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
     reqs = [GenRequest(p, max_gen_toks=8) for p in PROMPTS]
     comp = make_lm(server.url, mode="completions", concurrency=2)
@@ -446,8 +446,8 @@ def test_suite_run_never_leaks_the_key(server: TransformersServe, tmp_path: Path
                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
                                        ) -> None:
     """A BBH slice (1 subtask, 2 docs) through the server via run_suite, tracked to a local MLflow store."""
-    from evalmon.config import load_suite_text
-    from evalmon.suite import run_suite
+    from evalmon.config.suite import load_suite_text
+    from evalmon.harness.run import run_suite
 
     secret = "sk-evalmon-SENTINEL-9876"
     monkeypatch.setenv("EVALMON_TEST_KEY", secret)
@@ -485,7 +485,7 @@ cache: {{path: {tmp_path / "cache.sqlite"}}}
 
 def test_mtbench_slice_through_server(server: TransformersServe, benchmarks_dir: Path) -> None:
     """One MT-Bench question: the model answers through the server; the judge is the same server."""
-    from evalmon.evaluate import evaluate_task
+    from evalmon.harness.evaluate import evaluate_task
     from evalmon.tasks.base import TaskOptions, build_task
 
     judge = {"backend": "openai", "base_url": server.url, "mode": "chat", "max_retries": 1}

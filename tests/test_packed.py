@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.engine.loglikelihood import TokenRequest
-from evalmon.engine.packed import build_pack, plan_packs, unique_tokens
-from evalmon.models.hf import HFCausalLM, HFSettings
+from evalmon.backends.hf.loglikelihood import TokenRequest
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
+from evalmon.backends.hf.packed import build_pack, plan_packs, unique_tokens
 from evalmon.tasks.base import TaskOptions, build_task
 
 
@@ -55,7 +55,7 @@ def test_packed_equals_plain(tiny_checkpoint: Path, benchmarks_dir: Path, task: 
 
 
 def test_truncated_requests_take_the_plain_path(tiny_checkpoint: Path) -> None:
-    from evalmon.models.base import LLRequest
+    from evalmon.core.lm import LLRequest
 
     lm = HFCausalLM(HFSettings(path=str(tiny_checkpoint), max_length=32))
     ref = HFCausalLM(HFSettings(path=str(tiny_checkpoint), max_length=32, scoring="plain"))

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from evalmon.engine import attention
-from evalmon.engine.attention import attention_layout
-from evalmon.models.base import LLRequest
-from evalmon.models.hf import HFCausalLM, HFSettings
+from evalmon.backends.hf import attention
+from evalmon.backends.hf.attention import attention_layout
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
+from evalmon.core.lm import LLRequest
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ def test_a_mask_that_ignores_the_window_is_caught_by_the_probe(tiny_checkpoint: 
     path = _build("gemma3-mixed", tiny_checkpoint, models_root)
     import dataclasses
 
-    import evalmon.models.hf as hf
+    import evalmon.backends.hf.model as hf
 
     real = hf.attention_layout
     monkeypatch.setattr(hf, "attention_layout", lambda cfg: dataclasses.replace(real(cfg), layer_types=(attention.FULL,)))

@@ -1,6 +1,6 @@
 """Numbers equal lm-eval's: same tiny checkpoint, same real rows, lm-eval's own task configs.
 
-lm-eval (pinned 0.4.13) runs through its Python API on task YAMLs exported by ``evalmon.parity``
+lm-eval (pinned 0.4.13) runs through its Python API on task YAMLs exported by ``evalmon.harness.parity``
 (its built-in configs, only the data source swapped for our rows); evalmon runs its own tasks and
 engine. Every request's loglikelihood must agree within 1e-4, acc/acc_norm/mc1 (and their stderrs)
 exactly, document by document; mc2 to 1e-6; group aggregates as lm-eval's weight_by_size formula.
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from parity_util import assert_task_parity, export, run_evalmon, run_lmeval
 
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
 from evalmon.metrics.stats import aggregate_group
-from evalmon.models.hf import HFCausalLM, HFSettings
 
 LIMITS = {"mmlu_anatomy": 25, "mmlu_college_medicine": 15, "hellaswag": 40, "truthfulqa_mc1": 25,
           "truthfulqa_mc2": 25, "medqa": 10, "medmcqa": 20, "pubmedqa": 8}

@@ -2,7 +2,7 @@
 BOS added) and Gemma-3-270M (262k vocabulary, BOS added, a 512-token sliding window on 5 of 6 layers).
 
 Per model, once per module: lm-eval 0.4.13 (``HFLM``, float32, CPU) on task YAMLs exported by
-``evalmon.parity`` (its built-in configs, our rows), then evalmon's tasks and engine with its default
+``evalmon.harness.parity`` (its built-in configs, our rows), then evalmon's tasks and engine with its default
 (packed) scoring, then one case with ``scoring: plain``. Compared document by document: every request's
 loglikelihood within 1e-4, ``is_greedy``, acc/acc_norm/mc1 and their stderrs exactly, mc2 to 1e-6;
 rolling loglikelihoods (perplexity) within 1e-4 per document — on Gemma a text longer than the sliding
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from parity_util import assert_task_parity, export, run_evalmon, run_lmeval, their_requests
 
-from evalmon.evaluate import evaluate_task
-from evalmon.models.hf import HFCausalLM, HFSettings
+from evalmon.backends.hf.model import HFCausalLM, HFSettings
+from evalmon.harness.evaluate import evaluate_task
 from evalmon.tasks.base import TaskOptions, build_task
 
 pytestmark = pytest.mark.accuracy

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.errors import ConfigError, DataError
-from evalmon.evaluate import evaluate_task
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import LLResult, ModelFingerprint, RollingRequest
+from evalmon.harness.evaluate import evaluate_task
 from evalmon.metrics import perplexity as ppl
-from evalmon.models.base import LLResult, ModelFingerprint, RollingRequest
 from evalmon.tasks.base import TaskOptions, build_task
 
 
@@ -33,7 +33,7 @@ def test_medical_perplexity_matches_lm_eval(tiny_checkpoint: Path, benchmarks_di
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from evalmon.models.hf import HFCausalLM, HFSettings
+    from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
     task = build_task("medical_perplexity", TaskOptions(data_dir=benchmarks_dir, limit=6,
                                                         extra={"bootstrap_iters": 100}))

@@ -11,9 +11,8 @@ import pytest
 from chromium import ChromiumMissing, count_color, dump_dom, find_chromium, png_stats, screenshot
 from rich.console import Console
 
-from evalmon.console import print_results, results_table
-from evalmon.report import CHART_W, PALETTE, build_charts, render_html, write_reports
-from evalmon.results import (
+from evalmon.cli.console import print_results, results_table
+from evalmon.core.results import (
     REPORT_FILE,
     SUMMARY_FILE,
     GroupResult,
@@ -23,6 +22,7 @@ from evalmon.results import (
     TaskResult,
     TaskTiming,
 )
+from evalmon.sinks.report import CHART_W, PALETTE, build_charts, render_html, write_reports
 
 EVIL = "<script>alert(1)</script>"
 # task → metric → (value, stderr); ppl is the one metric outside [0, 1]

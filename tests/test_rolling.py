@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.engine.runner import run_rolling
-from evalmon.models.base import RollingRequest
-from evalmon.models.cache import ResponseCache
-from evalmon.models.hf import HFCausalLM, HFSettings, rolling_windows
+from evalmon.backends.hf.model import HFCausalLM, HFSettings, rolling_windows
+from evalmon.core.lm import RollingRequest
+from evalmon.harness.cache import ResponseCache
+from evalmon.harness.engine import run_rolling
 
 TEXTS = [
     "Short text.",

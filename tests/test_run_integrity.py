@@ -50,8 +50,8 @@ from cli_util import (
 )
 from plugins.mlflow_server import forward_request, free_port
 
-from evalmon.errors import ConfigError
-from evalmon.tracking.preflight import preflight
+from evalmon.core.errors import ConfigError
+from evalmon.sinks.mlflow.preflight import preflight
 
 BBH = "bbh_cot_fewshot_boolean_expressions"
 BBH2 = "bbh_cot_fewshot_causal_judgement"
@@ -190,7 +190,7 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
 
 def _runs_anywhere(uri: str, evalmon_run_id: str) -> list[Any]:
     """Every MLflow run tagged with this evalmon run id, in any experiment."""
-    from evalmon.tracking import all_experiment_ids
+    from evalmon.sinks.mlflow import all_experiment_ids
 
     c = _client(uri)
     return c.search_runs(all_experiment_ids(c), filter_string=f"tags.`evalmon.run_id` = '{evalmon_run_id}'")

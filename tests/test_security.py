@@ -32,8 +32,8 @@ import pytest
 from chromium import ChromiumMissing, dump_dom, find_chromium
 from cli_util import assert_no_traceback, load_results, only_run_dir, run_cli, show, write_suite
 
-from evalmon.config import apply_overrides, flatten, load_suite_text
-from evalmon.redact import (
+from evalmon.config.suite import apply_overrides, flatten, load_suite_text
+from evalmon.core.redact import (
     basic_auth_header,
     redact_obj,
     redact_text,
@@ -41,8 +41,8 @@ from evalmon.redact import (
     redact_webhook,
     without_masked_userinfo,
 )
-from evalmon.report import write_reports
-from evalmon.results import GroupResult, MetricValue, Provenance, RunResult, TaskResult
+from evalmon.core.results import GroupResult, MetricValue, Provenance, RunResult, TaskResult
+from evalmon.sinks.report import write_reports
 
 SECRET = "S3CRETPW"  # a tracking URI password
 API_KEY = "S3CRETKEY"  # an openai base_url query parameter

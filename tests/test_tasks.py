@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.errors import ConfigError, DataError, UnknownNameError
+from evalmon.core.errors import ConfigError, DataError, UnknownNameError
 from evalmon.tasks.base import (
     GROUPS,
     TASKS,
@@ -323,7 +323,7 @@ def test_hub_offline_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_hub_offline_fresh_process_one_line_error() -> None:
     code = (
         "from evalmon.tasks.base import build_task, TaskOptions\n"
-        "from evalmon.errors import DataError\n"
+        "from evalmon.core.errors import DataError\n"
         "try:\n    build_task('medmcqa', TaskOptions())\n"
         "except DataError as e:\n    print('ERR', e)\n"
     )

@@ -1,4 +1,4 @@
-"""evalmon.tracking against a real MLflow server (tests/plugins/mlflow_server.py) and a local sqlite store."""
+"""evalmon.sinks.mlflow against a real MLflow server (tests/plugins/mlflow_server.py) and a local sqlite store."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from plugins.mlflow_server import forward_request, free_port
 
-from evalmon import tracking
-from evalmon.results import (
+from evalmon.core.results import (
     GroupResult,
     MetricValue,
     Provenance,
@@ -30,6 +29,7 @@ from evalmon.results import (
     TaskTiming,
     write_samples,
 )
+from evalmon.sinks import mlflow as tracking
 
 LONG = "x" * 7000
 
@@ -142,7 +142,7 @@ def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path
                 "evalmon.model.backend": "hf", "evalmon.model.model": "/models/tiny",
                 "evalmon.model.weights_hash": "w" * 16, "evalmon.model.dtype": "float32",
                 "evalmon.model.bos_policy": "tokenizer-default", "evalmon.model.max_length": "2048",
-                "evalmon.run_id": result.run_id, "evalmon.suite": "smoke", "evalmon.suite_hash": "suitehash123",
+                "evalmon.run_id": result.run_id, "evalmon.harness.run": "smoke", "evalmon.suite_hash": "suitehash123",
                 "mlflow.runName": f"smoke-{result.run_id}", "mlflow.source.name": "evalmon run suites/smoke.yaml"}
     assert {k: tags.get(k) for k in expected} == expected
     assert "evalmon.model.adapter" not in tags  # None values are left out
@@ -197,7 +197,7 @@ def test_sanitize_key() -> None:
 
 
 def test_import_does_not_import_mlflow() -> None:
-    code = "import sys, evalmon.tracking; sys.exit('mlflow' in sys.modules)"
+    code = "import sys, evalmon.sinks.mlflow; sys.exit('mlflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from cli_util import Background, assert_user_error, run_cli, show
 
-from evalmon.errors import ConfigError, EvalmonError
+from evalmon.core.errors import ConfigError, EvalmonError
 from evalmon.monitor.sources import build_source
 from evalmon.traffic.events import parse_event
 from evalmon.traffic.synth import SynthConfig, parse_rate, synthesize

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from evalmon.errors import ConfigError, DataError
-from evalmon.evaluate import evaluate_task
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.harness.evaluate import evaluate_task
 from evalmon.metrics.text import read_lines
-from evalmon.models.base import GenRequest, ModelFingerprint
 from evalmon.tasks.base import TaskOptions, build_task
 
 

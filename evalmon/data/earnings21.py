@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import DataError
 from evalmon.data.local import malformed, read_json, require_file
 from evalmon.data.transcripts import read_nlp
-from evalmon.errors import DataError
 from evalmon.metrics.asr import Normalization
 
 VENDORS = ("amazon", "google", "microsoft", "speechmatics")

@@ -2,7 +2,7 @@
 
 ``datasets`` is imported lazily (importing it costs ~1 s). Every failure — offline mode, no network,
 unknown id, gated dataset, a dataset script the installed ``datasets`` no longer runs — becomes one
-:class:`~evalmon.errors.DataError` saying the hub is unreachable and how to use a local mirror instead.
+:class:`~evalmon.core.errors.DataError` saying the hub is unreachable and how to use a local mirror instead.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from functools import lru_cache
 from typing import Any
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 

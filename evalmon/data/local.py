@@ -1,6 +1,6 @@
 """Readers for the local benchmark mirror (a directory laid out like ``shared/benchmarks``).
 
-Every reader raises :class:`~evalmon.errors.DataError` naming the exact file (and line or row) on a
+Every reader raises :class:`~evalmon.core.errors.DataError` naming the exact file (and line or row) on a
 missing or malformed file, never a bare ``FileNotFoundError``/``JSONDecodeError``. Parsed files are
 cached in-process, keyed on ``(path, mtime, size)`` so a rewritten file is re-read; the cached
 objects are shared, so callers must copy before mutating (the task loaders build fresh rows).
@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 
 MIRROR_HINT = "set data.data_dir to a local mirror laid out like shared/benchmarks"
 

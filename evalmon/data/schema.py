@@ -50,7 +50,7 @@ class Rows:
 
 @dataclass(frozen=True)
 class LMEvalExport:
-    """What :mod:`evalmon.parity` needs to re-run one of our tasks through lm-eval's own config.
+    """What :mod:`evalmon.harness.parity` needs to re-run one of our tasks through lm-eval's own config.
 
     ``builtin_yaml`` is relative to the installed ``lm_eval/tasks`` folder; ``splits`` maps the
     split names written into ``dataset_kwargs.data_files`` to rows; ``split_config`` overrides

@@ -12,8 +12,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from evalmon.core.errors import DataError
 from evalmon.data.local import malformed
-from evalmon.errors import DataError
 from evalmon.metrics.text import read_lines
 
 TRANSCRIPT_SUFFIXES = (".nlp", ".txt", ".trn", ".ref", ".hyp")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import GateError, OutputError
+from evalmon.core.errors import GateError, OutputError
 
 
 def _console(stderr: bool = False) -> Any:
@@ -69,7 +69,7 @@ def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Pa
 
     pol = load_policy(policy) if policy is not None else GatePolicy()
     if alpha is not None and not 0 < alpha < 1:
-        from evalmon.errors import ConfigError
+        from evalmon.core.errors import ConfigError
 
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1", hint="e.g. --alpha 0.05")
     a, b = _load_pair(baseline, candidate, tracking_uri)

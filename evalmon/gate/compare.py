@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from evalmon.errors import GateError
+from evalmon.core.errors import GateError
+from evalmon.core.results import MetricValue, SampleRecord
 from evalmon.gate import integrity
 from evalmon.gate.integrity import Issue, entities
 from evalmon.gate.policy import GatePolicy
@@ -40,7 +41,6 @@ from evalmon.metrics.paired import (
     two_proportion_z,
     welch_from_stderr,
 )
-from evalmon.results import MetricValue, SampleRecord
 
 # suite keys that are expected to differ between a baseline and a candidate (or between machines)
 _SUITE_KEYS_IGNORED = ("model.", "output_dir", "tracking.", "cache.", "description", "data.data_dir")

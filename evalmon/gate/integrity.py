@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from evalmon.core.results import MetricValue, SampleRecord
 from evalmon.gate.resolve import LoadedRun
-from evalmon.results import MetricValue, SampleRecord
 
 if TYPE_CHECKING:
     from evalmon.gate.policy import GatePolicy

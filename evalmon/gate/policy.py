@@ -30,9 +30,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from evalmon.configmodel import ConfigModel
-from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
-from evalmon.yamlio import load_yaml, read_config_file, validation_error
+from evalmon.config.base import ConfigModel
+from evalmon.config.yamlio import load_yaml, read_config_file, validation_error
+from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 
 _HINTS = {
     "alpha": "use a number between 0 and 1, e.g. 0.05",

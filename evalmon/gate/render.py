@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from evalmon.core.jsonout import to_json
 from evalmon.gate.compare import Comparison, MetricComparison, _names
-from evalmon.jsonout import to_json
 
 if TYPE_CHECKING:  # verdict imports the formatters from here
     from evalmon.gate.verdict import GateVerdict, MetricVerdict

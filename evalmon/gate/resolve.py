@@ -37,10 +37,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evalmon.errors import ConfigError, DataError, TrackingError, did_you_mean
-from evalmon.redact import redact_text, without_masked_userinfo
-from evalmon.results import RESULTS_FILE, SAMPLES_FILE, SCHEMA_VERSION, RunResult, SampleRecord, read_samples
-from evalmon.tracking.payload import STATE_FILE, _read_json, _reason, check_reachable, default_tracking_uri
+from evalmon.core.errors import ConfigError, DataError, TrackingError, did_you_mean
+from evalmon.core.redact import redact_text, without_masked_userinfo
+from evalmon.core.results import (
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    SCHEMA_VERSION,
+    RunResult,
+    SampleRecord,
+    read_samples,
+)
+from evalmon.sinks.mlflow.payload import (
+    STATE_FILE,
+    _read_json,
+    _reason,
+    check_reachable,
+    default_tracking_uri,
+)
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _FORMS = ("a results dir or results.json, mlflow:<run_id>, a 32-hex MLflow run id, "
@@ -140,7 +153,7 @@ def locate(ref: str, tracking_uri: str | None) -> tuple[Any, str, Any]:
     """(client, uri, mlflow Run) for an MLflow reference; raises ``TrackingError`` when none matches."""
     from mlflow.exceptions import MlflowException
 
-    from evalmon.tracking.payload import http_limits
+    from evalmon.sinks.mlflow.payload import http_limits
 
     uri = tracking_uri_for(tracking_uri)
     client = _client(uri)
@@ -236,7 +249,7 @@ def _experiment_ids(client: Any, uri: str, name: str | None) -> list[str]:
             names = [e.name for e in client.search_experiments(max_results=1000)]
             raise TrackingError(f"MLflow experiment {name!r} not found at {uri}{did_you_mean(name, names)}")
         return [exp.experiment_id]
-    from evalmon.tracking import all_experiment_ids
+    from evalmon.sinks.mlflow import all_experiment_ids
 
     return all_experiment_ids(client)
 
@@ -263,7 +276,7 @@ def load_mlflow(ref: str, tracking_uri: str | None) -> LoadedRun:
     rid = run.info.run_id
     from mlflow.exceptions import MlflowException
 
-    from evalmon.tracking.payload import http_limits
+    from evalmon.sinks.mlflow.payload import http_limits
 
     with tempfile.TemporaryDirectory(prefix="evalmon-run-") as tmp, http_limits():
         try:
@@ -316,7 +329,7 @@ def promote(ref: str, tag: str = "baseline=true", tracking_uri: str | None = Non
         tracking_uri = tracking_uri or without_masked_userinfo(state.get("tracking_uri"))  # recorded redacted
         ref = f"mlflow:{state['run_id']}"
     client, uri, run = locate(ref, tracking_uri)
-    from evalmon.tracking.payload import http_limits
+    from evalmon.sinks.mlflow.payload import http_limits
 
     rid, eid, now = run.info.run_id, run.info.experiment_id, _now()
     demoted: list[str] = []

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from evalmon.errors import GateError
+from evalmon.core.errors import GateError
 from evalmon.gate import integrity
 from evalmon.gate.compare import Comparison, Issue, MetricComparison, compare, shared_metrics
 from evalmon.gate.integrity import entities

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from evalmon.core.errors import DataError
+from evalmon.core.jsonout import to_json as strict_json
 from evalmon.data.local import malformed, read_jsonl
-from evalmon.errors import DataError
-from evalmon.jsonout import to_json as strict_json
 
 Key = tuple[str, str, str, int]
 Votes = dict[Key, list[str]]
@@ -270,7 +270,7 @@ def load_vote_file(path: Path, judge: str | None = None) -> Votes:
 
 
 def votes_from_run(path: Path) -> Votes:
-    from evalmon.results import SAMPLES_FILE, read_samples
+    from evalmon.core.results import SAMPLES_FILE, read_samples
 
     p = path / SAMPLES_FILE if path.is_dir() else path
     if not p.is_file():

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalmon.core.results import MetricValue
 from evalmon.judge.parse import Verdict
-from evalmon.results import MetricValue
 
 Outcome = str  # win | loss | tie | error
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from evalmon.core.errors import DataError
 from evalmon.data.local import malformed, read_jsonl
-from evalmon.errors import DataError
 
 NEED_REF_CATS = ("math", "reasoning", "coding")
 # FastChat common.temperature_config; categories not listed sample at 0.7 (gen_model_answer.py).

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalmon.core.results import MetricValue
 from evalmon.metrics.stats import mean_stderr
-from evalmon.results import MetricValue
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import ConfigError
 from evalmon.data.hub import offline_env
-from evalmon.errors import ConfigError
 
 HINT = ("use a built-in metric (bleu, chrf, ter), a local metric folder ({evaluate: ./my_metric}), "
         "or run where the Hugging Face hub is reachable once to cache it")

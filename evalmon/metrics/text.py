@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 
 TEXT_METRICS = ("bleu", "chrf", "ter")
 

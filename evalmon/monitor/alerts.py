@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evalmon.core.redact import redact_text, redact_webhook
 from evalmon.monitor.config import AlertRule, WebhookConfig
 from evalmon.monitor.windows import Window
-from evalmon.redact import redact_text, redact_webhook
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,

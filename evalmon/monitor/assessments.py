@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from evalmon.monitor.contracts import TRACE_ID
-from evalmon.tracking import http_limits
+from evalmon.sinks.mlflow import http_limits
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -2,7 +2,7 @@
 
 Keys map 1:1 onto fields and unknown keys are errors (``extra="forbid"``). Relative paths (the state
 db, the output dir, a reference file, file sources) resolve against the YAML file's folder. Parsing,
-``${VAR}`` expansion and error locations come from ``evalmon.yamlio``. A minimal monitor::
+``${VAR}`` expansion and error locations come from ``evalmon.config.yamlio``. A minimal monitor::
 
     name: traffic
     source: {kind: jsonl, path: traffic/*.jsonl}
@@ -46,16 +46,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from evalmon.config import resolve_path
-from evalmon.configmodel import ConfigModel
-from evalmon.errors import ConfigError
-from evalmon.model_config import _base_dir
+from evalmon.config.base import ConfigModel
+from evalmon.config.models import _base_dir
+from evalmon.config.suite import resolve_path
+from evalmon.config.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
+from evalmon.core.errors import ConfigError
+from evalmon.core.redact import MASK, redact_webhook
 from evalmon.monitor.quality import QualityConfig
 from evalmon.monitor.signals import SignalConfig
 from evalmon.monitor.sources import SourceConfig
 from evalmon.monitor.windows import as_utc, parse_duration
-from evalmon.redact import MASK, redact_webhook
-from evalmon.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 
 MAX_NAME = 100  # characters of a monitor name (a folder name; most filesystems allow 255 bytes)
 _HINTS = {

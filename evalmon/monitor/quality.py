@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ConfigDict, Field
 
-from evalmon.configmodel import ConfigModel
+from evalmon.config.base import ConfigModel
 from evalmon.monitor.contracts import (
     ARRIVAL,
     INPUT_TOKENS,

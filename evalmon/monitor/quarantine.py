@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import OutputError
+from evalmon.core.errors import OutputError
 from evalmon.monitor.contracts import QuarantinedRecord
 
 NO_KNOWN_FIELD = "record.no_known_field"

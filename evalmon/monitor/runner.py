@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from evalmon.errors import ConfigError, DataError, did_you_mean
+from evalmon.core.errors import ConfigError, DataError, did_you_mean
 from evalmon.monitor import stages
 from evalmon.monitor.alerts import Alert, WebhookOutcome, evaluate, payload, post_webhook
 from evalmon.monitor.config import MonitorConfig

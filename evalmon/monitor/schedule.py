@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from evalmon.errors import ConfigError, EvalmonError
+from evalmon.core.errors import ConfigError, EvalmonError
 from evalmon.monitor.windows import Window
 
 log = logging.getLogger("evalmon.monitor")

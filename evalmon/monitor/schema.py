@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from evalmon.errors import ConfigError, DataError
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.monitor.contracts import (
     ARRIVAL,
     CANONICAL_COLUMNS,

@@ -12,7 +12,7 @@ Runs are found again by the ``evalmon.window_id`` tag: re-logging the same conte
 reuses the run; different content for the same window (a backfill after a change) replaces it (the
 old run is deleted), so there is always one active run per window. (The timeline keeps both points at
 that step: a metric history cannot be edited.) The MLflow helpers, limits and
-the pending-marker pattern are evalmon.tracking's: an unreachable or failing server leaves
+the pending-marker pattern are evalmon.sinks.mlflow's: an unreachable or failing server leaves
 ``monitor_pending.json`` in the window folder and ``sync_windows`` (run at the start of every monitor
 run) uploads it later. mlflow is imported lazily.
 """
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.redact import redact_obj, without_masked_userinfo
 from evalmon.monitor.windows import Window
-from evalmon.redact import redact_obj, without_masked_userinfo
-from evalmon.tracking import (
+from evalmon.sinks.mlflow import (
     MAX_PARAM_VAL_LEN,
     MAX_TAG_VAL_LEN,
     STATE_FILE,
@@ -39,16 +39,16 @@ from evalmon.tracking import (
     http_limits,
     sanitize_key,
 )
-from evalmon.tracking import (
+from evalmon.sinks.mlflow import (
     _chunks as chunks,
 )
-from evalmon.tracking import (
+from evalmon.sinks.mlflow import (
     _client as mlflow_client,
 )
-from evalmon.tracking import (
+from evalmon.sinks.mlflow import (
     _experiment_id as experiment_id,
 )
-from evalmon.tracking.payload import (
+from evalmon.sinks.mlflow.payload import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_TAGS_PER_BATCH,
     _is_http,

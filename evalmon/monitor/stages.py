@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalmon import __version__
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
+from evalmon.core.version import __version__
 from evalmon.monitor.config import MonitorConfig
 from evalmon.monitor.drift import NOT_DRIFTED, DriftPlan, DriftResult, plan_columns
 from evalmon.monitor.windows import SummarySpec, Window, summarize
-from evalmon.tracking.payload import sanitize_key
+from evalmon.sinks.mlflow.payload import sanitize_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -275,7 +275,7 @@ def assess(cfg: MonitorConfig, ctx: Context, outcome: WindowOutcome, cur: pd.Dat
     if not (cfg.tracking.enabled and cfg.tracking.assessments and uri and TRACE_ID in cur.columns):
         return
     from evalmon.monitor.assessments import attach
-    from evalmon.tracking import check_reachable
+    from evalmon.sinks.mlflow import check_reachable
 
     down = check_reachable(uri)
     if down:

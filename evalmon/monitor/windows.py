@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd

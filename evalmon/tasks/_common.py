@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.data.hub import load_hub_rows
 from evalmon.data.schema import Rows
-from evalmon.errors import ConfigError, DataError
 from evalmon.tasks.base import MCDoc, TaskOptions
 
 

@@ -14,7 +14,7 @@ import string
 from functools import lru_cache
 from typing import Any
 
-from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 from evalmon.tasks.base import TaskOptions
 
 INVALID = "[invalid]"

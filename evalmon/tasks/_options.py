@@ -6,7 +6,7 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import ConfigError, DataError, did_you_mean
+from evalmon.core.errors import ConfigError, DataError, did_you_mean
 from evalmon.tasks.base import TaskOptions
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import ConfigError, DataError
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str, resolve
 from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import DataError, ModelError
+from evalmon.core.results import SampleRecord, TaskResult, TaskTiming
 from evalmon.data.local import malformed, read_jsonl
-from evalmon.errors import DataError, ModelError
-from evalmon.results import SampleRecord, TaskResult, TaskTiming
 
 
 def read_manifest(task: str, manifest: Path, audio_field: str, text_field: str,
@@ -47,7 +47,7 @@ def read_manifest(task: str, manifest: Path, audio_field: str, text_field: str,
 
 def evaluate_speech(task: Any, lm: Any, cache: Any, advance: Any, seed: int) -> tuple[TaskResult, list[SampleRecord]]:
     from evalmon.data.audio import load_audio
-    from evalmon.evaluate import aggregate, with_bootstrap_record
+    from evalmon.harness.evaluate import aggregate, with_bootstrap_record
     from evalmon.tasks.asr import audio_key
     from evalmon.tasks.base import config_hash
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from evalmon.errors import UnknownNameError, did_you_mean
-from evalmon.models.base import LLRequest, LLResult, Request
+from evalmon.core.errors import UnknownNameError, did_you_mean
+from evalmon.core.lm import LLRequest, LLResult, Request
 
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"

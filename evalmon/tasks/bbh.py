@@ -39,10 +39,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import GenRequest
 from evalmon.data.local import malformed, read_json, require_file
 from evalmon.data.schema import LMEvalExport, Rows
-from evalmon.errors import ConfigError, DataError
-from evalmon.models.base import GenRequest
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows
 from evalmon.tasks._generative import INVALID, exact_match, gen_options, regex_extract
 from evalmon.tasks.base import GroupInfo, MetricSpec, TaskInfo, TaskOptions, register_group, register_task
@@ -153,7 +153,7 @@ def lmeval_yaml(subtask: str) -> str:
 def _lmeval_prompt(subtask: str) -> CotPrompt:
     import yaml
 
-    from evalmon.parity import lmeval_tasks_dir
+    from evalmon.harness.parity import lmeval_tasks_dir
 
     path = lmeval_tasks_dir() / lmeval_yaml(subtask)
     try:

@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import LLRequest, LLResult
+from evalmon.core.results import MetricValue, TaskResult
 from evalmon.data.local import malformed, read_jsonl, require_file
-from evalmon.errors import ConfigError, DataError
-from evalmon.models.base import LLRequest, LLResult
-from evalmon.results import MetricValue, TaskResult
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_float, get_int, get_paths
 from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task

@@ -22,7 +22,7 @@ exporter already applied an lm-eval-like preprocess). It is mapped to the hub sc
 **Caveat**: the text export loses the ``ctx_a``/``ctx_b`` split, so the first letter of ``ctx_b`` is
 not capitalised as lm-eval does on the hub rows (e.g. "...on a roof. he" instead of "... He").
 Numbers on the local export can therefore differ slightly from hub-based lm-eval numbers; parity
-with lm-eval holds on the same rows (see :mod:`evalmon.parity`). Document ids: ``validation/<index>``.
+with lm-eval holds on the same rows (see :mod:`evalmon.harness.parity`). Document ids: ``validation/<index>``.
 
 Few-shot: lm-eval samples at random from the train split, which is not mirrored → 0-shot only.
 """

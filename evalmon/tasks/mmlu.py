@@ -34,9 +34,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import ConfigError
 from evalmon.data.local import malformed, read_csv, require_file
 from evalmon.data.schema import LMEvalExport, Rows
-from evalmon.errors import ConfigError
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs
 from evalmon.tasks.base import (
     GroupInfo,

@@ -35,9 +35,12 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from evalmon.configmodel import ConfigModel
-from evalmon.engine.runner import Advance, EngineStats, run_generate
-from evalmon.errors import ConfigError, DataError, ModelError, did_you_mean
+from evalmon.config.base import ConfigModel
+from evalmon.core.errors import ConfigError, DataError, ModelError, did_you_mean
+from evalmon.core.lm import LM, GenRequest
+from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTiming
+from evalmon.harness.cache import ResponseCache
+from evalmon.harness.engine import Advance, EngineStats, run_generate
 from evalmon.judge import pairwise as pw
 from evalmon.judge.parse import Verdict, parse_pairwise, parse_rating
 from evalmon.judge.prompts import (
@@ -55,9 +58,6 @@ from evalmon.judge.prompts import (
     temperature_for,
 )
 from evalmon.judge.single import single_metrics
-from evalmon.models.base import LM, GenRequest
-from evalmon.models.cache import ResponseCache
-from evalmon.results import MetricValue, SampleRecord, TaskResult, TaskTiming
 from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, config_hash, register_task
 
 NAME = "mtbench"
@@ -103,7 +103,7 @@ def _options(options: TaskOptions) -> MTBenchOptions:
 
 def judge_config(cfg: dict[str, Any], base_dir: Path | None) -> Any:
     """The judge's model config, validated by the suite's class for its backend."""
-    from evalmon.config import MODEL_BACKENDS
+    from evalmon.config.suite import MODEL_BACKENDS
 
     backend = str(cfg.get("backend", "hf"))
     cls = MODEL_BACKENDS.get(backend)
@@ -335,7 +335,7 @@ def _file_id(path: Path) -> str:
 
 
 def _load_judge(cfg: Any) -> LM:
-    from evalmon.models.registry import load_lm
+    from evalmon.backends.registry import load_lm
 
     return load_lm(cfg)
 

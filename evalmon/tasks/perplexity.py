@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import LLResult, RollingRequest
 from evalmon.data.local import malformed, read_json, read_jsonl
-from evalmon.errors import ConfigError, DataError
-from evalmon.models.base import LLResult, RollingRequest
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
 from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalmon.errors import ConfigError, DataError
-from evalmon.models.base import GenRequest
-from evalmon.results import MetricValue, TaskResult
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import GenRequest
+from evalmon.core.results import MetricValue, TaskResult
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
 from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.lm import GenRequest
 from evalmon.data.local import malformed, read_csv, require_file
 from evalmon.data.schema import LMEvalExport, Rows
-from evalmon.models.base import GenRequest
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, zero_shot_only
 from evalmon.tasks._generative import gen_options
 from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 
 HINT = "pass --data-dir pointing at a folder laid out like shared/benchmarks"
 

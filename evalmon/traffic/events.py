@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 
 EVENT_NAMES = ("topic_shift", "length_shift", "new_model_version", "latency_regression",
                "hallucination_rise", "unsafe_rise", "pii_leak")

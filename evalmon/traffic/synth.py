@@ -34,8 +34,8 @@ import pandas as pd
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from evalmon.configmodel import ConfigModel
-from evalmon.errors import ConfigError, OutputError
+from evalmon.config.base import ConfigModel
+from evalmon.core.errors import ConfigError, OutputError
 from evalmon.monitor.parsing import gc_paused
 from evalmon.traffic import corpora as C
 from evalmon.traffic.events import Event, State, apply, iso, models_needed, parse_event, parse_time

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalmon.config import apply_overrides, load_suite
-from evalmon.suite import plan_tasks
+from evalmon.config.suite import apply_overrides, load_suite
+from evalmon.harness.run import plan_tasks
 from evalmon.tasks.base import MCDoc, build_task
 from evalmon.tasks.medical import LETTERS, MEDMCQA, load_rows, medmcqa_doc
 

@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from evalmon.configmodel import ConfigModel
-from evalmon.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.config.base import ConfigModel
+from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # Sentence ends: ., !, ? (or a run of them) followed by whitespace, or glued to a capital letter

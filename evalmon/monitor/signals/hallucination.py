@@ -85,7 +85,7 @@ def parse_judge_reply(reply: str) -> float:
 
 def judge_from_lm(lm: Any, *, max_gen_toks: int = 8) -> Callable[[str], str]:
     """Wrap an evalmon ``GenerativeLM`` (greedy, short answer) as a ``JudgeFn`` with a ``batch`` method."""
-    from evalmon.models.base import GenRequest
+    from evalmon.core.lm import GenRequest
 
     class _LMJudge:
         def __call__(self, prompt: str) -> str:
@@ -104,9 +104,9 @@ def judge_from_model_config(model: dict[str, Any], *, max_gen_toks: int = 8) -> 
 
     def _inner() -> Any:
         if "judge" not in state:
-            from evalmon.config import HFModelConfig
-            from evalmon.errors import ConfigError
-            from evalmon.models.registry import load_lm
+            from evalmon.backends.registry import load_lm
+            from evalmon.config.suite import HFModelConfig
+            from evalmon.core.errors import ConfigError
 
             lm = load_lm(HFModelConfig(**model))
             if not callable(getattr(lm, "generate", None)):

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, offline, text_series
 

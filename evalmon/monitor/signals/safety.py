@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from evalmon.errors import ConfigError, DataError
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.monitor.contracts import PROMPT, RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, offline, require_local_path, text_series
 from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder

@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from evalmon.configmodel import ConfigModel
-from evalmon.errors import ConfigError
+from evalmon.config.base import ConfigModel
+from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import TIMESTAMP, Source
 from evalmon.monitor.schema import check_mapping, resolve_timezone
 from evalmon.monitor.timeparse import DEFAULT_NOT_BEFORE, Plausible

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalmon.errors import ConfigError
+from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP, QuarantinedRecord, SourceBatch
 from evalmon.monitor.schema import Normalized, empty_frame, truncate_raw
 

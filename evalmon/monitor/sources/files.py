@@ -34,7 +34,7 @@ from typing import IO, Any, overload
 
 import pandas as pd
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.parsing import gc_paused
 from evalmon.monitor.quarantine import FILE_CORRUPT

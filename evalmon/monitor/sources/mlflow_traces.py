@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import (
     CONTEXTS,
     INPUT_TOKENS,
@@ -103,7 +103,7 @@ def _check_reachable(uri: str) -> None:
         return
     import urllib.request
 
-    from evalmon.urls import join_url
+    from evalmon.core.urls import join_url
 
     try:
         with urllib.request.urlopen(join_url(uri, "/health"), timeout=5):

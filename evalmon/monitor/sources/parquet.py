@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
 from evalmon.monitor.schema import normalize_frame, resolve_columns
 from evalmon.monitor.sources.base import Part, check_window, merge

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from evalmon.errors import DataError
+from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.schema import TIME_UNITS, normalize_frame
 from evalmon.monitor.sources.base import Part, check_window, merge

@@ -1,0 +1,1 @@
+"""evalmon.backends.hf."""

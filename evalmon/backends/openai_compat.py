@@ -1,0 +1,408 @@
+"""``openai`` backend: any OpenAI-compatible HTTP server (vLLM, TGI, llama.cpp, ``transformers serve``, …).
+
+* generation: ``/chat/completions`` (``GenRequest.messages``, or the context as one user message) or
+  ``/completions`` (the context as prompt), per ``model.mode``; at most 4 stop strings are sent (OpenAI's
+  cap) and every stop string is cut client-side with lm-eval's rule, so outputs mean what the hf backend's do;
+* loglikelihood: ``/completions`` with ``echo: true, logprobs: 1, max_tokens: 1`` (lm-eval's payload), summing
+  the continuation's prompt-token logprobs. With ``model.tokenizer`` the pair is tokenised locally exactly
+  like lm-eval (token-id prompt, split by token count); without it the split is by character offsets
+  (``text_offset``), anchored at the end of the prompt so a BOS token the server prepends does not shift it.
+  Whether the server returns prompt logprobs at all is probed once (``supports_logprobs: auto``);
+* requests run ``concurrency`` at a time; 429/5xx/connection errors/timeouts/malformed JSON are retried
+  ``max_retries`` times with exponential backoff and jitter (``Retry-After`` honoured); each finished
+  request is reported to ``progress`` at once, so the runner's cache keeps partial progress;
+* the API key is read from the variable named by ``api_key_env`` and only ever sent in the
+  ``Authorization`` header: it is not in the fingerprint, and server text quoted in errors is redacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from evalmon.backends.hf.generate import GenStats, cut_at_stops
+from evalmon.core.errors import ModelError
+from evalmon.core.lm import GenRequest, LLRequest, LLResult, ModelFingerprint
+from evalmon.core.urls import join_url
+
+T = TypeVar("T")
+MAX_STOPS = 4  # OpenAI's limit on `stop`
+MAX_DELAY_S = 30.0  # cap of one backoff wait
+_PROBE_PROMPT = "The capital of France is"
+_NO_LOGPROBS = ("server at {url} does not return prompt logprobs (echo+logprobs); loglikelihood tasks need a "
+                "server that does (vLLM, TGI…) — use generative tasks or the hf backend")
+
+
+class _Retryable(Exception):
+    """A failure worth another attempt (429, 5xx, network, timeout, malformed body)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Cancelled(Exception):
+    """Another request of the same call failed: this one is not sent (again)."""
+
+
+class _NoLogprobs(Exception):
+    """The response has no prompt logprobs: the server does not support echo+logprobs."""
+
+
+@dataclass
+class LLStats:
+    tokens_forwarded: int = 0  # prompt tokens the server reported (usage.prompt_tokens)
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None, rnd: random.Random | None = None
+                  ) -> float:
+    """Wait before retry ``attempt`` (1-based): ``base·2^(attempt-1)`` capped at 30 s, jittered to 50–100 %;
+    never shorter than the server's ``Retry-After`` (also capped)."""
+    delay = min(MAX_DELAY_S, base * 2 ** (attempt - 1)) * (rnd or random).uniform(0.5, 1.0)
+    return max(delay, min(retry_after or 0.0, MAX_DELAY_S))
+
+
+class OpenAICompatLM:
+    """An OpenAI-compatible server behind the ``LM``/``GenerativeLM`` protocols."""
+
+    def __init__(self, cfg: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.cfg = cfg
+        self.base_url: str = cfg.base_url.rstrip("/")
+        self._sleep = sleep
+        self._local = threading.local()  # .stop: the Event of the _map call a worker thread belongs to
+        self._lock = threading.Lock()
+        self._secret = self._api_key()
+        self._client = self._new_client()  # thread-safe; shared by the worker threads
+        self.tokenizer = self._load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
+        served = self._served_models()
+        self.model_name: str = cfg.model or self._only_model(served)
+        info = next((m for m in served if m.get("id") == self.model_name), {})
+        self._logprobs_ok: bool | None = None if cfg.supports_logprobs == "auto" else bool(cfg.supports_logprobs)
+        root = info.get("root") if info.get("root") != self.model_name else None
+        self.fingerprint = ModelFingerprint(
+            backend="openai", model=self.model_name, revision=info.get("revision") or root,
+            dtype="server", device=self.base_url,
+            bos_policy=f"{'tokenizer-default' if self.tokenizer else 'server'}; generation: {cfg.mode}",
+            max_length=int(info.get("max_model_len") or 0), batch_size=cfg.concurrency,
+            tokenizer_hash=self._tokenizer_hash(), endpoint=self.base_url,  # in the cache key: servers differ
+            generation={"mode": cfg.mode},
+            extra={"base_url": self.base_url, "mode": cfg.mode, "tokenizer": cfg.tokenizer,
+                   "served": {k: info[k] for k in ("id", "owned_by", "root", "max_model_len") if k in info}})
+        self.last_stats = LLStats()
+        self.last_gen_stats = GenStats()
+
+    # ------------------------------------------------------------------ setup
+    def _new_client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        return httpx.Client(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s),
+                            limits=httpx.Limits(max_connections=self.cfg.concurrency + 1))
+
+    def _api_key(self) -> str | None:
+        name = self.cfg.api_key_env
+        if not name:
+            return None
+        key = os.environ.get(name, "")
+        if not key.strip():
+            raise ModelError(f"model.api_key_env: environment variable {name} is not set (or empty)",
+                             hint=f"export {name}=<your key>; the key itself never goes in the suite file")
+        return key.strip()
+
+    @staticmethod
+    def _load_tokenizer(path: str) -> Any:
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model.tokenizer: cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}",
+                             hint="give a local Hugging Face tokenizer directory, or drop model.tokenizer") from None
+
+    def _tokenizer_hash(self) -> str | None:
+        if self.tokenizer is None:
+            return None
+        payload = repr(sorted(self.tokenizer.get_vocab().items())) + repr(self.tokenizer("a b")["input_ids"])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def _served_models(self) -> list[dict[str, Any]]:
+        """``/models`` entries ([] when the server has no such endpoint)."""
+        try:
+            data = self._request("GET", "/models", None, lambda d: list(d["data"]))
+        except _EndpointMissing:
+            return []
+        return [m for m in data if isinstance(m, dict)]
+
+    def _only_model(self, served: list[dict[str, Any]]) -> str:
+        ids = [str(m.get("id")) for m in served if m.get("id")]
+        if len(ids) == 1:
+            return ids[0]
+        listed = f"it serves {', '.join(ids[:10])}" if ids else "it lists no models at /models"
+        raise ModelError(f"model.model: not set and the server at {self.base_url} does not serve exactly one model "
+                         f"({listed})", hint="set model.model to the served model name")
+
+    # ------------------------------------------------------------------ HTTP with retries
+    def _redact(self, text: str) -> str:
+        text = " ".join(text.split())
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
+        """One API call: retried on 429/5xx/network errors/timeouts/malformed bodies; 4xx → ``ModelError``."""
+        url = join_url(self.base_url, path)
+        attempts = self.cfg.max_retries + 1
+        problem, retry_after = "", None
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(backoff_delay(attempt, self.cfg.backoff_s, retry_after))
+            stop = getattr(self._local, "stop", None)
+            if stop is not None and stop.is_set():
+                raise _Cancelled
+            try:
+                return self._attempt(method, url, payload, parse)
+            except _Retryable as exc:
+                problem, retry_after = str(exc), exc.retry_after
+        hint = "check that the server is up and healthy; finished requests are cached — rerun to resume"
+        if path == "/chat/completions" and "HTTP 5" in problem:
+            hint += " (a 500 from /chat/completions can mean the model has no chat template: try mode: completions)"
+        raise ModelError(f"{method} {url} failed after {attempts} attempt{'s' * (attempts > 1)}: {problem}",
+                         hint=hint)
+
+    def _attempt(self, method: str, url: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
+        try:
+            resp = self._client.request(method, url, json=payload)
+        except httpx.TimeoutException:
+            raise _Retryable(f"no response within timeout_s={self.cfg.timeout_s:g}") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__}: {self._redact(str(exc))[:200]})") from None
+        body = self._redact(resp.text)[:300]
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise _Retryable(f"HTTP {resp.status_code}: {body}", _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code == 404 and urlsplit(url).path.endswith("/models"):
+            raise _EndpointMissing
+        if resp.status_code >= 400:
+            hint = {401: "the server wants a valid API key: set model.api_key_env to the variable holding it",
+                    403: "the key in model.api_key_env is not allowed to use this model",
+                    404: "check model.base_url (the API root, usually ending in /v1) and model.model"
+                    }.get(resp.status_code, "the server rejected the request")
+            raise ModelError(f"{method} {url}: HTTP {resp.status_code}: {body}", hint=hint)
+        try:
+            return parse(resp.json())
+        except _NoLogprobs:
+            raise
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise _Retryable(f"malformed response (not the expected JSON): {body[:120]!r}") from None
+
+    def _map(self, n: int, one: Callable[[int], T], progress: Callable[[list[tuple[int, T]]], None] | None
+             ) -> list[T]:
+        """Run ``one(i)`` for ``i < n`` on ``concurrency`` daemon threads; ``progress`` runs in this thread
+        per result. The first failure (or Ctrl-C) stops the rest: queued requests are not sent, running
+        ones stop retrying, and a hanging one does not hold up the interpreter's exit."""
+        out: dict[int, T] = {}
+        stop = threading.Event()
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        results: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+        for i in range(n):
+            todo.put(i)
+
+        def worker() -> None:
+            self._local.stop = stop
+            while not stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((i, one(i), None))
+                except BaseException as exc:
+                    stop.set()
+                    results.put((i, None, exc))
+
+        for _ in range(min(self.cfg.concurrency, n)):
+            threading.Thread(target=worker, daemon=True, name="evalmon-openai").start()
+        try:
+            while len(out) < n:
+                i, value, exc = results.get()
+                if isinstance(exc, _Cancelled):
+                    continue
+                if exc is not None:
+                    raise exc
+                out[i] = value
+                if progress is not None:
+                    progress([(i, value)])
+        finally:
+            stop.set()
+        return [out[i] for i in range(n)]
+
+    # ------------------------------------------------------------------ generation
+    def _prompt_text(self, r: GenRequest) -> str:
+        if not r.messages:
+            return r.context
+        template = getattr(self.tokenizer, "chat_template", None)
+        if template is None:
+            raise ModelError("the task sends chat messages but model.mode is completions and model.tokenizer "
+                             "has no chat template to render them", hint="set model.mode: chat")
+        return str(self.tokenizer.apply_chat_template([{"role": a, "content": b} for a, b in r.messages],
+                                                      tokenize=False, add_generation_prompt=True))
+
+    def _gen_payload(self, r: GenRequest) -> tuple[str, dict[str, Any]]:
+        payload: dict[str, Any] = {"model": self.model_name, "max_tokens": r.max_gen_toks,
+                                   "temperature": r.temperature}
+        stops = [s for s in r.until if s][:MAX_STOPS]
+        if stops:
+            payload["stop"] = stops
+        if r.top_p != 1.0:
+            payload["top_p"] = r.top_p
+        if r.seed is not None:
+            payload["seed"] = r.seed
+        if self.cfg.mode == "chat":
+            turns = r.messages or (("user", r.context),)
+            payload["messages"] = [{"role": role, "content": content} for role, content in turns]
+            return "/chat/completions", payload
+        payload["prompt"] = self._prompt_text(r)
+        return "/completions", payload
+
+    def _generate_one(self, r: GenRequest) -> str:
+        path, payload = self._gen_payload(r)
+
+        def parse(data: Any) -> tuple[str, dict[str, Any]]:
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if path == "/chat/completions" else choice["text"]
+            if not isinstance(text, str | None):
+                raise TypeError("text is not a string")
+            return text or "", data.get("usage") or {}
+
+        text, usage = self._request("POST", path, payload, parse)
+        with self._lock:
+            self.last_gen_stats.rows += 1
+            self.last_gen_stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.last_gen_stats.generated_tokens += int(usage.get("completion_tokens") or 0)
+        return cut_at_stops(text, r.until)
+
+    def generate(self, reqs: Sequence[GenRequest], progress: Callable[[list[tuple[int, str]]], None] | None = None
+                 ) -> list[str]:
+        self.last_gen_stats = GenStats()
+        return self._map(len(reqs), lambda i: self._generate_one(reqs[i]), progress)
+
+    # ------------------------------------------------------------------ loglikelihood
+    def _require_logprobs(self) -> None:
+        if self._logprobs_ok is None:
+            payload = {"model": self.model_name, "prompt": _PROBE_PROMPT, "max_tokens": 1, "temperature": 0,
+                       "echo": True, "logprobs": 1}
+            try:
+                self._request("POST", "/completions", payload, lambda d: _prompt_logprobs(d["choices"][0], 2))
+                self._logprobs_ok = True
+            except _NoLogprobs:
+                self._logprobs_ok = False
+            except ModelError as exc:  # a 400/422 for echo or logprobs means the same
+                if " HTTP 4" not in exc.message or "HTTP 401" in exc.message or "HTTP 403" in exc.message:
+                    raise
+                self._logprobs_ok = False
+        if not self._logprobs_ok:
+            raise ModelError(_NO_LOGPROBS.format(url=self.base_url))
+
+    def _split_tokens(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's ``_encode_pair`` (empty context → the BOS/EOS prefix token)."""
+        tok = self.tokenizer
+        if context == "":
+            prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            return [prefix], list(tok.encode(continuation, add_special_tokens=False))
+        whole = list(tok.encode(context + continuation))
+        ctx = list(tok.encode(context))
+        return ctx, whole[len(ctx):]
+
+    def _score_one(self, r: LLRequest) -> LLResult:
+        context, continuation = r.context, r.continuation
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:  # lm-eval: trailing context spaces belong to the continuation
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        prompt: str | list[int]
+        if self.tokenizer is not None:
+            ctx_ids, cont_ids = self._split_tokens(context, continuation)
+            prompt, n_ctx, n_prompt = ctx_ids + cont_ids, len(ctx_ids), len(ctx_ids) + len(cont_ids)
+        else:
+            prompt, n_ctx, n_prompt = context + continuation, -1, -1
+        payload = {"model": self.model_name, "prompt": prompt, "max_tokens": 1, "temperature": 0,
+                   "echo": True, "logprobs": 1}
+
+        def parse(data: Any) -> tuple[list[float | None], list[Any], int]:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            lps, tops, tokens, offsets = _prompt_logprobs(choice, 1)
+            total = n_prompt if n_prompt >= 0 else int(usage.get("prompt_tokens") or len(lps) - 1)
+            start = n_ctx if n_ctx >= 0 else _continuation_start(offsets, tokens, total, len(continuation))
+            return lps[start:total], tops[start:total], total
+
+        try:
+            lps, tops, total = self._request("POST", "/completions", payload, parse)
+        except _NoLogprobs:
+            raise ModelError(_NO_LOGPROBS.format(url=self.base_url)) from None
+        if any(lp is None for lp in lps):
+            raise ModelError(f"{self.base_url}: the server gave no logprob for the first prompt token, which the "
+                             "continuation of an empty context starts with",
+                             hint="set model.tokenizer so evalmon sends token ids with a BOS prefix (as lm-eval)")
+        with self._lock:
+            self.last_stats.tokens_forwarded += total
+        greedy = all(isinstance(top, dict) and top and float(lp) >= max(top.values()) - 1e-6  # type: ignore[arg-type]
+                     for lp, top in zip(lps, tops, strict=True))
+        return LLResult(float(math.fsum(float(lp) for lp in lps if lp is not None)), greedy, len(lps))
+
+    def loglikelihood(self, reqs: Sequence[LLRequest],
+                      progress: Callable[[list[tuple[int, LLResult]]], None] | None = None) -> list[LLResult]:
+        if not reqs:
+            return []
+        self._require_logprobs()
+        self.last_stats = LLStats()
+        return self._map(len(reqs), lambda i: self._score_one(reqs[i]), progress)
+
+    def token_count(self, text: str) -> int:
+        """Exact with ``model.tokenizer``; otherwise OpenAI's rule of thumb (~4 characters per token)."""
+        if self.tokenizer is not None:
+            return len(self.tokenizer.encode(text))
+        return math.ceil(len(text) / 4)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _EndpointMissing(Exception):
+    """``/models`` answered 404 (not every server has it)."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _prompt_logprobs(choice: dict[str, Any], min_len: int
+                     ) -> tuple[list[float | None], list[Any], list[str], list[int]]:
+    """(token_logprobs, top_logprobs, tokens, text_offset) of an echoed completion choice."""
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list) or len(lp["token_logprobs"]) < min_len:
+        raise _NoLogprobs
+    n = len(lp["token_logprobs"])
+    tops = lp.get("top_logprobs") or [None] * n
+    return list(lp["token_logprobs"]), list(tops), list(lp.get("tokens") or []), list(lp.get("text_offset") or [])
+
+
+def _continuation_start(offsets: list[int], tokens: list[str], n_prompt: int, cont_chars: int) -> int:
+    """Index of the first prompt token at or after the context/continuation boundary (by characters).
+
+    Anchored at the prompt's end (the first generated token's offset), so a prepended BOS token whose
+    text shifts every offset (vLLM echoes ``<s>``) does not move the boundary.
+    """
+    if len(offsets) < n_prompt or n_prompt <= 0:
+        raise KeyError("text_offset")
+    end = offsets[n_prompt] if len(offsets) > n_prompt else offsets[n_prompt - 1] + len(tokens[n_prompt - 1])
+    boundary = end - cont_chars
+    return next((i for i in range(n_prompt) if offsets[i] >= boundary), n_prompt)

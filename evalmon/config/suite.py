@@ -1,0 +1,389 @@
+"""Suite configuration: pydantic models for ``suite.yaml``, loading with file:line errors, CLI overrides.
+
+YAML keys map 1:1 onto fields; unknown keys are errors. Relative paths written in a suite file resolve
+against the suite file's directory (defaults such as ``output_dir: reports`` stay relative to the
+working directory). A model or adapter reference is local when it starts with ``/ ./ ../ ~`` or names
+an existing directory next to the suite; anything else (``org/name``) is a hub id and is kept as is.
+Parsing, ``${VAR}`` expansion and error locations live in ``evalmon.config.yamlio``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from evalmon.config.models import (
+    _HINTS,
+    _MODEL_TAGS,
+    MODEL_BACKENDS,
+    ASRModelConfig,
+    HFModelConfig,
+    ModelConfig,
+    NoModelConfig,
+    OpenAIModelConfig,
+    _backend_tag,
+    _base_dir,
+    _Strict,
+    is_local_ref,
+    resolve_path,
+    resolve_ref,
+)
+from evalmon.config.yamlio import (
+    Loc,
+    YamlDoc,
+    describe_error,
+    dotted,
+    load_yaml,
+    read_config_file,
+    require_mapping,
+    validation_error,
+)
+from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.core.redact import redact_obj
+
+# SmolLM2-135M-Instruct, fetched + converted on first use (evalmon.checkpoints.project); the toy without a registry
+DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/smollm2-135m-instruct")  # relative to the working directory
+DEFAULT_DATA_DIR = Path("../shared/benchmarks")  # relative to the working directory
+DEFAULT_TASKS = ("mmlu_anatomy", "hellaswag", "truthfulqa_mc2")
+DEFAULT_LIMIT = 20
+DEFAULT_TASK_LIMITS = {"hellaswag": 100}  # enough documents for an above-chance HellaSwag acc_norm to show
+
+
+
+
+
+class DataConfig(_Strict):
+    data_dir: Path | None = None  # a local mirror laid out like ../shared/benchmarks; None = the hub
+
+    @field_validator("data_dir")
+    @classmethod
+    def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else resolve_path(v, _base_dir(info))
+
+
+class TaskEntry(_Strict):
+    name: str = Field(min_length=1)
+    num_fewshot: int | None = Field(None, ge=0)
+    limit: int | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)  # passed to the task factory as is
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    uri: str | None = Field(None, min_length=1)  # None = embedded local store; http://… or sqlite:///…
+    experiment: str = Field("evalmon", min_length=1)
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    path: Path | None = None  # None: the runner decides (<output_dir>/../.evalmon/cache.sqlite)
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        return None if v is None else resolve_path(v, _base_dir(info))
+
+
+class SuiteConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    seed: int = 1234
+    output_dir: Path = Path("reports")
+    limit: int | None = Field(None, gt=0)  # per-task document limit where a task sets none
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    tasks: list[TaskEntry] = Field(min_length=1)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    _source_path: Path | None = PrivateAttr(None)
+    _task_origins: tuple[str, ...] = PrivateAttr(())  # "file:line: tasks.N.name" or "--tasks"
+
+    @field_validator("output_dir")
+    @classmethod
+    def _resolve(cls, v: Path, info: ValidationInfo) -> Path:
+        return resolve_path(v, _base_dir(info))
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _bare_names(cls, v: Any) -> Any:
+        return [{"name": t} if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
+
+    @field_validator("tasks")
+    @classmethod
+    def _no_repeats(cls, v: list[TaskEntry]) -> list[TaskEntry]:
+        first: dict[str, int] = {}
+        for i, t in enumerate(v):
+            if t.name in first:
+                raise PydanticCustomError(
+                    "duplicate_entry", "task '{name}' is listed twice (entries {first} and {index})",
+                    {"name": t.name, "first": first[t.name], "index": i,
+                     "hint": "list it once; a group that overlaps a task is fine"})
+            first[t.name] = i
+        return v
+
+    @property
+    def source_path(self) -> Path | None:
+        """The suite file this config was loaded from (None for text/default/programmatic configs)."""
+        return self._source_path
+
+    def task_limit(self, entry: TaskEntry) -> int | None:
+        return entry.limit if entry.limit is not None else self.limit
+
+    def task_origin(self, index: int) -> str:
+        """Where task ``index`` was written, as a message prefix."""
+        if index < len(self._task_origins):
+            return self._task_origins[index]
+        return f"suite '{self.name}': tasks.{index}.name"
+
+
+def _loc_fixup(err: Any, loc: Loc) -> Loc:
+    ctx = err.get("ctx") or {}
+    if len(loc) == 2 and loc[0] == "model" and loc[1] in _MODEL_TAGS:  # a whole-model error: drop the union tag
+        loc = ("model",)
+    return (*loc, ctx["index"]) if err["type"] == "duplicate_entry" and "index" in ctx else loc
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and validate a suite file; every problem is a one-line ``ConfigError``."""
+    text, p = read_config_file(path, "suite file", encode_as="suite")
+    cfg = load_suite_text(text, str(path), base_dir=p.parent)
+    cfg._source_path = p
+    return cfg
+
+
+def load_suite_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None) -> SuiteConfig:
+    """Validate suite YAML text; relative paths resolve against ``base_dir`` (default: the cwd)."""
+    doc = load_yaml(text, source_name)
+    require_mapping(doc, source_name, "suite", empty_hint="write a mapping with at least `name:`, `model:` and `tasks:`",
+                    keys_hint="write `name: …`, `model: …`, `tasks: …` as top-level keys")
+    try:
+        cfg = SuiteConfig.model_validate(doc.data, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        raise validation_error(e, doc, _error_schema(doc.data), hints=_HINTS, loc_fixup=_loc_fixup) from None
+    cfg._task_origins = tuple(_entry_origin(doc, i, raw) for i, raw in enumerate(doc.data["tasks"]))
+    return cfg
+
+
+def _error_schema(data: dict[str, Any]) -> type[BaseModel]:
+    """SuiteConfig with ``model`` narrowed to the written backend, so "unknown key" hints list its keys."""
+    model = data.get("model")
+    backend = _backend_tag(model) if isinstance(model, dict) else "hf"
+    if backend not in MODEL_BACKENDS or backend == "hf":
+        return SuiteConfig
+    return create_model("SuiteConfig", __base__=SuiteConfig, model=(MODEL_BACKENDS[backend], ...))
+
+
+def _entry_origin(doc: YamlDoc, i: int, raw: Any) -> str:
+    return doc.where(("tasks", i, "name") if isinstance(raw, dict) else ("tasks", i))
+
+
+def check_task_names(cfg: SuiteConfig,
+                     names: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> None:
+    """Every task entry must name a registered task or group (default: ``tasks.base.all_names()``)."""
+    if names is None:
+        from evalmon.tasks.base import all_names
+
+        names = all_names
+    known = set(names() if callable(names) else names)
+    for i, entry in enumerate(cfg.tasks):
+        if entry.name not in known:
+            raise UnknownNameError(
+                f"{cfg.task_origin(i)}: unknown task or group '{entry.name}'"
+                f"{did_you_mean(entry.name, sorted(known))}",
+                hint="run `evalmon tasks` to list them")
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def suite_hash(config: SuiteConfig) -> str:
+    """Short sha256 of the validated config's canonical JSON (independent of key order)."""
+    canon = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def flatten(config: SuiteConfig) -> dict[str, str]:
+    """``{"model.dtype": "float32", "tasks.0.name": "medqa", …}`` for MLflow params (null → "null");
+    URI credentials and secret query parameters are redacted (``evalmon.core.redact``)."""
+    out: dict[str, str] = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                visit(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list) and value:
+            for i, v in enumerate(value):
+                visit(f"{prefix}.{i}", v)
+        else:
+            out[prefix] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    visit("", redact_obj(config.model_dump(mode="json")))  # results.json + MLflow params: no credentials
+    return out
+
+
+# --------------------------------------------------------------------------- CLI overrides
+
+_INT_OPTIONS = ("batch_size", "max_length")
+_SPEC_HINT = ("use hf:<path or org/name>[,key=value,…] (e.g. hf:./ckpt,dtype=bfloat16) or "
+              "openai:<base_url>[,model=NAME,…] (e.g. openai:http://127.0.0.1:8000/v1,model=m)")
+_FIRST_KEY = {"hf": "path", "openai": "base_url", "hf_asr": "path"}  # what a bare first item of the spec is
+
+
+def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
+    """``hf:/path``, ``hf:org/name``, ``hf:/path,adapter=/p/lora,dtype=bfloat16,…``, a bare path, or
+    ``openai:http://host:port/v1,model=NAME,mode=completions,concurrency=8,…``."""
+    text = spec.strip()
+    if not text:
+        raise ConfigError("--model: empty model spec", hint=_SPEC_HINT)
+    backend, rest = "hf", text
+    m = re.match(r"^([A-Za-z][\w-]*):(?!//)(.*)$", text)
+    if m:
+        backend, rest = m.group(1).lower(), m.group(2)
+        if backend not in MODEL_BACKENDS:
+            raise ConfigError(f"--model: unknown backend '{backend}'{did_you_mean(backend, list(MODEL_BACKENDS))}",
+                              hint=f"backends: {', '.join(MODEL_BACKENDS)}")
+    cls = MODEL_BACKENDS[backend]
+    if backend == "none":
+        if rest.strip():
+            raise ConfigError(f"--model: backend none takes no options (got '{rest}')", hint="write --model none:")
+        return NoModelConfig()
+    first = _FIRST_KEY[backend]
+    allowed = [k for k in cls.model_fields if k != "backend"] + (["pretrained"] if backend == "hf" else [])
+    fields: dict[str, Any] = {"backend": backend}
+    for i, part in enumerate(p.strip() for p in rest.split(",")):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if i == 0 and not (eq and key in allowed):
+            key, value = first, part
+        elif not eq or not key:
+            raise ConfigError(f"--model: option '{part}' is not key=value", hint=_SPEC_HINT)
+        elif key not in allowed:
+            raise ConfigError(f"--model: unknown option '{key}'{did_you_mean(key, allowed)}",
+                              hint=f"options: {', '.join(allowed)}")
+        key = "path" if key == "pretrained" else key
+        if key in fields:
+            raise ConfigError(f"--model: option '{key}' given twice", hint="keep only one")
+        value = value.strip()
+        fields[key] = (None if value.lower() in ("null", "none")
+                       else int(value) if key in _INT_OPTIONS and re.fullmatch(r"[+-]?\d+", value)
+                       else value)
+    if not fields.get(first):
+        what = "no checkpoint path or hub id" if backend == "hf" else "no server base_url"
+        raise ConfigError(f"--model: {what} in '{spec}'", hint=_SPEC_HINT)
+    try:
+        return cls.model_validate(fields, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = tuple(p for p in err["loc"] if isinstance(p, str) and p in cls.model_fields)
+        what, hint = describe_error(err, loc, cls, _HINTS)
+        raise ConfigError(f"--model: {dotted(loc) + ': ' if loc else ''}{what}", hint=hint) from None
+
+
+def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | None = None,
+                    tasks: list[str] | None = None, output: Path | None = None,
+                    tracking_uri: str | None = None, experiment: str | None = None,
+                    no_tracking: bool = False) -> SuiteConfig:
+    """A new config with CLI flags applied; errors name the flag.
+
+    ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
+    does not give (dtype, device, batch_size, …) are kept from the suite when the backend is the same.
+    ``trust_remote_code`` is never inherited: the suite's opt-in was for its own checkpoint, so another
+    one's code runs only when the spec says ``trust_remote_code=true`` itself.
+    ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
+    ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking.
+    """
+    data = cfg.model_dump()
+    origins = [cfg.task_origin(i) for i in range(len(cfg.tasks))]
+    if model is not None:
+        new = parse_model_spec(model)
+        keep = {} if new.backend != cfg.model.backend else cfg.model.model_dump(
+            exclude={"path", "revision", "adapter", "base_url", "model", "trust_remote_code"})
+        data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "base_url", "backend"})}
+    if tasks is not None:
+        names = [n.strip() for item in tasks for n in item.split(",") if n.strip()]
+        if not names:
+            raise ConfigError("--tasks: no task names given", hint="pass comma-separated names, e.g. --tasks a,b")
+        repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if repeated:
+            raise ConfigError(f"--tasks: '{repeated}' is listed twice", hint="list each task once")
+        existing = {t["name"]: (t, origins[i]) for i, t in enumerate(data["tasks"])}
+        data["tasks"] = [existing[n][0] if n in existing else {"name": n} for n in names]
+        origins = [existing[n][1] if n in existing else "--tasks" for n in names]
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ConfigError(f"--limit: must be > 0, got {limit}", hint="pass a positive number of documents per task")
+        data["limit"] = limit
+        for t in data["tasks"]:
+            t["limit"] = limit
+    if output is not None:
+        data["output_dir"] = Path(os.path.abspath(Path(output).expanduser()))
+    if tracking_uri is not None:
+        if no_tracking:
+            raise ConfigError("--tracking-uri: conflicts with --no-tracking", hint="pass only one of them")
+        if not tracking_uri.strip():
+            raise ConfigError("--tracking-uri: must not be empty", hint="pass http://host:port or sqlite:///file.db")
+        data["tracking"].update(uri=tracking_uri.strip(), enabled=True)
+    if experiment is not None:
+        if not experiment.strip():
+            raise ConfigError("--experiment: must not be empty", hint="pass an MLflow experiment name")
+        data["tracking"]["experiment"] = experiment.strip()
+    if no_tracking:
+        data["tracking"]["enabled"] = False
+    try:
+        out = SuiteConfig.model_validate(data)
+    except ValidationError as e:  # pragma: no cover - flags are checked above
+        err = e.errors(include_url=False)[0]
+        what, hint = describe_error(err, tuple(err["loc"]), SuiteConfig, _HINTS)
+        raise ConfigError(f"overrides: {dotted(tuple(err['loc']))}: {what}", hint=hint) from None
+    out._source_path = cfg._source_path
+    out._task_origins = tuple(origins)
+    return out
+
+
+def default_suite() -> SuiteConfig:
+    """The suite ``evalmon run`` uses without a file (paths relative to the working directory).
+
+    Model: ``$EVALMON_DEFAULT_MODEL`` or ``DEFAULT_CHECKPOINT_DIR``; data: ``$EVALMON_DATA_DIR`` or
+    ``DEFAULT_DATA_DIR``; tasks ``DEFAULT_TASKS`` with ``limit: 20`` (``DEFAULT_TASK_LIMITS`` per task).
+    """
+    cwd = Path.cwd()
+    model = os.environ.get("EVALMON_DEFAULT_MODEL") or str(cwd / DEFAULT_CHECKPOINT_DIR)
+    data_dir = os.environ.get("EVALMON_DATA_DIR") or str(DEFAULT_DATA_DIR)
+    cfg = SuiteConfig.model_validate(
+        {"name": "default", "description": "built-in smoke suite", "limit": DEFAULT_LIMIT,
+         "model": {"backend": "hf", "path": model}, "data": {"data_dir": data_dir},
+         "tasks": [{"name": t, "limit": DEFAULT_TASK_LIMITS.get(t)} for t in DEFAULT_TASKS]},
+        context={"base_dir": cwd})
+    cfg._task_origins = tuple(f"default suite: tasks.{i}.name" for i in range(len(DEFAULT_TASKS)))
+    return cfg
+
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_DIR", "DEFAULT_DATA_DIR", "DEFAULT_LIMIT", "DEFAULT_TASKS", "DEFAULT_TASK_LIMITS",
+    "MODEL_BACKENDS",
+    "ASRModelConfig", "CacheConfig", "DataConfig", "HFModelConfig", "ModelConfig", "NoModelConfig",
+    "OpenAIModelConfig", "SuiteConfig", "TaskEntry",
+    "TrackingConfig", "apply_overrides", "check_task_names", "default_suite", "flatten",
+    "is_local_ref", "load_suite", "load_suite_text", "parse_model_spec", "resolve_path",
+    "resolve_ref", "suite_hash",
+]
