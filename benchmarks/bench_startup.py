@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-EVALMON = [sys.executable, "-m", "evalmon.cli.app"]
+EVALMON = [sys.executable, "-m", "evalmon.cli"]
 
 
 def measure(cmd: list[str], repeats: int) -> tuple[float, float]:

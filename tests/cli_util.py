@@ -1,6 +1,6 @@
 """Helpers for end-to-end CLI tests: run the real ``evalmon`` console entry point in a subprocess.
 
-Every call runs ``python -m evalmon.cli.app`` (what the ``evalmon`` script calls) with ``cwd`` set to the
+Every call runs ``python -m evalmon.cli`` (what the ``evalmon`` script calls) with ``cwd`` set to the
 test's directory, the hub offline and stdout/stderr captured as text (not a terminal: rich's 80-column
 default, no colour — what CI logs and pipes see).
 
@@ -36,7 +36,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def evalmon_cmd(*args: str | os.PathLike[str]) -> list[str]:
-    return [sys.executable, "-m", "evalmon.cli.app", *map(str, args)]
+    return [sys.executable, "-m", "evalmon.cli", *map(str, args)]
 
 
 class Background:

@@ -39,7 +39,7 @@ def evaluated50(heldout):
 def test_finetune_evaluate_gate_pipeline(smollm2_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = cli_env(STEPS="3", BATCH="4", LIMIT="8", TASKS="medmcqa", BASE=str(smollm2_checkpoint),
-                  PYTHON=sys.executable, EVALMON=f"{sys.executable} -m evalmon.cli.app")
+                  PYTHON=sys.executable, EVALMON=f"{sys.executable} -m evalmon.cli")
     proc = subprocess.run(["bash", str(EXAMPLE / "run.sh"), str(out)], env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=600)
     shown = f"exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"

@@ -109,13 +109,13 @@ def test_score_cli(benchmarks_dir: Path, tmp_path: Path) -> None:
     base = benchmarks_dir / "wmt22/txt"
     hyp = base / "system-outputs/generaltest2022.en-de.hyp.OpenNMT.de"
     ref = base / "references/generaltest2022.en-de.ref.A.de"
-    out = subprocess.run([sys.executable, "-m", "evalmon.cli.app", "score", "bleu", "--hyp", str(hyp), "--ref", str(ref),
+    out = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", "bleu", "--hyp", str(hyp), "--ref", str(ref),
                           "--json", "--bootstrap", "100"], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["score"] == pytest.approx(35.685, abs=0.01) and "nrefs:1" in res["signature"]
     (tmp_path / "short").write_text("x\n")
-    bad = subprocess.run([sys.executable, "-m", "evalmon.cli.app", "score", "bleu", "--hyp", str(tmp_path / "short"),
+    bad = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", "bleu", "--hyp", str(tmp_path / "short"),
                           "--ref", str(ref)], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 
@@ -127,7 +127,7 @@ def test_a_utf8_bom_is_not_part_of_the_text(tmp_path: Path) -> None:
     (tmp_path / "bom.txt").write_text(text, encoding="utf-8-sig")
     for metric, want in (("bleu", 100.0), ("wer", 0.0)):
         for hyp, ref in (("bom.txt", "plain.txt"), ("plain.txt", "bom.txt")):
-            out = subprocess.run([sys.executable, "-m", "evalmon.cli.app", "score", metric, "--hyp", str(tmp_path / hyp),
+            out = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", metric, "--hyp", str(tmp_path / hyp),
                                   "--ref", str(tmp_path / ref), "--json", "--bootstrap", "0"],
                                  capture_output=True, text=True, check=False)
             assert out.returncode == 0, out.stderr

@@ -1,0 +1,5 @@
+"""``python -m evalmon.cli`` = the ``evalmon`` command."""
+
+from evalmon.cli.app import main
+
+main()
