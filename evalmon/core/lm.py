@@ -14,14 +14,23 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class LLRequest:
-    """Log-likelihood of ``continuation`` given ``context`` (lm-eval's ``loglikelihood`` args)."""
+    """Log-likelihood of ``continuation`` given ``context`` (lm-eval's ``loglikelihood`` args).
+
+    ``messages`` (chat-template mode, lm-eval's ``apply_chat_template``): (role, content) turns that the
+    backend renders with its tokenizer's chat template (generation prompt added) into the context;
+    ``context`` is ignored when set. A backend that cannot render them must refuse the request.
+    """
 
     context: str
     continuation: str
+    messages: tuple[tuple[str, str], ...] | None = None
 
     def key(self) -> str:
-        """Stable content hash, used for dedupe and the response cache."""
-        payload = json.dumps([self.context, self.continuation], ensure_ascii=False)
+        """Stable content hash, used for dedupe and the response cache (unchanged when ``messages`` is None)."""
+        if self.messages is None:
+            payload = json.dumps([self.context, self.continuation], ensure_ascii=False)
+        else:
+            payload = json.dumps(["chat", [list(m) for m in self.messages], self.continuation], ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -78,8 +87,8 @@ class ModelFingerprint:
     """Everything that determines a model's numbers; goes into provenance and cache keys.
 
     The response cache key (``cache_key``) covers everything that identifies the responder — backend,
-    served endpoint, model, revision, weights, adapter, dtype, tokenizer, BOS policy, context length and
-    the generation settings that change outputs beyond what a request carries — so that answers of one
+    served endpoint, model, revision, weights, adapter, dtype, tokenizer, chat template, BOS policy, context
+    length and the generation settings that change outputs beyond what a request carries — so that answers of one
     server, checkpoint or generation config are never served for another.
     """
 
@@ -97,6 +106,7 @@ class ModelFingerprint:
     tokenizer_hash: str | None = None
     endpoint: str | None = None  # the server that answers (openai: base_url); None for in-process models
     generation: dict[str, Any] = field(default_factory=dict)  # output-changing defaults (generation_config)
+    chat_template: str | None = None  # hash of the template that renders chat messages; None: the model has none
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +119,7 @@ class ModelFingerprint:
             for k, v in self.to_dict().items()
             if k not in {"batch_size", "device", "extra"}
         }
-        for key in ("endpoint", "generation"):  # unset: keys stay those of caches written before they existed
+        for key in ("endpoint", "generation", "chat_template"):  # unset: keys stay those of older caches
             if not numeric[key]:
                 del numeric[key]
         if not numeric.get("weights_hash"):  # fall back to the path when no hash is known
