@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from evalmon.gate.compare import Comparison
     from evalmon.gate.verdict import GateVerdict
     from evalmon.monitor.config import MonitorConfig
-    from evalmon.monitor.contracts import MonitorResult
+    from evalmon.monitor.runner import MonitorResult
 
 
 def load_suite(path: str | Path) -> SuiteConfig:
