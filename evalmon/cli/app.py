@@ -141,11 +141,10 @@ def list_tasks() -> None:
 
     from evalmon.tasks import base
 
-    base.all_names()
     table = Table(title="evalmon tasks")
     for col in ("name", "kind", "few-shot", "local mirror (data_dir)", "hub"):
         table.add_column(col)
-    for name, g in sorted(base.GROUPS.items()):
+    for name, g in sorted(base.GROUPS.items()):  # both views read evalmon.core.registry (entry points)
         table.add_row(f"[bold]{name}[/]", "group", "", f"{len(base.expand(name))} tasks: " + ", ".join(g.members[:4])
                       + (" …" if len(g.members) > 4 else ""), g.description)
     for name, t in sorted(base.TASKS.items()):

@@ -199,11 +199,11 @@ def _entry_origin(doc: YamlDoc, i: int, raw: Any) -> str:
 
 def check_task_names(cfg: SuiteConfig,
                      names: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> None:
-    """Every task entry must name a registered task or group (default: ``tasks.base.all_names()``)."""
+    """Every task entry must name a registered task or group (default: the ``evalmon.core.registry`` names)."""
     if names is None:
-        from evalmon.tasks.base import all_names
+        from evalmon.core import registry
 
-        names = all_names
+        names = [*registry.tasks.names(), *registry.task_groups.names()]
     known = set(names() if callable(names) else names)
     for i, entry in enumerate(cfg.tasks):
         if entry.name not in known:

@@ -25,6 +25,7 @@ This module imports nothing heavy (stdlib + ``core.errors``).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -50,8 +51,22 @@ def _source_of(obj: object) -> str:
 
 
 def _same_definition(a: object, b: object) -> bool:
-    """The same object, or the same definition executed again (e.g. a module re-imported)."""
-    return a is b or (_source_of(a) == _source_of(b) and "<lambda>" not in _source_of(a))
+    """The same object, the same function/class executed again (a module re-imported), or equal values."""
+    if a is b:
+        return True
+    if hasattr(a, "__qualname__") and hasattr(b, "__qualname__"):
+        return _source_of(a) == _source_of(b) and "<lambda>" not in _source_of(a)
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _caller_module() -> str:
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return f"module {frame.f_globals.get('__name__', '?')}" if frame is not None else "an unknown module"
 
 
 class Registry(Generic[T]):
@@ -94,7 +109,8 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or not name.strip():
             raise PluginError(f"{self.kind} names must be non-empty strings, got {name!r} from {_source_of(obj)}")
         with self._lock:
-            origin = self._loading or _source_of(obj)
+            loader = self._load_with or self
+            origin = loader._loading or _caller_module()
             for key in (name, *aliases):
                 self._check_free(key, name, obj, origin)
             self._items[name] = obj
@@ -215,7 +231,7 @@ def _dist_name(ep: metadata.EntryPoint) -> str | None:
 tasks: Registry[Any] = Registry("task", "evalmon.tasks", list_command="evalmon tasks", require_builtin=True)
 """Task factories ``(TaskOptions) -> Task``; meta: family, local_source, hub_source, default_fewshot."""
 task_groups: Registry[Any] = Registry("task group", "evalmon.tasks", list_command="evalmon tasks", load_with=tasks)
-"""Task groups (``tasks.base.GroupInfo``), registered by the same modules as the tasks."""
+"""Task groups: members (names of tasks or groups); meta: metrics, description. Same modules as the tasks."""
 backends: Registry[Any] = Registry("backend", "evalmon.backends", require_builtin=True)
 """Model backends; meta ``config`` = the pydantic model-config class for ``model.backend: <name>``."""
 signals: Registry[Any] = Registry("signal", "evalmon.signals", require_builtin=True)

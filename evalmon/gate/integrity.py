@@ -171,7 +171,6 @@ def _pooled(members: list[str]) -> bool:
     """True when a member is a registered task whose family pools its metrics (not per-document means)."""
     from evalmon.tasks import base as registry
 
-    registry._ensure_loaded()
     return any((info := registry.TASKS.get(m)) is not None and info.family in _POOLED_FAMILIES for m in members)
 
 

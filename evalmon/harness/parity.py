@@ -22,36 +22,19 @@ Load the result offline, without indexing the ~14k built-in YAMLs::
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, OutputError
+from evalmon.data.lmeval import lmeval_tasks_dir
 from evalmon.data.schema import LMEvalExport
-from evalmon.tasks.base import get_task_info
 
 PREFIX = "evalmon_parity_"
 TAG = "evalmon_parity"
-
-#: task family → module with ``lmeval_export(name, data_dir, limit, num_fewshot) -> LMEvalExport``.
-_EXPORTERS: dict[str, str] = {
-    "mmlu": "evalmon.tasks.mmlu",
-    "hellaswag": "evalmon.tasks.hellaswag",
-    "truthfulqa": "evalmon.tasks.truthfulqa",
-    "medical": "evalmon.tasks.medical",
-    "bbh": "evalmon.tasks.bbh",
-    "truthfulqa_gen": "evalmon.tasks.truthfulqa_gen",
-}
-
-
-def lmeval_tasks_dir() -> Path:
-    """The installed ``lm_eval/tasks`` folder (found without importing lm_eval's heavy modules)."""
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("lm-eval is not installed", hint="pip install 'lm-eval==0.4.13'")
-    return Path(next(iter(spec.submodule_search_locations))) / "tasks"
+# A task registers ``lmeval_export=fn`` (``fn(name, data_dir, limit, num_fewshot) -> LMEvalExport``) as
+# registry metadata to take part in the parity export.
 
 
 def lmeval_name(task_name: str) -> str:
@@ -62,12 +45,11 @@ def build_export(
     task_name: str, data_dir: Path | None, limit: int | None, num_fewshot: int | None = None
 ) -> LMEvalExport:
     """Our rows for ``task_name`` plus the lm-eval config it should be rendered with."""
-    info = get_task_info(task_name)
-    module_name = _EXPORTERS.get(info.family)
-    if module_name is None:
-        raise ConfigError(f"{task_name}: no lm-eval parity export for task family {info.family!r}")
-    module = importlib.import_module(module_name)
-    export: LMEvalExport = module.lmeval_export(task_name, data_dir, limit, num_fewshot)
+    exporter = registry.tasks.meta(task_name).get("lmeval_export")
+    if exporter is None:
+        family = registry.tasks.meta(task_name).get("family", "custom")
+        raise ConfigError(f"{task_name}: no lm-eval parity export for task family {family!r}")
+    export: LMEvalExport = exporter(task_name, data_dir, limit, num_fewshot)
     return export
 
 

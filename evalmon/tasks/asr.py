@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str, resolve
-from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions
 
 METRIC_NAMES = ("wer", "cer", "mer")
 COMMON_OPTIONS = ("normalization", "metrics", "bootstrap_iters")
@@ -231,13 +232,27 @@ def audio_key(digest: str) -> str:
     return hashlib.sha256(f"asr:{digest}".encode()).hexdigest()
 
 
-register_task(TaskInfo(name="asr", factory=build_speech, family="asr", local_source="options.manifest",
-                       hub_source="(local files only)"))
-register_task(TaskInfo(name="asr_text", factory=build_text, family="asr",
-                       local_source="options.hypotheses + options.references", hub_source="(local files only)"))
+registry.tasks.add(
+    "asr",
+    build_speech,
+    family="asr",
+    local_source="options.manifest",
+    hub_source="(local files only)",
+)
+registry.tasks.add(
+    "asr_text",
+    build_text,
+    family="asr",
+    local_source="options.hypotheses + options.references",
+    hub_source="(local files only)",
+)
 for _vendor in ("amazon", "google", "microsoft", "speechmatics"):
-    register_task(TaskInfo(name=f"earnings21_{_vendor}", factory=lambda o, v=_vendor: build_earnings21(v, o),
-                           family="asr", local_source=f"earnings21/output/{_vendor}/*.nlp",
-                           hub_source="(local mirror only)"))
+    registry.tasks.add(
+        f"earnings21_{_vendor}",
+        lambda o, v=_vendor: build_earnings21(v, o),
+        family="asr",
+        local_source=f"earnings21/output/{_vendor}/*.nlp",
+        hub_source="(local mirror only)",
+    )
 
 __all__ = ["ASRDoc", "ASRTask", "audio_key", "build_earnings21", "build_speech", "build_text"]

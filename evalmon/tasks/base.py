@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from evalmon.core import registry
 from evalmon.core.errors import UnknownNameError, did_you_mean
 from evalmon.core.lm import LLRequest, LLResult, Request
 
@@ -182,17 +183,24 @@ def mc2_score(ll: Any, labels: Sequence[int]) -> float:
 
 
 # --------------------------------------------------------------------------- registry
+# Tasks and groups live in the one registry (``evalmon.core.registry.tasks`` / ``task_groups``): a task module
+# registers ``registry.tasks.add(name, factory, family=…, local_source=…, hub_source=…, default_fewshot=…)``
+# (optional ``lmeval_export=fn`` for the lm-eval parity export) and groups ``registry.task_groups.add(name,
+# members, metrics=…, description=…)``; modules are found through the entry-point group ``evalmon.tasks``
+# (evalmon's own pyproject lists its task modules, a plugin lists its own). TASKS/GROUPS are read-only views.
 
 TaskFactory = Callable[[TaskOptions], Task]
 
 
 @dataclass(frozen=True)
 class TaskInfo:
+    """A registered task: its factory plus the metadata it was registered with."""
+
     name: str
     factory: TaskFactory
-    family: str
-    local_source: str  # path pattern under data_dir
-    hub_source: str  # hub dataset id lm-eval uses
+    family: str = "custom"
+    local_source: str = ""  # path pattern under data_dir
+    hub_source: str = ""  # hub dataset id lm-eval uses
     default_fewshot: int = 0
 
 
@@ -206,47 +214,73 @@ class GroupInfo:
     description: str = ""
 
 
-TASKS: dict[str, TaskInfo] = {}
-GROUPS: dict[str, GroupInfo] = {}
+_TASK_META = ("family", "local_source", "hub_source", "default_fewshot")
+_GROUP_META = ("metrics", "description")
 
 
-def register_task(info: TaskInfo) -> None:
-    TASKS[info.name] = info
+class _TaskView(Mapping[str, TaskInfo]):
+    """Read-only ``name → TaskInfo`` over the registry (loads the entry points on first use)."""
+
+    def __getitem__(self, name: str) -> TaskInfo:
+        if name not in registry.tasks:
+            raise KeyError(name)
+        meta = registry.tasks.meta(name)
+        return TaskInfo(name, registry.tasks.get(name), **{k: meta[k] for k in _TASK_META if k in meta})
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.tasks.names())
+
+    def __len__(self) -> int:
+        return len(registry.tasks.names())
 
 
-def register_group(info: GroupInfo) -> None:
-    GROUPS[info.name] = info
+class _GroupView(Mapping[str, GroupInfo]):
+    """Read-only ``name → GroupInfo`` over the registry."""
+
+    def __getitem__(self, name: str) -> GroupInfo:
+        if name not in registry.task_groups:
+            raise KeyError(name)
+        meta = registry.task_groups.meta(name)
+        return GroupInfo(name, tuple(registry.task_groups.get(name)),
+                         **{k: tuple(meta[k]) if k == "metrics" else meta[k] for k in _GROUP_META if k in meta})
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.task_groups.names())
+
+    def __len__(self) -> int:
+        return len(registry.task_groups.names())
 
 
-def _ensure_loaded() -> None:
-    # Import task modules for their registration side effect (cheap: no torch/datasets imports).
-    from evalmon.tasks import _catalog  # noqa: F401
+TASKS: Mapping[str, TaskInfo] = _TaskView()
+GROUPS: Mapping[str, GroupInfo] = _GroupView()
 
 
 def all_names() -> list[str]:
-    _ensure_loaded()
-    return sorted(set(TASKS) | set(GROUPS))
+    return sorted(set(registry.tasks.names()) | set(registry.task_groups.names()))
+
+
+def unknown_name_error(name: str, *, where: str | None = None, what: str = "task or group") -> UnknownNameError:
+    """The one-line error for a name that is neither a task nor a group, with "did you mean"."""
+    prefix = f"{where}: " if where else ""
+    return UnknownNameError(f"{prefix}unknown {what} {name!r}{did_you_mean(name, all_names())}",
+                            hint="run `evalmon tasks` to list them")
 
 
 def expand(name: str) -> list[str]:
     """Task or group name → leaf task names (groups may nest)."""
-    _ensure_loaded()
-    if name in TASKS:
+    if name in registry.tasks:
         return [name]
-    if name in GROUPS:
+    if name in registry.task_groups:
         out: list[str] = []
-        for member in GROUPS[name].members:
+        for member in registry.task_groups.get(name):
             out.extend(t for t in expand(member) if t not in out)
         return out
-    raise UnknownNameError(f"unknown task or group {name!r}{did_you_mean(name, all_names())}",
-                           hint="run `evalmon tasks` to list them")
+    raise unknown_name_error(name)
 
 
 def get_task_info(name: str) -> TaskInfo:
-    _ensure_loaded()
-    if name not in TASKS:
-        raise UnknownNameError(f"unknown task {name!r}{did_you_mean(name, all_names())}",
-                               hint="run `evalmon tasks` to list them")
+    if name not in registry.tasks:
+        raise unknown_name_error(name, what="task")
     return TASKS[name]
 
 

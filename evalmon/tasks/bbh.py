@@ -39,13 +39,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import GenRequest
 from evalmon.data.local import malformed, read_json, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows
 from evalmon.tasks._generative import INVALID, exact_match, gen_options, regex_extract
-from evalmon.tasks.base import GroupInfo, MetricSpec, TaskInfo, TaskOptions, register_group, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions
 
 HUB_DATASET = "SaylorTwift/bbh"
 PREFIX = "bbh_cot_fewshot_"
@@ -153,7 +154,7 @@ def lmeval_yaml(subtask: str) -> str:
 def _lmeval_prompt(subtask: str) -> CotPrompt:
     import yaml
 
-    from evalmon.harness.parity import lmeval_tasks_dir
+    from evalmon.data.lmeval import lmeval_tasks_dir
 
     path = lmeval_tasks_dir() / lmeval_yaml(subtask)
     try:
@@ -293,20 +294,21 @@ def lmeval_export(name: str, data_dir: Path | None, limit: int | None, num_fewsh
 
 def _register() -> None:
     for subtask in SUBTASKS:
-        register_task(TaskInfo(
-            name=task_name(subtask),
-            factory=lambda options, s=subtask: build(s, options),
+        registry.tasks.add(
+            task_name(subtask),
+            lambda options, s=subtask: build(s, options),
             family="bbh",
             local_source=f"{local_path(subtask)} (+ {cot_prompt_path(subtask)})",
             hub_source=f"{HUB_DATASET}:{subtask} (test)",
             default_fewshot=NUM_FEWSHOT,
-        ))
+            lmeval_export=lmeval_export,
+        )
     members = tuple(task_name(s) for s in SUBTASKS)
     for group, note in ((GROUP, "lm-eval group bbh_cot_fewshot"), (LMEVAL_GROUP, "lm-eval's name for bbh")):
-        register_group(GroupInfo(
-            name=group, members=members, metrics=("exact_match",),
+        registry.task_groups.add(
+            group, members, metrics=("exact_match",),
             description=f"BIG-Bench Hard, 27 subtasks, 3-shot CoT, exact_match weighted by size ({note})",
-        ))
+        )
 
 
 _register()

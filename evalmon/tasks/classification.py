@@ -30,13 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import LLRequest, LLResult
 from evalmon.core.results import MetricValue, TaskResult
 from evalmon.data.local import malformed, read_jsonl, require_file
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_float, get_int, get_paths
-from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions
 
 BINARY_METRICS = ("pr_auc", "roc_auc", "f1", "accuracy", "ece", "brier")
 MULTI_METRICS = ("pr_auc", "roc_auc", "f1_macro", "accuracy", "ece", "brier")
@@ -307,4 +308,4 @@ for _name, _factory, _local, _hub in (
     ("halueval_qa", build_halueval, "halueval/generation/qa/qa_one-turn_data.json", "(local mirror only)"),
     ("classification", build_generic, "options.path", "(local files only)"),
 ):
-    register_task(TaskInfo(name=_name, factory=_factory, family="classification", local_source=_local, hub_source=_hub))
+    registry.tasks.add(_name, _factory, family="classification", local_source=_local, hub_source=_hub)

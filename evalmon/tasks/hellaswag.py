@@ -33,10 +33,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.data.local import malformed, read_lines, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs, zero_shot_only
-from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
 NAME = "hellaswag"
 HUB_DATASET = "Rowan/hellaswag"
@@ -124,13 +125,12 @@ def lmeval_export(
     )
 
 
-register_task(
-    TaskInfo(
-        name=NAME,
-        factory=build,
-        family="hellaswag",
-        local_source=LOCAL_FILE,
-        hub_source=f"{HUB_DATASET} (validation)",
-        default_fewshot=0,
-    )
+registry.tasks.add(
+    NAME,
+    build,
+    family="hellaswag",
+    local_source=LOCAL_FILE,
+    hub_source=f"{HUB_DATASET} (validation)",
+    default_fewshot=0,
+    lmeval_export=lmeval_export,
 )

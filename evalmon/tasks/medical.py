@@ -39,10 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.data.local import malformed, read_json, read_jsonl, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs, zero_shot_only
-from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
 LETTERS = ("A", "B", "C", "D")
 PUBMEDQA_CHOICES = ("yes", "no", "maybe")
@@ -277,15 +278,14 @@ def lmeval_export(
 
 
 for _spec in SPECS.values():
-    register_task(
-        TaskInfo(
-            name=_spec.name,
-            factory=lambda options, n=_spec.name: build(n, options),
-            family="medical",
-            local_source=_spec.local_file,
-            hub_source=f"{_spec.hub_dataset}"
+    registry.tasks.add(
+        _spec.name,
+        lambda options, n=_spec.name: build(n, options),
+        family="medical",
+        local_source=_spec.local_file,
+        hub_source=f"{_spec.hub_dataset}"
             + (f":{_spec.hub_config}" if _spec.hub_config else "")
             + f" ({_spec.split})",
-            default_fewshot=0,
-        )
+        default_fewshot=0,
+        lmeval_export=lmeval_export,
     )

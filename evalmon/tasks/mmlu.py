@@ -34,19 +34,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError
 from evalmon.data.local import malformed, read_csv, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs
-from evalmon.tasks.base import (
-    GroupInfo,
-    MCDoc,
-    MultipleChoiceTask,
-    TaskInfo,
-    TaskOptions,
-    register_group,
-    register_task,
-)
+from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
 HUB_DATASET = "cais/mmlu"
 LETTERS = ("A", "B", "C", "D")
@@ -236,40 +229,33 @@ def lmeval_export(
 
 def _register() -> None:
     for subject in SUBJECTS:
-        register_task(
-            TaskInfo(
-                name=task_name(subject),
-                factory=lambda options, s=subject: build(s, options),
-                family="mmlu",
-                local_source=f"{local_path(subject, 'test')} (+ {local_path(subject, 'dev')} for few-shot)",
-                hub_source=f"{HUB_DATASET}:{subject} (test; dev for few-shot)",
-                default_fewshot=DEFAULT_FEWSHOT,
-            )
+        registry.tasks.add(
+            task_name(subject),
+            lambda options, s=subject: build(s, options),
+            family="mmlu",
+            local_source=f"{local_path(subject, 'test')} (+ {local_path(subject, 'dev')} for few-shot)",
+            hub_source=f"{HUB_DATASET}:{subject} (test; dev for few-shot)",
+            default_fewshot=DEFAULT_FEWSHOT,
+            lmeval_export=lmeval_export,
         )
     for category in CATEGORIES:
-        register_group(
-            GroupInfo(
-                name=f"mmlu_{category}",
-                members=tuple(task_name(s) for s in SUBJECTS if SUBJECT_CATEGORIES[s] == category),
-                metrics=("acc",),
-                description=f"MMLU {category.replace('_', ' ')} subjects (lm-eval group mmlu_{category})",
-            )
-        )
-    register_group(
-        GroupInfo(
-            name="mmlu",
-            members=tuple(f"mmlu_{c}" for c in CATEGORIES),
+        registry.task_groups.add(
+            f"mmlu_{category}",
+            tuple(task_name(s) for s in SUBJECTS if SUBJECT_CATEGORIES[s] == category),
             metrics=("acc",),
-            description="all 57 MMLU subjects, micro-averaged (lm-eval group mmlu, weight_by_size)",
+            description=f"MMLU {category.replace('_', ' ')} subjects (lm-eval group mmlu_{category})",
         )
+    registry.task_groups.add(
+        "mmlu",
+        tuple(f"mmlu_{c}" for c in CATEGORIES),
+        metrics=("acc",),
+        description="all 57 MMLU subjects, micro-averaged (lm-eval group mmlu, weight_by_size)",
     )
-    register_group(
-        GroupInfo(
-            name="mmlu_medical",
-            members=tuple(task_name(s) for s in MEDICAL_SUBJECTS),
-            metrics=("acc",),
-            description="MMLU medical subjects (MMLU-Med + nutrition, virology, high_school_biology)",
-        )
+    registry.task_groups.add(
+        "mmlu_medical",
+        tuple(task_name(s) for s in MEDICAL_SUBJECTS),
+        metrics=("acc",),
+        description="MMLU medical subjects (MMLU-Med + nutrition, virology, high_school_biology)",
     )
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError
 
 from evalmon.config.base import ConfigModel
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError, ModelError, did_you_mean
 from evalmon.core.lm import LM, GenRequest
 from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTiming
@@ -58,7 +59,7 @@ from evalmon.judge.prompts import (
     temperature_for,
 )
 from evalmon.judge.single import single_metrics
-from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, config_hash, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions, config_hash
 
 NAME = "mtbench"
 DIR = "mt_bench"
@@ -404,5 +405,10 @@ def build(options: TaskOptions) -> MTBenchTask:
                        answers=answers, baseline=baseline, source=str(source), files=files, seed=options.seed)
 
 
-register_task(TaskInfo(name=NAME, factory=build, family="judge", local_source=f"{DIR}/question.jsonl",
-                       hub_source="(local mirror only: FastChat llm_judge data)"))
+registry.tasks.add(
+    NAME,
+    build,
+    family="judge",
+    local_source=f"{DIR}/question.jsonl",
+    hub_source="(local mirror only: FastChat llm_judge data)",
+)

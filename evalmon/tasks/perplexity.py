@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import LLResult, RollingRequest
 from evalmon.data.local import malformed, read_json, read_jsonl
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
-from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions
 
 METRIC_NAMES = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 
@@ -197,8 +198,17 @@ def build_medical(options: TaskOptions) -> PerplexityTask:
                           description="PubMedQA PQA-L test abstracts: '\\n'.join(CONTEXTS) per PMID")
 
 
-register_task(TaskInfo(name="perplexity", factory=build_generic, family="perplexity",
-                       local_source="options.path", hub_source="options.dataset"))
-register_task(TaskInfo(name="medical_perplexity", factory=build_medical, family="perplexity",
-                       local_source="pubmedqa/test_set.json",
-                       hub_source="bigbio/pubmed_qa:pubmed_qa_labeled_fold0_source (test)"))
+registry.tasks.add(
+    "perplexity",
+    build_generic,
+    family="perplexity",
+    local_source="options.path",
+    hub_source="options.dataset",
+)
+registry.tasks.add(
+    "medical_perplexity",
+    build_medical,
+    family="perplexity",
+    local_source="pubmedqa/test_set.json",
+    hub_source="bigbio/pubmed_qa:pubmed_qa_labeled_fold0_source (test)",
+)

@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import GenRequest
 from evalmon.core.results import MetricValue, TaskResult
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
-from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions
 
 METRIC_NAMES = ("bleu", "chrf", "ter")
 TEMPLATE = "{src_lang} phrase: {source}\n{tgt_lang} phrase:"
@@ -229,8 +230,17 @@ def build_generic(options: TaskOptions) -> TranslationTask:
 
 
 for _name in WMT22_PAIRS:
-    register_task(TaskInfo(name=_name, factory=lambda o, n=_name: build_wmt22(n, o), family="translation",
-                           local_source=f"wmt22/txt/sources/generaltest2022.{_name[6:8]}-{_name[9:]}.*",
-                           hub_source="(local mirror only)"))
-register_task(TaskInfo(name="translation", factory=build_generic, family="translation",
-                       local_source="options.source + options.references", hub_source="(local files only)"))
+    registry.tasks.add(
+        _name,
+        lambda o, n=_name: build_wmt22(n, o),
+        family="translation",
+        local_source=f"wmt22/txt/sources/generaltest2022.{_name[6:8]}-{_name[9:]}.*",
+        hub_source="(local mirror only)",
+    )
+registry.tasks.add(
+    "translation",
+    build_generic,
+    family="translation",
+    local_source="options.source + options.references",
+    hub_source="(local files only)",
+)

@@ -22,10 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.data.local import malformed, read_json, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs, zero_shot_only
-from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
 HUB_DATASET = "truthfulqa/truthful_qa"
 HUB_CONFIG = "multiple_choice"
@@ -138,13 +139,12 @@ def lmeval_export(
 
 
 for _name, _variant in VARIANTS.items():
-    register_task(
-        TaskInfo(
-            name=_name,
-            factory=lambda options, n=_name: build(n, options),
-            family="truthfulqa",
-            local_source=LOCAL_FILE,
-            hub_source=f"{HUB_DATASET}:{HUB_CONFIG} (validation)",
-            default_fewshot=0,
-        )
+    registry.tasks.add(
+        _name,
+        lambda options, n=_name: build(n, options),
+        family="truthfulqa",
+        local_source=LOCAL_FILE,
+        hub_source=f"{HUB_DATASET}:{HUB_CONFIG} (validation)",
+        default_fewshot=0,
+        lmeval_export=lmeval_export,
     )

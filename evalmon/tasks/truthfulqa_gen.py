@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.lm import GenRequest
 from evalmon.data.local import malformed, read_csv, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, zero_shot_only
 from evalmon.tasks._generative import gen_options
-from evalmon.tasks.base import MetricSpec, TaskInfo, TaskOptions, register_task
+from evalmon.tasks.base import MetricSpec, TaskOptions
 from evalmon.tasks.truthfulqa import QA_PRIMER
 
 NAME = "truthfulqa_gen"
@@ -246,7 +247,12 @@ def lmeval_export(name: str, data_dir: Path | None, limit: int | None, num_fewsh
     )
 
 
-register_task(TaskInfo(
-    name=NAME, factory=build, family="truthfulqa_gen", local_source=LOCAL_FILE,
-    hub_source=f"{HUB_DATASET}:{HUB_CONFIG} (validation)", default_fewshot=0,
-))
+registry.tasks.add(
+    NAME,
+    build,
+    family="truthfulqa_gen",
+    local_source=LOCAL_FILE,
+    hub_source=f"{HUB_DATASET}:{HUB_CONFIG} (validation)",
+    default_fewshot=0,
+    lmeval_export=lmeval_export,
+)
