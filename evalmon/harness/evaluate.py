@@ -70,7 +70,7 @@ def aggregate(spec: MetricSpec, values: list[Any], seed: int) -> MetricValue:
 
 
 def _prompt_text(req: Any) -> str:
-    if isinstance(req, GenRequest) and req.messages:
+    if isinstance(req, GenRequest | LLRequest) and req.messages:  # chat turns (LLRequest: chat-template mode)
         return "\n".join(f"{r}: {c}" for r, c in req.messages)
     return getattr(req, "context", None) or getattr(req, "text", "")
 
