@@ -1,4 +1,5 @@
-"""Shared fixtures live in tests/plugins/ (one module per concern).
+"""Shared fixtures live in tests/plugins/ (one module per concern); test lanes (unit / e2e / accuracy) are
+assigned in ``plugins/lanes.py``.
 
 Bytecode: where ``PYTHONDONTWRITEBYTECODE`` is set, every process the tests start (the ``evalmon`` CLI,
 the MLflow server) would compile torch/transformers/mlflow from source again (~4-10 s each, far more on
@@ -17,4 +18,4 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
     sys.pycache_prefix = _prefix
     sys.dont_write_bytecode = False
 
-pytest_plugins = ["plugins.tiny_model", "plugins.mlflow_server", "plugins.real_model"]
+pytest_plugins = ["plugins.tiny_model", "plugins.mlflow_server", "plugins.real_model", "plugins.lanes"]
