@@ -17,12 +17,12 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
+from evalmon.core import registry
 from evalmon.core.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult
 from evalmon.gate.compare import compare
 from evalmon.gate.policy import load_policy_text
 from evalmon.gate.resolve import LoadedRun
 from evalmon.gate.verdict import gate
-from evalmon.metrics import paired
 from evalmon.metrics.paired import (
     holm,
     mcnemar_exact,
@@ -142,7 +142,7 @@ def test_corpus_hook_registers_and_is_used_by_compare() -> None:
         v = gate(a, b, n_boot_corpus=300)
         assert v.exit_code == 1 and v.metrics[0].worsening > 0  # lower is better: an increase is a drop
     finally:
-        paired.CORPUS_METRICS.pop("toy_ratio", None)
+        registry.metrics.remove("toy_ratio")
 
 
 # --------------------------------------------------------------------------- in-memory runs

@@ -120,6 +120,14 @@ class Registry(Generic[T]):
                 self._aliases[alias] = name
         return obj
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` and its aliases (tests and interactive sessions; entry points are not re-read)."""
+        with self._lock:
+            key = self._aliases.get(name, name)
+            for table in (self._items, self._meta, self._origin):
+                table.pop(key, None)
+            self._aliases = {a: n for a, n in self._aliases.items() if n != key}
+
     def _check_free(self, key: str, name: str, obj: T, origin: str) -> None:
         owner = self._aliases.get(key, key)
         if owner not in self._items:

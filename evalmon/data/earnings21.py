@@ -26,8 +26,8 @@ from typing import Any
 
 from evalmon.core.errors import DataError
 from evalmon.data.local import malformed, read_json, require_file
+from evalmon.data.normalize import Normalization
 from evalmon.data.transcripts import read_nlp
-from evalmon.metrics.asr import Normalization
 
 VENDORS = ("amazon", "google", "microsoft", "speechmatics")
 PUBLISHED_EVAL10_WER = {"google": 18.5, "amazon": 18.0, "microsoft": 16.2, "speechmatics": 16.7}  # transcripts/README

@@ -14,9 +14,22 @@ from pathlib import Path
 
 from evalmon.core.errors import DataError
 from evalmon.data.local import malformed
-from evalmon.metrics.text import read_lines
 
 TRANSCRIPT_SUFFIXES = (".nlp", ".txt", ".trn", ".ref", ".hyp")
+
+
+def read_lines(path: str | Path, what: str = "file") -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} not found: {p}", hint="check the path")
+    try:
+        text = p.read_text(encoding="utf-8-sig")  # a BOM is not part of the first line
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what} {p} is not UTF-8 (byte {exc.start})", hint="re-encode it as UTF-8") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def read_nlp(path: Path, with_punctuation: bool = False) -> str:

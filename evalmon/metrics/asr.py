@@ -14,42 +14,16 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import statistics
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
+from evalmon.core import registry
+from evalmon.data.normalize import Normalization
 from evalmon.metrics.text import CorpusScore, check_parallel
 
 ASR_METRICS = ("wer", "cer", "mer")
-
-
-@dataclass(frozen=True)
-class Normalization:
-    lowercase: bool = True
-    remove_punctuation: bool = True
-    expand_contractions: bool = False
-    collapse_whitespace: bool = True
-
-    def describe(self) -> str:
-        on = [k for k, v in asdict(self).items() if v]
-        return "+".join(on) if on else "none"
-
-    def apply(self, text: str) -> str:
-        if self.lowercase:
-            text = text.lower()
-        if self.expand_contractions:
-            import jiwer
-
-            text = jiwer.ExpandCommonEnglishContractions()(text)
-        if self.remove_punctuation:
-            text = "".join(" " if unicodedata.category(c).startswith("P") and c != "'" else c for c in text)
-            text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
-        if self.collapse_whitespace:
-            text = " ".join(text.split())
-        return text.strip()
 
 
 @dataclass(frozen=True)
@@ -114,24 +88,12 @@ def corpus_from_items(metric: str, norm: Normalization | None = None) -> Any:
     return compute
 
 
-def _register_for_gates() -> None:
-    from evalmon.metrics.paired import register_corpus_metric
-
-    for name in ASR_METRICS:
-        register_corpus_metric(name, corpus_from_items(name))
-
-
-_register_for_gates()
-
-
 def _register() -> None:
     """Corpus statistics for paired gates (``evalmon.metrics.paired``): items ``[hypothesis, reference]``
     as the ``asr`` tasks store them — already normalised, so no second normalisation here."""
-    from evalmon.metrics.paired import register_corpus_metric
-
     identity = Normalization(lowercase=False, remove_punctuation=False)
     for name in ASR_METRICS:
-        register_corpus_metric(name, corpus_from_items(name, identity))
+        registry.metrics.add(name, corpus_from_items(name, identity))
 
 
 _register()

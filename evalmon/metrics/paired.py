@@ -11,8 +11,8 @@
   perplexity) whose value is not a mean of per-doc scores: ``statistic`` recomputes the corpus value
   from a resampled list of per-document items (``SampleRecord.items[metric]``, e.g.
   ``[hypothesis, reference]``). A metric only has to register its function —
-  ``@register_corpus_metric("bleu")`` in one of ``CORPUS_MODULES`` (imported on first lookup) — and
-  compare/gate use it for every task reporting ``bleu``.
+  ``registry.metrics.add("bleu", fn)`` in a module listed under the ``evalmon.metrics`` entry points
+  (loaded on first lookup) — and compare/gate use it for every task reporting ``bleu``.
 * ``holm(pvalues)`` — Holm step-down adjusted p-values (monotone, capped at 1); NaN stays NaN.
 * Unpaired fallbacks, when per-document samples are missing: ``two_proportion_z`` (pooled, binary
   metrics from value and n) and ``welch_from_stderr`` (Welch–Satterthwaite t from value, stderr and n).
@@ -30,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special  # not scipy.stats: importing it costs seconds on a busy CI runner
 
+from evalmon.core import registry
+
 T = TypeVar("T")
 FloatArray = npt.NDArray[np.float64]
 CorpusStatistic = Callable[[Sequence[Any]], float]
@@ -40,39 +42,18 @@ DEFAULT_SEED = 1234
 Z95 = 1.959963984540054
 _CHUNK_ELEMS = 2_000_000  # indices drawn per chunk (memory bound for large n)
 
-CORPUS_METRICS: dict[str, CorpusStatistic] = {}
-# modules whose import registers corpus statistics (missing ones are skipped)
-CORPUS_MODULES = ("evalmon.metrics.text", "evalmon.metrics.asr", "evalmon.metrics.perplexity",
-                  "evalmon.metrics.ranking")
-_imported = False
-
-
 def register_corpus_metric(name: str, fn: CorpusStatistic | None = None) -> Any:
     """Register ``fn(items) -> float`` computing corpus metric ``name`` from per-document items.
 
     ``items`` is a list of ``SampleRecord.items[name]`` (resampled, possibly with repeats). Usable as a
-    decorator (``@register_corpus_metric("bleu")``) or a call; re-registering a name replaces it."""
-
-    def deco(f: CorpusStatistic) -> CorpusStatistic:
-        CORPUS_METRICS[name] = f
-        return f
-
-    return deco if fn is None else deco(fn)
+    decorator (``@register_corpus_metric("bleu")``) or a call; it registers in ``evalmon.core.registry.metrics``
+    (entry-point group ``evalmon.metrics``), where a name taken by other code is a one-line error."""
+    return registry.metrics.register(name) if fn is None else registry.metrics.add(name, fn)
 
 
 def corpus_statistic(name: str) -> CorpusStatistic | None:
-    """The registered statistic for corpus metric ``name`` (importing ``CORPUS_MODULES`` once)."""
-    global _imported
-    if name not in CORPUS_METRICS and not _imported:
-        import importlib
-
-        _imported = True
-        for mod in CORPUS_MODULES:
-            try:
-                importlib.import_module(mod)
-            except ImportError:
-                continue
-    return CORPUS_METRICS.get(name)
+    """The registered statistic for corpus metric ``name`` (loading the ``evalmon.metrics`` entry points once)."""
+    return registry.metrics.get(name) if name in registry.metrics else None
 
 
 def derive_seed(seed: int, key: str) -> np.random.Generator:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from evalmon.core import registry
+
 PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 
 
@@ -81,12 +83,9 @@ def stderr_fn(metric: str) -> Any:
 
 
 def _register() -> None:
-    try:
-        from evalmon.metrics.paired import register_corpus_metric
-    except ImportError:  # pragma: no cover - paired statistics not available
-        return
+    """Corpus statistics for paired gates (``evalmon.metrics.paired``)."""
     for name, fn in AGGREGATIONS.items():
-        register_corpus_metric(name, fn)
+        registry.metrics.add(name, fn)
 
 
 _register()

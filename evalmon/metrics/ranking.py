@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from evalmon.core import registry
+
 
 @dataclass
 class ClassificationReport:
@@ -132,10 +134,9 @@ CLASSIFICATION_METRICS = ("pr_auc", "roc_auc", "f1", "f1_macro", "accuracy", "ec
 
 
 def _register() -> None:
-    from evalmon.metrics.paired import register_corpus_metric
-
+    """Corpus statistics for paired gates (``evalmon.metrics.paired``)."""
     for name in CLASSIFICATION_METRICS:
-        register_corpus_metric(name, metric_from_items(name))
+        registry.metrics.add(name, metric_from_items(name))
 
 
 _register()

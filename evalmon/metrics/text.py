@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from evalmon.core import registry
 from evalmon.core.errors import DataError
+from evalmon.data.transcripts import read_lines as read_lines  # re-export: hypothesis/reference files
 
 TEXT_METRICS = ("bleu", "chrf", "ter")
 
@@ -36,20 +37,6 @@ class CorpusScore:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def read_lines(path: str | Path, what: str = "file") -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} not found: {p}", hint="check the path")
-    try:
-        text = p.read_text(encoding="utf-8-sig")  # a BOM is not part of the first line
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{what} {p} is not UTF-8 (byte {exc.start})", hint="re-encode it as UTF-8") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 def check_parallel(hyps: Sequence[str], refs: Sequence[Sequence[str]], hyp_name: str = "hypotheses",
@@ -157,22 +144,10 @@ def corpus_from_items(metric: str) -> Any:
     return compute
 
 
-def _register_for_gates() -> None:
-    from evalmon.metrics.paired import register_corpus_metric
-
-    for name in TEXT_METRICS:
-        register_corpus_metric(name, corpus_from_items(name))
-
-
-_register_for_gates()
-
-
 def _register() -> None:
     """Corpus statistics for paired gates (``evalmon.metrics.paired``): items ``[hypothesis, [ref, ...]]``."""
-    from evalmon.metrics.paired import register_corpus_metric
-
     for name in TEXT_METRICS:
-        register_corpus_metric(name, corpus_from_items(name))
+        registry.metrics.add(name, corpus_from_items(name))
 
 
 _register()
