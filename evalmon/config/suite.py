@@ -32,6 +32,7 @@ from evalmon.config.models import (
     _HINTS,
     _MODEL_TAGS,
     MODEL_BACKENDS,
+    MODEL_SPEC_KEYS,
     ASRModelConfig,
     HFModelConfig,
     ModelConfig,
@@ -44,6 +45,7 @@ from evalmon.config.models import (
     resolve_path,
     resolve_ref,
 )
+from evalmon.config.tracking import TrackingConfig
 from evalmon.config.yamlio import (
     Loc,
     YamlDoc,
@@ -84,9 +86,7 @@ class TaskEntry(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the task factory as is
 
 
-class TrackingConfig(_Strict):
-    enabled: bool = True
-    uri: str | None = Field(None, min_length=1)  # None = embedded local store; http://… or sqlite:///…
+class SuiteTracking(TrackingConfig):
     experiment: str = Field("evalmon", min_length=1)
 
 
@@ -109,7 +109,7 @@ class SuiteConfig(_Strict):
     model: ModelConfig
     data: DataConfig = Field(default_factory=DataConfig)
     tasks: list[TaskEntry] = Field(min_length=1)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracking: SuiteTracking = Field(default_factory=SuiteTracking)
     cache: CacheConfig = Field(default_factory=CacheConfig)
 
     _source_path: Path | None = PrivateAttr(None)
@@ -188,7 +188,7 @@ def _error_schema(data: dict[str, Any]) -> type[BaseModel]:
     """SuiteConfig with ``model`` narrowed to the written backend, so "unknown key" hints list its keys."""
     model = data.get("model")
     backend = _backend_tag(model) if isinstance(model, dict) else "hf"
-    if backend not in MODEL_BACKENDS or backend == "hf":
+    if backend not in MODEL_BACKENDS:
         return SuiteConfig
     return create_model("SuiteConfig", __base__=SuiteConfig, model=(MODEL_BACKENDS[backend], ...))
 
@@ -246,7 +246,6 @@ def flatten(config: SuiteConfig) -> dict[str, str]:
 _INT_OPTIONS = ("batch_size", "max_length")
 _SPEC_HINT = ("use hf:<path or org/name>[,key=value,…] (e.g. hf:./ckpt,dtype=bfloat16) or "
               "openai:<base_url>[,model=NAME,…] (e.g. openai:http://127.0.0.1:8000/v1,model=m)")
-_FIRST_KEY = {"hf": "path", "openai": "base_url", "hf_asr": "path"}  # what a bare first item of the spec is
 
 
 def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
@@ -267,13 +266,13 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
         if rest.strip():
             raise ConfigError(f"--model: backend none takes no options (got '{rest}')", hint="write --model none:")
         return NoModelConfig()
-    first = _FIRST_KEY[backend]
+    first = MODEL_SPEC_KEYS[backend]  # what a bare first item of the spec is (None: key=value only)
     allowed = [k for k in cls.model_fields if k != "backend"] + (["pretrained"] if backend == "hf" else [])
     fields: dict[str, Any] = {"backend": backend}
     for i, part in enumerate(p.strip() for p in rest.split(",")):
         key, eq, value = part.partition("=")
         key = key.strip()
-        if i == 0 and not (eq and key in allowed):
+        if i == 0 and first and not (eq and key in allowed):
             key, value = first, part
         elif not eq or not key:
             raise ConfigError(f"--model: option '{part}' is not key=value", hint=_SPEC_HINT)
@@ -287,7 +286,7 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
         fields[key] = (None if value.lower() in ("null", "none")
                        else int(value) if key in _INT_OPTIONS and re.fullmatch(r"[+-]?\d+", value)
                        else value)
-    if not fields.get(first):
+    if first and not fields.get(first):
         what = "no checkpoint path or hub id" if backend == "hf" else "no server base_url"
         raise ConfigError(f"--model: {what} in '{spec}'", hint=_SPEC_HINT)
     try:

@@ -49,6 +49,7 @@ from pydantic_core import PydanticCustomError
 from evalmon.config.base import ConfigModel
 from evalmon.config.models import _base_dir
 from evalmon.config.suite import resolve_path
+from evalmon.config.tracking import TrackingConfig
 from evalmon.config.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 from evalmon.core.errors import ConfigError
 from evalmon.core.redact import MASK, redact_webhook
@@ -158,16 +159,8 @@ class DriftConfig(_Strict):
     html: bool = True  # save evidently's HTML report per window
 
 
-class TrackingConfig(_Strict):
-    enabled: bool = True
-    uri: str | None = Field(None, min_length=1)  # None: embedded local store (.evalmon/mlflow.db)
-    experiment: str | None = Field(None, min_length=1)  # None: "monitor-<name>"
+class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
     assessments: bool = True  # traces source: 0/1 signal columns → feedback on each record's trace
-
-    @field_validator("uri", mode="before")
-    @classmethod
-    def _blank(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v  # `uri: ${MLFLOW_TRACKING_URI:-}`
 
 
 class AlertRule(_Strict):
@@ -229,7 +222,7 @@ class MonitorConfig(_Strict):
     signals: list[SignalConfig] = Field(default_factory=list)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracking: MonitorTracking = Field(default_factory=MonitorTracking)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     output_dir: Path = Path("monitor-runs")
