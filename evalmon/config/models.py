@@ -1,12 +1,15 @@
 """Model configuration models (one per ``model.backend``) and the path/ref resolution they share.
 
 Part of the suite config (``evalmon.config.suite`` re-exports everything here); a separate module so that
-each file stays small. ``ModelConfig`` is a discriminated union on ``backend``.
+each file stays small. ``ModelConfig`` validates ``model:`` with the config class registered for its
+``backend`` (``evalmon.core.registry.backends``, metadata ``config``); the built-in classes live here and
+``evalmon.backends.registry`` registers them with their loaders. A plugin backend brings its own class.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -15,9 +18,8 @@ from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    PlainValidator,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -25,10 +27,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
+from evalmon.core import registry
 from evalmon.core.errors import did_you_mean
 
-# "what to do" for a bad value, by key (and "missing:<key>" for a missing one).
-_HINTS = {
+# "what to do" for a bad value, by key (and "missing:<key>" for a missing one); backends add theirs (meta hints).
+_STATIC_HINTS = {
     "name": "use letters, digits, '_', '.' and '-' only",
     "missing:name": "add `name: my_suite` at the top level",
     "missing:tasks": "add a `tasks:` list of task or group names",
@@ -42,8 +45,6 @@ _HINTS = {
     "seed": "use an integer",
     "dtype": "use float32, bfloat16, float16 or auto",
     "device": "use cpu, cuda, cuda:N, mps or auto",
-    "backend": "use hf (a local/hub checkpoint), openai (an OpenAI-compatible server), hf_asr (a speech "
-               "recognition checkpoint) or none (score existing outputs)",
     "missing:base_url": "add `base_url: http://host:port/v1` (the server's API root)",
     "base_url": "write the server's API root, e.g. http://127.0.0.1:8000/v1",
     "api_key_env": "write the NAME of an environment variable holding the key (e.g. OPENAI_API_KEY), not the key",
@@ -197,8 +198,59 @@ class NoModelConfig(_Strict):
     backend: Literal["none"] = "none"
 
 
-MODEL_BACKENDS: dict[str, type[BaseModel]] = {"hf": HFModelConfig, "openai": OpenAIModelConfig,
-                                              "hf_asr": ASRModelConfig, "none": NoModelConfig}
+class _BackendConfigs(Mapping[str, type[BaseModel]]):
+    """``backend name → config class``, read from ``evalmon.core.registry.backends`` (meta ``config``)."""
+
+    def __getitem__(self, name: str) -> type[BaseModel]:
+        if name not in registry.backends:
+            raise KeyError(name)
+        return registry.backends.meta(name)["config"]  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.backends.names())
+
+    def __len__(self) -> int:
+        return len(registry.backends.names())
+
+
+class _SpecKeys(Mapping[str, str | None]):
+    """``backend name → the key a bare --model <backend>:<value> fills`` (meta ``spec_key``; None: key=value only)."""
+
+    def __getitem__(self, name: str) -> str | None:
+        return registry.backends.meta(name).get("spec_key") if name in registry.backends else None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.backends.names())
+
+    def __len__(self) -> int:
+        return len(registry.backends.names())
+
+
+class _Hints(Mapping[str, str]):
+    """The static hints plus what backends registered (meta ``hints``); ``backend`` lists the backends."""
+
+    def _all(self) -> dict[str, str]:
+        out = dict(_STATIC_HINTS)
+        for name in registry.backends.names():
+            out.update(registry.backends.meta(name).get("hints", {}))
+        described = [f"{n} ({d})" if (d := registry.backends.meta(n).get("description")) else n
+                     for n in registry.backends.names()]
+        out["backend"] = "use " + (", ".join(described[:-1]) + " or " if len(described) > 1 else "") + described[-1]
+        return out
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+MODEL_BACKENDS: Mapping[str, type[BaseModel]] = _BackendConfigs()
+MODEL_SPEC_KEYS: Mapping[str, str | None] = _SpecKeys()
+_HINTS: Mapping[str, str] = _Hints()
 
 
 class _UnknownBackend(BaseModel):
@@ -216,15 +268,30 @@ class _UnknownBackend(BaseModel):
 
 
 def _backend_tag(value: Any) -> str:
-    """Discriminator: ``backend`` (default hf)."""
+    """The written ``backend`` (default hf), or "unknown" when no backend is registered under it."""
     tag = value.get("backend", "hf") if isinstance(value, dict) else getattr(value, "backend", "hf")
     return tag if isinstance(tag, str) and tag in MODEL_BACKENDS else "unknown"
 
 
-_MODEL_TAGS = (*MODEL_BACKENDS, "unknown")
-ModelConfig = Annotated[
-    Annotated[HFModelConfig, Tag("hf")] | Annotated[OpenAIModelConfig, Tag("openai")]
-    | Annotated[ASRModelConfig, Tag("hf_asr")] | Annotated[NoModelConfig, Tag("none")]
-    | Annotated[_UnknownBackend, Tag("unknown")],
-    Discriminator(_backend_tag),
-]
+class _Tags:
+    """Names pydantic may insert into an error location for ``model`` (kept for ``suite._loc_fixup``)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name == "unknown" or (isinstance(name, str) and name in MODEL_BACKENDS)
+
+
+_MODEL_TAGS = _Tags()
+
+
+def _validate_model_config(value: Any, info: ValidationInfo) -> Any:
+    """``model:`` → the config class its ``backend`` registered (errors keep their location under ``model``)."""
+    tag = _backend_tag(value)
+    cls = _UnknownBackend if tag == "unknown" else MODEL_BACKENDS[tag]
+    if isinstance(value, cls):
+        return value
+    return cls.model_validate(value, context=info.context)
+
+
+# A model config of whichever backend ``backend:`` names (default hf), looked up in the registry when a
+# config is validated — so a plugin backend's config class validates ``model:`` like a built-in one.
+ModelConfig = Annotated[Any, PlainValidator(_validate_model_config)]
