@@ -72,11 +72,17 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(database).expanduser()
 
 
+def is_sqlite(uri: str) -> bool:
+    """``sqlite:`` or ``sqlite+<driver>:`` (MLflow opens both as a sqlite store)."""
+    scheme, colon, _ = uri.partition(":")
+    return bool(colon) and scheme.strip().lower().split("+")[0] == "sqlite"
+
+
 def artifact_location_for(uri: str) -> str | None:
-    """Where a new experiment of a ``sqlite:`` store keeps its artifacts: ``mlartifacts/`` beside the database
+    """Where a new experiment of a sqlite store keeps its artifacts: ``mlartifacts/`` beside the database
     file (MLflow's own default is ``./mlruns`` of whatever the current directory is). ``None`` for a server or
     an in-memory database: the store decides."""
-    if not uri.lower().startswith("sqlite:"):
+    if not is_sqlite(uri):
         return None
     try:
         database = sqlite_path(uri)

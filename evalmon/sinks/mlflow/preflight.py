@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from evalmon.core.errors import ConfigError, TrackingError
 from evalmon.core.redact import redact_text
-from evalmon.sinks.mlflow.payload import check_reachable, default_tracking_uri, sqlite_path
+from evalmon.sinks.mlflow.payload import check_reachable, default_tracking_uri, is_sqlite, sqlite_path
 
 PREFLIGHT_TIMEOUT_S = 3.0
 _HINT = "use http(s)://host:port, sqlite:///path/to/mlflow.db or a directory (--tracking-uri or tracking.uri)"
@@ -49,7 +49,7 @@ def preflight(uri: str | None, base: Path | None = None) -> str | None:
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         return _check_http(uri)
-    if scheme == "sqlite":
+    if is_sqlite(uri):  # also sqlite+pysqlite://
         _check_sqlite(uri)
         return None
     if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":/", ":\\")):  # a path (or C:/…)
