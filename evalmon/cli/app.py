@@ -154,10 +154,10 @@ def list_tasks() -> None:
 
 @app.command()
 def sync(
-    reports: Annotated[Path, typer.Argument(help="Reports directory holding runs kept on disk.")] = Path("reports"),
+    reports: Annotated[Path, typer.Argument(help="Directory of runs or monitor windows kept on disk.")] = Path("reports"),
     tracking_uri: Annotated[str | None, typer.Option(help="Upload to this URI instead of the recorded one.")] = None,
 ) -> None:
-    """Upload runs kept on disk while MLflow was unreachable, and finish runs whose logging was cut short."""
+    """Upload runs and monitor windows kept on disk while MLflow was unreachable, and finish cut-short uploads."""
     from evalmon.sinks.mlflow import sync as do_sync
 
     outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
@@ -167,7 +167,8 @@ def sync(
     failed = 0
     for o in outcomes:
         note = f" ({o['note']})" if o.get("note") else ""
-        con.print(f"{o.get('run_dir', '?')}: {o.get('status')} {o.get('reason') or o.get('ui_url') or ''}{note}",
+        where = o.get("run_dir") or o.get("window_dir") or "?"
+        con.print(f"{where}: {o.get('status')} {o.get('reason') or o.get('ui_url') or ''}{note}",
                   markup=False, soft_wrap=True)
         failed += o.get("status") != "logged"
     if failed:

@@ -124,6 +124,12 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
     now = as_utc(now or datetime.now(UTC))
     result = MonitorResult(cfg.name, "backfill" if backfill else "once")
     check_output_dir(cfg)
+    if cfg.tracking.enabled:  # a store that can never be written fails now, as for suite runs (one pre-flight)
+        from evalmon.sinks.mlflow import preflight
+
+        warning = preflight(cfg.tracking.uri)
+        if warning:
+            _say(log_fn, warning)
     stack, store = open_state(cfg)
     with stack:
         if cfg.tracking.enabled:
