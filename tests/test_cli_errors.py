@@ -1,22 +1,25 @@
-"""``evalmon`` on bad input, an unreachable MLflow and Ctrl-C — the real console entry point in a subprocess.
+"""User errors end as one line; an unreachable MLflow and Ctrl-C lose nothing.
 
-Every user mistake must end with exit code 2 and exactly one stderr line ``error: …`` that names the
-file (line, key) or path at fault and says what to do — never a traceback. Mistakes in the suite,
-data or output directory are caught before the model is loaded (those tests take ~1 s each).
+Every user mistake is an ``EvalmonError`` whose one line names the file (line, key) or path at fault and says
+what to do; mistakes in the suite, data or output directory are caught before the model is loaded, and a
+run that never started leaves no directory behind. The library calls the CLI makes are checked in-process
+here (suite-file details: ``test_config.py``); ``test_cli_error_contract`` runs the real ``evalmon`` entry
+point in a subprocess over one bad input per fault class and checks what the user sees: exit code 2, exactly
+one stderr line ``error: …``, never a traceback. The last two tests are real runs: MLflow down (the run is
+kept, ``evalmon sync`` uploads it) and Ctrl-C (partial results saved, the rerun resumes from the cache).
 """
 
 from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
-from dataclasses import dataclass
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from cli_util import (
-    Background,
     assert_no_traceback,
     assert_user_error,
     cache_rows,
@@ -31,89 +34,121 @@ from cli_util import (
 )
 from plugins.mlflow_server import free_port
 
+from evalmon.config.suite import SuiteConfig, apply_overrides, check_task_names, load_suite, load_suite_text
+from evalmon.core.errors import (
+    ConfigError,
+    DataError,
+    EvalmonError,
+    ModelError,
+    OutputError,
+    UnknownNameError,
+)
 
-def _suite(tmp_path: Path, ckpt: Path | str, data: Path | str, name: str = "suite.yaml", **top) -> Path:
+
+def _suite(tmp_path: Path, ckpt: Path | str, data: Path | str, name: str = "suite.yaml", **top: Any) -> Path:
     top.setdefault("tasks", ["hellaswag"])
     top.setdefault("limit", 2)
     top.setdefault("tracking", {"enabled": False})
     return write_suite(tmp_path / name, suite_dict(ckpt, data, **top))
 
 
-# ------------------------------------------------------------------ the suite file itself
+def _cfg(tmp_path: Path, ckpt: Path | str, data: Path | str, **top: Any) -> SuiteConfig:
+    """What ``evalmon run suite.yaml`` builds before it runs (cwd = ``tmp_path``)."""
+    top.setdefault("output_dir", str(tmp_path / "reports"))
+    cfg = load_suite(_suite(tmp_path, ckpt, data, **top))
+    check_task_names(cfg)
+    return cfg
 
 
-def test_suite_file_not_found(tmp_path: Path) -> None:
-    proc = run_cli(tmp_path, "run", "nope.yaml")
-    line = assert_user_error(proc, "nope.yaml", "not found")
+def _one_line(exc_type: type[EvalmonError], call: Any, *needles: str) -> str:
+    """``call()`` raises ``exc_type`` whose one line (message — hint) holds every needle."""
+    with pytest.raises(exc_type) as info:
+        call()
+    line = info.value.one_line()
+    assert "\n" not in line and "Traceback" not in line, line
+    for needle in needles:
+        assert needle in line, f"{needle!r} missing from the error line:\n{line}"
+    return line
+
+
+def _run_suite(cfg: SuiteConfig) -> Any:
+    from evalmon.harness.run import run_suite
+
+    return lambda: run_suite(cfg)
+
+
+# ------------------------------------------------------------------ the suite and the flags (in-process)
+
+
+def test_suite_file_not_found_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_line(ConfigError, lambda: load_suite(Path("nope.yaml")), "nope.yaml", "not found")
     assert str(tmp_path) in line  # where a relative path was looked up
 
 
-def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("name: x\nmodel:\n  path: /m\ntasks: [hellaswag\nlimit: 3\n")
-    line = assert_user_error(run_cli(tmp_path, "run", "bad.yaml"), "bad.yaml:", "invalid YAML")
-    assert " — " in line  # what to do
+def test_malformed_yaml_names_file_line_and_what_to_do() -> None:
+    line = _one_line(ConfigError, lambda: load_suite_text("name: x\nmodel:\n  path: /m\ntasks: [hellaswag\nlimit: 3\n",
+                                                          "bad.yaml"), "bad.yaml:", "invalid YAML")
+    assert " — " in line
 
 
-def test_unknown_task_suggests_the_closest(tmp_path: Path, benchmarks_dir: Path) -> None:
-    suite = _suite(tmp_path, "/m", benchmarks_dir, tasks=["mmlu_anatomy", "hellaswg"])
-    line = assert_user_error(run_cli(tmp_path, "run", suite), "suite.yaml:", "'hellaswg'",
-                             "did you mean: hellaswag", "evalmon tasks")
+def test_unknown_task_suggests_the_closest_registered_one(tmp_path: Path, benchmarks_dir: Path) -> None:
+    cfg = load_suite(_suite(tmp_path, "/m", benchmarks_dir, tasks=["mmlu_anatomy", "hellaswg"]))
+    line = _one_line(UnknownNameError, lambda: check_task_names(cfg), "suite.yaml:", "'hellaswg'",
+                     "did you mean: hellaswag", "evalmon tasks")
     assert "tasks.1" in line  # the entry at fault
 
 
-def test_unknown_key_suggests_the_closest(tmp_path: Path, benchmarks_dir: Path) -> None:
-    suite = _suite(tmp_path, "/m", benchmarks_dir, model={"batch_sise": 4})
-    assert_user_error(run_cli(tmp_path, "run", suite), "suite.yaml:", "model.batch_sise",
-                      "did you mean: batch_size")
-
-
 @pytest.mark.parametrize(("flag", "yaml_limit", "needles"), [
-    ("0", None, ("--limit", "0", "positive")),
+    (0, None, ("--limit", "0", "positive")),
     (None, -1, ("suite.yaml:", "limit", "-1", "positive integer")),
 ], ids=["flag-zero", "yaml-negative"])
-def test_non_positive_limit(tmp_path: Path, benchmarks_dir: Path, flag, yaml_limit, needles) -> None:
-    suite = _suite(tmp_path, "/m", benchmarks_dir, limit=yaml_limit if yaml_limit is not None else 3)
-    args = ["run", suite, *(["--limit", flag] if flag is not None else [])]
-    assert_user_error(run_cli(tmp_path, *args), *needles)
+def test_non_positive_limit(tmp_path: Path, benchmarks_dir: Path, flag: int | None, yaml_limit: int | None,
+                            needles: tuple[str, ...]) -> None:
+    path = _suite(tmp_path, "/m", benchmarks_dir, limit=yaml_limit if yaml_limit is not None else 3)
+    _one_line(ConfigError, lambda: apply_overrides(load_suite(path), limit=flag), *needles)
 
 
-@pytest.mark.parametrize("args", [("run", "--limit", "abc"), ("run", "--no-such-flag")], ids=["bad-value", "bad-flag"])
-def test_usage_errors_exit_2_without_traceback(tmp_path: Path, args: tuple[str, ...]) -> None:
-    proc = run_cli(tmp_path, *args)
-    assert proc.returncode == 2, show(proc)
-    assert_no_traceback(proc)
-    assert "Error:" in proc.stderr and "evalmon run --help" in proc.stderr, show(proc)
+@pytest.mark.parametrize("argv", [("run", "--limit", "abc"), ("run", "--no-such-flag")], ids=["bad-value", "bad-flag"])
+def test_usage_errors_exit_2_without_traceback(argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from evalmon.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["evalmon", *argv])
+    with pytest.raises(SystemExit) as done:
+        main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err, err
+    assert "Error:" in err and "evalmon run --help" in err, err
 
 
-# ------------------------------------------------------------------ data, output, checkpoint
+# ------------------------------------------------------------------ data, output, checkpoint: before any compute
 
 
 def test_missing_data_dir_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-mirror"
-    suite = _suite(tmp_path, "/m", missing)
-    assert_user_error(run_cli(tmp_path, "run", suite), str(missing / "hellaswag"), "does not exist", "data_dir")
+    cfg = _cfg(tmp_path, "/m", missing)
+    _one_line(DataError, _run_suite(cfg), str(missing / "hellaswag"), "does not exist", "data_dir")
     assert run_dirs(tmp_path / "reports") == []
 
 
 def test_missing_data_file_in_existing_dir(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     (mirror / "hellaswag").mkdir(parents=True)  # the directory is there, its file is not
-    suite = _suite(tmp_path, "/m", mirror)
-    line = assert_user_error(run_cli(tmp_path, "run", suite), str(mirror / "hellaswag"), "not found")
+    line = _one_line(DataError, _run_suite(_cfg(tmp_path, "/m", mirror)), str(mirror / "hellaswag"), "not found")
     assert ".bz2" in line  # the exact file it looked for
 
 
 def test_output_dir_not_writable(tmp_path: Path, benchmarks_dir: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
-    suite = _suite(tmp_path, "/m", benchmarks_dir, output_dir="a-file/reports")
-    assert_user_error(run_cli(tmp_path, "run", suite), "output_dir", str(tmp_path / "a-file" / "reports"),
-                      "--output")
+    cfg = _cfg(tmp_path, "/m", benchmarks_dir, tasks=["truthfulqa_mc2"], output_dir=str(tmp_path / "a-file/reports"))
+    _one_line(OutputError, _run_suite(cfg), "output_dir", str(tmp_path / "a-file" / "reports"), "--output")
 
 
-def test_checkpoint_dir_missing(tmp_path: Path, benchmarks_dir: Path) -> None:
+def test_checkpoint_dir_missing_leaves_no_run(tmp_path: Path, benchmarks_dir: Path) -> None:
     missing = tmp_path / "no-ckpt"
-    suite = _suite(tmp_path, missing, benchmarks_dir)
-    assert_user_error(run_cli(tmp_path, "run", suite), "model.path", str(missing), "not found", "evalmon init")
+    cfg = _cfg(tmp_path, missing, benchmarks_dir, tasks=["truthfulqa_mc2"])
+    _one_line(ModelError, _run_suite(cfg), "model.path", str(missing), "not found", "evalmon init")
     assert run_dirs(tmp_path / "reports") == []  # nothing half-made left behind
 
 
@@ -133,60 +168,72 @@ def bert_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@dataclass
-class ModelRun:
-    cwd: Path
-    run: Background
-
-
-@pytest.fixture(scope="module")
-def model_runs(tmp_path_factory: pytest.TempPathFactory, benchmarks_dir: Path, tiny_checkpoint: Path,
-               mismatched_lora: Path, bert_checkpoint: Path) -> Iterator[dict[str, ModelRun]]:
-    """The runs that load a model, started together (each is mostly torch/transformers imports)."""
-    specs = {
-        "not_causal": ({"path": str(bert_checkpoint)}, {}),
-        "bad_adapter": ({"path": str(tiny_checkpoint), "adapter": str(mismatched_lora)}, {}),
-        "offline": ({"path": str(tiny_checkpoint)},
-                    {"tasks": ["truthfulqa_mc2"], "tracking": {"uri": f"http://127.0.0.1:{free_port()}",
-                                                               "experiment": "cli-offline"}}),
-    }
-    runs = {}
-    for name, (model, top) in specs.items():
-        cwd = tmp_path_factory.mktemp(name)
-        _suite(cwd, model.pop("path"), benchmarks_dir, model=model, **top)
-        runs[name] = ModelRun(cwd, Background(cwd, "run", "suite.yaml"))
-    yield runs
-    for r in runs.values():
-        r.run.stop()
-
-
-def test_checkpoint_not_a_causal_lm(model_runs: dict[str, ModelRun], bert_checkpoint: Path) -> None:
-    r = model_runs["not_causal"]
-    line = assert_user_error(r.run.result(), "model.path", str(bert_checkpoint), "not a causal language model",
-                             "BertModel")
+def test_checkpoint_not_a_causal_lm_leaves_no_run(tmp_path: Path, benchmarks_dir: Path,
+                                                  bert_checkpoint: Path) -> None:
+    cfg = _cfg(tmp_path, bert_checkpoint, benchmarks_dir, tasks=["truthfulqa_mc2"])
+    line = _one_line(ModelError, _run_suite(cfg), "model.path", str(bert_checkpoint), "not a causal language model",
+                     "BertModel")
     assert " — " in line  # what to do
-    assert run_dirs(r.cwd / "reports") == []
+    assert run_dirs(tmp_path / "reports") == []
 
 
-def test_adapter_for_another_base(model_runs: dict[str, ModelRun], mismatched_lora: Path) -> None:
-    r = model_runs["bad_adapter"]
-    assert_user_error(r.run.result(), "model.adapter", str(mismatched_lora), "does not match the base model",
-                      "use the adapter trained on this base")
-    assert run_dirs(r.cwd / "reports") == []
+def test_adapter_for_another_base_leaves_no_run(tmp_path: Path, benchmarks_dir: Path, tiny_checkpoint: Path,
+                                                mismatched_lora: Path) -> None:
+    cfg = _cfg(tmp_path, tiny_checkpoint, benchmarks_dir, tasks=["truthfulqa_mc2"],
+               model={"adapter": str(mismatched_lora)})
+    _one_line(ModelError, _run_suite(cfg), "model.adapter", str(mismatched_lora), "does not match the base model",
+              "use the adapter trained on this base")
+    assert run_dirs(tmp_path / "reports") == []
+
+
+# ------------------------------------------------------------------ what the user sees: the real entry point
+
+
+def _write_bad_suite(cwd: Path, benchmarks: Path) -> list[str]:
+    (cwd / "bad.yaml").write_text("name: x\nmodel:\n  path: /m\ntasks: [hellaswag\nlimit: 3\n")
+    return ["run", "bad.yaml"]
+
+
+CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    # fault class: (cwd, benchmarks dir) -> argv, needles in the one stderr line
+    "config": (_write_bad_suite, ("bad.yaml:5", "invalid YAML", " — ")),
+    "task-name": (lambda cwd, b: ["run", _suite(cwd, "/m", b, tasks=["hellaswg"])],
+                  ("suite.yaml:", "'hellaswg'", "did you mean: hellaswag")),
+    "flag": (lambda cwd, b: ["run", _suite(cwd, "/m", b), "--limit", "0"], ("--limit", "positive")),
+    "data": (lambda cwd, b: ["run", _suite(cwd, "/m", cwd / "no-mirror")], ("no-mirror", "does not exist", "data_dir")),
+    "model": (lambda cwd, b: ["run", _suite(cwd, cwd / "no-ckpt", b)], ("model.path", "no-ckpt", "evalmon init")),
+    "tracking": (lambda cwd, b: ["run", _suite(cwd, cwd / "no-ckpt", b, tracking={"enabled": True}),
+                                 "--tracking-uri", "foo://bar"],
+                 ("tracking.uri", "foo://bar", "no tracking store")),
+    "gate": (lambda cwd, b: ["gate", "--baseline", "no-such-run", "--candidate", "other"],
+             ("no-such-run", "no such results directory")),
+}
+
+
+@pytest.mark.parametrize("fault", list(CASES))
+def test_cli_error_contract(fault: str, tmp_path: Path, benchmarks_dir: Path) -> None:
+    """Exit 2, exactly one stderr line starting ``error:`` naming what is wrong, no traceback, no run left."""
+    make_args, needles = CASES[fault]
+    proc = run_cli(tmp_path, *make_args(tmp_path, benchmarks_dir))
+    line = assert_user_error(proc, *needles)
+    assert line.startswith("error: ") and proc.stdout.strip() == "", show(proc)
+    assert run_dirs(tmp_path / "reports") == []
 
 
 # ------------------------------------------------------------------ MLflow unreachable, then `evalmon sync`
 
 
-def test_unreachable_mlflow_keeps_the_run_then_sync_uploads_it(model_runs: dict[str, ModelRun],
-                                                               mlflow_server: str) -> None:
+def test_unreachable_mlflow_keeps_the_run_then_sync_uploads_it(tmp_path: Path, benchmarks_dir: Path,
+                                                               tiny_checkpoint: Path, mlflow_server: str) -> None:
     from mlflow import MlflowClient
 
-    cwd = model_runs["offline"].cwd
-    proc = model_runs["offline"].run.result()
+    dead_uri = f"http://127.0.0.1:{free_port()}"
+    _suite(tmp_path, tiny_checkpoint, benchmarks_dir, tasks=["truthfulqa_mc2"],
+           tracking={"uri": dead_uri, "experiment": "cli-offline"})
+    proc = run_cli(tmp_path, "run", "suite.yaml")
     assert proc.returncode == 0, show(proc)
     assert_no_traceback(proc)
-    run_dir = only_run_dir(cwd / "reports")
+    run_dir = only_run_dir(tmp_path / "reports")
     warning = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     # one line each, even on a non-terminal 80-column stderr: up front (before compute), then where the run is
     assert len(warning) == 2 and "does not answer" in warning[0], show(proc)
@@ -196,14 +243,14 @@ def test_unreachable_mlflow_keeps_the_run_then_sync_uploads_it(model_runs: dict[
         assert (run_dir / name).is_file(), name
     result = load_results(run_dir)
     assert result["status"] == "finished" and result["mlflow"]["status"] == "pending"
-    dead_uri = yaml.safe_load((cwd / "suite.yaml").read_text())["tracking"]["uri"]
+    assert yaml.safe_load((tmp_path / "suite.yaml").read_text())["tracking"]["uri"] == dead_uri
     assert json.loads((run_dir / "mlflow_pending.json").read_text())["uri"] == dead_uri
 
-    still_down = run_cli(cwd, "sync", "reports")  # the recorded URI: still nothing listening there
+    still_down = run_cli(tmp_path, "sync", "reports")  # the recorded URI: still nothing listening there
     assert still_down.returncode == 1 and "pending" in still_down.stdout, show(still_down)
     assert (run_dir / "mlflow_pending.json").is_file()
 
-    synced = run_cli(cwd, "sync", "reports", "--tracking-uri", mlflow_server)
+    synced = run_cli(tmp_path, "sync", "reports", "--tracking-uri", mlflow_server)
     assert synced.returncode == 0, show(synced)
     assert_no_traceback(synced)
     assert "logged" in synced.stdout
@@ -215,12 +262,11 @@ def test_unreachable_mlflow_keeps_the_run_then_sync_uploads_it(model_runs: dict[
     assert run.data.metrics["truthfulqa_mc2/mc2"] == pytest.approx(mc2, abs=1e-12)
     assert "results.json" in {a.path for a in MlflowClient(mlflow_server).list_artifacts(mlflow_run_id)}
 
-    again = run_cli(cwd, "sync", "reports", "--tracking-uri", mlflow_server)  # nothing left to do
+    again = run_cli(tmp_path, "sync", "reports", "--tracking-uri", mlflow_server)  # nothing left to do
     assert again.returncode == 0 and "nothing to sync" in again.stdout, show(again)
 
 
 # ------------------------------------------------------------------ Ctrl-C, then resume from the cache
-
 
 
 def test_ctrl_c_saves_partial_results_and_rerun_resumes(tmp_path: Path, benchmarks_dir: Path,
