@@ -7,7 +7,9 @@
   the continuation's prompt-token logprobs. With ``model.tokenizer`` the pair is tokenised locally exactly
   like lm-eval (token-id prompt, split by token count); without it the split is by character offsets
   (``text_offset``), anchored at the end of the prompt so a BOS token the server prepends does not shift it.
-  Whether the server returns prompt logprobs at all is probed once (``supports_logprobs: auto``);
+  Whether the server returns prompt logprobs at all is probed once (``supports_logprobs: auto``).
+  Chat messages (a task's ``chat_template: true``) are rendered with ``model.tokenizer``'s chat template
+  exactly like the hf backend (lm-eval's ``apply_chat_template``); without ``model.tokenizer`` they are refused;
 * requests run ``concurrency`` at a time; 429/5xx/connection errors/timeouts/malformed JSON are retried
   ``max_retries`` times with exponential backoff and jitter (``Retry-After`` honoured); each finished
   request is reported to ``progress`` at once, so the runner's cache keeps partial progress;
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from evalmon.backends.hf.chat import render_contexts, template_hash
 from evalmon.backends.hf.generate import GenStats, cut_at_stops
 from evalmon.core.errors import ModelError
 from evalmon.core.lm import GenRequest, LLRequest, LLResult, ModelFingerprint
@@ -96,7 +99,7 @@ class OpenAICompatLM:
             bos_policy=f"{'tokenizer-default' if self.tokenizer else 'server'}; generation: {cfg.mode}",
             max_length=int(info.get("max_model_len") or 0), batch_size=cfg.concurrency,
             tokenizer_hash=self._tokenizer_hash(), endpoint=self.base_url,  # in the cache key: servers differ
-            generation={"mode": cfg.mode},
+            generation={"mode": cfg.mode}, chat_template=template_hash(self.tokenizer) if self.tokenizer else None,
             extra={"base_url": self.base_url, "mode": cfg.mode, "tokenizer": cfg.tokenizer,
                    "served": {k: info[k] for k in ("id", "owned_by", "root", "max_model_len") if k in info}})
         self.last_stats = LLStats()
@@ -312,15 +315,19 @@ class OpenAICompatLM:
     def _split_tokens(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """lm-eval's ``_encode_pair`` (empty context → the BOS/EOS prefix token)."""
         tok = self.tokenizer
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if context == "":
-            prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
             return [prefix], list(tok.encode(continuation, add_special_tokens=False))
-        whole = list(tok.encode(context + continuation))
-        ctx = list(tok.encode(context))
+        # lm-eval's tok_encode: no special tokens when the text already starts with the prefix token's text
+        # (a chat template that writes BOS itself)
+        text = tok.decode(prefix) if prefix is not None else ""
+        special = {"add_special_tokens": False} if text and context.startswith(text) else {}
+        whole = list(tok.encode(context + continuation, **special))
+        ctx = list(tok.encode(context, **special))
         return ctx, whole[len(ctx):]
 
-    def _score_one(self, r: LLRequest) -> LLResult:
-        context, continuation = r.context, r.continuation
+    def _score_one(self, r: LLRequest, context: str) -> LLResult:
+        continuation = r.continuation
         n_spaces = len(context) - len(context.rstrip())
         if n_spaces:  # lm-eval: trailing context spaces belong to the continuation
             context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
@@ -359,9 +366,14 @@ class OpenAICompatLM:
                       progress: Callable[[list[tuple[int, LLResult]]], None] | None = None) -> list[LLResult]:
         if not reqs:
             return []
+        if self.tokenizer is None and any(r.messages is not None for r in reqs):
+            raise ModelError("the task sends chat messages (chat_template: true) but the openai backend renders them "
+                             "for loglikelihood only with a local tokenizer", hint="set model.tokenizer to the served "
+                             "model's tokenizer directory (with its chat template), or drop chat_template")
+        contexts = render_contexts(self.tokenizer, reqs, model=self.model_name)
         self._require_logprobs()
         self.last_stats = LLStats()
-        return self._map(len(reqs), lambda i: self._score_one(reqs[i]), progress)
+        return self._map(len(reqs), lambda i: self._score_one(reqs[i], contexts[i]), progress)
 
     def token_count(self, text: str) -> int:
         """Exact with ``model.tokenizer``; otherwise OpenAI's rule of thumb (~4 characters per token)."""

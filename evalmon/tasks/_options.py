@@ -27,6 +27,30 @@ def get_str(task: str, extra: dict[str, Any], key: str, default: str | None = No
     return value
 
 
+def get_bool(task: str, extra: dict[str, Any], key: str, default: bool) -> bool:
+    value = extra.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{task}: option {key} must be true or false (got {value!r})")
+    return value
+
+
+#: options of the multiple-choice families (MMLU, HellaSwag, TruthfulQA MC, medical): lm-eval's
+#: ``apply_chat_template`` / ``fewshot_as_multiturn`` as task options (evalmon.tasks._chat)
+CHAT_OPTIONS = ("chat_template", "fewshot_as_multiturn")
+
+
+def chat_options(task: str, options: TaskOptions) -> tuple[bool, bool]:
+    """``(chat_template, fewshot_as_multiturn)``; the second defaults to true under a chat template and, like
+    lm-eval's ``--fewshot_as_multiturn``, cannot be true without one."""
+    extra = check_keys(task, options, CHAT_OPTIONS)
+    chat = get_bool(task, extra, "chat_template", False)
+    multiturn = get_bool(task, extra, "fewshot_as_multiturn", chat)
+    if multiturn and not chat:
+        raise ConfigError(f"{task}: option fewshot_as_multiturn: true needs chat_template: true",
+                          hint="few-shot turns exist only in chat-template mode; set both, or drop fewshot_as_multiturn")
+    return chat, multiturn
+
+
 def get_int(task: str, extra: dict[str, Any], key: str, default: int, minimum: int = 0) -> int:
     value = extra.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

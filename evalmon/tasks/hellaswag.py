@@ -36,6 +36,7 @@ from typing import Any
 from evalmon.core import registry
 from evalmon.data.local import malformed, read_lines, require_file
 from evalmon.data.schema import LMEvalExport, Rows
+from evalmon.tasks._chat import multiple_choice
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs, zero_shot_only
 from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
@@ -105,7 +106,8 @@ def load_rows(data_dir: Path | None) -> Rows:
 def build(options: TaskOptions) -> MultipleChoiceTask:
     zero_shot_only(NAME, options)
     rows = load_rows(data_dir_of(options)).head(check_limit(NAME, options.limit))
-    return MultipleChoiceTask(
+    return multiple_choice(
+        options,
         name=NAME,
         source=rows.source,
         documents=to_docs(rows, doc_from_row, task=NAME),

@@ -42,6 +42,7 @@ from typing import Any
 from evalmon.core import registry
 from evalmon.data.local import malformed, read_json, read_jsonl, require_file
 from evalmon.data.schema import LMEvalExport, Rows
+from evalmon.tasks._chat import multiple_choice
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs, zero_shot_only
 from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
@@ -256,7 +257,8 @@ def build(name: str, options: TaskOptions) -> MultipleChoiceTask:
     spec = SPECS[name]
     zero_shot_only(name, options)
     rows = load_rows(spec, data_dir_of(options)).head(check_limit(name, options.limit))
-    return MultipleChoiceTask(
+    return multiple_choice(
+        options,
         name=name,
         source=rows.source,
         documents=to_docs(rows, spec.render, task=name),

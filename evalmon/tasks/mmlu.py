@@ -38,6 +38,7 @@ from evalmon.core import registry
 from evalmon.core.errors import ConfigError
 from evalmon.data.local import malformed, read_csv, require_file
 from evalmon.data.schema import LMEvalExport, Rows
+from evalmon.tasks._chat import multiple_choice
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs
 from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
@@ -198,7 +199,8 @@ def build(subject: str, options: TaskOptions) -> MultipleChoiceTask:
         if len(dev) < n_shot:
             raise ConfigError(f"{name}: num_fewshot={n_shot} but {dev.source} has only {len(dev)} rows")
         fewshot = to_docs(dev.head(n_shot), doc_from_row, task=name)
-    return MultipleChoiceTask(
+    return multiple_choice(
+        options,
         name=name,
         source=test.source,
         documents=to_docs(test, doc_from_row, task=name),

@@ -25,6 +25,7 @@ from typing import Any
 from evalmon.core import registry
 from evalmon.data.local import malformed, read_json, require_file
 from evalmon.data.schema import LMEvalExport, Rows
+from evalmon.tasks._chat import multiple_choice
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, to_docs, zero_shot_only
 from evalmon.tasks.base import MCDoc, MultipleChoiceTask, TaskOptions
 
@@ -118,7 +119,8 @@ def build(name: str, options: TaskOptions) -> MultipleChoiceTask:
     variant = VARIANTS[name]
     rows = load_rows(data_dir_of(options), name).head(check_limit(name, options.limit))
     render = doc_from_row_mc1 if variant == "mc1" else doc_from_row_mc2
-    return MultipleChoiceTask(
+    return multiple_choice(
+        options,
         name=name,
         source=rows.source,
         documents=to_docs(rows, render, task=name),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.backends.hf.attention import attention_layout, packed_masks
+from evalmon.backends.hf.chat import chat_identity, render_contexts, template_hash
 from evalmon.backends.hf.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.backends.hf.packed import score_packed
@@ -158,11 +159,10 @@ class HFCausalLM:
             max_length=self.max_length,
             batch_size=self.batch_size,
             tokenizer_hash=self._tokenizer_hash(),
-            generation=generation_identity(self.model),
+            generation=generation_identity(self.model), chat_template=template_hash(self.tokenizer),
             extra={"softmax_dtype": "float32", "architecture": type(self.model).__name__,
-                   "prefix_token_id": self.prefix_token_id,
-                   "adds_bos": self._adds_bos()},
-        )
+                   "prefix_token_id": self.prefix_token_id, "adds_bos": (adds_bos := self._adds_bos()),
+                   "chat": chat_identity(self.tokenizer, self._prefix_str, adds_bos)})
         if self._checkpoint:  # converted from GGUF (evalmon_checkpoint.json): which file, which quantisation
             self.fingerprint.extra["checkpoint"] = self._checkpoint
         self.last_stats = BatchStats()
@@ -341,11 +341,9 @@ class HFCausalLM:
         return self.model(input_ids).logits
 
     def tokenize_requests(self, reqs: Sequence[LLRequest]) -> list[TokenRequest]:
-        out = []
-        for i, r in enumerate(reqs):
-            ctx, cont = self.encode_pair(r.context, r.continuation)
-            out.append(TokenRequest(i, tuple(ctx), tuple(cont)))
-        return out
+        contexts = render_contexts(self.tokenizer, reqs, model=self._model_id)  # chat messages: lm-eval's render
+        pairs = (self.encode_pair(ctx, r.continuation) for ctx, r in zip(contexts, reqs, strict=True))
+        return [TokenRequest(i, tuple(ctx), tuple(cont)) for i, (ctx, cont) in enumerate(pairs)]
 
     def _packed_forward(self, ids: Any, mask: Any, pos: Any, keep: Any) -> Any:
         masks = packed_masks(self._layout, mask, pos, self.model.dtype)
