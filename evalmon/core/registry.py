@@ -161,6 +161,11 @@ class Registry(Generic[T]):
         self._ensure_loaded()
         return sorted(self._items)
 
+    def aliases(self) -> list[str]:
+        """Registered aliases, sorted."""
+        self._ensure_loaded()
+        return sorted(self._aliases)
+
     def items(self) -> list[tuple[str, T]]:
         self._ensure_loaded()
         return sorted(self._items.items())

@@ -7,7 +7,8 @@ A monitor YAML lists signals by name with their options::
       - {name: pii, nlp: none}
       - {name: hallucination, support_threshold: 0.75, judge: {model: {path: ./judge}, sample_rate: 0.05}}
 
-``build_signals`` validates that list (discriminated on ``name``; unknown names get "did you mean")
+``build_signals`` validates that list (each entry with the config class its ``name`` registered in
+``evalmon.core.registry.signals``; unknown names get "did you mean")
 and returns ``Signal`` objects (``evalmon.monitor.contracts.Signal``); ``compute_signals`` (cache.py)
 runs them over a batch with the per-record cache. Models load lazily on first use and never
 download unless ``allow_download: true`` (per signal, or for all via ``build_signals(...,
@@ -16,12 +17,14 @@ allow_download=True)``). Heavy libraries (torch, presidio) are imported only whe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
+from evalmon.core import registry
 from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
@@ -125,11 +128,19 @@ class HallucinationConfig(_SignalConfig):
     allow_download: bool = False
 
 
-SignalConfig = Annotated[
-    TextConfig | UsageConfig | RefusalConfig | EmbeddingConfig | PiiConfig | SafetyConfig | HallucinationConfig,
-    Field(discriminator="name"),
-]
-_ADAPTER: TypeAdapter[list[SignalConfig]] = TypeAdapter(list[SignalConfig])
+def _validate_signal_config(value: Any, info: ValidationInfo) -> Any:
+    """One ``signals:`` entry → the config class its ``name`` registered (``evalmon.core.registry.signals``)."""
+    if isinstance(value, BaseModel):
+        return value
+    name = value.get("name") if isinstance(value, Mapping) else value
+    if not isinstance(name, str) or name not in registry.signals:
+        raise PydanticCustomError("unknown_signal", "unknown signal {got}", {"got": repr(name)})
+    cls: type[BaseModel] = registry.signals.meta(name)["config"]
+    return cls.model_validate(value, context=info.context)
+
+
+# A signal entry validated by the config class registered for its ``name`` (plugins included).
+SignalConfig = Annotated[Any, PlainValidator(_validate_signal_config)]
 
 
 def _text(cfg: TextConfig, **_: Any) -> Signal:
@@ -202,10 +213,17 @@ def _hallucination(cfg: HallucinationConfig, *, allow_download: bool = False, ju
         allow_download=cfg.allow_download or allow_download)
 
 
-SIGNALS: dict[str, Callable[..., Signal]] = {
-    "text": _text, "usage": _usage, "refusal": _refusal, "embedding": _embedding, "embeddings": _embedding,
-    "pii": _pii, "safety": _safety, "hallucination": _hallucination,
-}
+def _register() -> None:
+    """A signal = a builder ``(config, *, allow_download, judge) -> Signal`` + its pydantic config class
+    (a ``name: Literal[...]`` field); plugins register the same way through the entry points "evalmon.signals"."""
+    for name, build, config in (("text", _text, TextConfig), ("usage", _usage, UsageConfig),
+                                ("refusal", _refusal, RefusalConfig), ("pii", _pii, PiiConfig),
+                                ("safety", _safety, SafetyConfig), ("hallucination", _hallucination, HallucinationConfig)):
+        registry.signals.add(name, build, config=config)
+    registry.signals.add("embedding", _embedding, aliases=("embeddings",), config=EmbeddingConfig)
+
+
+_register()
 # Per-window rates (mean of a 0/1 column) that the issue names; windows/alerts can use these names.
 RATE_COLUMNS: dict[str, str] = {"hallucination_rate": "hallucination.flag", "unsafe_rate": "safety.unsafe",
                                 "pii_rate": "pii.any", "refusal_rate": "refusal.refused",
@@ -225,16 +243,21 @@ def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -
             continue
         data = {"name": item} if isinstance(item, str) else dict(item)
         name = data.get("name")
-        if not isinstance(name, str) or name not in SIGNALS:
-            raise UnknownNameError(f"signals[{i}]: unknown signal {name!r}{did_you_mean(str(name), list(SIGNALS))}",
-                                   hint=f"signals: {', '.join(sorted(SIGNALS))}")
+        if not isinstance(name, str) or name not in registry.signals:
+            known = [*registry.signals.names(), *registry.signals.aliases()]
+            raise UnknownNameError(f"signals[{i}]: unknown signal {name!r}{did_you_mean(str(name), known)}",
+                                   hint=f"signals: {', '.join(sorted(known))}")
         raw.append(data)
-    try:
-        return _ADAPTER.validate_python([r.model_dump() if isinstance(r, BaseModel) else r for r in raw])
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in SIGNALS))
-        raise ConfigError(f"signals.{loc}: {err['msg']}") from None
+    out: list[Any] = []
+    for i, r in enumerate(raw):
+        data = r.model_dump() if isinstance(r, BaseModel) else r
+        try:
+            out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in (i, *err["loc"]))
+            raise ConfigError(f"signals.{loc}: {err['msg']}") from None
+    return out
 
 
 def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = None, *,
@@ -248,11 +271,11 @@ def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = N
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ConfigError(f"signals: {sorted(dupes)} listed more than once (their columns would collide)")
-    return [SIGNALS[c.name](c, allow_download=allow_download, judge=judge) for c in configs if c.enabled]
+    return [registry.signals.get(c.name)(c, allow_download=allow_download, judge=judge) for c in configs if c.enabled]
 
 
 __all__ = [
-    "CATEGORICAL_COLUMNS", "DEFAULT_SIGNALS", "RATE_COLUMNS", "SIGNALS", "VECTOR_COLUMN_PREFIX", "ComputeStats", "EmbeddingConfig", "HallucinationConfig", "JudgeConfig",
+    "CATEGORICAL_COLUMNS", "DEFAULT_SIGNALS", "RATE_COLUMNS", "VECTOR_COLUMN_PREFIX", "ComputeStats", "EmbeddingConfig", "HallucinationConfig", "JudgeConfig",
     "PiiConfig", "RefusalConfig", "SafetyClassifierConfig", "SafetyConfig", "SignalCache", "SignalConfig",
     "TextConfig", "UsageConfig", "build_signals", "compute_signal", "compute_signals", "parse_signal_configs",
 ]

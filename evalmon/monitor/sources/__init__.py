@@ -1,7 +1,7 @@
 """Traffic sources (monitor YAML ``source:``) → :class:`~evalmon.monitor.contracts.Source`.
 
-``build_source(cfg, base_dir)`` with ``cfg`` one of the ``*SourceConfig`` models (discriminated on
-``kind``) or a plain dict. Relative paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against
+``build_source(cfg, base_dir)`` with ``cfg`` one of the ``*SourceConfig`` models or a plain dict; each
+``kind`` is registered in ``evalmon.core.registry.sources`` with its builder and config class. Relative paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against
 ``base_dir`` (the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
 
 Every source parses timestamps with :mod:`evalmon.monitor.timeparse`; ``timestamp_min`` (default
@@ -21,14 +21,17 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     ConfigDict,
     Field,
-    TypeAdapter,
+    PlainValidator,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
-from evalmon.core.errors import ConfigError
+from evalmon.core import registry
+from evalmon.core.errors import ConfigError, did_you_mean
 from evalmon.monitor.contracts import TIMESTAMP, Source
 from evalmon.monitor.schema import check_mapping, resolve_timezone
 from evalmon.monitor.timeparse import DEFAULT_NOT_BEFORE, Plausible
@@ -126,59 +129,103 @@ class SqlSourceConfig(_SourceBase):
         return self
 
 
-SourceConfig = Annotated[
-    JsonlSourceConfig | CsvSourceConfig | ParquetSourceConfig | MlflowTracesSourceConfig | SqlSourceConfig,
-    Field(discriminator="kind"),
-]
-SOURCE_KINDS = ("jsonl", "csv", "parquet", "mlflow_traces", "sql")
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(SourceConfig)
+class _UnknownSource(ConfigModel):
+    """Where a missing or unknown ``kind`` lands: the error points at ``kind`` and names the registered kinds."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _unknown(cls, v: Any) -> Any:
+        kinds = registry.sources.names()
+        raise PydanticCustomError("unknown_source", "unknown source kind '{got}'{dym}",
+                                  {"got": v, "dym": did_you_mean(str(v), kinds), "hint": f"kinds: {', '.join(kinds)}"})
+
+
+def _config_class(data: Any) -> type[ConfigModel]:
+    kind = data.get("kind") if isinstance(data, dict) else getattr(data, "kind", None)
+    if isinstance(kind, str) and kind in registry.sources:
+        cls: type[ConfigModel] = registry.sources.meta(kind)["config"]
+        return cls
+    return _UnknownSource
+
+
+def _validate_source_config(value: Any, info: ValidationInfo) -> Any:
+    """``source:`` → the config class its ``kind`` registered (``evalmon.core.registry.sources``)."""
+    cls = _config_class(value)
+    return value if isinstance(value, cls) else cls.model_validate(value, context=info.context)
+
+
+# A source config of whichever registered ``kind`` (plugins included), validated with that kind's class.
+SourceConfig = Annotated[Any, PlainValidator(_validate_source_config)]
 
 
 def parse_source_config(data: Any) -> Any:
     """A dict → the matching ``*SourceConfig``; errors become one-line ``ConfigError`` s."""
     try:
-        return _ADAPTER.validate_python(data)
+        return _config_class(data).model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"] if p not in SOURCE_KINDS)
-        raise ConfigError(f"source{'.' + where if where else ''}: {err['msg']}",
-                          hint=f"kind is one of {', '.join(SOURCE_KINDS)}") from exc
+        where = ".".join(str(p) for p in err["loc"])
+        hint = (err.get("ctx") or {}).get("hint") or f"kind is one of {', '.join(registry.sources.names())}"
+        raise ConfigError(f"source{'.' + where if where else ''}: {err['msg']}", hint=str(hint)) from exc
 
 
 def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:
     """A source config (model or dict) → a ``Source`` whose ``read(start, end)`` returns a SourceBatch."""
     if isinstance(cfg, dict):
         cfg = parse_source_config(cfg)
-    base = Path(base_dir)
     common: dict[str, Any] = {"columns": dict(cfg.columns), "assume_timezone": cfg.assume_timezone,
                               "keep": list(cfg.keep), "plausible": cfg.plausible()}
-    if isinstance(cfg, JsonlSourceConfig):
-        from evalmon.monitor.sources.files import JsonlSource
+    build: Any = registry.sources.get(cfg.kind, where="source.kind")
+    source: Source = build(cfg, Path(base_dir), common)
+    return source
 
-        return JsonlSource(cfg.name or cfg.path, cfg.path, base, invalid_utf8=cfg.invalid_utf8,
-                           on_corrupt=cfg.on_corrupt, **common)
-    if isinstance(cfg, CsvSourceConfig):
-        from evalmon.monitor.sources.files import CsvSource
 
-        return CsvSource(cfg.name or cfg.path, cfg.path, base, delimiter=cfg.delimiter,
-                         invalid_utf8=cfg.invalid_utf8, on_corrupt=cfg.on_corrupt, **common)
-    if isinstance(cfg, ParquetSourceConfig):
-        from evalmon.monitor.sources.parquet import ParquetSource
+# Built-in kinds: a builder ``(config, base_dir, common) -> Source`` (``common``: columns, assume_timezone,
+# keep, plausible — the ``_SourceBase`` options every source takes) + its config class (``kind: Literal``).
+# A plugin registers the same way through the entry points "evalmon.sources".
 
-        return ParquetSource(cfg.name or cfg.path, cfg.path, base, partition_column=cfg.partition_column, **common)
-    if isinstance(cfg, MlflowTracesSourceConfig):
-        from evalmon.monitor.sources.mlflow_traces import MlflowTracesSource
+@registry.sources.register("jsonl", config=JsonlSourceConfig)
+def _jsonl(cfg: JsonlSourceConfig, base: Path, common: dict[str, Any]) -> Source:
+    from evalmon.monitor.sources.files import JsonlSource
 
-        return MlflowTracesSource(cfg.name or cfg.experiment, cfg.experiment, base, tracking_uri=cfg.tracking_uri,
-                                  max_results=cfg.max_results, **common)
-    if isinstance(cfg, SqlSourceConfig):
-        from evalmon.monitor.sources.sql import SqlSource
+    return JsonlSource(cfg.name or cfg.path, cfg.path, base, invalid_utf8=cfg.invalid_utf8,
+                       on_corrupt=cfg.on_corrupt, **common)
 
-        ts_col = cfg.timestamp_column or cfg.columns.get(TIMESTAMP) or TIMESTAMP
-        common["columns"].setdefault(TIMESTAMP, ts_col)
-        return SqlSource(cfg.name or (cfg.table or "query"), cfg.url, base, table=cfg.table, query=cfg.query,
-                         schema=cfg.schema_, timestamp_column=ts_col, **common)
-    raise ConfigError(f"unknown source config {type(cfg).__name__}")
+
+@registry.sources.register("csv", config=CsvSourceConfig)
+def _csv(cfg: CsvSourceConfig, base: Path, common: dict[str, Any]) -> Source:
+    from evalmon.monitor.sources.files import CsvSource
+
+    return CsvSource(cfg.name or cfg.path, cfg.path, base, delimiter=cfg.delimiter,
+                     invalid_utf8=cfg.invalid_utf8, on_corrupt=cfg.on_corrupt, **common)
+
+
+@registry.sources.register("parquet", config=ParquetSourceConfig)
+def _parquet(cfg: ParquetSourceConfig, base: Path, common: dict[str, Any]) -> Source:
+    from evalmon.monitor.sources.parquet import ParquetSource
+
+    return ParquetSource(cfg.name or cfg.path, cfg.path, base, partition_column=cfg.partition_column, **common)
+
+
+@registry.sources.register("mlflow_traces", config=MlflowTracesSourceConfig)
+def _mlflow_traces(cfg: MlflowTracesSourceConfig, base: Path, common: dict[str, Any]) -> Source:
+    from evalmon.monitor.sources.mlflow_traces import MlflowTracesSource
+
+    return MlflowTracesSource(cfg.name or cfg.experiment, cfg.experiment, base, tracking_uri=cfg.tracking_uri,
+                              max_results=cfg.max_results, **common)
+
+
+@registry.sources.register("sql", config=SqlSourceConfig)
+def _sql(cfg: SqlSourceConfig, base: Path, common: dict[str, Any]) -> Source:
+    from evalmon.monitor.sources.sql import SqlSource
+
+    ts_col = cfg.timestamp_column or cfg.columns.get(TIMESTAMP) or TIMESTAMP
+    common["columns"].setdefault(TIMESTAMP, ts_col)
+    return SqlSource(cfg.name or (cfg.table or "query"), cfg.url, base, table=cfg.table, query=cfg.query,
+                     schema=cfg.schema_, timestamp_column=ts_col, **common)
 
 
 __all__ = ["CsvSourceConfig", "JsonlSourceConfig", "MlflowTracesSourceConfig", "ParquetSourceConfig",
