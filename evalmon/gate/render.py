@@ -2,40 +2,30 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 from evalmon.core.jsonout import to_json
+from evalmon.core.numfmt import fmt_num, fmt_p
 from evalmon.gate.compare import Comparison, MetricComparison, _names
-
-if TYPE_CHECKING:  # verdict imports the formatters from here
-    from evalmon.gate.verdict import GateVerdict, MetricVerdict
+from evalmon.gate.verdict import GateVerdict, MetricVerdict
 
 _ICON = {"pass": "✅", "improved": "⬆️", "drop_not_significant": "✅", "drop_within_tolerance": "✅",
          "untested": "⚠️", "regression": "❌", "below_min": "❌", "above_max": "❌"}
 
 
 # --------------------------------------------------------------------------- compare
-def fmt(v: float | None, signed: bool = False) -> str:
-    if v is None or not math.isfinite(v):
-        return "—"
-    return f"{v:+.4f}" if signed else f"{v:.4f}"
+fmt = partial(fmt_num, spell_nonfinite=False)  # an undefined number shows as —, like a missing one
 
 
 def fmt_ci(ci: tuple[float, float] | None) -> str:
     return "" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
-def fmt_p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "—"
-    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
-
-
 def _row(m: MetricComparison) -> list[str]:
     return [m.key, f"{fmt(m.baseline)} {fmt_ci(m.baseline_ci)}".strip(),
             f"{fmt(m.candidate)} {fmt_ci(m.candidate_ci)}".strip(),
-            f"{fmt(m.delta, True)} {fmt_ci(m.delta_ci)}".strip(), fmt_p(m.p_value), m.test, str(m.n)]
+            f"{fmt(m.delta, signed=True)} {fmt_ci(m.delta_ci)}".strip(), fmt_p(m.p_value), m.test, str(m.n)]
 
 
 COMPARE_HEADERS = ["task/metric", "A (baseline) ± 95% CI", "B (candidate) ± 95% CI", "Δ B−A [95% CI]", "p", "test", "n"]
@@ -105,7 +95,7 @@ GATE_HEADERS = ["", "task/metric", "baseline", "candidate", "Δ [95% CI]", "p (H
 def _cells(v: MetricVerdict) -> list[str]:
     m = v.comparison
     return [_ICON[v.status], m.key, fmt(m.baseline), fmt(m.candidate),
-            f"{fmt(m.delta, True)} {fmt_ci(m.delta_ci)}".strip(), fmt_p(v.p_holm), m.test, str(m.n),
+            f"{fmt(m.delta, signed=True)} {fmt_ci(m.delta_ci)}".strip(), fmt_p(v.p_holm), m.test, str(m.n),
             v.status.replace("_", " ") + (": " + "; ".join(v.reasons) if v.reasons else "")]
 
 
