@@ -140,7 +140,8 @@ def log_batches(client: Any, run_id: str, *, tags: dict[str, str] | None = None,
         client.log_batch(run_id, metrics=batch)
 
 
-def log_files(client: Any, run_id: str, directory: Path, *, recursive: bool = True) -> None:
+def log_files(client: Any, run_id: str, directory: Path, *, recursive: bool = True,
+              skip: frozenset[str] = BOOKKEEPING) -> None:
     """Upload every file of ``directory`` (sub-folders keep their path) except evalmon's own bookkeeping."""
     with contextlib.suppress(Exception):  # MLflow caches artifact repos by run id alone, whatever the
         from mlflow.tracking._tracking_service import utils  # URI: drop a stale one (retry via another URI)
@@ -148,7 +149,7 @@ def log_files(client: Any, run_id: str, directory: Path, *, recursive: bool = Tr
         utils._artifact_repos_cache.pop(run_id, None)
     found = directory.rglob("*") if recursive else directory.iterdir()
     for path in sorted(p for p in found if p.is_file()):
-        if path.name in BOOKKEEPING or path.name.endswith(".tmp"):
+        if path.name in skip or path.name.endswith(".tmp"):
             continue
         rel = path.relative_to(directory).parent.as_posix()
         client.log_artifact(run_id, str(path), artifact_path=None if rel == "." else rel)
@@ -228,6 +229,10 @@ class Session:
         self.run_id = run_id
         self.pending.mark(LOGGING_REASON, new_attempt=False, mlflow_run_id=run_id)
         _write_json(self.directory / STATE_FILE, {**state, "status": "partial", "time": _now()})
+
+    def log_files(self, run_id: str, *, recursive: bool = True) -> None:
+        """The folder's files as the run's artifacts (not the marker, not ``mlflow.json``)."""
+        log_files(self.client, run_id, self.directory, recursive=recursive, skip=BOOKKEEPING | {self.pending.name})
 
     def ui_url(self, run_id: str) -> str | None:
         return ui_url(self.uri, self.experiment_id, run_id)

@@ -22,7 +22,6 @@ from evalmon.sinks.mlflow.client import (
     Session,
     all_experiment_ids,
     log_batches,
-    log_files,
     mlflow_client,
     search_tagged,
     upload,
@@ -68,7 +67,7 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
                  "evalmon_run_id": result.run_id, "ui_url": s.ui_url(rid)}
         s.started(rid, state)
         _log_data(s.client, run, result, run_dir)
-        log_files(s.client, rid, run_dir)
+        s.log_files(rid)
         tables = _log_tables(s.client, rid, run_dir) if samples_table else []
         s.client.set_terminated(rid, _STATUS.get(result.status, "FAILED"),
                                 end_time=_ms(result.finished_at) if result.finished_at else None)

@@ -30,7 +30,6 @@ from evalmon.sinks.mlflow.client import (
     Sent,
     Session,
     log_batches,
-    log_files,
     resolve_uri,
     search_tagged,
     upload,
@@ -215,7 +214,7 @@ def _send(s: Session, record: WindowRecord) -> Sent:
     if not on_timeline:  # once per content: the timeline is a history, a second copy would be a 2nd point
         log_batches(client, parent, metrics=metrics, **stamp)
         client.set_tag(run_id, TIMELINE_DONE_TAG, digest)
-    log_files(client, run_id, s.directory, recursive=False)
+    s.log_files(run_id, recursive=False)
     client.set_terminated(run_id, "FINISHED", end_time=_ms(record.window.end))
     ui = s.ui_url(run_id)
     return Sent({**state, "ui_url": ui}, {"status": "logged", "tracking_uri": s.uri, "experiment_id": eid,
