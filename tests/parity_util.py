@@ -32,8 +32,10 @@ def export(limits: dict[str, int], data_dir: Path, out: Path) -> dict[str, str]:
     return names
 
 
-def run_lmeval(hflm: Any, names: dict[str, str], task_dir: Path, bootstrap_iters: int = 1000) -> dict[str, Any]:
-    """``lm_eval.simple_evaluate`` on the exported tasks (samples logged, seeds fixed, no built-in index)."""
+def run_lmeval(hflm: Any, names: dict[str, str], task_dir: Path, bootstrap_iters: int = 1000,
+               **options: Any) -> dict[str, Any]:
+    """``lm_eval.simple_evaluate`` on the exported tasks (samples logged, seeds fixed, no built-in index);
+    ``options`` go to it as well (e.g. ``apply_chat_template=True, fewshot_as_multiturn=False``)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -41,7 +43,7 @@ def run_lmeval(hflm: Any, names: dict[str, str], task_dir: Path, bootstrap_iters
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     out: dict[str, Any] = lm_eval.simple_evaluate(
         model=hflm, tasks=list(names.values()), task_manager=manager, log_samples=True,
-        bootstrap_iters=bootstrap_iters, random_seed=0, numpy_random_seed=1234, torch_random_seed=1234)
+        bootstrap_iters=bootstrap_iters, random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, **options)
     return out
 
 

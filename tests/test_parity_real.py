@@ -194,3 +194,91 @@ def test_rolling_loglikelihood_matches(run: RealRun) -> None:
             assert result.metrics[m].value == pytest.approx(theirs["results"][f"{m},none"], rel=1e-6), m
         tokens = max(s.extra["tokens"] for s in samples)
         assert tokens > (3 * max_length if max_length else SLIDING_WINDOW), (max_length, tokens)
+
+
+# ------------------------------------------------------------------ chat-template mode (SmolLM2, an instruct model)
+
+CHAT_LIMITS = {"mmlu_anatomy": 5, "hellaswag": 5}  # MMLU 5-shot: few-shot turns; HellaSwag: 0-shot, no system
+CHAT_VARIANTS = {True: ("mmlu_anatomy", "hellaswag"), False: ("mmlu_anatomy",)}  # fewshot_as_multiturn → tasks
+
+
+@dataclass
+class ChatRun:
+    names: dict[str, str]
+    theirs: dict[bool, dict[str, Any]]  # fewshot_as_multiturn → lm-eval's simple_evaluate output
+    ours: dict[bool, dict[str, Any]]  # fewshot_as_multiturn → task → (TaskResult, samples)
+    contexts: dict[bool, dict[str, list[list[tuple[str, str]]]]]  # … → task → per doc [(rendered context, cont)]
+    lmeval_tokens: dict[tuple[str, str], tuple[list[int], list[int]]]
+    evalmon_tokens: dict[tuple[str, str], tuple[list[int], list[int]]]
+    fingerprint: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def chat_run(smollm2_checkpoint: Path, benchmarks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ChatRun:
+    """evalmon with ``chat_template: true`` (both ``fewshot_as_multiturn`` values), then lm-eval's ``HFLM`` with
+    ``apply_chat_template=True`` on the same loaded weights and tokenizer (one model in memory, loaded once)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from evalmon.backends.hf.chat import render_contexts
+
+    out = tmp_path_factory.mktemp("lmeval_chat")
+    names = export(CHAT_LIMITS, benchmarks_dir, out)
+    lm = HFCausalLM(HFSettings(path=str(smollm2_checkpoint), batch_size=8))
+    ours: dict[bool, dict[str, Any]] = {}
+    contexts: dict[bool, dict[str, list[list[tuple[str, str]]]]] = {}
+    for multiturn, tasks in CHAT_VARIANTS.items():
+        ours[multiturn], contexts[multiturn] = {}, {}
+        for name in tasks:
+            task = build_task(name, TaskOptions(data_dir=benchmarks_dir, limit=CHAT_LIMITS[name], extra={
+                "chat_template": True, "fewshot_as_multiturn": multiturn}))
+            ours[multiturn][name] = evaluate_task(task, lm, None, lambda n: None)
+            per_doc = [task.requests(d) for d in task.docs()]
+            contexts[multiturn][name] = [list(zip(render_contexts(lm.tokenizer, reqs, model="smollm2"),
+                                                  [r.continuation for r in reqs], strict=True)) for reqs in per_doc]
+    hflm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=8, device="cpu")
+    theirs = {multiturn: run_lmeval(hflm, {t: names[t] for t in tasks}, out, apply_chat_template=True,
+                                    fewshot_as_multiturn=multiturn) for multiturn, tasks in CHAT_VARIANTS.items()}
+    pairs = {(c, x) for run in theirs.values() for samples in run["samples"].values()
+             for reqs in their_requests(samples).values() for c, x, _, _ in reqs}
+    lmeval_tokens = {p: hflm._encode_pair(*p) for p in pairs}
+    evalmon_tokens = {p: lm.encode_pair(*p) for p in pairs}
+    fingerprint = lm.fingerprint.to_dict()
+    del hflm, lm
+    gc.collect()
+    return ChatRun(names, theirs, ours, contexts, lmeval_tokens, evalmon_tokens, fingerprint)
+
+
+@pytest.mark.parametrize("multiturn", list(CHAT_VARIANTS), ids=["fewshot_as_multiturn", "single_turn"])
+def test_chat_template_requests_equal_lmeval(chat_run: ChatRun, multiturn: bool) -> None:
+    """The rendered context and continuation of every request are lm-eval's, character for character
+    (system turn = description, few-shot turns, generation prompt, no target delimiter)."""
+    for task in CHAT_VARIANTS[multiturn]:
+        theirs = their_requests(chat_run.theirs[multiturn]["samples"][chat_run.names[task]])
+        ours = chat_run.contexts[multiturn][task]
+        assert len(ours) == len(theirs) == CHAT_LIMITS[task]
+        for i, doc in enumerate(ours):
+            assert doc == [(c, x) for c, x, _, _ in theirs[i]], f"{task} doc {i}"
+        assert all(c.endswith("<|im_start|>assistant\n") and not x.startswith(" ") for c, x in ours[0])
+    turns = chat_run.contexts[multiturn]["mmlu_anatomy"][0][0][0].count("<|im_start|>user")
+    assert turns == (6 if multiturn else 1)  # 5 shots + the question, or one user turn
+
+
+@pytest.mark.parametrize("multiturn", list(CHAT_VARIANTS), ids=["fewshot_as_multiturn", "single_turn"])
+def test_chat_template_numbers_equal_lmeval(chat_run: ChatRun, multiturn: bool) -> None:
+    """Every loglikelihood within 1e-4, is_greedy and the metrics equal, document by document."""
+    for task in CHAT_VARIANTS[multiturn]:
+        assert_task_parity(task, CHAT_LIMITS[task], chat_run.names[task], chat_run.theirs[multiturn],
+                           chat_run.ours[multiturn][task])
+        assert chat_run.ours[multiturn][task][0].config["chat_template"] is True
+
+
+def test_chat_template_bos_and_tokenisation_equal_lmeval(chat_run: ChatRun) -> None:
+    """SmolLM2's template writes ``<|im_start|>`` (its BOS token) itself: both sides add no special tokens to the
+    rendered text (lm-eval's has_bos_prefix rule) and tokenise every request identically; the fingerprint
+    records the template's hash and where the BOS comes from."""
+    assert chat_run.evalmon_tokens == chat_run.lmeval_tokens
+    bos = chat_run.fingerprint["extra"]["prefix_token_id"]
+    assert all(ctx[0] == bos and ctx[1] != bos for ctx, _ in chat_run.evalmon_tokens.values())
+    assert chat_run.fingerprint["chat_template"].startswith("sha256:")
+    assert chat_run.fingerprint["extra"]["chat"] == {"template": chat_run.fingerprint["chat_template"],
+                                                      "bos": "template"}
