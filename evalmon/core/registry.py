@@ -226,6 +226,8 @@ class Registry(Generic[T]):
         self._loading = f"distribution {dist!r} entry point {ep.name!r} ({ep.value})"
         try:
             obj = ep.load()
+        except PluginError:
+            raise  # a name registered twice while importing: already one line naming both origins
         except Exception as exc:  # any import failure of a plugin becomes one line
             detail = " ".join(str(exc).split()) or "no message"
             raise PluginError(

@@ -37,6 +37,9 @@ class _SignalConfig(ConfigModel, BaseModel):  # BaseModel named for linters (mut
     enabled: bool = True
 
 
+BaseSignalConfig = _SignalConfig  # what a plugin's signal config subclasses (adds ``name: Literal[...]``)
+
+
 class TextConfig(_SignalConfig):
     name: Literal["text"] = "text"
     fields: list[str] = ["prompt", "response"]
@@ -275,7 +278,25 @@ def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = N
 
 
 __all__ = [
-    "CATEGORICAL_COLUMNS", "DEFAULT_SIGNALS", "RATE_COLUMNS", "VECTOR_COLUMN_PREFIX", "ComputeStats", "EmbeddingConfig", "HallucinationConfig", "JudgeConfig",
-    "PiiConfig", "RefusalConfig", "SafetyClassifierConfig", "SafetyConfig", "SignalCache", "SignalConfig",
-    "TextConfig", "UsageConfig", "build_signals", "compute_signal", "compute_signals", "parse_signal_configs",
+    "CATEGORICAL_COLUMNS",
+    "DEFAULT_SIGNALS",
+    "RATE_COLUMNS",
+    "VECTOR_COLUMN_PREFIX",
+    "BaseSignalConfig",
+    "ComputeStats",
+    "EmbeddingConfig",
+    "HallucinationConfig",
+    "JudgeConfig",
+    "PiiConfig",
+    "RefusalConfig",
+    "SafetyClassifierConfig",
+    "SafetyConfig",
+    "SignalCache",
+    "SignalConfig",
+    "TextConfig",
+    "UsageConfig",
+    "build_signals",
+    "compute_signal",
+    "compute_signals",
+    "parse_signal_configs",
 ]
