@@ -11,6 +11,10 @@ every request, hence the BOS policy, identical.
 
 MMLU college medicine 5-shot: the first document's prompt is 554 Gemma tokens, past the 512-token window.
 
+Chat-template mode (SmolLM2 only, an instruct model): lm-eval with ``apply_chat_template=True`` and
+``fewshot_as_multiturn`` true/false vs evalmon's ``chat_template: true`` on 5 MMLU anatomy (5-shot) and 5
+HellaSwag documents — rendered request strings, token ids, loglikelihoods and metrics (~40 s).
+
 Budget (2 cores): lm-eval computes full-vocabulary logits at every position (262k floats per token on
 Gemma), so limits are small and Gemma runs lm-eval with batch size 2; only one model is loaded at a time.
 """
