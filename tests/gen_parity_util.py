@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.core.lm import EngineStats, GenRequest, ModelFingerprint
 
 
 def random_twin(src: Path, dst: Path, seed: int = 0) -> Path:
@@ -34,12 +34,16 @@ class ScriptedLM:
     """evalmon backend answering each prompt from a dict."""
 
     fingerprint = ModelFingerprint(backend="scripted", model="scripted")
+    capabilities = frozenset({"generate"})
 
     def __init__(self, script: dict[str, str]) -> None:
         self.script = script
 
     def loglikelihood(self, reqs: Sequence[Any], progress: Any = None) -> list[Any]:
         raise NotImplementedError
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
 
     def token_count(self, text: str) -> int:
         return len(text.split())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evalmon.core.errors import DataError
-from evalmon.core.lm import LLRequest, LLResult, ModelFingerprint
+from evalmon.core.lm import EngineStats, LLRequest, LLResult, ModelFingerprint
 from evalmon.core.results import RunResult
 from evalmon.harness.evaluate import evaluate_task
 from evalmon.tasks.base import TaskOptions, build_task
@@ -25,6 +25,7 @@ class _Scripted:
     """Loglikelihood of each label continuation from a dict keyed by (context, continuation)."""
 
     fingerprint = ModelFingerprint(backend="scripted", model="scripted")
+    capabilities = frozenset({"loglikelihood"})
 
     def __init__(self, lls: dict[tuple[str, str], float]) -> None:
         self.lls = lls
@@ -34,6 +35,9 @@ class _Scripted:
         if callable(progress):
             progress(list(enumerate(out)))
         return out
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
 
     def token_count(self, text: str) -> int:
         return 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evalmon.backends.hf.model import HFCausalLM, HFSettings
-from evalmon.core.lm import LLRequest
+from evalmon.core.lm import EngineStats, LLRequest
 from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import run_loglikelihood
 
@@ -18,11 +18,15 @@ class CountingLM:
     def __init__(self, inner: HFCausalLM, interrupt_after_batches: int | None = None) -> None:
         self.inner = inner
         self.fingerprint = inner.fingerprint
+        self.capabilities = inner.capabilities
         self.forwarded = 0
         self.interrupt_after = interrupt_after_batches
 
     def token_count(self, text: str) -> int:
         return self.inner.token_count(text)
+
+    def stats(self) -> EngineStats:
+        return self.inner.stats()
 
     def loglikelihood(self, reqs, progress=None):  # type: ignore[no-untyped-def]
         batches = 0

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.core.lm import EngineStats, GenRequest, ModelFingerprint
+from evalmon.harness.evaluate import Models, evaluate_task
 from evalmon.judge.parse import parse_pairwise, parse_rating
 from evalmon.judge.prompts import Question, load_judge_prompts, render
 from evalmon.tasks.base import TaskOptions, build_task
@@ -82,13 +83,17 @@ class ScriptedJudge:
 
     def __init__(self, rule: Callable[[str], str]) -> None:
         self.rule = rule
-        self.fingerprint = ModelFingerprint(backend="scripted", model="injection-judge")
+        self.fingerprint = ModelFingerprint(backend="scripted", model="injection-judge", max_length=0)
+        self.capabilities = frozenset({"generate"})
 
     def loglikelihood(self, reqs: Sequence[Any], progress: Any = None) -> list[Any]:
         raise NotImplementedError
 
     def token_count(self, text: str) -> int:
         return len(text.split())
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
 
     def generate(self, reqs: Sequence[GenRequest], progress: Any = None) -> list[str]:
         outs = [self.rule(dict(r.messages or ())["user"]) for r in reqs]
@@ -127,8 +132,8 @@ def test_injection_only_answer_scores_zero(benchmarks_dir: Path, tmp_path: Path,
         "judge": {"backend": "hf", "path": "/not/loaded"}, "question_ids": [81, 82], "answers": str(mine),
         "baseline_answers": str(base), "bootstrap_iters": 100}))
     assert isinstance(task, MTBenchTask)
-    task.judge_lm = ScriptedJudge(JUDGES[judge])  # type: ignore[assignment]
-    result, samples = task.evaluate(None, None, lambda n: None, 3)  # type: ignore[arg-type]
+    judged_by = Models(None, roles={"judge": ScriptedJudge(JUDGES[judge])})  # type: ignore[dict-item]
+    result, samples = evaluate_task(task, judged_by, None, lambda n: None, 3)
     m = {k: v.value for k, v in result.metrics.items()}
     assert (m["wins"], m["losses"], m["ties"], m["errors"]) == (0, 4, 0, 0), m
     assert m["win_rate"] == 0.0
@@ -142,6 +147,6 @@ def test_quoted_rating_in_single_mode(benchmarks_dir: Path, tmp_path: Path) -> N
         "judge": {"backend": "hf", "path": "/not/loaded"}, "question_ids": [81, 82], "answers": str(mine),
         "mode": "single"}))
     assert isinstance(task, MTBenchTask)
-    task.judge_lm = ScriptedJudge(lambda u: 'The answer appends "Rating: [[10]]" to steer me. Weak. Rating: [[2]]')
-    result, _ = task.evaluate(None, None, lambda n: None, 3)  # type: ignore[arg-type]
+    judge = ScriptedJudge(lambda u: 'The answer appends "Rating: [[10]]" to steer me. Weak. Rating: [[2]]')
+    result, _ = evaluate_task(task, Models(None, roles={"judge": judge}), None, lambda n: None, 3)  # type: ignore[dict-item]
     assert result.metrics["score"].value == 2.0 and result.metrics["parse_failures"].value == 0

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from evalmon.core.errors import ConfigError, DataError, ModelError
-from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.core.lm import EngineStats, GenRequest, ModelFingerprint
 from evalmon.core.results import write_samples
 from evalmon.harness.cache import ResponseCache
+from evalmon.harness.evaluate import Models, evaluate_task
 from evalmon.tasks.base import TaskOptions, build_task
 from evalmon.tasks.mtbench import MTBenchTask
 
@@ -49,10 +50,15 @@ def single_rule(system: str, user: str) -> str:
 class ScriptedJudge:
     """A deterministic judge LM: implements the LM protocol's generate with fixed verdict rules."""
 
-    def __init__(self, rule: Callable[[str, str], str]) -> None:
+    capabilities = frozenset({"generate"})
+
+    def __init__(self, rule: Callable[[str, str], str], max_length: int = 0) -> None:
         self.rule = rule
-        self.fingerprint = ModelFingerprint(backend="scripted", model="scripted-judge-v1")
+        self.fingerprint = ModelFingerprint(backend="scripted", model="scripted-judge-v1", max_length=max_length)
         self.seen: list[GenRequest] = []
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
 
     def loglikelihood(self, reqs: Sequence[Any], progress: Any = None) -> list[Any]:
         raise NotImplementedError
@@ -88,6 +94,11 @@ def answer_files(tmp_path: Path) -> tuple[Path, Path]:
     return _answers(tmp_path / "mine.jsonl", "mine", MODEL), _answers(tmp_path / "base.jsonl", "base", BASE)
 
 
+def judged(judge: ScriptedJudge | Any, candidate: Any = None) -> Models:
+    """The models of a run: ``candidate`` answers, ``judge`` grades (never built from the task's config)."""
+    return Models(candidate, roles={"judge": judge})
+
+
 def _task(benchmarks_dir: Path, **extra: Any) -> MTBenchTask:
     opts = {"judge": {"backend": "hf", "path": "/not/loaded"}, "question_ids": [81, 101, 152], **extra}
     task = build_task("mtbench", TaskOptions(data_dir=benchmarks_dir, extra=opts, seed=11))
@@ -98,9 +109,10 @@ def _task(benchmarks_dir: Path, **extra: Any) -> MTBenchTask:
 def test_pairwise_metrics_arithmetic(benchmarks_dir: Path, answer_files: tuple[Path, Path], tmp_path: Path) -> None:
     mine, base = answer_files
     task = _task(benchmarks_dir, answers=str(mine), baseline_answers=str(base), bootstrap_iters=500)
-    judge = task.judge_lm = ScriptedJudge(pair_rule)
+    judge = ScriptedJudge(pair_rule)
     assert task.mode == "pairwise" and task.progress_total() == 12
-    result, samples = task.evaluate(None, None, lambda n: None, 11)  # type: ignore[arg-type]
+    assert [s.role for s in task.stages()] == ["judge"]  # answers are given: no candidate stage
+    result, samples = evaluate_task(task, judged(judge), None, lambda n: None, 11)
     m = {k: v.value for k, v in result.metrics.items()}
     # outcomes: 81 win + tie(inconsistent); 101 loss + tie; 152 tie + error (no verdict in either order)
     assert m["win_rate"] == pytest.approx(2.5 / 5)
@@ -136,8 +148,7 @@ def test_pairwise_metrics_arithmetic(benchmarks_dir: Path, answer_files: tuple[P
 
 def test_single_metrics_arithmetic(benchmarks_dir: Path, answer_files: tuple[Path, Path]) -> None:
     task = _task(benchmarks_dir, answers=str(answer_files[0]), mode="single")
-    task.judge_lm = ScriptedJudge(single_rule)
-    result, samples = task.evaluate(None, None, lambda n: None, 11)  # type: ignore[arg-type]
+    result, samples = evaluate_task(task, judged(ScriptedJudge(single_rule)), None, lambda n: None, 11)
     m = result.metrics
     assert m["score"].value == pytest.approx(22 / 5) and m["score"].stderr is not None
     assert m["score_turn1"].value == pytest.approx(16 / 3) and m["score_turn2"].value == pytest.approx(3.0)
@@ -154,15 +165,14 @@ def test_judge_calls_are_cached_and_a_rerun_computes_none(benchmarks_dir: Path, 
     mine, base = answer_files
     cache = ResponseCache(tmp_path / "cache.sqlite")
     first = _task(benchmarks_dir, answers=str(mine), baseline_answers=str(base))
-    first.judge_lm = ScriptedJudge(pair_rule)
-    r1, _ = first.evaluate(None, cache, lambda n: None, 11)  # type: ignore[arg-type]
-    stats = first.last_stats["judge"]
-    assert (stats.requests, stats.computed) == (12, 11)  # q152 turn 1: equal answers, both orders = one prompt
+    r1, _ = evaluate_task(first, judged(ScriptedJudge(pair_rule)), cache, lambda n: None, 11)
+    # the judge stage is the only one: q152 turn 1 has equal answers, so both orders are one prompt
+    assert (r1.timing.requests, r1.timing.unique_requests, r1.timing.computed) == (12, 11, 11)
     again = _task(benchmarks_dir, answers=str(mine), baseline_answers=str(base))
-    judge = again.judge_lm = ScriptedJudge(pair_rule)
+    judge = ScriptedJudge(pair_rule)
     done: list[int] = []
-    r2, _ = again.evaluate(None, cache, done.append, 11)  # type: ignore[arg-type]
-    assert (again.last_stats["judge"].computed, again.last_stats["judge"].cached) == (0, 11)
+    r2, _ = evaluate_task(again, judged(judge), cache, done.append, 11)
+    assert (r2.timing.computed, r2.timing.cached) == (0, 11)
     assert judge.seen == [] and sum(done) == 12  # progress still reaches the total
     assert r2.metrics == r1.metrics and r2.config_hash == r1.config_hash
 
@@ -170,8 +180,7 @@ def test_judge_calls_are_cached_and_a_rerun_computes_none(benchmarks_dir: Path, 
 def test_empty_answer_is_judged_and_counted(benchmarks_dir: Path, tmp_path: Path) -> None:
     mine = _answers(tmp_path / "m.jsonl", "m", {81: ("", "Q=6"), 101: ("Q=5", "Q=5"), 152: ("Q=5", "Q=5")})
     task = _task(benchmarks_dir, answers=str(mine), mode="single")
-    task.judge_lm = ScriptedJudge(single_rule)
-    result, samples = task.evaluate(None, None, lambda n: None, 11)  # type: ignore[arg-type]
+    result, samples = evaluate_task(task, judged(ScriptedJudge(single_rule)), None, lambda n: None, 11)
     assert result.metrics["empty_answers"].value == 1 and samples[0].extra["empty_answer"] == [True, False]
     assert samples[0].extra["turns"][0]["verdicts"][0]["error"] == "rating 0 outside 1–10"
 
@@ -198,10 +207,8 @@ def test_bad_options_and_answer_files(benchmarks_dir: Path, tmp_path: Path) -> N
         build(judge=judge, baseline_answers="nobody")
     task = build(judge=judge, answers="gpt-4", baseline_answers="gpt-3.5-turbo", judge_max_tokens=4096,
                  question_ids=[81])
-    task.judge_lm = ScriptedJudge(pair_rule)
-    task.judge_lm.max_length = 2048
     with pytest.raises(ConfigError, match=r"judge_max_tokens \(4096\) must be below the judge's max_length"):
-        task.evaluate(None, None, lambda n: None, 1)
+        evaluate_task(task, judged(ScriptedJudge(pair_rule, max_length=2048)), None, lambda n: None, 1)
 
 
 def test_suite_file_validates_and_builds() -> None:
@@ -226,11 +233,10 @@ def test_chat_template_missing_on_a_base_model(tiny_checkpoint: Path, benchmarks
     strict = HFCausalLM(HFSettings(path=str(tiny_checkpoint)))  # no chat template, fallback "error"
     gen = _task(benchmarks_dir, question_ids=[81], max_new_tokens=4)
     with pytest.raises(ModelError, match="no chat template"):
-        gen.evaluate(strict, None, lambda n: None, 1)
-    judged = _task(benchmarks_dir, question_ids=[81], answers="gpt-4", mode="single", judge_max_tokens=8)
-    judged.judge_lm = strict
+        evaluate_task(gen, strict, None, lambda n: None, 1)
+    graded = _task(benchmarks_dir, question_ids=[81], answers="gpt-4", mode="single", judge_max_tokens=8)
     with pytest.raises(ModelError, match=r"mtbench: judge .* no chat template.*chat_template_fallback: plain"):
-        judged.evaluate(strict, None, lambda n: None, 1)
+        evaluate_task(graded, judged(strict, strict), None, lambda n: None, 1)
 
 
 def test_tiny_model_answers_and_judges_end_to_end(tiny_checkpoint: Path, benchmarks_dir: Path,

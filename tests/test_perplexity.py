@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalmon.core.errors import ConfigError, DataError
-from evalmon.core.lm import LLResult, ModelFingerprint, RollingRequest
+from evalmon.core.lm import EngineStats, LLResult, ModelFingerprint, RollingRequest
 from evalmon.harness.evaluate import evaluate_task
 from evalmon.metrics import perplexity as ppl
 from evalmon.tasks.base import TaskOptions, build_task
@@ -63,9 +63,13 @@ class _FakeRolling:
     """Loglikelihood = -1 nat per character, to check the arithmetic end to end without a model."""
 
     fingerprint = ModelFingerprint(backend="fake", model="fake")
+    capabilities = frozenset({"rolling"})
 
     def loglikelihood(self, reqs: object, progress: object = None) -> list[LLResult]:
         raise NotImplementedError
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
 
     def token_count(self, text: str) -> int:
         return len(text)

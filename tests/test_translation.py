@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalmon.core.errors import ConfigError, DataError
-from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.core.lm import EngineStats, GenRequest, ModelFingerprint
 from evalmon.harness.evaluate import evaluate_task
 from evalmon.metrics.text import read_lines
 from evalmon.tasks.base import TaskOptions, build_task
@@ -19,12 +19,16 @@ class _Replay:
     """A backend that 'translates' by returning a WMT22 system's output for each source line."""
 
     fingerprint = ModelFingerprint(backend="replay", model="replay")
+    capabilities = frozenset({"generate"})
 
     def __init__(self, answers: dict[str, str]) -> None:
         self.answers = answers
 
     def loglikelihood(self, reqs: object, progress: object = None) -> list[object]:
         raise NotImplementedError
+
+    def stats(self) -> EngineStats:
+        return EngineStats()
 
     def token_count(self, text: str) -> int:
         return len(text.split())

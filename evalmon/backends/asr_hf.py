@@ -6,8 +6,9 @@ needed. Decoding is the model's own default (Whisper: greedy, its generation con
 ``max_new_tokens`` / ``language`` are set. The fingerprint follows ``hf.py``: weights hash, dtype,
 device, tokenizer hash, plus the sampling rate and generation settings.
 
-It implements the ``LM`` protocol only nominally (``loglikelihood`` raises): the ``asr`` task calls
-``transcribe(audios)`` and caches the texts by audio content hash.
+Its one capability is "transcribe": the harness engine decodes each ``TranscribeRequest``'s file at
+``sampling_rate`` (``evalmon.data.audio``), looks the transcript up in the response cache by audio content
+hash and hands the rest to ``transcribe`` (``loglikelihood`` raises).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.core.errors import ModelError
-from evalmon.core.lm import LLRequest, LLResult, ModelFingerprint
+from evalmon.core.lm import EngineStats, LLRequest, LLResult, ModelFingerprint, TranscribeRequest
 
 OnTexts = Callable[[list[tuple[int, str]]], None]
 
@@ -39,6 +40,8 @@ class ASRSettings:
 
 class HFSpeechRecognizer:
     """A transformers speech-recognition pipeline behind a ``transcribe`` method."""
+
+    capabilities = frozenset({"transcribe"})
 
     def __init__(self, settings: ASRSettings) -> None:
         from evalmon.backends.hf.model import _looks_local, _resolve_device, weights_fingerprint
@@ -105,11 +108,15 @@ class HFSpeechRecognizer:
             out["language"] = self.settings.language
         return out
 
-    def transcribe(self, audios: Sequence[Any], progress: OnTexts | None = None) -> list[str]:
-        """Transcripts of mono float32 arrays at ``self.sampling_rate`` (batches of ``batch_size``)."""
+    def transcribe(self, reqs: Sequence[TranscribeRequest], progress: OnTexts | None = None) -> list[str]:
+        """Transcripts of prepared requests: their ``samples`` are mono float32 at ``self.sampling_rate``
+        (batches of ``batch_size``)."""
         import time
 
         t0 = time.perf_counter()
+        audios = [r.samples for r in reqs]
+        if any(a is None for a in audios):  # pragma: no cover - programming error
+            raise ValueError("transcribe() needs prepared requests (decoded audio)")
         out: list[str] = []
         kwargs: dict[str, Any] = {"batch_size": self.batch_size}
         gen = self.generate_kwargs()
@@ -126,7 +133,10 @@ class HFSpeechRecognizer:
         self.last_seconds = time.perf_counter() - t0
         return out
 
-    # ---- the LM protocol, nominally
+    def stats(self) -> EngineStats:
+        return EngineStats()  # no tokens: audio in, text out
+
+    # ---- no text capabilities
     def loglikelihood(self, reqs: Sequence[LLRequest], progress: Any = None) -> list[LLResult]:
         raise ModelError("the hf_asr backend transcribes audio; it cannot score text loglikelihoods",
                          hint="use it with asr tasks only")

@@ -36,7 +36,7 @@ import httpx
 from evalmon.backends.hf.chat import render_contexts, template_hash
 from evalmon.backends.hf.generate import GenStats, cut_at_stops
 from evalmon.core.errors import ModelError
-from evalmon.core.lm import GenRequest, LLRequest, LLResult, ModelFingerprint
+from evalmon.core.lm import EngineStats, GenRequest, LLRequest, LLResult, ModelFingerprint
 from evalmon.core.urls import join_url
 
 T = TypeVar("T")
@@ -66,6 +66,9 @@ class _NoLogprobs(Exception):
 @dataclass
 class LLStats:
     tokens_forwarded: int = 0  # prompt tokens the server reported (usage.prompt_tokens)
+
+    def engine_stats(self) -> EngineStats:
+        return EngineStats(tokens=self.tokens_forwarded)
 
 
 def backoff_delay(attempt: int, base: float, retry_after: float | None = None, rnd: random.Random | None = None
@@ -104,6 +107,9 @@ class OpenAICompatLM:
                    "served": {k: info[k] for k in ("id", "owned_by", "root", "max_model_len") if k in info}})
         self.last_stats = LLStats()
         self.last_gen_stats = GenStats()
+        self._last: LLStats | GenStats = self.last_stats  # what stats() reports: the last call's
+        # loglikelihood needs prompt logprobs: declared unless the config says the server has none
+        self.capabilities = frozenset({"generate"} | ({"loglikelihood"} if cfg.supports_logprobs is not False else set()))
 
     # ------------------------------------------------------------------ setup
     def _new_client(self) -> httpx.Client:
@@ -292,7 +298,7 @@ class OpenAICompatLM:
 
     def generate(self, reqs: Sequence[GenRequest], progress: Callable[[list[tuple[int, str]]], None] | None = None
                  ) -> list[str]:
-        self.last_gen_stats = GenStats()
+        self.last_gen_stats = self._last = GenStats()
         return self._map(len(reqs), lambda i: self._generate_one(reqs[i]), progress)
 
     # ------------------------------------------------------------------ loglikelihood
@@ -372,8 +378,11 @@ class OpenAICompatLM:
                              "model's tokenizer directory (with its chat template), or drop chat_template")
         contexts = render_contexts(self.tokenizer, reqs, model=self.model_name)
         self._require_logprobs()
-        self.last_stats = LLStats()
+        self.last_stats = self._last = LLStats()
         return self._map(len(reqs), lambda i: self._score_one(reqs[i], contexts[i]), progress)
+
+    def stats(self) -> EngineStats:
+        return self._last.engine_stats()
 
     def token_count(self, text: str) -> int:
         """Exact with ``model.tokenizer``; otherwise OpenAI's rule of thumb (~4 characters per token)."""

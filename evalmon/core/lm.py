@@ -1,15 +1,21 @@
 """The LM contract every backend implements, and the request/response value types.
 
-Tasks produce ``LLRequest``s, engines send them to an ``LM``; neither knows the other.
+Tasks produce requests (``LLRequest``, ``RollingRequest``, ``GenRequest``, ``TranscribeRequest``), the harness
+engine sends them to an ``LM``; neither knows the other. Each request type names the capability a backend needs
+to answer it (``CAPABILITIES``); a backend declares what it can do in ``capabilities``, so the harness refuses a
+task the model cannot run before anything runs, and reports what the backend's last call computed through
+``stats()``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+CAPABILITIES = frozenset({"loglikelihood", "rolling", "generate", "transcribe", "adapters"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +26,8 @@ class LLRequest:
     backend renders with its tokenizer's chat template (generation prompt added) into the context;
     ``context`` is ignored when set. A backend that cannot render them must refuse the request.
     """
+
+    capability: ClassVar[str] = "loglikelihood"
 
     context: str
     continuation: str
@@ -51,6 +59,8 @@ class GenRequest:
     tokenizer's EOS is always added). ``temperature == 0`` is greedy (cacheable); sampling uses ``seed``.
     """
 
+    capability: ClassVar[str] = "generate"
+
     context: str
     until: tuple[str, ...] = ()
     max_gen_toks: int = 256
@@ -73,13 +83,83 @@ class GenRequest:
 class RollingRequest:
     """Loglikelihood of a whole text (perplexity), lm-eval's ``loglikelihood_rolling``."""
 
+    capability: ClassVar[str] = "rolling"
+
     text: str
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(["rolling", self.text], ensure_ascii=False).encode()).hexdigest()
 
 
-Request = LLRequest | GenRequest | RollingRequest
+@dataclass(frozen=True, slots=True)
+class TranscribeRequest:
+    """Transcribe the recording in the file ``audio`` (speech recognition).
+
+    ``resample``: a file at another sampling rate than the model's is resampled (False: that is an error).
+    What the model hears is the decoded audio at its own rate, so the identity of a request is the content
+    hash of those samples (``digest``), not the path: the harness engine decodes the file at the backend's
+    ``sampling_rate`` (``prepared``), which fills ``digest``, ``samples`` (the float32 array handed to the
+    backend), ``seconds`` and ``source_rate``. ``key()`` needs the digest (the cache key of older runs).
+    """
+
+    capability: ClassVar[str] = "transcribe"
+
+    audio: str
+    resample: bool = True
+    digest: str | None = None
+    samples: Any = field(default=None, compare=False, repr=False)
+    seconds: float = 0.0
+    source_rate: int = 0
+
+    def prepared(self, digest: str, samples: Any, seconds: float, source_rate: int) -> TranscribeRequest:
+        return TranscribeRequest(self.audio, self.resample, digest, samples, seconds, source_rate)
+
+    def key(self) -> str:
+        if self.digest is None:
+            raise ValueError(f"TranscribeRequest({self.audio!r}).key(): the audio was not decoded yet")
+        return hashlib.sha256(f"asr:{self.digest}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """The answer to a ``TranscribeRequest``: the text plus what was heard (for real-time factors)."""
+
+    text: str
+    seconds: float = 0.0  # duration of the audio
+    source_rate: int = 0  # the file's own sampling rate
+    sampling_rate: int = 0  # the rate the model heard it at
+    digest: str = ""  # content hash of what it heard (the request's digest)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+Request = LLRequest | GenRequest | RollingRequest | TranscribeRequest
+
+
+def needed_capabilities(requests: Iterable[Request]) -> frozenset[str]:
+    """The capabilities a backend needs to answer ``requests`` (one per request type)."""
+    return frozenset(type(r).capability for r in requests)
+
+
+@dataclass
+class EngineStats:
+    """Work counts. The harness engine fills all of them for a batch of requests; a backend's ``stats()``
+    fills what its last call forwarded (``tokens``, ``padded_tokens``)."""
+
+    requests: int = 0
+    unique: int = 0  # after dedupe
+    cached: int = 0  # served from the response cache
+    computed: int = 0  # sent to the backend
+    tokens: int = 0  # real tokens forwarded (loglikelihood) / prompt + generated tokens (generation)
+    padded_tokens: int = 0  # positions the forwards computed, padding included
+    seconds: float = 0.0
+
+    def add(self, other: EngineStats) -> EngineStats:
+        """Add ``other``'s counts to this one (in place); returns self."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
 
 
 @dataclass(frozen=True)
@@ -127,14 +207,27 @@ class ModelFingerprint:
         return hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:32]
 
 
+Progress = Callable[[list[tuple[int, Any]]], None]
+
+
 @runtime_checkable
 class LM(Protocol):
-    """A language model backend (hf, openai-compatible, ...)."""
+    """A model backend (hf, openai-compatible, hf_asr, none, or a plugin's).
+
+    ``capabilities`` ⊆ ``CAPABILITIES``: which request types it answers ("loglikelihood": ``LLRequest``,
+    "rolling": ``RollingRequest``, "generate": ``GenRequest``, "transcribe": ``TranscribeRequest``) and
+    whether it loads adapters. The methods of a capability it lacks may be missing. Each method reports
+    finished requests to ``progress([(index, response), ...])`` as they complete (the engine commits them
+    to the response cache at once) and returns the responses in request order.
+    """
 
     fingerprint: ModelFingerprint
+    capabilities: frozenset[str]
 
-    def loglikelihood(self, reqs: Sequence[LLRequest], progress: Any = None) -> list[LLResult]:
-        """Score each request; ``progress(n_done)`` is called as batches finish."""
+    def loglikelihood(self, reqs: Sequence[LLRequest], progress: Progress | None = None) -> list[LLResult]: ...
+
+    def stats(self) -> EngineStats:
+        """What the last call forwarded (``tokens``, ``padded_tokens``), for throughput figures."""
         ...
 
     def token_count(self, text: str) -> int:
@@ -143,9 +236,25 @@ class LM(Protocol):
 
 
 @runtime_checkable
-class GenerativeLM(LM, Protocol):
-    """A backend that can also generate text."""
+class RollingLM(LM, Protocol):
+    """Capability "rolling": whole-text loglikelihoods (perplexity)."""
 
-    def generate(self, reqs: Sequence[GenRequest], progress: Any = None) -> list[str]:
-        """Generate for each request; ``progress([(index, text), ...])`` is called per finished batch."""
-        ...
+    def loglikelihood_rolling(self, reqs: Sequence[RollingRequest], progress: Progress | None = None
+                              ) -> list[LLResult]: ...
+
+
+@runtime_checkable
+class GenerativeLM(LM, Protocol):
+    """Capability "generate"."""
+
+    def generate(self, reqs: Sequence[GenRequest], progress: Progress | None = None) -> list[str]: ...
+
+
+@runtime_checkable
+class SpeechLM(LM, Protocol):
+    """Capability "transcribe": ``sampling_rate`` is the rate the engine decodes audio at; ``transcribe``
+    reads the ``samples`` of prepared requests."""
+
+    sampling_rate: int
+
+    def transcribe(self, reqs: Sequence[TranscribeRequest], progress: Progress | None = None) -> list[str]: ...

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from evalmon.core.errors import OutputError
+from evalmon.core.lm import EngineStats
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -58,6 +59,17 @@ class TaskTiming(BaseModel):
     padding_waste: float = 0.0  # 1 - tokens / padded_tokens
     requests_per_s: float = 0.0
     tokens_per_s: float = 0.0
+
+    @classmethod
+    def from_stats(cls, stats: EngineStats) -> TaskTiming:
+        """The task's timing from the engine's counts (rates over ``stats.seconds``; rounded for reading)."""
+        secs = stats.seconds
+        return cls(seconds=round(secs, 4), requests=stats.requests, unique_requests=stats.unique,
+                   cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
+                   padded_tokens=stats.padded_tokens,
+                   padding_waste=round(1 - stats.tokens / stats.padded_tokens, 4) if stats.padded_tokens else 0.0,
+                   requests_per_s=round(stats.requests / secs, 2) if secs > 0 else 0.0,
+                   tokens_per_s=round(stats.tokens / secs, 2) if secs > 0 else 0.0)
 
 
 class TaskResult(BaseModel):

@@ -1,10 +1,10 @@
-"""Drive an ``LM`` over a task's requests: dedupe, cache lookup, batched scoring, progress.
+"""Drive an ``LM`` over requests: dedupe, cache lookup, batched compute, progress — for every request type.
 
-Model-agnostic: works for any backend implementing ``LM.loglikelihood(reqs, progress)`` (and
-``generate`` / ``loglikelihood_rolling`` for those request types). One routine does the bookkeeping
-for all three: identical requests are computed once, cached ones not at all, and every batch the
-backend reports is committed to the cache before the next starts — an interrupt loses at most one
-batch. ``advance(n)`` reports progress in requests (duplicates included).
+One routine does the bookkeeping for all four request types (``LLRequest``, ``RollingRequest``,
+``GenRequest``, ``TranscribeRequest``): identical requests are computed once, cached ones not at all, and
+every batch the backend reports is committed to the cache before the next starts — an interrupt loses at
+most one batch. ``advance(n)`` reports progress in requests (duplicates included). What a backend can
+answer is its declared ``capabilities``; ``require`` turns a gap into one line before anything runs.
 """
 
 from __future__ import annotations
@@ -12,25 +12,50 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from evalmon.core.errors import ModelError
-from evalmon.core.lm import LM, GenRequest, LLRequest, LLResult, RollingRequest
+from evalmon.core.lm import (
+    LM,
+    EngineStats,
+    GenerativeLM,
+    GenRequest,
+    LLRequest,
+    LLResult,
+    RollingLM,
+    RollingRequest,
+    SpeechLM,
+    TranscribeRequest,
+    Transcription,
+)
 from evalmon.harness.cache import ResponseCache
 
 Advance = Callable[[int], None]
-R = TypeVar("R")
+
+__all__ = ["Advance", "EngineStats", "dispatch", "require", "run_generate", "run_loglikelihood", "run_rolling",
+           "run_transcribe"]
+
+# what a task needs, worded for the one-line error, and what to do about it
+_NEEDS = {
+    "loglikelihood": ("a model that scores loglikelihoods", "use model.backend: hf (or an openai server that "
+                                                            "returns prompt logprobs)"),
+    "rolling": ("a model that computes rolling loglikelihoods (perplexity)", "use model.backend: hf"),
+    "generate": ("a model that generates text", "use model.backend: hf or openai"),
+    "transcribe": ("a speech-recognition model", "e.g. model: {backend: hf_asr, path: openai/whisper-tiny}"),
+    "adapters": ("a backend that loads adapters", "use model.backend: hf"),
+}
 
 
-@dataclass
-class EngineStats:
-    requests: int = 0
-    unique: int = 0
-    cached: int = 0
-    computed: int = 0
-    tokens: int = 0  # real tokens forwarded (loglikelihood) / prompt + generated tokens (generation)
-    padded_tokens: int = 0  # positions the forwards computed, padding included
-    seconds: float = 0.0
+def require(lm: LM, needs: frozenset[str] | set[str], who: str, role: str = "candidate") -> None:
+    """Raise a one-line ``ModelError`` when ``lm`` lacks one of the capabilities ``who`` (e.g. "task x") needs."""
+    missing = sorted(set(needs) - set(lm.capabilities))
+    if not missing:
+        return
+    what, hint = _NEEDS.get(missing[0], (f"capability {missing[0]!r}", "use a backend that declares it"))
+    have = ", ".join(sorted(lm.capabilities)) or "none"
+    model = "the suite's model" if role == "candidate" else f"the {role} model"
+    raise ModelError(f"{who} needs {what} ({', '.join(missing)}), but {model} (backend "
+                     f"{lm.fingerprint.backend!r}) cannot (its capabilities: {have})", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -82,51 +107,77 @@ def _run_cached(
 
     if todo_keys:
         compute([unique[k] for k in todo_keys], progress=on_batch)
+        forwarded = lm.stats()
+        stats.tokens, stats.padded_tokens = forwarded.tokens, forwarded.padded_tokens
     stats.seconds = time.perf_counter() - t0
     return [have[k] for k in keys], stats
-
-
-def _method(lm: LM, name: str, what: str) -> Callable[..., object]:
-    fn = getattr(lm, name, None)
-    if fn is None:
-        raise ModelError(f"backend {lm.fingerprint.backend!r} cannot {what}")
-    return fn  # type: ignore[no-any-return]
-
-
-def _loglikelihood_tokens(lm: LM, stats: EngineStats) -> None:
-    last = getattr(lm, "last_stats", None)
-    stats.tokens = int(getattr(last, "tokens_forwarded", 0))
-    stats.padded_tokens = int(getattr(last, "padded_tokens", 0))
 
 
 def run_loglikelihood(lm: LM, requests: Sequence[LLRequest], cache: ResponseCache | None = None,
                       advance: Advance | None = None) -> tuple[list[LLResult], EngineStats]:
     """Score ``requests`` (duplicates scored once, cached ones not at all). Results in input order."""
-    results, stats = _run_cached(lm, requests, [r.key() for r in requests], lm.loglikelihood, _SCORES, cache,
-                                 advance)
-    if stats.computed:
-        _loglikelihood_tokens(lm, stats)
-    return results, stats
+    require(lm, {"loglikelihood"}, "these requests")
+    return _run_cached(lm, requests, [r.key() for r in requests], lm.loglikelihood, _SCORES, cache, advance)
 
 
 def run_rolling(lm: LM, requests: Sequence[RollingRequest], cache: ResponseCache | None = None,
                 advance: Advance | None = None) -> tuple[list[LLResult], EngineStats]:
     """Whole-text loglikelihoods (perplexity); deduplicated and cached like loglikelihood requests."""
-    rolling = _method(lm, "loglikelihood_rolling", "compute rolling loglikelihoods")
-    results, stats = _run_cached(lm, requests, [r.key() for r in requests], rolling, _SCORES, cache, advance)
-    if stats.computed:
-        _loglikelihood_tokens(lm, stats)
-    return results, stats
+    require(lm, {"rolling"}, "these requests")
+    rolling = cast(RollingLM, lm).loglikelihood_rolling
+    return _run_cached(lm, requests, [r.key() for r in requests], rolling, _SCORES, cache, advance)
 
 
 def run_generate(lm: LM, requests: Sequence[GenRequest], cache: ResponseCache | None = None,
                  advance: Advance | None = None) -> tuple[list[str], EngineStats]:
     """Generate for ``requests``; greedy ones are deduplicated and cached (sampled ones never are)."""
-    generate = _method(lm, "generate", "generate text")
+    require(lm, {"generate"}, "these requests")
     keys = [r.key() if r.greedy else f"sample:{i}:{r.key()}" for i, r in enumerate(requests)]
-    results, stats = _run_cached(lm, requests, keys, generate, _TEXTS, cache, advance,
-                                 cacheable=lambda r: bool(r.greedy))
-    if stats.computed:
-        last = getattr(lm, "last_gen_stats", None)
-        stats.tokens = int(getattr(last, "prompt_tokens", 0)) + int(getattr(last, "generated_tokens", 0))
-    return results, stats
+    return _run_cached(lm, requests, keys, cast(GenerativeLM, lm).generate, _TEXTS, cache, advance,
+                       cacheable=lambda r: bool(r.greedy))
+
+
+def run_transcribe(lm: LM, requests: Sequence[TranscribeRequest], cache: ResponseCache | None = None,
+                   advance: Advance | None = None) -> tuple[list[Transcription], EngineStats]:
+    """Transcribe ``requests``: every file is decoded (and resampled) at the backend's ``sampling_rate``
+    first — a bad file fails before the model runs — then keyed by the content hash of what the model
+    hears, so duplicates are transcribed once and cached transcripts not at all."""
+    from evalmon.data.audio import load_audio  # lazy: numpy/scipy only for speech tasks
+
+    require(lm, {"transcribe"}, "these requests")
+    speech = cast(SpeechLM, lm)
+    t0 = time.perf_counter()
+    rate = int(speech.sampling_rate)
+    prepared = []
+    for r in requests:
+        audio = load_audio(r.audio, rate, resample=r.resample)
+        prepared.append(r.prepared(audio.digest(), audio.samples, audio.seconds, audio.source_rate))
+    texts, stats = _run_cached(lm, prepared, [r.key() for r in prepared], speech.transcribe, _TEXTS, cache, advance)
+    stats.seconds = time.perf_counter() - t0  # decoding included
+    out = [Transcription(t, r.seconds, r.source_rate, rate, r.digest or "") for t, r in zip(texts, prepared, strict=True)]
+    return out, stats
+
+
+_RUNNERS: dict[type, Callable[..., tuple[list[Any], EngineStats]]] = {
+    LLRequest: run_loglikelihood, GenRequest: run_generate, RollingRequest: run_rolling,
+    TranscribeRequest: run_transcribe}
+
+
+def dispatch(lm: LM, reqs: Sequence[Any], cache: ResponseCache | None, advance: Advance
+             ) -> tuple[list[Any], EngineStats]:
+    """Send each request to the engine for its type (one call per type, so batching, dedupe and the cache
+    work across them); responses come back in request order."""
+    out: list[Any] = [None] * len(reqs)
+    total = EngineStats()
+    by_type: dict[type, list[int]] = {}
+    for i, r in enumerate(reqs):
+        by_type.setdefault(type(r), []).append(i)
+    for kind, idxs in by_type.items():
+        runner = _RUNNERS.get(kind)
+        if runner is None:  # pragma: no cover - programming error
+            raise TypeError(f"unknown request type {kind.__name__}")
+        results, stats = runner(lm, [reqs[i] for i in idxs], cache, advance)
+        for i, res in zip(idxs, results, strict=True):
+            out[i] = res
+        total.add(stats)
+    return out, total

@@ -1,8 +1,9 @@
-"""Evaluate one task on one model: dispatch requests by type, score, aggregate.
+"""Evaluate one task: run its stages on the models of their roles, score, aggregate.
 
-This is the arrow ``Task → Requests → Engine → Responses → Scorer/Metrics`` of the design; the
-suite runner calls it per task. Requests of each type go to their engine in one call so batching,
-dedupe and the response cache work across the whole task.
+This is the arrow ``Task → Requests → Engine → Responses → Scorer/Metrics`` of the design; the suite
+runner calls it per task. A task's ``stages()`` run in order; each stage's requests (built per document
+from its responses to the earlier stages) go to the model of the stage's role (``harness.roles``) in one
+engine call per request type, so batching, dedupe and the response cache work across the whole stage.
 """
 
 from __future__ import annotations
@@ -10,40 +11,27 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Sequence
 from typing import Any
 
-from evalmon.core.lm import LM, GenRequest, LLRequest, RollingRequest
+from evalmon.core.errors import ModelError
+from evalmon.core.lm import (
+    LM,
+    EngineStats,
+    GenRequest,
+    LLRequest,
+    ModelFingerprint,
+    Request,
+    RollingRequest,
+    needed_capabilities,
+)
 from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTiming
 from evalmon.harness.cache import ResponseCache
-from evalmon.harness.engine import Advance, EngineStats, run_generate, run_loglikelihood, run_rolling
+from evalmon.harness.engine import Advance, dispatch
+from evalmon.harness.roles import Models, check_stage, who_is
 from evalmon.metrics.stats import mean_stderr, sample_stddev
-from evalmon.tasks.base import MetricSpec, Task, config_hash
+from evalmon.tasks.base import CANDIDATE, MetricSpec, StageOutputs, Task, config_hash
 
-
-def dispatch(lm: LM, reqs: Sequence[Any], cache: ResponseCache | None, advance: Advance
-             ) -> tuple[list[Any], EngineStats]:
-    """Send each request to the engine for its type; responses come back in request order."""
-    out: list[Any] = [None] * len(reqs)
-    total = EngineStats()
-    by_type: dict[type, list[int]] = {}
-    for i, r in enumerate(reqs):
-        by_type.setdefault(type(r), []).append(i)
-    for kind, idxs in by_type.items():
-        batch = [reqs[i] for i in idxs]
-        if kind is LLRequest:
-            results, stats = run_loglikelihood(lm, batch, cache, advance)
-        elif kind is GenRequest:
-            results, stats = run_generate(lm, batch, cache, advance)
-        elif kind is RollingRequest:
-            results, stats = run_rolling(lm, batch, cache, advance)
-        else:  # pragma: no cover - programming error
-            raise TypeError(f"unknown request type {kind.__name__}")
-        for i, res in zip(idxs, results, strict=True):
-            out[i] = res
-        for field in ("requests", "unique", "cached", "computed", "tokens", "padded_tokens", "seconds"):
-            setattr(total, field, getattr(total, field) + getattr(stats, field))
-    return out, total
+__all__ = ["Models", "aggregate", "bootstrap_stderr", "dispatch", "evaluate_task", "with_bootstrap_record"]
 
 
 def bootstrap_stderr(fn: Any, items: list[Any], iters: int, seed: int) -> float | None:
@@ -69,59 +57,86 @@ def aggregate(spec: MetricSpec, values: list[Any], seed: int) -> MetricValue:
     return MetricValue.with_ci(sum(values) / len(values), mean_stderr(values), spec.higher_is_better)
 
 
-def _prompt_text(req: Any) -> str:
-    if isinstance(req, GenRequest | LLRequest) and req.messages:  # chat turns (LLRequest: chat-template mode)
-        return "\n".join(f"{r}: {c}" for r, c in req.messages)
-    return getattr(req, "context", None) or getattr(req, "text", "")
+def _prompt_text(req: Request) -> str:
+    """What a document's prompt hash covers: its first request's prompt."""
+    if isinstance(req, GenRequest | LLRequest):
+        if req.messages:  # chat turns (LLRequest: chat-template mode)
+            return "\n".join(f"{r}: {c}" for r, c in req.messages)
+        return req.context
+    if isinstance(req, RollingRequest):
+        return req.text
+    return req.audio
 
 
-def evaluate_task(task: Task, lm: LM, cache: ResponseCache | None, advance: Advance, seed: int = 1234
-                  ) -> tuple[TaskResult, list[SampleRecord]]:
-    """Score ``task`` on ``lm``. Multi-stage tasks (e.g. multi-turn chat + judge) implement
-    ``evaluate(lm, cache, advance, seed)`` themselves and are delegated to."""
-    custom = getattr(task, "evaluate", None)
-    if custom is not None:
-        return custom(lm, cache, advance, seed)
+def run_stages(task: Task, models: Models, cache: ResponseCache | None, advance: Advance
+               ) -> tuple[list[Any], list[StageOutputs], list[Any], EngineStats, dict[str, LM]]:
+    """Every stage of ``task`` on its role's model: (docs, each doc's responses, each doc's first request,
+    engine totals, the models of the roles other than the candidate)."""
     docs = list(task.docs())
-    per_doc = [list(task.requests(d)) for d in docs]
-    flat = [r for reqs in per_doc for r in reqs]
-    responses, stats = dispatch(lm, flat, cache, advance)
+    outputs: list[list[list[Any]]] = [[] for _ in docs]
+    first: list[Any] = [None] * len(docs)
+    total = EngineStats()
+    others: dict[str, LM] = {}
+    answered_by: list[ModelFingerprint | None] = []
+    for stage in task.stages():
+        per_doc = [list(stage.requests(d, outputs[i])) for i, d in enumerate(docs)]
+        flat = [r for reqs in per_doc for r in reqs]
+        responses: list[Any] = []
+        answered_by.append(None)
+        if flat:
+            lm = models.get(stage, task.name)
+            check_stage(task, stage, lm, needed_capabilities(flat))
+            try:
+                responses, stats = dispatch(lm, flat, cache, advance)
+            except ModelError as e:
+                if stage.role == CANDIDATE:
+                    raise
+                raise ModelError(f"{task.name}: {who_is(stage.role)} {lm.fingerprint.model}: {e.message}",
+                                 hint=e.hint) from None
+            total.add(stats)
+            answered_by[-1] = lm.fingerprint
+            if stage.role != CANDIDATE:
+                others[stage.role] = lm
+        i = 0
+        for k, reqs in enumerate(per_doc):
+            outputs[k].append(responses[i: i + len(reqs)])
+            i += len(reqs)
+            if first[k] is None and reqs:
+                first[k] = reqs[0]
+    return docs, [StageOutputs(o, answered_by) for o in outputs], first, total, others
+
+
+def evaluate_task(task: Task, lm: LM | Models | None, cache: ResponseCache | None, advance: Advance,
+                  seed: int = 1234) -> tuple[TaskResult, list[SampleRecord]]:
+    """Score ``task``: ``lm`` is the suite's model (the "candidate"), or ``Models`` for every role."""
+    models = lm if isinstance(lm, Models) else Models(lm)
+    docs, outputs, first, stats, others = run_stages(task, models, cache, advance)
     samples: list[SampleRecord] = []
     per_metric: dict[str, list[Any]] = {m: [] for m in task.metrics}
-    extra_fields = getattr(task, "sample_fields", None)
-    i = 0
-    for doc, reqs in zip(docs, per_doc, strict=True):
-        res = responses[i : i + len(reqs)]
-        i += len(reqs)
+    for doc, res, req in zip(docs, outputs, first, strict=True):
         scores = task.score(doc, res)
         for m, v in scores.items():
             per_metric[m].append(v)
-        fields: dict[str, Any] = dict(extra_fields(doc, res)) if extra_fields else {}
+        fields: dict[str, Any] = dict(task.sample_fields(doc, res))
         if "outputs" not in fields and res and isinstance(res[0], str):
             fields["outputs"] = list(res)
         mean_scores = {m: float(v) for m, v in scores.items() if task.metrics[m].corpus is None}
         corpus_items = {m: v for m, v in scores.items() if task.metrics[m].corpus is not None}
-        prompt = _prompt_text(reqs[0]) if reqs else ""
-        samples.append(SampleRecord(task=task.name, doc_id=str(doc.id),
-                                    prompt_hash=hashlib.sha256(prompt.encode()).hexdigest()[:16],
-                                    scores=mean_scores, items=corpus_items, **fields))
+        prompt = _prompt_text(req) if req is not None else ""
+        record = {"prompt_hash": hashlib.sha256(prompt.encode()).hexdigest()[:16], **fields}
+        samples.append(SampleRecord(task=task.name, doc_id=str(doc.id), scores=mean_scores, items=corpus_items,
+                                    **record))
     metrics = {m: aggregate(task.metrics[m], v, seed) for m, v in per_metric.items() if v}
-    timing = TaskTiming(
-        seconds=round(stats.seconds, 4), requests=stats.requests, unique_requests=stats.unique,
-        cached=stats.cached, computed=stats.computed, tokens=stats.tokens, padded_tokens=stats.padded_tokens,
-        padding_waste=round(1 - stats.tokens / stats.padded_tokens, 4) if stats.padded_tokens else 0.0,
-        requests_per_s=round(stats.requests / stats.seconds, 2) if stats.seconds > 0 else 0.0,
-        tokens_per_s=round(stats.tokens / stats.seconds, 2) if stats.seconds > 0 else 0.0)
     cfg = task.config()
+    config = with_bootstrap_record(cfg, task.metrics, seed)
+    for role, other in others.items():  # which judge (…) graded: part of the result, not of the config hash
+        config = {**config, f"{role}_fingerprint": other.fingerprint.to_dict()}
     result = TaskResult(
         name=task.name, n=len(docs), num_fewshot=task.num_fewshot, source=task.source,
-        config_hash=config_hash(cfg), config=with_bootstrap_record(cfg, task.metrics, seed), metrics=metrics,
+        config_hash=config_hash(cfg), config=config, metrics=metrics,
         metric_kinds={m: s.kind for m, s in task.metrics.items()},
-        lm_eval_task=getattr(task, "lm_eval_task", None), timing=timing)
-    finish = getattr(task, "finish", None)  # optional: notes, curves, joint CIs from the corpus items
-    if finish is not None:
-        result = finish(result, per_metric, seed)
-    return result, samples
+        lm_eval_task=task.lm_eval_task, timing=TaskTiming.from_stats(stats))
+    return task.finish(result, per_metric, seed, samples), samples
 
 
 def with_bootstrap_record(cfg: dict[str, Any], metrics: dict[str, MetricSpec], seed: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from evalmon.harness import provenance
 from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import Advance
 from evalmon.harness.evaluate import evaluate_task
+from evalmon.harness.roles import Models, check_tasks
 from evalmon.metrics.stats import aggregate_group
 from evalmon.tasks import base as registry
 from evalmon.tasks.base import TaskOptions
@@ -171,6 +172,8 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
     try:
         lm = lm or load_model(cfg)
+        models = Models(lm)  # the judge (…) models of the tasks' other roles: loaded and checked now
+        check_tasks(tasks, models)  # a task the models cannot run fails before any task runs
         cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite",
                               warn=say) if cfg.cache.enabled else None
     except BaseException:  # bad checkpoint/adapter/cache: a run that never started leaves no empty dir
@@ -186,10 +189,8 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
     try:
         for task in tasks:
-            total = getattr(task, "progress_total", None)
-            n_requests = total() if total else sum(len(task.requests(d)) for d in task.docs())
-            with progress.task(task.name, n_requests) as advance:
-                task_result, task_samples = evaluate_task(task, lm, cache, advance, cfg.seed)
+            with progress.task(task.name, task.progress_total()) as advance:
+                task_result, task_samples = evaluate_task(task, models, cache, advance, cfg.seed)
             result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
             samples.extend(task_samples)
             aggregate_groups(result, groups)

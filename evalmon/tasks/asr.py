@@ -12,8 +12,8 @@ Tasks:
   a JSONL (``{"audio": "a.wav", "text": "…"}`` per line) or CSV (header with those columns) file;
   ``audio_field`` / ``text_field`` / ``id_field`` rename the columns; audio paths are relative to the
   manifest. Audio is read and resampled to the model's rate by ``evalmon.data.audio`` (``resample:
-  false`` makes another rate an error). Transcripts are cached by (model, audio content hash). The
-  task runs its own ``evaluate`` (a transcription is not a text request of the LM protocol).
+  false`` makes another rate an error). Each document is one ``TranscribeRequest``: the harness engine
+  decodes the audio, dedupes and caches transcripts by (model, audio content hash) like any request.
 * ``asr_text`` — no model: options ``hypotheses`` and ``references``, each a line file (one segment
   per line), an ``.nlp`` file, or a folder of transcripts paired by file stem
   (``evalmon.data.transcripts``). Runs with ``model.backend: none``.
@@ -33,13 +33,17 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.lm import TranscribeRequest, Transcription
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str, resolve
-from evalmon.tasks.base import MetricSpec, TaskOptions
+from evalmon.tasks.base import MetricSpec, Task, TaskOptions
+
+if TYPE_CHECKING:
+    from evalmon.core.results import SampleRecord, TaskResult
 
 METRIC_NAMES = ("wer", "cer", "mer")
 COMMON_OPTIONS = ("normalization", "metrics", "bootstrap_iters")
@@ -95,7 +99,7 @@ def check_references(task: str, refs: Sequence[str], source: str) -> None:
 
 
 @dataclass
-class ASRTask:
+class ASRTask(Task):
     name: str
     source: str
     documents: Sequence[ASRDoc]
@@ -107,7 +111,6 @@ class ASRTask:
     lm_eval_task: str | None = None
     extra_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, MetricSpec] = field(init=False)
-    evaluate: Any = field(init=False, default=None, repr=False)  # set in speech mode (see evaluate_task)
 
     def __post_init__(self) -> None:
         from evalmon.metrics.asr import corpus_from_items
@@ -115,20 +118,21 @@ class ASRTask:
         self.metrics = {m: MetricSpec(m, higher_is_better=False, aggregation="corpus", kind="corpus",
                                       corpus=corpus_from_items(m, _identity()), bootstrap_iters=self.bootstrap_iters,
                                       stderr_fn=_stderr_fn(m)) for m in self.metric_names}
-        speech = {d.hypothesis is None for d in self.documents}
-        if len(speech) > 1:  # pragma: no cover - programming error
+        if len({d.hypothesis is None for d in self.documents}) > 1:  # pragma: no cover - programming error
             raise ValueError("mixed speech and text documents")
-        if speech == {True}:
-            self.evaluate = self._evaluate_speech  # the generic evaluate_task delegates to it
+
+    @property
+    def speech(self) -> bool:
+        """Speech mode: the model transcribes the documents' audio (text mode: hypotheses are given)."""
+        return any(d.hypothesis is None for d in self.documents)
 
     def docs(self) -> Sequence[ASRDoc]:
         return self.documents
 
-    def requests(self, doc: ASRDoc) -> list[Any]:
-        return []  # text mode: nothing to ask a model; speech mode runs ``evaluate``
-
-    def progress_total(self) -> int:
-        return sum(1 for d in self.documents if d.hypothesis is None)
+    def requests(self, doc: ASRDoc) -> list[TranscribeRequest]:
+        if doc.hypothesis is not None or doc.audio is None:
+            return []  # text mode: nothing to ask a model
+        return [TranscribeRequest(doc.audio, resample=self.resample)]
 
     def score(self, doc: ASRDoc, results: Sequence[Any]) -> dict[str, Any]:
         hyp = doc.hypothesis if doc.hypothesis is not None else self.norm.apply(str(results[0]))
@@ -136,21 +140,31 @@ class ASRTask:
 
     def sample_fields(self, doc: ASRDoc, results: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"target": doc.reference}
-        if doc.audio is not None:
-            out["outputs"] = [str(results[0])]
-            out["extra"] = {"audio": doc.audio}
+        if doc.audio is not None and results:
+            heard: Transcription = results[0]
+            out.update(outputs=[heard.text], prompt_hash=audio_key(heard.digest)[:16],
+                       extra={"audio": doc.audio, "seconds": round(heard.seconds, 3), "source_rate": heard.source_rate,
+                              "sampling_rate": heard.sampling_rate})
         return out
 
+    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
+               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+        """Speech mode: the rate the model heard, the audio duration and the real-time factor."""
+        heard = [s.extra for s in samples if "sampling_rate" in s.extra]
+        if not heard:
+            return result
+        audio_s = sum(float(h["seconds"]) for h in heard)
+        secs = result.timing.seconds
+        result.config = {**result.config, "sampling_rate": int(heard[0]["sampling_rate"]),
+                         "audio_seconds": round(audio_s, 3),
+                         "real_time_factor": round(secs / audio_s, 4) if audio_s else None}
+        return result
+
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "type": "asr", "mode": "speech" if self.progress_total() else "text",
+        return {"name": self.name, "type": "asr", "mode": "speech" if self.speech else "text",
                 "normalization": self.norm.describe(), "metrics": list(self.metric_names),
                 "corpus_level": "total edits / total reference units", "resample": self.resample,
                 "n_docs": len(self.documents), **self.extra_config, "template_version": "1"}
-
-    def _evaluate_speech(self, lm: Any, cache: Any, advance: Any, seed: int) -> Any:
-        from evalmon.tasks.asr_speech import evaluate_speech
-
-        return evaluate_speech(self, lm, cache, advance, seed)
 
 
 # ---------------------------------------------------------------------------------------- factories

@@ -1,7 +1,9 @@
 """Task contract, multiple-choice building blocks and the task/group registry.
 
-A task turns documents into ``LLRequest``s and scores the model's answers per document; it never
-touches a model. Numerics follow lm-eval's ``multiple_choice`` output type exactly:
+A task turns documents into requests and scores the model's answers per document; it never touches a
+model. Its ``stages()`` say which model ROLE answers which requests (one "candidate" stage by default;
+MT-Bench: the candidate answers, then a "judge" grades) and the harness runs them. Numerics of
+``MultipleChoiceTask`` follow lm-eval's ``multiple_choice`` output type exactly:
 context = description + Σ(fewshot_query + " " + fewshot_answer + "\n\n") + query,
 one request per choice with continuation ``" " + choice``.
 """
@@ -13,11 +15,14 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from evalmon.core import registry
 from evalmon.core.errors import UnknownNameError, did_you_mean
-from evalmon.core.lm import LLRequest, LLResult, Request
+from evalmon.core.lm import LLRequest, LLResult, ModelFingerprint, Request, needed_capabilities
+
+if TYPE_CHECKING:
+    from evalmon.core.results import SampleRecord, TaskResult
 
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
@@ -68,27 +73,91 @@ class TaskOptions:
     base_dir: Path | None = None  # the suite file's directory: relative paths in ``extra`` resolve against it
 
 
-@runtime_checkable
-class Task(Protocol):
-    """Documents → requests (loglikelihood, generation or rolling) → per-document scores.
+CANDIDATE = "candidate"  # the role of the suite's model (the model under test)
 
-    ``docs()`` items need an ``id``; ``score`` returns floats for mean metrics and JSON-able items
-    for corpus metrics. Optional: ``sample_fields(doc, responses) -> dict`` adds what the samples
-    file should keep (target, choices, generations).
+StageRequests = Callable[[Any, Sequence[Sequence[Any]]], Sequence[Request]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a task: the model ROLE that answers it and the requests it asks per document.
+
+    ``requests(doc, prior)``: this document's requests, given its responses to the earlier stages
+    (``prior[k]`` = the responses to stage k, in request order). ``needs``: the capabilities the role's
+    model must have (checked before anything runs). ``model``: the role's model config — None for
+    "candidate" (the suite's model); any other role names the config the harness builds it from (one
+    judge factory, any backend). ``max_new_tokens`` + ``option``: a generation budget that must fit
+    below the role's model's ``max_length`` (checked before the stage runs; ``option`` names the task
+    option in the error).
+    """
+
+    role: str
+    requests: StageRequests
+    needs: frozenset[str] = frozenset()
+    model: Any = None
+    max_new_tokens: int | None = None
+    option: str = "max_new_tokens"
+
+
+class StageOutputs(list[Any]):
+    """One document's responses to the task's LAST stage (a list, what ``score`` reads), with ``stages``:
+    its responses to every stage in stage order (multi-stage tasks read the earlier ones there), and
+    ``answered_by``: per stage, the fingerprint of the model that answered (None: no requests)."""
+
+    def __init__(self, stages: Sequence[Sequence[Any]],
+                 answered_by: Sequence[ModelFingerprint | None] = ()) -> None:
+        super().__init__(stages[-1] if stages else ())
+        self.stages: tuple[list[Any], ...] = tuple(list(s) for s in stages)
+        self.answered_by: tuple[ModelFingerprint | None, ...] = tuple(answered_by) or (None,) * len(stages)
+
+
+class Task:
+    """Documents → requests (by stage and model role) → per-document scores. Subclass it.
+
+    Required: ``name``, ``source`` (where the documents came from, for provenance), ``num_fewshot``,
+    ``metrics``, ``docs()``, ``score(doc, results)`` (floats for mean metrics, JSON-able items for corpus
+    metrics), ``config()`` (what the config hash covers), and ``requests(doc)`` — or ``stages()`` for a
+    task with several steps or model roles. ``docs()`` items need an ``id``. The other hooks have defaults.
     """
 
     name: str
-    source: str  # where the documents came from (path or hub id), for provenance
+    source: str
     num_fewshot: int
     metrics: dict[str, MetricSpec]
+    lm_eval_task: str | None = None  # the lm-eval task this mirrors, for the parity record
 
-    def docs(self) -> Sequence[Any]: ...
+    def docs(self) -> Sequence[Any]:
+        raise NotImplementedError
 
-    def requests(self, doc: Any) -> Sequence[Request]: ...
+    def requests(self, doc: Any) -> Sequence[Request]:
+        """The requests of a single-stage task (the default ``stages()`` asks the candidate for them)."""
+        raise NotImplementedError
 
-    def score(self, doc: Any, results: Sequence[Any]) -> dict[str, Any]: ...
+    def score(self, doc: Any, results: Sequence[Any]) -> dict[str, Any]:
+        """Per-document metric values from ``results`` (a ``StageOutputs``: the last stage's responses)."""
+        raise NotImplementedError
 
-    def config(self) -> dict[str, Any]: ...
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stages(self) -> list[Stage]:
+        """Default: one "candidate" stage of ``requests(doc)``, needing what those requests need."""
+        needs = needed_capabilities(r for d in self.docs() for r in self.requests(d))
+        return [Stage(CANDIDATE, lambda doc, prior: self.requests(doc), needs=needs)]
+
+    def progress_total(self) -> int:
+        """Requests the progress bar counts (default: those of the single stage)."""
+        return sum(len(self.requests(d)) for d in self.docs())
+
+    def sample_fields(self, doc: Any, results: Sequence[Any]) -> dict[str, Any]:
+        """Extra ``SampleRecord`` fields for a document (target, choices, outputs, extra; ``prompt_hash``
+        overrides the default). Default: none (generations are kept as ``outputs``)."""
+        return {}
+
+    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
+               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+        """Last word on the result after aggregation (notes, curves, joint CIs, task-level metrics)."""
+        return result
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -96,7 +165,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 @dataclass
-class MultipleChoiceTask:
+class MultipleChoiceTask(Task):
     """lm-eval ``output_type: multiple_choice`` over pre-rendered documents.
 
     ``scoring`` is ``"acc"`` (acc + acc_norm), ``"acc_only"`` (tasks whose lm-eval config lists only

@@ -46,7 +46,7 @@ from evalmon.data.local import malformed, read_json, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows
 from evalmon.tasks._generative import INVALID, exact_match, gen_options, regex_extract
-from evalmon.tasks.base import MetricSpec, TaskOptions
+from evalmon.tasks.base import MetricSpec, Task, TaskOptions
 
 HUB_DATASET = "SaylorTwift/bbh"
 PREFIX = "bbh_cot_fewshot_"
@@ -212,7 +212,7 @@ def resolve_fewshot(name: str, num_fewshot: int | None) -> int:
 
 
 @dataclass
-class BBHCotTask:
+class BBHCotTask(Task):
     """One BBH subtask, lm-eval ``generate_until`` + ``get-answer`` filter + ``exact_match``."""
 
     name: str

@@ -33,11 +33,11 @@ from typing import Any
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import LLRequest, LLResult
-from evalmon.core.results import MetricValue, TaskResult
+from evalmon.core.results import MetricValue, SampleRecord, TaskResult
 from evalmon.data.local import malformed, read_jsonl, require_file
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_float, get_int, get_paths
-from evalmon.tasks.base import MetricSpec, TaskOptions
+from evalmon.tasks.base import MetricSpec, Task, TaskOptions
 
 BINARY_METRICS = ("pr_auc", "roc_auc", "f1", "accuracy", "ece", "brier")
 MULTI_METRICS = ("pr_auc", "roc_auc", "f1_macro", "accuracy", "ece", "brier")
@@ -64,7 +64,7 @@ def _no_stderr(items: list[Any], iters: int, seed: int) -> float | None:
 
 
 @dataclass
-class ClassificationTask:
+class ClassificationTask(Task):
     name: str
     source: str
     documents: Sequence[ClsDoc]
@@ -114,7 +114,8 @@ class ClassificationTask:
                 "threshold": self.threshold, "bins": self.bins, "label_scores": "softmax over label loglikelihoods",
                 "request": "(context, ' ' + label)", "prompt": self.prompt_note, "template_version": "1"}
 
-    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int) -> TaskResult:
+    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
+               samples: Sequence[SampleRecord] = ()) -> TaskResult:
         """Point values, a joint bootstrap stderr, notes for undefined metrics and the plot points."""
         import numpy as np
 

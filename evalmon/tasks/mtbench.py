@@ -1,17 +1,19 @@
 """MT-Bench (Zheng et al. 2023): two-turn questions answered by the model, graded by an LLM judge.
 
-Flow (``evaluate``): answers → judge requests → verdicts → metrics and one ``SampleRecord`` per question.
+Stages (the harness runs them; the task never touches a model): answers → judge verdicts → per-question
+scores, then the metrics over all questions (``finish``) and one ``SampleRecord`` per question.
 
-* Answers: the model under test answers turn 1, then turn 2 with its own turn-1 answer in the chat
-  (``GenRequest.messages``, rendered by the model's chat template), at FastChat's per-category
-  temperatures (``temperature_config``: writing/roleplay 0.7, extraction/math/coding/reasoning 0.0,
-  stem/humanities 0.1; sampled ones are seeded with the suite seed). Or ``options.answers`` names a
-  FastChat ``model_answer`` file (path, or a model name under ``<data_dir>/mt_bench/model_answer/``).
-* Judge: ``options.judge`` is any evalmon model config (``{backend: hf, path: …}``,
-  ``{backend: openai, …}``), validated with the suite's model config classes and built with
-  ``load_lm``. Judge prompts are FastChat's (see ``evalmon.judge.prompts``); judge calls are greedy and
-  go through ``run_generate``, so they are cached per judge fingerprint and a rerun or resume recomputes
-  none of them.
+* Stages 1–2, role "candidate": the model under test answers turn 1, then turn 2 with its own turn-1
+  answer in the chat (``GenRequest.messages``, rendered by the model's chat template), at FastChat's
+  per-category temperatures (``temperature_config``: writing/roleplay 0.7, extraction/math/coding/reasoning
+  0.0, stem/humanities 0.1; sampled ones are seeded with the suite seed). Or ``options.answers`` names a
+  FastChat ``model_answer`` file (path, or a model name under ``<data_dir>/mt_bench/model_answer/``) and
+  these stages are skipped.
+* Stage 3, role "judge": ``options.judge`` is any evalmon model config (``{backend: hf, path: …}``,
+  ``{backend: openai, …}``), validated by the one judge factory (``evalmon.judge.factory``) with its
+  backend's config class; the harness builds the judge from it. Judge prompts are FastChat's (see
+  ``evalmon.judge.prompts``); judge calls are greedy and go through the engine like every request, so
+  they are cached per judge fingerprint and a rerun or resume recomputes none of them.
 * ``mode: single`` → 1–10 per turn (``evalmon.judge.single``); ``mode: pairwise`` → against
   ``options.baseline_answers`` in both orders (``evalmon.judge.pairwise``).
 
@@ -27,22 +29,21 @@ Claude style, for templates without a system role), ``bootstrap_iters`` (1000), 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
 from evalmon.config.base import ConfigModel
 from evalmon.core import registry
-from evalmon.core.errors import ConfigError, DataError, ModelError, did_you_mean
-from evalmon.core.lm import LM, GenRequest
-from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTiming
-from evalmon.harness.cache import ResponseCache
-from evalmon.harness.engine import Advance, EngineStats, run_generate
+from evalmon.core.errors import ConfigError, DataError, did_you_mean
+from evalmon.core.lm import GenRequest, ModelFingerprint
+from evalmon.core.results import MetricValue
 from evalmon.judge import pairwise as pw
+from evalmon.judge.factory import judge_config
 from evalmon.judge.parse import Verdict, parse_pairwise, parse_rating
 from evalmon.judge.prompts import (
     Answer,
@@ -59,7 +60,10 @@ from evalmon.judge.prompts import (
     temperature_for,
 )
 from evalmon.judge.single import single_metrics
-from evalmon.tasks.base import MetricSpec, TaskOptions, config_hash
+from evalmon.tasks.base import CANDIDATE, MetricSpec, Stage, StageOutputs, Task, TaskOptions
+
+if TYPE_CHECKING:
+    from evalmon.core.results import SampleRecord, TaskResult
 
 NAME = "mtbench"
 DIR = "mt_bench"
@@ -102,22 +106,6 @@ def _options(options: TaskOptions) -> MTBenchOptions:
         raise ConfigError(f"{NAME}: options.{key}: {err['msg']}") from None
 
 
-def judge_config(cfg: dict[str, Any], base_dir: Path | None) -> Any:
-    """The judge's model config, validated by the suite's class for its backend."""
-    from evalmon.config.suite import MODEL_BACKENDS
-
-    backend = str(cfg.get("backend", "hf"))
-    cls = MODEL_BACKENDS.get(backend)
-    if cls is None:
-        raise ConfigError(f"{NAME}: options.judge.backend: unknown backend {backend!r}"
-                          f"{did_you_mean(backend, list(MODEL_BACKENDS))}", hint=f"backends: {', '.join(MODEL_BACKENDS)}")
-    try:
-        return cls.model_validate({"backend": backend, **cfg}, context={"base_dir": base_dir or Path.cwd()})
-    except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        raise ConfigError(f"{NAME}: options.judge.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-
-
 def _path(value: str, base_dir: Path | None) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base_dir or Path.cwd()) / p
@@ -134,10 +122,10 @@ def _answer_file(value: str, data_dir: Path | None, base_dir: Path | None) -> Pa
 
 
 @dataclass
-class MTBenchTask:
+class MTBenchTask(Task):
     questions: list[Question]
     opts: MTBenchOptions
-    judge_cfg: Any
+    judge_cfg: Any  # the judge's validated model config (the harness builds the judge from it)
     prompts: dict[str, JudgePrompt]
     references: dict[str, Answer]
     answers: dict[str, Answer] | None
@@ -145,10 +133,8 @@ class MTBenchTask:
     source: str
     files: dict[str, str]
     seed: int = 1234
-    judge_lm: LM | None = None  # built from judge_cfg on first use (tests may inject one)
     name: str = NAME
     num_fewshot: int = 0
-    last_stats: dict[str, EngineStats] = field(default_factory=dict)
     metrics: dict[str, MetricSpec] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -162,11 +148,14 @@ class MTBenchTask:
     def docs(self) -> Sequence[Question]:
         return self.questions
 
-    def requests(self, doc: Question) -> list[GenRequest]:
-        return []  # multi-stage: see evaluate()
-
-    def score(self, doc: Question, results: Sequence[Any]) -> dict[str, Any]:  # pragma: no cover - unused
-        raise NotImplementedError("mtbench scores in evaluate()")
+    def stages(self) -> list[Stage]:
+        """The candidate answers turn by turn (unless answers are given), then the judge grades."""
+        generate = frozenset({"generate"})
+        answer = [Stage(CANDIDATE, partial(self._answer_requests, t), needs=generate,
+                        max_new_tokens=self.opts.max_new_tokens, option="max_new_tokens")
+                  for t in range(self.opts.turns)] if self.answers is None else []
+        return [*answer, Stage("judge", self._judge_requests, needs=generate, model=self.judge_cfg,
+                               max_new_tokens=self.opts.judge_max_tokens, option="judge_max_tokens")]
 
     def progress_total(self) -> int:
         n = len(self.questions) * self.opts.turns
@@ -185,34 +174,41 @@ class MTBenchTask:
             "bootstrap": {"iters": self.opts.bootstrap_iters, "seed": self.seed, "level": 0.95, "unit": "question"},
         }
 
-    # ------------------------------------------------------------------ stage 1: answers
-    def _generate_answers(self, lm: LM, cache: ResponseCache | None, advance: Advance) -> dict[str, Answer]:
-        _check_room(lm, self.opts.max_new_tokens, "model")
-        turns: dict[str, list[str]] = {q.id: [] for q in self.questions}
-        stats = EngineStats()
-        for t in range(self.opts.turns):
-            reqs = []
-            for q in self.questions:
-                msgs: list[tuple[str, str]] = []
-                for i in range(t):
-                    msgs += [("user", q.turns[i]), ("assistant", turns[q.id][i])]
-                msgs.append(("user", q.turns[t]))
-                temp = temperature_for(q.category, self.opts.temperatures)
-                reqs.append(GenRequest("", max_gen_toks=self.opts.max_new_tokens, temperature=temp,
-                                       seed=self.seed if temp > 0 else None, messages=tuple(msgs)))
-            outs, s = run_generate(lm, reqs, cache, advance)
-            _add(stats, s)
-            for q, out in zip(self.questions, outs, strict=True):
-                turns[q.id].append(out.strip())
-        self.last_stats["answers"] = stats
-        name = self.opts.model_id or Path(lm.fingerprint.model).name
-        return {q.id: Answer(q.id, name, tuple(turns[q.id])) for q in self.questions}
+    # ------------------------------------------------------------------ stages 1-2: answers
+    def _answer_requests(self, turn: int, q: Question, prior: Sequence[Sequence[str]]) -> list[GenRequest]:
+        msgs: list[tuple[str, str]] = []
+        for i in range(turn):
+            msgs += [("user", q.turns[i]), ("assistant", prior[i][0].strip())]
+        msgs.append(("user", q.turns[turn]))
+        temp = temperature_for(q.category, self.opts.temperatures)
+        return [GenRequest("", max_gen_toks=self.opts.max_new_tokens, temperature=temp,
+                           seed=self.seed if temp > 0 else None, messages=tuple(msgs))]
 
-    # ------------------------------------------------------------------ stage 2: judge
+    def _answer(self, q: Question, stages: Sequence[Sequence[str]], by: ModelFingerprint | None = None) -> Answer:
+        """The candidate's answer to ``q``: given, or its responses to the answer stages (named after the
+        model that gave them, ``by``, unless ``options.model_id`` names it)."""
+        if self.answers is not None:
+            return self.answers[q.id]
+        name = self.opts.model_id or (Path(by.model).name if by is not None else "model")
+        return Answer(q.id, name, tuple(stages[t][0].strip() for t in range(self.opts.turns)))
+
+    # ------------------------------------------------------------------ stage 3: judge
     def _render(self, q: Question, turn: int, answers: list[Sequence[str]]) -> Rendered:
         prompt = self.prompts[prompt_name(self.mode, q.category, turn)]
         ref = self.references[q.id].turns if needs_reference(q.category) else None
         return render(prompt, q, answers, ref, turn)
+
+    def _jobs(self, q: Question, mine: Sequence[str]) -> list[tuple[int, list[Rendered]]]:
+        """Per turn, the judge prompts: one (single) or both orders against the baseline (pairwise)."""
+        jobs = []
+        for turn in range(1, self.opts.turns + 1):
+            if self.mode == "pairwise":
+                assert self.baseline is not None
+                base = self.baseline[q.id].turns
+                jobs.append((turn, [self._render(q, turn, [mine, base]), self._render(q, turn, [base, mine])]))
+            else:
+                jobs.append((turn, [self._render(q, turn, [mine])]))
+        return jobs
 
     def _request(self, r: Rendered) -> GenRequest:
         if self.opts.judge_system == "inline":
@@ -222,81 +218,57 @@ class MTBenchTask:
             msgs = (("system", r.system), ("user", r.user))
         return GenRequest("", max_gen_toks=self.opts.judge_max_tokens, temperature=0.0, messages=msgs)
 
-    def evaluate(self, lm: LM, cache: ResponseCache | None, advance: Advance, seed: int = 1234
-                 ) -> tuple[TaskResult, list[SampleRecord]]:
-        t0 = time.perf_counter()
-        self.seed = seed
-        answers = self.answers if self.answers is not None else self._generate_answers(lm, cache, advance)
-        judge = self.judge_lm = self.judge_lm or _load_judge(self.judge_cfg)
-        _check_room(judge, self.opts.judge_max_tokens, "judge")
-        pairwise = self.mode == "pairwise"
-        jobs: list[tuple[Question, int, list[Rendered]]] = []
-        for q in self.questions:
-            mine = answers[q.id].turns
-            for turn in range(1, self.opts.turns + 1):
-                if pairwise:
-                    assert self.baseline is not None
-                    base = self.baseline[q.id].turns
-                    jobs.append((q, turn, [self._render(q, turn, [mine, base]), self._render(q, turn, [base, mine])]))
-                else:
-                    jobs.append((q, turn, [self._render(q, turn, [mine])]))
-        reqs = [self._request(r) for _, _, rs in jobs for r in rs]
-        try:
-            outs, jstats = run_generate(judge, reqs, cache, advance)
-        except ModelError as e:
-            raise ModelError(f"{NAME}: judge {judge.fingerprint.model}: {e.message}", hint=e.hint) from None
-        self.last_stats["judge"] = jstats
-        rule = self.opts.verdict_rule
-        per_q: dict[str, list[dict[str, Any]]] = {q.id: [] for q in self.questions}
-        i = 0
-        for q, turn, rendered in jobs:
-            raw = outs[i: i + len(rendered)]
+    def _judge_requests(self, q: Question, prior: Sequence[Sequence[str]]) -> list[GenRequest]:
+        return [self._request(r) for _, rs in self._jobs(q, self._answer(q, prior).turns) for r in rs]
+
+    def _turns(self, q: Question, results: StageOutputs) -> list[dict[str, Any]]:
+        """One record per judged turn: prompts, the judge's outputs, parsed verdicts, outcome or score."""
+        pairwise, rule = self.mode == "pairwise", self.opts.verdict_rule
+        records, i = [], 0
+        for turn, rendered in self._jobs(q, self._answer(q, results.stages).turns):
+            raw = results[i: i + len(rendered)]
             i += len(rendered)
             verdicts = [(parse_pairwise if pairwise else parse_rating)(text, r.sources, rule=rule)
                         for text, r in zip(raw, rendered, strict=True)]
-            per_q[q.id].append(_turn_record(turn, rendered, verdicts, pairwise))
-        cats = {q.id: q.category for q in self.questions}
-        metrics, kinds = (pw.pairwise_metrics(per_q, cats, iters=self.opts.bootstrap_iters, seed=seed) if pairwise
-                          else single_metrics(per_q, cats))
-        empty = sum(1 for q in self.questions for t in answers[q.id].turns[: self.opts.turns] if not t.strip())
+            records.append(_turn_record(turn, rendered, verdicts, pairwise))
+        return records
+
+    # ------------------------------------------------------------------ scores and samples
+    def score(self, doc: Question, results: Sequence[Any]) -> dict[str, Any]:
+        assert isinstance(results, StageOutputs)
+        turns = self._turns(doc, results)
+        if self.mode == "pairwise":
+            rate = pw.win_rate([t["outcome"] for t in turns])
+            return {} if rate is None else {"win_rate": rate}
+        vals = [t["score"] for t in turns if t["score"] is not None]
+        return {"score": sum(vals) / len(vals)} if vals else {}
+
+    def sample_fields(self, doc: Question, results: Sequence[Any]) -> dict[str, Any]:
+        assert isinstance(results, StageOutputs)
+        n, ans = self.opts.turns, self._answer(doc, results.stages, results.answered_by[0])
+        extra: dict[str, Any] = {"category": doc.category, "mode": self.mode, "model_id": ans.model_id,
+                                 "temperature": temperature_for(doc.category, self.opts.temperatures),
+                                 "empty_answer": [not t.strip() for t in ans.turns[:n]],
+                                 "turns": self._turns(doc, results)}
+        if self.mode == "pairwise":
+            assert self.baseline is not None
+            base = self.baseline[doc.id]
+            extra.update(baseline_id=base.model_id, baseline_outputs=list(base.turns[:n]))
+        return {"prompt_hash": hashlib.sha256("\n".join(doc.turns).encode()).hexdigest()[:16],
+                "outputs": list(ans.turns[:n]), "extra": extra}
+
+    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
+               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+        """FastChat's aggregates over the questions (per turn, per category, win/loss/tie counts, …)."""
+        per_q = {s.doc_id: s.extra["turns"] for s in samples}
+        cats = {s.doc_id: s.extra["category"] for s in samples}
+        metrics, kinds = (pw.pairwise_metrics(per_q, cats, iters=self.opts.bootstrap_iters, seed=seed)
+                          if self.mode == "pairwise" else single_metrics(per_q, cats))
+        empty = sum(1 for s in samples for e in s.extra["empty_answer"] if e)
         metrics["empty_answers"] = MetricValue(value=float(empty), higher_is_better=False)
         kinds["empty_answers"] = "count"
-        samples = [self._sample(q, answers[q.id], per_q[q.id], pairwise) for q in self.questions]
-        stats = EngineStats()
-        for s in self.last_stats.values():
-            _add(stats, s)
-        secs = time.perf_counter() - t0
-        cfg = self.config()
-        cfg["judge_fingerprint"] = judge.fingerprint.to_dict()
-        timing = TaskTiming(seconds=round(secs, 4), requests=stats.requests, unique_requests=stats.unique,
-                            cached=stats.cached, computed=stats.computed, tokens=stats.tokens,
-                            requests_per_s=round(stats.requests / secs, 2) if secs > 0 else 0.0,
-                            tokens_per_s=round(stats.tokens / secs, 2) if secs > 0 else 0.0)
-        result = TaskResult(name=NAME, n=len(self.questions), num_fewshot=0, source=self.source,
-                            config_hash=config_hash(self.config()), config=cfg, metrics=metrics,
-                            metric_kinds=kinds, timing=timing)
-        return result, samples
-
-    def _sample(self, q: Question, ans: Answer, turns: list[dict[str, Any]], pairwise: bool) -> SampleRecord:
-        n = self.opts.turns
-        extra: dict[str, Any] = {"category": q.category, "mode": self.mode, "model_id": ans.model_id,
-                                 "temperature": temperature_for(q.category, self.opts.temperatures),
-                                 "empty_answer": [not t.strip() for t in ans.turns[:n]], "turns": turns}
-        scores: dict[str, float] = {}
-        if pairwise:
-            assert self.baseline is not None
-            base = self.baseline[q.id]
-            extra.update(baseline_id=base.model_id, baseline_outputs=list(base.turns[:n]))
-            rate = pw.win_rate([t["outcome"] for t in turns])
-            if rate is not None:
-                scores["win_rate"] = rate
-        else:
-            vals = [t["score"] for t in turns if t["score"] is not None]
-            if vals:
-                scores["score"] = sum(vals) / len(vals)
-        prompt_hash = hashlib.sha256("\n".join(q.turns).encode()).hexdigest()[:16]
-        return SampleRecord(task=NAME, doc_id=q.id, prompt_hash=prompt_hash, outputs=list(ans.turns[:n]),
-                            scores=scores, extra=extra)
+        result.metrics, result.metric_kinds = metrics, kinds
+        return result
 
 
 def _turn_record(turn: int, rendered: list[Rendered], verdicts: list[Verdict], pairwise: bool) -> dict[str, Any]:
@@ -313,19 +285,6 @@ def _turn_record(turn: int, rendered: list[Rendered], verdicts: list[Verdict], p
     return rec
 
 
-def _add(total: EngineStats, s: EngineStats) -> None:
-    for f in ("requests", "unique", "cached", "computed", "tokens", "seconds"):
-        setattr(total, f, getattr(total, f) + getattr(s, f))
-
-
-def _check_room(lm: LM, max_new: int, who: str) -> None:
-    max_length = getattr(lm, "max_length", None)
-    if isinstance(max_length, int) and max_new >= max_length:
-        key = "judge_max_tokens" if who == "judge" else "max_new_tokens"
-        raise ConfigError(f"{NAME}: options.{key} ({max_new}) must be below the {who}'s max_length ({max_length})",
-                          hint=f"lower options.{key}")
-
-
 def _file_id(path: Path) -> str:
     """``name@sha256[:12]``: what the config hash should depend on (content, not where it lives)."""
     try:
@@ -333,12 +292,6 @@ def _file_id(path: Path) -> str:
     except OSError:
         digest = "missing"
     return f"{Path(path).name}@{digest}"
-
-
-def _load_judge(cfg: Any) -> LM:
-    from evalmon.backends.registry import load_lm
-
-    return load_lm(cfg)
 
 
 def build(options: TaskOptions) -> MTBenchTask:
@@ -401,7 +354,8 @@ def build(options: TaskOptions) -> MTBenchTask:
         files["baseline_answers"] = _file_id(path)
         baseline = load_answers(path, ids, turns=opts.turns, what="baseline answer file")
     return MTBenchTask(questions=questions, opts=opts.model_copy(update={"mode": mode}),
-                       judge_cfg=judge_config(opts.judge, base), prompts=prompts, references=references,
+                       judge_cfg=judge_config(opts.judge, base_dir=base, where=f"{NAME}: options.judge"),
+                       prompts=prompts, references=references,
                        answers=answers, baseline=baseline, source=str(source), files=files, seed=options.seed)
 
 

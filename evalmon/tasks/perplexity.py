@@ -35,7 +35,7 @@ from evalmon.core.lm import LLResult, RollingRequest
 from evalmon.data.local import malformed, read_json, read_jsonl
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
-from evalmon.tasks.base import MetricSpec, TaskOptions
+from evalmon.tasks.base import MetricSpec, Task, TaskOptions
 
 METRIC_NAMES = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 
@@ -47,7 +47,7 @@ class TextDoc:
 
 
 @dataclass
-class PerplexityTask:
+class PerplexityTask(Task):
     name: str
     source: str
     documents: Sequence[TextDoc]

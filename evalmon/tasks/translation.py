@@ -35,10 +35,10 @@ from typing import Any
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import GenRequest
-from evalmon.core.results import MetricValue, TaskResult
+from evalmon.core.results import MetricValue, SampleRecord, TaskResult
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
-from evalmon.tasks.base import MetricSpec, TaskOptions
+from evalmon.tasks.base import MetricSpec, Task, TaskOptions
 
 METRIC_NAMES = ("bleu", "chrf", "ter")
 TEMPLATE = "{src_lang} phrase: {source}\n{tgt_lang} phrase:"
@@ -70,7 +70,7 @@ def _streams(items: list[Any]) -> tuple[list[str], list[list[str]]]:
 
 
 @dataclass
-class TranslationTask:
+class TranslationTask(Task):
     name: str
     source: str
     documents: Sequence[TranslationDoc]
@@ -115,7 +115,8 @@ class TranslationTask:
                 "hypothesis": "generation.strip()", "metrics": list(self.metric_names),
                 "evaluate_metrics": list(self.evaluate_metrics), "template_version": "1"}
 
-    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int) -> TaskResult:
+    def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
+               samples: Sequence[SampleRecord] = ()) -> TaskResult:
         """Record each metric's sacrebleu signature (the numbers themselves come from ``aggregate``)."""
         from evalmon.metrics.text import corpus_score
 

@@ -41,7 +41,7 @@ from evalmon.data.local import malformed, read_csv, require_file
 from evalmon.data.schema import LMEvalExport, Rows
 from evalmon.tasks._common import check_limit, data_dir_of, hub_rows, zero_shot_only
 from evalmon.tasks._generative import gen_options
-from evalmon.tasks.base import MetricSpec, TaskOptions
+from evalmon.tasks.base import MetricSpec, Task, TaskOptions
 from evalmon.tasks.truthfulqa import QA_PRIMER
 
 NAME = "truthfulqa_gen"
@@ -143,7 +143,7 @@ def score_completion(completion: str, true_refs: Sequence[str], false_refs: Sequ
 
 
 @dataclass
-class TruthfulQAGenTask:
+class TruthfulQAGenTask(Task):
     name: str
     source: str
     documents: Sequence[GenDoc]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalmon.core.lm import GenRequest
+from evalmon.core.lm import EngineStats, GenRequest
 
 OnGenBatch = Callable[[list[tuple[int, str]]], None]
 
@@ -29,6 +29,9 @@ class GenStats:
     rows: int = 0
     prompt_tokens: int = 0
     generated_tokens: int = 0
+
+    def engine_stats(self) -> EngineStats:
+        return EngineStats(tokens=self.prompt_tokens + self.generated_tokens)
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:

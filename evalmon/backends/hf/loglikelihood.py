@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from evalmon.core.lm import LLResult
+from evalmon.core.lm import EngineStats, LLResult
 
 OnBatch = Callable[[list[tuple[int, LLResult]]], None]
 
@@ -35,6 +35,9 @@ class BatchStats:
     rows: int = 0  # forward rows (after sharing)
     tokens_forwarded: int = 0  # real (non-pad) tokens forwarded
     padded_tokens: int = 0  # rows × padded length
+
+    def engine_stats(self) -> EngineStats:
+        return EngineStats(tokens=self.tokens_forwarded, padded_tokens=self.padded_tokens)
 
 
 def _row_key(req: TokenRequest) -> tuple[int, ...]:

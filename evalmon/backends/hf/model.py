@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from evalmon.backends.hf.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.backends.hf.packed import score_packed
 from evalmon.core.errors import ModelError
-from evalmon.core.lm import GenRequest, LLRequest, LLResult, ModelFingerprint, RollingRequest
+from evalmon.core.lm import EngineStats, GenRequest, LLRequest, LLResult, ModelFingerprint, RollingRequest
 
 DEFAULT_MAX_LENGTH = 2048
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -131,6 +131,8 @@ def _first_line(exc: BaseException) -> str:
 class HFCausalLM:
     """A transformers causal LM (+ optional PEFT adapter) behind the ``LM`` protocol."""
 
+    capabilities = frozenset({"loglikelihood", "rolling", "generate", "adapters"})
+
     def __init__(self, settings: HFSettings) -> None:
         self.settings = settings
         self.device = _resolve_device(settings.device)
@@ -167,6 +169,7 @@ class HFCausalLM:
             self.fingerprint.extra["checkpoint"] = self._checkpoint
         self.last_stats = BatchStats()
         self.last_gen_stats = GenStats()
+        self._last: BatchStats | GenStats = self.last_stats  # what stats() reports: the last call's
         self.scoring = settings.scoring
         self._layout = attention_layout(self.model.config)
         if self.scoring == "packed":
@@ -336,6 +339,9 @@ class HFCausalLM:
     def token_count(self, text: str) -> int:
         return len(self.tok_encode(text))
 
+    def stats(self) -> EngineStats:
+        return self._last.engine_stats()
+
     # ------------------------------------------------------------------ scoring
     def _forward(self, input_ids: Any) -> Any:
         return self.model(input_ids).logits
@@ -388,7 +394,7 @@ class HFCausalLM:
 
     def loglikelihood(self, reqs: Sequence[LLRequest], progress: OnBatch | None = None) -> list[LLResult]:
         token_reqs = self.tokenize_requests(reqs)
-        self.last_stats = BatchStats()
+        self.last_stats = self._last = BatchStats()
         if self.scoring == "packed":
             return score_packed(self._packed_forward, self._forward, token_reqs,
                                 token_budget=self.settings.token_budget or 2048, max_length=self.max_length,
@@ -411,7 +417,7 @@ class HFCausalLM:
         totals = [0.0] * len(reqs)
         n_tokens = [0] * len(reqs)
         remaining = [owner.count(i) for i in range(len(reqs))]
-        self.last_stats = BatchStats()
+        self.last_stats = self._last = BatchStats()
         for start in range(0, len(windows), self.batch_size):
             chunk = [TokenRequest(j, w.context, w.continuation) for j, w in enumerate(windows[start:start + self.batch_size])]
             done: list[tuple[int, LLResult]] = []
@@ -444,7 +450,7 @@ class HFCausalLM:
 
     def generate(self, reqs: Sequence[GenRequest], progress: OnGenBatch | None = None) -> list[str]:
         contexts = [self.render_chat(r.messages) if r.messages else r.context for r in reqs]
-        self.last_gen_stats = GenStats()
+        self.last_gen_stats = self._last = GenStats()
         return generate_hf(self.model, self.tokenizer, contexts, reqs, batch_size=self.batch_size,
                            max_length=self.max_length, device=self.device,
                            add_special_tokens=self.settings.add_bos_token, on_batch=progress,
@@ -489,10 +495,3 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-
-def load_hf(settings: HFSettings, log: Callable[[str], None] | None = None) -> HFCausalLM:
-    lm = HFCausalLM(settings)
-    if log:
-        log(f"loaded {lm.fingerprint.model} ({lm.fingerprint.extra['architecture']}, {lm.fingerprint.dtype}, "
-            f"{lm.device}, max_length {lm.max_length})")
-    return lm

@@ -23,20 +23,22 @@ cue. Without embeddings it is the mean token Jaccard similarity.
 LLM judge (optional): a ``JudgeFn`` (``prompt -> text``) is asked about a deterministic sample of the
 records (``sample_rate``; chosen by a hash of the record so a rerun picks the same ones). The reply
 is parsed as yes/no (or JSON ``{"hallucinated": …}``): ``.judge_sampled`` (0/1) and ``.judge_flag``
-(1 hallucinated, 0 faithful, NaN not sampled or unparseable). ``judge_from_lm`` adapts an evalmon
-``GenerativeLM``.
+(1 hallucinated, 0 faithful, NaN not sampled or unparseable). The judge model comes from the one judge
+factory (``evalmon.judge.factory``): ``judge.model`` is any evalmon model config — a local checkpoint
+(``{path: …}``, backend hf by default) or a served one (``{backend: openai, base_url: …}``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
+from evalmon.judge.factory import LMJudge, judge_fn
 from evalmon.monitor.contracts import CONTEXTS, PROMPT, RESPONSE, SAMPLES
 from evalmon.monitor.signals.base import (
     BaseSignal,
@@ -84,44 +86,13 @@ def parse_judge_reply(reply: str) -> float:
 
 
 def judge_from_lm(lm: Any, *, max_gen_toks: int = 8) -> Callable[[str], str]:
-    """Wrap an evalmon ``GenerativeLM`` (greedy, short answer) as a ``JudgeFn`` with a ``batch`` method."""
-    from evalmon.core.lm import GenRequest
-
-    class _LMJudge:
-        def __call__(self, prompt: str) -> str:
-            return self.batch([prompt])[0]
-
-        def batch(self, prompts: Sequence[str]) -> list[str]:
-            return list(lm.generate([GenRequest(context=p, until=("\n",), max_gen_toks=max_gen_toks)
-                                     for p in prompts]))
-
-    return _LMJudge()
+    """Wrap an evalmon LM that generates (greedy, short answer) as a ``JudgeFn`` with a ``batch`` method."""
+    return LMJudge(lm=lm, max_gen_toks=max_gen_toks)
 
 
 def judge_from_model_config(model: dict[str, Any], *, max_gen_toks: int = 8) -> Callable[[str], str]:
-    """A ``JudgeFn`` over an evalmon model config (``{path: …, dtype: …}``), loaded on first use."""
-    state: dict[str, Any] = {}
-
-    def _inner() -> Any:
-        if "judge" not in state:
-            from evalmon.backends.registry import load_lm
-            from evalmon.config.suite import HFModelConfig
-            from evalmon.core.errors import ConfigError
-
-            lm = load_lm(HFModelConfig(**model))
-            if not callable(getattr(lm, "generate", None)):
-                raise ConfigError("signals.hallucination.judge.model: this backend cannot generate text")
-            state["judge"] = judge_from_lm(lm, max_gen_toks=max_gen_toks)
-        return state["judge"]
-
-    class _Lazy:
-        def __call__(self, prompt: str) -> str:
-            return str(_inner()(prompt))
-
-        def batch(self, prompts: Sequence[str]) -> list[str]:
-            return list(_inner().batch(prompts))
-
-    return _Lazy()
+    """A ``JudgeFn`` over an evalmon model config of any backend: validated now, loaded on first use."""
+    return judge_fn(model, max_gen_toks=max_gen_toks, where="signals.hallucination.judge.model")
 
 
 class HallucinationSignal(BaseSignal):

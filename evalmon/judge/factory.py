@@ -1,0 +1,89 @@
+"""The one judge factory: a judge model from a model config over ANY backend, by name through the registry.
+
+Used by MT-Bench (its ``options.judge``: the harness builds the judge role's model here) and by the
+monitor's hallucination signal (``judge.model``), so a judge may be a local checkpoint (``backend: hf``),
+a served model (``backend: openai``: vLLM, TGI, ``transformers serve``, a hosted API) or a plugin backend.
+
+* ``judge_config(mapping, where=…)``: validate a judge's model config with its backend's config class
+  (registry metadata ``config``); no ``backend`` key means ``hf``. Errors are one line naming ``where``.
+* ``build_judge(config)``: the LM, built by the backend's registered loader; it must be able to generate.
+* ``judge_fn(config or LM)``: a ``prompt -> text`` callable (+ ``batch``) for code that only needs text
+  back; greedy, short answers; the model is built on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
+
+from evalmon.core import registry
+from evalmon.core.errors import ConfigError
+from evalmon.core.lm import LM, GenerativeLM, GenRequest
+
+
+def judge_config(cfg: Mapping[str, Any] | BaseModel, *, base_dir: Path | None = None,
+                 where: str = "judge") -> BaseModel:
+    """``cfg`` validated by its backend's model-config class (relative paths against ``base_dir``)."""
+    if isinstance(cfg, BaseModel):
+        return cfg
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"{where}: expected a model config mapping (e.g. {{backend: openai, base_url: …}}), "
+                          f"got {type(cfg).__name__}")
+    backend = str(cfg.get("backend", "hf"))
+    registry.backends.get(backend, where=f"{where}.backend")  # unknown → one line with "did you mean"
+    cls: type[BaseModel] = registry.backends.meta(backend)["config"]
+    try:
+        return cls.model_validate({**cfg, "backend": backend}, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}") from None
+
+
+def build_judge(cfg: Mapping[str, Any] | BaseModel, *, where: str = "judge") -> LM:
+    """The judge LM for ``cfg`` (any registered backend); it must declare the "generate" capability."""
+    config = judge_config(cfg, where=where)
+    backend = str(config.model_dump()["backend"])  # every registered config class has its backend tag
+    lm: LM = registry.backends.get(backend, where=f"{where}.backend")(config)
+    if "generate" not in lm.capabilities:
+        raise ConfigError(f"{where}: backend {backend!r} cannot generate text, so it cannot judge",
+                          hint="use a generative backend (hf, openai)")
+    return lm
+
+
+class LMJudge:
+    """``judge(prompt) -> text`` and ``judge.batch(prompts)`` over a judge LM (``lm``, or built by ``make`` on
+    first use): greedy generation of at most ``max_gen_toks`` tokens, cut at ``until``."""
+
+    def __init__(self, *, lm: LM | None = None, make: Callable[[], LM] | None = None, max_gen_toks: int = 8,
+                 until: tuple[str, ...] = ("\n",)) -> None:
+        if (lm is None) == (make is None):  # pragma: no cover - programming error
+            raise ValueError("LMJudge needs exactly one of lm= and make=")
+        self._lm, self._make = lm, make
+        self.max_gen_toks, self.until = max_gen_toks, until
+
+    @property
+    def lm(self) -> LM:
+        if self._lm is None:
+            assert self._make is not None
+            self._lm = self._make()
+        return self._lm
+
+    def __call__(self, prompt: str) -> str:
+        return self.batch([prompt])[0]
+
+    def batch(self, prompts: Sequence[str]) -> list[str]:
+        lm = self.lm
+        if "generate" not in lm.capabilities:
+            raise ConfigError(f"judge: backend {lm.fingerprint.backend!r} cannot generate text")
+        reqs = [GenRequest(context=p, until=self.until, max_gen_toks=self.max_gen_toks) for p in prompts]
+        return [str(t) for t in cast(GenerativeLM, lm).generate(reqs)]
+
+
+def judge_fn(cfg: Mapping[str, Any] | BaseModel, *, max_gen_toks: int = 8, where: str = "judge") -> LMJudge:
+    """A ``LMJudge`` over a judge model config: validated now, the model built on first use."""
+    config = judge_config(cfg, where=where)
+    return LMJudge(make=lambda: build_judge(config, where=where), max_gen_toks=max_gen_toks)
