@@ -145,9 +145,3 @@ def _read_lines(path: str, _mtime: int, _size: int) -> tuple[str, ...]:
     if lines and lines[-1] == "":
         lines.pop()
     return tuple(line.removesuffix("\r") for line in lines)
-
-
-def clear_caches() -> None:
-    """Forget every parsed file (tests; long-lived processes after data updates)."""
-    for fn in (_read_csv, _read_json, _read_jsonl, _read_lines):
-        fn.cache_clear()

@@ -48,10 +48,6 @@ class JudgePrompt:
     output_format: str  # "[[A]]" | "[[rating]]"
 
     @property
-    def multi_turn(self) -> bool:
-        return self.name.endswith("-multi-turn")
-
-    @property
     def ref_based(self) -> bool:
         return "{ref_answer_1}" in self.prompt_template
 

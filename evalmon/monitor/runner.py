@@ -36,8 +36,6 @@ from evalmon.monitor.stages import WindowOutcome
 from evalmon.monitor.windows import Window, as_utc, parse_duration, split, window_of, windows_between
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from evalmon.monitor.contracts import Source
 
 log = logging.getLogger("evalmon.monitor")
@@ -309,10 +307,3 @@ def check_accounting(result: MonitorResult, quality: stages.QualityOutcome) -> N
         raise RuntimeError(f"record accounting mismatch (a bug): read {result.rows_read}, processed "
                            f"{result.processed} (in windows {in_windows}), quarantined {result.quarantined} "
                            f"(in windows {placed}, unplaced {result.unplaced}, by reason {by_reason})")
-
-
-def frame_of(result: MonitorResult) -> pd.DataFrame:
-    """The per-window metrics of a run as one frame (index = window start) — handy in notebooks/tests."""
-    import pandas as pd
-
-    return pd.DataFrame({o.window.start: o.metrics for o in result.windows}).T.sort_index()

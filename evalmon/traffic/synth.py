@@ -262,17 +262,6 @@ def _iso_ns(ns: int) -> str:
     return pd.Timestamp(ns, tz="UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def synthesize_frame(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """In-memory canonical frame + truth frame (no files, no malformed rows) — for benchmarks."""
-    records, truth = generate(cfg)
-    frame = pd.DataFrame.from_records(records)
-    if len(frame):
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ns", utc=True)
-    frame["session_id"] = None
-    frame["trace_id"] = None
-    return frame, pd.DataFrame.from_records(truth)
-
-
 def to_schema(rec: dict[str, Any], schema: str) -> dict[str, Any]:
     """A canonical record → the logged shape (plain, OTel GenAI span, OpenInference span)."""
     ns = rec["timestamp"]
