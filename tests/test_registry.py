@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,13 @@ PLUGIN_SRC = Path(__file__).resolve().parent / "plugin_pkg"
 
 def _fresh(kind: str = "widget") -> Registry[object]:
     return Registry(kind, f"evalmon_test.{uuid.uuid4().hex}")  # a group no installed package declares
+
+
+def _env(site: Path, **extra: str) -> dict[str, str]:
+    """The CLI environment with ``site`` first on ``PYTHONPATH`` (an existing PYTHONPATH is kept after it)."""
+    env = cli_env(**extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
+    return env
 
 
 def _dist(site: Path, dist: str, entry_points: str, modules: dict[str, str]) -> None:
@@ -168,7 +176,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_plugin_task_is_listed_and_runs_in_a_suite(plugin_site: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    env = cli_env(PYTHONPATH=str(plugin_site), COLUMNS="200")
+    env = _env(plugin_site, COLUMNS="200")
     listing = run_cli(tmp_path, "tasks", env=env)
     assert listing.returncode == 0, show(listing)
     assert "example_capitals" in listing.stdout and "hellaswag" in listing.stdout
@@ -199,14 +207,14 @@ def test_plugin_signal_is_computed_and_logged(plugin_site: Path, mlflow_server: 
         tracking: {{uri: "{mlflow_server}", experiment: {experiment}}}
         output_dir: out
         """))
-    proc = run_cli(tmp_path, "monitor", "m.yaml", env=cli_env(PYTHONPATH=str(plugin_site)))
+    proc = run_cli(tmp_path, "monitor", "m.yaml", env=_env(plugin_site))
     assert proc.returncode == 0, show(proc)
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_server)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    logged = [r.data.metrics["mean/shout.upper_ratio"] for r in runs if "mean/shout.upper_ratio" in r.data.metrics]
-    assert logged == [pytest.approx((1 + 0.2 + 0 + 0.6) / 4)], [r.data.metrics for r in runs]
+    windows = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                                 filter_string="tags.`evalmon.window_id` LIKE '%'")
+    assert [w.data.metrics.get("mean/shout.upper_ratio") for w in windows] == [pytest.approx((1 + 0.2 + 0 + 0.6) / 4)]
 
     without = run_cli(tmp_path, "monitor", "m.yaml")  # the plugin is not installed here
     assert_user_error(without, "unknown signal 'shout'")
@@ -216,6 +224,6 @@ def test_broken_plugin_is_a_one_line_cli_error(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _dist(site, "evalmon-broken-tasks", "[evalmon.tasks]\nbroken = evalmon_broken_tasks\n",
           {"evalmon_broken_tasks": "from evalmon.core import registry\nregistry.tasks.add('hellaswag', print)\n"})
-    proc = run_cli(tmp_path, "tasks", env=cli_env(PYTHONPATH=str(site)))
+    proc = run_cli(tmp_path, "tasks", env=_env(site))
     assert_user_error(proc, "task 'hellaswag' is registered twice", "distribution 'evalmon",
                       "distribution 'evalmon-broken-tasks' entry point 'broken'")
