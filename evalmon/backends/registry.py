@@ -27,8 +27,8 @@ def _hf(model_cfg: Any) -> LM:
         adapter=str(model_cfg.adapter) if model_cfg.adapter else None,
         trust_remote_code=model_cfg.trust_remote_code, add_bos_token=model_cfg.add_bos_token,
         chat_template_fallback=getattr(model_cfg, "chat_template_fallback", "error"),
-        scoring=getattr(model_cfg, "scoring", "packed"), token_budget=getattr(model_cfg, "token_budget", None),
-        gguf=getattr(model_cfg, "gguf", None)))
+        scoring=getattr(model_cfg, "scoring", "packed"),
+        token_budget=getattr(model_cfg, "token_budget", None), gguf=getattr(model_cfg, "gguf", None)))
 
 
 @registry.backends.register("openai", config=OpenAIModelConfig, spec_key="base_url",

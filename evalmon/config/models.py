@@ -30,7 +30,8 @@ from evalmon.config.base import ConfigModel
 from evalmon.core import registry
 from evalmon.core.errors import did_you_mean
 
-# "what to do" for a bad value, by key (and "missing:<key>" for a missing one); backends add theirs (meta hints).
+# "what to do" for a bad value, by key (and "missing:<key>" for a missing one); backends add theirs
+# (registry metadata ``hints``).
 _STATIC_HINTS = {
     "name": "use letters, digits, '_', '.' and '-' only",
     "missing:name": "add `name: my_suite` at the top level",
@@ -214,7 +215,7 @@ class _BackendConfigs(Mapping[str, type[BaseModel]]):
 
 
 class _SpecKeys(Mapping[str, str | None]):
-    """``backend name → the key a bare --model <backend>:<value> fills`` (meta ``spec_key``; None: key=value only)."""
+    """``backend → the key a bare --model <backend>:<value> fills`` (meta ``spec_key``; None: key=value only)."""
 
     def __getitem__(self, name: str) -> str | None:
         return registry.backends.meta(name).get("spec_key") if name in registry.backends else None
@@ -235,7 +236,8 @@ class _Hints(Mapping[str, str]):
             out.update(registry.backends.meta(name).get("hints", {}))
         described = [f"{n} ({d})" if (d := registry.backends.meta(n).get("description")) else n
                      for n in registry.backends.names()]
-        out["backend"] = "use " + (", ".join(described[:-1]) + " or " if len(described) > 1 else "") + described[-1]
+        head = ", ".join(described[:-1]) + " or " if len(described) > 1 else ""
+        out["backend"] = f"use {head}{described[-1]}"
         return out
 
     def __getitem__(self, key: str) -> str:
@@ -284,7 +286,7 @@ _MODEL_TAGS = _Tags()
 
 
 def _validate_model_config(value: Any, info: ValidationInfo) -> Any:
-    """``model:`` → the config class its ``backend`` registered (errors keep their location under ``model``)."""
+    """``model:`` → the config class its ``backend`` registered (errors keep their place under ``model``)."""
     tag = _backend_tag(value)
     cls = _UnknownBackend if tag == "unknown" else MODEL_BACKENDS[tag]
     if isinstance(value, cls):

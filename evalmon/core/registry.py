@@ -107,7 +107,8 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T, *, aliases: tuple[str, ...] | list[str] = (), **meta: Any) -> T:
         """Register ``obj`` under ``name`` (and ``aliases``); the same definition twice is a no-op."""
         if not isinstance(name, str) or not name.strip():
-            raise PluginError(f"{self.kind} names must be non-empty strings, got {name!r} from {_source_of(obj)}")
+            raise PluginError(f"{self.kind} names must be non-empty strings, got {name!r}",
+                              hint=f"registered by {_caller_module()}")
         with self._lock:
             loader = self._load_with or self
             origin = loader._loading or _caller_module()
@@ -134,12 +135,12 @@ class Registry(Generic[T]):
             return
         if owner == name and _same_definition(self._items[owner], obj):
             return
-        raise PluginError(f"{self.kind} {key!r} is registered twice: by {self._origin[owner]} and by {origin}",
-                          hint="rename one of them (names are global across installed plugins)")
+        raise PluginError(f"{self.kind} {key!r} is registered twice: by {self._origin[owner]} "
+                          f"and by {origin}", hint="rename one of them (names are global across installed plugins)")
 
     # ------------------------------------------------------------------ looking up
     def get(self, name: str, *, where: str | None = None) -> T:
-        """The object registered as ``name`` (or an alias); ``where`` prefixes the error (e.g. "suite.yaml: tasks")."""
+        """The object registered as ``name`` (or an alias); ``where`` prefixes the error ("suite.yaml: tasks")."""
         self._ensure_loaded()
         key = self._aliases.get(name, name)
         if key in self._items:
@@ -245,7 +246,8 @@ def _dist_name(ep: metadata.EntryPoint) -> str | None:
 
 tasks: Registry[Any] = Registry("task", "evalmon.tasks", list_command="evalmon tasks", require_builtin=True)
 """Task factories ``(TaskOptions) -> Task``; meta: family, local_source, hub_source, default_fewshot."""
-task_groups: Registry[Any] = Registry("task group", "evalmon.tasks", list_command="evalmon tasks", load_with=tasks)
+task_groups: Registry[Any] = Registry("task group", "evalmon.tasks", list_command="evalmon tasks",
+                                     load_with=tasks)
 """Task groups: members (names of tasks or groups); meta: metrics, description. Same modules as the tasks."""
 backends: Registry[Any] = Registry("backend", "evalmon.backends", require_builtin=True)
 """Model backends; meta ``config`` = the pydantic model-config class for ``model.backend: <name>``."""

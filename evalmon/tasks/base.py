@@ -310,8 +310,8 @@ class _GroupView(Mapping[str, GroupInfo]):
         if name not in registry.task_groups:
             raise KeyError(name)
         meta = registry.task_groups.meta(name)
-        return GroupInfo(name, tuple(registry.task_groups.get(name)),
-                         **{k: tuple(meta[k]) if k == "metrics" else meta[k] for k in _GROUP_META if k in meta})
+        fields = {k: tuple(meta[k]) if k == "metrics" else meta[k] for k in _GROUP_META if k in meta}
+        return GroupInfo(name, tuple(registry.task_groups.get(name)), **fields)
 
     def __iter__(self) -> Iterator[str]:
         return iter(registry.task_groups.names())
@@ -328,10 +328,9 @@ def all_names() -> list[str]:
     return sorted(set(registry.tasks.names()) | set(registry.task_groups.names()))
 
 
-def unknown_name_error(name: str, *, where: str | None = None, what: str = "task or group") -> UnknownNameError:
+def unknown_name_error(name: str, *, what: str = "task or group") -> UnknownNameError:
     """The one-line error for a name that is neither a task nor a group, with "did you mean"."""
-    prefix = f"{where}: " if where else ""
-    return UnknownNameError(f"{prefix}unknown {what} {name!r}{did_you_mean(name, all_names())}",
+    return UnknownNameError(f"unknown {what} {name!r}{did_you_mean(name, all_names())}",
                             hint="run `evalmon tasks` to list them")
 
 

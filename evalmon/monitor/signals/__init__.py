@@ -132,7 +132,7 @@ class HallucinationConfig(_SignalConfig):
 
 
 def _validate_signal_config(value: Any, info: ValidationInfo) -> Any:
-    """One ``signals:`` entry → the config class its ``name`` registered (``evalmon.core.registry.signals``)."""
+    """One ``signals:`` entry → the config class its ``name`` registered in ``registry.signals``."""
     if isinstance(value, BaseModel):
         return value
     name = value.get("name") if isinstance(value, Mapping) else value
@@ -218,10 +218,11 @@ def _hallucination(cfg: HallucinationConfig, *, allow_download: bool = False, ju
 
 def _register() -> None:
     """A signal = a builder ``(config, *, allow_download, judge) -> Signal`` + its pydantic config class
-    (a ``name: Literal[...]`` field); plugins register the same way through the entry points "evalmon.signals"."""
+    (a ``name: Literal[...]`` field); plugins register the same way (entry points "evalmon.signals")."""
     for name, build, config in (("text", _text, TextConfig), ("usage", _usage, UsageConfig),
                                 ("refusal", _refusal, RefusalConfig), ("pii", _pii, PiiConfig),
-                                ("safety", _safety, SafetyConfig), ("hallucination", _hallucination, HallucinationConfig)):
+                                ("safety", _safety, SafetyConfig),
+                                ("hallucination", _hallucination, HallucinationConfig)):
         registry.signals.add(name, build, config=config)
     registry.signals.add("embedding", _embedding, aliases=("embeddings",), config=EmbeddingConfig)
 
@@ -274,7 +275,8 @@ def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = N
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ConfigError(f"signals: {sorted(dupes)} listed more than once (their columns would collide)")
-    return [registry.signals.get(c.name)(c, allow_download=allow_download, judge=judge) for c in configs if c.enabled]
+    return [registry.signals.get(c.name)(c, allow_download=allow_download, judge=judge)
+            for c in configs if c.enabled]
 
 
 __all__ = [

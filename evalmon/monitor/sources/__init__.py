@@ -1,8 +1,8 @@
 """Traffic sources (monitor YAML ``source:``) → :class:`~evalmon.monitor.contracts.Source`.
 
 ``build_source(cfg, base_dir)`` with ``cfg`` one of the ``*SourceConfig`` models or a plain dict; each
-``kind`` is registered in ``evalmon.core.registry.sources`` with its builder and config class. Relative paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against
-``base_dir`` (the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
+``kind`` is registered in ``evalmon.core.registry.sources`` with its builder and config class. Relative
+paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against ``base_dir`` (the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
 
 Every source parses timestamps with :mod:`evalmon.monitor.timeparse`; ``timestamp_min`` (default
 2000-01-01) and ``timestamp_max_ahead`` (default ``1d`` after now) bound a plausible time — a record outside
@@ -130,7 +130,7 @@ class SqlSourceConfig(_SourceBase):
 
 
 class _UnknownSource(ConfigModel):
-    """Where a missing or unknown ``kind`` lands: the error points at ``kind`` and names the registered kinds."""
+    """Where a missing or unknown ``kind`` lands: the error points at ``kind`` and names the kinds."""
 
     model_config = ConfigDict(extra="allow")
     kind: str
@@ -139,8 +139,8 @@ class _UnknownSource(ConfigModel):
     @classmethod
     def _unknown(cls, v: Any) -> Any:
         kinds = registry.sources.names()
-        raise PydanticCustomError("unknown_source", "unknown source kind '{got}'{dym}",
-                                  {"got": v, "dym": did_you_mean(str(v), kinds), "hint": f"kinds: {', '.join(kinds)}"})
+        raise PydanticCustomError("unknown_source", "unknown source kind '{got}'{dym}", {
+            "got": v, "dym": did_you_mean(str(v), kinds), "hint": f"kinds: {', '.join(kinds)}"})
 
 
 def _config_class(data: Any) -> type[ConfigModel]:
@@ -207,7 +207,8 @@ def _csv(cfg: CsvSourceConfig, base: Path, common: dict[str, Any]) -> Source:
 def _parquet(cfg: ParquetSourceConfig, base: Path, common: dict[str, Any]) -> Source:
     from evalmon.monitor.sources.parquet import ParquetSource
 
-    return ParquetSource(cfg.name or cfg.path, cfg.path, base, partition_column=cfg.partition_column, **common)
+    return ParquetSource(cfg.name or cfg.path, cfg.path, base, partition_column=cfg.partition_column,
+                         **common)
 
 
 @registry.sources.register("mlflow_traces", config=MlflowTracesSourceConfig)
