@@ -136,7 +136,7 @@ def evaluate_task(task: Task, lm: LM | Models | None, cache: ResponseCache | Non
         config_hash=config_hash(cfg), config=config, metrics=metrics,
         metric_kinds={m: s.kind for m, s in task.metrics.items()},
         lm_eval_task=task.lm_eval_task, timing=TaskTiming.from_stats(stats))
-    return task.finish(result, per_metric, seed, samples), samples
+    return task.finish(result, per_metric, seed, samples, outputs), samples
 
 
 def with_bootstrap_record(cfg: dict[str, Any], metrics: dict[str, MetricSpec], seed: int) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import TranscribeRequest, Transcription
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str, resolve
-from evalmon.tasks.base import MetricSpec, Task, TaskOptions
+from evalmon.tasks.base import MetricSpec, StageOutputs, Task, TaskOptions
 
 if TYPE_CHECKING:
     from evalmon.core.results import SampleRecord, TaskResult
@@ -143,19 +143,18 @@ class ASRTask(Task):
         if doc.audio is not None and results:
             heard: Transcription = results[0]
             out.update(outputs=[heard.text], prompt_hash=audio_key(heard.digest)[:16],
-                       extra={"audio": doc.audio, "seconds": round(heard.seconds, 3), "source_rate": heard.source_rate,
-                              "sampling_rate": heard.sampling_rate})
+                       extra={"audio": doc.audio, "seconds": round(heard.seconds, 3), "source_rate": heard.source_rate})
         return out
 
     def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
-               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+               samples: Sequence[SampleRecord] = (), outputs: Sequence[StageOutputs] = ()) -> TaskResult:
         """Speech mode: the rate the model heard, the audio duration and the real-time factor."""
-        heard = [s.extra for s in samples if "sampling_rate" in s.extra]
+        heard: list[Transcription] = [o[0] for o in outputs if o]
         if not heard:
             return result
-        audio_s = sum(float(h["seconds"]) for h in heard)
+        audio_s = sum(t.seconds for t in heard)
         secs = result.timing.seconds
-        result.config = {**result.config, "sampling_rate": int(heard[0]["sampling_rate"]),
+        result.config = {**result.config, "sampling_rate": heard[0].sampling_rate,
                          "audio_seconds": round(audio_s, 3),
                          "real_time_factor": round(secs / audio_s, 4) if audio_s else None}
         return result

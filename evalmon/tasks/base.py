@@ -155,8 +155,9 @@ class Task:
         return {}
 
     def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
-               samples: Sequence[SampleRecord] = ()) -> TaskResult:
-        """Last word on the result after aggregation (notes, curves, joint CIs, task-level metrics)."""
+               samples: Sequence[SampleRecord] = (), outputs: Sequence[StageOutputs] = ()) -> TaskResult:
+        """Last word on the result after aggregation (notes, curves, joint CIs, task-level metrics), given the
+        per-metric values, the documents' sample records and their responses (both in document order)."""
         return result
 
 

@@ -37,7 +37,7 @@ from evalmon.core.results import MetricValue, SampleRecord, TaskResult
 from evalmon.data.local import malformed, read_jsonl, require_file
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_float, get_int, get_paths
-from evalmon.tasks.base import MetricSpec, Task, TaskOptions
+from evalmon.tasks.base import MetricSpec, StageOutputs, Task, TaskOptions
 
 BINARY_METRICS = ("pr_auc", "roc_auc", "f1", "accuracy", "ece", "brier")
 MULTI_METRICS = ("pr_auc", "roc_auc", "f1_macro", "accuracy", "ece", "brier")
@@ -115,7 +115,7 @@ class ClassificationTask(Task):
                 "request": "(context, ' ' + label)", "prompt": self.prompt_note, "template_version": "1"}
 
     def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
-               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+               samples: Sequence[SampleRecord] = (), outputs: Sequence[StageOutputs] = ()) -> TaskResult:
         """Point values, a joint bootstrap stderr, notes for undefined metrics and the plot points."""
         import numpy as np
 

@@ -258,7 +258,7 @@ class MTBenchTask(Task):
                 "outputs": list(ans.turns[:n]), "extra": extra}
 
     def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
-               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+               samples: Sequence[SampleRecord] = (), outputs: Sequence[StageOutputs] = ()) -> TaskResult:
         """FastChat's aggregates over the questions (per turn, per category, win/loss/tie counts, …)."""
         per_q = {s.doc_id: s.extra["turns"] for s in samples}
         cats = {s.doc_id: s.extra["category"] for s in samples}

@@ -38,7 +38,7 @@ from evalmon.core.lm import GenRequest
 from evalmon.core.results import MetricValue, SampleRecord, TaskResult
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
-from evalmon.tasks.base import MetricSpec, Task, TaskOptions
+from evalmon.tasks.base import MetricSpec, StageOutputs, Task, TaskOptions
 
 METRIC_NAMES = ("bleu", "chrf", "ter")
 TEMPLATE = "{src_lang} phrase: {source}\n{tgt_lang} phrase:"
@@ -116,7 +116,7 @@ class TranslationTask(Task):
                 "evaluate_metrics": list(self.evaluate_metrics), "template_version": "1"}
 
     def finish(self, result: TaskResult, per_metric: dict[str, list[Any]], seed: int,
-               samples: Sequence[SampleRecord] = ()) -> TaskResult:
+               samples: Sequence[SampleRecord] = (), outputs: Sequence[StageOutputs] = ()) -> TaskResult:
         """Record each metric's sacrebleu signature (the numbers themselves come from ``aggregate``)."""
         from evalmon.metrics.text import corpus_score
 
