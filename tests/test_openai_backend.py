@@ -29,7 +29,7 @@ from plugins.mlflow_server import free_port
 
 from evalmon.backends.openai_compat import MAX_DELAY_S, OpenAICompatLM, backoff_delay
 from evalmon.config.suite import OpenAIModelConfig, parse_model_spec
-from evalmon.core.errors import ModelError
+from evalmon.core.errors import ConfigError, ModelError
 from evalmon.core.lm import GenRequest, LLRequest
 from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import run_generate
@@ -224,6 +224,18 @@ def test_query_string_in_base_url_stays_after_the_endpoint_path(fake: FakeServer
     assert chat.generate([GenRequest("Q: capital?")]) == ["Paris.\n\nQ: next"]
     assert [p["path"] for p in fake.posts] == ["/v1/completions?token=S3CRET&x=1",
                                                "/v1/chat/completions?token=S3CRET"]
+
+
+def test_capabilities_follow_the_config(fake: FakeServer) -> None:
+    """A server configured without prompt logprobs is refused for loglikelihoods up front (nothing is sent)."""
+    from evalmon.harness.engine import run_loglikelihood
+
+    assert make_lm(fake.url).capabilities == {"generate", "loglikelihood"}  # auto: probed on first use
+    lm = make_lm(fake.url, supports_logprobs=False)
+    assert lm.capabilities == {"generate"}
+    with pytest.raises(ModelError, match=r"needs a model that scores loglikelihoods .*\(backend 'openai'\) cannot"):
+        run_loglikelihood(lm, [LLRequest("a", " b")])
+    assert fake.posts == []
 
 
 def test_tracking_health_check_keeps_the_query_string(fake: FakeServer) -> None:
@@ -495,3 +507,35 @@ def test_mtbench_slice_through_server(server: TransformersServe, benchmarks_dir:
     lm = make_lm(server.url, mode="chat")
     result, samples = evaluate_task(task, lm, None, lambda n: None)
     assert result.n == 1 and len(samples) == 1 and samples[0].extra["turns"][0]["judge_outputs"]
+
+
+def test_monitor_hallucination_judge_is_a_served_model(server: TransformersServe) -> None:
+    """The monitor's LLM judge through the one judge factory: a served model (backend openai). Each sampled
+    record is one greedy chat request carrying that record's answer; the model is built on first use."""
+    import math
+
+    import pandas as pd
+
+    from evalmon.monitor.signals import build_signals
+
+    proxy = FakeServer(upstream=server.url)
+    try:
+        model = {"backend": "openai", "base_url": proxy.url, "mode": "chat", "max_retries": 1}
+        (signal_,) = build_signals([{"name": "hallucination", "embeddings": False,
+                                     "judge": {"model": model, "sample_rate": 1.0, "max_gen_toks": 4}}])
+        assert proxy.posts == [] and proxy.gets == []  # validated at build time, not connected yet
+        answers = ["It is in Rome.", "It is in Paris."]
+        frame = pd.DataFrame({"prompt": ["Where is the tower?"] * 2, "contexts": [["The tower is in Paris."]] * 2,
+                              "response": answers})
+        out = signal_.compute(frame)
+    finally:
+        proxy.close()
+    posts = [p for p in proxy.posts if p["path"].endswith("/chat/completions")]
+    assert len(posts) == 2 and all(p["max_tokens"] == 4 and p["temperature"] == 0.0 for p in posts)
+    asked = sorted(p["messages"][-1]["content"].split("Answer:\n", 1)[1].split("\n", 1)[0] for p in posts)
+    assert asked == sorted(answers)
+    assert out["hallucination.judge_sampled"].tolist() == [1.0, 1.0]
+    assert all(math.isnan(v) or v in (0.0, 1.0) for v in out["hallucination.judge_flag"])
+    with pytest.raises(ConfigError, match=r"signals.hallucination.judge.model.base_url"):
+        build_signals([{"name": "hallucination", "embeddings": False,
+                        "judge": {"model": {"backend": "openai", "base_url": "ftp://x"}}}])

@@ -46,14 +46,15 @@ _NEEDS = {
 }
 
 
-def require(lm: LM, needs: frozenset[str] | set[str], who: str, role: str = "candidate") -> None:
-    """Raise a one-line ``ModelError`` when ``lm`` lacks one of the capabilities ``who`` (e.g. "task x") needs."""
+def require(lm: LM, needs: frozenset[str] | set[str], who: str, role: str | None = None) -> None:
+    """Raise a one-line ``ModelError`` when ``lm`` (the model of ``role``) lacks one of the capabilities ``who``
+    (e.g. "task x") needs."""
     missing = sorted(set(needs) - set(lm.capabilities))
     if not missing:
         return
     what, hint = _NEEDS.get(missing[0], (f"capability {missing[0]!r}", "use a backend that declares it"))
     have = ", ".join(sorted(lm.capabilities)) or "none"
-    model = "the suite's model" if role == "candidate" else f"the {role} model"
+    model = "the model" if role is None else "the suite's model" if role == "candidate" else f"the {role} model"
     raise ModelError(f"{who} needs {what} ({', '.join(missing)}), but {model} (backend "
                      f"{lm.fingerprint.backend!r}) cannot (its capabilities: {have})", hint=hint)
 
@@ -116,14 +117,14 @@ def _run_cached(
 def run_loglikelihood(lm: LM, requests: Sequence[LLRequest], cache: ResponseCache | None = None,
                       advance: Advance | None = None) -> tuple[list[LLResult], EngineStats]:
     """Score ``requests`` (duplicates scored once, cached ones not at all). Results in input order."""
-    require(lm, {"loglikelihood"}, "these requests")
+    require(lm, {"loglikelihood"}, "a batch of requests")
     return _run_cached(lm, requests, [r.key() for r in requests], lm.loglikelihood, _SCORES, cache, advance)
 
 
 def run_rolling(lm: LM, requests: Sequence[RollingRequest], cache: ResponseCache | None = None,
                 advance: Advance | None = None) -> tuple[list[LLResult], EngineStats]:
     """Whole-text loglikelihoods (perplexity); deduplicated and cached like loglikelihood requests."""
-    require(lm, {"rolling"}, "these requests")
+    require(lm, {"rolling"}, "a batch of requests")
     rolling = cast(RollingLM, lm).loglikelihood_rolling
     return _run_cached(lm, requests, [r.key() for r in requests], rolling, _SCORES, cache, advance)
 
@@ -131,7 +132,7 @@ def run_rolling(lm: LM, requests: Sequence[RollingRequest], cache: ResponseCache
 def run_generate(lm: LM, requests: Sequence[GenRequest], cache: ResponseCache | None = None,
                  advance: Advance | None = None) -> tuple[list[str], EngineStats]:
     """Generate for ``requests``; greedy ones are deduplicated and cached (sampled ones never are)."""
-    require(lm, {"generate"}, "these requests")
+    require(lm, {"generate"}, "a batch of requests")
     keys = [r.key() if r.greedy else f"sample:{i}:{r.key()}" for i, r in enumerate(requests)]
     return _run_cached(lm, requests, keys, cast(GenerativeLM, lm).generate, _TEXTS, cache, advance,
                        cacheable=lambda r: bool(r.greedy))
@@ -144,7 +145,7 @@ def run_transcribe(lm: LM, requests: Sequence[TranscribeRequest], cache: Respons
     hears, so duplicates are transcribed once and cached transcripts not at all."""
     from evalmon.data.audio import load_audio  # lazy: numpy/scipy only for speech tasks
 
-    require(lm, {"transcribe"}, "these requests")
+    require(lm, {"transcribe"}, "a batch of requests")
     speech = cast(SpeechLM, lm)
     t0 = time.perf_counter()
     rate = int(speech.sampling_rate)
