@@ -108,6 +108,7 @@ def test_asr_text_and_bad_input(tmp_path: Path) -> None:
         build_task("asr_text", TaskOptions(base_dir=tmp_path, extra={**opts, "references": "empty.txt"}))
 
 
+@pytest.mark.accuracy  # published vendor WER on real earnings calls
 def test_earnings21_vendor_near_published(benchmarks_dir: Path) -> None:
     """Microsoft on Eval-10: plain normalisation 19.5 % vs the published 16.2 %; with the .norm.json
     alternatives (fstalign-like) 16.1 %."""

@@ -303,6 +303,7 @@ def _auc(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     return float(average_precision_score(y, s)), float(roc_auc_score(y, s))
 
 
+@pytest.mark.accuracy  # detector PR-AUC on labelled data
 @needs_bench
 def test_groundedness_halueval_pr_auc() -> None:
     rows = [json.loads(ln) for ln in (BENCH / "halueval/generation/qa/qa_one-turn_data.json").open()][:80]
@@ -315,6 +316,7 @@ def test_groundedness_halueval_pr_auc() -> None:
     assert pr > 0.8  # measured 0.94
 
 
+@pytest.mark.accuracy
 @needs_bench
 def test_safety_sst_vs_benign_pr_auc() -> None:
     with (BENCH / "simple_safety_tests/simple_safety_tests.csv").open(encoding="utf-8") as f:
@@ -328,6 +330,7 @@ def test_safety_sst_vs_benign_pr_auc() -> None:
     assert out["safety.unsafe_request"].to_numpy()[y == 0].mean() < 0.05
 
 
+@pytest.mark.accuracy
 @needs_bench
 def test_pii_enterprise_pr_auc() -> None:
     recs = []

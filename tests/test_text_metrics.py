@@ -24,6 +24,7 @@ def _wmt(benchmarks_dir: Path):  # type: ignore[no-untyped-def]
     return base, official, systems
 
 
+@pytest.mark.accuracy  # official WMT22 scores of every system
 def test_every_wmt22_system_matches_official_bleu_and_chrf(benchmarks_dir: Path) -> None:
     base, official, systems = _wmt(benchmarks_dir)
     assert len(systems) == 18

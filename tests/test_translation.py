@@ -41,6 +41,7 @@ class _Replay:
         return out
 
 
+@pytest.mark.accuracy  # official WMT22 scores
 def test_wmt22_task_reproduces_official_scores(benchmarks_dir: Path) -> None:
     """All 1,984 de-en segments through the task path with Online-B's outputs as 'generations':
     the corpus BLEU/chrF equal the official WMT22 numbers (ref A, and refs A+B)."""
