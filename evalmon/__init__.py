@@ -18,8 +18,10 @@ _LAZY = {
     "run_monitor": "evalmon.api", "compare": "evalmon.api",
     "LM": "evalmon.core.lm", "LLRequest": "evalmon.core.lm", "LLResult": "evalmon.core.lm",
     "GenRequest": "evalmon.core.lm", "RollingRequest": "evalmon.core.lm", "ModelFingerprint": "evalmon.core.lm",
+    "TranscribeRequest": "evalmon.core.lm", "Transcription": "evalmon.core.lm", "EngineStats": "evalmon.core.lm",
     "RunResult": "evalmon.core.results", "TaskResult": "evalmon.core.results",
-    "Task": "evalmon.tasks.base", "EvalmonError": "evalmon.core.errors",
+    "Task": "evalmon.tasks.base", "Stage": "evalmon.tasks.base", "StageOutputs": "evalmon.tasks.base",
+    "EvalmonError": "evalmon.core.errors",
 }
 
 __all__ = ["__version__", "gate", "registry", *_LAZY]
