@@ -1,7 +1,17 @@
-"""Shared helpers for sources: window bounds, merging parts, placing quarantined rows in windows.
+"""The windowed read contract of sources, and shared helpers: window bounds, merging parts, placing
+quarantined rows in windows.
 
 A quarantined record counts on the window of its placed time; one with no time (``None``, *unplaced*) is
 returned by every read, so it is reported by every run that reads its source instead of vanishing.
+
+Windowed reads (``PartitionedSource``): the monitor reads one window at a time, partition by partition
+(a file, a Parquet ``dt=`` fragment, a table), so memory follows a window, not the span a run covers.
+``partitions(start, end)`` names the partitions that may hold records of [start, end) (or unplaced
+records, which every read returns); ``read_partition(p, start, end)`` is ``read(start, end)`` restricted
+to ``p``. Its ``arrival`` column is ordered as in a read of the whole source, so a window's partitions
+concatenated and sorted by (timestamp, arrival) are the rows ``read(start, end)`` returns, in its order.
+A source with only ``read`` is one partition (``WHOLE``); ``partitions_of`` / ``read_partition`` /
+``earliest_of`` work with both.
 """
 
 from __future__ import annotations
@@ -10,13 +20,55 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from evalmon.core.errors import ConfigError
-from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP, QuarantinedRecord, SourceBatch
+from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP, QuarantinedRecord, Source, SourceBatch
 from evalmon.monitor.schema import Normalized, empty_frame, truncate_raw
+
+WHOLE = "*"  # the one partition of a source that reads only as a whole
+
+
+@runtime_checkable
+class PartitionedSource(Protocol):
+    """A source that reads one partition of one window at a time (see the module docstring)."""
+
+    name: str
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch: ...
+
+    def partitions(self, start: datetime | None, end: datetime | None) -> list[str]: ...
+
+    def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch: ...
+
+
+def partitions_of(src: Source, start: datetime | None, end: datetime | None) -> list[str]:
+    """The partitions of ``src`` that may hold records of [start, end) (``[WHOLE]`` for a plain source)."""
+    return list(src.partitions(start, end)) if isinstance(src, PartitionedSource) else [WHOLE]
+
+
+def read_partition(src: Source, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
+    """``src``'s records of [start, end) in ``partition`` (placed quarantined ones + the unplaced)."""
+    if partition != WHOLE and isinstance(src, PartitionedSource):
+        return src.read_partition(partition, start, end)
+    return src.read(start, end)
+
+
+def earliest_of(src: Source, end: datetime) -> datetime | None:
+    """The earliest record time before ``end``: the source's own ``earliest`` when it has one (an index),
+    else one partition at a time (memory: one partition)."""
+    own = getattr(src, "earliest", None)
+    if callable(own):
+        return own(end)
+    best: pd.Timestamp | None = None
+    for p in partitions_of(src, None, end):
+        frame = read_partition(src, p, None, end).frame
+        if len(frame):
+            t = frame[TIMESTAMP].min()
+            best = t if best is None or t < best else best
+    return None if best is None else best.floor("us").to_pydatetime()
 
 
 def to_utc(value: datetime | None) -> pd.Timestamp | None:

@@ -13,8 +13,10 @@ byte, which JSON and CSV text never hold) — is ``file.corrupt``. ``on_corrupt:
 ``DataError`` naming the file, the line and the byte offset (of the uncompressed data); ``quarantine``
 keeps every line read before the damage, quarantines a NUL line (and reads on), or quarantines the
 unreadable rest of a broken stream as one record.
-Parsed files are cached per (path, mtime, size, hour), so reading many windows parses a file once (the
-hour: "more than a day in the future" moves with the clock).
+Parsed files are cached per (path, mtime, size, hour) (the hour: "more than a day in the future" moves with
+the clock). ``read`` parses whole files; the monitor's windowed reads (``partitions`` = the files,
+``read_partition``) go through a per-file ``SpillIndex`` instead: each file is parsed once in chunks kept on
+disk, and a window loads only the chunks its time range meets — the same records, bounded memory.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.parsing import gc_paused
 from evalmon.monitor.quarantine import FILE_CORRUPT
-from evalmon.monitor.schema import normalize_frame, normalize_records
-from evalmon.monitor.sources.base import Part, merge, place, quarantine
+from evalmon.monitor.schema import Normalized, normalize_frame, normalize_records
+from evalmon.monitor.sources.base import Part, check_window, merge, place, quarantine, to_utc
+from evalmon.monitor.sources.spill import CHUNK_RECORDS, SpillIndex
 from evalmon.monitor.timeparse import Plausible
 
 SIDE_CAR = (".truth.jsonl", ".events.json")  # written next to synthetic traffic by `traffic synth`
@@ -131,7 +134,8 @@ class _Dumps(Sequence[str]):
 
 
 class FileSource:
-    """Base: expand paths, parse each file once (cached), merge the window."""
+    """Base: expand paths, parse each file once (cached), merge the window; windowed reads go through a
+    per-file ``SpillIndex`` (one partition per file, records of one window in memory)."""
 
     suffixes: tuple[str, ...] = ()
 
@@ -148,13 +152,18 @@ class FileSource:
         self.on_corrupt = on_corrupt
         self.plausible = plausible or Plausible()
         self._cache: dict[Path, tuple[tuple[int, int, int], Part]] = {}
+        self._indexes: dict[Path, tuple[tuple[int, int, int], SpillIndex]] = {}
+
+    @staticmethod
+    def _signature(f: Path) -> tuple[int, int, int]:
+        st = f.stat()
+        return st.st_mtime_ns, st.st_size, int(time.time() // 3600)
 
     def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
         files = expand_paths(self.path, self.base_dir, self.suffixes)
         parts: list[Part] = []
         for f in files:
-            st = f.stat()
-            sig = (st.st_mtime_ns, st.st_size, int(time.time() // 3600))
+            sig = self._signature(f)
             hit = self._cache.get(f)
             if hit is None or hit[0] != sig:
                 with gc_paused():
@@ -165,12 +174,92 @@ class FileSource:
         return merge(parts, start, end, {"files": len(files), "source": self.name})
 
     def parse(self, path: Path) -> Part:
+        """The whole file: its records normalized at once, unparseable lines placed by their neighbours."""
+        part = Part(name=str(path), norm=normalize_records([], source=str(path)))
+        bad_lines: list[int] = []
+        items = list(self._items(path, part, bad_lines))
+        good_lines = [n for n, _ in items]
+        part.norm = self._normalize(path, items, good_lines)
+        part.pre_times = place(bad_lines, good_lines, part.norm)
+        return part
+
+    # ------------------------------------------------------------------ windowed reads (one file = one partition)
+
+    def _index(self, f: Path) -> SpillIndex:
+        sig = self._signature(f)
+        hit = self._indexes.get(f)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        index = SpillIndex()
+        part = Part(name=str(f), norm=normalize_records([], source=str(f)))
+        bad_lines: list[int] = []
+        chunk: list[tuple[int, Any]] = []
+
+        def flush() -> None:
+            lines = [n for n, _ in chunk]
+            index.add(self._normalize(f, chunk, lines, arrival_offset=index.records, place_by_neighbour=False),
+                      lines)
+            chunk.clear()
+
+        with gc_paused():
+            for item in self._items(f, part, bad_lines):
+                chunk.append(item)
+                if len(chunk) >= CHUNK_RECORDS:
+                    flush()
+            if chunk:
+                flush()
+        index.finish(bad_lines, part.pre_quarantined)
+        self._indexes[f] = (sig, index)
+        return index
+
+    def _indexed(self) -> list[tuple[Path, SpillIndex, int]]:
+        """Every file with its index and arrival offset (records of the files before it)."""
+        files = expand_paths(self.path, self.base_dir, self.suffixes)
+        out, offset = [], 0
+        for f in files:
+            index = self._index(f)
+            out.append((f, index, offset))
+            offset += index.records
+        self._indexes = {f: self._indexes[f] for f in files}
+        return out
+
+    def partitions(self, start: datetime | None, end: datetime | None) -> list[str]:
+        lo, hi = check_window(start, end)
+        return [str(f) for f, index, _ in self._indexed() if index.meets(lo, hi)]
+
+    def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
+        lo, hi = check_window(start, end)
+        for f, index, offset in self._indexed():
+            if str(f) == partition:
+                frame, quarantined, times = index.read(lo, hi, offset)
+                return SourceBatch(frame=frame, quarantined=quarantined, quarantined_times=times,
+                                   stats={"source": self.name, "files": 1, "partition": partition, "rows": len(frame),
+                                          "quarantined": len(quarantined),
+                                          "window": [None if lo is None else lo.isoformat(),
+                                                     None if hi is None else hi.isoformat()]})
+        raise DataError(f"source file {partition} disappeared during the run",
+                        hint="keep traffic files in place while a monitor run reads them")
+
+    def earliest(self, end: datetime | None) -> datetime | None:
+        hi = to_utc(end)
+        firsts = [t for _, index, _ in self._indexed() if (t := index.earliest(hi)) is not None]
+        return min(firsts).floor("us").to_pydatetime() if firsts else None
+
+    # ------------------------------------------------------------------ parsing
+
+    def _items(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
+        """``(line number, parsed item)`` per good line; bad lines go to ``part`` and ``bad_lines``."""
         raise NotImplementedError
 
-    def _normalize_kwargs(self, path: Path, good_lines: list[int]) -> dict[str, Any]:
+    def _normalize(self, path: Path, items: Sequence[tuple[int, Any]], good_lines: list[int], *,
+                   arrival_offset: int = 0, place_by_neighbour: bool = True) -> Normalized:
+        raise NotImplementedError
+
+    def _normalize_kwargs(self, path: Path, good_lines: list[int], arrival_offset: int = 0,
+                          place_by_neighbour: bool = True) -> dict[str, Any]:
         return {"source": str(path), "locations": [f"line {n}" for n in good_lines], "mapping": self.columns,
                 "assume_timezone": self.assume_timezone, "keep": self.keep, "plausible": self.plausible,
-                "place_by_neighbour": True}
+                "place_by_neighbour": place_by_neighbour, "arrival_offset": arrival_offset}
 
     def _corrupt(self, path: Path, part: Part, bad_lines: list[int], lineno: int, offset: int, what: str,
                  raw: bytes = b"") -> None:
@@ -212,11 +301,7 @@ class FileSource:
 class JsonlSource(FileSource):
     suffixes = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")  # directory scans; a named file may be any
 
-    def parse(self, path: Path) -> Part:
-        part = Part(name=str(path), norm=normalize_records([], source=str(path)))
-        records: list[dict[str, Any]] = []
-        good_lines: list[int] = []
-        bad_lines: list[int] = []
+    def _items(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
         for lineno, raw in self._lines(path, part, bad_lines):
             if not raw.strip():
                 continue
@@ -237,11 +322,13 @@ class JsonlSource(FileSource):
                 part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
                 bad_lines.append(lineno)
                 continue
-            records.append(value)
-            good_lines.append(lineno)
-        part.norm = normalize_records(records, raws=_Dumps(records), **self._normalize_kwargs(path, good_lines))
-        part.pre_times = place(bad_lines, good_lines, part.norm)
-        return part
+            yield lineno, value
+
+    def _normalize(self, path: Path, items: Sequence[tuple[int, Any]], good_lines: list[int], *,
+                   arrival_offset: int = 0, place_by_neighbour: bool = True) -> Normalized:
+        records = [value for _, value in items]
+        return normalize_records(records, raws=_Dumps(records),
+                                 **self._normalize_kwargs(path, good_lines, arrival_offset, place_by_neighbour))
 
 
 class _LineTap:
@@ -274,12 +361,8 @@ class CsvSource(FileSource):
         super().__init__(*args, **kwargs)
         self.delimiter = delimiter
 
-    def parse(self, path: Path) -> Part:
-        part = Part(name=str(path), norm=normalize_records([], source=str(path)))
-        rows: list[list[str | None]] = []
-        raws: list[str] = []
-        good_lines: list[int] = []
-        bad_lines: list[int] = []
+    def _items(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
+        """Good rows as ``(line, (header, row, raw))``."""
         tap = _LineTap(self._lines(path, part, bad_lines))
         reader = csv.reader(tap, delimiter=self.delimiter)
         header: list[str] | None = None
@@ -317,10 +400,11 @@ class CsvSource(FileSource):
                 reason = f"CSV row has {len(row)} fields, header has {len(header)}"
                 part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, raw))
                 continue
-            rows.append([c if c != "" else None for c in row])
-            raws.append(raw)
-            good_lines.append(lineno)
-        df = pd.DataFrame(rows, columns=header if header is not None else [], dtype=object)
-        part.norm = normalize_frame(df, raws=raws, strict_columns=True, **self._normalize_kwargs(path, good_lines))
-        part.pre_times = place(bad_lines, good_lines, part.norm)
-        return part
+            yield lineno, (header, [c if c != "" else None for c in row], raw)
+
+    def _normalize(self, path: Path, items: Sequence[tuple[int, Any]], good_lines: list[int], *,
+                   arrival_offset: int = 0, place_by_neighbour: bool = True) -> Normalized:
+        header = items[0][1][0] if items else []
+        df = pd.DataFrame([row for _, (_, row, _) in items], columns=header, dtype=object)
+        return normalize_frame(df, raws=[raw for _, (_, _, raw) in items], strict_columns=True,
+                               **self._normalize_kwargs(path, good_lines, arrival_offset, place_by_neighbour))

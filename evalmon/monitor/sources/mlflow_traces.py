@@ -7,7 +7,8 @@ OpenAI-style choices or plain values), contexts from RETRIEVER spans' documents,
 ``mlflow.trace.tokenUsage`` / ``mlflow.chat.tokenUsage``, model from span attributes
 (``gen_ai.request.model``, ``llm.model_name``, …). Span attributes, ``tags.*`` and ``metadata.*`` can be
 named in the ``columns:`` mapping. A windowed read also returns the traces whose time is outside the
-plausible span (quarantined *unplaced*), so a server-side time filter never hides one.
+plausible span (quarantined *unplaced*), so a server-side time filter never hides one. The monitor reads
+one window at a time (the experiment is one partition; the time filter is pushed to the server).
 """
 
 from __future__ import annotations
@@ -187,6 +188,12 @@ class MlflowTracesSource:
                                  assume_timezone=self.assume_timezone, keep=self.keep, plausible=self.plausible)
         return merge([Part(name=self.experiment, norm=norm)], start, end,
                      {"source": self.name, "experiment_id": exp_id, "traces": len(records), "files": 0})
+
+    def partitions(self, start: datetime | None, end: datetime | None) -> list[str]:
+        return [self.experiment]  # one partition: the time filter runs on the server
+
+    def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
+        return self.read(start, end)
 
 
 def log_traces(frame: pd.DataFrame, *, experiment_id: str, name: str = "chat") -> list[str]:

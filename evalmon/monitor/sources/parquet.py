@@ -4,7 +4,8 @@ A window [start, end) reads only the partitions whose date can hold rows of the 
 partition pruning) and, when the timestamp column is a Parquet timestamp, pushes the time filter into the
 scan — ``is_null OR [start, end) OR outside the plausible span``, so rows without a usable time still reach
 the quarantine (*unplaced*: reported by every run that reads their partition). Timestamps are parsed by the
-shared routine and the exact [start, end) cut is made after normalisation either way.
+shared routine and the exact [start, end) cut is made after normalisation either way. The monitor's windowed
+reads take one fragment (file) at a time (``partitions`` / ``read_partition``) with the same filter.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
-from evalmon.monitor.schema import normalize_frame, resolve_columns
+from evalmon.monitor.schema import Normalized, normalize_frame, resolve_columns
 from evalmon.monitor.sources.base import Part, check_window, merge
 from evalmon.monitor.sources.files import expand_paths
 from evalmon.monitor.timeparse import Plausible
@@ -53,15 +54,11 @@ class ParquetSource:
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot open Parquet dataset {p}: {exc}") from exc
 
-    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
+    def _filter(self, schema: Any, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> tuple[Any, str | None]:
+        """The scan filter for [lo, hi) (partition pruning + timestamp push-down) and the partition column."""
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        lo, hi = check_window(start, end)
-        dataset = self._dataset()
-        if dataset is None:
-            return merge([], start, end, {"files": 0, "source": self.name})
-        schema = dataset.schema
         expr = None
         part_col = self.partition_column if self.partition_column in schema.names else None
         if part_col is not None:
@@ -94,11 +91,11 @@ class ParquetSource:
                     window = part if window is None else window & part
             cond = cond | window
             expr = cond if expr is None else expr & cond
-        fragments = list(dataset.get_fragments(filter=expr))
-        try:
-            table = dataset.to_table(filter=expr)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DataError(f"cannot read Parquet dataset {self.path}: {exc}") from exc
+        return expr, part_col
+
+    def _normalize(self, table: Any, part_col: str | None, arrival_offset: int = 0) -> Normalized:
+        import pyarrow as pa
+
         if any(pa.types.is_struct(f.type) for f in table.schema):
             table = table.flatten()
             while any(pa.types.is_struct(f.type) for f in table.schema):
@@ -106,10 +103,56 @@ class ParquetSource:
         df = table.to_pandas(types_mapper=None, timestamp_as_object=False)
         if part_col is not None and part_col in df.columns and part_col not in self.columns.values():
             df = df.drop(columns=[part_col])
-        norm = normalize_frame(df, source=str(self.path), mapping=self.columns, assume_timezone=self.assume_timezone,
-                               keep=self.keep, strict_columns=True, plausible=self.plausible)
-        return merge([Part(name=str(self.path), norm=norm)], start, end,
+        return normalize_frame(df, source=str(self.path), mapping=self.columns, assume_timezone=self.assume_timezone,
+                               keep=self.keep, strict_columns=True, plausible=self.plausible,
+                               arrival_offset=arrival_offset)
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
+        import pyarrow as pa
+
+        lo, hi = check_window(start, end)
+        dataset = self._dataset()
+        if dataset is None:
+            return merge([], start, end, {"files": 0, "source": self.name})
+        expr, part_col = self._filter(dataset.schema, lo, hi)
+        fragments = list(dataset.get_fragments(filter=expr))
+        try:
+            table = dataset.to_table(filter=expr)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(f"cannot read Parquet dataset {self.path}: {exc}") from exc
+        return merge([Part(name=str(self.path), norm=self._normalize(table, part_col))], start, end,
                      {"files": len(fragments), "source": self.name})
+
+    def partitions(self, start: datetime | None, end: datetime | None) -> list[str]:
+        """The fragments (files) the partition filter keeps for [start, end)."""
+        lo, hi = check_window(start, end)
+        dataset = self._dataset()
+        if dataset is None:
+            return []
+        expr, _ = self._filter(dataset.schema, lo, hi)
+        return [f.path for f in dataset.get_fragments(filter=expr)]
+
+    def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
+        """One fragment's rows of [start, end), the time filter pushed into its scan; ``arrival`` is offset by
+        the fragment's position in the dataset so fragments keep the order a whole read gives them."""
+        import pyarrow as pa
+
+        lo, hi = check_window(start, end)
+        dataset = self._dataset()
+        fragments = list(dataset.get_fragments()) if dataset is not None else []
+        found = [(i, f) for i, f in enumerate(fragments) if f.path == partition]
+        if not found:
+            raise DataError(f"Parquet file {partition} disappeared during the run",
+                            hint="keep the dataset's files in place while a monitor run reads them")
+        ordinal, fragment = found[0]
+        expr, part_col = self._filter(dataset.schema, lo, hi)
+        try:
+            table = fragment.to_table(schema=dataset.schema, filter=expr)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(f"cannot read Parquet file {partition}: {exc}") from exc
+        norm = self._normalize(table, part_col, arrival_offset=ordinal << 32)
+        return merge([Part(name=partition, norm=norm)], start, end, {"files": 1, "source": self.name,
+                                                                     "partition": partition})
 
 
 def write_partitioned(frame: pd.DataFrame, root: Path, days: pd.Series, *, partition_column: str = "dt") -> list[Path]:

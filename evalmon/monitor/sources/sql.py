@@ -12,6 +12,8 @@ may only ever return *more* rows than the window needs, never fewer:
 
 Rows with no usable time (NULL, unparseable, implausible) are quarantined *unplaced*: a table has no line
 order to place them by, so every read returns them and every run reports them until they are fixed.
+Rows are fetched ``CHUNK_ROWS`` at a time and cut to the window per chunk, so a window's read holds that
+window (plus one chunk) in memory; without a server-side filter each window's read scans the table.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 import pandas as pd
 
 from evalmon.core.errors import DataError
-from evalmon.monitor.contracts import SourceBatch
-from evalmon.monitor.schema import TIME_UNITS, normalize_frame
-from evalmon.monitor.sources.base import Part, check_window, merge
+from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
+from evalmon.monitor.schema import TIME_UNITS, Normalized, normalize_frame
+from evalmon.monitor.sources.base import Part, check_window, in_window, merge
 from evalmon.monitor.timeparse import MAGNITUDE_BANDS, UNIT_FACTORS, Plausible
 
+CHUNK_ROWS = 10_000  # rows fetched and normalised at a time
 _BANDS = {"s": (0.0, MAGNITUDE_BANDS[0][0]), "ms": (MAGNITUDE_BANDS[0][0], MAGNITUDE_BANDS[1][0]),
           "us": (MAGNITUDE_BANDS[1][0], MAGNITUDE_BANDS[2][0]), "ns": (MAGNITUDE_BANDS[2][0], float("inf"))}
 
@@ -150,27 +153,53 @@ class SqlSource:
         return f"{col} IS NULL OR {ranges('w', window)} OR NOT ({ranges('p', span)})", params
 
     def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
+        """Rows of [start, end) (+ every row without a usable time), fetched ``CHUNK_ROWS`` at a time and cut
+        to the window chunk by chunk, so memory follows the window even when nothing is filtered server-side."""
         import sqlalchemy as sa
 
         lo, hi = check_window(start, end)
         engine = self._connect()
+        where_from = f"{_safe_url(self.url)}#{self.table or 'query'}"
+        parts: list[Part] = []
         try:
             with engine.connect() as conn:
                 src = self._from(engine)
                 col = engine.dialect.identifier_preparer.quote(self.timestamp_column)
                 where, params = self._where(conn, engine.dialect.name, src, col, lo, hi)
                 sql = f"SELECT * FROM {src}" + (f" WHERE {where}" if where else "")
-                df = pd.read_sql_query(sa.text(sql), conn, params=params)
+                for df in pd.read_sql_query(sa.text(sql), conn, params=params, chunksize=CHUNK_ROWS):
+                    norm = normalize_frame(df, source=where_from, mapping=self.columns,
+                                           assume_timezone=self.assume_timezone, keep=self.keep, strict_columns=True,
+                                           plausible=self.plausible)
+                    parts.append(Part(name=where_from, norm=_cut(norm, lo, hi)))
         except DataError:
             raise
         except sa.exc.SQLAlchemyError as exc:
             what = f"table {self.table!r}" if self.table else "query"
             raise DataError(f"SQL source {_safe_url(self.url)} ({what}): {_first_line(exc)}") from exc
-        where_from = f"{_safe_url(self.url)}#{self.table or 'query'}"
-        norm = normalize_frame(df, source=where_from, mapping=self.columns, assume_timezone=self.assume_timezone,
-                               keep=self.keep, strict_columns=True, plausible=self.plausible)
-        return merge([Part(name=where_from, norm=norm)], start, end,
-                     {"source": self.name, "files": 0, "server_filter": bool(where)})
+        return merge(parts, start, end, {"source": self.name, "files": 0, "server_filter": bool(where)})
+
+    def partitions(self, start: datetime | None, end: datetime | None) -> list[str]:
+        return [self.table or "query"]  # one partition: the filter (or the chunked scan) is the push-down
+
+    def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
+        return self.read(start, end)
+
+
+def _cut(norm: Normalized, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> Normalized:
+    """A chunk reduced to what [lo, hi) keeps (``merge`` cuts again; this bounds memory per chunk)."""
+    frame = norm.frame
+    if len(frame) and (lo is not None or hi is not None):
+        ts = frame[TIMESTAMP]
+        mask = pd.Series(True, index=frame.index)
+        if lo is not None:
+            mask &= ts >= lo
+        if hi is not None:
+            mask &= ts < hi
+        frame = frame[mask]
+    keep = [i for i, t in enumerate(norm.quarantined_times) if t is None or in_window(t, lo, hi)]
+    return Normalized(frame=frame, quarantined=[norm.quarantined[i] for i in keep],
+                      quarantined_times=[norm.quarantined_times[i] for i in keep], stats=norm.stats)
 
 
 def _first_line(exc: BaseException) -> str:
