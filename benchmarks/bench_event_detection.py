@@ -11,7 +11,7 @@ clean windows alert?
    other window after the reference is clean (29 clean windows with the defaults). ``--seed A B C`` repeats
    the whole run per seed (shared signal cache) and adds how often each event was caught.
 2. Alert policy, fixed from the reference period only (``policy``): signals are computed on the reference
-   (``stages.reference`` — the same code, config and cache as the monitor), then every rule's threshold
+   (the monitor executor's own reference read — the same code, config and cache), then every rule's threshold
    is the ``1 - tail(k)`` quantile (k = 3 → 0.99865, the one-sided tail of 3 sd) of its window
    statistic over 20,000 windows resampled from the reference, window size ~ Poisson(records per
    reference hour). For a statistic that is close to normal this is "reference mean + k·sd" (the binomial
@@ -56,10 +56,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evalmon.monitor import stages  # noqa: E402
 from evalmon.monitor.config import load_monitor_text  # noqa: E402
+from evalmon.monitor.executors.local import LocalExecutor  # noqa: E402
+from evalmon.monitor.pipeline import SignalRunner, within  # noqa: E402
 from evalmon.monitor.runner import run_monitor  # noqa: E402
 from evalmon.monitor.signals.pii import DEFAULT_ENTITIES  # noqa: E402
+from evalmon.monitor.sources import build_source  # noqa: E402
 from evalmon.traffic.events import iso, parse_time  # noqa: E402
 from evalmon.traffic.synth import SynthConfig, synthesize  # noqa: E402
 
@@ -119,10 +121,10 @@ def tail(k: float) -> float:
 
 def monitor_quantile(ref: pd.DataFrame, column: str, q: float) -> Any:
     """The window quantile exactly as the monitor logs it (``p90/<col>``): from the fixed-edge histogram
-    whose edges are fitted on the reference (``windows.SummarySpec``), linear within a bin. In the right
+    whose edges are fitted on the reference (``summary.SummarySpec``), linear within a bin. In the right
     tail that estimate reads ~1-2 % above the exact sample quantile, so a threshold computed with
     ``np.quantile`` would sit too low for the metric it is compared with."""
-    from evalmon.monitor.windows import Summary, SummarySpec
+    from evalmon.monitor.summary import Summary, SummarySpec
 
     spec = SummarySpec.fit(ref, [column])
 
@@ -202,7 +204,9 @@ def default_embedding_flags(cfg: Any, src: Any, windows: list[Any], reference: p
     from evalmon.monitor.drift import embedding_method, quiet
 
     lo, hi = windows[0].window.start, windows[-1].window.end
-    frame = stages.signals(cfg, stages.within(src.read(lo, hi).frame, "timestamp", lo, hi))  # cache hits
+    runner = SignalRunner(cfg.signals, cfg.output_dir / "signal_cache.sqlite")
+    frame = runner(within(src.read(lo, hi).frame, "timestamp", lo, hi))  # cache hits
+    runner.close()
     ts = frame["timestamp"]
     out: dict[str, dict[str, bool]] = {}
     for o in windows:
@@ -257,8 +261,10 @@ def run_one(seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     common = dict(ref_start=iso(start), ref_end=iso(ref_end), end=iso(end), tracking_uri=args.tracking_uri,
                   cache_dir=root)
     cfg0 = load_monitor_text(monitor_yaml(work / "traffic.jsonl", work, rules=[], **common), "calibration")
-    src = stages.open_source(cfg0)
-    reference = stages.reference(cfg0, src)
+    src = build_source(cfg0.source, cfg0.base_dir)
+    calibration = LocalExecutor(cfg0, src, sink=None)  # type: ignore[arg-type]  # reads, never finishes a window
+    reference = calibration.reference()
+    calibration.close()
     rules = policy(reference, args.ref_hours, args.k, seed)
     timing["reference signals + policy"] = time.perf_counter() - t
 

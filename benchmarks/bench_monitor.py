@@ -128,9 +128,11 @@ def part_ours(args: argparse.Namespace, work: Path, emb: bool) -> dict[str, Any]
     secs = time.perf_counter() - t0
     drift_s = [o.drift.seconds for o in result.windows if o.drift is not None]
     # the frame evidently gets: canonical + signal columns, exactly what our drift saw
-    from evalmon.monitor.stages import signals
+    from evalmon.monitor.pipeline import SignalRunner
 
-    full = signals(cfg, frame)
+    runner = SignalRunner(cfg.signals, cfg.output_dir / "signal_cache.sqlite")
+    full = runner(frame)
+    runner.close()
     full.drop(columns=[c for c in full.columns if c.startswith("embedding.")]).to_parquet(
         work / ("frame-emb.parquet" if emb else "frame.parquet"))
     if emb:

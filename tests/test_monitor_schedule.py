@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -81,9 +82,11 @@ def test_once_processes_each_complete_window_exactly_once(tmp_path: Path) -> Non
     assert sum(o.records for o in first.windows) == len(src.frame[src.frame.timestamp < pd.Timestamp(T0 + 3 * HOUR)])
     again = run_monitor(cfg, now=T0 + 3 * HOUR + timedelta(minutes=50), source=src)
     assert again.windows == [] and "no complete window" in again.notes[0]
+    before = len(src.reads)
     later = run_monitor(cfg, now=T0 + 6 * HOUR, source=src)
     assert [o.window.start for o in later.windows] == [T0 + 3 * HOUR, T0 + 4 * HOUR, T0 + 5 * HOUR]
-    assert src.reads[-1] == (T0 + 3 * HOUR, T0 + 6 * HOUR)  # only the new span is read
+    new = [T0 + h * HOUR for h in (3, 4, 5, 6)]
+    assert src.reads[before:] == list(itertools.pairwise(new))  # only the new span, window by window, once
     with WatermarkStore(cfg.state_path) as store:
         done = [h["start"] for h in store.history("sched")]
     assert done == [T0 + i * HOUR for i in range(6)]  # each window once, in order

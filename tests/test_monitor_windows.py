@@ -14,15 +14,8 @@ import pytest
 
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.config import load_monitor, load_monitor_text
-from evalmon.monitor.windows import (
-    Summary,
-    SummarySpec,
-    parse_duration,
-    split,
-    summarize,
-    window_of,
-    windows_between,
-)
+from evalmon.monitor.summary import Summary, SummarySpec, summarize
+from evalmon.monitor.windows import parse_duration, split, window_of, windows_between
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -145,14 +145,14 @@ class DriftResult:
 # --------------------------------------------------------------------------- which columns
 
 
-def _first_value(s: pd.Series) -> Any:
+def first_value(s: pd.Series) -> Any:
     for v in s.head(200).tolist():
         if v is not None and not (isinstance(v, float) and math.isnan(v)):
             return v
     return None
 
 
-def _is_vector(v: Any) -> bool:
+def is_vector(v: Any) -> bool:
     return isinstance(v, np.ndarray | list | tuple) and len(v) > 1 and isinstance(
         v[0], float | int | np.floating | np.integer)
 
@@ -180,8 +180,8 @@ def plan_columns(reference: pd.DataFrame, cfg: DriftConfig) -> DriftPlan:
         elif pd.api.types.is_datetime64_any_dtype(s):
             continue
         else:
-            first = _first_value(s)
-            if _is_vector(first):
+            first = first_value(s)
+            if is_vector(first):
                 if cfg.embedding_drift:
                     emb.append(col)
             elif isinstance(first, str | bool) and s.astype("string").nunique() <= MAX_CATEGORIES:
@@ -345,7 +345,7 @@ def safe_report_html(html: str) -> str | None:
 
 
 def _vectors(frame: pd.DataFrame, col: str) -> np.ndarray:
-    rows = [np.asarray(v, dtype=float) for v in frame[col].tolist() if _is_vector(v)] if col in frame else []
+    rows = [np.asarray(v, dtype=float) for v in frame[col].tolist() if is_vector(v)] if col in frame else []
     if not rows:
         return np.empty((0, 0))
     dim = max(len(r) for r in rows)

@@ -1,9 +1,9 @@
-"""``run_monitor``: one pass of a monitor — the arrows of the monitor pipeline in one place.
+"""``run_monitor``: one pass of a monitor — thin orchestration around the executor.
 
     lock → sync pending windows → which windows (watermark / backfill; refused past
-    ``window.max_windows_per_run`` or before ``source.timestamp_min``) → read the source for their span
-    → data quality + quarantine file → signals → reference → per window: summary + drift vs reference
-    → window folder → MLflow run → alerts → watermark → one webhook POST for the run's alerts
+    ``window.max_windows_per_run`` or before ``source.timestamp_min``) → the executor runs the pipeline
+    (``pipeline.py``) window by window (``executors/local.py``) and hands each window to the sink (window
+    folder, MLflow run) → watermark after each window → one webhook POST for the run's alerts → exit code
 
 Windows are processed oldest first and the watermark moves after each one, so an interrupted run
 resumes where it stopped. Heavy modules (evidently, mlflow, the signal models) load only after the
@@ -27,16 +27,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from evalmon.core.errors import ConfigError, DataError, did_you_mean
-from evalmon.monitor import stages
-from evalmon.monitor.alerts import Alert, WebhookOutcome, evaluate, payload, post_webhook
+from evalmon.core.errors import ConfigError
+from evalmon.core.version import __version__
+from evalmon.monitor.alerts import Alert, WebhookOutcome, payload, post_webhook
 from evalmon.monitor.config import MonitorConfig
+from evalmon.monitor.pipeline import WindowOutcome
 from evalmon.monitor.schedule import MonitorLock, WatermarkStore
-from evalmon.monitor.stages import WindowOutcome
-from evalmon.monitor.windows import Window, as_utc, parse_duration, split, window_of, windows_between
+from evalmon.monitor.windows import Window, as_utc, parse_duration, window_of, windows_between
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evalmon.monitor.contracts import Source
+    from evalmon.monitor.executors.ledger import QuarantineLedger
+    from evalmon.monitor.executors.local import ExecutorStats
 
 log = logging.getLogger("evalmon.monitor")
 
@@ -58,15 +62,16 @@ class MonitorResult:
     watermark: datetime | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stats: ExecutorStats | None = None  # what the executor read and held at once
 
     @property
     def exit_code(self) -> int:
         return 1 if self.alerts else 0
 
-    def account(self, quality: stages.QualityOutcome, processed: int) -> None:
-        self.processed, self.quarantined, self.quarantine_file = processed, quality.quarantined, quality.quarantine_file
-        self.by_reason, self.unplaced = dict(quality.by_reason), sum(quality.unplaced.values())
-        self.rows_read = processed + quality.quarantined
+    def account(self, ledger: QuarantineLedger, processed: int) -> None:
+        self.processed, self.quarantined, self.quarantine_file = processed, ledger.quarantined, ledger.quarantine_file
+        self.by_reason, self.unplaced = dict(ledger.by_reason), ledger.n_unplaced
+        self.rows_read = processed + ledger.quarantined
 
 
 def _say(log_fn: Callable[[str], None] | None, msg: str) -> None:
@@ -131,30 +136,51 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
     stack, store = open_state(cfg)
     with stack:
         if cfg.tracking.enabled:
-            result.synced = stages.sync_pending(cfg)
+            result.synced = sync_pending(cfg)
             for o in result.synced:
                 _say(log_fn, f"synced {o['window_dir']}: {o['status']} {o.get('reason') or ''}".rstrip())
-        src = source or stages.open_source(cfg)
-        earliest_cache: dict[str, Any] = {}
+        from evalmon.monitor.executors.local import LocalExecutor
+        from evalmon.monitor.sources import build_source
+
+        src = source or build_source(cfg.source, cfg.base_dir)
+        executor = LocalExecutor(cfg, src, WindowSink(cfg), log_fn=lambda m: _say(log_fn, m))
+        stack.callback(executor.close)
+        result.stats = executor.stats
+        scanned: list[bool] = []
 
         def earliest() -> datetime | None:
-            batch = stages.read(src, None, now)
-            earliest_cache["batch"] = batch
-            ts = batch.frame[cfg.window.timestamp] if len(batch.frame) else None
-            return None if ts is None else as_utc(ts.min())
+            scanned.append(True)
+            return executor.earliest(now)
 
         windows = plan_windows(cfg, store, now=now, backfill=backfill, earliest=earliest)
         if not windows:
-            if earliest_cache.get("batch") is not None:  # read, but no window: its unplaced records still count
-                result.account(stages.write_quarantine(cfg, earliest_cache["batch"], parse_duration(cfg.window.size),
-                                                       now, now), 0)
-                check_not_all_quarantined(cfg, result, first=True)
+            if scanned:  # read, but no window: its unplaced records still count
+                executor.account_unplaced(now)
+                result.account(executor.ledger, 0)
+                executor.check_not_all_quarantined(first=True)
             result.watermark = store.get(cfg.name)
             result.notes.append("no complete window to process" + (
                 f" after the watermark {result.watermark.isoformat()}" if result.watermark else ""))
             result.seconds = time.perf_counter() - t0
             return result
-        _process(cfg, store, src, windows, result, log_fn=log_fn, preread=earliest_cache.get("batch"))
+        t = time.perf_counter()
+        for outcome in executor.run(windows, backfill=result.mode == "backfill", first=store.get(cfg.name) is None):
+            store.record(cfg.name, outcome.window, mode=result.mode, outcome=outcome.tracking.get("status", "written"),
+                         run_id=outcome.tracking.get("run_id"))
+            if result.mode == "once":
+                store.advance(cfg.name, outcome.window.end)
+            result.windows.append(outcome)
+            result.alerts.extend(outcome.alerts)
+            for a in outcome.alerts:
+                _say(log_fn, a.message())
+            _say(log_fn, outcome.line())
+        result.account(executor.ledger, executor.processed)
+        check_accounting(result, executor.ledger)
+        st = executor.stats
+        _say(log_fn, f"{len(windows)} window(s) from {windows[0].start.isoformat()} to {windows[-1].end.isoformat()} "
+                     f"read window by window: {result.rows_read} records ({result.quarantined} quarantined), at most "
+                     f"{st.max_rows_held} held at once, in {time.perf_counter() - t:.1f} s"
+                     + (f" (signals {st.seconds_signals:.1f} s)" if cfg.signals else ""))
         result.watermark = store.get(cfg.name)
     if result.alerts and cfg.alerts.webhook is not None:
         urls = {o.window.start.isoformat(): o.tracking.get("ui_url") for o in result.windows}
@@ -163,62 +189,6 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
         _say(log_fn, result.webhook.line(cfg.alerts.webhook.url))
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _process(cfg: MonitorConfig, store: WatermarkStore, src: Source, windows: list[Window], result: MonitorResult,
-             *, log_fn: Callable[[str], None] | None, preread: Any) -> None:
-    size = parse_duration(cfg.window.size)
-    previous = cfg.reference.kind == "previous" and cfg.drift.enabled  # the window before the first one too
-    lo = windows[0].start - size if previous else windows[0].start
-    hi = windows[-1].end
-    t = time.perf_counter()
-    batch = preread if preread is not None else stages.read(src, lo, hi)
-    frame = stages.within(batch.frame, cfg.window.timestamp, lo, hi)
-    span = windows[0].start, hi  # this run's windows (lo < span start: the previous window, as reference)
-    quality = stages.write_quarantine(cfg, batch, size, *span)
-    result.account(quality, len(stages.within(frame, cfg.window.timestamp, *span)))
-    check_not_all_quarantined(cfg, result, first=store.get(cfg.name) is None)
-    _say(log_fn, f"read {result.rows_read} records for {len(windows)} window(s) from {span[0].isoformat()} to "
-                 f"{hi.isoformat()} ({quality.quarantined} quarantined) in {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    frame = stages.signals(cfg, frame)
-    if cfg.signals:
-        _say(log_fn, f"signals ({len(cfg.signals)}) over {len(frame)} records in {time.perf_counter() - t:.1f} s")
-    reference = None if previous or not cfg.drift.enabled else stages.reference(cfg, src)
-    if reference is not None:
-        _say(log_fn, f"reference ({cfg.reference.kind}): {len(reference)} records")
-    ctx = stages.Context.build(cfg, reference if reference is not None else frame)
-    tracking_down: str | None = None
-    slices = list(split(frame, ([Window(lo, windows[0].start, windows[0].index - 1)] if previous else [])
-                        + windows, cfg.window.timestamp))
-    prev_slice = slices[0][1] if previous else None
-    for w, cur in (slices[1:] if previous else slices):
-        ref = prev_slice if previous else reference
-        outcome = stages.process_window(cfg, ctx, w, cur, ref, quality, backfill=result.mode == "backfill",
-                                        last=w == windows[-1])
-        if not result.windows:
-            check_rule_metrics(cfg, outcome)
-        check = evaluate(cfg.alerts.rules, outcome.metrics, monitor=cfg.name, window=w)
-        outcome.alerts, outcome.notes = check.alerts, outcome.notes + check.notes
-        if tracking_down is None:
-            stages.assess(cfg, ctx, outcome, cur)
-        stages.finish_window(cfg, outcome)
-        if cfg.tracking.enabled:
-            outcome.tracking = stages.track(cfg, outcome, unreachable=tracking_down)
-            if outcome.tracking.get("unreachable") and tracking_down is None:  # don't wait on it per window
-                tracking_down = str(outcome.tracking.get("reason"))
-        run_id = outcome.tracking.get("run_id")
-        store.record(cfg.name, w, mode=result.mode, outcome=outcome.tracking.get("status", "written"),
-                     run_id=run_id)
-        if result.mode == "once":
-            store.advance(cfg.name, w.end)
-        result.windows.append(outcome)
-        result.alerts.extend(outcome.alerts)
-        for a in outcome.alerts:
-            _say(log_fn, a.message())
-        _say(log_fn, outcome.line())
-        prev_slice = cur
-    check_accounting(result, quality)
 
 
 def check_output_dir(cfg: MonitorConfig) -> None:
@@ -250,60 +220,81 @@ def open_state(cfg: MonitorConfig) -> tuple[ExitStack, WatermarkStore]:
     return stack, store
 
 
-_HOW_TO_FIX = {
-    "timestamp.missing": "check the `columns:` mapping (which source field is the timestamp: columns.timestamp)",
-    "unparseable_json": "check that source.kind matches the files' format (jsonl: one JSON object per line)",
-    "json_line_is_not_an_object": "check that source.kind matches the files' format (jsonl: one JSON object "
-                                  "per line)",
-    "timestamp.unparseable": "check the `columns:` mapping and source.assume_timezone (which field is the time)",
-    "timestamp.implausible": "check the `columns:` mapping (columns.timestamp) and source.timestamp_min",
-}
-
-
-def check_not_all_quarantined(cfg: MonitorConfig, result: MonitorResult, *, first: bool) -> None:
-    """Records were read but none could be used: a misconfigured source, not traffic (exit 2). The
-    quarantine file is already written. Once windows were processed, the unplaced records alone (re-read
-    by every run) with a quiet window are not that."""
-    if not result.rows_read or result.processed or result.quarantined != result.rows_read:
-        return
-    if not first and result.quarantined == result.unplaced:
-        return
-    reason, n = next(iter(result.by_reason.items()))
-    hint = _HOW_TO_FIX.get(reason, "check source.kind and the `columns:` mapping against the records")
-    where = f"; see {result.quarantine_file}" if result.quarantine_file else ""
-    raise DataError(f"source: all {result.rows_read} records read were quarantined, none processed (mostly "
-                    f"{reason}: {n}){where}", hint=hint)
-
-
-def check_rule_metrics(cfg: MonitorConfig, outcome: WindowOutcome) -> None:
-    """After the first window: an alert rule on a metric this monitor never computes could never fire."""
-    maybe = ("records/quarantined/", "records/unplaced/")  # only when such records exist
-    drifted: set[str] = set()  # columns the drift plan tests: their score can be absent in one window
-    if outcome.drift is not None:
-        if outcome.drift.skipped:
-            maybe += ("drift/", "drift_detected/")  # drift metrics appear once drift runs
-        drifted = {c.column for c in outcome.drift.columns}
-    for i, rule in enumerate(cfg.alerts.rules):
-        if rule.metric in outcome.metrics or rule.metric.startswith(maybe):
-            continue
-        kind, _, rest = rule.metric.partition("/")
-        if kind in ("drift", "drift_detected") and rest in drifted:
-            continue
-        col = rule.metric.split("/")[1] if rule.metric.count("/") >= 2 else ""
-        if rule.metric.startswith("share/") and f"share/{col}/_other" in outcome.metrics:
-            continue  # a value not among this run's top values (a new model version) may be in a later run
-        raise ConfigError(f"alerts.rules[{i}].metric: {rule.metric!r} is not a metric of this monitor's windows"
-                          f"{did_you_mean(rule.metric, list(outcome.metrics))}",
-                          hint="use a metric name from a window.json (metrics) or the MLflow run")
-
-
-def check_accounting(result: MonitorResult, quality: stages.QualityOutcome) -> None:
+def check_accounting(result: MonitorResult, ledger: QuarantineLedger) -> None:
     """``read = processed + quarantined``, and the windows hold exactly those records: else a bug."""
     in_windows = sum(o.records for o in result.windows)
-    placed = sum(quality.take(o.window) for o in result.windows)
+    placed = sum(ledger.take(o.window) for o in result.windows)
     by_reason = sum(result.by_reason.values())
     if (result.rows_read != result.processed + result.quarantined or in_windows != result.processed
             or placed + result.unplaced != result.quarantined or by_reason != result.quarantined):
         raise RuntimeError(f"record accounting mismatch (a bug): read {result.rows_read}, processed "
                            f"{result.processed} (in windows {in_windows}), quarantined {result.quarantined} "
                            f"(in windows {placed}, unplaced {result.unplaced}, by reason {by_reason})")
+
+
+# --------------------------------------------------------------------------- sink calls (monitor/sink.py, MLflow)
+
+
+def sync_pending(cfg: MonitorConfig) -> list[dict[str, Any]]:
+    """Upload the windows earlier runs kept on disk while MLflow was unreachable."""
+    from evalmon.monitor.sink import pending_windows, sync_windows
+
+    if not pending_windows(cfg.run_dir):
+        return []
+    return sync_windows(cfg.run_dir, cfg.tracking.uri)
+
+
+class WindowSink:
+    """Where the executor hands each finished window: trace assessments, ``window.json``, its MLflow run.
+    Once MLflow is found unreachable in a run, later windows are kept pending without waiting on it."""
+
+    def __init__(self, cfg: MonitorConfig) -> None:
+        self.cfg = cfg
+        self.down: str | None = None
+
+    def assess(self, outcome: WindowOutcome, records: pd.DataFrame, columns: list[str]) -> None:
+        """MLflow-traces source: the window's 0/1 signal ``columns`` as feedback on each record's trace."""
+        from evalmon.monitor.contracts import TRACE_ID
+
+        cfg = self.cfg
+        uri = getattr(cfg.source, "tracking_uri", None) or cfg.tracking.uri  # where the traces live
+        if self.down is not None or not (cfg.tracking.enabled and cfg.tracking.assessments and uri
+                                         and TRACE_ID in records.columns):
+            return
+        from evalmon.monitor.assessments import attach
+        from evalmon.sinks.mlflow import check_reachable
+
+        down = check_reachable(uri)
+        if down:
+            outcome.notes.append(f"trace assessments skipped: {down}")
+            return
+        counts = attach(records, columns, uri, monitor=cfg.name, window=outcome.window.key)
+        outcome.metrics["assessments/logged"] = float(counts["logged"])
+        if counts["errors"]:
+            outcome.notes.append(f"{counts['errors']} trace assessment(s) failed")
+
+    def finish(self, outcome: WindowOutcome) -> None:
+        """``window.json``: what the MLflow run will hold (metrics incl. ``alerts/count``, params, tags)."""
+        from evalmon.monitor.sink import WindowRecord, write_window
+
+        outcome.metrics["alerts/count"] = float(len(outcome.alerts))
+        tags = {"evalmon.version": __version__}
+        if outcome.notes:
+            tags["evalmon.notes"] = " | ".join(outcome.notes)
+        record = WindowRecord(self.cfg.name, outcome.window, outcome.metrics, outcome.params, tags,
+                              [a.to_dict() | {"rule": a.rule} for a in outcome.alerts])
+        write_window(outcome.directory, record)
+
+    def track(self, outcome: WindowOutcome) -> None:
+        cfg = self.cfg
+        if not cfg.tracking.enabled:
+            return
+        from evalmon.monitor.sink import log_window, mark_pending
+
+        if self.down is not None:  # the server was down for an earlier window of this run: don't wait again
+            outcome.tracking = mark_pending(outcome.directory, cfg.tracking.uri or "", cfg.experiment, self.down)
+            return
+        out = log_window(outcome.directory, cfg.tracking.uri, cfg.experiment)
+        if out.get("status") == "pending" and str(out.get("reason", "")).startswith("cannot reach"):
+            self.down = str(out.get("reason"))
+        outcome.tracking = out

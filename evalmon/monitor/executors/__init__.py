@@ -1,0 +1,1 @@
+"""Executors run the monitor's pipeline stages over (window, partition): ``local`` on this machine."""
