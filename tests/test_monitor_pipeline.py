@@ -148,6 +148,26 @@ def test_windowed_file_reads_equal_whole_reads(tmp_path: Path, monkeypatch: pyte
         assert src.earliest(first.to_pydatetime()) is None
 
 
+def test_windowed_parquet_and_sql_reads_equal_whole_reads(tmp_path: Path, benchmarks_dir: Path) -> None:
+    from evalmon.traffic.synth import SynthConfig, synthesize
+
+    start = "2026-11-01T21:00Z"  # 6 h over two UTC days: two parquet partitions
+    for fmt, name in (("parquet", "pq"), ("sqlite", "t.db")):
+        synthesize(SynthConfig(out=tmp_path / name, start=start, hours=6, rate_per_hour=30, seed=2, format=fmt,
+                               data_dir=benchmarks_dir))
+    pq = build_source({"kind": "parquet", "path": str(tmp_path / "pq")})
+    sql = build_source({"kind": "sql", "url": f"sqlite:///{tmp_path / 't.db'}", "table": "traffic"})
+    bounds = [pd.Timestamp(start) + h * HOUR for h in range(7)]
+    for src in (pq, sql):
+        for lo, hi in [(None, None), *itertools.pairwise(bounds)]:
+            whole = src.read(lo, hi).frame
+            frames = [read_partition(src, p, lo, hi).frame for p in partitions_of(src, lo, hi)]
+            got = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "arrival"], kind="mergesort")
+            cols = [c for c in whole.columns if c != "arrival"]  # arrival: the same order, other numbers
+            pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), whole[cols].reset_index(drop=True))
+    assert len(partitions_of(pq, bounds[0], bounds[1])) == 1 and len(partitions_of(pq, None, None)) == 2
+
+
 # --------------------------------------------------------------------------- the executor
 
 

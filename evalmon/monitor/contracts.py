@@ -1,8 +1,10 @@
-"""Monitor pipeline contracts: Source → Records (canonical frame) → Signals → Windows → Drift/Checks.
+"""Monitor pipeline contracts: Source → Records (canonical frame) → Signals → Summary → Drift/Checks.
 
-Everything between stages is a pandas DataFrame with the canonical columns below (plus signal
-columns), so each stage is a pure function of a batch and can run per partition (Spark
-``mapInPandas``) when one machine is not enough.
+Records are a pandas DataFrame with the canonical columns below (plus signal columns). The stages
+(``pipeline.py``) are pure functions of one partition of one window — a source reads window by window,
+partition by partition (``sources.base.PartitionedSource``) — and produce mergeable summaries
+(``summary.py``), so an executor (``executors/``) runs them on this machine or per partition elsewhere
+(Spark ``mapInPandas``) and merges the results.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class SourceBatch:
 
 @runtime_checkable
 class Source(Protocol):
-    """Reads logged traffic in [start, end) (None = unbounded), normalised to canonical columns."""
+    """Reads logged traffic in [start, end) (None = unbounded), normalised to canonical columns. A source
+    that can also read one partition at a time implements ``sources.base.PartitionedSource``."""
 
     name: str
 

@@ -152,7 +152,7 @@ class FileSource:
         self.on_corrupt = on_corrupt
         self.plausible = plausible or Plausible()
         self._cache: dict[Path, tuple[tuple[int, int, int], Part]] = {}
-        self._indexes: dict[Path, tuple[tuple[int, int, int], SpillIndex]] = {}
+        self._indexes: dict[Path, tuple[tuple[int, ...], SpillIndex]] = {}
 
     @staticmethod
     def _signature(f: Path) -> tuple[int, int, int]:
@@ -186,7 +186,7 @@ class FileSource:
     # ------------------------------------------------------------------ windowed reads (one file = one partition)
 
     def _index(self, f: Path) -> SpillIndex:
-        sig = self._signature(f)
+        sig = self._signature(f)[:2]  # one run's reads: the same "now" bound (a rebuild mid-run would re-parse)
         hit = self._indexes.get(f)
         if hit is not None and hit[0] == sig:
             return hit[1]
