@@ -1,15 +1,79 @@
-"""What ``evalmon compare``, ``evalmon gate`` and ``evalmon baseline promote`` do (cli.py only parses flags)."""
+"""``evalmon compare``, ``evalmon gate``, ``evalmon baseline promote``: parse flags, call evalmon.gate, render."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from evalmon.core.errors import GateError, OutputError
 
+app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the top-level app
 
+
+_RUN_HELP = ("Results dir or results.json, mlflow:<run_id> (or a bare 32-hex id), "
+             "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias or models:/NAME/<version>.")
+_URI_HELP = "MLflow tracking URI for MLflow RUN references (default: $MLFLOW_TRACKING_URI, else .evalmon/mlflow.db)."
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Run A (the reference). " + _RUN_HELP)],
+    run_b: Annotated[str, typer.Argument(help="Run B (compared against A).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table (rich), md or json.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write md/json here instead of stdout.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_URI_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the output).")] = 1234,
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for continuous metrics.")] = 10_000,
+) -> None:
+    """Side by side: shared metrics with value ± CI, delta, paired p; exit 2 when a run is partial or corrupt."""
+    from evalmon.core.errors import ConfigError
+
+    if format not in ("table", "md", "json"):
+        raise ConfigError(f"--format {format!r}: expected table, md or json")
+    compare_cmd(run_a, run_b, fmt=format, tracking_uri=tracking_uri, seed=seed, n_boot=n_boot, output=output)
+
+
+@app.command()
+def gate(
+    baseline: Annotated[str, typer.Option(help="Baseline run. " + _RUN_HELP)],
+    candidate: Annotated[str, typer.Option(help="Candidate run (same forms).")],
+    policy: Annotated[Path | None, typer.Option(help="gates.yaml (default: gate every shared metric).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the verdict as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the markdown verdict here.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Family-wise alpha (overrides the policy's).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help=_URI_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the verdict).")] = 1234,
+    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for continuous metrics.")] = 10_000,
+    allow_incomparable: Annotated[bool, typer.Option(help="Warn instead of exit 2 on provenance differences.")] = False,
+) -> None:
+    """Regression gate: exit 0 pass, 1 regression, 2 error or not comparable; markdown to $GITHUB_STEP_SUMMARY."""
+    code = gate_cmd(baseline, candidate, policy=policy, json_out=json_out, markdown_out=markdown, alpha=alpha,
+                    tracking_uri=tracking_uri, seed=seed, n_boot=n_boot, allow_incomparable=allow_incomparable)
+    if code:
+        raise typer.Exit(code)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Manage the baseline run that gates compare against.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("promote")
+def baseline_promote(
+    run: Annotated[str, typer.Argument(help="Run to promote: a logged results dir (uses its mlflow.json) or "
+                                            "an MLflow reference (mlflow:<run_id>, models:/NAME@alias, …).")],
+    tag: Annotated[str, typer.Option(help="Tag to set, key=value.")] = "baseline=true",
+    tracking_uri: Annotated[str | None, typer.Option(help=_URI_HELP)] = None,
+    keep_previous: Annotated[bool, typer.Option(help="Leave the tag on earlier baselines of the experiment.")] = False,
+) -> None:
+    """Tag an MLflow run as the baseline (the tag moves off the experiment's previous baseline)."""
+    promote_cmd(run, tag=tag, tracking_uri=tracking_uri, keep_previous=keep_previous)
+
+
+# ----------------------------------------------------------------- what the commands do
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 

@@ -1,0 +1,83 @@
+"""``evalmon monitor`` and ``evalmon sync`` (runs and monitor windows kept on disk while MLflow was down)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalmon.cli.common import console
+from evalmon.core.redact import redact_text
+
+app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the top-level app
+
+
+@app.command()
+def monitor(
+    config: Annotated[Path, typer.Argument(help="Monitor YAML (see monitors/traffic.yaml).")],
+    once: Annotated[bool, typer.Option("--once", help="Process every complete window after the watermark, then "
+                                                      "exit (the default without --schedule; for cron).")] = False,
+    schedule: Annotated[str | None, typer.Option(metavar="CRON", help='Stay running; process on this crontab '
+                                                 'schedule in UTC, e.g. "*/15 * * * *".')] = None,
+    backfill: Annotated[tuple[str, str] | None, typer.Option(metavar="FROM TO", help="Reprocess the windows in "
+                        "[FROM, TO) (ISO times) whatever the watermark; the watermark does not move.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the YAML's, else "
+                                                          ".evalmon/mlflow.db).")] = None,
+) -> None:
+    """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
+    from evalmon.core.errors import ConfigError
+    from evalmon.monitor.config import apply_overrides, load_monitor
+    from evalmon.monitor.console import RedactingConsole, parse_backfill, print_result, scheduled_job
+
+    if schedule is not None and (once or backfill):
+        raise ConfigError("--schedule cannot be combined with --once or --backfill",
+                          hint="run the backfill (or --once) first, then start the schedule")
+    window_range = parse_backfill(backfill) if backfill else None
+    cfg = apply_overrides(load_monitor(config), tracking_uri=tracking_uri)
+    out, err = RedactingConsole(console()), RedactingConsole(console(stderr=True))
+    if schedule is not None:
+        from evalmon.monitor.schedule import run_schedule
+
+        err.print(f"monitor '{cfg.name}': schedule \"{schedule}\" (UTC); first run now — Ctrl-C to stop")
+        run_schedule(schedule, scheduled_job(cfg, out, err), on_error=lambda e: err.print(f"error: {redact_text(str(e))}"))
+        return
+    from evalmon.core.interrupts import describe, exit_code, signals_as_interrupts
+    from evalmon.monitor.runner import run_monitor
+
+    try:
+        with signals_as_interrupts():  # SIGTERM is handled like Ctrl-C: one line, exit 143
+            result = run_monitor(cfg, backfill=window_range, log_fn=lambda m: out.print(m, soft_wrap=True))
+    except KeyboardInterrupt as exc:
+        sys.stderr.write(f"{describe(exc)}: monitor '{cfg.name}' stopped; finished windows are kept — rerun to "
+                         "continue from the watermark\n")
+        sys.exit(exit_code(exc))
+    print_result(cfg, result, out, err)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+
+
+@app.command()
+def sync(
+    reports: Annotated[Path, typer.Argument(help="Directory of runs or monitor windows kept on disk.")] = Path("reports"),
+    tracking_uri: Annotated[str | None, typer.Option(help="Upload to this URI instead of the recorded one.")] = None,
+) -> None:
+    """Upload runs and monitor windows kept on disk while MLflow was unreachable, and finish cut-short uploads."""
+    from evalmon.sinks.mlflow import sync as do_sync
+
+    outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
+    con = console()
+    if not outcomes:
+        con.print("nothing to sync")
+    failed = 0
+    for o in outcomes:
+        note = f" ({o['note']})" if o.get("note") else ""
+        where = o.get("run_dir") or o.get("window_dir") or "?"
+        con.print(f"{where}: {o.get('status')} {o.get('reason') or o.get('ui_url') or ''}{note}",
+                  markup=False, soft_wrap=True)
+        failed += o.get("status") != "logged"
+    if failed:
+        raise typer.Exit(1)

