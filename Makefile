@@ -44,9 +44,10 @@ test: venv-check system-deps
 	$(VENV)/bin/lint-imports
 	$(PYTEST) -q
 
-# The in-process unit lane (tests/plugins/lanes.py): under a minute on 2 cores.
+# The in-process unit lane (tests/plugins/lanes.py): under a minute on 2 cores. Its models are tiny: one torch
+# thread (a second one only spin-waits on a busy machine: a third of the lane's CPU time).
 test-fast: venv-check system-deps
-	$(PYTEST) -q -m unit
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTEST) -q -m unit
 
 lint: venv-check
 	$(VENV)/bin/ruff check evalmon tests benchmarks

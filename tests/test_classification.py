@@ -108,6 +108,7 @@ def test_label_set_mismatch(tmp_path: Path, benchmarks_dir: Path) -> None:
     assert halu.docs()[1].context.endswith("#Answer#: First for Women was started first.\n#Your Judgement#:")
 
 
+@pytest.mark.e2e  # the whole suite path: run_suite → results, reports, an MLflow store
 def test_suite_path_on_tiny_checkpoint(tiny_checkpoint: Path, benchmarks_dir: Path, tmp_path: Path) -> None:
     """suites/medical.yaml's new components (pubmedqa_cls: OvR multi-class; medical_perplexity) plus
     halueval_qa through run_suite: results.json, samples, report curves and MLflow metrics."""

@@ -179,6 +179,7 @@ def _refill(run: LoadedRun, metric_values: dict[str, tuple[str, np.ndarray]]) ->
         run.result.tasks[task].metrics[metric].value = float(values.mean())
 
 
+@pytest.mark.accuracy  # Monte-Carlo calibration of the gate (1000 simulated pairs)
 def test_false_failure_rate_same_model_different_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     """Baseline and candidate = the same model, different sampling seeds: per-document difficulty
     p_i ~ Beta(1.2, 0.8) (mean accuracy 0.6) for a binary task and per-document means μ_i ~ Beta(2, 2)
@@ -209,6 +210,7 @@ def test_false_failure_rate_same_model_different_seeds(capsys: pytest.CaptureFix
     assert fwer <= ALPHA + slack
 
 
+@pytest.mark.accuracy  # Monte-Carlo power vs the analytic value
 def test_power_on_a_two_point_drop_at_n_1000(capsys: pytest.CaptureFixture[str]) -> None:
     """Accuracy 0.60 → 0.58 (per-document p_i ~ Beta(1.2, 0.8), candidate q_i = p_i · 0.58/0.60), n = 1000,
     one gated metric, alpha 0.05: simulated power of the exact McNemar gate vs the normal approximation

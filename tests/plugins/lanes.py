@@ -2,8 +2,8 @@
 
 - ``unit`` (the default): in-process and fast — ``make test-fast`` runs ``pytest -m unit``.
 - ``e2e``: starts processes or servers — the ``evalmon`` CLI (``run_cli``, ``Background``, …), any
-  ``subprocess`` (espeak-ng included), the MLflow server fixture, headless Chromium, the real-checkpoint
-  fixtures — or is marked ``slow``.
+  ``subprocess`` (espeak-ng included), the MLflow server fixture, a local HTTP server (model servers, fault
+  servers, webhooks), headless Chromium, the real-checkpoint fixtures — or is marked ``slow``.
 - ``accuracy``: numbers against a reference — parity with lm-eval (any test whose code imports ``lm_eval``
   or reads its task files) and, marked explicitly, detector PR-AUC on labelled data, official WMT22 scores,
   published numbers.
@@ -31,10 +31,12 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
 LANES = ("unit", "e2e", "accuracy")
-# names whose use means "starts a process": cli_util's launchers, subprocess, chromium's entry points
+# names whose use means "starts a process or a server": cli_util's launchers, subprocess, chromium's entry
+# points, a local HTTP/TCP server (fault-injecting model servers, webhooks, a port that never answers)
 PROCESS_NAMES = frozenset({
     "run_cli", "Background", "evalmon_cmd", "signal_after_first_cached", "subprocess", "Popen",
     "dump_dom", "screenshot", "find_chromium",
+    "HTTPServer", "ThreadingHTTPServer", "serve_forever", "listen",
 })
 # evalmon.harness.parity's readers of lm-eval's own task files (parity without importing lm_eval)
 LMEVAL_NAMES = frozenset({"lmeval_tasks_dir", "export_lmeval_tasks"})
