@@ -123,9 +123,11 @@ class SignalRunner:
         return compute_signals(records, self._built, self._cache)
 
     def close(self) -> None:
+        """Close the cache and let go of the signals (and the models they loaded)."""
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        self._built = None
 
 
 def signals(records: pd.DataFrame, runner: SignalRunner) -> pd.DataFrame:
