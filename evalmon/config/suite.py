@@ -9,7 +9,6 @@ Parsing, ``${VAR}`` expansion and error locations live in ``evalmon.config.yamli
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -57,6 +56,7 @@ from evalmon.config.yamlio import (
     validation_error,
 )
 from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.core.jsonout import canonical_hash
 from evalmon.core.redact import redact_obj
 
 # SmolLM2-135M-Instruct, fetched + converted on first use (evalmon.checkpoints.project); the toy without a registry
@@ -218,8 +218,7 @@ def check_task_names(cfg: SuiteConfig,
 
 def suite_hash(config: SuiteConfig) -> str:
     """Short sha256 of the validated config's canonical JSON (independent of key order)."""
-    canon = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+    return canonical_hash(config.model_dump(mode="json"), compact=True)
 
 
 def flatten(config: SuiteConfig) -> dict[str, str]:

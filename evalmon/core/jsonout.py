@@ -5,6 +5,9 @@ writes ``NaN``/``Infinity``, which are not JSON (``jq``, JavaScript and strict p
 ``to_json`` converts first: numpy scalars/arrays → Python numbers/lists, NaN and ±inf → ``null`` (an
 undefined value, as ``results.json`` writes it), paths → strings, datetimes/dates → ISO 8601, pydantic
 models and dataclasses → their fields; anything else → ``str(value)``. numpy is never imported here.
+
+``canonical_hash`` is the one content hash of a JSON-able value (suite, task and monitor configs, model
+fingerprints, signal versions, monitor windows).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import json
 import math
 import sys
@@ -57,3 +61,16 @@ def jsonable(obj: Any) -> Any:
 def to_json(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     """Strict JSON text for ``obj`` (see the module doc); ``allow_nan=False`` proves it."""
     return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+def canonical_hash(obj: Any, length: int = 16, *, compact: bool = False) -> str:
+    """The first ``length`` hex digits of the sha256 of ``obj`` as key-sorted JSON (``str()`` for what JSON
+    cannot hold), independent of key order.
+
+    ``compact`` writes no space after ``,`` and ``:``. Each hash keeps the spelling it has always been
+    recorded with — suite and monitor config hashes compact; task configs, model fingerprints (the response
+    cache key), signal versions and monitor windows spaced — so results, caches and MLflow tags already
+    written stay comparable.
+    """
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":") if compact else None)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

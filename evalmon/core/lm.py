@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from evalmon.core.jsonout import canonical_hash
+
 CAPABILITIES = frozenset({"loglikelihood", "rolling", "generate", "transcribe", "adapters"})
 
 
@@ -204,7 +206,7 @@ class ModelFingerprint:
                 del numeric[key]
         if not numeric.get("weights_hash"):  # fall back to the path when no hash is known
             numeric["weights_hash"] = numeric["model"]
-        return hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:32]
+        return canonical_hash(numeric, 32)
 
 
 Progress = Callable[[list[tuple[int, Any]]], None]

@@ -27,8 +27,6 @@ Guards against records vanishing or runaway runs (issue #10):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from datetime import datetime
@@ -52,6 +50,7 @@ from evalmon.config.suite import resolve_path
 from evalmon.config.tracking import TrackingConfig
 from evalmon.config.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 from evalmon.core.errors import ConfigError
+from evalmon.core.jsonout import canonical_hash
 from evalmon.core.redact import MASK, redact_webhook
 from evalmon.monitor.quality import QualityConfig
 from evalmon.monitor.signals import SignalConfig
@@ -287,8 +286,7 @@ class MonitorConfig(_Strict):
         return self._source_path
 
     def config_hash(self) -> str:
-        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+        return canonical_hash(self.model_dump(mode="json"), compact=True)
 
 
 def load_monitor(path: str | Path) -> MonitorConfig:

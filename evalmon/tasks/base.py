@@ -10,8 +10,6 @@ one request per choice with continuation ``" " + choice``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalmon.core import registry
 from evalmon.core.errors import UnknownNameError, did_you_mean
+from evalmon.core.jsonout import canonical_hash
 from evalmon.core.lm import LLRequest, LLResult, ModelFingerprint, Request, needed_capabilities
 
 if TYPE_CHECKING:
@@ -162,7 +161,7 @@ class Task:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return canonical_hash(config)
 
 
 @dataclass

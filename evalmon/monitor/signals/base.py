@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from evalmon.core.errors import ConfigError
+from evalmon.core.jsonout import canonical_hash
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # Sentence ends: ., !, ? (or a run of them) followed by whitespace, or glued to a capital letter
@@ -48,8 +49,7 @@ class BaseSignal:
 
     @property
     def fingerprint(self) -> str:
-        payload = json.dumps([self.name, self.version, self.options()], sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return canonical_hash([self.name, self.version, self.options()])
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:  # pragma: no cover - abstract
         raise NotImplementedError

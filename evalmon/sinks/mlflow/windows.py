@@ -16,7 +16,6 @@ cannot be edited.) An unreachable or failing server leaves ``monitor_pending.jso
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from evalmon.core.jsonout import canonical_hash
 from evalmon.sinks.mlflow.client import (
     WINDOW_PENDING_FILE,
     Pending,
@@ -102,7 +102,7 @@ class WindowRecord:
     def content_hash(self) -> str:
         body = {"metrics": {k: _finite(v) for k, v in sorted(self.metrics.items())},
                 "params": dict(sorted(self.params.items()))}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return canonical_hash(body)
 
     def to_dict(self) -> dict[str, Any]:
         w = self.window
