@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from evalmon.core.numfmt import fmt_num as fmt  # 4 decimals; — when missing, nan/inf spelt out
 from evalmon.core.redact import redact_text
 from evalmon.core.results import REPORT_FILE, SUMMARY_FILE, GroupResult, MetricValue, RunResult, TaskResult
 from evalmon.sinks.report_curves import build_curve_plots, task_notes
@@ -50,15 +51,6 @@ MODEL_FIELDS = [
     ("bos_policy", "BOS policy"), ("max_length", "max length"), ("batch_size", "batch size"),
     ("tokenizer_hash", "tokenizer hash"),
 ]
-
-
-def fmt(x: float | None, digits: int = 4) -> str:
-    """Fixed 4-decimal formatting; ``—`` for missing, ``nan``/``inf`` spelled out."""
-    if x is None:
-        return "—"
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.{digits}f}"
 
 
 def fmt_ci(mv: MetricValue) -> str:
