@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -90,6 +90,12 @@ class ConfigModel(BaseModel):
         if errors:  # a ValidationError raised here keeps each error's own location (key, item)
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return data
+
+
+class StrictConfig(ConfigModel):
+    """A config section as users write it: an unknown key is an error, the validated value is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _input_names(name: str, field: FieldInfo) -> list[str]:

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from evalmon.config.base import ConfigModel
+from evalmon.config.base import StrictConfig as _Strict
 from evalmon.core import registry
 from evalmon.core.errors import did_you_mean
 
@@ -82,10 +82,6 @@ def is_local_ref(ref: str, base_dir: Path | None) -> bool:
 
 def resolve_ref(ref: str, base_dir: Path | None) -> str:
     return str(resolve_path(ref, base_dir)) if is_local_ref(ref, base_dir) else ref
-
-
-class _Strict(ConfigModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class HFModelConfig(_Strict):

@@ -28,9 +28,9 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
-from evalmon.config.base import ConfigModel
+from evalmon.config.base import StrictConfig
 from evalmon.config.yamlio import load_yaml, read_config_file, validation_error
 from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 
@@ -45,11 +45,7 @@ _HINTS = {
 _GLOB = set("*?[")
 
 
-class _Strict(ConfigModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Thresholds(_Strict):
+class Thresholds(StrictConfig):
     min_value: float | None = None
     max_value: float | None = None
     max_drop: float | None = Field(None, ge=0)
@@ -94,7 +90,7 @@ class EffectiveRule(BaseModel):
     rules: list[int] = Field(default_factory=list)  # indexes of the rules that matched
 
 
-class GatePolicy(_Strict):
+class GatePolicy(StrictConfig):
     alpha: float = Field(0.05, gt=0, lt=1)
     require_paired: bool = False
     gate_unmatched: bool = False

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -44,7 +43,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from evalmon.config.base import ConfigModel
+from evalmon.config.base import StrictConfig as _Strict
 from evalmon.config.models import _base_dir
 from evalmon.config.suite import resolve_path
 from evalmon.config.tracking import TrackingConfig
@@ -76,10 +75,6 @@ _HINTS = {
 
 def _custom(kind: str, msg: str, hint: str) -> PydanticCustomError:
     return PydanticCustomError(kind, msg, {"hint": hint})
-
-
-class _Strict(ConfigModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class WindowConfig(_Strict):
