@@ -36,6 +36,7 @@ def synth(
     """Write synthetic traffic built from real public text, plus <stem>.truth.jsonl and <stem>.events.json."""
     from pydantic import ValidationError
 
+    from evalmon.config.base import first_error
     from evalmon.core.errors import ConfigError
     from evalmon.traffic.synth import SynthConfig, parse_rate, synthesize
 
@@ -45,10 +46,9 @@ def synth(
                           data_dir=data_dir or Path(os.environ.get("EVALMON_DATA_DIR") or "../shared/benchmarks"),
                           model=model, malformed_rate=malformed_rate, samples_rate=samples_rate, diurnal=diurnal)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        where = _FLAGS.get(str(err["loc"][0]), f"--{str(err['loc'][0]).replace('_', '-')}") if err["loc"] else ""
-        raise ConfigError(f"traffic synth: {where + ': ' if where else ''}{err['msg']}",
-                          hint=(err.get("ctx") or {}).get("hint")) from None
+        err = first_error(exc)
+        where = _FLAGS.get(str(err.loc[0]), f"--{str(err.loc[0]).replace('_', '-')}") if err.loc else ""
+        raise ConfigError(f"traffic synth: {where + ': ' if where else ''}{err.msg}", hint=err.hint) from None
     res = synthesize(cfg)
     typer.echo(f"traffic: {res.traffic} ({res.records} records, {res.start} → {res.end}"
                + (f", {res.malformed} malformed" if res.malformed else "") + ")")

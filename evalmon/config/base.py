@@ -14,6 +14,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -90,6 +91,27 @@ class ConfigModel(BaseModel):
         if errors:  # a ValidationError raised here keeps each error's own location (key, item)
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return data
+
+
+@dataclass(frozen=True)
+class FirstError:
+    """The first error of a pydantic ``ValidationError``, for configs that do not come from a YAML file
+    (flags, task options, plugin sections, results files); YAML files use ``yamlio.validation_error``."""
+
+    loc: tuple[Any, ...]
+    msg: str
+    type: str
+    hint: str | None  # the error's own hint (``ctx["hint"]`` of a ``PydanticCustomError``), if any
+
+    @property
+    def where(self) -> str:
+        """The location dotted: ``judge.max_tokens``, ``rules.0.metric``; ``""`` for the whole value."""
+        return ".".join(str(p) for p in self.loc)
+
+
+def first_error(exc: ValidationError) -> FirstError:
+    err = exc.errors(include_url=False)[0]
+    return FirstError(tuple(err["loc"]), err["msg"], err["type"], (err.get("ctx") or {}).get("hint"))
 
 
 class StrictConfig(ConfigModel):

@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from evalmon.config.base import first_error
 from evalmon.core.errors import ConfigError, DataError, TrackingError, did_you_mean
 from evalmon.core.redact import redact_text, without_masked_userinfo
 from evalmon.core.results import (
@@ -109,9 +110,8 @@ def _parse_results(text: str, source: str) -> RunResult:
     try:
         return RunResult.model_validate_json(text)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{source}: not an evalmon results.json ({loc}: {err['msg']})",
+        err = first_error(exc)
+        raise ConfigError(f"{source}: not an evalmon results.json ({err.where}: {err.msg})",
                           hint="pass the directory `evalmon run` wrote (reports/<run_id>)") from None
 
 

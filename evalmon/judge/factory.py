@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
 
+from evalmon.config.base import first_error
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError
 from evalmon.core.lm import LM, GenerativeLM, GenRequest
@@ -38,9 +39,8 @@ def judge_config(cfg: Mapping[str, Any] | BaseModel, *, base_dir: Path | None = 
     try:
         return cls.model_validate({**cfg, "backend": backend}, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{where}.{loc}: {err['msg']}" if loc else f"{where}: {err['msg']}") from None
+        err = first_error(e)
+        raise ConfigError(f"{where}.{err.where}: {err.msg}" if err.where else f"{where}: {err.msg}") from None
 
 
 def build_judge(cfg: Mapping[str, Any] | BaseModel, *, where: str = "judge") -> LM:

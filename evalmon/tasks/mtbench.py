@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from evalmon.config.base import ConfigModel
+from evalmon.config.base import ConfigModel, first_error
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError, did_you_mean
 from evalmon.core.lm import GenRequest, ModelFingerprint
@@ -98,12 +98,12 @@ def _options(options: TaskOptions) -> MTBenchOptions:
     try:
         return MTBenchOptions.model_validate(options.extra)
     except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
+        err = first_error(e)
+        key = err.where
+        if err.type == "extra_forbidden":
             raise ConfigError(f"{NAME}: unknown option {key!r}{did_you_mean(key, list(MTBenchOptions.model_fields))}",
                               hint=f"options: {', '.join(MTBenchOptions.model_fields)}") from None
-        raise ConfigError(f"{NAME}: options.{key}: {err['msg']}") from None
+        raise ConfigError(f"{NAME}: options.{key}: {err.msg}") from None
 
 
 def _path(value: str, base_dir: Path | None) -> Path:

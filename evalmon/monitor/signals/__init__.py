@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from evalmon.config.base import ConfigModel
+from evalmon.config.base import ConfigModel, first_error
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 from evalmon.monitor.contracts import Signal
@@ -258,9 +258,8 @@ def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -
         try:
             out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in (i, *err["loc"]))
-            raise ConfigError(f"signals.{loc}: {err['msg']}") from None
+            err = first_error(e)
+            raise ConfigError(f"signals.{'.'.join(str(p) for p in (i, *err.loc))}: {err.msg}") from None
     return out
 
 

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from evalmon.config.base import ConfigModel
+from evalmon.config.base import ConfigModel, first_error
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, did_you_mean
 from evalmon.monitor.contracts import TIMESTAMP, Source
@@ -166,10 +166,9 @@ def parse_source_config(data: Any) -> Any:
     try:
         return _config_class(data).model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
-        hint = (err.get("ctx") or {}).get("hint") or f"kind is one of {', '.join(registry.sources.names())}"
-        raise ConfigError(f"source{'.' + where if where else ''}: {err['msg']}", hint=str(hint)) from exc
+        err = first_error(exc)
+        hint = err.hint or f"kind is one of {', '.join(registry.sources.names())}"
+        raise ConfigError(f"source{'.' + err.where if err.where else ''}: {err.msg}", hint=str(hint)) from exc
 
 
 def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:
