@@ -31,8 +31,8 @@ from typing import Any
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from evalmon.config.base import StrictConfig
-from evalmon.config.yamlio import load_yaml, read_config_file, validation_error
-from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.config.yamlio import load_yaml, read_config_file, require_mapping, validation_error
+from evalmon.core.errors import UnknownNameError, did_you_mean
 
 _HINTS = {
     "alpha": "use a number between 0 and 1, e.g. 0.05",
@@ -150,11 +150,10 @@ def load_policy(path: str | Path) -> GatePolicy:
 
 def load_policy_text(text: str, source: str = "<string>") -> GatePolicy:
     doc = load_yaml(text, source)
-    if doc.data is None:
+    if doc.data is None:  # an empty policy file: the defaults
         return GatePolicy()
-    if not isinstance(doc.data, dict):
-        raise ConfigError(f"{source}:{doc.line(())}: top level must be a mapping",
-                          hint="write `alpha:`, `defaults:` and `rules:` as top-level keys")
+    require_mapping(doc, source, "policy", empty_hint="", keys_hint="write `alpha:`, `defaults:` and `rules:` as "
+                    "top-level keys")
     try:
         policy = GatePolicy.model_validate(doc.data)
     except ValidationError as exc:
