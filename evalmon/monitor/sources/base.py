@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
@@ -164,7 +164,3 @@ def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
                    "window": [None if lo is None else lo.isoformat(), None if hi is None else hi.isoformat()]})
     totals.update(stats or {})
     return SourceBatch(frame=frame, quarantined=quarantined, stats=totals, quarantined_times=q_times)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
