@@ -10,7 +10,6 @@ never raised — an alert is still an alert when the webhook is down.
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evalmon.core.jsonout import to_json
 from evalmon.core.redact import redact_text, redact_webhook
 from evalmon.monitor.config import AlertRule, WebhookConfig
 from evalmon.monitor.windows import Window
@@ -99,8 +99,8 @@ def payload(monitor: str, alerts: Sequence[Alert], *, experiment: str | None = N
 
 def post_webhook(cfg: WebhookConfig, body: Mapping[str, Any], *, sleep: Callable[[float], None] = time.sleep,
                  backoff_s: float = 0.5) -> WebhookOutcome:
-    """POST ``body`` as JSON; retries connection errors, timeouts and 5xx (not 4xx)."""
-    data = json.dumps(body, default=str).encode()
+    """POST ``body`` as strict JSON (an infinite value is null); retries connection errors, timeouts and 5xx (not 4xx)."""
+    data = to_json(body, indent=None).encode()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **cfg.headers}
     error: str | None = None
     status: int | None = None
