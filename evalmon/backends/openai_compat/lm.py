@@ -10,56 +10,33 @@
   Whether the server returns prompt logprobs at all is probed once (``supports_logprobs: auto``).
   Chat messages (a task's ``chat_template: true``) are rendered with ``model.tokenizer``'s chat template
   exactly like the hf backend (lm-eval's ``apply_chat_template``); without ``model.tokenizer`` they are refused;
-* requests run ``concurrency`` at a time; 429/5xx/connection errors/timeouts/malformed JSON are retried
-  ``max_retries`` times with exponential backoff and jitter (``Retry-After`` honoured); each finished
-  request is reported to ``progress`` at once, so the runner's cache keeps partial progress;
-* the API key is read from the variable named by ``api_key_env`` and only ever sent in the
-  ``Authorization`` header: it is not in the fingerprint, and server text quoted in errors is redacted.
+* HTTP, retries, concurrency and the API key live in ``http.py`` (``ApiClient``); the key is never in the
+  fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
-import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
-
-import httpx
+from typing import Any
 
 from evalmon.backends.hf.chat import render_contexts, template_hash
 from evalmon.backends.hf.generate import GenStats, cut_at_stops
+from evalmon.backends.openai_compat.http import ApiClient, EndpointMissing, Refused
 from evalmon.core.errors import ModelError
 from evalmon.core.lm import EngineStats, GenRequest, LLRequest, LLResult, ModelFingerprint
-from evalmon.core.urls import join_url
 
-T = TypeVar("T")
 MAX_STOPS = 4  # OpenAI's limit on `stop`
-MAX_DELAY_S = 30.0  # cap of one backoff wait
 _PROBE_PROMPT = "The capital of France is"
 _NO_LOGPROBS = ("server at {url} does not return prompt logprobs (echo+logprobs); loglikelihood tasks need a "
                 "server that does (vLLM, TGI…) — use generative tasks or the hf backend")
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt (429, 5xx, network, timeout, malformed body)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Cancelled(Exception):
-    """Another request of the same call failed: this one is not sent (again)."""
-
-
-class _NoLogprobs(Exception):
+class _NoLogprobs(Refused):
     """The response has no prompt logprobs: the server does not support echo+logprobs."""
 
 
@@ -71,25 +48,14 @@ class LLStats:
         return EngineStats(tokens=self.tokens_forwarded)
 
 
-def backoff_delay(attempt: int, base: float, retry_after: float | None = None, rnd: random.Random | None = None
-                  ) -> float:
-    """Wait before retry ``attempt`` (1-based): ``base·2^(attempt-1)`` capped at 30 s, jittered to 50–100 %;
-    never shorter than the server's ``Retry-After`` (also capped)."""
-    delay = min(MAX_DELAY_S, base * 2 ** (attempt - 1)) * (rnd or random).uniform(0.5, 1.0)
-    return max(delay, min(retry_after or 0.0, MAX_DELAY_S))
-
-
 class OpenAICompatLM:
     """An OpenAI-compatible server behind the ``LM``/``GenerativeLM`` protocols."""
 
     def __init__(self, cfg: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.cfg = cfg
-        self.base_url: str = cfg.base_url.rstrip("/")
-        self._sleep = sleep
-        self._local = threading.local()  # .stop: the Event of the _map call a worker thread belongs to
+        self.http = ApiClient(cfg, sleep=sleep)
+        self.base_url: str = self.http.base_url
         self._lock = threading.Lock()
-        self._secret = self._api_key()
-        self._client = self._new_client()  # thread-safe; shared by the worker threads
         self.tokenizer = self._load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
         served = self._served_models()
         self.model_name: str = cfg.model or self._only_model(served)
@@ -112,21 +78,6 @@ class OpenAICompatLM:
         self.capabilities = frozenset({"generate"} | ({"loglikelihood"} if cfg.supports_logprobs is not False else set()))
 
     # ------------------------------------------------------------------ setup
-    def _new_client(self) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
-        return httpx.Client(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s),
-                            limits=httpx.Limits(max_connections=self.cfg.concurrency + 1))
-
-    def _api_key(self) -> str | None:
-        name = self.cfg.api_key_env
-        if not name:
-            return None
-        key = os.environ.get(name, "")
-        if not key.strip():
-            raise ModelError(f"model.api_key_env: environment variable {name} is not set (or empty)",
-                             hint=f"export {name}=<your key>; the key itself never goes in the suite file")
-        return key.strip()
-
     @staticmethod
     def _load_tokenizer(path: str) -> Any:
         from transformers import AutoTokenizer
@@ -146,8 +97,8 @@ class OpenAICompatLM:
     def _served_models(self) -> list[dict[str, Any]]:
         """``/models`` entries ([] when the server has no such endpoint)."""
         try:
-            data = self._request("GET", "/models", None, lambda d: list(d["data"]))
-        except _EndpointMissing:
+            data = self.http.request("GET", "/models", None, lambda d: list(d["data"]))
+        except EndpointMissing:
             return []
         return [m for m in data if isinstance(m, dict)]
 
@@ -158,98 +109,6 @@ class OpenAICompatLM:
         listed = f"it serves {', '.join(ids[:10])}" if ids else "it lists no models at /models"
         raise ModelError(f"model.model: not set and the server at {self.base_url} does not serve exactly one model "
                          f"({listed})", hint="set model.model to the served model name")
-
-    # ------------------------------------------------------------------ HTTP with retries
-    def _redact(self, text: str) -> str:
-        text = " ".join(text.split())
-        return text.replace(self._secret, "***") if self._secret else text
-
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
-        """One API call: retried on 429/5xx/network errors/timeouts/malformed bodies; 4xx → ``ModelError``."""
-        url = join_url(self.base_url, path)
-        attempts = self.cfg.max_retries + 1
-        problem, retry_after = "", None
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(backoff_delay(attempt, self.cfg.backoff_s, retry_after))
-            stop = getattr(self._local, "stop", None)
-            if stop is not None and stop.is_set():
-                raise _Cancelled
-            try:
-                return self._attempt(method, url, payload, parse)
-            except _Retryable as exc:
-                problem, retry_after = str(exc), exc.retry_after
-        hint = "check that the server is up and healthy; finished requests are cached — rerun to resume"
-        if path == "/chat/completions" and "HTTP 5" in problem:
-            hint += " (a 500 from /chat/completions can mean the model has no chat template: try mode: completions)"
-        raise ModelError(f"{method} {url} failed after {attempts} attempt{'s' * (attempts > 1)}: {problem}",
-                         hint=hint)
-
-    def _attempt(self, method: str, url: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
-        try:
-            resp = self._client.request(method, url, json=payload)
-        except httpx.TimeoutException:
-            raise _Retryable(f"no response within timeout_s={self.cfg.timeout_s:g}") from None
-        except httpx.TransportError as exc:
-            raise _Retryable(f"connection failed ({type(exc).__name__}: {self._redact(str(exc))[:200]})") from None
-        body = self._redact(resp.text)[:300]
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Retryable(f"HTTP {resp.status_code}: {body}", _retry_after(resp.headers.get("retry-after")))
-        if resp.status_code == 404 and urlsplit(url).path.endswith("/models"):
-            raise _EndpointMissing
-        if resp.status_code >= 400:
-            hint = {401: "the server wants a valid API key: set model.api_key_env to the variable holding it",
-                    403: "the key in model.api_key_env is not allowed to use this model",
-                    404: "check model.base_url (the API root, usually ending in /v1) and model.model"
-                    }.get(resp.status_code, "the server rejected the request")
-            raise ModelError(f"{method} {url}: HTTP {resp.status_code}: {body}", hint=hint)
-        try:
-            return parse(resp.json())
-        except _NoLogprobs:
-            raise
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise _Retryable(f"malformed response (not the expected JSON): {body[:120]!r}") from None
-
-    def _map(self, n: int, one: Callable[[int], T], progress: Callable[[list[tuple[int, T]]], None] | None
-             ) -> list[T]:
-        """Run ``one(i)`` for ``i < n`` on ``concurrency`` daemon threads; ``progress`` runs in this thread
-        per result. The first failure (or Ctrl-C) stops the rest: queued requests are not sent, running
-        ones stop retrying, and a hanging one does not hold up the interpreter's exit."""
-        out: dict[int, T] = {}
-        stop = threading.Event()
-        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-        results: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
-        for i in range(n):
-            todo.put(i)
-
-        def worker() -> None:
-            self._local.stop = stop
-            while not stop.is_set():
-                try:
-                    i = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results.put((i, one(i), None))
-                except BaseException as exc:
-                    stop.set()
-                    results.put((i, None, exc))
-
-        for _ in range(min(self.cfg.concurrency, n)):
-            threading.Thread(target=worker, daemon=True, name="evalmon-openai").start()
-        try:
-            while len(out) < n:
-                i, value, exc = results.get()
-                if isinstance(exc, _Cancelled):
-                    continue
-                if exc is not None:
-                    raise exc
-                out[i] = value
-                if progress is not None:
-                    progress([(i, value)])
-        finally:
-            stop.set()
-        return [out[i] for i in range(n)]
 
     # ------------------------------------------------------------------ generation
     def _prompt_text(self, r: GenRequest) -> str:
@@ -289,7 +148,7 @@ class OpenAICompatLM:
                 raise TypeError("text is not a string")
             return text or "", data.get("usage") or {}
 
-        text, usage = self._request("POST", path, payload, parse)
+        text, usage = self.http.request("POST", path, payload, parse)
         with self._lock:
             self.last_gen_stats.rows += 1
             self.last_gen_stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
@@ -299,7 +158,7 @@ class OpenAICompatLM:
     def generate(self, reqs: Sequence[GenRequest], progress: Callable[[list[tuple[int, str]]], None] | None = None
                  ) -> list[str]:
         self.last_gen_stats = self._last = GenStats()
-        return self._map(len(reqs), lambda i: self._generate_one(reqs[i]), progress)
+        return self.http.map(len(reqs), lambda i: self._generate_one(reqs[i]), progress)
 
     # ------------------------------------------------------------------ loglikelihood
     def _require_logprobs(self) -> None:
@@ -307,7 +166,7 @@ class OpenAICompatLM:
             payload = {"model": self.model_name, "prompt": _PROBE_PROMPT, "max_tokens": 1, "temperature": 0,
                        "echo": True, "logprobs": 1}
             try:
-                self._request("POST", "/completions", payload, lambda d: _prompt_logprobs(d["choices"][0], 2))
+                self.http.request("POST", "/completions", payload, lambda d: _prompt_logprobs(d["choices"][0], 2))
                 self._logprobs_ok = True
             except _NoLogprobs:
                 self._logprobs_ok = False
@@ -355,7 +214,7 @@ class OpenAICompatLM:
             return lps[start:total], tops[start:total], total
 
         try:
-            lps, tops, total = self._request("POST", "/completions", payload, parse)
+            lps, tops, total = self.http.request("POST", "/completions", payload, parse)
         except _NoLogprobs:
             raise ModelError(_NO_LOGPROBS.format(url=self.base_url)) from None
         if any(lp is None for lp in lps):
@@ -379,7 +238,7 @@ class OpenAICompatLM:
         contexts = render_contexts(self.tokenizer, reqs, model=self.model_name)
         self._require_logprobs()
         self.last_stats = self._last = LLStats()
-        return self._map(len(reqs), lambda i: self._score_one(reqs[i], contexts[i]), progress)
+        return self.http.map(len(reqs), lambda i: self._score_one(reqs[i], contexts[i]), progress)
 
     def stats(self) -> EngineStats:
         return self._last.engine_stats()
@@ -391,18 +250,7 @@ class OpenAICompatLM:
         return math.ceil(len(text) / 4)
 
     def close(self) -> None:
-        self._client.close()
-
-
-class _EndpointMissing(Exception):
-    """``/models`` answered 404 (not every server has it)."""
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+        self.http.close()
 
 
 def _prompt_logprobs(choice: dict[str, Any], min_len: int

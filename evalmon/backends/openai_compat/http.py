@@ -1,0 +1,186 @@
+"""HTTP for the ``openai`` backend: one ``httpx`` client, the API key, retries with backoff, redaction, and
+the worker pool that runs requests ``concurrency`` at a time. Knows nothing about requests' meaning.
+
+* 429/5xx/connection errors/timeouts/malformed JSON are retried ``max_retries`` times with exponential backoff
+  and jitter (``Retry-After`` honoured); 4xx → one-line ``ModelError`` with a hint per status;
+* the API key is read from the variable named by ``api_key_env`` and only ever sent in the ``Authorization``
+  header; server text quoted in errors has it redacted;
+* ``map`` reports each finished request at once (so the runner's cache keeps partial progress) and the first
+  failure (or Ctrl-C) stops the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from evalmon.core.errors import ModelError
+from evalmon.core.urls import join_url
+
+T = TypeVar("T")
+MAX_DELAY_S = 30.0  # cap of one backoff wait
+
+
+class Retryable(Exception):
+    """A failure worth another attempt (429, 5xx, network, timeout, malformed body)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Cancelled(Exception):
+    """Another request of the same call failed: this one is not sent (again)."""
+
+
+class EndpointMissing(Exception):
+    """``/models`` answered 404 (not every server has it)."""
+
+
+class Refused(Exception):
+    """Raised by a response parser for a well-formed answer that lacks what the caller needs: not retried."""
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None, rnd: random.Random | None = None
+                  ) -> float:
+    """Wait before retry ``attempt`` (1-based): ``base·2^(attempt-1)`` capped at 30 s, jittered to 50–100 %;
+    never shorter than the server's ``Retry-After`` (also capped)."""
+    delay = min(MAX_DELAY_S, base * 2 ** (attempt - 1)) * (rnd or random).uniform(0.5, 1.0)
+    return max(delay, min(retry_after or 0.0, MAX_DELAY_S))
+
+
+class ApiClient:
+    """``request`` one API call with retries; ``map`` many on a thread pool. ``cfg`` is the ``model:`` config
+    (base_url, api_key_env, timeout_s, concurrency, max_retries, backoff_s)."""
+
+    def __init__(self, cfg: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.cfg = cfg
+        self.base_url: str = cfg.base_url.rstrip("/")
+        self._sleep = sleep
+        self._local = threading.local()  # .stop: the Event of the map call a worker thread belongs to
+        self._secret = self._api_key()
+        self._client = self._new_client()  # thread-safe; shared by the worker threads
+
+    def _new_client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        return httpx.Client(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s),
+                            limits=httpx.Limits(max_connections=self.cfg.concurrency + 1))
+
+    def _api_key(self) -> str | None:
+        name = self.cfg.api_key_env
+        if not name:
+            return None
+        key = os.environ.get(name, "")
+        if not key.strip():
+            raise ModelError(f"model.api_key_env: environment variable {name} is not set (or empty)",
+                             hint=f"export {name}=<your key>; the key itself never goes in the suite file")
+        return key.strip()
+
+    def redact(self, text: str) -> str:
+        text = " ".join(text.split())
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def request(self, method: str, path: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
+        """One API call: retried on 429/5xx/network errors/timeouts/malformed bodies; 4xx → ``ModelError``."""
+        url = join_url(self.base_url, path)
+        attempts = self.cfg.max_retries + 1
+        problem, retry_after = "", None
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(backoff_delay(attempt, self.cfg.backoff_s, retry_after))
+            stop = getattr(self._local, "stop", None)
+            if stop is not None and stop.is_set():
+                raise Cancelled
+            try:
+                return self._attempt(method, url, payload, parse)
+            except Retryable as exc:
+                problem, retry_after = str(exc), exc.retry_after
+        hint = "check that the server is up and healthy; finished requests are cached — rerun to resume"
+        if path == "/chat/completions" and "HTTP 5" in problem:
+            hint += " (a 500 from /chat/completions can mean the model has no chat template: try mode: completions)"
+        raise ModelError(f"{method} {url} failed after {attempts} attempt{'s' * (attempts > 1)}: {problem}",
+                         hint=hint)
+
+    def _attempt(self, method: str, url: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
+        try:
+            resp = self._client.request(method, url, json=payload)
+        except httpx.TimeoutException:
+            raise Retryable(f"no response within timeout_s={self.cfg.timeout_s:g}") from None
+        except httpx.TransportError as exc:
+            raise Retryable(f"connection failed ({type(exc).__name__}: {self.redact(str(exc))[:200]})") from None
+        body = self.redact(resp.text)[:300]
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise Retryable(f"HTTP {resp.status_code}: {body}", _retry_after(resp.headers.get("retry-after")))
+        if resp.status_code == 404 and urlsplit(url).path.endswith("/models"):
+            raise EndpointMissing
+        if resp.status_code >= 400:
+            hint = {401: "the server wants a valid API key: set model.api_key_env to the variable holding it",
+                    403: "the key in model.api_key_env is not allowed to use this model",
+                    404: "check model.base_url (the API root, usually ending in /v1) and model.model"
+                    }.get(resp.status_code, "the server rejected the request")
+            raise ModelError(f"{method} {url}: HTTP {resp.status_code}: {body}", hint=hint)
+        try:
+            return parse(resp.json())
+        except Refused:
+            raise
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise Retryable(f"malformed response (not the expected JSON): {body[:120]!r}") from None
+
+    def map(self, n: int, one: Callable[[int], T], progress: Callable[[list[tuple[int, T]]], None] | None
+             ) -> list[T]:
+        """Run ``one(i)`` for ``i < n`` on ``concurrency`` daemon threads; ``progress`` runs in this thread
+        per result. The first failure (or Ctrl-C) stops the rest: queued requests are not sent, running
+        ones stop retrying, and a hanging one does not hold up the interpreter's exit."""
+        out: dict[int, T] = {}
+        stop = threading.Event()
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        results: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+        for i in range(n):
+            todo.put(i)
+
+        def worker() -> None:
+            self._local.stop = stop
+            while not stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((i, one(i), None))
+                except BaseException as exc:
+                    stop.set()
+                    results.put((i, None, exc))
+
+        for _ in range(min(self.cfg.concurrency, n)):
+            threading.Thread(target=worker, daemon=True, name="evalmon-openai").start()
+        try:
+            while len(out) < n:
+                i, value, exc = results.get()
+                if isinstance(exc, Cancelled):
+                    continue
+                if exc is not None:
+                    raise exc
+                out[i] = value
+                if progress is not None:
+                    progress([(i, value)])
+        finally:
+            stop.set()
+        return [out[i] for i in range(n)]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
