@@ -52,7 +52,6 @@ from evalmon.sinks.mlflow.payload import (
     STATE_FILE,
     _read_json,
     _reason,
-    check_reachable,
     default_tracking_uri,
 )
 
@@ -137,12 +136,9 @@ def tracking_uri_for(explicit: str | None) -> str:
 
 
 def _client(uri: str) -> Any:
-    unreachable = check_reachable(uri)
-    if unreachable:
-        raise TrackingError(f"MLflow is unreachable: {unreachable}")
-    from mlflow import MlflowClient
+    from evalmon.sinks.mlflow.client import connect
 
-    return MlflowClient(tracking_uri=uri)
+    return connect(uri)
 
 
 def _is_mlflow_ref(ref: str) -> bool:

@@ -99,20 +99,6 @@ def trace_to_record(trace: Any) -> dict[str, Any]:
     return rec
 
 
-def _check_reachable(uri: str) -> None:
-    if not uri.startswith(("http://", "https://")):
-        return
-    import urllib.request
-
-    from evalmon.core.urls import join_url
-
-    try:
-        with urllib.request.urlopen(join_url(uri, "/health"), timeout=5):
-            return
-    except OSError as exc:
-        raise DataError(f"MLflow tracking server unreachable at {uri}: {exc}") from exc
-
-
 class MlflowTracesSource:
     def __init__(self, name: str, experiment: str, base_dir: Path, *, tracking_uri: str | None,
                  columns: dict[str, str], assume_timezone: str, keep: Sequence[str] = (),
@@ -136,11 +122,11 @@ class MlflowTracesSource:
         if self._experiment_id is not None:
             return self._experiment_id
         from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
+
+        from evalmon.sinks.mlflow.client import connect
 
         uri = self._uri()
-        _check_reachable(uri)
-        client = MlflowClient(tracking_uri=uri)
+        client = connect(uri, DataError, f"MLflow tracking server at {uri}")  # nothing to keep: a data fault
         try:
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None and self.experiment.isdigit():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalmon.core.errors import EvalmonError, TrackingError
 from evalmon.core.redact import redact_obj, without_masked_userinfo
 from evalmon.sinks.mlflow.payload import (
     MAX_BATCH_BYTES,
@@ -62,6 +63,15 @@ def mlflow_client(uri: str) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+def connect(uri: str, error: type[EvalmonError] = TrackingError, what: str = "MLflow") -> Any:
+    """A client for a store that answers now (one health check first): for readers (gates, trace sources),
+    which have nothing to keep on disk when the server is down — ``error`` says whose fault that is."""
+    unreachable = check_reachable(uri)
+    if unreachable:
+        raise error(f"{what} is unreachable: {unreachable}")
+    return mlflow_client(uri)
 
 
 def experiment_id(client: Any, name: str, artifact_location: str | None) -> str:
