@@ -31,7 +31,7 @@ TASKS = [
     "pubmedqa",
 ]
 
-pytestmark = pytest.mark.skipif(not BENCH.is_dir(), reason=f"benchmark mirror not found at {BENCH}")
+pytestmark = pytest.mark.usefixtures("benchmarks_dir")  # missing data fails, never skips
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from evalmon.tasks.base import (
 )
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-needs_data = pytest.mark.skipif(not BENCH.is_dir(), reason=f"benchmark mirror not found at {BENCH}")
+needs_data = pytest.mark.usefixtures("benchmarks_dir")  # missing data fails, never skips
 
 COUNTS = {
     "mmlu_anatomy": 135,
