@@ -25,7 +25,7 @@ from evalmon.monitor.signals import (
 )
 from evalmon.monitor.signals.hallucination import parse_judge_reply
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 needs_bench = pytest.mark.usefixtures("benchmarks_dir")  # missing data fails, never skips
 NETWORK_ATTEMPTS: list[str] = []
 

@@ -33,7 +33,7 @@ from evalmon.core import registry
 from evalmon.core.errors import ConfigError, UnknownNameError
 from evalmon.core.registry import PluginError, Registry
 
-PLUGIN_SRC = Path(__file__).resolve().parent / "plugin_pkg"
+PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugin_pkg"
 
 
 def _fresh(kind: str = "widget") -> Registry[object]:

@@ -18,7 +18,7 @@ import pytest
 from evalmon.harness.parity import PREFIX, export_lmeval_tasks
 from evalmon.tasks.base import MultipleChoiceTask, TaskOptions, build_task
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 LIMIT = 10
 TASKS = [
     "mmlu_anatomy",

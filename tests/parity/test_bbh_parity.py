@@ -240,7 +240,7 @@ def test_suite_plans_all_subtasks_and_the_group() -> None:
     from evalmon.config.suite import check_task_names, load_suite
     from evalmon.harness.run import plan_tasks
 
-    cfg = load_suite(Path(__file__).resolve().parents[1] / "suites" / "bbh.yaml")
+    cfg = load_suite(Path(__file__).resolve().parents[2] / "suites" / "bbh.yaml")
     check_task_names(cfg)
     planned, groups = plan_tasks(cfg)
     assert [p.name for p in planned] == [*expand("bbh"), "truthfulqa_gen"]

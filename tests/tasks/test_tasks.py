@@ -25,7 +25,7 @@ from evalmon.tasks.base import (
     get_task_info,
 )
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 needs_data = pytest.mark.usefixtures("benchmarks_dir")  # missing data fails, never skips
 
 COUNTS = {

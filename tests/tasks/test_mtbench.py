@@ -20,7 +20,7 @@ from evalmon.harness.evaluate import Models, evaluate_task
 from evalmon.tasks.base import TaskOptions, build_task
 from evalmon.tasks.mtbench import MTBenchTask
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _SECTION = re.compile(r"The Start of Assistant(?: A)?'s (.*?)The End of Assistant(?: A)?'s", re.DOTALL)
 _SECTION_B = re.compile(r"The Start of Assistant B's (.*?)The End of Assistant B's", re.DOTALL)
 

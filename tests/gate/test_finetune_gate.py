@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_util import cli_env, load_results, load_samples, only_run_dir
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune-gate"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "finetune-gate"
 SUITE = EXAMPLE.parents[1] / "suites" / "medical.yaml"
 
 

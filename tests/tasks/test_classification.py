@@ -115,7 +115,7 @@ def test_suite_path_on_tiny_checkpoint(tiny_checkpoint: Path, benchmarks_dir: Pa
     from evalmon.config.suite import apply_overrides, load_suite
     from evalmon.harness.run import run_suite
 
-    suite = Path(__file__).resolve().parents[1] / "suites" / "medical.yaml"
+    suite = Path(__file__).resolve().parents[2] / "suites" / "medical.yaml"
     cfg = load_suite(suite)
     assert {"medical_perplexity", "pubmedqa_cls"} <= {t.name for t in cfg.tasks}
     cfg = apply_overrides(cfg, model=f"hf:{tiny_checkpoint},device=cpu", limit=12, output=tmp_path / "reports",

@@ -26,7 +26,7 @@ from evalmon.monitor.config import apply_overrides, load_monitor
 from evalmon.monitor.runner import run_monitor
 from evalmon.monitor.schedule import MonitorLock
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("benchmarks_dir")]  # missing data fails, never skips
 HOUR = timedelta(hours=1)
 BASE_MODEL, NEW_MODEL = "vicuna-13b-v1.3", "vicuna-33b-v1.3"
