@@ -127,7 +127,7 @@ def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Pa
              n_boot: int, allow_incomparable: bool) -> int:
     from rich.markup import escape
 
-    from evalmon.gate.policy import GatePolicy, load_policy
+    from evalmon.config.gate import GatePolicy, load_policy
     from evalmon.gate.render import render_verdict, verdict_json, verdict_markdown
     from evalmon.gate.verdict import gate
 

@@ -2,8 +2,9 @@
 
 ``resolve`` finds a run (results dir, MLflow run id or query, registered model), ``integrity`` refuses
 partial or corrupt runs (status, coverage, NaNs, results.json vs samples), ``compare`` pairs the
-per-document scores and tests every shared metric, ``policy`` reads gates.yaml, ``verdict`` applies it
-with Holm's correction, ``render`` prints tables and writes the markdown / JSON. See docs/gating.md.
+per-document scores and tests every shared metric, ``verdict`` applies the policy (gates.yaml, read by
+``evalmon.config.gate``) with Holm's correction, ``render`` prints tables and writes the markdown / JSON.
+See docs/gating.md.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from evalmon.config.gate import GatePolicy, load_policy, load_policy_text
 from evalmon.gate.compare import Comparison, Issue, MetricComparison, compare
-from evalmon.gate.policy import GatePolicy, load_policy, load_policy_text
 from evalmon.gate.render import comparison_json, comparison_markdown, verdict_json, verdict_markdown
 from evalmon.gate.resolve import LoadedRun, promote, resolve_run
 from evalmon.gate.verdict import GateVerdict, MetricVerdict, gate

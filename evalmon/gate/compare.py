@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from evalmon.config.gate import GatePolicy
 from evalmon.core.errors import GateError
 from evalmon.core.results import MetricValue, SampleRecord
 from evalmon.gate import integrity
 from evalmon.gate.integrity import Issue, entities
-from evalmon.gate.policy import GatePolicy
 from evalmon.gate.resolve import LoadedRun
 from evalmon.metrics.paired import (
     DEFAULT_N_BOOT,

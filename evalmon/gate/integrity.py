@@ -35,7 +35,7 @@ from evalmon.core.results import MetricValue, SampleRecord
 from evalmon.gate.resolve import LoadedRun
 
 if TYPE_CHECKING:
-    from evalmon.gate.policy import GatePolicy
+    from evalmon.config.gate import GatePolicy
 
 REL_TOL = 1e-9
 _NOT_PER_DOC_KINDS = {"corpus", "count", "external"}

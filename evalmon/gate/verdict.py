@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from evalmon.config.gate import EffectiveRule, GatePolicy
 from evalmon.core.errors import GateError
 from evalmon.core.numfmt import fmt_p
 from evalmon.gate import integrity
 from evalmon.gate.compare import Comparison, Issue, MetricComparison, compare, shared_metrics
 from evalmon.gate.integrity import entities
-from evalmon.gate.policy import EffectiveRule, GatePolicy
 from evalmon.gate.resolve import LoadedRun
 from evalmon.metrics.paired import DEFAULT_N_BOOT, DEFAULT_N_BOOT_CORPUS, DEFAULT_SEED, holm
 

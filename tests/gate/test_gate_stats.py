@@ -17,10 +17,10 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
+from evalmon.config.gate import load_policy_text
 from evalmon.core import registry
 from evalmon.core.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult
 from evalmon.gate.compare import compare
-from evalmon.gate.policy import load_policy_text
 from evalmon.gate.resolve import LoadedRun
 from evalmon.gate.verdict import gate
 from evalmon.metrics.paired import (
