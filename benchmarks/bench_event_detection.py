@@ -56,7 +56,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evalmon.monitor.config import load_monitor_text  # noqa: E402
+from evalmon.config.monitor import load_monitor_text  # noqa: E402
 from evalmon.monitor.executors.local import LocalExecutor  # noqa: E402
 from evalmon.monitor.pipeline import SignalRunner, within  # noqa: E402
 from evalmon.monitor.runner import run_monitor  # noqa: E402

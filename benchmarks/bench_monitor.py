@@ -102,7 +102,7 @@ def _peak_mb() -> float:
 def part_ours(args: argparse.Namespace, work: Path, emb: bool) -> dict[str, Any]:
     import logging
 
-    from evalmon.monitor.config import load_monitor_text
+    from evalmon.config.monitor import load_monitor_text
     from evalmon.monitor.drift import quiet
     from evalmon.monitor.runner import run_monitor
 

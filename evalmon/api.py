@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from evalmon.config.monitor import MonitorConfig
     from evalmon.config.suite import SuiteConfig
     from evalmon.core.results import RunResult
     from evalmon.gate.compare import Comparison
     from evalmon.gate.verdict import GateVerdict
-    from evalmon.monitor.config import MonitorConfig
     from evalmon.monitor.runner import MonitorResult
 
 
@@ -49,7 +49,7 @@ def run_suite(suite: SuiteConfig | str | Path | None = None, *, model: str | Non
 
 def load_monitor(path: str | Path) -> MonitorConfig:
     """Parse and validate a monitor YAML."""
-    from evalmon.monitor.config import load_monitor as _load
+    from evalmon.config.monitor import load_monitor as _load
 
     return _load(path)
 

@@ -27,8 +27,8 @@ def monitor(
                                                           ".evalmon/mlflow.db).")] = None,
 ) -> None:
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
+    from evalmon.config.monitor import apply_overrides, load_monitor
     from evalmon.core.errors import ConfigError
-    from evalmon.monitor.config import apply_overrides, load_monitor
     from evalmon.monitor.console import RedactingConsole, parse_backfill, print_result, scheduled_job
 
     if schedule is not None and (once or backfill):

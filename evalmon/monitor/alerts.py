@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evalmon.config.monitor import AlertRule, WebhookConfig
 from evalmon.core.jsonout import to_json
 from evalmon.core.redact import redact_text, redact_webhook
-from evalmon.monitor.config import AlertRule, WebhookConfig
 from evalmon.monitor.windows import Window
 
 OPS: dict[str, Callable[[float, float], bool]] = {

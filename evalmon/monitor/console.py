@@ -6,9 +6,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from evalmon.config.monitor import MonitorConfig
 from evalmon.core.errors import ConfigError, EvalmonError
 from evalmon.core.redact import redact_text
-from evalmon.monitor.config import MonitorConfig
 from evalmon.monitor.runner import MonitorResult
 from evalmon.monitor.windows import as_utc
 

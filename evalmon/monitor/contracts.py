@@ -13,31 +13,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+# Canonical record columns (internal names) live in evalmon.core.records; monitor code imports them from
+# here or from there alike. OpenTelemetry GenAI / OpenInference / MLflow trace aliases map onto them.
+from evalmon.core.records import (  # re-exported (see __all__)
+    ARRIVAL,
+    CANONICAL_COLUMNS,
+    CONTEXTS,
+    INPUT_TOKENS,
+    LATENCY_MS,
+    MODEL,
+    OUTPUT_TOKENS,
+    PROMPT,
+    REQUEST_ID,
+    REQUIRED_COLUMNS,
+    RESPONSE,
+    SAMPLES,
+    SESSION_ID,
+    TIMESTAMP,
+    TRACE_ID,
+)
+
 if TYPE_CHECKING:
     import pandas as pd
-
-# Canonical record columns (internal names). OpenTelemetry GenAI / OpenInference / MLflow trace
-# aliases map onto these in evalmon.monitor.schema.
-REQUEST_ID = "request_id"  # str, unique per request
-TIMESTAMP = "timestamp"  # pandas datetime64[ns, UTC]
-MODEL = "model"  # gen_ai.request.model
-PROMPT = "prompt"  # str (user input; chat messages flattened)
-RESPONSE = "response"  # str (model output)
-CONTEXTS = "contexts"  # list[str] retrieved passages (RAG), may be empty
-SAMPLES = "samples"  # list[str] extra sampled responses (self-consistency), may be empty
-LATENCY_MS = "latency_ms"  # float
-INPUT_TOKENS = "input_tokens"  # gen_ai.usage.input_tokens
-OUTPUT_TOKENS = "output_tokens"  # gen_ai.usage.output_tokens
-SESSION_ID = "session_id"  # optional conversation id
-TRACE_ID = "trace_id"  # MLflow trace id when the source is MLflow traces
-
-CANONICAL_COLUMNS = (REQUEST_ID, TIMESTAMP, MODEL, PROMPT, RESPONSE, CONTEXTS, SAMPLES, LATENCY_MS,
-                     INPUT_TOKENS, OUTPUT_TOKENS, SESSION_ID, TRACE_ID)
-REQUIRED_COLUMNS = (TIMESTAMP, PROMPT, RESPONSE)
-# Extra column set by every Source (not a record field): the row's position in the source's arrival
-# order (files in order, then line/row order). Frames are sorted by timestamp; sorting by ARRIVAL
-# restores the logged order (data-quality "timestamps increasing" check). Not a signal: don't drift it.
-ARRIVAL = "arrival"
 
 
 @dataclass(frozen=True)
@@ -92,3 +89,10 @@ class Signal(Protocol):
     version: str  # bump when the numbers change; part of the per-record cache key
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame: ...
+
+
+__all__ = [
+    "ARRIVAL", "CANONICAL_COLUMNS", "CONTEXTS", "INPUT_TOKENS", "LATENCY_MS", "MODEL", "OUTPUT_TOKENS", "PROMPT",
+    "REQUEST_ID", "REQUIRED_COLUMNS", "RESPONSE", "SAMPLES", "SESSION_ID", "TIMESTAMP", "TRACE_ID",
+    "QuarantinedRecord", "Signal", "Source", "SourceBatch",
+]

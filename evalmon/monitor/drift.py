@@ -53,7 +53,7 @@ from evalmon.monitor.contracts import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalmon.monitor.config import DriftConfig
+    from evalmon.config.monitor import DriftConfig
 
 NOT_DRIFTED = (REQUEST_ID, TIMESTAMP, SESSION_ID, TRACE_ID, CONTEXTS, SAMPLES, ARRIVAL)
 MAX_CATEGORIES = 50  # an object column with more distinct reference values is not auto-categorical

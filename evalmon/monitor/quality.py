@@ -1,10 +1,11 @@
 """Data quality of a window with great-expectations (1.x, ephemeral context, pandas data source).
 
-Expectations (each configurable in :class:`QualityConfig`, ``mostly`` = the fraction of rows that must
-pass): required columns exist, no nulls in timestamp/prompt/response, value ranges (latency and token
-counts ≥ 0), unique request ids, and timestamps increasing in *arrival* order (the frame is re-ordered
-by the ``arrival`` column that sources add; frames are otherwise sorted by time). A share of quarantined
-rows can be checked too (``max_quarantined_fraction``). great_expectations is imported on first use (~3 s).
+Expectations (each configurable in ``evalmon.config.quality.QualityConfig``, re-exported here; ``mostly``
+= the fraction of rows that must pass): required columns exist, no nulls in timestamp/prompt/response,
+value ranges (latency and token counts ≥ 0), unique request ids, and timestamps increasing in *arrival*
+order (the frame is re-ordered by the ``arrival`` column that sources add; frames are otherwise sorted by
+time). A share of quarantined rows can be checked too (``max_quarantined_fraction``). great_expectations
+is imported on first use (~3 s).
 """
 
 from __future__ import annotations
@@ -14,45 +15,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
-from pydantic import ConfigDict, Field
 
-from evalmon.config.base import ConfigModel
-from evalmon.monitor.contracts import (
-    ARRIVAL,
-    INPUT_TOKENS,
-    LATENCY_MS,
-    OUTPUT_TOKENS,
-    PROMPT,
-    REQUEST_ID,
-    RESPONSE,
-    TIMESTAMP,
-)
+from evalmon.config.quality import QualityConfig, RangeSpec
+from evalmon.monitor.contracts import ARRIVAL
 
-Fraction = Field(1.0, gt=0, le=1)
-
-
-class RangeSpec(ConfigModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min: float | None = None
-    max: float | None = None
-    mostly: float = Fraction
-
-
-class QualityConfig(ConfigModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    required_columns: list[str] = Field(default_factory=lambda: [REQUEST_ID, TIMESTAMP, PROMPT, RESPONSE])
-    not_null: list[str] = Field(default_factory=lambda: [TIMESTAMP, PROMPT, RESPONSE])
-    not_null_mostly: float = Fraction
-    ranges: dict[str, RangeSpec] = Field(default_factory=lambda: {
-        LATENCY_MS: RangeSpec(min=0), INPUT_TOKENS: RangeSpec(min=0), OUTPUT_TOKENS: RangeSpec(min=0)})
-    unique: list[str] = Field(default_factory=lambda: [REQUEST_ID])
-    unique_mostly: float = Fraction
-    increasing: str | None = TIMESTAMP  # checked in arrival order; None = off
-    increasing_mostly: float = Fraction
-    max_quarantined_fraction: float | None = Field(default=None, ge=0, le=1)  # None = off
+__all__ = ["ExpectationResult", "QualityConfig", "QualityReport", "RangeSpec", "check_quality"]
 
 
 @dataclass

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from evalmon.config.monitor import MonitorConfig
 from evalmon.core.errors import ConfigError
 from evalmon.core.version import __version__
 from evalmon.monitor.alerts import Alert, WebhookOutcome, payload, post_webhook
-from evalmon.monitor.config import MonitorConfig
 from evalmon.monitor.pipeline import WindowOutcome
 from evalmon.monitor.schedule import MonitorLock, WatermarkStore
 from evalmon.monitor.windows import Window, as_utc, parse_duration, window_of, windows_between

@@ -1,10 +1,10 @@
 """Raw logged records → the canonical frame of :mod:`evalmon.monitor.contracts`.
 
 Field names are resolved in this order: the YAML ``columns:`` mapping (``{canonical: source_column}``),
-then the aliases below (OpenTelemetry GenAI, OpenInference, MLflow trace fields, plain names). Nested
-dicts are flattened by dotted path (``{"attributes": {"gen_ai.request.model": …}}`` →
-``attributes.gen_ai.request.model``) and the span prefixes ``attributes.`` / ``span.attributes.`` are
-ignored when matching. When several alias columns are present they are coalesced in alias order.
+then the aliases of ``evalmon.core.records.ALIASES`` (OpenTelemetry GenAI, OpenInference, MLflow trace
+fields, plain names). Nested dicts are flattened by dotted path (``{"attributes": {"gen_ai.request.model":
+…}}`` → ``attributes.gen_ai.request.model``) and the span prefixes ``attributes.`` / ``span.attributes.``
+are ignored when matching. When several alias columns are present they are coalesced in alias order.
 
 Timestamps are parsed by the one routine every source shares, :mod:`evalmon.monitor.timeparse` (ISO 8601
 with ``T`` or a space, with or without offset; epoch s/ms/µs/ns by field name or magnitude; datetimes;
@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.records import ALIASES
 from evalmon.monitor.contracts import (
     ARRIVAL,
     CANONICAL_COLUMNS,
@@ -62,27 +63,6 @@ from evalmon.monitor.parsing import (
 from evalmon.monitor.quarantine import NO_KNOWN_FIELD
 from evalmon.monitor.timeparse import MISSING, Plausible, parse_times
 
-ALIASES: dict[str, tuple[str, ...]] = {
-    REQUEST_ID: ("request_id", "gen_ai.response.id", "client_request_id", "requestId", "id",
-                 "span_id", "context.span_id"),
-    TIMESTAMP: ("timestamp", "@timestamp", "time", "ts", "created_at", "start_time", "startTime",
-                "start_time_unix_nano", "startTimeUnixNano", "timeUnixNano", "timestamp_ms", "request_time"),
-    MODEL: ("model", "gen_ai.request.model", "gen_ai.response.model", "llm.model_name", "model_name",
-            "model_id"),
-    PROMPT: ("prompt", "gen_ai.input.messages", "gen_ai.prompt", "input.value", "llm.input_messages",
-             "request", "request_preview", "messages", "input", "inputs", "question", "query"),
-    RESPONSE: ("response", "gen_ai.output.messages", "gen_ai.completion", "output.value",
-               "llm.output_messages", "response_preview", "completion", "output", "outputs", "answer"),
-    CONTEXTS: ("contexts", "retrieval.documents", "retrieved_contexts", "documents"),
-    SAMPLES: ("samples",),
-    LATENCY_MS: ("latency_ms", "execution_time_ms", "execution_duration", "duration_ms"),
-    INPUT_TOKENS: ("input_tokens", "gen_ai.usage.input_tokens", "llm.token_count.prompt",
-                   "gen_ai.usage.prompt_tokens", "usage.prompt_tokens", "prompt_tokens"),
-    OUTPUT_TOKENS: ("output_tokens", "gen_ai.usage.output_tokens", "llm.token_count.completion",
-                    "gen_ai.usage.completion_tokens", "usage.completion_tokens", "completion_tokens"),
-    SESSION_ID: ("session_id", "session.id", "gen_ai.conversation.id", "conversation_id"),
-    TRACE_ID: ("trace_id", "context.trace_id", "traceId"),
-}
 # epoch unit by field name; other numeric timestamps are guessed from the magnitude
 TIME_UNITS = {"start_time_unix_nano": "ns", "startTimeUnixNano": "ns", "timeUnixNano": "ns",
               "end_time_unix_nano": "ns", "endTimeUnixNano": "ns", "timestamp_ms": "ms", "request_time": "ms"}
@@ -118,13 +98,6 @@ def resolve_timezone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"assume_timezone: unknown time zone {name!r}", hint="use an IANA name such as UTC or Europe/Berlin") from exc
-
-
-def check_mapping(mapping: Mapping[str, str]) -> None:
-    unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
-    if unknown:
-        raise ConfigError(f"columns: unknown canonical field(s) {', '.join(unknown)}",
-                          hint=f"map one of {', '.join(CANONICAL_COLUMNS)}")
 
 
 def _lookup(columns: Sequence[str]) -> dict[str, str]:

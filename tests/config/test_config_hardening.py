@@ -18,9 +18,9 @@ import pytest
 from cli_util import assert_user_error, cli_env, run_cli, show
 
 from evalmon.config.gate import load_policy_text
+from evalmon.config.monitor import load_monitor_text
 from evalmon.config.yamlio import load_yaml
 from evalmon.core.errors import ConfigError
-from evalmon.monitor.config import load_monitor_text
 
 BOMB_TIMEOUT_S = 30  # the CLI's own start-up is most of it; an unbounded bomb runs for hours
 

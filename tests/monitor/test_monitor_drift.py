@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalmon.monitor.config import DriftColumns, DriftConfig
+from evalmon.config.monitor import DriftColumns, DriftConfig
 from evalmon.monitor.drift import DriftPlan, compute_drift, plan_columns
 
 WORDS = [f"w{i}" for i in range(400)]

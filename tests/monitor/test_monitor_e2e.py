@@ -22,7 +22,7 @@ import pytest
 from cli_util import run_cli, show
 from plugins.mlflow_server import free_port
 
-from evalmon.monitor.config import apply_overrides, load_monitor
+from evalmon.config.monitor import apply_overrides, load_monitor
 from evalmon.monitor.runner import run_monitor
 from evalmon.monitor.schedule import MonitorLock
 
@@ -144,7 +144,7 @@ def test_traces_source_gets_per_record_assessments(mlflow_server: str, tmp_path:
     import pandas as pd
     from mlflow import MlflowClient
 
-    from evalmon.monitor.config import load_monitor_text
+    from evalmon.config.monitor import load_monitor_text
     from evalmon.monitor.sources.mlflow_traces import log_traces
 
     t0 = datetime(2026, 11, 3, tzinfo=UTC)

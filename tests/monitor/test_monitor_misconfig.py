@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from cli_util import assert_user_error, run_cli, show
 
+from evalmon.config.monitor import load_monitor_text
 from evalmon.core.errors import ConfigError
-from evalmon.monitor.config import load_monitor_text
 
 WINDOW = 'start: "2026-11-01T00:00:00Z", end: "2026-11-01T02:00:00Z"'
 

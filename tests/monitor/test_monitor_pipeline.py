@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evalmon.config.monitor import load_monitor_text
 from evalmon.core.errors import DataError
-from evalmon.monitor.config import load_monitor_text
 from evalmon.monitor.runner import run_monitor
 from evalmon.monitor.schedule import WatermarkStore
 from evalmon.monitor.sources import build_source, spill

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evalmon.config.monitor import MonitorConfig, load_monitor_text
 from evalmon.core.errors import ConfigError
-from evalmon.monitor.config import MonitorConfig, load_monitor_text
 from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.runner import run_monitor
 from evalmon.monitor.schedule import MonitorBusyError, MonitorLock, WatermarkStore, run_schedule

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from plugins.mlflow_server import free_port
 
+from evalmon.config.monitor import AlertRule, WebhookConfig
 from evalmon.monitor.alerts import evaluate, payload, post_webhook
-from evalmon.monitor.config import AlertRule, WebhookConfig
 from evalmon.monitor.sink import PENDING_FILE, WindowRecord, log_window, sync_windows, write_window
 from evalmon.monitor.windows import window_of
 

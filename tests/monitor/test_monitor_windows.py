@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evalmon.config.monitor import load_monitor, load_monitor_text
 from evalmon.core.errors import ConfigError
-from evalmon.monitor.config import load_monitor, load_monitor_text
 from evalmon.monitor.summary import Summary, SummarySpec, summarize
 from evalmon.monitor.windows import parse_duration, split, window_of, windows_between
 

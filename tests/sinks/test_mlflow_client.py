@@ -177,9 +177,9 @@ def test_preflight_checks_a_driver_qualified_sqlite_uri_like_plain_sqlite(tmp_pa
 def test_one_tracking_section_for_suites_and_monitors() -> None:
     from pydantic import ValidationError
 
+    from evalmon.config.monitor import MonitorTracking
     from evalmon.config.suite import SuiteTracking
     from evalmon.config.tracking import TrackingConfig
-    from evalmon.monitor.config import MonitorTracking
 
     assert issubclass(SuiteTracking, TrackingConfig) and issubclass(MonitorTracking, TrackingConfig)
     # what a suite run logs as params (tracking.*) is unchanged

@@ -64,7 +64,7 @@ from evalmon.monitor.windows import Window, parse_duration
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalmon.monitor.config import MonitorConfig
+    from evalmon.config.monitor import MonitorConfig
     from evalmon.monitor.contracts import Source
 
 

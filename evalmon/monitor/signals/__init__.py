@@ -8,7 +8,7 @@ A monitor YAML lists signals by name with their options::
       - {name: hallucination, support_threshold: 0.75, judge: {model: {path: ./judge}, sample_rate: 0.05}}
 
 ``build_signals`` validates that list (each entry with the config class its ``name`` registered in
-``evalmon.core.registry.signals``; unknown names get "did you mean")
+``evalmon.core.registry.signals``, through ``evalmon.config.signals``; unknown names get "did you mean")
 and returns ``Signal`` objects (``evalmon.monitor.contracts.Signal``); ``compute_signals`` (cache.py)
 runs them over a batch with the per-record cache. Models load lazily on first use and never
 download unless ``allow_download: true`` (per signal, or for all via ``build_signals(...,
@@ -18,26 +18,23 @@ allow_download=True)``). Heavy libraries (torch, presidio) are imported only whe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
-from evalmon.config.base import ConfigModel, first_error
+from evalmon.config.base import ConfigModel
+from evalmon.config.signals import BaseSignalConfig, SignalConfig, parse_signal_configs
 from evalmon.core import registry
-from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
+from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
 
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"  # same as embeddings.DEFAULT_MODEL (kept import-light)
 
 
-class _SignalConfig(ConfigModel, BaseModel):  # BaseModel named for linters (mutable defaults)
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
-
-
-BaseSignalConfig = _SignalConfig  # what a plugin's signal config subclasses (adds ``name: Literal[...]``)
+class _SignalConfig(BaseSignalConfig, BaseModel):  # BaseModel named for linters (mutable defaults)
+    """The built-in signals' config base: ``BaseSignalConfig`` (``evalmon.config.signals``, re-exported here
+    for plugins), which each subclass extends with ``name: Literal[...]`` and its options."""
 
 
 class TextConfig(_SignalConfig):
@@ -131,21 +128,6 @@ class HallucinationConfig(_SignalConfig):
     allow_download: bool = False
 
 
-def _validate_signal_config(value: Any, info: ValidationInfo) -> Any:
-    """One ``signals:`` entry → the config class its ``name`` registered in ``registry.signals``."""
-    if isinstance(value, BaseModel):
-        return value
-    name = value.get("name") if isinstance(value, Mapping) else value
-    if not isinstance(name, str) or name not in registry.signals:
-        raise PydanticCustomError("unknown_signal", "unknown signal {got}", {"got": repr(name)})
-    cls: type[BaseModel] = registry.signals.meta(name)["config"]
-    return cls.model_validate(value, context=info.context)
-
-
-# A signal entry validated by the config class registered for its ``name`` (plugins included).
-SignalConfig = Annotated[Any, PlainValidator(_validate_signal_config)]
-
-
 def _text(cfg: TextConfig, **_: Any) -> Signal:
     from evalmon.monitor.signals.text import TextSignal
 
@@ -236,31 +218,6 @@ RATE_COLUMNS: dict[str, str] = {"hallucination_rate": "hallucination.flag", "uns
 CATEGORICAL_COLUMNS = ("text.prompt_language", "text.response_language", "refusal.pattern")
 VECTOR_COLUMN_PREFIX = "embedding."
 DEFAULT_SIGNALS = ("text", "usage", "refusal", "pii", "safety", "hallucination", "embedding")
-
-
-def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -> list[Any]:
-    """YAML list (names or mappings) → validated configs; errors are ConfigErrors naming the item."""
-    raw: list[Any] = []
-    for i, item in enumerate(items):
-        if isinstance(item, BaseModel):
-            raw.append(item)
-            continue
-        data = {"name": item} if isinstance(item, str) else dict(item)
-        name = data.get("name")
-        if not isinstance(name, str) or name not in registry.signals:
-            known = [*registry.signals.names(), *registry.signals.aliases()]
-            raise UnknownNameError(f"signals[{i}]: unknown signal {name!r}{did_you_mean(str(name), known)}",
-                                   hint=f"signals: {', '.join(sorted(known))}")
-        raw.append(data)
-    out: list[Any] = []
-    for i, r in enumerate(raw):
-        data = r.model_dump() if isinstance(r, BaseModel) else r
-        try:
-            out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
-        except ValidationError as e:
-            err = first_error(e)
-            raise ConfigError(f"signals.{'.'.join(str(p) for p in (i, *err.loc))}: {err.msg}") from None
-    return out
 
 
 def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = None, *,

@@ -1,8 +1,10 @@
 """Traffic sources (monitor YAML ``source:``) → :class:`~evalmon.monitor.contracts.Source`.
 
 ``build_source(cfg, base_dir)`` with ``cfg`` one of the ``*SourceConfig`` models or a plain dict; each
-``kind`` is registered in ``evalmon.core.registry.sources`` with its builder and config class. Relative
-paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against ``base_dir`` (the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
+``kind`` is registered in ``evalmon.core.registry.sources`` with its builder and config class (which
+``evalmon.config.sources`` looks up to validate ``source:``; ``SourceConfig`` and ``parse_source_config`` are
+re-exported here). Relative paths and ``sqlite:///``/``duckdb:///`` URLs are resolved against ``base_dir``
+(the monitor YAML's folder). Heavy modules (pyarrow, sqlalchemy, mlflow) load on first read.
 
 Every source parses timestamps with :mod:`evalmon.monitor.timeparse`; ``timestamp_min`` (default
 2000-01-01) and ``timestamp_max_ahead`` (default ``1d`` after now) bound a plausible time — a record outside
@@ -16,24 +18,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from evalmon.config.base import ConfigModel, first_error
+from evalmon.config.base import ConfigModel
+from evalmon.config.sources import SourceConfig, parse_source_config
 from evalmon.core import registry
-from evalmon.core.errors import ConfigError, did_you_mean
+from evalmon.core.errors import ConfigError
+from evalmon.core.records import check_mapping
 from evalmon.monitor.contracts import TIMESTAMP, Source
-from evalmon.monitor.schema import check_mapping, resolve_timezone
+from evalmon.monitor.schema import resolve_timezone
 from evalmon.monitor.timeparse import DEFAULT_NOT_BEFORE, Plausible
 from evalmon.monitor.windows import as_utc, parse_duration
 
@@ -127,48 +122,6 @@ class SqlSourceConfig(_SourceBase):
         if (self.table is None) == (self.query is None):
             raise ValueError("set exactly one of `table` or `query`")
         return self
-
-
-class _UnknownSource(ConfigModel):
-    """Where a missing or unknown ``kind`` lands: the error points at ``kind`` and names the kinds."""
-
-    model_config = ConfigDict(extra="allow")
-    kind: str
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _unknown(cls, v: Any) -> Any:
-        kinds = registry.sources.names()
-        raise PydanticCustomError("unknown_source", "unknown source kind '{got}'{dym}", {
-            "got": v, "dym": did_you_mean(str(v), kinds), "hint": f"kinds: {', '.join(kinds)}"})
-
-
-def _config_class(data: Any) -> type[ConfigModel]:
-    kind = data.get("kind") if isinstance(data, dict) else getattr(data, "kind", None)
-    if isinstance(kind, str) and kind in registry.sources:
-        cls: type[ConfigModel] = registry.sources.meta(kind)["config"]
-        return cls
-    return _UnknownSource
-
-
-def _validate_source_config(value: Any, info: ValidationInfo) -> Any:
-    """``source:`` → the config class its ``kind`` registered (``evalmon.core.registry.sources``)."""
-    cls = _config_class(value)
-    return value if isinstance(value, cls) else cls.model_validate(value, context=info.context)
-
-
-# A source config of whichever registered ``kind`` (plugins included), validated with that kind's class.
-SourceConfig = Annotated[Any, PlainValidator(_validate_source_config)]
-
-
-def parse_source_config(data: Any) -> Any:
-    """A dict → the matching ``*SourceConfig``; errors become one-line ``ConfigError`` s."""
-    try:
-        return _config_class(data).model_validate(data)
-    except ValidationError as exc:
-        err = first_error(exc)
-        hint = err.hint or f"kind is one of {', '.join(registry.sources.names())}"
-        raise ConfigError(f"source{'.' + err.where if err.where else ''}: {err.msg}", hint=str(hint)) from exc
 
 
 def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:

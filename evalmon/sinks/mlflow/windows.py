@@ -53,7 +53,7 @@ DEFAULT_EXPERIMENT = "evalmon-monitor"  # only for a marker that lost its experi
 
 
 class TimeWindow(Protocol):
-    """``[start, end)`` in UTC with its index (``evalmon.monitor.windows.Window`` is one)."""
+    """``[start, end)`` in UTC with its index (``evalmon.core.timewindows.Window`` is one)."""
 
     @property
     def start(self) -> datetime: ...

@@ -2,7 +2,11 @@
 
 Keys map 1:1 onto fields and unknown keys are errors (``extra="forbid"``). Relative paths (the state
 db, the output dir, a reference file, file sources) resolve against the YAML file's folder. Parsing,
-``${VAR}`` expansion and error locations come from ``evalmon.config.yamlio``. A minimal monitor::
+``${VAR}`` expansion and error locations come from ``evalmon.config.yamlio``; durations and times are
+parsed here, once, with ``evalmon.core.timewindows``. ``source:`` and ``signals:`` entries are validated by
+the config classes their kinds/names registered (``evalmon.config.sources`` / ``evalmon.config.signals``,
+through ``evalmon.core.registry``), so this module imports nothing of ``evalmon.monitor``. A minimal
+monitor::
 
     name: traffic
     source: {kind: jsonl, path: traffic/*.jsonl}
@@ -44,17 +48,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import StrictConfig as _Strict
-from evalmon.config.models import _base_dir
-from evalmon.config.suite import resolve_path
+from evalmon.config.models import _base_dir, resolve_path
+from evalmon.config.quality import QualityConfig
+from evalmon.config.signals import SignalConfig, parse_signal_configs
+from evalmon.config.sources import SourceConfig
 from evalmon.config.tracking import TrackingConfig
 from evalmon.config.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 from evalmon.core.errors import ConfigError
 from evalmon.core.jsonout import canonical_hash
 from evalmon.core.redact import MASK, redact_webhook
-from evalmon.monitor.quality import QualityConfig
-from evalmon.monitor.signals import SignalConfig
-from evalmon.monitor.sources import SourceConfig
-from evalmon.monitor.windows import as_utc, parse_duration
+from evalmon.core.timewindows import as_utc, parse_duration
 
 MAX_NAME = 100  # characters of a monitor name (a folder name; most filesystems allow 255 bytes)
 _HINTS = {
@@ -313,8 +316,6 @@ def _check_signals(doc: YamlDoc) -> None:
     items = doc.data.get("signals") if isinstance(doc.data, dict) else None
     if not isinstance(items, list):
         return
-    from evalmon.monitor.signals import parse_signal_configs
-
     for i, item in enumerate(items):
         try:
             parse_signal_configs([item])

@@ -1,0 +1,71 @@
+"""``signals:`` of a monitor YAML: each entry validated by the config class its signal registered.
+
+A signal registers its builder in ``evalmon.core.registry.signals`` with its pydantic config class as
+metadata ``config`` (a ``BaseSignalConfig`` subclass with a ``name: Literal[...]`` field): evalmon's
+built-ins in ``evalmon.monitor.signals``, a plugin in its own package (entry points ``evalmon.signals``).
+The class is looked up when an entry is validated, so the config layer never imports the monitor — the
+same way ``evalmon.config.models`` validates ``model:`` through ``registry.backends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, ValidationInfo
+from pydantic_core import PydanticCustomError
+
+from evalmon.config.base import ConfigModel, first_error
+from evalmon.config.yamlio import _show
+from evalmon.core import registry
+from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
+
+
+class BaseSignalConfig(ConfigModel, BaseModel):  # BaseModel named for linters (mutable defaults)
+    """What every signal's config subclasses (adding ``name: Literal[...]`` and its options)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+
+
+def _validate_signal_config(value: Any, info: ValidationInfo) -> Any:
+    """One ``signals:`` entry → the config class its ``name`` registered in ``registry.signals``."""
+    if isinstance(value, BaseModel):
+        return value
+    name = value.get("name") if isinstance(value, Mapping) else value
+    if not isinstance(name, str) or name not in registry.signals:
+        raise PydanticCustomError("unknown_signal", "unknown signal {got}", {"got": repr(name)})
+    cls: type[BaseModel] = registry.signals.meta(name)["config"]
+    return cls.model_validate(value, context=info.context)
+
+
+# A signal entry validated by the config class registered for its ``name`` (plugins included).
+SignalConfig = Annotated[Any, PlainValidator(_validate_signal_config)]
+
+
+def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -> list[Any]:
+    """YAML list (names or mappings) → validated configs; errors are ConfigErrors naming the item."""
+    raw: list[Any] = []
+    for i, item in enumerate(items):
+        if isinstance(item, BaseModel):
+            raw.append(item)
+            continue
+        if not isinstance(item, str | Mapping):
+            raise ConfigError(f"signals[{i}]: expected a signal name or a mapping, got {_show(item)}",
+                              hint="write a name such as `text`, or a mapping such as {name: pii, nlp: none}")
+        data = {"name": item} if isinstance(item, str) else dict(item)
+        name = data.get("name")
+        if not isinstance(name, str) or name not in registry.signals:
+            known = [*registry.signals.names(), *registry.signals.aliases()]
+            raise UnknownNameError(f"signals[{i}]: unknown signal {name!r}{did_you_mean(str(name), known)}",
+                                   hint=f"signals: {', '.join(sorted(known))}")
+        raw.append(data)
+    out: list[Any] = []
+    for i, r in enumerate(raw):
+        data = r.model_dump() if isinstance(r, BaseModel) else r
+        try:
+            out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
+        except ValidationError as e:
+            err = first_error(e)
+            raise ConfigError(f"signals.{'.'.join(str(p) for p in (i, *err.loc))}: {err.msg}") from None
+    return out
