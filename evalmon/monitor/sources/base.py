@@ -103,6 +103,19 @@ class Part:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+def rows_in_window(frame: pd.DataFrame, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> pd.DataFrame:
+    """The rows of a canonical frame whose timestamp lies in ``[lo, hi)`` (an open end keeps everything)."""
+    if not len(frame) or (lo is None and hi is None):
+        return frame
+    ts = frame[TIMESTAMP]
+    mask = pd.Series(True, index=frame.index)
+    if lo is not None:
+        mask &= ts >= lo
+    if hi is not None:
+        mask &= ts < hi
+    return frame[mask]
+
+
 def place(bad_lines: Sequence[int], good_lines: Sequence[int], norm: Normalized) -> list[pd.Timestamp | None]:
     """Time of each unparseable line = the effective time of the nearest earlier parsed line (else the
     first parsed line, else ``None``: unplaced)."""

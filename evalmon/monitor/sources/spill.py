@@ -21,6 +21,7 @@ import pandas as pd
 
 from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP, QuarantinedRecord
 from evalmon.monitor.schema import Normalized, empty_frame
+from evalmon.monitor.sources.base import rows_in_window
 
 CHUNK_RECORDS = 10_000
 
@@ -107,13 +108,7 @@ class SpillIndex:
                 continue
             with open(chunk.path, "rb") as fh:
                 frame = pickle.load(fh)  # written by this index only
-            ts = frame[TIMESTAMP]
-            mask = pd.Series(True, index=frame.index)
-            if lo is not None:
-                mask &= ts >= lo
-            if hi is not None:
-                mask &= ts < hi
-            frames.append(frame[mask])
+            frames.append(rows_in_window(frame, lo, hi))
         frames = [f for f in frames if len(f)]
         if frames:
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 
 from evalmon.core.errors import DataError
-from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
+from evalmon.monitor.contracts import SourceBatch
 from evalmon.monitor.schema import TIME_UNITS, Normalized, normalize_frame
-from evalmon.monitor.sources.base import Part, check_window, in_window, merge
+from evalmon.monitor.sources.base import Part, check_window, in_window, merge, rows_in_window
 from evalmon.monitor.timeparse import MAGNITUDE_BANDS, UNIT_FACTORS, Plausible
 
 CHUNK_ROWS = 10_000  # rows fetched and normalised at a time
@@ -188,15 +188,7 @@ class SqlSource:
 
 def _cut(norm: Normalized, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> Normalized:
     """A chunk reduced to what [lo, hi) keeps (``merge`` cuts again; this bounds memory per chunk)."""
-    frame = norm.frame
-    if len(frame) and (lo is not None or hi is not None):
-        ts = frame[TIMESTAMP]
-        mask = pd.Series(True, index=frame.index)
-        if lo is not None:
-            mask &= ts >= lo
-        if hi is not None:
-            mask &= ts < hi
-        frame = frame[mask]
+    frame = rows_in_window(norm.frame, lo, hi)
     keep = [i for i, t in enumerate(norm.quarantined_times) if t is None or in_window(t, lo, hi)]
     return Normalized(frame=frame, quarantined=[norm.quarantined[i] for i in keep],
                       quarantined_times=[norm.quarantined_times[i] for i in keep], stats=norm.stats)
