@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -49,10 +50,21 @@ def gate(
     seed: Annotated[int, typer.Option(help="Bootstrap seed (recorded in the verdict).")] = 1234,
     n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for continuous metrics.")] = 10_000,
     allow_incomparable: Annotated[bool, typer.Option(help="Warn instead of exit 2 on provenance differences.")] = False,
+    if_no_baseline: Annotated[str, typer.Option(
+        "--if-no-baseline", metavar="pass|fail",
+        help="When the --baseline MLflow query matches no run yet (the first run, before any promote): fail "
+             "(exit 2, the default) or pass (exit 0, so the candidate can be promoted).")] = "fail",
 ) -> None:
-    """Regression gate: exit 0 pass, 1 regression, 2 error or not comparable; markdown to $GITHUB_STEP_SUMMARY."""
+    """Regression gate: exit 0 pass, 1 regression, 2 error or not comparable; markdown to $GITHUB_STEP_SUMMARY
+    (and --markdown/--json) in every case, errors included."""
+    from evalmon.core.errors import ConfigError
+
+    if if_no_baseline not in ("pass", "fail"):
+        raise ConfigError(f"--if-no-baseline {if_no_baseline!r}: expected pass or fail",
+                          hint="--if-no-baseline pass lets the first run (nothing promoted yet) pass")
     code = gate_cmd(baseline, candidate, policy=policy, json_out=json_out, markdown_out=markdown, alpha=alpha,
-                    tracking_uri=tracking_uri, seed=seed, n_boot=n_boot, allow_incomparable=allow_incomparable)
+                    tracking_uri=tracking_uri, seed=seed, n_boot=n_boot, allow_incomparable=allow_incomparable,
+                    if_no_baseline=if_no_baseline)
     if code:
         raise typer.Exit(code)
 
@@ -75,18 +87,34 @@ def baseline_promote(
 
 # ----------------------------------------------------------------- what the commands do
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from evalmon.cli.common import console
 
-    return Console(stderr=stderr, highlight=False, width=None if sys.stdout.isatty() else 200)
+    return console(stderr)  # full width when not a terminal (a CI log)
+
+
+def _store_line(refs: tuple[str, ...], tracking_uri: str | None) -> None:
+    """One stderr line naming the MLflow store that MLflow references are read from (none: nothing)."""
+    from evalmon.config.tracking import choose_tracking_uri
+    from evalmon.gate.resolve import _is_mlflow_ref
+    from evalmon.sinks.mlflow.client import store_line
+
+    if any(_is_mlflow_ref(r) for r in refs):
+        _console(stderr=True).print(store_line(*choose_tracking_uri(tracking_uri, None)), markup=False,
+                                    soft_wrap=True)
 
 
 def _load_pair(a: str, b: str, tracking_uri: str | None) -> tuple[Any, Any]:
-    from evalmon.gate.resolve import resolve_run
+    from evalmon.gate.resolve import NoRunMatchesError, resolve_run
 
+    _store_line((a, b), tracking_uri)
     err = _console(stderr=True)
     runs = []
     for side, ref in (("baseline", a), ("candidate", b)):
-        run = resolve_run(ref, tracking_uri)
+        try:
+            run = resolve_run(ref, tracking_uri)
+        except NoRunMatchesError as exc:
+            exc.side = side  # type: ignore[attr-defined]  # `gate --if-no-baseline` acts on the baseline only
+            raise
         for note in run.notes:  # loud: the test falls back to unpaired
             err.print(f"[bold yellow]WARNING[/] {side} {run.label}: {note}", markup=True)
         runs.append(run)
@@ -124,7 +152,68 @@ def compare_cmd(run_a: str, run_b: str, *, fmt: str, tracking_uri: str | None, s
 
 def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Path | None,
              markdown_out: Path | None, alpha: float | None, tracking_uri: str | None, seed: int,
-             n_boot: int, allow_incomparable: bool) -> int:
+             n_boot: int, allow_incomparable: bool, if_no_baseline: str = "fail") -> int:
+    """The gate's exit code; whatever happens, the markdown (``--markdown``, ``$GITHUB_STEP_SUMMARY``) and
+    ``--json`` say the verdict or why there is none."""
+    from evalmon.core.errors import EvalmonError
+    from evalmon.gate.resolve import NoRunMatchesError
+
+    try:
+        return _gate(baseline, candidate, policy=policy, json_out=json_out, markdown_out=markdown_out,
+                     alpha=alpha, tracking_uri=tracking_uri, seed=seed, n_boot=n_boot,
+                     allow_incomparable=allow_incomparable)
+    except NoRunMatchesError as exc:
+        if getattr(exc, "side", None) != "baseline" or if_no_baseline != "pass":
+            _explain(exc, markdown_out, json_out, baseline, candidate)
+            raise
+        try:  # nothing to compare with, but the candidate must still be a readable run
+            from evalmon.gate.resolve import resolve_run
+
+            resolve_run(candidate, tracking_uri)
+        except EvalmonError as bad:
+            _explain(bad, markdown_out, json_out, baseline, candidate)
+            raise
+        _explain(exc, markdown_out, json_out, baseline, candidate, passed=True)
+        _console(stderr=True).print(f"no baseline yet ({exc.message}): passing by --if-no-baseline pass — "
+                                    "promote this candidate with `evalmon baseline promote RUN`",
+                                    markup=False, soft_wrap=True)
+        return 0
+    except EvalmonError as exc:
+        _explain(exc, markdown_out, json_out, baseline, candidate)
+        raise
+
+
+def _explain(exc: Any, markdown_out: Path | None, json_out: Path | None, baseline: str, candidate: str,
+             passed: bool = False) -> None:
+    """Markdown and JSON for a gate that produced no verdict: exit 2, or a first run passing without baseline."""
+    import json
+
+    from evalmon.core.redact import redact_text
+
+    why = redact_text(exc.message) + (f" — {redact_text(exc.hint)}" if exc.hint else "")
+    if passed:
+        head = "## ✅ evalmon gate: PASS (no baseline yet, `--if-no-baseline pass`)"
+        todo = ("Nothing was compared. Promote this run to make it the baseline: "
+                "`evalmon baseline promote <run dir or mlflow:RUN_ID>`.")
+    else:
+        head = "## ❌ evalmon gate: ERROR (exit 2, no verdict)"
+        todo = ("The runs were not compared." + (" For the first run of a pipeline, before any baseline is "
+                "promoted, pass `--if-no-baseline pass`." if getattr(exc, "side", None) == "baseline" else ""))
+    md = (f"{head}\n\n- baseline: `{redact_text(baseline)}`\n- candidate: `{redact_text(candidate)}`\n\n"
+          f"**Why:** {why}\n\n{todo}\n")
+    verdict = {"exit_code": 0 if passed else 2, "verdict": "no_baseline" if passed else "error", "reason": why,
+               "baseline": redact_text(baseline), "candidate": redact_text(candidate)}
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    for path, text, append in ((Path(summary) if summary else None, md, True), (markdown_out, md, False),
+                               (json_out, json.dumps(verdict, indent=2) + "\n", False)):
+        if path is not None:
+            with contextlib.suppress(OutputError):  # the error being explained is the one to report
+                _write(path, text, append=append)
+
+
+def _gate(baseline: str, candidate: str, *, policy: Path | None, json_out: Path | None,
+          markdown_out: Path | None, alpha: float | None, tracking_uri: str | None, seed: int,
+          n_boot: int, allow_incomparable: bool) -> int:
     from rich.markup import escape
 
     from evalmon.config.gate import GatePolicy, load_policy
@@ -169,8 +258,11 @@ def promote_cmd(run: str, *, tag: str, tracking_uri: str | None, keep_previous: 
 
     out = promote(run, tag, tracking_uri, keep_previous=keep_previous)
     con = _console()
-    con.print(f"promoted MLflow run {out['run_id']} (experiment {out['experiment_id']}, evalmon run "
-              f"{out['evalmon_run_id']}) with {out['tag']}", markup=False)
+    from evalmon.core.redact import redact_text
+
+    con.print(f"promoted MLflow run {out['run_id']} (evalmon run {out['evalmon_run_id']}) with {out['tag']} "
+              f"in experiment {out['experiment']!r} (id {out['experiment_id']}) at "
+              f"{redact_text(out['tracking_uri'])}", markup=False, soft_wrap=True)
     if out["demoted"]:
         con.print(f"removed {out['tag']} from {', '.join(out['demoted'])} "
                   "(history: evalmon.baseline.superseded_by)", markup=False)

@@ -24,7 +24,7 @@ def monitor(
     backfill: Annotated[tuple[str, str] | None, typer.Option(metavar="FROM TO", help="Reprocess the windows in "
                         "[FROM, TO) (ISO times) whatever the watermark; the watermark does not move.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the YAML's, else "
-                                                          ".evalmon/mlflow.db).")] = None,
+                                                          "$MLFLOW_TRACKING_URI, else .evalmon/mlflow.db).")] = None,
 ) -> None:
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
     from evalmon.config.monitor import apply_overrides, load_monitor
@@ -35,8 +35,15 @@ def monitor(
         raise ConfigError("--schedule cannot be combined with --once or --backfill",
                           hint="run the backfill (or --once) first, then start the schedule")
     window_range = parse_backfill(backfill) if backfill else None
-    cfg = apply_overrides(load_monitor(config), tracking_uri=tracking_uri)
+    loaded = load_monitor(config)
+    cfg = apply_overrides(loaded, tracking_uri=tracking_uri)
     out, err = RedactingConsole(console()), RedactingConsole(console(stderr=True))
+    if cfg.tracking.enabled:  # which store, and why (the one rule: flag > YAML > $MLFLOW_TRACKING_URI > local)
+        from evalmon.config.tracking import choose_tracking_uri
+        from evalmon.sinks.mlflow.client import store_line
+
+        err.print(store_line(*choose_tracking_uri(tracking_uri, loaded.tracking.uri), experiment=cfg.experiment),
+                  markup=False, soft_wrap=True)
     if schedule is not None:
         from evalmon.monitor.schedule import run_schedule
 
@@ -66,10 +73,14 @@ def sync(
     tracking_uri: Annotated[str | None, typer.Option(help="Upload to this URI instead of the recorded one.")] = None,
 ) -> None:
     """Upload runs and monitor windows kept on disk while MLflow was unreachable, and finish cut-short uploads."""
+    from evalmon.core.redact import redact_text
     from evalmon.sinks.mlflow import sync as do_sync
 
-    outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
     con = console()
+    console(stderr=True).print(f"MLflow: {redact_text(tracking_uri)} (from --tracking-uri)" if tracking_uri else
+                               "MLflow: the store each run or window recorded when it was kept on disk "
+                               "(--tracking-uri uploads elsewhere)", markup=False, soft_wrap=True)
+    outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
     if not outcomes:
         con.print("nothing to sync")
     failed = 0

@@ -22,7 +22,7 @@ def run(
     limit: Annotated[int | None, typer.Option(help="Documents per task (first N).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks/groups replacing the suite's list.")] = None,
     output: Annotated[Path | None, typer.Option(help="Output directory for reports/<run_id>/.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: suite's, else local store).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the suite's tracking.uri, else $MLFLOW_TRACKING_URI, else .evalmon/mlflow.db).")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
 ) -> None:
@@ -35,10 +35,17 @@ def run(
     out = console()
     err = console(stderr=True)
     cfg = default_suite() if suite is None else load_suite(suite)
+    yaml_uri = cfg.tracking.uri
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking)
     check_task_names(cfg)
+    if cfg.tracking.enabled:  # which store, and why (the one rule: flag > YAML > $MLFLOW_TRACKING_URI > local)
+        from evalmon.config.tracking import choose_tracking_uri
+        from evalmon.sinks.mlflow.client import store_line
+
+        err.print(store_line(*choose_tracking_uri(tracking_uri, yaml_uri), experiment=cfg.tracking.experiment),
+                  markup=False, soft_wrap=True)
     cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.backends.hf.model import quiet_transformers
 
@@ -124,18 +131,46 @@ def init(
 
 
 @app.command("tasks")
-def list_tasks() -> None:
+def list_tasks(
+    filter_: Annotated[str | None, typer.Option("--filter", metavar="SUBSTRING",
+                                                help="Only tasks and groups whose name contains this (any case).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
     """List every task and group with where its data comes from."""
-    from rich.table import Table
-
     from evalmon.tasks import base
 
-    table = Table(title="evalmon tasks")
-    for col in ("name", "kind", "few-shot", "local mirror (data_dir)", "hub"):
-        table.add_column(col)
+    needle = (filter_ or "").lower()
+    rows: list[dict[str, object]] = []
     for name, g in sorted(base.GROUPS.items()):  # both views read evalmon.core.registry (entry points)
-        table.add_row(f"[bold]{name}[/]", "group", "", f"{len(base.expand(name))} tasks: " + ", ".join(g.members[:4])
-                      + (" …" if len(g.members) > 4 else ""), g.description)
+        if needle in name.lower():
+            rows.append({"name": name, "kind": "group", "members": list(g.members), "tasks": len(base.expand(name)),
+                         "metrics": list(g.metrics), "description": g.description})
     for name, t in sorted(base.TASKS.items()):
-        table.add_row(name, t.family, str(t.default_fewshot), t.local_source, t.hub_source)
-    console().print(table)
+        if needle in name.lower():
+            rows.append({"name": name, "kind": t.family, "few_shot": t.default_fewshot,
+                         "local_source": t.local_source, "hub_source": t.hub_source})
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="evalmon tasks" + (f" matching {filter_!r}" if filter_ else ""), title_justify="left")
+    for col in ("name", "kind", "few-shot", "local mirror (data_dir)", "hub"):
+        table.add_column(col, no_wrap=col in ("name", "kind", "few-shot"))
+    for r in rows:
+        if r["kind"] == "group":
+            members = list(r["members"])  # type: ignore[call-overload]
+            table.add_row(Text(str(r["name"]), style="bold"), "group", "",
+                          f"{r['tasks']} tasks: " + ", ".join(members[:4]) + (" …" if len(members) > 4 else ""),
+                          str(r["description"]))
+        else:
+            table.add_row(str(r["name"]), str(r["kind"]), str(r["few_shot"]), str(r["local_source"]),
+                          str(r["hub_source"]))
+    out = console()
+    out.print(table)
+    if not rows:
+        out.print(f"no task or group name contains {filter_!r}", markup=False)

@@ -52,7 +52,7 @@ from evalmon.config.models import _base_dir, resolve_path
 from evalmon.config.quality import QualityConfig
 from evalmon.config.signals import SignalConfig, parse_signal_configs
 from evalmon.config.sources import SourceConfig
-from evalmon.config.tracking import TrackingConfig
+from evalmon.config.tracking import TrackingConfig, choose_tracking_uri
 from evalmon.config.yamlio import YamlDoc, load_yaml, read_config_file, require_mapping, validation_error
 from evalmon.core.errors import ConfigError
 from evalmon.core.jsonout import canonical_hash
@@ -330,12 +330,15 @@ def _check_signals(doc: YamlDoc) -> None:
 
 def apply_overrides(cfg: MonitorConfig, *, tracking_uri: str | None = None,
                     output_dir: Path | None = None) -> MonitorConfig:
-    """A copy with CLI flags applied (``--tracking-uri`` also enables tracking)."""
+    """A copy with CLI flags applied (``--tracking-uri`` also enables tracking; without it the store is
+    ``choose_tracking_uri``'s: the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local)."""
     update: dict[str, Any] = {}
     if tracking_uri is not None:
         if not tracking_uri.strip():
             raise ConfigError("--tracking-uri: must not be empty", hint="pass http://host:port or sqlite:///file.db")
         update["tracking"] = cfg.tracking.model_copy(update={"uri": tracking_uri.strip(), "enabled": True})
+    else:  # the one precedence rule: the YAML's uri, else $MLFLOW_TRACKING_URI, else the local store
+        update["tracking"] = cfg.tracking.model_copy(update={"uri": choose_tracking_uri(None, cfg.tracking.uri)[0]})
     if output_dir is not None:
         update["output_dir"] = resolve_path(output_dir, Path.cwd())
     out = cfg.model_copy(update=update)

@@ -44,7 +44,7 @@ from evalmon.config.models import (
     resolve_path,
     resolve_ref,
 )
-from evalmon.config.tracking import TrackingConfig
+from evalmon.config.tracking import TrackingConfig, choose_tracking_uri
 from evalmon.config.yamlio import (
     Loc,
     YamlDoc,
@@ -92,7 +92,7 @@ class SuiteTracking(TrackingConfig):
 
 class CacheConfig(_Strict):
     enabled: bool = True
-    path: Path | None = None  # None: the runner decides (<output_dir>/../.evalmon/cache.sqlite)
+    path: Path | None = None  # None: <output_dir>/.cache/responses.sqlite (harness/run.py)
 
     @field_validator("path")
     @classmethod
@@ -308,7 +308,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     ``trust_remote_code`` is never inherited: the suite's opt-in was for its own checkpoint, so another
     one's code runs only when the spec says ``trust_remote_code=true`` itself.
     ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
-    ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking.
+    ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking; without it
+    the store is ``choose_tracking_uri``'s (the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local).
     """
     data = cfg.model_dump()
     origins = [cfg.task_origin(i) for i in range(len(cfg.tasks))]
@@ -341,6 +342,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
         if not tracking_uri.strip():
             raise ConfigError("--tracking-uri: must not be empty", hint="pass http://host:port or sqlite:///file.db")
         data["tracking"].update(uri=tracking_uri.strip(), enabled=True)
+    else:  # the one precedence rule: the YAML's uri, else $MLFLOW_TRACKING_URI, else the local store
+        data["tracking"]["uri"] = choose_tracking_uri(None, data["tracking"].get("uri"))[0]
     if experiment is not None:
         if not experiment.strip():
             raise ConfigError("--experiment: must not be empty", hint="pass an MLflow experiment name")

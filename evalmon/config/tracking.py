@@ -4,6 +4,8 @@ trace assessments), so a suite and a monitor accept and reject the same ``uri``/
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -20,3 +22,19 @@ class TrackingConfig(_Strict):
     @classmethod
     def _blank(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v  # `uri: ${MLFLOW_TRACKING_URI:-}`
+
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+FROM_FLAG, FROM_YAML, FROM_ENV, FROM_LOCAL = "--tracking-uri", "tracking.uri", f"${TRACKING_ENV}", "local store"
+
+
+def choose_tracking_uri(flag: str | None, configured: str | None,
+                        env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """The one rule every command follows for where MLflow lives, and why:
+    ``--tracking-uri`` > the YAML's ``tracking.uri`` > ``$MLFLOW_TRACKING_URI`` > the local store
+    (``None``: ``.evalmon/mlflow.db``). Blank values count as unset. Returns ``(uri, source)``."""
+    env = os.environ if env is None else env
+    for value, source in ((flag, FROM_FLAG), (configured, FROM_YAML), (env.get(TRACKING_ENV), FROM_ENV)):
+        if value is not None and value.strip():
+            return value.strip(), source
+    return None, FROM_LOCAL

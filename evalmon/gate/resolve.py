@@ -13,8 +13,8 @@ Accepted forms:
 MLflow runs are read from their ``results.json`` and ``samples.jsonl.gz`` artifacts (what
 ``evalmon run`` / ``log_run`` upload), downloaded to a temporary directory that is removed again; the MLflow
 run's status is kept (``LoadedRun.tracking_status``): anything but FINISHED is a partial run to the gate.
-The tracking URI is ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store
-``.evalmon/mlflow.db`` when it exists.
+The tracking URI follows the rule of every command (``evalmon.config.tracking.choose_tracking_uri``):
+``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else the local store ``.evalmon/mlflow.db`` when it exists.
 
 ``promote`` moves a tag (default ``baseline=true``) onto one run: previous holders in the same
 experiment lose the tag and keep the history in ``evalmon.baseline.demoted_at`` /
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import tempfile
 import zlib
@@ -38,6 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from evalmon.config.base import first_error
+from evalmon.config.tracking import choose_tracking_uri
 from evalmon.core.errors import ConfigError, DataError, TrackingError, did_you_mean
 from evalmon.core.redact import redact_text, without_masked_userinfo
 from evalmon.core.results import (
@@ -59,6 +59,10 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _FORMS = ("a results dir or results.json, mlflow:<run_id>, a 32-hex MLflow run id, "
           "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias or models:/NAME/<version>")
 QUERY_KEYS = ("experiment", "status", "tag.<name>")
+
+
+class NoRunMatchesError(TrackingError):
+    """An MLflow query matched no run (for a baseline: none promoted yet — ``gate --if-no-baseline``)."""
 
 
 @dataclass
@@ -126,13 +130,16 @@ def _read_samples_or_note(path: Path, shown: str) -> tuple[list[SampleRecord] | 
 
 # --------------------------------------------------------------------------- MLflow
 def tracking_uri_for(explicit: str | None) -> str:
-    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    """The store of MLflow RUN references: ``choose_tracking_uri`` (``--tracking-uri`` > ``$MLFLOW_TRACKING_URI``
+    > the local store; a gate has no YAML ``tracking.uri``), the local store only when it exists."""
+    uri, _ = choose_tracking_uri(explicit, None)
     if uri:
         return uri
     if (Path.cwd() / ".evalmon" / "mlflow.db").is_file():
         return default_tracking_uri(Path.cwd())
-    raise ConfigError("no MLflow tracking URI for an MLflow RUN reference",
-                      hint="pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    raise ConfigError("no MLflow tracking URI for an MLflow RUN reference (no --tracking-uri, no "
+                      "$MLFLOW_TRACKING_URI, no local store .evalmon/mlflow.db here)",
+                      hint="pass --tracking-uri or set MLFLOW_TRACKING_URI to the server the runs were logged to")
 
 
 def _client(uri: str) -> Any:
@@ -262,8 +269,8 @@ def _query(client: Any, uri: str, body: str) -> Any:
             best = runs[0]
     if best is None:
         shown = ",".join(f"{k}={v}" for k, v in pairs.items())
-        raise TrackingError(f"no MLflow run at {uri} matches {shown}",
-                            hint="promote one with `evalmon baseline promote RUN` or check the query")
+        raise NoRunMatchesError(f"no MLflow run at {redact_text(uri)} matches {shown}",
+                                hint="promote one with `evalmon baseline promote RUN` or check the query")
     return best
 
 
@@ -342,5 +349,6 @@ def promote(ref: str, tag: str = "baseline=true", tracking_uri: str | None = Non
                 demoted.append(other.info.run_id)
         client.set_tag(rid, key, value)
         client.set_tag(rid, "evalmon.baseline.promoted_at", now)
-    return {"run_id": rid, "experiment_id": eid, "tracking_uri": uri, "tag": f"{key}={value}",
+        experiment = client.get_experiment(eid).name
+    return {"run_id": rid, "experiment_id": eid, "experiment": experiment, "tracking_uri": uri, "tag": f"{key}={value}",
             "demoted": demoted, "evalmon_run_id": run.data.tags.get("evalmon.run_id")}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.core.errors import EvalmonError, TrackingError
-from evalmon.core.redact import redact_obj, without_masked_userinfo
+from evalmon.core.redact import redact_obj, redact_text, without_masked_userinfo
 from evalmon.sinks.mlflow.payload import (
     MAX_BATCH_BYTES,
     MAX_METRICS_PER_BATCH,
@@ -50,13 +50,22 @@ LOGGING_REASON = "logging to MLflow did not finish (the process ended while logg
 # ---------------------------------------------------------------- store
 def resolve_uri(uri: str | None, base: Path | None = None) -> str:
     """``uri`` as it will be used and recorded, or the embedded store under ``base`` (default: the current
-    directory; also for a blank ``uri``), whose ``.evalmon`` folder is created."""
+    directory; also for a blank ``uri``), whose ``.evalmon`` folder is created. Which URI a command passes here
+    is decided once, by ``evalmon.config.tracking.choose_tracking_uri``."""
     uri = without_masked_userinfo(uri) or None  # a recorded URI (redacted): credentials come from MLFLOW_TRACKING_*
     if uri is None:
         root = Path(base or Path.cwd())
         uri = default_tracking_uri(root)
         (root / ".evalmon").mkdir(parents=True, exist_ok=True)
     return uri
+
+
+def store_line(uri: str | None, source: str, *, experiment: str | None = None, base: Path | None = None) -> str:
+    """The one line every command prints (stderr) about the store it uses and why (``choose_tracking_uri``'s
+    source), credentials redacted: ``MLflow: http://host:5000 (from $MLFLOW_TRACKING_URI), experiment 'x'``."""
+    shown = redact_text(uri) if uri else default_tracking_uri(Path(base or Path.cwd()))
+    why = "the local store: no --tracking-uri, tracking.uri or $MLFLOW_TRACKING_URI" if uri is None else f"from {source}"
+    return f"MLflow: {shown} ({why})" + (f", experiment {experiment!r}" if experiment else "")
 
 
 def mlflow_client(uri: str) -> Any:
