@@ -30,9 +30,12 @@ SUMMARY_FILE = "summary.md"
 class MetricValue(BaseModel):
     value: float
     stderr: float | None = None
-    ci_low: float | None = None  # 95% normal-approximation interval: value ± 1.96·stderr
+    ci_low: float | None = None  # 95% confidence interval; how it was computed: ``ci_method``
     ci_high: float | None = None
     higher_is_better: bool = True
+    # wilson | bootstrap BCa | bootstrap percentile | normal (value ± 1.96·stderr); None: not recorded
+    # (results written before the method was recorded used the normal approximation)
+    ci_method: str | None = None
 
     @field_validator("value", mode="before")
     @classmethod
@@ -41,11 +44,17 @@ class MetricValue(BaseModel):
         return float("nan") if v is None else v
 
     @classmethod
-    def with_ci(cls, value: float, stderr: float | None, higher_is_better: bool = True) -> MetricValue:
+    def with_ci(cls, value: float, stderr: float | None, higher_is_better: bool = True, *,
+                ci: tuple[float, float] | None = None, ci_method: str | None = None) -> MetricValue:
+        """``ci``: bounds computed by ``evalmon.metrics.intervals`` (named by ``ci_method``); without them
+        the normal approximation value ± 1.96·stderr (``ci_method="normal"``)."""
+        if ci is not None:
+            return cls(value=value, stderr=stderr, ci_low=ci[0], ci_high=ci[1], ci_method=ci_method,
+                       higher_is_better=higher_is_better)
         if stderr is None:
             return cls(value=value, higher_is_better=higher_is_better)
         return cls(value=value, stderr=stderr, ci_low=value - 1.96 * stderr, ci_high=value + 1.96 * stderr,
-                   higher_is_better=higher_is_better)
+                   ci_method="normal", higher_is_better=higher_is_better)
 
 
 class TaskTiming(BaseModel):

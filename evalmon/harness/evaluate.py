@@ -28,33 +28,56 @@ from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTimi
 from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import Advance, dispatch
 from evalmon.harness.roles import Models, check_stage, who_is
+from evalmon.metrics.intervals import BootstrapEstimate, mean_interval, percentile_interval
 from evalmon.metrics.stats import mean_stderr, sample_stddev
 from evalmon.tasks.base import CANDIDATE, MetricSpec, StageOutputs, Task, config_hash
 
 __all__ = ["Models", "aggregate", "bootstrap_stderr", "dispatch", "evaluate_task", "with_bootstrap_record"]
 
 
-def bootstrap_stderr(fn: Any, items: list[Any], iters: int, seed: int) -> float | None:
-    """Std of ``fn`` over ``iters`` document resamples (lm-eval's bootstrap_stderr idea, seeded)."""
+def _replicates(fn: Any, items: list[Any], iters: int, seed: int) -> list[float] | None:
     if len(items) < 2 or iters <= 0:
         return None
     rnd = random.Random(seed)
     n = len(items)
-    stats = [fn([items[rnd.randrange(n)] for _ in range(n)]) for _ in range(iters)]
-    return sample_stddev(stats)
+    return [fn([items[rnd.randrange(n)] for _ in range(n)]) for _ in range(iters)]
+
+
+def bootstrap_stderr(fn: Any, items: list[Any], iters: int, seed: int) -> float | None:
+    """Std of ``fn`` over ``iters`` document resamples (lm-eval's bootstrap_stderr idea, seeded)."""
+    stats = _replicates(fn, items, iters, seed)
+    return None if stats is None else sample_stddev(stats)
+
+
+def bootstrap_estimate(fn: Any, items: list[Any], iters: int, seed: int) -> BootstrapEstimate | None:
+    """``bootstrap_stderr`` and the percentile interval of the same replicates."""
+    stats = _replicates(fn, items, iters, seed)
+    if stats is None:
+        return None
+    return BootstrapEstimate(sample_stddev(stats), percentile_interval(stats))
 
 
 def aggregate(spec: MetricSpec, values: list[Any], seed: int) -> MetricValue:
+    """Value, stderr (lm-eval's, unchanged) and the 95% interval of ``evalmon.metrics.intervals``."""
+    hib = spec.higher_is_better
     if spec.corpus is not None:
         value = float(spec.corpus(values))
         if spec.stderr_fn is not None:
-            se = spec.stderr_fn(values, spec.bootstrap_iters, seed) if len(values) > 1 else None
+            est = spec.stderr_fn(values, spec.bootstrap_iters, seed) if len(values) > 1 else None
         else:
-            se = bootstrap_stderr(spec.corpus, values, spec.bootstrap_iters, seed)
+            est = bootstrap_estimate(spec.corpus, values, spec.bootstrap_iters, seed)
+        interval = est.interval if isinstance(est, BootstrapEstimate) else None
+        se = est.stderr if isinstance(est, BootstrapEstimate) else est  # a plain stderr: normal interval
         if se is not None and not math.isfinite(se):
             se = None
-        return MetricValue.with_ci(value, se, spec.higher_is_better)
-    return MetricValue.with_ci(sum(values) / len(values), mean_stderr(values), spec.higher_is_better)
+        if interval is None or not math.isfinite(value):
+            return MetricValue.with_ci(value, se, hib)
+        return MetricValue.with_ci(value, se, hib, ci=interval.bounds, ci_method=interval.method)
+    value = sum(values) / len(values)
+    interval = mean_interval(values, iters=spec.bootstrap_iters, seed=seed)
+    if interval is None:
+        return MetricValue.with_ci(value, mean_stderr(values), hib)
+    return MetricValue.with_ci(value, mean_stderr(values), hib, ci=interval.bounds, ci_method=interval.method)
 
 
 def _prompt_text(req: Request) -> str:
@@ -148,4 +171,4 @@ def with_bootstrap_record(cfg: dict[str, Any], metrics: dict[str, MetricSpec], s
     return {**cfg, "bootstrap": {
         "seed": seed, "iters": corpus,
         "method": "resample documents with replacement; stderr = sample std of the replicates; "
-                  "95% CI = value ± 1.96·stderr"}}
+                  "95% CI = 2.5/97.5 percentiles of the replicates"}}

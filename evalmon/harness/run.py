@@ -35,6 +35,7 @@ from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import Advance
 from evalmon.harness.evaluate import evaluate_task
 from evalmon.harness.roles import Models, check_tasks
+from evalmon.metrics.intervals import group_interval
 from evalmon.metrics.stats import aggregate_group
 from evalmon.tasks import base as registry
 from evalmon.tasks.base import TaskOptions
@@ -120,7 +121,10 @@ def aggregate_groups(result: RunResult, groups: dict[str, list[str]]) -> None:
                 continue
             value, se = aggregate_group([t.metrics[metric].value for t in done],
                                         [t.metrics[metric].stderr for t in done], [t.n for t in done])
-            metrics[metric] = MetricValue.with_ci(value, se)
+            ci = group_interval([t.metrics[metric].value for t in done], [t.n for t in done],
+                                [t.metrics[metric].ci_method for t in done])  # Wilson if all are proportions
+            metrics[metric] = MetricValue.with_ci(value, se, ci=ci.bounds if ci else None,
+                                                  ci_method=ci.method if ci else None)
         result.groups[name] = GroupResult(name=name, n=sum(t.n for t in done),
                                           members=[t.name for t in done], metrics=metrics)
 
@@ -196,6 +200,8 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
             aggregate_groups(result, groups)
             result.save(run_dir)
         result.status = "finished"
+        if getattr(lm, "loaded", True) is False:  # hf: loads on the first response-cache miss (backends/hf/lazy)
+            say("model not loaded: every request was cached")
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
         result.status, result.error = "interrupted", interrupts.describe(exc)
         exc.run_dir = run_dir  # type: ignore[attr-defined]  # the CLI says where the partial run is

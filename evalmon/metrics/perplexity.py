@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from evalmon.core import registry
+from evalmon.metrics.intervals import BootstrapEstimate, percentile_interval
 
 PERPLEXITY_METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 
@@ -61,23 +62,38 @@ def items_for(text: str, loglikelihood: float) -> dict[str, list[float]]:
             "bits_per_byte": [loglikelihood, nbytes]}
 
 
-def bootstrap_stderr(metric: str, items: Sequence[Sequence[float]], iters: int, seed: int) -> float | None:
-    """Sample std of ``metric`` over ``iters`` document resamples (numpy generator seeded by ``seed``)."""
+def bootstrap_replicates(metric: str, items: Sequence[Sequence[float]], iters: int, seed: int
+                         ) -> np.ndarray | None:
+    """``metric`` over ``iters`` document resamples (numpy generator seeded by ``seed``)."""
     if len(items) < 2 or iters <= 1:
         return None
     arr = np.asarray(items, dtype=np.float64)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(arr), size=(iters, len(arr)))
     ratio = arr[idx, 0].sum(axis=1) / arr[idx, 1].sum(axis=1)
-    values = -ratio / math.log(2) if metric == "bits_per_byte" else np.exp(-ratio)
-    return float(np.std(values, ddof=1))
+    return -ratio / math.log(2) if metric == "bits_per_byte" else np.exp(-ratio)
+
+
+def bootstrap_stderr(metric: str, items: Sequence[Sequence[float]], iters: int, seed: int) -> float | None:
+    """Sample std of ``metric`` over ``iters`` document resamples (numpy generator seeded by ``seed``)."""
+    values = bootstrap_replicates(metric, items, iters, seed)
+    return None if values is None else float(np.std(values, ddof=1))
+
+
+def bootstrap_estimate(metric: str, items: Sequence[Sequence[float]], iters: int, seed: int
+                       ) -> BootstrapEstimate | None:
+    """``bootstrap_stderr`` and the percentile interval of the same replicates (positive for perplexity)."""
+    values = bootstrap_replicates(metric, items, iters, seed)
+    if values is None:
+        return None
+    return BootstrapEstimate(float(np.std(values, ddof=1)), percentile_interval(values))
 
 
 def stderr_fn(metric: str) -> Any:
-    """A ``MetricSpec.stderr_fn`` for ``metric``."""
+    """A ``MetricSpec.stderr_fn`` for ``metric``: stderr and percentile interval."""
 
-    def fn(items: list[Any], iters: int, seed: int) -> float | None:
-        return bootstrap_stderr(metric, items, iters, seed)
+    def fn(items: list[Any], iters: int, seed: int) -> BootstrapEstimate | None:
+        return bootstrap_estimate(metric, items, iters, seed)
 
     return fn
 

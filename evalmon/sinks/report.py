@@ -59,6 +59,13 @@ def fmt_ci(mv: MetricValue) -> str:
     return f"[{fmt(mv.ci_low)}, {fmt(mv.ci_high)}]"
 
 
+def fmt_ci_method(mv: MetricValue) -> str:
+    """How the interval was computed (results written before it was recorded: the normal approximation)."""
+    if mv.ci_low is None or mv.ci_high is None:
+        return "—"
+    return mv.ci_method or "normal"
+
+
 # --------------------------------------------------------------------------------------------- rows
 @dataclass
 class Row:
@@ -313,6 +320,7 @@ def _context(result: RunResult) -> dict[str, Any]:
         "provenance_line": provenance_line(result),
         "fmt": fmt,
         "fmt_ci": fmt_ci,
+        "fmt_ci_method": fmt_ci_method,
         "n_metrics": sum(len(r.metrics) for r in rows),
         "curve_plots": build_curve_plots(result),  # PR curves, reliability diagrams (classification tasks)
         "notes": task_notes(result),

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import TranscribeRequest, Transcription
+from evalmon.metrics.intervals import BootstrapEstimate, estimate_of
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str, resolve
 from evalmon.tasks.base import MetricSpec, StageOutputs, Task, TaskOptions
@@ -81,11 +82,11 @@ def _metric_names(task: str, extra: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _stderr_fn(metric: str) -> Any:
-    def fn(items: list[Any], iters: int, seed: int) -> float | None:
+    def fn(items: list[Any], iters: int, seed: int) -> BootstrapEstimate:
         from evalmon.metrics.asr import asr_score
 
-        return asr_score(metric, [i[0] for i in items], [i[1] for i in items], norm=_identity(),
-                         n_bootstrap=iters, seed=seed).stderr
+        return estimate_of(asr_score(metric, [i[0] for i in items], [i[1] for i in items], norm=_identity(),
+                                     n_bootstrap=iters, seed=seed))
 
     return fn
 

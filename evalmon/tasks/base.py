@@ -22,6 +22,7 @@ from evalmon.core.lm import LLRequest, LLResult, ModelFingerprint, Request, need
 
 if TYPE_CHECKING:
     from evalmon.core.results import SampleRecord, TaskResult
+    from evalmon.metrics.intervals import BootstrapEstimate
 
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
@@ -44,8 +45,10 @@ class MetricSpec:
     corpus: Callable[[list[Any]], float] | None = None
     bootstrap_iters: int = 1000
     # optional fast bootstrap ``(items, iters, seed) -> stderr`` (e.g. sacrebleu's resampling of
-    # sufficient statistics); default: recompute ``corpus`` on ``bootstrap_iters`` document resamples
-    stderr_fn: Callable[[list[Any], int, int], float | None] | None = None
+    # sufficient statistics); default: recompute ``corpus`` on ``bootstrap_iters`` document resamples.
+    # Returning a ``BootstrapEstimate`` (stderr + percentile interval) sets the reported 95% CI; a bare
+    # stderr gets the normal approximation value ± 1.96·stderr (``ci_method="normal"``)
+    stderr_fn: Callable[[list[Any], int, int], float | BootstrapEstimate | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ class ClassificationTask(Task):
         """Point values, a joint bootstrap stderr, notes for undefined metrics and the plot points."""
         import numpy as np
 
+        from evalmon.metrics.intervals import percentile_interval
         from evalmon.metrics.ranking import report_from_items
 
         items = next(iter(per_metric.values()), [])
@@ -145,8 +146,10 @@ class ClassificationTask(Task):
             if value is not None and 0 < len(vals) < self.bootstrap_iters:
                 notes.setdefault(m, f"stderr from {len(vals)}/{self.bootstrap_iters} bootstrap replicates "
                                     "(the others had one class only)")
+            ci = percentile_interval(vals) if se is not None else None
             result.metrics[m] = MetricValue.with_ci(float("nan") if value is None else float(value), se,
-                                                    m not in LOWER_IS_BETTER)
+                                                    m not in LOWER_IS_BETTER, ci=ci.bounds if ci else None,
+                                                    ci_method=ci.method if ci else None)
         result.notes = {**result.notes, **notes}
         result.curves = {**result.curves, **self._curves(items, rep)}
         return result

@@ -36,6 +36,7 @@ from evalmon.core import registry
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.core.lm import GenRequest
 from evalmon.core.results import MetricValue, SampleRecord, TaskResult
+from evalmon.metrics.intervals import BootstrapEstimate, estimate_of
 from evalmon.tasks._common import check_limit, data_dir_of, zero_shot_only
 from evalmon.tasks._options import check_keys, get_int, get_paths, get_str
 from evalmon.tasks.base import MetricSpec, StageOutputs, Task, TaskOptions
@@ -55,11 +56,11 @@ class TranslationDoc:
 
 
 def _stderr_fn(metric: str) -> Any:
-    def fn(items: list[Any], iters: int, seed: int) -> float | None:
+    def fn(items: list[Any], iters: int, seed: int) -> BootstrapEstimate:
         from evalmon.metrics.text import corpus_score
 
         hyps, refs = _streams(items)
-        return corpus_score(metric, hyps, refs, n_bootstrap=iters, seed=seed).stderr
+        return estimate_of(corpus_score(metric, hyps, refs, n_bootstrap=iters, seed=seed))
 
     return fn
 
