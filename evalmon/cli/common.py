@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Not a terminal (a CI log, a pipe, a file): no width to fit, so nothing is cut or wrapped at 80 columns —
+# tables keep their natural width (they never expand), numbers and names print whole. An explicit $COLUMNS wins.
+PLAIN_WIDTH = 1000
 
 
 def console(stderr: bool = False) -> Any:  # -> rich.console.Console
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    con = Console(stderr=stderr, highlight=False)
+    if not con.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+        con.width = PLAIN_WIDTH
+    return con

@@ -44,7 +44,10 @@ def results_table(result: RunResult) -> Table:
 
 def print_results(result: RunResult, console: Console | None = None) -> None:
     """Print the results table, the run status and one provenance line."""
-    console = console or Console()
+    if console is None:
+        from evalmon.cli.common import console as make_console
+
+        console = make_console()
     console.print(results_table(result))
     status = Text(result.status, style=_STATUS_STYLE.get(result.status, "bold"))
     line = Text("status ") + status

@@ -117,9 +117,18 @@ def init(
     if model not in CHOICES:
         raise ConfigError(f"--model {model!r}: unknown checkpoint{did_you_mean(model, CHOICES)}",
                           hint=f"choose one of {', '.join(CHOICES)}")
+    from evalmon.backends.hf.model import quiet_transformers
+    from evalmon.checkpoints.heartbeat import heartbeat
+
+    quiet_transformers()  # no tqdm bars: carriage-return bars garble a CI log; the heartbeat reports progress
     err = console(stderr=True)
-    out = install(model, path if path is not None else project_dir(model), train_steps=train_steps,
-                  log=lambda m: err.print(m, markup=False, soft_wrap=True))
+
+    def log(message: str) -> None:
+        err.print(message, markup=False, soft_wrap=True)
+
+    # the real checkpoints' download and conversion beat on their own; the toy's training needs one here
+    with heartbeat(log if model == TINY else None, f"training the tiny checkpoint ({train_steps} steps)"):
+        out = install(model, path if path is not None else project_dir(model), train_steps=train_steps, log=log)
     if model == TINY:
         console().print(f"tiny checkpoint written to {out} (its benchmark scores are chance-level)", soft_wrap=True)
         return

@@ -1,8 +1,11 @@
-"""Rich progress bars for the CLI: one bar per task with requests/s and ETA."""
+"""Progress for the CLI: on a terminal one rich bar per task with requests/s and ETA; elsewhere (a CI log, a
+pipe) plain heartbeat lines — ``task X: n/N requests, r req/s, eta s`` every ~10 s — since a bar would print
+nothing until the task ends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -18,6 +21,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from evalmon.checkpoints.heartbeat import heartbeat
 from evalmon.harness.engine import Advance
 
 
@@ -35,8 +39,46 @@ class RichProgress:
 
     @contextmanager
     def task(self, name: str, total: int) -> Iterator[Advance]:
+        if not self.console.is_terminal:
+            with plain_progress(self.log, name, total) as advance:
+                yield advance
+            return
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=self.console, transient=False) as bar:
             tid = bar.add_task(name, total=total)
             yield lambda n: bar.advance(tid, n)
+
+    def log(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def progress_line(name: str, done: int, total: int, elapsed: float, busy: float) -> str:
+    """``task X: n/N requests, r req/s, eta s``; ``busy``: seconds until the latest request was answered
+    (after the last one, the line says how long scoring has taken so far)."""
+    rate = done / busy if busy > 0 else 0.0
+    if done >= total:
+        return f"task {name}: {done}/{total} requests, {rate:,.1f} req/s; scoring… {elapsed:.0f} s"
+    eta = f"eta {(total - done) / rate:,.0f} s" if rate > 0 else "eta –"
+    return f"task {name}: {done}/{total} requests, {rate:,.1f} req/s, {eta}"
+
+
+@contextmanager
+def plain_progress(log: Callable[[str], None], name: str, total: int) -> Iterator[Advance]:
+    """A line when the task starts, a heartbeat line every ``heartbeat_interval()`` s, one when it ends."""
+    start = time.monotonic()
+    state = {"done": 0, "busy": 0.0}
+
+    def advance(n: int) -> None:
+        state["done"] += n
+        state["busy"] = time.monotonic() - start
+
+    def line(elapsed: float) -> str:
+        return progress_line(name, int(state["done"]), total, elapsed, state["busy"])
+
+    log(f"task {name}: {total} requests")
+    with heartbeat(log, f"task {name}", line=line, announce=False):
+        yield advance
+    done, busy = int(state["done"]), state["busy"]
+    rate = f", {done / busy:,.1f} req/s" if busy > 0 else ""
+    log(f"task {name}: {done}/{total} requests in {time.monotonic() - start:.1f} s{rate}")

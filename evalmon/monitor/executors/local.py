@@ -27,11 +27,13 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from evalmon.checkpoints.heartbeat import heartbeat, heartbeat_interval
 from evalmon.core.errors import ConfigError, DataError, did_you_mean
 from evalmon.core.jsonout import to_json
 from evalmon.monitor.contracts import (
@@ -236,15 +238,23 @@ class LocalExecutor:
         """First pass over the span: signals once, every window spilled, what fitting reads of each record
         folded into a reservoir (every record while the span has at most ``BASIS_ROWS``)."""
         res: Reservoir | None = None
-        for w in span:
-            parts = self._ingest(w)
-            rows = sum(len(p.records) for p in parts)
-            for p in parts:
-                frame = fitting_view(p.records)
-                res = res or Reservoir(tuple(frame.columns), self.basis_rows, self.cfg.seed)
-                res.update(frame)
-            spill.save(w, parts)
-            self._release(rows)
+        at = [0]
+
+        def beat(elapsed: float) -> str:  # a CI log must not look hung while signals run for minutes
+            return (f"first pass: {at[0]}/{len(span)} window(s) read with signals, {self.stats.records_read} "
+                    f"records, {elapsed:.0f} s")
+
+        with heartbeat(self._log, "first pass", line=beat, announce=False):
+            for w in span:
+                parts = self._ingest(w)
+                rows = sum(len(p.records) for p in parts)
+                for p in parts:
+                    frame = fitting_view(p.records)
+                    res = res or Reservoir(tuple(frame.columns), self.basis_rows, self.cfg.seed)
+                    res.update(frame)
+                spill.save(w, parts)
+                self._release(rows)
+                at[0] += 1
         if res is None or not res.seen:
             return self._window_records([])
         if not res.complete:
@@ -255,7 +265,9 @@ class LocalExecutor:
     def _context(self, span: list[Window], previous: bool) -> tuple[Context, pd.DataFrame | None, _Spill | None]:
         cfg = self.cfg
         if cfg.drift.enabled and not previous:
-            reference = self.reference()
+            with heartbeat(self._log, f"reference ({cfg.reference.kind}): reading, signals",
+                           announce_after=heartbeat_interval()):
+                reference = self.reference()
             self._log(f"reference ({cfg.reference.kind}): {len(reference)} records")
             return fit(reference, cfg.drift, seed=cfg.seed, sample_rows=self.sample_rows), reference, None
         spill = _Spill()
@@ -281,8 +293,16 @@ class LocalExecutor:
                             signal_names=[s.name for s in cfg.signals])
         held: list[tuple[Window, Summary, pd.DataFrame, pd.DataFrame | None]] = []  # windows without records
         done = 0
+        at: list[Any] = [0, span[0]]
+
+        def beat(elapsed: float) -> str:
+            return f"window {at[0]}/{len(span)} from {at[1].start.isoformat()}: processing… {elapsed:.0f} s"
+
+        beats = ExitStack()
+        beats.enter_context(heartbeat(self._log, "windows", line=beat, announce=False))
         try:
-            for w in span:
+            for i, w in enumerate(span, 1):
+                at[:] = [i, w]
                 parts = spill.load(w) if spill is not None else self._ingest(w)
                 rows = sum(len(p.records) for p in parts)
                 if spill is not None:
@@ -322,6 +342,7 @@ class LocalExecutor:
                                    last=item[0] == windows[-1])
                 done += 1
         finally:
+            beats.close()
             if spill is not None:
                 spill.close()
 
