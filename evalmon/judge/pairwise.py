@@ -117,7 +117,8 @@ def pairwise_metrics(per_q: TurnRecords, categories: Mapping[str, str], *, iters
     for name, by_q in subsets.items():
         ci = bootstrap_win_rate(by_q, iters=iters, seed=seed)
         if ci is not None:
-            metrics[name] = MetricValue(value=ci.value, stderr=ci.stderr, ci_low=ci.low, ci_high=ci.high)
+            metrics[name] = MetricValue(value=ci.value, stderr=ci.stderr, ci_low=ci.low, ci_high=ci.high,
+                                        ci_method="bootstrap percentile (questions resampled)")
             kinds[name] = "continuous"
     flat = [t for turns in per_q.values() for t in turns]
     c = counts([t["outcome"] for t in flat])
