@@ -120,3 +120,41 @@ def test_help_in_a_pipe_has_no_bool_marker_and_no_word_cut(tmp_path: Path, args:
     flat = " ".join(proc.stdout.replace("│", " ").split())  # words wrapped onto the next line stay whole
     cut = sorted(w for w in _help_words(command) if w not in flat)
     assert not cut, f"help words cut apart or lost: {cut}\n{proc.stdout}"
+
+
+def test_monitor_beats_while_signals_are_slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import textwrap
+    from datetime import UTC, datetime, timedelta
+
+    from evalmon.config.monitor import load_monitor_text
+    from evalmon.monitor.executors import local
+    from evalmon.monitor.runner import run_monitor
+
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    with open(tmp_path / "t.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(30):  # 10 records in each of three hours
+            ts = (t0 + timedelta(minutes=6 * i)).isoformat()
+            fh.write(json.dumps({"request_id": f"r{i}", "timestamp": ts, "prompt": f"question {i}",
+                                 "response": f"answer {i}", "latency_ms": 100.0 + i}) + "\n")
+    cfg = load_monitor_text(textwrap.dedent("""\
+        name: beat
+        source: {kind: jsonl, path: t.jsonl}
+        window: {size: 1h}
+        signals: [usage]
+        drift: {text_drift: false, html: false}
+        tracking: {enabled: false}
+        output_dir: out
+        """), "m.yaml", base_dir=tmp_path)
+    slow_signals = local.signals
+
+    def signals(*args: object, **kwargs: object) -> object:  # a slow signal (an embedding model, a judge)
+        time.sleep(0.25)
+        return slow_signals(*args, **kwargs)
+
+    monkeypatch.setattr(local, "signals", signals)
+    monkeypatch.setenv("EVALMON_HEARTBEAT_S", "0.05")
+    lines: list[str] = []
+    res = run_monitor(cfg, backfill=(t0, t0 + timedelta(hours=3)), now=t0 + timedelta(hours=4), log_fn=lines.append)
+    assert len(res.windows) == 3
+    assert any(re.fullmatch(r"first pass: \d/\d window\(s\) read with signals, \d+ records, \d+ s", ln)
+               for ln in lines), lines
