@@ -14,6 +14,15 @@ def console(stderr: bool = False) -> Any:  # -> rich.console.Console
     from rich.console import Console
 
     con = Console(stderr=stderr, highlight=False)
-    if not con.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+    if not writes_to_a_tty(con) and not os.environ.get("COLUMNS", "").strip().isdigit():
         con.width = PLAIN_WIDTH
     return con
+
+
+def writes_to_a_tty(con: Any) -> bool:
+    """Whether the console's file really is a terminal ($FORCE_COLOR makes rich *style* a CI log as one)."""
+    isatty = getattr(con.file, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed file
+        return False

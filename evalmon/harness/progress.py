@@ -39,7 +39,8 @@ class RichProgress:
 
     @contextmanager
     def task(self, name: str, total: int) -> Iterator[Advance]:
-        if not self.console.is_terminal:
+        isatty = getattr(self.console.file, "isatty", None)  # not is_terminal: $FORCE_COLOR sets that in CI
+        if not (isatty and isatty()):
             with plain_progress(self.log, name, total) as advance:
                 yield advance
             return
