@@ -106,7 +106,6 @@ def _store_line(refs: tuple[str, ...], tracking_uri: str | None) -> None:
 def _load_pair(a: str, b: str, tracking_uri: str | None) -> tuple[Any, Any]:
     from evalmon.gate.resolve import NoRunMatchesError, resolve_run
 
-    _store_line((a, b), tracking_uri)
     err = _console(stderr=True)
     runs = []
     for side, ref in (("baseline", a), ("candidate", b)):
@@ -118,6 +117,7 @@ def _load_pair(a: str, b: str, tracking_uri: str | None) -> tuple[Any, Any]:
         for note in run.notes:  # loud: the test falls back to unpaired
             err.print(f"[bold yellow]WARNING[/] {side} {run.label}: {note}", markup=True)
         runs.append(run)
+    _store_line((a, b), tracking_uri)  # once both are read: an error stays one stderr line (and names the URI)
     return runs[0], runs[1]
 
 
@@ -174,6 +174,7 @@ def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Pa
             _explain(bad, markdown_out, json_out, baseline, candidate)
             raise
         _explain(exc, markdown_out, json_out, baseline, candidate, passed=True)
+        _store_line((baseline, candidate), tracking_uri)
         _console(stderr=True).print(f"no baseline yet ({exc.message}): passing by --if-no-baseline pass — "
                                     "promote this candidate with `evalmon baseline promote RUN`",
                                     markup=False, soft_wrap=True)

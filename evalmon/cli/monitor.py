@@ -38,12 +38,6 @@ def monitor(
     loaded = load_monitor(config)
     cfg = apply_overrides(loaded, tracking_uri=tracking_uri)
     out, err = RedactingConsole(console()), RedactingConsole(console(stderr=True))
-    if cfg.tracking.enabled:  # which store, and why (the one rule: flag > YAML > $MLFLOW_TRACKING_URI > local)
-        from evalmon.config.tracking import choose_tracking_uri
-        from evalmon.sinks.mlflow.client import store_line
-
-        err.print(store_line(*choose_tracking_uri(tracking_uri, loaded.tracking.uri), experiment=cfg.experiment),
-                  markup=False, soft_wrap=True)
     if schedule is not None:
         from evalmon.monitor.schedule import run_schedule
 
@@ -60,6 +54,12 @@ def monitor(
         sys.stderr.write(f"{describe(exc)}: monitor '{cfg.name}' stopped; finished windows are kept — rerun to "
                          "continue from the watermark\n")
         sys.exit(exit_code(exc))
+    if cfg.tracking.enabled:  # which store, and why (flag > YAML > $MLFLOW_TRACKING_URI > local); after the
+        from evalmon.config.tracking import choose_tracking_uri  # run: an error stays one stderr line
+        from evalmon.sinks.mlflow.client import store_line
+
+        err.print(store_line(*choose_tracking_uri(tracking_uri, loaded.tracking.uri), experiment=cfg.experiment),
+                  markup=False, soft_wrap=True)
     print_result(cfg, result, out, err)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -76,11 +76,11 @@ def sync(
     from evalmon.core.redact import redact_text
     from evalmon.sinks.mlflow import sync as do_sync
 
+    outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
     con = console()
     console(stderr=True).print(f"MLflow: {redact_text(tracking_uri)} (from --tracking-uri)" if tracking_uri else
                                "MLflow: the store each run or window recorded when it was kept on disk "
                                "(--tracking-uri uploads elsewhere)", markup=False, soft_wrap=True)
-    outcomes = do_sync(reports, tracking_uri)  # a missing directory is a ConfigError (exit 2)
     if not outcomes:
         con.print("nothing to sync")
     failed = 0

@@ -40,12 +40,6 @@ def run(
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking)
     check_task_names(cfg)
-    if cfg.tracking.enabled:  # which store, and why (the one rule: flag > YAML > $MLFLOW_TRACKING_URI > local)
-        from evalmon.config.tracking import choose_tracking_uri
-        from evalmon.sinks.mlflow.client import store_line
-
-        err.print(store_line(*choose_tracking_uri(tracking_uri, yaml_uri), experiment=cfg.tracking.experiment),
-                  markup=False, soft_wrap=True)
     cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.backends.hf.model import quiet_transformers
 
@@ -67,6 +61,12 @@ def run(
         sys.stderr.write(f"{describe(exc)}: {saved}; scored requests are cached — rerun the same command "
                          "to resume\n")
         sys.exit(exit_code(exc))
+    if cfg.tracking.enabled:  # which store, and why (flag > YAML > $MLFLOW_TRACKING_URI > local); after the
+        from evalmon.config.tracking import choose_tracking_uri  # run: an error stays one stderr line
+        from evalmon.sinks.mlflow.client import store_line
+
+        err.print(store_line(*choose_tracking_uri(tracking_uri, yaml_uri), experiment=cfg.tracking.experiment),
+                  markup=False, soft_wrap=True)
     print_results(result, out)
     out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
 
