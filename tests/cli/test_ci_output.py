@@ -141,18 +141,18 @@ def test_monitor_beats_while_signals_are_slow(tmp_path: Path, monkeypatch: pytes
         source: {kind: jsonl, path: t.jsonl}
         window: {size: 1h}
         signals: [usage]
-        drift: {text_drift: false, html: false}
+        drift: {enabled: false}
         tracking: {enabled: false}
         output_dir: out
         """), "m.yaml", base_dir=tmp_path)
     slow_signals = local.signals
 
     def signals(*args: object, **kwargs: object) -> object:  # a slow signal (an embedding model, a judge)
-        time.sleep(0.25)
+        time.sleep(0.12)
         return slow_signals(*args, **kwargs)
 
     monkeypatch.setattr(local, "signals", signals)
-    monkeypatch.setenv("EVALMON_HEARTBEAT_S", "0.05")
+    monkeypatch.setenv("EVALMON_HEARTBEAT_S", "0.03")
     lines: list[str] = []
     res = run_monitor(cfg, backfill=(t0, t0 + timedelta(hours=3)), now=t0 + timedelta(hours=4), log_fn=lines.append)
     assert len(res.windows) == 3
