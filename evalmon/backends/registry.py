@@ -19,9 +19,10 @@ from evalmon.core.lm import LM
 
 @registry.backends.register("hf", config=HFModelConfig, spec_key="path", description="a local/hub checkpoint")
 def _hf(model_cfg: Any) -> LM:
-    from evalmon.backends.hf.model import HFCausalLM, HFSettings
+    from evalmon.backends.hf.lazy import load_hf  # the model loads on the first response-cache miss
+    from evalmon.backends.hf.model import HFSettings
 
-    return HFCausalLM(HFSettings(
+    return load_hf(HFSettings(
         path=str(model_cfg.path), revision=model_cfg.revision, dtype=model_cfg.dtype,
         device=model_cfg.device, batch_size=model_cfg.batch_size, max_length=model_cfg.max_length,
         adapter=str(model_cfg.adapter) if model_cfg.adapter else None,

@@ -200,6 +200,8 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
             aggregate_groups(result, groups)
             result.save(run_dir)
         result.status = "finished"
+        if getattr(lm, "loaded", True) is False:  # hf: loads on the first response-cache miss (backends/hf/lazy)
+            say("model not loaded: every request was cached")
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (interrupts.Terminated)
         result.status, result.error = "interrupted", interrupts.describe(exc)
         exc.run_dir = run_dir  # type: ignore[attr-defined]  # the CLI says where the partial run is

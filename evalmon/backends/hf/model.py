@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -489,9 +490,11 @@ def configure_pad_token(tokenizer: Any) -> Any:
 
 
 def quiet_transformers() -> None:
-    """CLI runs: no per-file loading bars or tokenizer length warnings (we truncate like lm-eval)."""
-    from transformers.utils import logging as hf_logging
+    """CLI runs: no loading bars or tokenizer length warnings (via the env until transformers is imported)."""
+    os.environ["TRANSFORMERS_VERBOSITY"], os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "error", "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
