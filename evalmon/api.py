@@ -55,12 +55,14 @@ def load_monitor(path: str | Path) -> MonitorConfig:
 
 
 def run_monitor(monitor: MonitorConfig | str | Path, *, backfill: tuple[datetime, datetime] | None = None,
-                now: datetime | None = None) -> MonitorResult:
-    """Process every complete, unprocessed window once (or re-process the ``backfill`` range)."""
+                now: datetime | None = None, tracking_uri: str | None = None) -> MonitorResult:
+    """Process every complete, unprocessed window once (or re-process the ``backfill`` range); the tracking
+    store follows the CLI's rule (``tracking_uri`` > YAML > ``$MLFLOW_TRACKING_URI`` > local store)."""
+    from evalmon.config.monitor import apply_overrides
     from evalmon.monitor.runner import run_monitor as _run
 
     cfg = load_monitor(monitor) if isinstance(monitor, str | Path) else monitor
-    return _run(cfg, backfill=backfill, now=now)
+    return _run(apply_overrides(cfg, tracking_uri=tracking_uri), backfill=backfill, now=now)
 
 
 def _pair(baseline: str, candidate: str, tracking_uri: str | None) -> tuple[Any, Any]:
