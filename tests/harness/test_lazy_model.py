@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ def _same_fingerprint(settings: HFSettings, monkeypatch: pytest.MonkeyPatch) -> 
     assert json.dumps(lazy.fingerprint.to_dict(), sort_keys=True) == json.dumps(eager.fingerprint.to_dict(),
                                                                                 sort_keys=True)
     assert lazy.stats().computed == 0 and not lazy.loaded
+    other_batch = load_hf(replace(settings, batch_size=settings.batch_size + 1))  # only recorded: still lazy
+    assert isinstance(other_batch, LazyHFCausalLM) and other_batch.fingerprint.batch_size == settings.batch_size + 1
+    assert other_batch.fingerprint.cache_key() == eager.fingerprint.cache_key()
     with pytest.raises(ModelError, match=FORBID_ENV):
         lazy.loglikelihood([LLRequest("a", " b")])
 
@@ -79,6 +83,7 @@ def test_memo_key_changes_with_files_settings_and_adapter(tiny_checkpoint: Path,
     base = memo_key(HFSettings(path=str(ckpt)))
     assert base and base == memo_key(HFSettings(path=str(ckpt)))
     assert memo_key(HFSettings(path=str(ckpt), max_length=64)) != base
+    assert memo_key(HFSettings(path=str(ckpt), batch_size=3)) == base  # recorded, not computed
     assert memo_key(HFSettings(path=str(ckpt), adapter=str(tiny_lora))) not in {None, base}
     config = ckpt / "config.json"
     st = config.stat()

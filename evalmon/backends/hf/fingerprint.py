@@ -74,7 +74,8 @@ def memo_key(settings: Any) -> str | None:
         if adapter is None:
             return None
         files["adapter"] = file_signature(adapter)
-    payload = {"memo": MEMO_VERSION, "settings": {**asdict(settings), "path": str(base)},
+    settings_key = {k: v for k, v in asdict(settings).items() if k != "batch_size"}  # recorded, not computed
+    payload = {"memo": MEMO_VERSION, "settings": {**settings_key, "path": str(base)},
                "versions": {name: _version(name) for name in _LIBRARIES}, "files": files}
     return canonical_hash(payload, 32)
 
@@ -85,11 +86,12 @@ def _memo_path(key: str) -> Path:
     return cache_root() / "fingerprints" / f"{key}.json"
 
 
-def recall(key: str) -> ModelFingerprint | None:
-    """The fingerprint stored under ``key``, or None."""
+def recall(key: str, batch_size: int) -> ModelFingerprint | None:
+    """The fingerprint stored under ``key`` with this run's ``batch_size`` (the one setting a load only
+    records), or None."""
     try:
         data = json.loads(_memo_path(key).read_text(encoding="utf-8"))
-        return ModelFingerprint(**data["fingerprint"])
+        return ModelFingerprint(**{**data["fingerprint"], "batch_size": batch_size})
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

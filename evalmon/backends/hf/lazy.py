@@ -43,7 +43,7 @@ def _build(settings: HFSettings) -> HFCausalLM:
 def load_hf(settings: HFSettings) -> HFCausalLM | LazyHFCausalLM:
     """The ``hf`` LM for ``settings``: lazy when its fingerprint is known, else loaded now (and memoised)."""
     key = memo_key(settings)
-    known = recall(key) if key else None
+    known = recall(key, settings.batch_size) if key else None
     if known is not None:
         return LazyHFCausalLM(settings, known, key)
     lm = _build(settings)
