@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalmon.core.jsonout import canonical_hash
+from evalmon.core.timewindows import Window
 from evalmon.sinks.mlflow.client import (
     WINDOW_PENDING_FILE,
     Pending,
@@ -65,17 +66,7 @@ class TimeWindow(Protocol):
     def key(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Span:
-    """A window read back from ``window.json``."""
-
-    start: datetime
-    end: datetime
-    index: int
-
-    @property
-    def key(self) -> str:
-        return self.start.strftime("%Y%m%dT%H%M%SZ")
+Span = Window  # a window read back from ``window.json`` is the same value type as the one the monitor cut
 
 
 def _utc(value: str) -> datetime:
