@@ -120,7 +120,7 @@ class ClassificationTask(Task):
         import numpy as np
 
         from evalmon.metrics.intervals import percentile_interval
-        from evalmon.metrics.ranking import report_from_items
+        from evalmon.metrics.ranking import bootstrap_metrics, report_from_items
 
         items = next(iter(per_metric.values()), [])
         if not items:
@@ -133,12 +133,10 @@ class ClassificationTask(Task):
         reps: dict[str, list[float]] = {m: [] for m in self.metrics}
         if len(items) > 1 and self.bootstrap_iters > 1:
             rng = np.random.default_rng(seed)
-            for idx in rng.integers(0, len(items), size=(self.bootstrap_iters, len(items))):
-                r = report_from_items([items[i] for i in idx], self.bins, self.labels)
-                for m in self.metrics:
-                    v = r.metrics.get(m)
-                    if v is not None and math.isfinite(v):
-                        reps[m].append(float(v))
+            resamples = rng.integers(0, len(items), size=(self.bootstrap_iters, len(items)))
+            replicates = bootstrap_metrics(items, resamples, self.bins, self.labels)  # all resamples at once
+            for m in self.metrics:
+                reps[m] = [float(v) for v in replicates.get(m, ()) if math.isfinite(v)]
         for m in self.metrics:
             value = rep.metrics.get(m)
             vals = reps[m]
