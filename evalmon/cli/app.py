@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from evalmon.cli import gate, monitor, run, score
+from evalmon.cli import export, gate, monitor, run, score
 from evalmon.cli.helpfmt import configure_help
 from evalmon.cli.traffic import traffic_app  # import-light sub-apps (typer sub-apps cannot be lazy)
 from evalmon.core.errors import EvalmonError
@@ -19,7 +19,7 @@ from evalmon.core.redact import redact_text
 configure_help()
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Evaluate LLM checkpoints with lm-eval-equal numbers; results go to MLflow and reports/.")
-for group in (run, gate, monitor, score):  # top-level commands, in the order `evalmon --help` lists them
+for group in (run, gate, export, monitor, score):  # top-level commands, in the order `evalmon --help` lists them
     for info in group.app.registered_commands:
         app.registered_commands.append(info)
     for sub in group.app.registered_groups:

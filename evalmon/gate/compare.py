@@ -41,6 +41,7 @@ from evalmon.metrics.paired import (
     two_proportion_z,
     welch_from_stderr,
 )
+from evalmon.sinks.lmeval import HASH_PREFIX as LMEVAL_HASH
 
 # suite keys that are expected to differ between a baseline and a candidate (or between machines)
 _SUITE_KEYS_IGNORED = ("model.", "output_dir", "tracking.", "cache.", "description", "data.data_dir")
@@ -139,6 +140,10 @@ def provenance_issues(baseline: LoadedRun, candidate: LoadedRun, entities: Itera
             continue
         if ta.num_fewshot != tb.num_fewshot:
             diff(name, "num_fewshot", ta.num_fewshot, tb.num_fewshot, True, "few-shot count")
+        elif ta.config_hash != tb.config_hash and LMEVAL_HASH in (ta.config_hash[:8], tb.config_hash[:8]):
+            issues.append(Issue(scope=name, field="config_hash", message=(
+                "task configs come from lm-eval and evalmon: hashes not comparable (few-shot, n, documents "
+                "and prompt hashes are checked)")))
         elif ta.config_hash != tb.config_hash:
             keys = sorted(k for k in set(ta.config) | set(tb.config) if ta.config.get(k) != tb.config.get(k))
             what = f" ({', '.join(keys[:4])})" if keys else ""

@@ -4,6 +4,8 @@ Accepted forms:
 
 * a results directory (``reports/<run_id>``) or its ``results.json`` — ``samples.jsonl.gz`` is read
   from the same directory when present;
+* an lm-eval output directory (``lm_eval --output_path DIR [--log_samples]``) or one of its
+  ``results_*.json`` — per-document scores from its ``samples_<task>_*.jsonl`` (``evalmon.sinks.lmeval``);
 * an MLflow run id: ``mlflow:<run_id>`` or a bare 32-hex id;
 * an MLflow query: ``mlflow:experiment=NAME,tag.baseline=true[,tag.k=v…][,status=FINISHED]`` — the
   newest matching active run (by start time); without ``experiment=`` every experiment is searched;
@@ -48,6 +50,7 @@ from evalmon.core.results import (
     SampleRecord,
     read_samples,
 )
+from evalmon.sinks.lmeval import find_results, read_lmeval
 from evalmon.sinks.mlflow.payload import (
     STATE_FILE,
     _read_json,
@@ -56,7 +59,7 @@ from evalmon.sinks.mlflow.payload import (
 )
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_FORMS = ("a results dir or results.json, mlflow:<run_id>, a 32-hex MLflow run id, "
+_FORMS = ("a results dir or results.json, an lm-eval output dir, mlflow:<run_id>, a 32-hex MLflow run id, "
           "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias or models:/NAME/<version>")
 QUERY_KEYS = ("experiment", "status", "tag.<name>")
 
@@ -92,6 +95,9 @@ class LoadedRun:
 # --------------------------------------------------------------------------- local files
 def load_local(path: Path, ref: str | None = None) -> LoadedRun:
     p = Path(path).expanduser()
+    if (lm_results := find_results(p)) is not None:  # lm-eval --output_path DIR (or its results_*.json)
+        result, samples, notes = read_lmeval(lm_results)
+        return LoadedRun(result, samples, ref or str(path), f"lm-eval output {lm_results}", notes=notes)
     results = p / RESULTS_FILE if p.is_dir() else p
     if not results.is_file():
         where = f"{p} has no {RESULTS_FILE}" if p.is_dir() else f"{p}: no such results directory or file"
