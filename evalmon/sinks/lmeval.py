@@ -201,6 +201,14 @@ def _stored(metrics: Any) -> dict[str, MetricValue]:
     return {m: MetricValue.model_validate(v) for m, v in metrics.items()} if isinstance(metrics, dict) else {}
 
 
+def _leaves(members: list[str], subtasks: dict[str, list[str]]) -> list[str]:
+    """The tasks under ``members``, sub-groups expanded (lm-eval nests groups: mmlu → mmlu_stem → …)."""
+    out: list[str] = []
+    for m in members:
+        out += _leaves(subtasks[m], subtasks) if subtasks.get(m) else [m]
+    return out
+
+
 def _bos_policy(model_args: Any) -> str:
     args = model_args if isinstance(model_args, dict) else dict(
         kv.split("=", 1) for kv in str(model_args or "").split(",") if "=" in kv)
@@ -294,11 +302,12 @@ def read_lmeval(results_file: Path) -> tuple[RunResult, list[SampleRecord] | Non
                           hint="pass the results_*.json of an lm-eval run (lm_eval --output_path … )")
     groups = {}
     for g, members in subtasks.items():
-        names = [tasks[_evalmon_name(m)].name for m in members if _evalmon_name(m) in tasks]
-        if members and names and isinstance(data["results"].get(g), dict):
-            groups[g] = GroupResult(name=g, n=sum(tasks[m].n for m in names), members=names,
-                                    metrics=_stored(data["results"][g].get("evalmon_metrics"))
-                                    or _metrics(g, data["results"][g], {}))
+        names = [_evalmon_name(m) for m in _leaves(members, subtasks) if _evalmon_name(m) in tasks]
+        block = data["results"].get(g)
+        metrics = (_stored(block.get("evalmon_metrics")) or _metrics(g, block, {})) if isinstance(block, dict) else {}
+        if members and names and metrics:  # a group lm-eval reports no aggregate for is left out
+            groups[_evalmon_name(g)] = GroupResult(name=_evalmon_name(g), n=sum(tasks[m].n for m in names),
+                                                   members=names, metrics=metrics)
     notes = [f"{results_file.parent}/samples_{t}_*.jsonl is missing: per-document samples unavailable, "
              "tests fall back to unpaired" for t in missing]
     return _run(data, stored, results_file, tasks, groups), (samples or None), notes

@@ -187,3 +187,29 @@ def test_export_without_samples_writes_results_only(tmp_path: Path) -> None:
     assert [p.name for p in written] == [written[0].name] and written[0].name.startswith("results_")
     again, samples, _ = read_lmeval(written[0])
     assert samples is None and again.tasks["gsm8k"].metrics == run.result.tasks["gsm8k"].metrics
+
+
+def test_reader_expands_nested_groups(tmp_path: Path) -> None:
+    block = {"acc,none": 0.5, "acc_stderr,none": 0.1}
+    doc = {"results": {"mmlu": {"alias": "mmlu", **block}, "mmlu_stem": {"alias": " - stem"},
+                       "mmlu_anatomy": {"alias": "  - anatomy", **block}},
+           "group_subtasks": {"mmlu": ["mmlu_stem"], "mmlu_stem": ["mmlu_anatomy"]},
+           "configs": {"mmlu_anatomy": {"task": "mmlu_anatomy", "test_split": "test", "num_fewshot": 5}},
+           "n-samples": {"mmlu_anatomy": {"original": 135, "effective": 135}}}
+    path = tmp_path / "results_2026.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    result, samples, _ = read_lmeval(path)
+    assert set(result.tasks) == {"mmlu_anatomy"} and set(result.groups) == {"mmlu"}  # stem: no aggregate
+    assert result.groups["mmlu"].members == ["mmlu_anatomy"] and result.groups["mmlu"].n == 135
+    assert result.groups["mmlu"].metrics["acc"].value == 0.5 and samples is None
+
+
+def test_export_unknown_format_is_a_user_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from evalmon.cli.app import app
+
+    res = CliRunner().invoke(app, ["export", str(_lmeval_dir(tmp_path)), "--format", "inspect", "--out",
+                                   str(tmp_path / "x")])
+    assert isinstance(res.exception, ConfigError)
+    assert res.exception.one_line().startswith("--format 'inspect' is not supported") and not (tmp_path / "x").exists()
