@@ -12,6 +12,7 @@ import typer
 
 from evalmon.cli import export, gate, monitor, run, score
 from evalmon.cli.helpfmt import configure_help
+from evalmon.cli.lmeval_flags import check_lmeval_flags
 from evalmon.cli.traffic import traffic_app  # import-light sub-apps (typer sub-apps cannot be lazy)
 from evalmon.core.errors import EvalmonError
 from evalmon.core.redact import redact_text
@@ -29,6 +30,7 @@ app.add_typer(traffic_app, name="traffic")
 
 def main() -> None:
     try:
+        check_lmeval_flags(sys.argv[1:])  # lm-eval's --model_args, --num_fewshot, …: one line naming ours
         # Not standalone: typer *returns* the code of a `typer.Exit(code)` (and 130 for a Ctrl-C it caught)
         code = app(prog_name="evalmon", standalone_mode=False)
     except EvalmonError as exc:

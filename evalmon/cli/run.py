@@ -21,7 +21,10 @@ def run(
     model: Annotated[str | None, typer.Option(help="Override the model: hf:/path, hf:org/name[,adapter=…,dtype=…].")] = None,
     limit: Annotated[int | None, typer.Option(help="Documents per task (first N).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks/groups replacing the suite's list.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Output directory for reports/<run_id>/.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "--output_path",
+                                                help="Output directory for reports/<run_id>/.")] = None,
+    batch_size: Annotated[str | None, typer.Option("--batch-size", "--batch_size", metavar="N",
+                                                   help="Override the model's batch size.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the suite's tracking.uri, else $MLFLOW_TRACKING_URI, else .evalmon/mlflow.db).")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
@@ -39,6 +42,8 @@ def run(
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking)
+    if batch_size is not None:
+        cfg = _with_batch_size(cfg, batch_size)
     check_task_names(cfg)
     cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.backends.hf.model import quiet_transformers
@@ -69,6 +74,18 @@ def run(
                   markup=False, soft_wrap=True)
     print_results(result, out)
     out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
+
+
+def _with_batch_size(cfg, value: str):  # type: ignore[no-untyped-def]
+    """``--batch-size N`` (lm-eval's ``--batch_size``) replaces the suite model's batch size."""
+    from evalmon.core.errors import ConfigError
+
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--batch-size {value!r}: expected an integer ≥ 1",
+                          hint="evalmon has no automatic batch sizing (lm-eval's auto); pass e.g. --batch-size 8")
+    if "batch_size" not in type(cfg.model).model_fields:
+        raise ConfigError(f"--batch-size: the {cfg.model.backend} backend has no batch size", hint="drop the flag")
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"batch_size": int(value)})})
 
 
 def _quiet_library_warnings() -> None:
