@@ -153,7 +153,7 @@ class DriftConfig(_Strict):
     embedding_method: Literal["model", "distance", "ratio", "mmd"] | None = None  # None: evidently's default
     drift_share: float = Field(0.5, ge=0, le=1)  # dataset drift when this share of columns drifted
     min_rows: int = Field(30, ge=1)  # fewer rows in a window (or reference): drift is skipped
-    html: bool = True  # save evidently's HTML report per window
+    html: bool = True  # False: no drift.html whatever `report:` says (the older spelling of report: none)
 
 
 class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
@@ -218,6 +218,9 @@ class MonitorConfig(_Strict):
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     signals: list[SignalConfig] = Field(default_factory=list)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    # per window: summary = drift.html with the dataset-level drift table (a few KB); full = evidently's
+    # report with per-column plots, gzipped (drift.html.gz, ~1 MB); none = no HTML (drift.json always)
+    report: Literal["full", "summary", "none"] = "summary"
     quality: QualityConfig = Field(default_factory=QualityConfig)
     tracking: MonitorTracking = Field(default_factory=MonitorTracking)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -284,7 +287,9 @@ class MonitorConfig(_Strict):
         return self._source_path
 
     def config_hash(self) -> str:
-        return canonical_hash(self.model_dump(mode="json"), compact=True)
+        # `report` only picks the HTML file written: no metric depends on it, and leaving it out keeps the
+        # hash (an MLflow param of every window) what it was before the option existed
+        return canonical_hash(self.model_dump(mode="json", exclude={"report"}), compact=True)
 
 
 def load_monitor(path: str | Path) -> MonitorConfig:

@@ -18,11 +18,18 @@ the HTML). The share of drifted columns counts the ``ValueDrift`` columns, as ev
 
 Columns with no values on either side are skipped with the reason, and a window smaller than
 ``drift.min_rows`` skips drift altogether — never a crash, never a silent gap.
+
+The HTML (``report:``): ``full`` is evidently's report (per-column plots, ~4 MB: its JS bundle and the
+plot data), gzipped when the path ends in ``.gz``; ``summary`` is the dataset-level drift table of
+evidently's DataDriftPreset (verdict, share, one row per column: test, threshold, score, drifted) rendered
+from the results above as a static page of a few KB — no second evidently render; ``none`` writes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import html as _html
 import math
 import re
 import time
@@ -312,9 +319,50 @@ def _tabular(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cf
             result.errors.append("drift.html not written: evidently's HTML layout is not the one evalmon "
                                  "makes safe (data embedded in a <script>)")
             return
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(html, encoding="utf-8")
+        write_html(html_path, html)
         result.html_path = str(html_path)
+
+
+def write_html(path: Path, html: str) -> None:
+    """``path`` as UTF-8, gzipped (reproducibly: no timestamp in the header) when it ends in ``.gz``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = html.encode("utf-8")
+    path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0) if path.suffix == ".gz" else data)
+
+
+_SUMMARY_CSS = ("body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+                "table{border-collapse:collapse}th,td{padding:.3em .8em;border-bottom:1px solid #ddd;"
+                "text-align:left}th{background:#f3f3f3}.detected{color:#b00020;font-weight:600}")
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def summary_html(result: DriftResult, title: str = "Data drift") -> str:
+    """The dataset-level drift table (what evidently's DataDriftPreset shows above its per-column plots) as a
+    static page: no script, every value escaped."""
+    import pandas as pd
+
+    rows = [{"column": c.column, "type": c.kind, "test": c.method or "", "threshold": _fmt(c.threshold),
+             "score": _fmt(c.score),
+             "drift": "" if c.detected is None else "DETECTED" if c.detected else "not detected",
+             "note": c.skipped or ""} for c in result.columns]
+    table = pd.DataFrame(rows, columns=["column", "type", "test", "threshold", "score", "drift", "note"]
+                         ).to_html(index=False, escape=True, border=0, classes="drift-table")
+    table = table.replace("<td>DETECTED</td>", '<td class="detected">DETECTED</td>')
+    n = len(result.tested)
+    verdict = "DETECTED" if result.dataset_drift else "NOT detected"
+    share = f"{result.share:.0%}" if n else "n/a"
+    notes = "".join(f"<li>{_html.escape(e)}</li>" for e in result.errors)
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{_html.escape(title)}</title>'
+            f"<style>{_SUMMARY_CSS}</style></head><body>\n<h1>{_html.escape(title)}</h1>\n"
+            f'<p id="dataset-drift">Dataset drift is <b>{verdict}</b>: {result.n_drifted} of {n} columns '
+            f"drifted ({share}; dataset drift at &ge; {result.drift_share:g}). Current window "
+            f"{result.n_current} rows, reference {result.n_reference} rows.</p>\n{table}\n"
+            "<p>Embedding columns are not counted in the share (as evidently's DriftedColumnsCount). "
+            "Per-column details: drift.json; per-column plots: <code>report: full</code>.</p>"
+            f"{f'<ul>{notes}</ul>' if notes else ''}\n</body></html>\n")
 
 
 # evidently 0.7's standalone HTML embeds the report data as raw ``json.dumps`` in a <script> block
@@ -397,8 +445,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def compute_drift(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPlan, cfg: DriftConfig, *,
-                  html_path: Path | None = None) -> DriftResult:
-    """Drift of ``current`` vs ``reference`` for the plan's columns; evidently's HTML to ``html_path``."""
+                  html_path: Path | None = None, report: str = "full") -> DriftResult:
+    """Drift of ``current`` vs ``reference`` for the plan's columns; the ``report`` HTML (``full``: evidently's,
+    ``summary``: the drift table, ``none``) to ``html_path`` (gzipped when it ends in ``.gz``)."""
+    if not cfg.html or report == "none":
+        html_path = None
     t0 = time.perf_counter()
     result = DriftResult(n_reference=len(reference), n_current=len(current), drift_share=cfg.drift_share)
     if len(current) < cfg.min_rows:
@@ -406,7 +457,10 @@ def compute_drift(current: pd.DataFrame, reference: pd.DataFrame, plan: DriftPla
     elif len(reference) < cfg.min_rows:
         result.skipped = f"reference has {len(reference)} rows (< drift.min_rows = {cfg.min_rows})"
     else:
-        _tabular(current, reference, plan, cfg, result, html_path if cfg.html else None)
+        _tabular(current, reference, plan, cfg, result, html_path if report == "full" else None)
         _embeddings(current, reference, plan, cfg, result)
+        if html_path is not None and report == "summary":
+            write_html(html_path, summary_html(result, f"Data drift: {html_path.parent.name}"))
+            result.html_path = str(html_path)
     result.seconds = time.perf_counter() - t0
     return result

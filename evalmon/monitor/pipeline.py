@@ -210,12 +210,27 @@ def quality_checks(records: pd.DataFrame, quality: QualityConfig, quarantined: i
     return metrics, report.to_dict()
 
 
+REPORT_FILES = {"summary": "drift.html", "full": "drift.html.gz"}  # report: none writes neither
+
+
+def report_file(directory: Path, report: str) -> Path | None:
+    """Where a window's drift HTML goes: written once, in its folder (the MLflow upload takes it from there)."""
+    name = REPORT_FILES.get(report)
+    return None if name is None else directory / name
+
+
 def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: pd.DataFrame | None, *,
            plan: DriftPlan, drift: DriftConfig, quality: QualityConfig, accounting: Accounting,
-           params: dict[str, str], directory: Path, backfill: bool = False) -> WindowOutcome:
-    """One window's metrics: the summary's, drift of its sample vs ``reference`` (evidently; HTML into
-    ``directory``), quality checks of its records, record accounting; params say what ran."""
+           params: dict[str, str], directory: Path, backfill: bool = False, report: str = "summary"
+           ) -> WindowOutcome:
+    """One window's metrics: the summary's, drift of its sample vs ``reference`` (evidently; the ``report``
+    HTML into ``directory``), quality checks of its records, record accounting; params say what ran."""
     from evalmon.monitor.drift import compute_drift
+
+    html_path = report_file(directory, report)
+    for stale in REPORT_FILES.values():  # a reprocessed window keeps one report: the one asked for now
+        if directory / stale != html_path:
+            (directory / stale).unlink(missing_ok=True)
 
     metrics = summary.metrics()
     notes: list[str] = []
@@ -225,7 +240,7 @@ def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: p
         if reference is None or not len(reference):
             result = DriftResult(n_current=len(current), skipped="no reference data", drift_share=drift.drift_share)
         else:
-            result = compute_drift(current, reference, plan, drift, html_path=directory / "drift.html")
+            result = compute_drift(current, reference, plan, drift, html_path=html_path, report=report)
         metrics.update(result.metrics())
         if result.skipped:
             notes.append(f"drift skipped: {result.skipped}")

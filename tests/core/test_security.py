@@ -401,6 +401,7 @@ def monitor_run(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) ->
         window: {{size: 1h, start: "2024-03-01T01:00:00Z", end: "2024-03-01T02:00:00Z"}}
         reference: {{kind: fixed, start: "2024-03-01T00:00:00Z", end: "2024-03-01T01:00:00Z"}}
         drift: {{text_drift: true, min_rows: 30}}
+        report: full
         quality: {{enabled: false}}
         tracking: {{experiment: {experiment}}}
         alerts:
@@ -419,7 +420,9 @@ def monitor_run(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) ->
 
 def test_drift_html_with_hostile_traffic_is_inert(monitor_run: MonitorRun) -> None:
     require_chromium()
-    (html,) = list((monitor_run.cwd / "out" / "sec" / "windows").glob("*/drift.html"))
+    (gz,) = list((monitor_run.cwd / "out" / "sec" / "windows").glob("*/drift.html.gz"))  # report: full
+    html = monitor_run.cwd / "drift_full.html"
+    html.write_bytes(gzip.decompress(gz.read_bytes()))
     dom = assert_inert(html)
     text = re.sub(r"<script.*?</script>", "", dom, flags=re.S)
     assert "Drift in column 'model'" in text  # the dashboard rendered …

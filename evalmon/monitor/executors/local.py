@@ -355,7 +355,7 @@ class LocalExecutor:
         accounting = Accounting(n_bad, self.ledger.metrics(w, len(records), last=last),
                                 self.ledger.summary(w, last=last))
         outcome = detect(w, summary, records, reference, plan=ctx.plan, drift=cfg.drift, quality=cfg.quality,
-                         accounting=accounting, params=params, directory=d, backfill=backfill)
+                         accounting=accounting, params=params, directory=d, backfill=backfill, report=cfg.report)
         if outcome.drift is not None:
             _write(d / "drift.json", outcome.drift.to_dict())
         _write(d / "quality.json", outcome.quality)

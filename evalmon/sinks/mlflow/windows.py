@@ -1,7 +1,9 @@
 """A monitor window in MLflow: its payload, uploaded through the one client (``client.upload``).
 
 Each processed window has a folder (``<output_dir>/<monitor>/windows/<window key>/``) holding ``window.json``
-(a ``WindowRecord``: metrics, params, tags, alerts) and the monitor's files (evidently's ``drift.html`` …).
+(a ``WindowRecord``: metrics, params, tags, alerts) and the monitor's files (``drift.json``, the drift report
+``drift.html`` or ``drift.html.gz`` per ``report:`` …), each written once there: the upload copies the folder's
+files as they are (an artifact store on the same disk holds the only second copy).
 ``log_window`` uploads that folder as one MLflow run in the monitor's experiment: every metric is stamped with
 ``timestamp`` = the window's end (ms) and ``step`` = the window index, so MLflow charts the windows on a time
 axis. Window runs are nested under one "timeline" run per monitor (``mlflow.parentRunId``) that carries every
