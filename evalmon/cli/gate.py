@@ -16,7 +16,8 @@ app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the 
 
 
 _RUN_HELP = ("Results dir or results.json, mlflow:<run_id> (or a bare 32-hex id), "
-             "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias or models:/NAME/<version>.")
+             "mlflow:experiment=NAME,tag.baseline=true, models:/NAME@alias, models:/NAME/<version>, or an "
+             "lm-eval output dir / results_*.json.")
 _URI_HELP = "MLflow tracking URI for MLflow RUN references (default: $MLFLOW_TRACKING_URI, else .evalmon/mlflow.db)."
 
 
