@@ -19,7 +19,8 @@ def configure_help() -> None:
     import typer.rich_utils
 
     option = typer.core.TyperOption
-    if not getattr(option.display_type_rich, "_evalmon_flags", False):
+    shown_now = getattr(option, "display_type_rich", None)  # typer 0.29's hook; other versions: leave help as is
+    if shown_now is not None and not getattr(shown_now, "_evalmon_flags", False):
         shown = option.display_type_rich
 
         def display_type_rich(self: Any, ctx: Any) -> str | None:
