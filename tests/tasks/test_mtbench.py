@@ -160,6 +160,24 @@ def test_single_metrics_arithmetic(benchmarks_dir: Path, answer_files: tuple[Pat
     assert {s.doc_id: s.scores for s in samples}["152"] == {"score": 5.0}
 
 
+def test_single_rating_intervals_stay_on_the_rating_scale() -> None:
+    """1–10 ratings: the CI is a seeded BCa bootstrap inside the observed range, where value ± 1.96·se (the old
+    interval) runs past 10; lm-eval-style stderr stays the sample std/√n."""
+    from evalmon.judge.single import single_metrics
+
+    per_q = {"q1": [{"turn": 1, "score": 10.0}], "q2": [{"turn": 1, "score": 10.0}],
+             "q3": [{"turn": 1, "score": 10.0}], "q4": [{"turn": 1, "score": 2.0}]}
+    metrics, _ = single_metrics(per_q, dict.fromkeys(per_q, "writing"))
+    score = metrics["score"]
+    assert score.value == pytest.approx(8.0) and score.stderr == pytest.approx(2.0)
+    assert score.value + 1.96 * score.stderr > 10  # what the normal interval would have said
+    assert score.ci_method == "bootstrap BCa"
+    assert score.ci_low is not None and score.ci_high is not None
+    assert 2.0 <= score.ci_low <= score.value <= score.ci_high <= 10.0
+    again, _ = single_metrics(per_q, dict.fromkeys(per_q, "writing"))
+    assert (again["score"].ci_low, again["score"].ci_high) == (score.ci_low, score.ci_high)  # seeded
+
+
 def test_judge_calls_are_cached_and_a_rerun_computes_none(benchmarks_dir: Path, answer_files: tuple[Path, Path],
                                                            tmp_path: Path) -> None:
     mine, base = answer_files
