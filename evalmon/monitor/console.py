@@ -86,7 +86,7 @@ def print_result(cfg: MonitorConfig, result: MonitorResult, out: Any, err: Any) 
         logged = next(o.tracking for o in reversed(result.windows) if o.tracking.get("ui_url"))
         keys = [k for k in ("drift/share", *(r.metric for r in cfg.alerts.rules)) if k in result.windows[-1].metrics]
         if keys:
-            from evalmon.monitor.sink import chart_url
+            from evalmon.sinks.mlflow.windows import chart_url
 
             chart = chart_url(logged["tracking_uri"], logged["experiment_id"], logged["timeline_run_id"],
                               list(dict.fromkeys(keys))[:4])

@@ -232,12 +232,12 @@ def check_accounting(result: MonitorResult, ledger: QuarantineLedger) -> None:
                            f"(in windows {placed}, unplaced {result.unplaced}, by reason {by_reason})")
 
 
-# --------------------------------------------------------------------------- sink calls (monitor/sink.py, MLflow)
+# --------------------------------------------------------------------------- sink calls (sinks/mlflow/windows.py)
 
 
 def sync_pending(cfg: MonitorConfig) -> list[dict[str, Any]]:
     """Upload the windows earlier runs kept on disk while MLflow was unreachable."""
-    from evalmon.monitor.sink import pending_windows, sync_windows
+    from evalmon.sinks.mlflow.windows import pending_windows, sync_windows
 
     if not pending_windows(cfg.run_dir):
         return []
@@ -275,7 +275,7 @@ class WindowSink:
 
     def finish(self, outcome: WindowOutcome) -> None:
         """``window.json``: what the MLflow run will hold (metrics incl. ``alerts/count``, params, tags)."""
-        from evalmon.monitor.sink import WindowRecord, write_window
+        from evalmon.sinks.mlflow.windows import WindowRecord, write_window
 
         outcome.metrics["alerts/count"] = float(len(outcome.alerts))
         tags = {"evalmon.version": __version__}
@@ -289,7 +289,7 @@ class WindowSink:
         cfg = self.cfg
         if not cfg.tracking.enabled:
             return
-        from evalmon.monitor.sink import log_window, mark_pending
+        from evalmon.sinks.mlflow.windows import log_window, mark_pending
 
         if self.down is not None:  # the server was down for an earlier window of this run: don't wait again
             outcome.tracking = mark_pending(outcome.directory, cfg.tracking.uri or "", cfg.experiment, self.down)

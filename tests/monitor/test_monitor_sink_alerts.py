@@ -17,8 +17,8 @@ from plugins.mlflow_server import free_port
 
 from evalmon.config.monitor import AlertRule, WebhookConfig
 from evalmon.monitor.alerts import evaluate, payload, post_webhook
-from evalmon.monitor.sink import PENDING_FILE, WindowRecord, log_window, sync_windows, write_window
 from evalmon.monitor.windows import window_of
+from evalmon.sinks.mlflow.windows import PENDING_FILE, WindowRecord, log_window, sync_windows, write_window
 
 W = window_of(datetime(2024, 3, 1, 9, 0, tzinfo=UTC), timedelta(hours=1))
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import chromium
 import pytest
 
-from evalmon.monitor.sink import WindowRecord, log_window, write_window
 from evalmon.monitor.windows import window_of
+from evalmon.sinks.mlflow.windows import WindowRecord, log_window, write_window
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def coloured_pixels_in_chart(png: Path) -> int:
 
 
 def test_timeline_chart_draws_window_metrics_over_time(mlflow_server: str, logged: dict[str, str]) -> None:
-    from evalmon.monitor.sink import chart_url
+    from evalmon.sinks.mlflow.windows import chart_url
 
     url = chart_url(mlflow_server, logged["experiment_id"], logged["parent"], ["rate/safety.unsafe", "drift/share"])
     text = _text(chromium.dump_dom(url, timeout=120))

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 
 
 class WindowSink(Protocol):
-    """Where a finished window goes (the runner's adapter over ``monitor/sink.py`` and MLflow)."""
+    """Where a finished window goes (the runner's adapter over ``sinks/mlflow/windows.py``)."""
 
     def assess(self, outcome: WindowOutcome, records: pd.DataFrame, columns: list[str]) -> None: ...
 
