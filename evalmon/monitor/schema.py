@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from evalmon.core.errors import ConfigError, DataError
-from evalmon.core.records import ALIASES
-from evalmon.monitor.contracts import (
+from evalmon.core.records import (
+    ALIASES,
     ARRIVAL,
     CANONICAL_COLUMNS,
     CONTEXTS,
@@ -49,8 +49,8 @@ from evalmon.monitor.contracts import (
     SESSION_ID,
     TIMESTAMP,
     TRACE_ID,
-    QuarantinedRecord,
 )
+from evalmon.monitor.contracts import QuarantinedRecord
 from evalmon.monitor.parsing import (
     WrongType,
     flatten,
