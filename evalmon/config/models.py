@@ -9,6 +9,7 @@ each file stays small. ``ModelConfig`` validates ``model:`` with the config clas
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -57,7 +58,10 @@ _STATIC_HINTS = {
     "supports_logprobs": "use auto (probe the server once), true or false",
     "options": "give a mapping of task options",
     "tasks[]": "write a task name, or a mapping with `name:` and optional num_fewshot/limit/options",
+    "adapters": "write `adapters: {name: path/to/peft_adapter, …}` (one or more PEFT adapter dirs of this base)",
+    "adapters.name": "use letters, digits, '_', '.' and '-' (not 'base': that is the model without adapters)",
 }
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -95,6 +99,8 @@ class HFModelConfig(_Strict):
     batch_size: int = Field(8, ge=1)
     max_length: int | None = Field(None, ge=16)
     adapter: str | None = None
+    # many LoRA adapters of this one base, evaluated in one run (name → PEFT adapter dir); docs/adapters.md
+    adapters: dict[str, str] | None = None
     trust_remote_code: bool = False
     add_bos_token: bool | None = None  # None = the tokenizer's default (lm-eval ≥ 0.4.9.2 policy)
     chat_template_fallback: Literal["error", "plain"] = "error"  # no chat template: fail, or "Role: text" lines
@@ -114,6 +120,29 @@ class HFModelConfig(_Strict):
     @classmethod
     def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
         return None if v is None else resolve_ref(v, _base_dir(info))
+
+    @field_validator("adapters")
+    @classmethod
+    def _resolve_adapters(cls, v: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise PydanticCustomError("adapters_empty", "no adapters listed", {"hint": _HINTS["adapters"]})
+        for name, ref in v.items():
+            if name == "base" or not ADAPTER_NAME.fullmatch(name):
+                raise PydanticCustomError("adapter_name", "adapter name '{got}' is not allowed",
+                                          {"got": name, "hint": _HINTS["adapters.name"]})
+            if not ref.strip():
+                raise PydanticCustomError("adapter_path", "adapter '{got}' has an empty path",
+                                          {"got": name, "hint": _HINTS["adapters"]})
+        return {name: resolve_ref(ref, _base_dir(info)) for name, ref in v.items()}
+
+    @model_validator(mode="after")
+    def _one_adapter_mode(self) -> HFModelConfig:
+        if self.adapter is not None and self.adapters is not None:
+            raise PydanticCustomError("conflict", "both `adapter` and `adapters` are given",
+                                      {"hint": "keep `adapter:` for one adapter, or list it under `adapters:`"})
+        return self
 
     @property
     def is_local(self) -> bool:

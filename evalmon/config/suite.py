@@ -297,10 +297,38 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
         raise ConfigError(f"--model: {dotted(loc) + ': ' if loc else ''}{what}", hint=hint) from None
 
 
+def parse_adapters_flag(spec: str, model: dict[str, Any]) -> dict[str, str]:
+    """``--adapters a=path,b=path`` → ``{name: resolved path}`` (relative paths: from the working directory)."""
+    hint = "pass --adapters name=path[,name=path…] (PEFT adapter dirs of the suite's base model)"
+    if model.get("backend", "hf") != "hf":
+        raise ConfigError(f"--adapters: the {model.get('backend')} backend does not load adapters",
+                          hint="use an hf model (model.backend: hf)")
+    if model.get("adapter"):
+        raise ConfigError("--adapters: the model already has `adapter:` (one adapter)",
+                          hint="drop model.adapter from the suite, or list it in --adapters")
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        name, sep, path = part.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise ConfigError(f"--adapters: '{part}' is not name=path", hint=hint)
+        if name in out:
+            raise ConfigError(f"--adapters: adapter '{name}' given twice", hint="give each name once")
+        out[name] = path
+    try:
+        cfg = MODEL_BACKENDS["hf"].model_validate({"path": model.get("path") or ".", "adapters": out},
+                                                  context={"base_dir": Path.cwd()})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        what, why = describe_error(err, tuple(err["loc"]), MODEL_BACKENDS["hf"], _HINTS)
+        raise ConfigError(f"--adapters: {what}", hint=why) from None
+    return dict(cfg.adapters or {})
+
+
 def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | None = None,
                     tasks: list[str] | None = None, output: Path | None = None,
                     tracking_uri: str | None = None, experiment: str | None = None,
-                    no_tracking: bool = False) -> SuiteConfig:
+                    no_tracking: bool = False, adapters: str | None = None) -> SuiteConfig:
     """A new config with CLI flags applied; errors name the flag.
 
     ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
@@ -316,8 +344,10 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     if model is not None:
         new = parse_model_spec(model)
         keep = {} if new.backend != cfg.model.backend else cfg.model.model_dump(
-            exclude={"path", "revision", "adapter", "base_url", "model", "trust_remote_code"})
+            exclude={"path", "revision", "adapter", "adapters", "base_url", "model", "trust_remote_code"})
         data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "base_url", "backend"})}
+    if adapters is not None:
+        data["model"] = {**data["model"], "adapters": parse_adapters_flag(adapters, data["model"])}
     if tasks is not None:
         names = [n.strip() for item in tasks for n in item.split(",") if n.strip()]
         if not names:
