@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from evalmon.core.jsonout import canonical_hash
 
-CAPABILITIES = frozenset({"loglikelihood", "rolling", "generate", "transcribe", "adapters"})
+CAPABILITIES = frozenset({"loglikelihood", "rolling", "generate", "transcribe", "adapters", "token_logprobs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,15 @@ class LLResult:
     logprob: float
     is_greedy: bool
     n_tokens: int = 0  # continuation length in tokens (0 when unknown, e.g. cached from an older run)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """Capability "token_logprobs": the log-prob of each continuation token of an ``LLRequest`` given its
+    context (what ``LLResult.logprob`` sums), in continuation order; ``tokens``: the token ids."""
+
+    logprobs: tuple[float, ...]
+    tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +252,13 @@ class RollingLM(LM, Protocol):
 
     def loglikelihood_rolling(self, reqs: Sequence[RollingRequest], progress: Progress | None = None
                               ) -> list[LLResult]: ...
+
+
+@runtime_checkable
+class TokenLogprobLM(LM, Protocol):
+    """Capability "token_logprobs": per-token continuation log-probs of ``LLRequest``s (uncertainty signals)."""
+
+    def token_logprobs(self, reqs: Sequence[LLRequest]) -> list[TokenLogprobs]: ...
 
 
 @runtime_checkable

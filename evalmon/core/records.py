@@ -58,6 +58,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
     TRACE_ID: ("trace_id", "context.trace_id", "traceId"),
 }
 
+# Optional record fields: carried only when a source logs them (never required, not in CANONICAL_COLUMNS).
+# TOKEN_LOGPROBS: the serving model's log-prob of each response token — a list of floats, OpenAI's
+# ``logprobs.content`` (a list of {token, logprob, …}) or either as a JSON string.
+TOKEN_LOGPROBS = "token_logprobs"
+OPTIONAL_ALIASES: dict[str, tuple[str, ...]] = {
+    TOKEN_LOGPROBS: ("token_logprobs", "logprobs.content", "choices.0.logprobs.content", "logprobs",
+                     "gen_ai.response.token_logprobs", "llm.output_token_logprobs", "response_logprobs"),
+}
+
 
 def check_mapping(mapping: Mapping[str, str]) -> None:
     """A ``columns: {canonical: source_column}`` mapping names canonical columns only (else ``ConfigError``)."""

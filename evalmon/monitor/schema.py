@@ -40,6 +40,7 @@ from evalmon.core.records import (
     INPUT_TOKENS,
     LATENCY_MS,
     MODEL,
+    OPTIONAL_ALIASES,
     OUTPUT_TOKENS,
     PROMPT,
     REQUEST_ID,
@@ -122,6 +123,14 @@ def resolve_columns(columns: Sequence[str], mapping: Mapping[str, str] | None = 
             continue
         out[canon] = list(dict.fromkeys(lookup[a] for a in aliases if a in lookup))
     return out
+
+
+def resolve_optional(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Optional record field → source columns present (``core.records.OPTIONAL_ALIASES``), only those found."""
+    lookup = _lookup([str(x) for x in columns])
+    found = {canon: list(dict.fromkeys(lookup[a] for a in aliases if a in lookup))
+             for canon, aliases in OPTIONAL_ALIASES.items()}
+    return {k: v for k, v in found.items() if v}
 
 
 def _coalesce(df: pd.DataFrame, cols: list[str]) -> pd.Series:
@@ -269,6 +278,9 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     out[ARRIVAL] = np.arange(arrival_offset, arrival_offset + n, dtype="int64")
     for col in keep:
         out[col] = df[col] if col in df.columns else None
+    extra = [c for c in resolve_optional(list(df.columns)) if c not in keep]  # optional fields (core.records)
+    for canon, cols in resolve_optional(list(df.columns)).items():
+        out[canon] = _coalesce(df, cols).astype(object)
     _no_known_field(df, resolved, pair, problems)
     # split good / quarantined
     bad_rows = np.zeros(n, dtype=bool)
@@ -286,7 +298,7 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     ts_good = good[TIMESTAMP]
     out_of_order = int((ts_good < ts_good.cummax().shift(1)).sum())
     frame = good.sort_values(TIMESTAMP, kind="mergesort").reset_index(drop=True)
-    frame = frame[[*CANONICAL_COLUMNS, ARRIVAL, *[c for c in keep if c not in CANONICAL_COLUMNS]]]
+    frame = frame[[*CANONICAL_COLUMNS, ARRIVAL, *extra, *[c for c in keep if c not in CANONICAL_COLUMNS]]]
     labels = {k for k, v in tz_counts.items() if k != "epoch" and v > 0}
     stats: dict[str, Any] = {"rows_read": n, "rows": len(frame), "quarantined": len(quarantined),
                              "out_of_order": out_of_order, "timezones": tz_counts,

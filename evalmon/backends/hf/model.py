@@ -20,8 +20,17 @@ from evalmon.backends.hf.chat import chat_identity, render_contexts, template_ha
 from evalmon.backends.hf.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.backends.hf.packed import score_packed
+from evalmon.backends.hf.tokenlogprobs import token_logprobs as hf_token_logprobs
 from evalmon.core.errors import ModelError
-from evalmon.core.lm import EngineStats, GenRequest, LLRequest, LLResult, ModelFingerprint, RollingRequest
+from evalmon.core.lm import (
+    EngineStats,
+    GenRequest,
+    LLRequest,
+    LLResult,
+    ModelFingerprint,
+    RollingRequest,
+    TokenLogprobs,
+)
 
 DEFAULT_MAX_LENGTH = 2048
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -132,7 +141,7 @@ def _first_line(exc: BaseException) -> str:
 class HFCausalLM:
     """A transformers causal LM (+ optional PEFT adapter) behind the ``LM`` protocol."""
 
-    capabilities = frozenset({"loglikelihood", "rolling", "generate", "adapters"})
+    capabilities = frozenset({"loglikelihood", "rolling", "generate", "adapters", "token_logprobs"})
 
     def __init__(self, settings: HFSettings) -> None:
         self.settings = settings
@@ -404,6 +413,9 @@ class HFCausalLM:
         return score_token_requests(self._forward, token_reqs, batch_size=self.batch_size,
                                     max_length=self.max_length, device=self.device, on_batch=progress,
                                     stats=self.last_stats)
+
+    def token_logprobs(self, reqs: Sequence[LLRequest]) -> list[TokenLogprobs]:  # backends/hf/tokenlogprobs.py
+        return hf_token_logprobs(self, reqs)
 
     def loglikelihood_rolling(self, reqs: Sequence[RollingRequest], progress: OnBatch | None = None
                               ) -> list[LLResult]:

@@ -28,6 +28,7 @@ from evalmon.core import registry
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
+from evalmon.monitor.signals.hallu_config import register as _register_context_free
 
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"  # same as embeddings.DEFAULT_MODEL (kept import-light)
 
@@ -207,6 +208,8 @@ def _register() -> None:
                                 ("hallucination", _hallucination, HallucinationConfig)):
         registry.signals.add(name, build, config=config)
     registry.signals.add("embedding", _embedding, aliases=("embeddings",), config=EmbeddingConfig)
+
+    _register_context_free()  # uncertainty, logged_uncertainty, halludetect (hallu_config.py)
 
 
 _register()
