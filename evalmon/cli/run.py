@@ -28,6 +28,9 @@ def run(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the suite's tracking.uri, else $MLFLOW_TRACKING_URI, else .evalmon/mlflow.db).")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment name.")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
+    no_sample_text: Annotated[bool, typer.Option("--no-sample-text", help="samples.jsonl.gz keeps prompt hashes, "
+                                                 "not prompt text (privacy; suite key samples: {text: false}).")
+                              ] = False,
 ) -> None:
     """Run a suite: progress per task, then a results table; files in reports/<run_id>/."""
     from evalmon.cli.console import print_results
@@ -44,6 +47,8 @@ def run(
                           no_tracking=no_tracking)
     if batch_size is not None:
         cfg = _with_batch_size(cfg, batch_size)
+    if no_sample_text:
+        cfg = cfg.model_copy(update={"samples": cfg.samples.model_copy(update={"text": False})})
     check_task_names(cfg)
     cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.backends.hf.model import quiet_transformers

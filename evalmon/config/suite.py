@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -86,6 +87,16 @@ class TaskEntry(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the task factory as is
 
 
+LM_EVAL_PREFIX = "lm_eval:"  # `lm_eval:<name>` / `{lm_eval: <name>}`: one of lm-eval's tasks, groups or tags
+
+
+def _lm_eval_entry(raw: Any) -> Any:
+    """``{lm_eval: arc_easy, num_fewshot: 5, …}`` → ``{name: "lm_eval:arc_easy", num_fewshot: 5, …}``."""
+    if isinstance(raw, dict) and "lm_eval" in raw and "name" not in raw and isinstance(raw["lm_eval"], str):
+        return {"name": LM_EVAL_PREFIX + raw["lm_eval"], **{k: v for k, v in raw.items() if k != "lm_eval"}}
+    return raw
+
+
 class SuiteTracking(TrackingConfig):
     experiment: str = Field("evalmon", min_length=1)
 
@@ -100,6 +111,10 @@ class CacheConfig(_Strict):
         return None if v is None else resolve_path(v, _base_dir(info))
 
 
+class SamplesConfig(_Strict):
+    text: bool = True  # false: samples.jsonl.gz keeps prompt hashes only (no prompt text)
+
+
 class SuiteConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str | None = None
@@ -111,6 +126,10 @@ class SuiteConfig(_Strict):
     tasks: list[TaskEntry] = Field(min_length=1)
     tracking: SuiteTracking = Field(default_factory=SuiteTracking)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    # folders of lm-eval task YAMLs for `lm_eval:<name>` entries (evalmon.tasks.lmeval_catalogue)
+    lm_eval_include_path: list[Path] | None = None
+    # what samples.jsonl.gz keeps; not in the suite hash (the numbers do not depend on it)
+    samples: SamplesConfig = Field(default_factory=SamplesConfig, exclude=True)
 
     _source_path: Path | None = PrivateAttr(None)
     _task_origins: tuple[str, ...] = PrivateAttr(())  # "file:line: tasks.N.name" or "--tasks"
@@ -123,7 +142,23 @@ class SuiteConfig(_Strict):
     @field_validator("tasks", mode="before")
     @classmethod
     def _bare_names(cls, v: Any) -> Any:
-        return [{"name": t} if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
+        return [{"name": t} if isinstance(t, str) else _lm_eval_entry(t) for t in v] if isinstance(v, list) else v
+
+    @field_validator("lm_eval_include_path", mode="before")
+    @classmethod
+    def _include_paths(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return None
+        items = [v] if isinstance(v, str | Path) else v
+        return [resolve_path(Path(p), _base_dir(info)) if isinstance(p, str | Path) else p for p in items] \
+            if isinstance(items, list) else v
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_include(self, handler: Any) -> Any:
+        data = handler(self)  # unset: absent, so suite hashes and MLflow params of other suites stay as they were
+        if isinstance(data, dict) and self.lm_eval_include_path is None:
+            data.pop("lm_eval_include_path", None)
+        return data
 
     @field_validator("tasks")
     @classmethod
@@ -206,7 +241,7 @@ def check_task_names(cfg: SuiteConfig,
         names = [*registry.tasks.names(), *registry.task_groups.names()]
     known = set(names() if callable(names) else names)
     for i, entry in enumerate(cfg.tasks):
-        if entry.name not in known:
+        if entry.name not in known and not entry.name.startswith(LM_EVAL_PREFIX):  # lm-eval's: checked when planned
             raise UnknownNameError(
                 f"{cfg.task_origin(i)}: unknown task or group '{entry.name}'"
                 f"{did_you_mean(entry.name, sorted(known))}",

@@ -23,6 +23,8 @@ from evalmon.core.lm import EngineStats
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl.gz"
+#: a sample's prompt text keeps its last characters (few-shot prompts end with the question asked)
+PROMPT_TEXT_CHARS = 2000
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
 
@@ -175,6 +177,9 @@ class SampleRecord(BaseModel):
     scores: dict[str, float] = Field(default_factory=dict)  # per-document values of mean metrics
     items: dict[str, Any] = Field(default_factory=dict)  # per-document inputs of corpus metrics
     extra: dict[str, Any] = Field(default_factory=dict)  # task-specific (e.g. filtered answer)
+    #: the first request's prompt text (its tail when long: ``PROMPT_TEXT_CHARS``); absent when the suite
+    #: opted out (``samples: {text: false}`` / ``--no-sample-text``) — then the file has no "prompt" key
+    prompt: str | None = Field(None, exclude_if=lambda v: v is None)
 
     @field_validator("scores", "loglikelihoods", mode="before")
     @classmethod
@@ -185,6 +190,13 @@ class SampleRecord(BaseModel):
         if isinstance(v, list):
             return [float("nan") if x is None else x for x in v]
         return v
+
+
+def clip_prompt(text: str, limit: int = PROMPT_TEXT_CHARS) -> str:
+    """``text``'s last ``limit`` characters, prefixed by how many were cut (``[… 1234 chars cut] …``)."""
+    if len(text) <= limit:
+        return text
+    return f"[… {len(text) - limit} chars cut] " + text[-limit:]
 
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

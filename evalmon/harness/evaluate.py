@@ -24,7 +24,7 @@ from evalmon.core.lm import (
     RollingRequest,
     needed_capabilities,
 )
-from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTiming
+from evalmon.core.results import MetricValue, SampleRecord, TaskResult, TaskTiming, clip_prompt
 from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import Advance, dispatch
 from evalmon.harness.roles import Models, check_stage, who_is
@@ -130,8 +130,9 @@ def run_stages(task: Task, models: Models, cache: ResponseCache | None, advance:
 
 
 def evaluate_task(task: Task, lm: LM | Models | None, cache: ResponseCache | None, advance: Advance,
-                  seed: int = 1234) -> tuple[TaskResult, list[SampleRecord]]:
-    """Score ``task``: ``lm`` is the suite's model (the "candidate"), or ``Models`` for every role."""
+                  seed: int = 1234, sample_text: bool = True) -> tuple[TaskResult, list[SampleRecord]]:
+    """Score ``task``: ``lm`` is the suite's model (the "candidate"), or ``Models`` for every role.
+    ``sample_text``: each sample record keeps its prompt's text (clipped), not only its hash."""
     models = lm if isinstance(lm, Models) else Models(lm)
     docs, outputs, first, stats, others = run_stages(task, models, cache, advance)
     samples: list[SampleRecord] = []
@@ -147,6 +148,8 @@ def evaluate_task(task: Task, lm: LM | Models | None, cache: ResponseCache | Non
         corpus_items = {m: v for m, v in scores.items() if task.metrics[m].corpus is not None}
         prompt = _prompt_text(req) if req is not None else ""
         record = {"prompt_hash": hashlib.sha256(prompt.encode()).hexdigest()[:16], **fields}
+        if sample_text and req is not None:
+            record["prompt"] = clip_prompt(prompt)
         samples.append(SampleRecord(task=task.name, doc_id=str(doc.id), scores=mean_scores, items=corpus_items,
                                     **record))
     metrics = {m: aggregate(task.metrics[m], v, seed) for m, v in per_metric.items() if v}

@@ -65,6 +65,9 @@ class PlannedTask:
 
 def plan_tasks(cfg: SuiteConfig) -> tuple[list[PlannedTask], dict[str, list[str]]]:
     """Expand groups to leaf tasks (first mention wins) and collect the groups to aggregate."""
+    from evalmon.tasks.lmeval_catalogue import register_suite_tasks
+
+    register_suite_tasks(cfg)  # `lm_eval:<name>` entries: lm-eval's own tasks/groups, registered by name
     planned: dict[str, PlannedTask] = {}
     groups: dict[str, list[str]] = {}
     data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else None
@@ -194,7 +197,8 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
     try:
         for task in tasks:
             with progress.task(task.name, task.progress_total()) as advance:
-                task_result, task_samples = evaluate_task(task, models, cache, advance, cfg.seed)
+                task_result, task_samples = evaluate_task(task, models, cache, advance, cfg.seed,
+                                                          sample_text=cfg.samples.text)
             result.tasks[task.name] = task_result.model_copy(update={"config": redact_obj(task_result.config)})
             samples.extend(task_samples)
             aggregate_groups(result, groups)
