@@ -22,7 +22,13 @@ def _hf(model_cfg: Any) -> LM:
     from evalmon.backends.hf.lazy import load_hf  # the model loads on the first response-cache miss
     from evalmon.backends.hf.model import HFSettings
 
-    return load_hf(HFSettings(
+    load: Any = load_hf
+    if getattr(model_cfg, "adapters", None):  # one base, many adapters (backends/hf/adapters.py): loaded now
+        from evalmon.backends.hf.adapters import HFAdapterSet
+
+        def load(settings: HFSettings) -> LM:
+            return HFAdapterSet(settings, dict(model_cfg.adapters))
+    return load(HFSettings(
         path=str(model_cfg.path), revision=model_cfg.revision, dtype=model_cfg.dtype,
         device=model_cfg.device, batch_size=model_cfg.batch_size, max_length=model_cfg.max_length,
         adapter=str(model_cfg.adapter) if model_cfg.adapter else None,

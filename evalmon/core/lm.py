@@ -188,7 +188,8 @@ class ModelFingerprint:
     revision: str | None = None
     weights_hash: str | None = None  # sha256 over weight files (local) or the hub commit sha
     adapter: str | None = None
-    adapter_hash: str | None = None
+    adapter_hash: str | None = None  # sha256 over the adapter's weight files
+    adapter_config_hash: str | None = None  # hash of its adapter_config.json (rank, alpha, targets …)
     dtype: str = "float32"
     device: str = "cpu"
     bos_policy: str = "tokenizer-default"
@@ -210,7 +211,8 @@ class ModelFingerprint:
             for k, v in self.to_dict().items()
             if k not in {"batch_size", "device", "extra"}
         }
-        for key in ("endpoint", "generation", "chat_template"):  # unset: keys stay those of older caches
+        for key in ("endpoint", "generation", "chat_template", "adapter_config_hash"):  # unset: keys stay
+            # those of older caches
             if not numeric[key]:
                 del numeric[key]
         if not numeric.get("weights_hash"):  # fall back to the path when no hash is known
@@ -259,6 +261,20 @@ class TokenLogprobLM(LM, Protocol):
     """Capability "token_logprobs": per-token continuation log-probs of ``LLRequest``s (uncertainty signals)."""
 
     def token_logprobs(self, reqs: Sequence[LLRequest]) -> list[TokenLogprobs]: ...
+
+
+@runtime_checkable
+class AdapterLM(LM, Protocol):
+    """Capability "adapters": one loaded base model with several named adapters (LoRA …).
+
+    ``adapter_names``: the adapters loaded, in order; ``variant(name)`` is the LM answering with adapter
+    ``name`` active (None: the base, every adapter off) — its own ``fingerprint`` (adapter identity
+    included), so the response cache keeps each variant apart. Variants share the loaded base.
+    """
+
+    adapter_names: tuple[str, ...]
+
+    def variant(self, name: str | None) -> LM: ...
 
 
 @runtime_checkable

@@ -27,7 +27,9 @@ from typing import Any
 from evalmon.core.jsonout import canonical_hash
 from evalmon.core.lm import ModelFingerprint
 
-MEMO_VERSION = 1
+MEMO_VERSION = 2  # 2: fingerprints carry adapter_config_hash
+# adapter_config.json entries that do not change what the adapter computes
+_ADAPTER_CONFIG_NEUTRAL = {"base_model_name_or_path", "revision", "peft_version", "auto_mapping", "inference_mode"}
 _LIBRARIES = ("evalmon", "transformers", "tokenizers", "torch", "peft", "safetensors")
 
 
@@ -43,6 +45,18 @@ def _local(path: str) -> Path | None:
     if not path.startswith(("/", "./", "../", "~")) and not p.exists():
         return None  # a hub id
     return p.resolve() if p.exists() else None
+
+
+def adapter_config_hash(directory: Path) -> str | None:
+    """Hash of a PEFT adapter's ``adapter_config.json`` minus bookkeeping keys (None when unreadable): rank,
+    alpha, target modules … change the numbers as much as the weights do."""
+    try:
+        config = json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    return "sha256:" + canonical_hash({k: v for k, v in config.items() if k not in _ADAPTER_CONFIG_NEUTRAL}, 16)
 
 
 def file_signature(path: Path) -> list[list[Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from evalmon.backends.hf.attention import attention_layout, packed_masks
 from evalmon.backends.hf.chat import chat_identity, render_contexts, template_hash
+from evalmon.backends.hf.fingerprint import adapter_config_hash
 from evalmon.backends.hf.generate import GenStats, OnGenBatch, generate_hf
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.backends.hf.packed import score_packed
@@ -165,6 +166,7 @@ class HFCausalLM:
             weights_hash=src_hash,
             adapter=self._adapter_id,
             adapter_hash=self._adapter_hash,
+            adapter_config_hash=self._adapter_config_hash,
             dtype=str(self.model.dtype).replace("torch.", ""),
             device=self.device,
             bos_policy=policy,
@@ -244,7 +246,7 @@ class HFCausalLM:
                 raise
             raise ModelError(f"model.path: the weight files in {path} look truncated or corrupt "
                              f"({_first_line(exc)})", hint="copy, download or save the checkpoint again") from None
-        self._adapter_id, self._adapter_hash = None, None
+        self._adapter_id, self._adapter_hash, self._adapter_config_hash = None, None, None
         if s.adapter:
             model = self._attach_adapter(model, s)
         model.to(self.device)
@@ -292,6 +294,7 @@ class HFCausalLM:
                              hint="use the adapter trained on this base checkpoint") from None
         self._adapter_id = adapter
         self._adapter_hash = weights_fingerprint(Path(adapter)) if local else None
+        self._adapter_config_hash = adapter_config_hash(Path(adapter)) if local else None
         return model
 
     def _resolve_max_length(self) -> int:
