@@ -154,6 +154,17 @@ class DriftConfig(_Strict):
     drift_share: float = Field(0.5, ge=0, le=1)  # dataset drift when this share of columns drifted
     min_rows: int = Field(30, ge=1)  # fewer rows in a window (or reference): drift is skipped
     html: bool = True  # False: no drift.html whatever `report:` says (the older spelling of report: none)
+    # rows of the seeded reservoir per window that evidently compares (a window up to this size: all of it)
+    reservoir_rows: int = Field(50_000, gt=0)
+
+
+class SparkConfig(_Strict):
+    """``executor: spark``: where the session comes from and what it reads (docs/scale.md)."""
+
+    master: str | None = None  # None: the active session's, else spark-submit's, else local[*]
+    app_name: str = "evalmon-monitor"
+    conf: dict[str, str] = Field(default_factory=dict)  # extra Spark settings (spark.executor.memory, …)
+    table: str | None = None  # read this existing table (spark.table) instead of the source's files
 
 
 class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
@@ -163,20 +174,37 @@ class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
 class AlertRule(_Strict):
     metric: str = Field(min_length=1)
     op: Literal[">", ">=", "<", "<=", "==", "!="]
-    value: float
+    value: float | None = None  # None: taken from `alerts.thresholds` (written by `evalmon monitor calibrate`)
     name: str | None = None  # shown in messages (default: "<metric> <op> <value>")
+    # a window where the metric is missing/NaN, or where the share of records its column scored is below
+    # min_coverage: `alert` = a "not evaluated" alert (exit 1), `ignore` = a note only; None = alerts.*'s
+    on_missing: Literal["alert", "ignore"] | None = None
+    min_coverage: float | None = Field(None, ge=0, le=1)
 
     @field_validator("value")
     @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):  # `> .nan` never fires, `> .inf` never fires: a rule that cannot alert
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):  # `> .nan` / `> .inf` never fire: a rule that cannot alert
             raise _custom("value", f"{v} is not a finite number (such a rule can never fire)",
                           "use a number such as 0.1")
         return v
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.metric} {self.op} {self.value:g}"
+        return self.name or f"{self.metric} {self.op} {self.value if self.value is None else format(self.value, 'g')}"
+
+    @property
+    def key(self) -> str:
+        """How a thresholds file names the rule: its name, else "<metric> <op>"."""
+        return self.name or f"{self.metric} {self.op}"
+
+    @property
+    def threshold(self) -> float:
+        """The rule's value (``alerts.thresholds`` applied at load time)."""
+        if self.value is None:
+            raise ConfigError(f"alerts.rules: rule '{self.label}' has no value",
+                              hint="add value: or run `evalmon monitor calibrate` to write alerts.thresholds")
+        return float(self.value)
 
 
 class WebhookConfig(_Strict):
@@ -198,6 +226,23 @@ class WebhookConfig(_Strict):
 class AlertsConfig(_Strict):
     rules: list[AlertRule] = Field(default_factory=list)
     webhook: WebhookConfig | None = None
+    on_missing: Literal["alert", "ignore"] = "alert"  # every rule's default (see AlertRule.on_missing)
+    min_coverage: float = Field(0.0, ge=0, le=1)  # every rule's default coverage floor
+    thresholds: str | None = None  # a thresholds file (`evalmon monitor calibrate`): rule name → value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else str(resolve_path(v, _base_dir(info)))
+
+    @model_validator(mode="after")
+    def _rule_defaults(self) -> AlertsConfig:
+        """Each rule without its own ``on_missing`` / ``min_coverage`` gets the monitor-wide one."""
+        for i, rule in enumerate(self.rules):
+            update = {k: getattr(self, k) for k in ("on_missing", "min_coverage") if getattr(rule, k) is None}
+            if update:
+                self.rules[i] = rule.model_copy(update=update)
+        return self
 
 
 class StateConfig(_Strict):
@@ -227,6 +272,8 @@ class MonitorConfig(_Strict):
     state: StateConfig = Field(default_factory=StateConfig)
     output_dir: Path = Path("monitor-runs")
     seed: int = 1234
+    executor: Literal["local", "spark"] = "local"  # spark: monitor/executors/spark.py (pip install evalmon[spark])
+    spark: SparkConfig = Field(default_factory=lambda: SparkConfig())
 
     _source_path: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
@@ -289,7 +336,19 @@ class MonitorConfig(_Strict):
     def config_hash(self) -> str:
         # `report` only picks the HTML file written: no metric depends on it, and leaving it out keeps the
         # hash (an MLflow param of every window) what it was before the option existed
-        return canonical_hash(self.model_dump(mode="json", exclude={"report"}), compact=True)
+        # the executor (and its session settings) changes where the stages run, not what they compute; the
+        # reservoir size enters the hash only when set away from its default
+        data = self.model_dump(mode="json", exclude={"report", "executor", "spark"})
+        if data["drift"]["reservoir_rows"] == DriftConfig.model_fields["reservoir_rows"].default:
+            del data["drift"]["reservoir_rows"]
+        for key, default in (("on_missing", "alert"), ("min_coverage", 0.0), ("thresholds", None)):
+            if data["alerts"].get(key) == default:  # the coverage keys enter the hash only when set
+                del data["alerts"][key]
+        for rule in data["alerts"]["rules"]:
+            for key, default in (("on_missing", "alert"), ("min_coverage", 0.0)):
+                if rule.get(key) in (None, default):
+                    rule.pop(key, None)
+        return canonical_hash(data, compact=True)
 
 
 def load_monitor(path: str | Path) -> MonitorConfig:
@@ -312,6 +371,15 @@ def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Pat
     except ValidationError as e:
         raise validation_error(e, doc, MonitorConfig, hints=_HINTS) from None
     cfg._base_dir = base
+    if cfg.alerts.thresholds:
+        from evalmon.config.thresholds import apply_thresholds
+
+        apply_thresholds(cfg.alerts)
+    for rule in cfg.alerts.rules:
+        if rule.value is None:
+            raise ConfigError(f"{source_name}: alerts.rules: rule '{rule.key}' has no value",
+                              hint="add value: to the rule, or run `evalmon monitor calibrate` and reference its "
+                                   "file as alerts.thresholds")
     return cfg
 
 

@@ -1,8 +1,11 @@
 """Threshold alerts on window metrics, and the optional webhook.
 
 A rule ``{metric: rate/safety.unsafe, op: ">", value: 0.1}`` fires for a window whose metric compares
-true; a missing or NaN metric never fires (it is reported as a note instead, so a typo in a metric
-name is visible). Any alert in a run makes ``evalmon monitor`` exit 1. The webhook gets one JSON POST
+true. A rule that cannot be evaluated — its metric is missing or NaN (no data, a typo, a signal that scored
+nothing), or the share of the window's records its column could score (``coverage/<column>``, else
+``1 - null_rate/<column>``) is below ``min_coverage`` — is a ``not evaluated`` alert (``status``), unless
+the rule (or ``alerts.on_missing``) says ``ignore``: then it is a note. Any alert in a run makes
+``evalmon monitor`` exit 1. The webhook gets one JSON POST
 per monitor run listing every alert (``post_webhook``): a connection error, timeout or HTTP 5xx is
 retried ``retries`` times with a short backoff; a 4xx is not retried. Delivery problems are returned,
 never raised — an alert is still an alert when the webhook is down.
@@ -28,6 +31,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }
 USER_AGENT = "evalmon-monitor"
+NOT_EVALUATED = "not evaluated"
 
 
 @dataclass
@@ -41,8 +45,12 @@ class Alert:
     window_start: str
     window_end: str
     window_index: int
+    status: str = "fired"  # "fired" or NOT_EVALUATED
+    reason: str = ""  # why a rule was not evaluated
 
     def message(self) -> str:
+        if self.status == NOT_EVALUATED:
+            return f"NOT EVALUATED {self.monitor} window {self.window_start}: rule '{self.rule}': {self.reason}"
         return (f"ALERT {self.monitor} window {self.window_start}: {self.metric} = {self.value:.4g} "
                 f"{self.op} {self.threshold:g} ({self.rule})")
 
@@ -58,18 +66,62 @@ class RuleCheck:
     notes: list[str] = field(default_factory=list)
 
 
+def metric_column(metric: str) -> str | None:
+    """The record column a window metric is computed from (``rate/pii.any`` → ``pii.any``,
+    ``share/model/x`` → ``model``); None for window-level metrics (``records``, ``drift/share``)."""
+    stat, _, rest = metric.partition("/")
+    if not rest or stat not in COLUMN_STATS:
+        return None
+    return rest.split("/")[0] if stat == "share" else rest
+
+
+COLUMN_STATS = ("rate", "mean", "std", "p50", "p90", "p99", "max", "null_rate", "share", "distinct")
+
+
+def coverage_of(metrics: Mapping[str, float], column: str) -> float | None:
+    """Share of the window's records that have a value in ``column`` (``coverage/<col>``, else
+    ``1 - null_rate/<col>``); None when the window does not say."""
+    cov = metrics.get(f"coverage/{column}")
+    if cov is None and f"null_rate/{column}" in metrics:
+        cov = 1.0 - float(metrics[f"null_rate/{column}"])
+    return None if cov is None or math.isnan(float(cov)) else float(cov)
+
+
+def _why_not(rule: AlertRule, metrics: Mapping[str, float], floor: float) -> str | None:
+    value = metrics.get(rule.metric)
+    if value is None:
+        return f"no metric '{rule.metric}' in this window"
+    if isinstance(value, float) and math.isnan(value):
+        column = metric_column(rule.metric)
+        cov = coverage_of(metrics, column) if column else None
+        scored = f" (coverage/{column} = {cov:.0%}: no record scored)" if cov is not None else " (no data)"
+        return f"{rule.metric} is NaN in this window{scored}"
+    column = metric_column(rule.metric)
+    cov = coverage_of(metrics, column) if column and floor > 0 else None
+    if cov is not None and cov < floor:
+        return f"coverage/{column} = {cov:.1%} of records scored, below min_coverage {floor:g}"
+    return None
+
+
 def evaluate(rules: Sequence[AlertRule], metrics: Mapping[str, float], *, monitor: str, window: Window) -> RuleCheck:
+    """Alerts of one window: fired rules, and ``not evaluated`` alerts for rules whose metric is missing/NaN or
+    whose column's coverage is below the rule's ``min_coverage`` (``on_missing: ignore`` makes them notes;
+    the config fills both from ``alerts.on_missing`` / ``alerts.min_coverage``)."""
     out = RuleCheck()
     for rule in rules:
-        value = metrics.get(rule.metric)
-        if value is None:
-            out.notes.append(f"rule '{rule.label}': no metric '{rule.metric}' in this window")
+        why = _why_not(rule, metrics, rule.min_coverage or 0.0)
+        if why is not None:
+            if rule.on_missing == "ignore":
+                out.notes.append(f"rule '{rule.label}': {why}")
+            else:
+                value = metrics.get(rule.metric)
+                out.alerts.append(Alert(monitor, rule.label, rule.metric, rule.op, rule.threshold,
+                                        math.nan if value is None else float(value), window.start.isoformat(),
+                                        window.end.isoformat(), window.index, status=NOT_EVALUATED, reason=why))
             continue
-        if isinstance(value, float) and math.isnan(value):
-            out.notes.append(f"rule '{rule.label}': {rule.metric} is NaN in this window (no data)")
-            continue
-        if OPS[rule.op](float(value), float(rule.value)):
-            out.alerts.append(Alert(monitor, rule.label, rule.metric, rule.op, float(rule.value), float(value),
+        value = float(metrics[rule.metric])
+        if OPS[rule.op](value, rule.threshold):
+            out.alerts.append(Alert(monitor, rule.label, rule.metric, rule.op, rule.threshold, value,
                                     window.start.isoformat(), window.end.isoformat(), window.index))
     return out
 

@@ -92,7 +92,19 @@ def print_result(cfg: MonitorConfig, result: MonitorResult, out: Any, err: Any) 
                               list(dict.fromkeys(keys))[:4])
             out.print(f"timeline chart: {chart}", soft_wrap=True)
     if result.alerts:
-        err.print(f"{len(result.alerts)} alert(s) — exit code 1", soft_wrap=True)
+        err.print(f"{alert_summary(result.alerts)} — exit code 1", soft_wrap=True)
+
+
+def alert_summary(alerts: list[Any]) -> str:
+    """``3 alert(s)``, and how many of them are rules that could not be evaluated (and which)."""
+    from evalmon.monitor.alerts import NOT_EVALUATED
+
+    missing = [a for a in alerts if a.status == NOT_EVALUATED]
+    if not missing:
+        return f"{len(alerts)} alert(s)"
+    rules = ", ".join(dict.fromkeys(f"'{a.rule}'" for a in missing))
+    return (f"{len(alerts)} alert(s), {len(missing)} of them NOT EVALUATED windows (rule {rules}: metric missing "
+            "or coverage below min_coverage; set on_missing: ignore on a rule to accept that)")
 
 
 def scheduled_job(cfg: MonitorConfig, out: Any, err: Any) -> Callable[[], None]:

@@ -40,6 +40,11 @@ _KEY, _SEQ = "__evalmon_key", "__evalmon_seq"  # reservoir bookkeeping columns
 _IDENTITY = (REQUEST_ID, TIMESTAMP, ARRIVAL)  # what a row's sampling key is hashed from (those present)
 
 
+def is_signal_column(col: str) -> bool:
+    """Signal columns are named ``<signal>.<name>``; canonical record columns have no dot."""
+    return "." in col
+
+
 def _is_binary(values: np.ndarray) -> bool:
     v = values[~np.isnan(values)]
     return v.size > 0 and bool(np.isin(v, (0.0, 1.0)).all())
@@ -325,7 +330,8 @@ class Summary:
 
     def metrics(self) -> dict[str, float]:
         """``records``; per numeric column ``mean/<c>``, ``std/<c>``, ``p50|p90|p99/<c>``, ``max/<c>``,
-        ``null_rate/<c>``; per 0/1 column ``rate/<c>``; per categorical column ``share/<c>/<value>``
+        ``null_rate/<c>``; per signal column (``<signal>.<name>``) ``coverage/<c>``: the share of records the
+        signal could score (a NaN output = not scored); per 0/1 column ``rate/<c>``; per categorical column ``share/<c>/<value>``
         for the reference's top values plus ``share/<c>/_other`` and ``distinct/<c>``."""
         out: dict[str, float] = {"records": float(self.count)}
         for col, st in self.numeric.items():
@@ -340,6 +346,8 @@ class Summary:
                     out[f"p{round(q * 100)}/{col}"] = self.quantile(col, q)
                 out[f"max/{col}"] = st.max if st.n else math.nan
             out[f"null_rate/{col}"] = st.nulls / self.count if self.count else math.nan
+            if is_signal_column(col):  # from n and count, so it merges exactly like every other metric
+                out[f"coverage/{col}"] = st.n / self.count if self.count else math.nan
         for col, top in self.spec.categorical.items():
             counts = self.categories.get(col, {})
             total = sum(counts.values())

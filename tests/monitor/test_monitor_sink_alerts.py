@@ -24,10 +24,11 @@ W = window_of(datetime(2024, 3, 1, 9, 0, tzinfo=UTC), timedelta(hours=1))
 
 
 def test_rules_fire_on_thresholds_and_note_missing_metrics() -> None:
-    rules = [AlertRule(metric="rate/safety.unsafe", op=">", value=0.1),
-             AlertRule(metric="records", op="<", value=10, name="too few records"),
-             AlertRule(metric="drift/share", op=">=", value=0.5),
-             AlertRule(metric="rate/typo", op=">", value=0)]
+    # on_missing: ignore = a rule that cannot be evaluated is a note (the default, alert: tests/monitor/test_coverage.py)
+    rules = [AlertRule(metric="rate/safety.unsafe", op=">", value=0.1, on_missing="ignore"),
+             AlertRule(metric="records", op="<", value=10, name="too few records", on_missing="ignore"),
+             AlertRule(metric="drift/share", op=">=", value=0.5, on_missing="ignore"),
+             AlertRule(metric="rate/typo", op=">", value=0, on_missing="ignore")]
     check = evaluate(rules, {"rate/safety.unsafe": 0.25, "records": 50, "drift/share": math.nan},
                      monitor="m", window=W)
     assert [a.rule for a in check.alerts] == ["rate/safety.unsafe > 0.1"]
