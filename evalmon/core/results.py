@@ -137,6 +137,9 @@ class RunResult(BaseModel):
     tasks: dict[str, TaskResult] = Field(default_factory=dict)
     groups: dict[str, GroupResult] = Field(default_factory=dict)
     mlflow: dict[str, Any] = Field(default_factory=dict)  # tracking_uri, experiment_id, run_id, status
+    # many-adapter runs (docs/adapters.md): the suite run holds the ranked adapter table (``variants``,
+    # ``ranking``, ``rows``); each adapter's run (``adapters/<name>/``) its ``variant`` and parent ids
+    adapters: dict[str, Any] = Field(default_factory=dict, exclude_if=lambda v: not v)
 
     def flat_metrics(self) -> dict[str, float]:
         """``task/metric`` and ``task/metric_stderr`` for every task and group (MLflow metric names)."""

@@ -52,6 +52,12 @@ class Models:
             self._built[key] = self._build(stage.model)
         return self._built[key]
 
+    def with_candidate(self, candidate: LM) -> Models:
+        """The same roles (models built so far and later: shared) with another candidate (an adapter)."""
+        other = Models(candidate, self._given, self._build)
+        other._built = self._built
+        return other
+
     def built(self) -> list[LM]:
         """The models built for roles (not the candidate): what the run should close."""
         return list(self._built.values())

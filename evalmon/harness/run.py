@@ -34,6 +34,7 @@ from evalmon.harness import provenance
 from evalmon.harness.cache import ResponseCache
 from evalmon.harness.engine import Advance
 from evalmon.harness.evaluate import evaluate_task
+from evalmon.harness.matrix import AdapterRuns, adapter_variants
 from evalmon.harness.roles import Models, check_tasks
 from evalmon.metrics.intervals import group_interval
 from evalmon.metrics.stats import aggregate_group
@@ -181,6 +182,7 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         lm = lm or load_model(cfg)
         models = Models(lm)  # the judge (…) models of the tasks' other roles: loaded and checked now
         check_tasks(tasks, models)  # a task the models cannot run fails before any task runs
+        variants = adapter_variants(cfg, lm)  # model × adapter matrix (harness/matrix.py); [] without adapters
         cache = ResponseCache(cfg.cache.path or Path(cfg.output_dir) / ".cache" / "responses.sqlite",
                               warn=say) if cfg.cache.enabled else None
     except BaseException:  # bad checkpoint/adapter/cache: a run that never started leaves no empty dir
@@ -193,6 +195,7 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         suite_config=flatten(cfg), started_at=_now(), provenance=provenance.collect(cfg.seed, command),
         model=redact_obj(lm.fingerprint.to_dict()))  # an openai base_url may carry ?api_key=…
     samples: list[SampleRecord] = []
+    adapter_runs = AdapterRuns(variants, result, run_dir, models) if variants else None
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
     try:
         for task in tasks:
@@ -203,6 +206,9 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
             samples.extend(task_samples)
             aggregate_groups(result, groups)
             result.save(run_dir)
+            if adapter_runs:  # the same task (same documents) for every adapter
+                adapter_runs.evaluate(task, progress, lambda t, m, adv: evaluate_task(
+                    t, m, cache, adv, cfg.seed, sample_text=cfg.samples.text), lambda r: aggregate_groups(r, groups))
         result.status = "finished"
         if getattr(lm, "loaded", True) is False:  # hf: loads on the first response-cache miss (backends/hf/lazy)
             say("model not loaded: every request was cached")
@@ -218,7 +224,11 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         if cache:
             cache.close()
         aggregate_groups(result, groups)
+        if adapter_runs:  # the ranked adapter table goes into the suite run's results.json
+            adapter_runs.compare(result, samples, cfg.seed, lambda r: aggregate_groups(r, groups), say)
         finalize(result, run_dir, samples, cfg, say)
+        if adapter_runs:
+            adapter_runs.finalize(result, cfg, say, finalize)
     return result
 
 
