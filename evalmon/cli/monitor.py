@@ -14,9 +14,11 @@ from evalmon.core.redact import redact_text
 app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the top-level app
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def monitor(
-    config: Annotated[Path, typer.Argument(help="Monitor YAML (see monitors/traffic.yaml).")],
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="Monitor YAML (see monitors/traffic.yaml); `evalmon monitor "
+                                                "calibrate MONITOR.yaml` sets its thresholds (--help there).")],
     once: Annotated[bool, typer.Option("--once", help="Process every complete window after the watermark, then "
                                                       "exit (the default without --schedule; for cron).")] = False,
     schedule: Annotated[str | None, typer.Option(metavar="CRON", help='Stay running; process on this crontab '
@@ -29,6 +31,16 @@ def monitor(
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
     from evalmon.config.monitor import apply_overrides, load_monitor
     from evalmon.core.errors import ConfigError
+
+    if str(config) == "calibrate":  # `evalmon monitor calibrate …`: a subcommand of a command with an argument
+        code = typer.main.get_command(calibrate_app).main(args=list(ctx.args), prog_name="evalmon monitor calibrate",
+                                                          standalone_mode=False)
+        if code:
+            raise typer.Exit(code)
+        return
+    if ctx.args:  # what click says for an unknown option or argument (the extra args are for calibrate only)
+        ctx.fail(f"No such option: {ctx.args[0]}" if ctx.args[0].startswith("-") else
+                 f"Got unexpected extra argument ({ctx.args[0]})")
     from evalmon.monitor.console import RedactingConsole, parse_backfill, print_result, scheduled_job
 
     if schedule is not None and (once or backfill):
@@ -65,6 +77,48 @@ def monitor(
         raise typer.Exit(result.exit_code)
 
 
+calibrate_app = typer.Typer(add_completion=False)
+
+
+@calibrate_app.command()
+def calibrate(
+    config: Annotated[Path, typer.Argument(help="Monitor YAML with a fixed (or file) reference and alert rules.")],
+    false_alarm_rate: Annotated[float, typer.Option(help="Target share of clean windows in which a rule fires "
+                                                         "(0.001 = 1 in 1,000 windows).")] = 0.001,
+    draws: Annotated[int | None, typer.Option(help="Resampled windows (default max(2000, 20 / rate)).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Thresholds file (default: the YAML's alerts.thresholds, else "
+                                                  "<monitor>.thresholds.yaml next to the YAML).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the thresholds; write nothing.")] = False,
+) -> None:
+    """Set every alert rule's threshold from the reference period for a target per-window false-alarm rate."""
+    from evalmon.config.monitor import load_monitor
+    from evalmon.core.errors import ConfigError
+    from evalmon.monitor.calibrate import calibrate as run_calibration
+    from evalmon.monitor.calibrate import save_calibration
+    from evalmon.monitor.console import RedactingConsole
+
+    if not 0 < false_alarm_rate < 1:
+        raise ConfigError(f"--false-alarm-rate: {false_alarm_rate:g} is not between 0 and 1",
+                          hint="pass e.g. 0.001 (1 in 1,000 windows)")
+    if draws is not None and draws < 100:
+        raise ConfigError(f"--draws: {draws} is too few", hint="pass at least 100 (default max(2000, 20 / rate))")
+    cfg = load_monitor(config)
+    if not cfg.alerts.rules:
+        raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")
+    con = RedactingConsole(console())
+    result = run_calibration(cfg, false_alarm_rate=false_alarm_rate, draws=draws,
+                             log_fn=lambda m: con.print(m, soft_wrap=True))
+    con.print(f"monitor '{cfg.name}': {result.reference_records} reference records, {result.window_records:.1f} "
+              f"per {cfg.window.size} window; {result.draws} windows resampled ({result.method}); target false-alarm "
+              f"rate {false_alarm_rate:g} per rule per window", soft_wrap=True)
+    for r in result.rules:
+        con.print(f"  {r.line()}", soft_wrap=True)
+    con.print(f"any rule fires in {result.any_rule_false_alarm:.2%} of the resampled reference windows", soft_wrap=True)
+    if dry_run:
+        con.print("--dry-run: nothing written", soft_wrap=True)
+        return
+    for line in save_calibration(cfg, result, out):
+        con.print(line, soft_wrap=True)
 
 
 @app.command()

@@ -14,6 +14,7 @@ error (the file is stale: re-run calibrate).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,3 +57,38 @@ def apply_thresholds(alerts: AlertsConfig) -> None:
     for i, rule in enumerate(alerts.rules):  # the models are frozen; the list is the config's own
         if rule.key in values:
             alerts.rules[i] = rule.model_copy(update={"value": values[rule.key]})
+
+
+def write_thresholds(path: str | Path, values: dict[str, float], *, header: str,
+                     calibration: dict[str, dict[str, object]] | None = None) -> Path:
+    """Write a thresholds file (``thresholds:`` read back by ``apply_thresholds``; ``calibration:`` says how
+    each value was set, for people)."""
+    import yaml
+
+    body = {"thresholds": {k: float(v) for k, v in values.items()}}
+    if calibration:
+        body["calibration"] = calibration  # type: ignore[assignment]
+    p = Path(path)
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    p.write_text(comment + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=110))
+    return p
+
+
+def reference_thresholds(yaml_path: str | Path, thresholds_path: str | Path) -> bool:
+    """Add ``thresholds: <file>`` under the block ``alerts:`` of a monitor YAML, as text (its comments and
+    layout stay). False when it cannot (no block ``alerts:`` mapping; the caller says what to add)."""
+    p = Path(yaml_path)
+    lines = p.read_text().splitlines(keepends=True)
+    at = next((i for i, line in enumerate(lines) if line.rstrip().split("#")[0].rstrip() == "alerts:"), None)
+    if at is None:
+        return False
+    indent = next((len(line) - len(line.lstrip()) for line in lines[at + 1:]
+                   if line.strip() and not line.lstrip().startswith("#")), 2) or 2
+    rel = Path(thresholds_path)
+    with contextlib.suppress(ValueError):
+        rel = rel.resolve().relative_to(p.resolve().parent)
+    entry = (f"{' ' * indent}thresholds: {rel}   # written by `evalmon monitor calibrate` (overrides the "
+             "rules' value:)\n")
+    lines.insert(at + 1, entry)
+    p.write_text("".join(lines))
+    return True

@@ -1,0 +1,404 @@
+"""Alert thresholds from the reference period: ``evalmon monitor calibrate MONITOR.yaml``.
+
+Method (a bootstrap over records): the reference period's records — read and scored by the monitor's own
+executor, signals and cache — are resampled into ``draws`` windows of the live window size (records per
+window ~ Poisson(reference records per window), rows drawn with replacement, i.e. records are treated as
+exchangeable within the reference: time-of-day seasonality is *not* kept). Each rule's window statistic is
+computed as the monitor computes it (rates and means over the scored records, shares over all records,
+p50/p90/p99 from the reference-fitted histogram of ``summary.Summary``), and the threshold is the quantile
+that leaves a share ``false_alarm_rate`` of the resampled windows on the alerting side (``>``: the upper
+tail; ``<``: the lower one). The same windows serve every rule, so the share of windows where *any* rule
+fires (the monitor's false-alarm rate) is reported too.
+
+The smallest event a threshold catches is found by injection into fresh resampled windows: for a rate or a
+share (``rate/``, ``share/``, ``null_rate/``, ``coverage/``) a share *s* of a window's records is replaced
+by records on the alerting side (flagged, that category, unscored); for a location statistic (``mean/``,
+``pNN/``, ``max/``, ``std/``) every record's value is multiplied by a factor; for ``records`` the traffic
+rate is. The smallest *s* (or factor) on a fixed grid whose windows alert with probability ≥ ``power``
+(0.9) is reported ("≥ 3% of a window's records flagged").
+
+Cannot calibrate (the rule keeps its value, and the report says why): a metric not computed per record
+(``drift/…`` except the embedding centroid distance of ``drift.embedding_method: distance``,
+``drift_detected/…``, ``quality/…``), a column the reference does not have or never scored (empty), a
+statistic that is the same in every resampled window (constant), and ``==`` / ``!=`` rules.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from evalmon.monitor.alerts import OPS, metric_column
+from evalmon.monitor.summary import QUANTILES, Summary, SummarySpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalmon.config.monitor import AlertRule, MonitorConfig
+
+METHOD = "bootstrap over records (window size ~ Poisson(reference records per window), rows with replacement)"
+SHARES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
+FACTORS = (1.02, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0, 5.0, 10.0)
+POWER = 0.9  # an event is "caught" when this share of its windows alert
+POWER_DRAWS = 400  # resampled windows per injected event size
+SHARE_STATS = ("rate", "share", "null_rate", "coverage")
+LOCATION_STATS = ("mean", "std", "max", *(f"p{round(q * 100)}" for q in QUANTILES))
+
+
+@dataclass
+class RuleCalibration:
+    rule: str  # the rule's key (its name, else "<metric> <op>")
+    metric: str
+    op: str
+    old_value: float | None
+    value: float | None = None  # the calibrated threshold (None: cannot calibrate)
+    status: str = "calibrated"  # or "cannot calibrate"
+    reason: str = ""
+    false_alarm: float = math.nan  # share of the resampled windows where the rule fires at `value`
+    reference_stat: str = ""  # the statistic over the resampled windows (mean, sd, range)
+    smallest_event: str = ""
+
+    def line(self) -> str:
+        if self.status != "calibrated":
+            return f"{self.rule}: cannot calibrate: {self.reason} (keeps {_fmt(self.old_value)})"
+        return (f"{self.rule}: {self.metric} {self.op} {_fmt(self.value)} (was {_fmt(self.old_value)}; fires on "
+                f"{self.false_alarm:.2%} of resampled reference windows; {self.reference_stat}); catches "
+                f"{self.smallest_event}")
+
+
+@dataclass
+class Calibration:
+    monitor: str
+    false_alarm_rate: float
+    draws: int
+    reference_records: int
+    window_records: float  # mean records per window in the reference
+    method: str = METHOD
+    rules: list[RuleCalibration] = field(default_factory=list)
+    any_rule_false_alarm: float = math.nan  # share of resampled windows where any calibrated rule fires
+
+    def thresholds(self) -> dict[str, float]:
+        return {r.rule: float(r.value) for r in self.rules if r.value is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.6g}"
+
+
+# --------------------------------------------------------------------------- statistics of a window
+
+
+@dataclass
+class _Stat:
+    """A rule's window statistic over a per-record array ``x`` (rows are resampled from it)."""
+
+    kind: str  # "share" | "location" | "records" | "distance"
+    x: np.ndarray
+    fn: Callable[[np.ndarray], float]
+    label: str  # what an injected event is, in words
+
+
+def _nanmean(v: np.ndarray) -> float:
+    finite = v[~np.isnan(v)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _hist_quantile(reference: pd.DataFrame, column: str, q: float) -> Callable[[np.ndarray], float]:
+    """The window quantile as the monitor logs it: the reference-fitted histogram of ``summary.Summary``."""
+    spec = SummarySpec.fit(reference, [column])
+    edges = np.asarray(spec.numeric[column], dtype=float)
+
+    def stat(values: np.ndarray) -> float:
+        finite = values[np.isfinite(values)]
+        s = Summary.zero(spec)
+        st = s.numeric[column]
+        if finite.size:
+            st.n, st.min, st.max = int(finite.size), float(finite.min()), float(finite.max())
+            st.hist = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1).tolist()
+        return s.quantile(column, q)
+
+    return stat
+
+
+def _std(v: np.ndarray) -> float:
+    finite = v[~np.isnan(v)]
+    return float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+
+
+def _max(v: np.ndarray) -> float:
+    finite = v[~np.isnan(v)]
+    return float(finite.max()) if finite.size else math.nan
+
+
+def window_stat(reference: pd.DataFrame, metric: str) -> _Stat | str:
+    """How ``metric`` is computed from a window's records, or why it cannot be calibrated."""
+    import pandas as pd
+
+    if metric == "records":
+        return _Stat("records", np.zeros(len(reference)), lambda v: float(v.size), "traffic per window")
+    stat, _, rest = metric.partition("/")
+    column = metric_column(metric)
+    if column is None:
+        return f"{metric} is not computed per record (drift tests, quality checks): set its value by hand"
+    if column not in reference.columns:
+        return f"the reference has no column {column!r} (is its signal configured?)"
+    if stat == "share":
+        value = rest.split("/", 1)[1] if "/" in rest else ""
+        text = reference[column].astype("string")
+        top = text.value_counts(dropna=True).index[:10]
+        hit = ~text.isin(top) if value == "_other" else (text == value)
+        x = hit.fillna(value == "_other").to_numpy(dtype=float)
+        return _Stat("share", x, lambda v: float(v.mean()) if v.size else math.nan, f"records with {column} = {value}")
+    if stat == "distinct":
+        return f"{metric} counts distinct values: set its value by hand"
+    values = pd.to_numeric(reference[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if stat in ("null_rate", "coverage"):
+        x = np.isnan(values).astype(float)
+        if stat == "null_rate":
+            return _Stat("share", x, lambda v: float(v.mean()) if v.size else math.nan, f"records without {column}")
+        return _Stat("share", 1.0 - x, lambda v: float(v.mean()) if v.size else math.nan,
+                     f"records {column} could not score")
+    if not np.isfinite(values).any():
+        return f"empty: no reference record has a value in {column} (the signal scored none)"
+    if stat == "rate":
+        return _Stat("share", values, _nanmean, f"records flagged {column}")
+    if stat == "mean":
+        return _Stat("location", values, _nanmean, f"{column} of every record")
+    if stat == "std":
+        return _Stat("location", values, _std, f"{column} of every record")
+    if stat == "max":
+        return _Stat("location", values, _max, f"{column} of every record")
+    q = int(stat[1:]) / 100
+    return _Stat("location", values, _hist_quantile(reference, column, q), f"{column} of every record")
+
+
+def distance_stat(reference: pd.DataFrame, column: str) -> _Stat | str:
+    """``drift/<embedding col>`` under evidently's ``distance`` method: the distance of a window's mean vector
+    to the reference's. A resampled window is held out of the reference it is compared with (compared with
+    itself included, the null distance is too small)."""
+    vecs = [v for v in reference[column]] if column in reference.columns else []
+    vecs = [np.asarray(v, dtype=float) for v in vecs if isinstance(v, np.ndarray | list) and len(v)]
+    if len(vecs) < 4:
+        return f"empty: fewer than 4 reference records have a vector in {column}"
+    m = np.vstack(vecs)
+    total = m.sum(axis=0)
+
+    def stat(idx: np.ndarray) -> float:
+        part = m[idx].sum(axis=0)
+        k = len(idx)
+        return float(np.linalg.norm(part / k - (total - part) / (len(m) - k)))
+
+    return _Stat("distance", np.arange(len(m), dtype=float), stat, "")
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def threshold_for(sims: np.ndarray, op: str, alpha: float) -> float:
+    """The threshold that leaves at most a share ``alpha`` of ``sims`` on the alerting side of ``op``."""
+    upper = op in (">", ">=")
+    thr = float(np.quantile(sims, 1 - alpha if upper else alpha, method="higher" if upper else "lower"))
+    if np.mean(OPS[op](sims, thr)) > alpha:  # ">=" / "<=" at a tied quantile: step past the tie
+        thr = float(np.nextafter(thr, math.inf if upper else -math.inf))
+    return thr
+
+
+def _draw_sizes(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
+    return np.maximum(rng.poisson(mean, n), 1)
+
+
+def _inject(kind: str, x: np.ndarray, idx: np.ndarray, op: str, size: float, rng: np.random.Generator
+            ) -> np.ndarray:
+    v = x[idx].copy()
+    upper = op in (">", ">=")
+    if kind == "share":
+        k = round(size * len(v))
+        if k:
+            v[rng.choice(len(v), k, replace=False)] = 1.0 if upper else 0.0
+    else:
+        v = v * (size if upper else 1.0 / size)
+    return v
+
+
+def _smallest_event(st: _Stat, op: str, thr: float, mean_n: float, rng: np.random.Generator) -> str:
+    upper = op in (">", ">=")
+    cmp = OPS[op]
+    if st.kind == "records":
+        for f in FACTORS:
+            rate = mean_n * (f if upper else 1 / f)
+            hits = np.mean([cmp(float(n), thr) for n in _draw_sizes(rng, rate, POWER_DRAWS)])
+            if hits >= POWER:
+                return f"traffic {'×' if upper else '÷'}{f:g} ({rate:.0f} records per window) in {hits:.0%} of windows"
+        return f"no traffic change up to ×{FACTORS[-1]:g}"
+    if st.kind == "distance":
+        return "a topic shift (not estimated by injection)"
+    grid = SHARES if st.kind == "share" else FACTORS
+    for size in grid:
+        hits = 0
+        for n in _draw_sizes(rng, mean_n, POWER_DRAWS):
+            idx = rng.integers(0, len(st.x), n)
+            s = st.fn(_inject(st.kind, st.x, idx, op, size, rng))
+            hits += bool(np.isfinite(s) and cmp(s, thr))
+        if hits / POWER_DRAWS >= POWER:
+            if st.kind == "share":
+                return (f"{st.label} in ≥ {size:.1%} of a window's records (≈ {size * mean_n:.0f} of "
+                        f"{mean_n:.0f}) — {hits / POWER_DRAWS:.0%} of such windows alert")
+            return (f"a ×{size if upper else 1 / size:.3g} shift of {st.label} — {hits / POWER_DRAWS:.0%} of such "
+                    "windows alert")
+    return f"no injected event up to {grid[-1]:g} ({'share' if st.kind == 'share' else 'factor'})"
+
+
+def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, window_records: float,
+                    false_alarm_rate: float = 0.001, draws: int | None = None, seed: int = 0,
+                    distance_columns: Sequence[str] = ()) -> tuple[list[RuleCalibration], float]:
+    """Thresholds for ``rules`` from ``reference`` (records with signal columns); see the module docstring.
+    ``distance_columns``: embedding columns whose ``drift/<col>`` is the centroid distance. Returns the
+    per-rule results and the share of resampled windows where any calibrated rule fires."""
+    if not 0 < false_alarm_rate < 1:
+        raise ValueError("false_alarm_rate must be in (0, 1)")
+    draws = draws or max(2000, math.ceil(20 / false_alarm_rate))
+    rng = np.random.default_rng(seed)
+    results: list[RuleCalibration] = []
+    stats: dict[int, _Stat] = {}
+    for i, rule in enumerate(rules):
+        res = RuleCalibration(rule.key, rule.metric, rule.op, rule.value)
+        results.append(res)
+        col = rule.metric.removeprefix("drift/")
+        st = (distance_stat(reference, col) if rule.metric.startswith("drift/") and col in distance_columns
+              else window_stat(reference, rule.metric))
+        if rule.op in ("==", "!="):
+            st = f"an `{rule.op}` rule has no tail to calibrate"
+        elif not len(reference):
+            st = "empty: the reference period has no records"
+        if isinstance(st, str):
+            res.status, res.reason = "cannot calibrate", st
+        else:
+            stats[i] = st
+    n_ref = len(reference)
+    sims = {i: np.empty(draws) for i in stats}
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for d, n in enumerate(_draw_sizes(rng, window_records, draws) if stats else ()):
+            idx = rng.integers(0, n_ref, n)
+            for i, st in stats.items():
+                if st.kind == "distance":
+                    held = rng.choice(len(st.x), min(int(n), len(st.x) - 2), replace=False)
+                    sims[i][d] = st.fn(held)
+                else:
+                    sims[i][d] = st.fn(st.x[idx])
+    fires = np.zeros(draws, dtype=bool)
+    for i, st in stats.items():
+        res, s = results[i], sims[i]
+        finite = s[np.isfinite(s)]
+        if not finite.size:
+            res.status, res.reason = "cannot calibrate", "empty: the statistic is NaN in every resampled window"
+            continue
+        if float(np.ptp(finite)) == 0.0:
+            res.status = "cannot calibrate"
+            res.reason = f"constant: every resampled reference window gives {finite[0]:.6g}"
+            continue
+        rule_op = rules[i].op
+        thr = threshold_for(finite, rule_op, false_alarm_rate)
+        short = float(f"{thr:.6g}")  # 6 significant digits in the file, unless that moves it into the tail
+        res.value = short if np.mean(OPS[rule_op](finite, short)) <= false_alarm_rate else thr
+        hit = np.isfinite(s) & OPS[rule_op](s, res.value)
+        fires |= hit
+        res.false_alarm = float(hit.mean())
+        nan_share = 1 - finite.size / draws
+        res.reference_stat = (f"resampled windows: mean {finite.mean():.4g}, sd {finite.std(ddof=1):.3g}"
+                              + (f", NaN in {nan_share:.1%}" if nan_share else ""))
+        res.smallest_event = _smallest_event(st, rule_op, res.value, window_records, rng)
+    any_rate = float(fires.mean()) if stats else math.nan
+    return results, any_rate
+
+
+# --------------------------------------------------------------------------- the monitor
+
+
+def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, float]:
+    """The monitor's reference records with signals (its own executor, config and cache) and the mean number
+    of records per window of the live size in it."""
+    from evalmon.core.errors import ConfigError
+    from evalmon.core.timewindows import parse_duration
+    from evalmon.monitor.executors.local import LocalExecutor
+    from evalmon.monitor.sources import build_source
+
+    ref = cfg.reference
+    if ref.kind == "previous":
+        raise ConfigError(f"monitor '{cfg.name}': reference.kind is previous: there is no reference period to "
+                          "calibrate on", hint="set reference: {kind: fixed, start: …, end: …} (or kind: file)")
+    src = build_source(cfg.source, cfg.base_dir)
+    executor = LocalExecutor(cfg, src, sink=None, log_fn=log_fn)  # type: ignore[arg-type]  # reads only
+    try:
+        frame = executor.reference()
+    finally:
+        executor.close()
+    size = parse_duration(cfg.window.size).total_seconds()
+    if ref.kind == "fixed":
+        span = (ref.end - ref.start).total_seconds()  # type: ignore[operator]
+    else:
+        ts = frame[cfg.window.timestamp]
+        span = max((ts.max() - ts.min()).total_seconds(), size)
+    return frame, len(frame) * size / span
+
+
+def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int | None = None,
+              seed: int | None = None, log_fn: Callable[[str], None] | None = None) -> Calibration:
+    """Thresholds for every rule of ``cfg`` from its reference period (see the module docstring)."""
+    frame, per_window = reference_frame(cfg, log_fn)
+    dist = [c for c in frame.columns if c.startswith("embedding.")] if cfg.drift.embedding_method == "distance" else []
+    rules, any_rate = calibrate_frame(frame, cfg.alerts.rules, window_records=per_window,
+                                      false_alarm_rate=false_alarm_rate, draws=draws,
+                                      seed=cfg.seed if seed is None else seed, distance_columns=dist)
+    return Calibration(cfg.name, false_alarm_rate, draws or max(2000, math.ceil(20 / false_alarm_rate)),
+                       len(frame), per_window, rules=rules, any_rule_false_alarm=any_rate)
+
+
+def save_calibration(cfg: MonitorConfig, result: Calibration, out: Path | None = None) -> list[str]:
+    """Write the thresholds file (``out``, else the YAML's ``alerts.thresholds``, else
+    ``<yaml stem>.thresholds.yaml`` next to it) and reference it from the YAML when it does not yet.
+    Returns what to tell the user."""
+    from datetime import UTC, datetime
+
+    from evalmon.config.thresholds import reference_thresholds, write_thresholds
+    from evalmon.core.errors import ConfigError
+
+    yaml_path = cfg.source_path
+    if out is None and cfg.alerts.thresholds:
+        out = Path(cfg.alerts.thresholds)
+    if out is None:
+        if yaml_path is None:
+            raise ConfigError("calibrate: no thresholds file to write", hint="pass --out thresholds.yaml")
+        out = yaml_path.with_name(f"{yaml_path.stem}.thresholds.yaml")
+    ref = cfg.reference
+    period = f"[{ref.start}, {ref.end})" if ref.kind == "fixed" else str(ref.path)
+    header = (f"Alert thresholds of monitor '{cfg.name}', written by `evalmon monitor calibrate` "
+              f"{datetime.now(UTC):%Y-%m-%dT%H:%MZ}.\n"
+              f"Reference {period}: {result.reference_records} records, {result.window_records:.1f} per "
+              f"{cfg.window.size} window.\n{result.method}; {result.draws} windows; target false-alarm rate "
+              f"{result.false_alarm_rate:g} per rule per window (any rule: {result.any_rule_false_alarm:.2%}).\n"
+              "Rules listed under `thresholds:` take these values instead of their `value:` in the YAML.")
+    notes = {r.rule: {k: v for k, v in (("metric", r.metric), ("op", r.op), ("status", r.status),
+                                          ("reason", r.reason), ("false_alarm", round(r.false_alarm, 6)
+                                                                  if math.isfinite(r.false_alarm) else None),
+                                          ("reference", r.reference_stat), ("smallest_event", r.smallest_event))
+                      if v not in ("", None)} for r in result.rules}
+    keep = {r.key: float(r.value) for r in cfg.alerts.rules if r.value is not None}
+    values = {k: v for k, v in keep.items() if k not in result.thresholds()} if cfg.alerts.thresholds else {}
+    path = write_thresholds(out, {**values, **result.thresholds()}, header=header, calibration=notes)
+    lines = [f"thresholds: {len(result.thresholds())} of {len(result.rules)} rule(s) calibrated → {path}"]
+    if yaml_path is not None and not cfg.alerts.thresholds:
+        if reference_thresholds(yaml_path, path):
+            lines.append(f"{yaml_path}: added `alerts.thresholds: {path.name}`")
+        else:
+            lines.append(f"add `thresholds: {path}` under `alerts:` in {yaml_path} to use them")
+    return lines
