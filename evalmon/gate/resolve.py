@@ -4,6 +4,8 @@ Accepted forms:
 
 * a results directory (``reports/<run_id>``) or its ``results.json`` — ``samples.jsonl.gz`` is read
   from the same directory when present;
+* ``RUN#adapter`` — one adapter of a many-adapter run (``RUN/adapters/<adapter>/``; ``RUN#base`` is RUN
+  itself, the base model): docs/adapters.md;
 * an lm-eval output directory (``lm_eval --output_path DIR [--log_samples]``) or one of its
   ``results_*.json`` — per-document scores from its ``samples_<task>_*.jsonl`` (``evalmon.sinks.lmeval``);
 * an MLflow run id: ``mlflow:<run_id>`` or a bare 32-hex id;
@@ -310,9 +312,37 @@ def resolve_run(ref: str, tracking_uri: str | None = None) -> LoadedRun:
     ref = ref.strip()
     if not ref:
         raise ConfigError("empty RUN reference", hint=f"RUN may be {_FORMS}")
+    if "#" in ref and not Path(ref).expanduser().exists():  # RUN#adapter: one variant of a many-adapter run
+        return load_variant(ref, tracking_uri)
     if _is_mlflow_ref(ref):
         return load_mlflow(ref, tracking_uri)
     return load_local(Path(ref), ref)
+
+
+def load_variant(ref: str, tracking_uri: str | None = None) -> LoadedRun:
+    """``RUN#name``: adapter ``name`` of a many-adapter run (``RUN/adapters/<name>/``, docs/adapters.md);
+    ``RUN#base`` is the run itself (the base model, adapters off)."""
+    run, _, name = ref.rpartition("#")
+    if not run or not name:
+        raise ConfigError(f"{ref}: expected RUN#adapter (e.g. reports/<run_id>#my_lora)", hint=f"RUN may be {_FORMS}")
+    if _is_mlflow_ref(run):
+        raise ConfigError(f"{ref}: RUN#adapter needs a local results directory, not an MLflow reference",
+                          hint="pass reports/<run_id>#<adapter> (or the adapter's own MLflow run id)")
+    root = Path(run).expanduser()
+    if name == "base":
+        return load_local(root, ref)
+    variant = (root.parent if root.is_file() else root) / "adapters" / name
+    if not variant.is_dir():
+        table = _read_json((root.parent if root.is_file() else root) / RESULTS_FILE).get("adapters") or {}
+        names = [n for n in table.get("variants", []) if isinstance(n, str)]
+        if not root.exists():
+            raise ConfigError(f"{ref}: no such results directory {root}", hint=f"RUN may be {_FORMS}")
+        if not names:
+            raise ConfigError(f"{ref}: run {root} has no adapters (its suite listed no model.adapters)",
+                              hint="drop the #adapter suffix")
+        raise ConfigError(f"{ref}: run {root} has no adapter {name!r}{did_you_mean(name, names)}",
+                          hint=f"its variants: {', '.join(names)}")
+    return load_local(variant, ref)
 
 
 # --------------------------------------------------------------------------- promote
