@@ -18,6 +18,7 @@ import jinja2
 from evalmon.core.numfmt import fmt_num as fmt  # 4 decimals; — when missing, nan/inf spelt out
 from evalmon.core.redact import redact_text
 from evalmon.core.results import REPORT_FILE, SUMMARY_FILE, GroupResult, MetricValue, RunResult, TaskResult
+from evalmon.sinks.report_adapters import adapter_view, variant_note
 from evalmon.sinks.report_curves import build_curve_plots, task_notes
 
 __all__ = [
@@ -324,6 +325,8 @@ def _context(result: RunResult) -> dict[str, Any]:
         "n_metrics": sum(len(r.metrics) for r in rows),
         "curve_plots": build_curve_plots(result),  # PR curves, reliability diagrams (classification tasks)
         "notes": task_notes(result),
+        "adapters": adapter_view(result.adapters),  # many-adapter runs: the ranked table comes first
+        "variant_note": variant_note(result.adapters),
     }
 
 
