@@ -244,6 +244,11 @@ def run_tags(result: RunResult) -> dict[str, str]:
         "mlflow.source.name": result.provenance.command or "evalmon",
         "mlflow.source.git.commit": result.provenance.git_commit,
     })
+    if result.adapters.get("variant"):  # one adapter of a many-adapter run: a child of the suite run
+        tags.update({"evalmon.adapter": result.adapters["variant"], "evalmon.parent_run_id": result.adapters.get(
+            "parent_run_id"), "mlflow.parentRunId": result.adapters.get("parent_mlflow_run_id")})
+    elif result.adapters.get("variants"):  # the suite run of a many-adapter run is the base's (docs/adapters.md)
+        tags.update({"evalmon.adapter": "base", "evalmon.adapters": ",".join(result.adapters["variants"][1:])})
     return {k: redact_text(_to_str(v))[:MAX_TAG_VAL_LEN] for k, v in _unique_keys(tags.items()).items() if v is not None}
 
 
