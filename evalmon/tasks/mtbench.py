@@ -274,6 +274,7 @@ class MTBenchTask(Task):
 def _turn_record(turn: int, rendered: list[Rendered], verdicts: list[Verdict], pairwise: bool) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "turn": turn, "prompt": rendered[0].prompt, "judge_outputs": [v.raw for v in verdicts],
+        "user_prompts": [r.user for r in rendered],  # what the judge was asked (FastChat's user_prompt)
         "verdicts": [v.to_dict() for v in verdicts],
         "parse_failures": [{"game": k + 1, "error": v.error, "raw": v.raw} for k, v in enumerate(verdicts) if not v.ok],
     }
