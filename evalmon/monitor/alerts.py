@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from evalmon.config.monitor import AlertRule, WebhookConfig
@@ -149,25 +149,40 @@ def payload(monitor: str, alerts: Sequence[Alert], *, experiment: str | None = N
             "text": "\n".join(a.message() for a in alerts)}
 
 
+class _Transient(Exception):
+    """A delivery failure worth another attempt (connection error, timeout, HTTP 5xx)."""
+
+    def __init__(self, status: int | None, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+def _post_once(cfg: WebhookConfig, data: bytes, headers: dict[str, str]) -> WebhookOutcome:
+    req = urllib.request.Request(cfg.url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=cfg.timeout_s) as resp:
+            return WebhookOutcome(True, 1, resp.status)
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:  # a client error is not retried
+            return WebhookOutcome(False, 1, exc.code, f"HTTP {exc.code} {exc.reason}")
+        raise _Transient(exc.code, f"HTTP {exc.code} {exc.reason}") from None
+    except (OSError, ValueError) as exc:  # URLError, refused, timeouts
+        error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+        raise _Transient(None, error.replace(cfg.url, redact_webhook(cfg.url))) from None
+
+
 def post_webhook(cfg: WebhookConfig, body: Mapping[str, Any], *, sleep: Callable[[float], None] = time.sleep,
                  backoff_s: float = 0.5) -> WebhookOutcome:
-    """POST ``body`` as strict JSON (an infinite value is null); retries connection errors, timeouts and 5xx (not 4xx)."""
+    """POST ``body`` as strict JSON (an infinite value is null); retries connection errors, timeouts and 5xx
+    (not 4xx) ``cfg.retries`` times, waiting ``backoff_s·2^(attempt-1)`` (tenacity)."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
     data = to_json(body, indent=None).encode()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **cfg.headers}
-    error: str | None = None
-    status: int | None = None
-    for attempt in range(1, cfg.retries + 2):
-        req = urllib.request.Request(cfg.url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=cfg.timeout_s) as resp:
-                return WebhookOutcome(True, attempt, resp.status)
-        except urllib.error.HTTPError as exc:
-            status, error = exc.code, f"HTTP {exc.code} {exc.reason}"
-            if exc.code < 500:
-                return WebhookOutcome(False, attempt, status, error)
-        except (OSError, ValueError) as exc:  # URLError, refused, timeouts
-            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
-            error = error.replace(cfg.url, redact_webhook(cfg.url))
-        if attempt <= cfg.retries:
-            sleep(backoff_s * 2 ** (attempt - 1))
-    return WebhookOutcome(False, cfg.retries + 1, status, error)
+    retrying = Retrying(stop=stop_after_attempt(cfg.retries + 1), wait=wait_exponential(multiplier=backoff_s),
+                        retry=retry_if_exception_type(_Transient), sleep=sleep, reraise=True)
+    try:
+        outcome = retrying(_post_once, cfg, data, headers)
+    except _Transient as exc:
+        return WebhookOutcome(False, cfg.retries + 1, exc.status, exc.error)
+    return replace(outcome, attempts=retrying.statistics["attempt_number"])
