@@ -5,7 +5,7 @@
   mid-window redoes only that window, and the MLflow sink reuses its run, so it is logged once). It
   never moves backwards; ``--backfill`` does not move it at all. Every processing is also appended to
   a ``processed`` table (mode, outcome, MLflow run) — the audit trail.
-* ``MonitorLock``: an exclusive ``fcntl.flock`` on ``<state dir>/<monitor>.lock`` held while a run
+* ``MonitorLock``: an exclusive ``filelock.FileLock`` (``flock``) on ``<state dir>/<monitor>.lock`` held while a run
   reads the watermark, processes and advances it. A second process (cron overlap, a manual run, a
   backfill) gets ``MonitorBusyError`` at once — it names the holder and exits 75 (EX_TEMPFAIL) without
   touching anything. The OS drops the lock when its holder dies, so a crash never wedges the monitor.
@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from evalmon.core.errors import ConfigError, EvalmonError
 from evalmon.monitor.windows import Window
@@ -104,43 +103,44 @@ class WatermarkStore:
 
 
 class MonitorLock:
-    """Exclusive, non-blocking, per-monitor file lock (``flock``; released by the OS if we die)."""
+    """Exclusive, non-blocking, per-monitor file lock (``filelock``: ``flock`` on Unix, so the OS releases it
+    if we die); the lock file names its holder while held."""
 
     def __init__(self, state_path: Path, monitor: str) -> None:
         self.path = Path(state_path).parent / f"{monitor}.lock"
         self.monitor = monitor
-        self._fh: IO[str] | None = None
+        self._lock: Any = None
 
     def acquire(self) -> MonitorLock:
+        from filelock import FileLock, Timeout
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        lock = FileLock(self.path, timeout=0)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
+            lock.acquire()
+        except Timeout:
             raise MonitorBusyError(
-                f"monitor '{self.monitor}' is already being processed by {holder} (lock {self.path}); "
+                f"monitor '{self.monitor}' is already being processed by {self._holder()} (lock {self.path}); "
                 "this run processed nothing",
                 hint="windows are never processed twice: let that run finish, the next one continues "
                      "from the watermark") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                 f"{datetime.now(UTC).isoformat(timespec='seconds')}\n")
-        fh.flush()
-        self._fh = fh
+        self.path.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                             f"{datetime.now(UTC).isoformat(timespec='seconds')}\n", encoding="utf-8")
+        self._lock = lock
         return self
 
+    def _holder(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            return "another process"
+
     def release(self) -> None:
-        if self._fh is not None:
+        if self._lock is not None:
             with contextlib.suppress(OSError):
-                self._fh.seek(0)
-                self._fh.truncate()
-                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+                self.path.write_text("", encoding="utf-8")
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> MonitorLock:
         return self.acquire()
