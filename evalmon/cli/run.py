@@ -31,6 +31,9 @@ def run(
     no_sample_text: Annotated[bool, typer.Option("--no-sample-text", help="samples.jsonl.gz keeps prompt hashes, "
                                                  "not prompt text (privacy; suite key samples: {text: false}).")
                               ] = False,
+    adapters: Annotated[str | None, typer.Option("--adapters", metavar="NAME=PATH,…", help="Evaluate these PEFT "
+                                                 "adapters of the model (one base load) beside the base, paired "
+                                                 "and ranked (docs/adapters.md).")] = None,
 ) -> None:
     """Run a suite: progress per task, then a results table; files in reports/<run_id>/."""
     from evalmon.cli.console import print_results
@@ -44,7 +47,7 @@ def run(
     yaml_uri = cfg.tracking.uri
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
-                          no_tracking=no_tracking)
+                          no_tracking=no_tracking, adapters=adapters)
     if batch_size is not None:
         cfg = _with_batch_size(cfg, batch_size)
     if no_sample_text:
@@ -77,8 +80,33 @@ def run(
 
         err.print(store_line(*choose_tracking_uri(tracking_uri, yaml_uri), experiment=cfg.tracking.experiment),
                   markup=False, soft_wrap=True)
+    print_adapter_table(result, out)  # a many-adapter run: the ranked adapter table first
     print_results(result, out)
     out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
+
+
+def print_adapter_table(result, out) -> None:  # type: ignore[no-untyped-def]
+    """Adapters by rank (then base): value per task/metric, Δ vs base and Holm p (bold: significant)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from evalmon.sinks.report_adapters import adapter_view
+
+    view = adapter_view(result.adapters)
+    if view is None:
+        return
+    table = Table(title=f"adapters, ranked — Δ vs base, Holm p ({view['family']}, α = {view['alpha']})",
+                  title_justify="left")
+    for col in ("rank", "variant", *view["columns"], "better/worse"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for row in view["ranked"]:
+        cells = [Text(c.value + (f" ({c.delta}, p {c.p_holm})" if c.delta else ""),
+                      style=("bold green" if c.better else "bold red") if c.significant else "") for c in row.cells]
+        table.add_row(row.rank, Text(row.name, style="bold" if row.name == view["best"] else ""), *cells,
+                      f"{row.better}/{row.worse}" if row.better is not None else "")
+    out.print(table)
+    if view["error"]:
+        out.print(f"warning: the adapter comparison failed: {view['error']}", markup=False, soft_wrap=True)
 
 
 def _with_batch_size(cfg, value: str):  # type: ignore[no-untyped-def]

@@ -65,6 +65,9 @@ def attach_adapter(model: Any, ref: str, *, base_id: str, revision: str | None, 
                              f"({_first_line(exc)})", hint="copy, download or save the adapter again") from None
         if not isinstance(exc, RuntimeError | ValueError | KeyError):
             raise
+        if not local and "adapter_config.json" in str(exc):  # neither a local dir nor a hub adapter
+            raise ModelError(f"{key}: adapter not found: {adapter} is no local directory and no hub adapter",
+                             hint="point it at a PEFT adapter directory (save_pretrained output)") from None
         msg = " ".join(str(exc).split())[:300]
         raise ModelError(f"{key}: adapter {adapter} does not match the base model {base_id}: {msg}",
                          hint="use the adapter trained on this base checkpoint") from None
