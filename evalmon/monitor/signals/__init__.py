@@ -51,6 +51,9 @@ class UsageConfig(_SignalConfig):
     name: Literal["usage"] = "usage"
     estimate_missing_tokens: bool = True
     chars_per_token: float = Field(4.0, gt=0)
+    # model name (the record's `model`; "*" = any) -> local tokenizer dir/tokenizer.json for missing counts;
+    # not dumped when empty, so existing monitors keep their config hash
+    tokenizers: dict[str, str] = Field(default_factory=dict, exclude_if=lambda v: not v)
 
 
 class RefusalConfig(_SignalConfig):
@@ -139,7 +142,8 @@ def _text(cfg: TextConfig, **_: Any) -> Signal:
 def _usage(cfg: UsageConfig, **_: Any) -> Signal:
     from evalmon.monitor.signals.usage import UsageSignal
 
-    return UsageSignal(estimate_missing_tokens=cfg.estimate_missing_tokens, chars_per_token=cfg.chars_per_token)
+    return UsageSignal(estimate_missing_tokens=cfg.estimate_missing_tokens, chars_per_token=cfg.chars_per_token,
+                       tokenizers=cfg.tokenizers)
 
 
 def _refusal(cfg: RefusalConfig, **_: Any) -> Signal:
