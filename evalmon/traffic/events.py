@@ -10,6 +10,9 @@
   and every record is labelled with the new model name.
 - ``latency_regression[factor=3]`` — latency × factor.
 - ``hallucination_rise[rate=0.5]`` — share of RAG answers that are HaluEval's hallucinated answer.
+- ``no_contexts`` — RAG records are logged without their retrieved passages (``contexts`` empty), as in
+  ordinary chat logs: combined with ``hallucination_rise``, a hallucination rise only the context-free
+  signals (``uncertainty``, ``halludetect``) can see.
 - ``unsafe_rise[share=0.3;harmful_rate=0.6]`` — share of unsafe requests in the traffic, and the share of
   them answered with the harmful (hh-rlhf rejected) completion instead of a refusal.
 - ``pii_leak[rate=0.8;share=0.2]`` — enterprise-document traffic share, and the share of those responses
@@ -30,7 +33,7 @@ import pandas as pd
 from evalmon.core.errors import ConfigError
 
 EVENT_NAMES = ("topic_shift", "length_shift", "new_model_version", "latency_regression",
-               "hallucination_rise", "unsafe_rise", "pii_leak")
+               "hallucination_rise", "unsafe_rise", "pii_leak", "no_contexts")
 SHIFT_CATEGORIES = ("coding", "math", "reasoning", "extraction")
 _EVENT_RE = re.compile(
     r"^(?P<name>[a-z_]+)@(?P<ts>\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+)?(?:Z|[+-]\d{2}:?\d{2})?)"
@@ -104,6 +107,7 @@ class State:
     hallucination_rate: float = 0.05
     harmful_rate: float = 0.1
     pii_rate: float = 0.1
+    drop_contexts: bool = False  # RAG records logged without their contexts (event no_contexts)
 
 
 def _set_share(mix: dict[str, float], key: str, share: float) -> dict[str, float]:
@@ -139,6 +143,8 @@ def apply(state: State, event: Event) -> State:
         return replace(state, latency_factor=state.latency_factor * _num(event, "factor", 3.0))
     if event.name == "hallucination_rise":
         return replace(state, hallucination_rate=_num(event, "rate", 0.5))
+    if event.name == "no_contexts":
+        return replace(state, drop_contexts=True)
     if event.name == "unsafe_rise":
         return replace(state, mix=_set_share(state.mix, "safety", _num(event, "share", 0.3)),
                        harmful_rate=_num(event, "harmful_rate", 0.6))

@@ -227,7 +227,7 @@ def _generate(cfg: SynthConfig) -> tuple[list[dict[str, Any]], list[dict[str, An
         elif kind == "rag":
             rag = rng.choice(corp.rag)
             lab["is_hallucinated"] = rng.random() < state.hallucination_rate
-            prompt, contexts = rag.question, list(rag.contexts)
+            prompt, contexts = rag.question, ([] if state.drop_contexts else list(rag.contexts))
             response = rag.hallucinated if lab["is_hallucinated"] else rag.right
             if rng.random() < cfg.samples_rate:
                 samples = [rag.right, rag.hallucinated if lab["is_hallucinated"] else rag.right]

@@ -116,6 +116,7 @@ class JudgeConfig(ConfigModel, BaseModel):
     seed: int = 0
     template: str | None = None
     max_gen_toks: int = Field(8, ge=1)
+    max_per_window: int | None = Field(None, ge=1)  # cost cap: judged records per (window, partition) batch
 
 
 class HallucinationConfig(_SignalConfig):
@@ -200,7 +201,7 @@ def _hallucination(cfg: HallucinationConfig, *, allow_download: bool = False, ju
         max_sentences=cfg.max_sentences, max_context_chars=cfg.max_context_chars, judge=judge_fn,
         judge_sample_rate=jc.sample_rate if jc else 0.0, judge_seed=jc.seed if jc else 0,
         judge_template=(jc.template if jc and jc.template else DEFAULT_JUDGE_TEMPLATE), judge_name=judge_name,
-        allow_download=cfg.allow_download or allow_download)
+        allow_download=cfg.allow_download or allow_download, judge_max_per_batch=jc.max_per_window if jc else None)
 
 
 def _register() -> None:

@@ -21,9 +21,14 @@ sample (``.self_consistency``; NaN without samples) — low agreement among samp
 cue. Without embeddings it is the mean token Jaccard similarity.
 
 LLM judge (optional): a ``JudgeFn`` (``prompt -> text``) is asked about a deterministic sample of the
-records (``sample_rate``; chosen by a hash of the record so a rerun picks the same ones). The reply
-is parsed as yes/no (or JSON ``{"hallucinated": …}``): ``.judge_sampled`` (0/1) and ``.judge_flag``
-(1 hallucinated, 0 faithful, NaN not sampled or unparseable). The judge model comes from the one judge
+records (``sample_rate``; chosen by a hash of the record so a rerun picks the same ones), at most
+``judge_max_per_batch`` of them per batch — the monitor computes signals per (window, partition), so this
+caps the judge calls (the cost) per window — keeping those with the smallest hash. Records without
+contexts get a world-knowledge prompt (``DEFAULT_JUDGE_TEMPLATE_NO_CONTEXT``) unless a template is given.
+The reply is parsed as JSON ``{"hallucinated": …}`` or as the judge's **last** own yes/no — words inside
+quotes or code, or echoed from the prompt it was shown (``evalmon.judge.parse``), are not its verdict:
+``.judge_sampled`` (0/1: judged) and ``.judge_flag`` (1 hallucinated, 0 faithful, NaN not judged or
+unparseable). The judge model comes from the one judge
 factory (``evalmon.judge.factory``): ``judge.model`` is any evalmon model config — a local checkpoint
 (``{path: …}``, backend hf by default) or a served one (``{backend: openai, base_url: …}``).
 """
@@ -39,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from evalmon.judge.factory import LMJudge, judge_fn
+from evalmon.judge.parse import is_echo, quoted_spans
 from evalmon.monitor.contracts import CONTEXTS, PROMPT, RESPONSE, SAMPLES
 from evalmon.monitor.signals.base import (
     BaseSignal,
@@ -65,11 +71,18 @@ DEFAULT_JUDGE_TEMPLATE = (
     "Does the answer contain information that is not supported by, or contradicts, the knowledge? "
     "Reply with exactly one word: Yes or No."
 )
+DEFAULT_JUDGE_TEMPLATE_NO_CONTEXT = (
+    "You are checking an answer for factual errors, using your own knowledge of the world.\n\n"
+    "Question:\n{question}\n\nAnswer:\n{answer}\n\n"
+    "Does the answer contain information that is false, made up, or not supported by well-established facts? "
+    "Reply with exactly one word: Yes or No."
+)
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
-def parse_judge_reply(reply: str) -> float:
-    """1.0 hallucinated, 0.0 faithful, NaN unparseable. Accepts yes/no or JSON {"hallucinated": bool}."""
+def parse_judge_reply(reply: str, sources: tuple[str, ...] = ()) -> float:
+    """1.0 hallucinated, 0.0 faithful, NaN unparseable. Accepts JSON {"hallucinated": bool} or the last yes/no
+    the judge wrote itself: not inside quotes or code, not an echo of ``sources`` (what it was shown)."""
     text = (reply or "").strip()
     if text.startswith("{"):
         try:
@@ -81,8 +94,10 @@ def parse_judge_reply(reply: str) -> float:
                 return float(val.lower() in ("yes", "true"))
         except ValueError:
             pass
-    m = _YES_NO.search(text)
-    return float(m.group(1).lower() == "yes") if m else float("nan")
+    spans = quoted_spans(text)
+    own = [m for m in _YES_NO.finditer(text) if not any(a <= m.start() and m.end() <= b for a, b in spans)
+           and not (sources and is_echo(text, m.start(), m.end(), sources))]
+    return float(own[-1].group(1).lower() == "yes") if own else float("nan")
 
 
 def judge_from_lm(lm: Any, *, max_gen_toks: int = 8) -> Callable[[str], str]:
@@ -104,7 +119,8 @@ class HallucinationSignal(BaseSignal):
                  model: str = DEFAULT_MODEL, batch_size: int = 64, max_sentences: int = 64,
                  max_context_chars: int = 20_000, judge: JudgeFn | None = None, judge_sample_rate: float = 0.0,
                  judge_seed: int = 0, judge_template: str = DEFAULT_JUDGE_TEMPLATE,
-                 judge_name: str = "", allow_download: bool = False) -> None:
+                 judge_name: str = "", allow_download: bool = False,
+                 judge_max_per_batch: int | None = None) -> None:
         self.use_embeddings = embeddings
         self.support_threshold = support_threshold
         self.embedding_floor = embedding_floor
@@ -116,6 +132,7 @@ class HallucinationSignal(BaseSignal):
         self.judge_sample_rate = judge_sample_rate if judge is not None else 0.0
         self.judge_seed = judge_seed
         self.judge_template = judge_template
+        self.judge_max_per_batch = judge_max_per_batch
         self.judge_name = judge_name
         self.embedder = get_embedder(model, batch_size=batch_size, allow_download=allow_download) \
             if embeddings else None
@@ -133,7 +150,8 @@ class HallucinationSignal(BaseSignal):
                 "model": self.model_ref, "max_sentences": self.max_sentences,
                 "max_context_chars": self.max_context_chars, "judge": self.judge_name if self.judge else None,
                 "judge_sample_rate": self.judge_sample_rate, "judge_seed": self.judge_seed,
-                "judge_template": self.judge_template if self.judge else None}
+                "judge_template": self.judge_template if self.judge else None,
+                **({"judge_max_per_batch": self.judge_max_per_batch} if self.judge_max_per_batch else {})}
 
     # -- groundedness -------------------------------------------------------------------------------
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -208,7 +226,14 @@ class HallucinationSignal(BaseSignal):
     def judge_selected(self, frame: pd.DataFrame) -> np.ndarray:
         """Which records the judge sees: stable per record content, ≈ ``judge_sample_rate`` of them."""
         keys = record_keys(frame, (PROMPT, RESPONSE, CONTEXTS))
-        return np.array([stable_fraction(k, self.judge_seed) < self.judge_sample_rate for k in keys], dtype=bool)
+        frac = np.array([stable_fraction(k, self.judge_seed) for k in keys], dtype=float)
+        chosen = frac < self.judge_sample_rate
+        cap = self.judge_max_per_batch
+        if cap is not None and chosen.sum() > cap:  # cost cap: the smallest hashes, stable across reruns
+            keep = np.flatnonzero(chosen)[np.argsort(frac[chosen], kind="stable")[:cap]]
+            chosen = np.zeros(len(frac), dtype=bool)
+            chosen[keep] = True
+        return chosen
 
     def _judge(self, frame: pd.DataFrame, responses: list[str],
                contexts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -219,10 +244,15 @@ class HallucinationSignal(BaseSignal):
         if not len(idx) or self.judge is None:
             return selected.astype(float), flags
         prompts = text_series(frame, PROMPT).tolist()
-        asks = [self.judge_template.format(context="\n".join(contexts[i])[: self.max_context_chars] or "(none)",
-                                           question=prompts[i], answer=responses[i]) for i in idx]
+        asks = [self._ask(prompts[i], responses[i], contexts[i]) for i in idx]
         batch = getattr(self.judge, "batch", None)
         replies = list(batch(asks)) if callable(batch) else [self.judge(a) for a in asks]
         for i, reply in zip(idx, replies, strict=True):
-            flags[i] = parse_judge_reply(reply)
+            flags[i] = parse_judge_reply(reply, (prompts[i], responses[i], *contexts[i]))
         return selected.astype(float), flags
+
+    def _ask(self, question: str, answer: str, contexts: list[str]) -> str:
+        context = "\n".join(contexts)[: self.max_context_chars]
+        if not context and self.judge_template == DEFAULT_JUDGE_TEMPLATE:
+            return DEFAULT_JUDGE_TEMPLATE_NO_CONTEXT.format(question=question, answer=answer)
+        return self.judge_template.format(context=context or "(none)", question=question, answer=answer)

@@ -1,0 +1,104 @@
+"""The hallucination signal's LLM judge over a served OpenAI-compatible judge on 127.0.0.1: context-free
+prompts, sampling with a per-window cost cap, verdicts parsed robustly (quotes and echoes are not verdicts)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evalmon.monitor.signals import build_signals
+from evalmon.monitor.signals.hallucination import parse_judge_reply
+
+pytestmark = pytest.mark.e2e
+
+
+class JudgeServer:
+    """A served judge (OpenAI chat completions) that knows Paris is right and Rome is wrong; it quotes the
+    answer and writes the opposite word inside quotes before its own verdict, as real judges do."""
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send({"object": "list", "data": [{"id": "judge", "created": 1}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+                srv.prompts.append(prompt)
+                answer = prompt.split("Answer:\n", 1)[1].split("\n\n", 1)[0]
+                verdict = (f'The answer "{answer}" says Rome; one might say "No", but: Yes' if "Rome" in answer
+                           else f'Checking "{answer}"... "Yes" would be wrong. No')
+                msg = {"role": "assistant", "content": verdict}
+                self._send({"choices": [{"index": 0, "finish_reason": "stop", "message": msg}],
+                            "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+
+            def _send(self, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        class Quiet(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def judge_server() -> Iterator[JudgeServer]:
+    srv = JudgeServer()
+    yield srv
+    srv.close()
+
+
+def test_served_judge_sampled_capped_and_parsed_without_contexts(judge_server: JudgeServer) -> None:
+    model = {"backend": "openai", "base_url": judge_server.url, "model": "judge", "supports_logprobs": False,
+             "max_retries": 0, "timeout_s": 10}
+    sig = build_signals([{"name": "hallucination", "embeddings": False,
+                          "judge": {"model": model, "sample_rate": 0.5, "max_per_window": 6,
+                                    "max_gen_toks": 64}}])[0]
+    n = 60
+    df = pd.DataFrame({"prompt": [f"Where is the Eiffel tower? ({i})" for i in range(n)],
+                       "response": ["The tower is in Rome." if i % 2 else "Yes, it is in Paris." for i in range(n)]})
+    out = sig.compute(df)
+    judged = out["hallucination.judge_sampled"].to_numpy() > 0
+    assert judged.sum() == 6 == len(judge_server.prompts)  # the cost cap, not the 50% sample (~30)
+    assert all("your own knowledge" in p and "Knowledge:" not in p for p in judge_server.prompts)
+    flags = out["hallucination.judge_flag"].to_numpy()
+    assert (flags[judged] == (np.arange(n)[judged] % 2)).all()  # quoted "No"/"Yes" ignored: own verdicts
+    assert np.isnan(flags[~judged]).all()
+    assert np.isnan(out["hallucination.groundedness"]).all()  # no contexts: the grounding columns stay NaN
+    uncapped = build_signals([{"name": "hallucination", "embeddings": False,
+                               "judge": {"model": model, "sample_rate": 0.5}}])[0].judge_selected(df)
+    assert set(np.flatnonzero(judged)) <= set(np.flatnonzero(uncapped)) and 15 < uncapped.sum() < 45
+
+
+def test_judge_reply_parsing_ignores_quotes_and_echoes() -> None:
+    answer = "No, the Eiffel tower is in Rome."
+    assert parse_judge_reply(f"Verdict: Yes. The answer reads: {answer}", (answer,)) == 1.0  # echo ignored
+    assert parse_judge_reply(f"Verdict: Yes. The answer reads: {answer}") == 0.0  # (without its source)
+    assert parse_judge_reply('It says "yes". No.') == 0.0
+    assert parse_judge_reply('```\nYes\n```\nno') == 0.0
+    assert parse_judge_reply('{"hallucinated": "yes"}') == 1.0
+    assert np.isnan(parse_judge_reply('"Yes"'))
