@@ -34,6 +34,9 @@ def run(
     adapters: Annotated[str | None, typer.Option("--adapters", metavar="NAME=PATH,…", help="Evaluate these PEFT "
                                                  "adapters of the model (one base load) beside the base, paired "
                                                  "and ranked (docs/adapters.md).")] = None,
+    include_path: Annotated[list[Path] | None, typer.Option("--include-path", "--include_path", metavar="DIR",
+                                                            help="Folder of lm-eval task YAMLs for lm_eval:<name> "
+                                                                 "tasks (repeatable; docs/lm-eval.md).")] = None,
 ) -> None:
     """Run a suite: progress per task, then a results table; files in reports/<run_id>/."""
     from evalmon.cli.console import print_results
@@ -52,6 +55,9 @@ def run(
         cfg = _with_batch_size(cfg, batch_size)
     if no_sample_text:
         cfg = cfg.model_copy(update={"samples": cfg.samples.model_copy(update={"text": False})})
+    if include_path:  # after the suite's own lm_eval_include_path
+        cfg = cfg.model_copy(update={"lm_eval_include_path": [*(cfg.lm_eval_include_path or []),
+                                                              *(p.expanduser().resolve() for p in include_path)]})
     check_task_names(cfg)
     cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.backends.hf.model import quiet_transformers
@@ -196,7 +202,11 @@ def list_tasks(
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """List every task and group with where its data comes from."""
+    """List every task and group with where its data comes from.
+
+    Any task, group or tag of lm-eval's catalogue also runs on evalmon's engine as lm_eval:<name> (suite entry
+    {lm_eval: <name>, num_fewshot: N, limit: N}; --tasks lm_eval:<name>); custom lm-eval task YAMLs: evalmon run
+    --include-path DIR. See docs/lm-eval.md."""
     from evalmon.tasks import base
 
     needle = (filter_ or "").lower()

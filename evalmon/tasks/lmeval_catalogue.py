@@ -34,13 +34,13 @@ def lmeval_names(names: Iterable[str]) -> list[str]:
 
 
 def _task_manager(wanted: Sequence[str], include_paths: Sequence[Path]) -> Any:
-    from lm_eval.tasks import TaskManager
-
-    paths = [str(p) for p in include_paths]
     for p in include_paths:
         if not Path(p).is_dir():
             raise DataError(f"lm_eval include path {p} is not a directory",
                             hint="pass a folder of lm-eval task YAMLs to --include-path / lm_eval_include_path")
+    from lm_eval.tasks import TaskManager  # lazy: seconds to import
+
+    paths = [str(p) for p in include_paths]
     if paths:
         tm = TaskManager(include_path=paths, include_defaults=False)
         if all(n in tm.all_tasks for n in wanted):
@@ -49,16 +49,26 @@ def _task_manager(wanted: Sequence[str], include_paths: Sequence[Path]) -> Any:
 
 
 def _dataset_of(tm: Any, name: str) -> str:
-    """``dataset_path[/dataset_name]`` of a task's YAML (``?`` when it cannot be read)."""
-    try:
-        from lm_eval import utils
+    """``dataset_path[/dataset_name]`` of a task's YAML, following ``include:`` (``?`` when it cannot be read)."""
+    import yaml
 
-        entry = tm.task_index[name]
-        cfg = utils.load_yaml_config(str(entry.yaml_path), mode="simple")
-        path = cfg.get("dataset_path", "?")
-        return f"{path}/{cfg['dataset_name']}" if cfg.get("dataset_name") else str(path)
-    except Exception:  # only for the message
-        return "?"
+    class _Loose(yaml.SafeLoader):
+        pass
+
+    _Loose.add_multi_constructor("!", lambda loader, suffix, node: None)  # !function …: not needed here
+    entry = tm.task_index.get(name)
+    cfg: dict[str, Any] = dict(getattr(entry, "cfg", None) or {})
+    path = getattr(entry, "yaml_path", None)
+    for _ in range(4):  # the dataset keys may come from an included YAML
+        if cfg.get("dataset_path") or not cfg.get("include") or path is None:
+            break
+        path = (Path(path).parent / str(cfg.pop("include"))).resolve()
+        try:
+            cfg = {**(yaml.load(path.read_text(encoding="utf-8"), Loader=_Loose) or {}), **cfg}
+        except (OSError, yaml.YAMLError):
+            break
+    where = str(cfg.get("dataset_path") or "?")
+    return f"{where}/{cfg['dataset_name']}" if cfg.get("dataset_name") else where
 
 
 def _load(tm: Any, name: str) -> dict[str, Any]:

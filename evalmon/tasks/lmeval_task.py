@@ -12,9 +12,11 @@ Mapping of lm-eval's request types: ``loglikelihood`` → ``LLRequest`` (respons
 under another filter ``f`` it is ``m_f`` (as ``evalmon export`` names them). Mean metrics keep per-document
 scores in ``samples.jsonl.gz`` (what ``gate`` pairs); other aggregations are corpus metrics.
 
-What does not map (one-line ``ConfigError``): ``multiple_input`` tasks, ``repeats`` > 1, sampling
-(``do_sample``/``temperature`` > 0) and generation kwargs other than ``until``/``max_gen_toks``, and
-lm-eval's chat-template rendering (evalmon never asks lm-eval for ``apply_chat_template``). lm-eval is imported
+``multiple_input`` tasks (winogrande: one context per option) and multiple gold targets are plain loglikelihood
+requests scored by lm-eval's ``process_results``: they map. What does not map (one-line ``ConfigError``):
+``repeats`` > 1, sampling (``do_sample``/``temperature`` > 0) and generation kwargs other than
+``until``/``max_gen_toks``. lm-eval's chat-template rendering is never asked for (evalmon builds the requests
+as ``simple_evaluate`` does without ``apply_chat_template``). lm-eval is imported
 lazily (``evalmon.tasks.lmeval_catalogue`` loads the tasks).
 """
 

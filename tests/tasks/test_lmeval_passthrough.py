@@ -7,6 +7,8 @@ Four diverse lm-eval configs from its catalogue, data swapped for local rows of 
   (exported by ``evalmon.harness.parity``), aggregated by size like lm-eval (``aggregate_metric_list``);
 - ``loglikelihood_rolling``: the catalogue ``wikitext`` config (its detokenizer + ``process_results``) over
   WMT22 English source documents;
+- ``multiple_input``: the catalogue ``winogrande`` config (one context per option) on four hand-written
+  winogrande-format rows (no local WinoGrande copy; this checks the mapping, not a score);
 - ``generate_until`` with filters: the catalogue ``gsm8k`` (2-shot, strict-match and flexible-extract
   regex pipelines), greedy, ``max_gen_toks`` 24.
 
@@ -32,6 +34,14 @@ MAX_LENGTH = 256
 GROUP = "evalmon_pt_group"
 GSM8K = "evalmon_pt_gsm8k"
 WIKI = "evalmon_pt_wikitext"
+WINO = "evalmon_pt_winogrande"
+#: winogrande-format rows (lm-eval's "multiple_input": one context per option, the same continuation)
+WINO_ROWS = [
+    ("The trophy does not fit into the suitcase because _ is too large.", "trophy", "suitcase", "1"),
+    ("The trophy does not fit into the suitcase because _ is too small.", "trophy", "suitcase", "2"),
+    ("Anna thanked Maria for the help because _ had received it.", "Anna", "Maria", "1"),
+    ("The bottle would not fit in the bag since _ was too full.", "bottle", "bag", "2"),
+]
 
 
 def _write_yamls(out: Path, benchmarks: Path) -> dict[str, str]:
@@ -58,6 +68,13 @@ def _write_yamls(out: Path, benchmarks: Path) -> dict[str, str]:
         "include": str(catalogue / "wikitext" / "wikitext.yaml"), "task": WIKI, "dataset_path": "json",
         "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(pages)}},
         "training_split": None, "validation_split": None, "test_split": "test"}))
+    wino = out / "wino.jsonl"
+    wino.write_text("".join(json.dumps({"sentence": s, "option1": a, "option2": b, "answer": y}) + "\n"
+                            for s, a, b, y in WINO_ROWS))
+    (out / "winogrande.yaml").write_text(yaml.safe_dump({
+        "include": str(catalogue / "winogrande" / "default.yaml"), "task": WINO, "dataset_path": "json",
+        "dataset_name": None, "dataset_kwargs": {"data_files": {"validation": str(wino)}},
+        "training_split": None, "validation_split": "validation"}))
     return names
 
 
@@ -76,14 +93,15 @@ def both(tiny_checkpoint: Path, benchmarks_dir: Path, tmp_path_factory: pytest.T
     names = _write_yamls(task_dir, benchmarks_dir)
     hflm = HFLM(pretrained=str(tiny_checkpoint), batch_size=4, dtype="float32", device="cpu", max_length=MAX_LENGTH)
     theirs = lm_eval.simple_evaluate(
-        model=hflm, tasks=[GROUP, GSM8K, WIKI], limit=N, log_samples=True, bootstrap_iters=1000,
+        model=hflm, tasks=[GROUP, GSM8K, WIKI, WINO], limit=N, log_samples=True, bootstrap_iters=1000,
         task_manager=TaskManager(include_path=str(task_dir), include_defaults=False))
     suite = yaml.safe_dump({
         "name": "lmeval-passthrough", "output_dir": str(tmp / "reports"), "limit": N,
         "lm_eval_include_path": str(task_dir),
         "model": {"backend": "hf", "path": str(tiny_checkpoint), "batch_size": 4, "max_length": MAX_LENGTH},
         "tracking": {"enabled": False},
-        "tasks": [{"lm_eval": GROUP}, {"lm_eval": GSM8K}, {"lm_eval": WIKI, "options": {"bootstrap_iters": 1000}}]})
+        "tasks": [{"lm_eval": GROUP}, {"lm_eval": GSM8K}, {"lm_eval": WIKI, "options": {"bootstrap_iters": 1000}},
+                  {"lm_eval": WINO}]})
     cfg = load_suite_text(suite, "suite.yaml", base_dir=tmp)
     lm = HFCausalLM(HFSettings(path=str(tiny_checkpoint), batch_size=4, max_length=MAX_LENGTH))
     result = run_suite(cfg, lm=lm)
@@ -94,12 +112,12 @@ def _ours(task: str) -> str:
     return "lm_eval:" + task
 
 
-@pytest.mark.parametrize("task", ["evalmon_parity_hellaswag", "evalmon_parity_mmlu_anatomy", GSM8K, WIKI])
+@pytest.mark.parametrize("task", ["evalmon_parity_hellaswag", "evalmon_parity_mmlu_anatomy", GSM8K, WIKI, WINO])
 def test_task_metrics_equal_simple_evaluate(both: dict[str, Any], task: str) -> None:
     theirs = both["theirs"]["results"][task]
     ours = both["result"].tasks[_ours(task)]
     keys = [k for k in theirs if "," in k and "_stderr," not in k]
-    assert keys and ours.n == N
+    assert keys and ours.n == (len(WINO_ROWS) if task == WINO else N)
     for key in keys:
         metric, flt = key.split(",")
         name = metric if flt == "none" else f"{metric}_{flt}"
