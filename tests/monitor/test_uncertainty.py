@@ -63,9 +63,11 @@ def test_logged_uncertainty_scores_only_records_with_logprobs() -> None:
     assert LoggedUncertaintySignal().compute(plain).isna().all().all()
 
 
-def test_proxy_scorer_needs_the_token_logprobs_capability(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="signals.uncertainty.model"):
+def test_proxy_scorer_needs_the_token_logprobs_capability() -> None:
+    with pytest.raises(ConfigError, match=r"signals\.uncertainty\.model"):
         build_scorer({"backend": "nope"})
+    with pytest.raises(ConfigError, match="cannot return per-token log-probs"):
+        build_scorer({"backend": "none"})  # a backend without the token_logprobs capability
     with pytest.raises(ConfigError) as exc:
         build_signals([{"name": "uncertainty", "sample_rate": 2}])
     assert "sample_rate" in str(exc.value) and "\n" not in str(exc.value)

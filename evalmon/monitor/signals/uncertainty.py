@@ -141,6 +141,7 @@ class ProxyUncertaintySignal(BaseSignal):
                  max_response_chars: int = 2000, tail_logprob: float = DEFAULT_TAIL_LOGPROB) -> None:
         self.model_cfg = dict(model) if model else None
         self._lm = lm
+        self._lm_key = lm.fingerprint.cache_key() if lm is not None else None
         self.sample_rate, self.seed, self.chat = sample_rate, seed, chat
         self.max_prompt_chars, self.max_response_chars = max_prompt_chars, max_response_chars
         self.tail_logprob = tail_logprob
@@ -154,7 +155,8 @@ class ProxyUncertaintySignal(BaseSignal):
         return self._lm
 
     def options(self) -> dict[str, Any]:
-        ident = self._lm.fingerprint.cache_key() if self._lm is not None else self.model_cfg or "default"
+        # the model's identity without loading it: its config (a given LM: its fingerprint's cache key)
+        ident = self._lm_key or self.model_cfg or default_model()
         return {"model": ident, "sample_rate": self.sample_rate, "seed": self.seed, "chat": self.chat,
                 "max_prompt_chars": self.max_prompt_chars, "max_response_chars": self.max_response_chars,
                 "tail_logprob": self.tail_logprob}
