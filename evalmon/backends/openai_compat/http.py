@@ -1,8 +1,8 @@
 """HTTP for the ``openai`` backend: one ``httpx`` client, the API key, retries with backoff, redaction, and
 the worker pool that runs requests ``concurrency`` at a time. Knows nothing about requests' meaning.
 
-* 429/5xx/connection errors/timeouts/malformed JSON are retried ``max_retries`` times with exponential backoff
-  and jitter (``Retry-After`` honoured); 4xx → one-line ``ModelError`` with a hint per status;
+* 429/5xx/connection errors/timeouts/malformed JSON are retried ``max_retries`` times (tenacity) with exponential
+  backoff and jitter (``Retry-After`` honoured); 4xx → one-line ``ModelError`` with a hint per status;
 * the API key is read from the variable named by ``api_key_env`` and only ever sent in the ``Authorization``
   header; server text quoted in errors has it redacted;
 * ``map`` reports each finished request at once (so the runner's cache keeps partial progress) and the first
@@ -90,19 +90,27 @@ class ApiClient:
 
     def request(self, method: str, path: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
         """One API call: retried on 429/5xx/network errors/timeouts/malformed bodies; 4xx → ``ModelError``."""
+        from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
         url = join_url(self.base_url, path)
         attempts = self.cfg.max_retries + 1
-        problem, retry_after = "", None
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(backoff_delay(attempt, self.cfg.backoff_s, retry_after))
+
+        def once() -> T:
             stop = getattr(self._local, "stop", None)
-            if stop is not None and stop.is_set():
+            if stop is not None and stop.is_set():  # another request of this map() failed: not sent (again)
                 raise Cancelled
-            try:
-                return self._attempt(method, url, payload, parse)
-            except Retryable as exc:
-                problem, retry_after = str(exc), exc.retry_after
+            return self._attempt(method, url, payload, parse)
+
+        def wait(state: RetryCallState) -> float:  # after failed attempt n: backoff_delay(n, …, its Retry-After)
+            exc = state.outcome.exception() if state.outcome is not None else None
+            return backoff_delay(state.attempt_number, self.cfg.backoff_s, getattr(exc, "retry_after", None))
+
+        retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait, sleep=self._sleep,
+                            retry=retry_if_exception_type(Retryable), reraise=True)
+        try:
+            return retrying(once)
+        except Retryable as exc:
+            problem = str(exc)
         hint = "check that the server is up and healthy; finished requests are cached — rerun to resume"
         if path == "/chat/completions" and "HTTP 5" in problem:
             hint += " (a 500 from /chat/completions can mean the model has no chat template: try mode: completions)"
