@@ -11,6 +11,7 @@ import errno
 import gzip
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ RESULTS_FILE = "results.json"
 SAMPLES_FILE = "samples.jsonl.gz"
 #: a sample's prompt text keeps its last characters (few-shot prompts end with the question asked)
 PROMPT_TEXT_CHARS = 2000
+_CLIPPED = re.compile(r"\[… \d+ chars cut\] ")
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
 
@@ -196,8 +198,10 @@ class SampleRecord(BaseModel):
 
 
 def clip_prompt(text: str, limit: int = PROMPT_TEXT_CHARS) -> str:
-    """``text``'s last ``limit`` characters, prefixed by how many were cut (``[… 1234 chars cut] …``)."""
-    if len(text) <= limit:
+    """``text``'s last ``limit`` characters, prefixed by how many were cut (``[… 1234 chars cut] …``);
+    a text clipped before is returned as it is."""
+    done = _CLIPPED.match(text)
+    if len(text) <= limit or (done is not None and len(text) - done.end() <= limit):
         return text
     return f"[… {len(text) - limit} chars cut] " + text[-limit:]
 

@@ -38,6 +38,7 @@ from evalmon.core.results import (
     SampleRecord,
     TaskResult,
     atomic_write,
+    clip_prompt,
 )
 
 PARITY_PREFIX = "evalmon_parity_"  # evalmon.harness.parity.PREFIX (harness sits above sinks)
@@ -46,6 +47,9 @@ HASH_PREFIX = "lm-eval:"  # config_hash of a task read from lm-eval: not compara
 METRIC_NAMES = {"truthfulqa_mc1": {"mc1": "acc"}, "truthfulqa_mc2": {"mc2": "acc"}}
 _BINARY = {"acc", "acc_norm", "mc1", "exact_match"}
 _MISSING = ["doc (only choices kept)", "arguments (only the prompt hash kept)", "versions", "task_hashes"]
+#: with the prompt text in samples.jsonl.gz, ``arguments`` holds it (clipped) and each continuation
+_MISSING_WITH_TEXT = ["doc (only choices kept)", "arguments' full prompt (its last 2000 chars kept) and "
+                      "generation kwargs", "versions", "task_hashes"]
 
 
 def sanitize_model_name(name: str) -> str:
@@ -91,11 +95,21 @@ def _sample_out(task: str, s: SampleRecord) -> dict[str, Any]:
         [o] for o in s.outputs]
     out: dict[str, Any] = {
         "doc_id": int(idx) if idx.isdigit() else s.doc_id, "doc": {"choices": s.choices} if s.choices else {},
-        "target": str(s.target), "arguments": {}, "resps": resps, "filtered_resps": [r[0] for r in resps],
+        "target": str(s.target), "arguments": _arguments(s), "resps": resps, "filtered_resps": [r[0] for r in resps],
         "filter": "none", "metrics": [_lm_metric(task, m) for m in s.scores], "prompt_hash": s.prompt_hash,
         "evalmon_doc_id": s.doc_id}
     out.update({_lm_metric(task, m): v for m, v in s.scores.items()})
     return out
+
+
+def _arguments(s: SampleRecord) -> dict[str, Any]:
+    """lm-eval's ``arguments`` (``gen_args_<i>``: ``arg_0`` context, ``arg_1`` continuation / generation
+    kwargs) from the sample's prompt text; empty when the run did not keep it."""
+    if s.prompt is None:
+        return {}
+    if s.choices:
+        return {f"gen_args_{i}": {"arg_0": s.prompt, "arg_1": c} for i, c in enumerate(s.choices)}
+    return {"gen_args_0": {"arg_0": s.prompt, "arg_1": {}}}
 
 
 def write_lmeval(result: RunResult, samples: list[SampleRecord] | None, out_dir: Path) -> list[Path]:
@@ -112,11 +126,13 @@ def write_lmeval(result: RunResult, samples: list[SampleRecord] | None, out_dir:
     lm_names = {name: _lm_task(name, t) for name, t in result.tasks.items()}
     results: dict[str, Any] = {}
     configs: dict[str, Any] = {}
+    with_text = {s.task for s in samples or [] if s.prompt is not None}
     for name, t in result.tasks.items():
         lm = lm_names[name]
         results[lm] = {"alias": lm, "sample_len": t.n, **_metric_block(name, t.metrics)}
         evalmon = {"name": name, "config_hash": t.config_hash, "source": t.source,
-                   "metric_kinds": t.metric_kinds, "missing": _MISSING,
+                   "metric_kinds": t.metric_kinds,
+                   "missing": _MISSING_WITH_TEXT if name in with_text else _MISSING,
                    "metrics": {m: mv.model_dump(mode="json") for m, mv in t.metrics.items()}}
         configs[lm] = {"task": lm, "num_fewshot": t.num_fewshot, "evalmon_config": t.config,
                        "metric_list": [{"metric": _lm_metric(name, m), "higher_is_better": mv.higher_is_better}
@@ -252,7 +268,8 @@ def _sample_in(s: dict[str, Any], name: str, split: str) -> SampleRecord:
     doc_id = s.get("evalmon_doc_id") or f"{split}/{s['doc_id']}"
     return SampleRecord(task=name, doc_id=str(doc_id), prompt_hash=prompt_hash, target=s.get("target"),
                         choices=[str(c) for c in choices], loglikelihoods=lls, is_greedy=greedy,
-                        outputs=outputs, scores=scores)
+                        outputs=outputs, scores=scores,
+                        prompt=clip_prompt(context) if isinstance(context, str) else None)
 
 
 def read_lmeval(results_file: Path) -> tuple[RunResult, list[SampleRecord] | None, list[str]]:

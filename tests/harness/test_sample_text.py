@@ -77,6 +77,7 @@ def test_samples_keep_the_prompt_tail_and_opt_out_writes_none(tmp_path: Path) ->
 def test_clip_prompt_keeps_short_text_whole() -> None:
     assert clip_prompt("abc", 3) == "abc"
     assert clip_prompt("abcdef", 2) == "[… 4 chars cut] ef"
+    assert clip_prompt(clip_prompt("x" * 5000)) == clip_prompt("x" * 5000)  # clipping twice changes nothing
 
 
 def test_suite_samples_text_option_is_not_hashed() -> None:

@@ -1,6 +1,6 @@
-"""``evalmon export --format fastchat|inspect``: MT-Bench judgments in FastChat's ``model_judgment`` layout
-(read back the way FastChat's ``show_result.py`` reads them), and inspect_ai eval logs read back with
-inspect_ai's own ``read_eval_log`` (the CLI end to end)."""
+"""``evalmon export --format fastchat|inspect|lm-eval``: MT-Bench judgments in FastChat's ``model_judgment``
+layout (read back the way FastChat's ``show_result.py`` reads them), inspect_ai eval logs read back with
+inspect_ai's own ``read_eval_log`` (the CLI end to end), and the prompt text in lm-eval's ``arguments``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,18 @@ from typing import Any
 import pytest
 from cli_util import assert_user_error, run_cli, show
 
-from evalmon.core.results import MetricValue, Provenance, RunResult, SampleRecord, TaskResult, write_samples
+from evalmon.core.results import (
+    MetricValue,
+    Provenance,
+    RunResult,
+    SampleRecord,
+    TaskResult,
+    clip_prompt,
+    write_samples,
+)
 from evalmon.harness.evaluate import evaluate_task
 from evalmon.sinks.fastchat import write_fastchat
+from evalmon.sinks.lmeval import write_lmeval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 from test_mtbench import ScriptedJudge, _answers, _task, judged, pair_rule, single_rule
@@ -80,6 +89,28 @@ def test_fastchat_export_of_a_run_without_mtbench_is_a_one_line_error(tmp_path: 
     sample = SampleRecord(task="t", doc_id="0", prompt_hash="p", scores={"acc": 1.0})
     with pytest.raises(ConfigError, match="has no MT-Bench samples"):
         write_fastchat(_run(task, "t"), [sample], tmp_path)
+
+
+def test_lmeval_export_carries_the_prompt_text_both_ways(tmp_path: Path) -> None:
+    from evalmon.sinks.lmeval import read_lmeval
+
+    task = TaskResult(name="mc", n=2, num_fewshot=0, source="local", config_hash="abc",
+                      metrics={"acc": MetricValue(value=0.5)}, metric_kinds={"acc": "binary"})
+    long = "shot. " * 500 + "Q: last?"
+    samples = [SampleRecord(task="mc", doc_id="test/0", prompt_hash="h0", target=1, choices=[" no", " yes"],
+                            loglikelihoods=[-2.0, -1.0], scores={"acc": 1.0}, prompt=clip_prompt(long)),
+               SampleRecord(task="mc", doc_id="test/1", prompt_hash="h1", target=0, choices=[" no", " yes"],
+                            loglikelihoods=[-3.0, -0.5], scores={"acc": 0.0})]
+    results, first = write_lmeval(_run(task, "mc"), samples, tmp_path)
+    rows = _read_jsonl(first)
+    assert rows[0]["arguments"] == {"gen_args_0": {"arg_0": clip_prompt(long), "arg_1": " no"},
+                                    "gen_args_1": {"arg_0": clip_prompt(long), "arg_1": " yes"}}
+    assert rows[1]["arguments"] == {}  # no text kept: nothing invented
+    missing = json.loads(results.read_text())["configs"]["mc"]["metadata"]["evalmon"]["missing"]
+    assert any("last 2000 chars" in m for m in missing)
+    _, back, _ = read_lmeval(results)
+    assert back is not None and [s.prompt for s in back] == [clip_prompt(long), None]
+    assert [s.prompt_hash for s in back] == ["h0", "h1"]
 
 
 @pytest.mark.e2e  # imports inspect_ai (seconds) in two processes
