@@ -209,7 +209,7 @@ def test_export_unknown_format_is_a_user_error(tmp_path: Path) -> None:
 
     from evalmon.cli.app import app
 
-    res = CliRunner().invoke(app, ["export", str(_lmeval_dir(tmp_path)), "--format", "inspect", "--out",
+    res = CliRunner().invoke(app, ["export", str(_lmeval_dir(tmp_path)), "--format", "helm", "--out",
                                    str(tmp_path / "x")])
     assert isinstance(res.exception, ConfigError)
-    assert res.exception.one_line().startswith("--format 'inspect' is not supported") and not (tmp_path / "x").exists()
+    assert res.exception.one_line().startswith("--format 'helm' is not supported") and not (tmp_path / "x").exists()
