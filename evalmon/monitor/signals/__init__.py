@@ -61,6 +61,9 @@ class RefusalConfig(_SignalConfig):
     field: str = "response"
     head_chars: int = Field(400, ge=10)
     extra_patterns: dict[str, str] = {}
+    classifier: bool = True  # the shipped refusal detector OR the patterns (false: patterns only)
+    threshold: float | None = Field(None, ge=0, le=1)  # None: the detector's validated default
+    allow_download: bool = False
 
 
 class EmbeddingConfig(_SignalConfig):
@@ -77,7 +80,7 @@ class PiiConfig(_SignalConfig):
     name: Literal["pii"] = "pii"
     fields: list[str] = ["response"]
     entities: list[str] | None = None  # None: the regex entities (+ PERSON/LOCATION/NRP with nlp: spacy)
-    nlp: Literal["none", "spacy"] = "none"
+    nlp: Literal["auto", "none", "spacy"] = "auto"  # auto: spacy when an English model is installed
     spacy_model: str | None = None  # None: the first installed en_core_web_* package
     score_threshold: float = Field(0.4, ge=0, le=1)
     extra_patterns: dict[str, str] = {}
@@ -97,6 +100,7 @@ class SafetyClassifierConfig(ConfigModel, BaseModel):
 
 class SafetyConfig(_SignalConfig):
     name: Literal["safety"] = "safety"
+    method: Literal["classifier", "exemplars"] = "classifier"
     exemplars: bool = True
     data_dir: str | None = None
     replace_builtin: bool = False
@@ -147,10 +151,12 @@ def _usage(cfg: UsageConfig, **_: Any) -> Signal:
                        tokenizers=cfg.tokenizers)
 
 
-def _refusal(cfg: RefusalConfig, **_: Any) -> Signal:
+def _refusal(cfg: RefusalConfig, *, allow_download: bool = False, **_: Any) -> Signal:
     from evalmon.monitor.signals.refusal import RefusalSignal
 
-    return RefusalSignal(field=cfg.field, head_chars=cfg.head_chars, extra_patterns=cfg.extra_patterns)
+    return RefusalSignal(field=cfg.field, head_chars=cfg.head_chars, extra_patterns=cfg.extra_patterns,
+                         classifier=cfg.classifier, threshold=cfg.threshold,
+                         allow_download=cfg.allow_download or allow_download)
 
 
 def _embedding(cfg: EmbeddingConfig, *, allow_download: bool = False, **_: Any) -> Signal:
@@ -171,7 +177,8 @@ def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
 def _safety(cfg: SafetyConfig, *, allow_download: bool = False, **_: Any) -> Signal:
     from evalmon.monitor.signals.safety import SafetySignal
 
-    return SafetySignal(exemplars=cfg.exemplars, data_dir=cfg.data_dir, replace_builtin=cfg.replace_builtin,
+    return SafetySignal(method=cfg.method, exemplars=cfg.exemplars, data_dir=cfg.data_dir,
+                        replace_builtin=cfg.replace_builtin,
                         targets=cfg.targets, thresholds=cfg.thresholds, top_k=cfg.top_k, model=cfg.model,
                         batch_size=cfg.batch_size,
                         classifier=cfg.classifier.model_dump() if cfg.classifier else None,
@@ -218,6 +225,8 @@ def _register() -> None:
 
 
 _register()
+from evalmon.monitor.signals import guard as _guard  # noqa: E402, F401  (registers the "guard" signal)
+
 # Per-window rates (mean of a 0/1 column) that the issue names; windows/alerts can use these names.
 RATE_COLUMNS: dict[str, str] = {"hallucination_rate": "hallucination.flag", "unsafe_rate": "safety.unsafe",
                                 "pii_rate": "pii.any", "refusal_rate": "refusal.refused",
