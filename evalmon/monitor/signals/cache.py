@@ -136,11 +136,36 @@ def compute_signal(frame: pd.DataFrame, signal: Signal, cache: SignalCache | Non
     return out[list(signal.columns)]
 
 
+def _uncached(frame: pd.DataFrame, signal: Signal, cache: SignalCache | None) -> list[int]:
+    """Positions of ``frame`` that ``compute_signal`` will send to ``signal.compute``."""
+    if not len(frame) or not getattr(signal, "cacheable", True) or cache is None:
+        return list(range(len(frame)))
+    prefix = _fingerprint(signal)
+    keys = [f"{prefix}:{k}" for k in record_keys(frame, _inputs(signal, frame))]
+    cached = cache.get_many(keys)
+    return [pos for pos, k in enumerate(keys) if k not in cached]
+
+
+def _shared_embedding_pass(frame: pd.DataFrame, signals: Sequence[Signal], cache: SignalCache | None) -> None:
+    """Encode, in one pass per embedder, every text that the embedding signals will need for this batch
+    (records missing from the cache only); each signal then reads the embedder's memo."""
+    users = [s for s in signals if getattr(s, "embedding_fields", ())]
+    if not users or not len(frame):
+        return
+    from evalmon.monitor.signals.embeddings import prefetch_embeddings
+
+    pos = sorted({p for s in users for p in _uncached(frame, s, cache)})
+    if pos:
+        prefetch_embeddings(frame.iloc[pos], users)
+
+
 def compute_signals(frame: pd.DataFrame, signals: Sequence[Signal], cache: SignalCache | None = None,
                     stats: ComputeStats | None = None) -> pd.DataFrame:
-    """``frame`` plus every signal's columns (same index); each record computed once per signal."""
+    """``frame`` plus every signal's columns (same index); each record computed once per signal, and
+    each text embedded once for all the signals that embed it (``_shared_embedding_pass``)."""
     produced = [c for sig in signals for c in sig.columns]
     parts = [frame.drop(columns=[c for c in produced if c in frame.columns])]
+    _shared_embedding_pass(frame, signals, cache)
     for sig in signals:
         st = SignalStats()
         parts.append(compute_signal(frame, sig, cache, st))

@@ -87,6 +87,40 @@ class Embedder:
         return out
 
 
+def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """A shipped detector's probability for each text (NaN for empty text), from the shared embedding."""
+    if detector.embedding_model != embedder.model_ref:
+        from evalmon.core.errors import ConfigError
+
+        raise ConfigError(f"detector {detector.name} was trained on {detector.embedding_model} embeddings, "
+                          f"not {embedder.model_ref}", hint="use the default embedding model with detectors")
+    out = np.full(len(texts), np.nan)
+    idx = [i for i, t in enumerate(texts) if t.strip()]
+    if idx:
+        out[idx] = detector.predict_proba_vectors(embedder.encode([texts[i] for i in idx]))
+    return out
+
+
+def prefetch_embeddings(frame: pd.DataFrame, signals: Sequence[Any]) -> None:
+    """One embedding pass per batch: every non-empty text that any signal embeds (its ``embedder`` and
+    ``embedding_fields``) is encoded in one call per embedder; the signals then read the memo."""
+    todo: dict[int, tuple[Embedder, dict[str, None]]] = {}
+    for sig in signals:
+        emb = getattr(sig, "embedder", None)
+        fields = tuple(getattr(sig, "embedding_fields", ()) or ())
+        if not isinstance(emb, Embedder) or not fields:
+            continue
+        _, texts = todo.setdefault(id(emb), (emb, {}))
+        for f in fields:
+            if f in frame.columns:
+                for t in text_series(frame, f).tolist():
+                    if t.strip():
+                        texts[t] = None
+    for emb, texts in todo.values():
+        if texts:
+            emb.encode(list(texts))
+
+
 def _quiet_transformers() -> None:
     """No weight-loading progress bars in monitor logs."""
     try:
@@ -127,6 +161,7 @@ class EmbeddingSignal(BaseSignal):
                                      allow_download=allow_download)
         self.columns = tuple(f"embedding.{f}" for f in self.fields)
         self.inputs = self.fields
+        self.embedding_fields = self.fields
 
     def options(self) -> dict[str, Any]:
         return {"fields": self.fields, "model": self.model_ref, "max_chars": self.max_chars}

@@ -1,0 +1,177 @@
+"""Train the shipped safety / refusal detectors (evalmon/monitor/detectors/<name>-v1.json).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_detectors.py [--data ../shared/benchmarks]
+        [--only harmful_request,...] [--embed-only] [--no-write]
+
+Features: the bundled all-MiniLM-L6-v2 embedding (the monitor's own ``Embedder``, same truncation) of
+the text. Model: ``CalibratedClassifierCV(LogisticRegression(class_weight="balanced"), method="sigmoid",
+cv=5)`` fitted on the *train* split of the permissively licensed sets only (benchmarks/detector_data.py);
+the artifact stores the five (coefficients, intercept, Platt a, b) members — the calibrated probability is
+their mean, exactly as scikit-learn computes it. The default threshold is chosen on the *validation*
+split: the lowest threshold whose false-positive rate on the detector's reference negatives is within
+its target. Embeddings are cached under .evalmon/cache/detectors/ (keyed by text hash) so reruns are
+cheap. Seeded and deterministic; prints the validation metrics it writes into the artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from detector_data import LICENCES, Example, datasets, split_of  # noqa: E402
+
+from evalmon.monitor.detectors import ARTIFACT_DIR, Detector, Member  # noqa: E402
+from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder  # noqa: E402
+
+CACHE = ROOT / ".evalmon/cache/detectors"
+# detector → (input field, reference-negative sources for the threshold, target FPR on them, description)
+SPECS: dict[str, tuple[str, tuple[str, ...], float, str]] = {
+    "harmful_request": ("prompt", ("coconot",), 0.05,
+                        "harmful request (should not be answered) vs benign prompts incl. look-alikes"),
+    "jailbreak": ("prompt", ("mt_bench", "gsm8k", "truthfulqa", "jailbreak_classification"), 0.02,
+                  "jailbreak / prompt-injection template vs ordinary prompts and plain requests"),
+    "toxicity": ("response", ("hatecheck", "openai_moderation", "decodingtrust_toxicity", "mt_bench"), 0.05,
+                 "hateful / toxic / abusive text"),
+    "refusal": ("response", ("mt_bench", "truthfulqa", "gsm8k", "gptfuzz"), 0.03,
+                "the response refuses (fully or partly) instead of answering"),
+}
+SEED = 0
+
+
+def _key(text: str) -> str:
+    return hashlib.blake2b(text[: get_embedder(DEFAULT_MODEL).max_chars].encode("utf-8", "replace"),
+                           digest_size=16).hexdigest()
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Texts → (n, 384) with an on-disk cache keyed by the hash of the truncated text."""
+    emb = get_embedder(DEFAULT_MODEL)
+    keys = [_key(t) for t in texts]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / "embeddings.npz"
+    store: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as z:
+            store = dict(zip(z["keys"].tolist(), z["vecs"], strict=True))
+    todo = [i for i, k in enumerate(keys) if k not in store]
+    t0 = time.perf_counter()
+    for start in range(0, len(todo), 256):
+        chunk = todo[start:start + 256]
+        vecs = emb.encode([texts[i] for i in chunk])
+        for i, v in zip(chunk, vecs, strict=True):
+            store[keys[i]] = v
+        print(f"  embedded {start + len(chunk)}/{len(todo)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        emb._memo.clear()
+        np.savez(path, keys=np.array(list(store)), vecs=np.stack(list(store.values())))
+    return np.stack([store[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+
+
+def threshold_for(scores_neg: np.ndarray, target_fpr: float) -> float:
+    """Lowest threshold t with mean(scores_neg >= t) <= target_fpr."""
+    s = np.sort(scores_neg)[::-1]
+    k = int(np.floor(target_fpr * len(s)))  # at most k negatives may reach t
+    return float(np.nextafter(s[k], 1.0)) if k < len(s) else float(s[-1])
+
+
+def metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    f = p >= thr
+    out: dict[str, float] = {"n": len(y), "positives": int(y.sum())}
+    if 0 < y.sum() < len(y):
+        out["pr_auc"] = round(float(average_precision_score(y, p)), 4)
+        out["roc_auc"] = round(float(roc_auc_score(y, p)), 4)
+    if y.sum():
+        out["recall"] = round(float(f[y == 1].mean()), 4)
+    if (y == 0).sum():
+        out["fpr"] = round(float(f[y == 0].mean()), 4)
+    if f.sum():
+        out["precision"] = round(float(y[f].mean()), 4)
+    return out
+
+
+def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+
+    field, ref_sources, target_fpr, what = SPECS[name]
+    X = embed([r.text for r in rows])
+    y = np.array([r.label for r in rows])
+    split = np.array([split_of(r) for r in rows])
+    ship = np.array([r.shippable for r in rows])
+    src = np.array([r.source for r in rows])
+    tr = (split == "train") & ship
+    clf = CalibratedClassifierCV(LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000),
+                                 method="sigmoid", cv=5)
+    clf.fit(X[tr], y[tr])
+    members = [Member(coef=c.estimator.coef_[0].astype(float).tolist(), intercept=float(c.estimator.intercept_[0]),
+                      a=float(c.calibrators[0].a_), b=float(c.calibrators[0].b_))
+               for c in clf.calibrated_classifiers_]
+    det = Detector(name=name, version="1", field=field, embedding_model=DEFAULT_MODEL,
+                   max_chars=get_embedder(DEFAULT_MODEL).max_chars, threshold=0.5, members=members)
+    p = det.predict_proba_vectors(X)
+    assert np.allclose(p, clf.predict_proba(X)[:, 1], atol=1e-6), "exported members differ from sklearn"
+    val = (split == "validation") & ship
+    ref = val & (y == 0) & np.isin(src, ref_sources)
+    det.threshold = round(threshold_for(p[ref], target_fpr), 6)
+    report: dict[str, Any] = {"validation (permissive sets, validation split)": metrics(y[val], p[val], det.threshold)}
+    for s in sorted(set(src)):
+        m = (src == s) & ((split == "validation") | ~ship)
+        if m.any():
+            tag = f"{s} ({'validation split' if LICENCES[s][1] else 'all rows, validation-only set'})"
+            report[tag] = metrics(y[m], p[m], det.threshold)
+    det.card = {
+        "description": what, "field": field, "target_fpr": target_fpr,
+        "threshold_reference_negatives": list(ref_sources),
+        "training_sets": {s: LICENCES[s][0] for s in sorted(set(src[tr]))},
+        "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
+        "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
+        "split": "sha256(seed, group) < 0.3 → validation; groups = template / question / item",
+        "model": "CalibratedClassifierCV(LogisticRegression(C=4, class_weight=balanced), sigmoid, cv=5)",
+        "metrics": report,
+    }
+    print(f"\n== {name}: threshold {det.threshold:.4f} (FPR ≤ {target_fpr:.0%} on {', '.join(ref_sources)})")
+    for k, v in report.items():
+        print(f"  {k:60s} {json.dumps(v)}")
+    if write:
+        det.save(ARTIFACT_DIR / f"{name}-v1.json")
+    return det.card
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/benchmarks")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--embed-only", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--cached-only", action="store_true", help="only rows whose embedding is cached (quick look)")
+    args = ap.parse_args()
+    np.random.seed(SEED)
+    ds = datasets(args.data)
+    names = [n for n in SPECS if not args.only or n in args.only.split(",")]
+    if args.embed_only:
+        texts = list(dict.fromkeys(r.text for n in names for r in ds[n]))
+        texts.sort(key=len)
+        embed(texts)
+        return
+    for n in names:
+        rows = ds[n]
+        if args.cached_only:
+            have = set(np.load(CACHE / "embeddings.npz")["keys"].tolist())
+            rows = [r for r in rows if _key(r.text) in have]
+        train_one(n, rows, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()

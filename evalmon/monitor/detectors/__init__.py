@@ -1,0 +1,107 @@
+"""Shipped text detectors: calibrated logistic regressions over the bundled MiniLM sentence embedding.
+
+An artifact is one small JSON file here (``<name>-v<version>.json``; trained by
+``benchmarks/train_detectors.py``, model cards in ``docs/detectors/``): the embedding model and
+truncation it expects, the input field, the default threshold (chosen on validation data for a stated
+false-positive rate) and ``members`` — the folds of scikit-learn's ``CalibratedClassifierCV``, each a
+logistic regression (``coef``, ``intercept``) with its Platt scaling (``a``, ``b``). The probability is
+the members' mean of ``1 / (1 + exp(a·(w·x + c) + b))``, which is what scikit-learn computes; no pickle,
+no scikit-learn needed to score.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalmon.core.errors import ConfigError, DataError
+
+ARTIFACT_DIR = Path(__file__).resolve().parent
+BUILTIN = ("harmful_request", "jailbreak", "toxicity", "refusal")
+
+
+@dataclass
+class Member:
+    coef: list[float]
+    intercept: float
+    a: float
+    b: float
+
+
+@dataclass
+class Detector:
+    name: str
+    version: str
+    field: str  # the record field it reads by default: prompt / response
+    embedding_model: str
+    max_chars: int
+    threshold: float
+    members: list[Member]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        w = np.array([m.coef for m in self.members], dtype=np.float64)  # (k, dim)
+        c = np.array([m.intercept for m in self.members])
+        a = np.array([m.a for m in self.members])
+        b = np.array([m.b for m in self.members])
+        return w, c, a, b
+
+    @property
+    def dim(self) -> int:
+        return len(self.members[0].coef)
+
+    def predict_proba_vectors(self, x: np.ndarray) -> np.ndarray:
+        """(n, dim) embeddings → (n,) calibrated probability of the positive class."""
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise DataError(f"detector {self.name}: expected (n, {self.dim}) embeddings, got {x.shape}")
+        w, c, a, b = self._weights()
+        f = x.astype(np.float64) @ w.T + c  # (n, k) decision values
+        return (1.0 / (1.0 + np.exp(a * f + b))).mean(axis=1)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "") -> Detector:
+        try:
+            members = [Member(**m) for m in d["members"]]
+            det = cls(name=str(d["name"]), version=str(d["version"]), field=str(d["field"]),
+                      embedding_model=str(d["embedding_model"]), max_chars=int(d["max_chars"]),
+                      threshold=float(d["threshold"]), members=members, card=dict(d.get("card", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{source or 'detector'}: not a detector artifact ({e})",
+                            hint="retrain with benchmarks/train_detectors.py") from e
+        if not members or len({len(m.coef) for m in members}) != 1:
+            raise DataError(f"{source or 'detector'}: members missing or of different sizes")
+        return det
+
+
+def load_detector_file(path: str | Path) -> Detector:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"detector artifact {p} does not exist", hint="train one with benchmarks/train_detectors.py")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{p}: not valid JSON ({e})") from e
+    return Detector.from_json(raw, str(p))
+
+
+@cache
+def load_detector(name: str, version: str = "1") -> Detector:
+    """A shipped detector by name (``harmful_request``, ``jailbreak``, ``toxicity``, ``refusal``)."""
+    path = ARTIFACT_DIR / f"{name}-v{version}.json"
+    if not path.is_file():
+        raise ConfigError(f"no shipped detector {name!r} v{version}", hint=f"shipped: {', '.join(BUILTIN)}")
+    return load_detector_file(path)
+
+
+__all__ = ["ARTIFACT_DIR", "BUILTIN", "Detector", "Member", "load_detector", "load_detector_file"]
