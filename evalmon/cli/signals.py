@@ -1,0 +1,46 @@
+"""``evalmon signals score`` (typer sub-app). Import-light: the signals load on the command's first line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+signals_app = typer.Typer(no_args_is_help=True, help="Per-record monitor signals on any traffic file.")
+
+
+def _columns(pairs: list[str] | None) -> dict[str, str]:
+    from evalmon.core.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        canonical, sep, field = pair.partition("=")
+        if not sep or not canonical.strip() or not field.strip():
+            raise ConfigError(f"--column {pair!r}: expected CANONICAL=FIELD", hint="e.g. --column prompt=question")
+        out[canonical.strip()] = field.strip()
+    return out
+
+
+@signals_app.command("score")
+def score(
+    file: Annotated[Path, typer.Argument(help="Traffic file: .jsonl(.gz) / .csv / .parquet (or a Parquet dir).")],
+    signals: Annotated[str, typer.Option(help="Comma-separated signal names, e.g. pii,refusal,safety.")],
+    out: Annotated[Path, typer.Option(help="Output .parquet or .jsonl (one row per record).")],
+    column: Annotated[list[str] | None, typer.Option("--column", help="CANONICAL=FIELD alias, repeatable "
+                                                     "(as a monitor's columns:), e.g. prompt=question.")] = None,
+    kind: Annotated[str | None, typer.Option(help="jsonl | csv | parquet (default: by extension).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Records scored (and written) per batch.")] = 512,
+    text: Annotated[bool, typer.Option("--text/--no-text", help="Keep prompt and response next to the scores.")] = True,
+) -> None:
+    """Compute per-record signals on a traffic file (the monitor's sources and aliases) → Parquet/JSONL."""
+    from evalmon.cli.common import console
+    from evalmon.monitor.signal_scoring import score_file
+
+    names = [s.strip() for s in signals.split(",") if s.strip()]
+    err = console(stderr=True)
+    result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
+                        log_fn=lambda m: err.print(m, markup=False, soft_wrap=True))
+    console().print(f"{result.records} records scored ({result.quarantined} quarantined, left out) with "
+                    f"{', '.join(names)} in {result.seconds:.1f} s ({result.per_second:.1f} records/s) → "
+                    f"{result.out} ({len(result.columns)} signal columns)", markup=False, soft_wrap=True)

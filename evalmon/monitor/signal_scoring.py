@@ -1,0 +1,159 @@
+"""Per-record signals on any traffic file: ``evalmon signals score FILE --signals a,b --out FILE``.
+
+How users audit a detector, label disagreements and retrain: the file is read by the monitor's own sources
+(``jsonl`` / ``csv`` / ``parquet`` by extension, or ``kind``) with the same column aliases (``columns``:
+canonical name → your field; OTel GenAI / OpenInference names work as they are), partition by partition
+(a file, a Parquet fragment), and the signals run on batches of ``batch_size`` records whose rows are written
+as they are done — JSONL lines, or Parquet row groups (the first batch fixes the schema). Quarantined
+records (malformed lines, unusable times) are counted and left out, as the monitor does.
+
+Output columns: ``request_id``, ``timestamp``, ``model`` and (unless ``text=False``) ``prompt`` /
+``response`` — what a reviewer needs next to a score — then every signal column.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalmon.core.errors import ConfigError
+from evalmon.monitor.contracts import MODEL, PROMPT, REQUEST_ID, RESPONSE, TIMESTAMP
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".gz": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+OUT_FORMATS = (".jsonl", ".parquet")
+ID_COLUMNS = (REQUEST_ID, TIMESTAMP, MODEL)
+TEXT_COLUMNS = (PROMPT, RESPONSE)
+
+
+@dataclass
+class ScoreResult:
+    out: Path
+    records: int
+    quarantined: int
+    columns: list[str]
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("nan")
+
+
+def source_kind(path: Path) -> str:
+    """The source kind of a traffic path by extension (a directory: date-partitioned Parquet)."""
+    if path.is_dir():
+        return "parquet"
+    suffixes = [s.lower() for s in path.suffixes]
+    for s in reversed(suffixes):
+        if s in KINDS and not (s == ".gz" and len(suffixes) > 1 and suffixes[-2] in KINDS):
+            return KINDS[s]
+    raise ConfigError(f"{path}: cannot tell the format from the extension",
+                      hint="name it .jsonl/.csv/.parquet or pass --kind jsonl|csv|parquet")
+
+
+def _jsonable(v: Any) -> Any:
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+class _Writer:
+    """Rows out as they are scored: JSONL lines or Parquet row groups."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+        self._pq: Any = None
+        self._schema: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.path.suffix == ".jsonl":
+            if self._fh is None:
+                self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 — closed in close()
+            cols = list(frame.columns)
+            for row in frame.itertuples(index=False, name=None):
+                self._fh.write(json.dumps({c: _jsonable(v) for c, v in zip(cols, row, strict=True)},
+                                          ensure_ascii=False) + "\n")
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._pq is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self._schema = table.schema
+            self._pq = pq.ParquetWriter(str(self.path), self._schema)
+        else:
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False, safe=False)
+        self._pq.write_table(table)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if self._pq is not None:
+            self._pq.close()
+
+
+def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out: str | Path, *,
+               kind: str | None = None, columns: Mapping[str, str] | None = None, batch_size: int = 512,
+               text: bool = True, cache_path: str | Path | None = None,
+               log_fn: Callable[[str], None] | None = None) -> ScoreResult:
+    """Score every record of ``path`` with ``signals`` (names or signal configs) into ``out`` (.jsonl/.parquet)."""
+    from evalmon.checkpoints.heartbeat import heartbeat
+    from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
+    from evalmon.monitor.sources import build_source
+    from evalmon.monitor.sources.base import partitions_of, read_partition
+
+    src_path, out_path = Path(path), Path(out)
+    if out_path.suffix not in OUT_FORMATS:
+        raise ConfigError(f"--out {out_path}: unknown output format", hint="name it .jsonl or .parquet")
+    if not src_path.exists():
+        raise ConfigError(f"{src_path}: no such file or directory", hint="pass a traffic file (jsonl/csv/parquet)")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be at least 1", hint="e.g. 512")
+    if not signals:
+        raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
+    built = build_signals(list(signals))
+    source = build_source({"kind": kind or source_kind(src_path), "path": str(src_path.resolve()),
+                           "columns": dict(columns or {})}, Path.cwd())
+    cache = SignalCache(cache_path)
+    writer = _Writer(out_path)
+    done, bad, t0 = 0, 0, time.perf_counter()
+    produced: list[str] = []
+
+    def beat(elapsed: float) -> str:
+        return f"signals score: {done} records scored, {done / max(elapsed, 1e-9):.1f} records/s, {elapsed:.0f} s"
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with heartbeat(log_fn, "signals score", line=beat):
+            for part in partitions_of(source, None, None):
+                batch = read_partition(source, part, None, None)
+                bad += len(batch.quarantined)
+                frame = batch.frame.reset_index(drop=True)
+                for lo in range(0, len(frame), batch_size):
+                    chunk = compute_signals(frame.iloc[lo:lo + batch_size], built, cache)
+                    produced = [c for s in built for c in s.columns]
+                    keep = [c for c in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) if c in chunk.columns]
+                    writer.write(chunk[keep + produced])
+                    done += len(chunk)
+    finally:
+        writer.close()
+        cache.close()
+    if not done:
+        raise ConfigError(f"{src_path}: no usable record to score ({bad} quarantined)",
+                          hint="check the file's format and --column mappings (prompt, response, timestamp)")
+    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0)
