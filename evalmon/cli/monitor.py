@@ -27,6 +27,8 @@ def monitor(
                         "[FROM, TO) (ISO times) whatever the watermark; the watermark does not move.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: the YAML's, else "
                                                           "$MLFLOW_TRACKING_URI, else .evalmon/mlflow.db).")] = None,
+    executor: Annotated[str | None, typer.Option(metavar="local|spark", help="Where the per-partition stages run "
+                                                 "(default: the YAML's executor:, else local).")] = None,
 ) -> None:
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
     from evalmon.config.monitor import apply_overrides, load_monitor
@@ -48,7 +50,7 @@ def monitor(
                           hint="run the backfill (or --once) first, then start the schedule")
     window_range = parse_backfill(backfill) if backfill else None
     loaded = load_monitor(config)
-    cfg = apply_overrides(loaded, tracking_uri=tracking_uri)
+    cfg = apply_overrides(loaded, tracking_uri=tracking_uri, executor=executor)
     out, err = RedactingConsole(console()), RedactingConsole(console(stderr=True))
     if schedule is not None:
         from evalmon.monitor.schedule import run_schedule
@@ -88,6 +90,8 @@ def calibrate(
     draws: Annotated[int | None, typer.Option(help="Resampled windows (default max(2000, 20 / rate)).")] = None,
     out: Annotated[Path | None, typer.Option(help="Thresholds file (default: the YAML's alerts.thresholds, else "
                                                   "<monitor>.thresholds.yaml next to the YAML).")] = None,
+    reference_rows: Annotated[int | None, typer.Option(help="Score signals on a seeded sample of this many "
+                                                           "reference records (faster; default: all).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the thresholds; write nothing.")] = False,
 ) -> None:
     """Set every alert rule's threshold from the reference period for a target per-window false-alarm rate."""
@@ -106,7 +110,9 @@ def calibrate(
     if not cfg.alerts.rules:
         raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")
     con = RedactingConsole(console())
-    result = run_calibration(cfg, false_alarm_rate=false_alarm_rate, draws=draws,
+    if reference_rows is not None and reference_rows < 30:
+        raise ConfigError(f"--reference-rows: {reference_rows} is too few", hint="pass at least 30, or leave it out")
+    result = run_calibration(cfg, false_alarm_rate=false_alarm_rate, draws=draws, reference_rows=reference_rows,
                              log_fn=lambda m: con.print(m, soft_wrap=True))
     con.print(f"monitor '{cfg.name}': {result.reference_records} reference records, {result.window_records:.1f} "
               f"per {cfg.window.size} window; {result.draws} windows resampled ({result.method}); target false-alarm "

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 METHOD = "bootstrap over records (window size ~ Poisson(reference records per window), rows with replacement)"
 SHARES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
-FACTORS = (1.02, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0, 5.0, 10.0)
+FACTORS = (1.02, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4, 1.5, 1.6, 1.75, 2.0, 2.5, 3.0, 5.0, 10.0)
 POWER = 0.9  # an event is "caught" when this share of its windows alert
 POWER_DRAWS = 400  # resampled windows per injected event size
 SHARE_STATS = ("rate", "share", "null_rate", "coverage")
@@ -212,6 +212,14 @@ def threshold_for(sims: np.ndarray, op: str, alpha: float) -> float:
     return thr
 
 
+def _outward(x: float, *, upper: bool, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits, rounded away from the alerting side (never more alarms)."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    scale = 10.0 ** (math.floor(math.log10(abs(x))) - digits + 1)
+    return float(f"{(math.ceil(x / scale) if upper else math.floor(x / scale)) * scale:.{digits + 2}g}")
+
+
 def _draw_sizes(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
     return np.maximum(rng.poisson(mean, n), 1)
 
@@ -308,8 +316,7 @@ def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, wind
             continue
         rule_op = rules[i].op
         thr = threshold_for(finite, rule_op, false_alarm_rate)
-        short = float(f"{thr:.6g}")  # 6 significant digits in the file, unless that moves it into the tail
-        res.value = short if np.mean(OPS[rule_op](finite, short)) <= false_alarm_rate else thr
+        res.value = _outward(thr, upper=rule_op in (">", ">="))
         hit = np.isfinite(s) & OPS[rule_op](s, res.value)
         fires |= hit
         res.false_alarm = float(hit.mean())
@@ -324,9 +331,11 @@ def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, wind
 # --------------------------------------------------------------------------- the monitor
 
 
-def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, float]:
-    """The monitor's reference records with signals (its own executor, config and cache) and the mean number
-    of records per window of the live size in it."""
+def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = None, *,
+                    reference_rows: int | None = None) -> tuple[pd.DataFrame, float]:
+    """The monitor's reference records with signals (its own executor, config and cache; a seeded sample of
+    ``reference_rows`` of them when set) and the mean number of records per window of the live size in it
+    (counted on all the reference's records)."""
     from evalmon.core.errors import ConfigError
     from evalmon.core.timewindows import parse_duration
     from evalmon.monitor.executors.local import LocalExecutor
@@ -337,9 +346,14 @@ def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = N
         raise ConfigError(f"monitor '{cfg.name}': reference.kind is previous: there is no reference period to "
                           "calibrate on", hint="set reference: {kind: fixed, start: …, end: …} (or kind: file)")
     src = build_source(cfg.source, cfg.base_dir)
+    if reference_rows is not None:  # signals on a seeded sample only; the window size comes from all records
+        cfg = cfg.model_copy(update={"reference": ref.model_copy(update={"max_rows": reference_rows})})
     executor = LocalExecutor(cfg, src, sink=None, log_fn=log_fn)  # type: ignore[arg-type]  # reads only
     try:
         frame = executor.reference()
+        total = len(frame)
+        if cfg.reference.max_rows is not None and len(frame) >= cfg.reference.max_rows:
+            total = _count_reference(executor, cfg)
     finally:
         executor.close()
     size = parse_duration(cfg.window.size).total_seconds()
@@ -348,13 +362,32 @@ def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = N
     else:
         ts = frame[cfg.window.timestamp]
         span = max((ts.max() - ts.min()).total_seconds(), size)
-    return frame, len(frame) * size / span
+    return frame, total * size / span
+
+
+def _count_reference(executor: Any, cfg: MonitorConfig) -> int:
+    """Records of the reference before ``max_rows`` sampling (a read without signals)."""
+    from evalmon.monitor.pipeline import within
+    from evalmon.monitor.sources.base import partitions_of, read_partition
+
+    ref = cfg.reference
+    if ref.kind != "fixed":
+        from evalmon.monitor.sources import build_source
+
+        path = str(ref.path)
+        kind = "csv" if path.endswith(".csv") else "parquet" if path.endswith(".parquet") else "jsonl"
+        src = build_source({"kind": kind, "path": path, "columns": dict(cfg.source.columns)}, cfg.base_dir)
+        return sum(len(read_partition(src, p, None, None).frame) for p in partitions_of(src, None, None))
+    return sum(len(within(read_partition(executor.source, p, ref.start, ref.end).frame, cfg.window.timestamp,
+                          ref.start, ref.end)) for p in partitions_of(executor.source, ref.start, ref.end))
 
 
 def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int | None = None,
-              seed: int | None = None, log_fn: Callable[[str], None] | None = None) -> Calibration:
-    """Thresholds for every rule of ``cfg`` from its reference period (see the module docstring)."""
-    frame, per_window = reference_frame(cfg, log_fn)
+              seed: int | None = None, reference_rows: int | None = None,
+              log_fn: Callable[[str], None] | None = None) -> Calibration:
+    """Thresholds for every rule of ``cfg`` from its reference period (see the module docstring);
+    ``reference_rows``: compute signals on a seeded sample of that many reference records only."""
+    frame, per_window = reference_frame(cfg, log_fn, reference_rows=reference_rows)
     dist = [c for c in frame.columns if c.startswith("embedding.")] if cfg.drift.embedding_method == "distance" else []
     rules, any_rate = calibrate_frame(frame, cfg.alerts.rules, window_records=per_window,
                                       false_alarm_rate=false_alarm_rate, draws=draws,
