@@ -154,6 +154,17 @@ class DriftConfig(_Strict):
     drift_share: float = Field(0.5, ge=0, le=1)  # dataset drift when this share of columns drifted
     min_rows: int = Field(30, ge=1)  # fewer rows in a window (or reference): drift is skipped
     html: bool = True  # False: no drift.html whatever `report:` says (the older spelling of report: none)
+    # rows of the seeded reservoir per window that evidently compares (a window up to this size: all of it)
+    reservoir_rows: int = Field(50_000, gt=0)
+
+
+class SparkConfig(_Strict):
+    """``executor: spark``: where the session comes from and what it reads (docs/scale.md)."""
+
+    master: str | None = None  # None: the active session's, else spark-submit's, else local[*]
+    app_name: str = "evalmon-monitor"
+    conf: dict[str, str] = Field(default_factory=dict)  # extra Spark settings (spark.executor.memory, …)
+    table: str | None = None  # read this existing table (spark.table) instead of the source's files
 
 
 class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
@@ -261,6 +272,8 @@ class MonitorConfig(_Strict):
     state: StateConfig = Field(default_factory=StateConfig)
     output_dir: Path = Path("monitor-runs")
     seed: int = 1234
+    executor: Literal["local", "spark"] = "local"  # spark: monitor/executors/spark.py (pip install evalmon[spark])
+    spark: SparkConfig = Field(default_factory=lambda: SparkConfig())
 
     _source_path: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
@@ -323,7 +336,11 @@ class MonitorConfig(_Strict):
     def config_hash(self) -> str:
         # `report` only picks the HTML file written: no metric depends on it, and leaving it out keeps the
         # hash (an MLflow param of every window) what it was before the option existed
-        data = self.model_dump(mode="json", exclude={"report"})
+        # the executor (and its session settings) changes where the stages run, not what they compute; the
+        # reservoir size enters the hash only when set away from its default
+        data = self.model_dump(mode="json", exclude={"report", "executor", "spark"})
+        if data["drift"]["reservoir_rows"] == DriftConfig.model_fields["reservoir_rows"].default:
+            del data["drift"]["reservoir_rows"]
         for key, default in (("on_missing", "alert"), ("min_coverage", 0.0), ("thresholds", None)):
             if data["alerts"].get(key) == default:  # the coverage keys enter the hash only when set
                 del data["alerts"][key]
@@ -385,7 +402,7 @@ def _check_signals(doc: YamlDoc) -> None:
 
 
 def apply_overrides(cfg: MonitorConfig, *, tracking_uri: str | None = None,
-                    output_dir: Path | None = None) -> MonitorConfig:
+                    output_dir: Path | None = None, executor: str | None = None) -> MonitorConfig:
     """A copy with CLI flags applied (``--tracking-uri`` also enables tracking; without it the store is
     ``choose_tracking_uri``'s: the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local)."""
     update: dict[str, Any] = {}
@@ -397,6 +414,10 @@ def apply_overrides(cfg: MonitorConfig, *, tracking_uri: str | None = None,
         update["tracking"] = cfg.tracking.model_copy(update={"uri": choose_tracking_uri(None, cfg.tracking.uri)[0]})
     if output_dir is not None:
         update["output_dir"] = resolve_path(output_dir, Path.cwd())
+    if executor is not None:
+        if executor not in ("local", "spark"):
+            raise ConfigError(f"--executor: unknown executor {executor!r}", hint="use local or spark")
+        update["executor"] = executor
     out = cfg.model_copy(update=update)
     out._source_path, out._base_dir = cfg._source_path, cfg._base_dir
     return out

@@ -143,7 +143,11 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
         from evalmon.monitor.sources import build_source
 
         src = source or build_source(cfg.source, cfg.base_dir)
-        executor = LocalExecutor(cfg, src, WindowSink(cfg), log_fn=lambda m: _say(log_fn, m))
+        executor_cls = LocalExecutor
+        if cfg.executor == "spark":  # pyspark imports only here (a one-line error when absent)
+            from evalmon.monitor.executors.spark import SparkExecutor as executor_cls  # type: ignore[assignment]
+        executor = executor_cls(cfg, src, WindowSink(cfg), log_fn=lambda m: _say(log_fn, m),
+                                sample_rows=cfg.drift.reservoir_rows)
         stack.callback(executor.close)
         result.stats = executor.stats
         scanned: list[bool] = []
