@@ -1,0 +1,42 @@
+"""``evalmon signals score``: per-record signals on any traffic file (the monitor's sources and aliases)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cli_util import run_cli, show
+
+from evalmon.core.errors import ConfigError
+from evalmon.monitor.signal_scoring import score_file
+from evalmon.traffic.synth import SynthConfig, synthesize
+
+
+def test_bad_output_format_and_missing_file_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown output format"):
+        score_file(tmp_path / "t.jsonl", ["text"], tmp_path / "out.csv")
+    with pytest.raises(ConfigError, match="no such file"):
+        score_file(tmp_path / "missing.jsonl", ["text"], tmp_path / "out.jsonl")
+
+
+@pytest.mark.e2e
+def test_scores_otel_traffic_to_parquet_with_the_monitors_aliases(tmp_path: Path, benchmarks_dir: Path) -> None:
+    res = synthesize(SynthConfig(out=tmp_path / "otel.jsonl", start=datetime(2026, 11, 1, tzinfo=UTC), hours=1,
+                                 rate_per_hour=80, seed=3, schema="otel", data_dir=benchmarks_dir,
+                                 malformed_rate=0.05))
+    proc = run_cli(tmp_path, "signals", "score", "otel.jsonl", "--signals", "usage,refusal", "--out", "s.parquet",
+                   "--batch-size", "16")
+    assert proc.returncode == 0, show(proc)
+    out = pd.read_parquet(tmp_path / "s.parquet")
+    truth = pd.read_json(res.truth, lines=True)
+    good = truth[truth["malformed"].isna()]
+    assert len(out) == len(good) and f"({res.malformed} quarantined" in proc.stdout, show(proc)
+    assert {"request_id", "prompt", "response", "refusal.refused", "usage.total_tokens"} <= set(out.columns)
+    # OTel attribute names mapped to canonical ones, as a monitor maps them: every record has text and tokens
+    assert out["response"].notna().all() and out["usage.total_tokens"].notna().all()
+    merged = out.merge(good[["request_id", "is_refusal"]], on="request_id")
+    assert len(merged) == len(out)
+    flagged = merged["refusal.refused"] == 1
+    assert flagged.sum() > 0 and merged.loc[flagged, "is_refusal"].mean() > 0.5  # the signal, not noise
