@@ -12,17 +12,17 @@ clean windows alert?
    the whole run per seed (shared signal cache) and adds how often each event was caught.
 2. Alert policy, fixed from the reference period only (``policy``): signals are computed on the reference
    (the monitor executor's own reference read — the same code, config and cache), then every rule's threshold
-   is the ``1 - tail(k)`` quantile (k = 3 → 0.99865, the one-sided tail of 3 sd) of its window
-   statistic over 20,000 windows resampled from the reference, window size ~ Poisson(records per
-   reference hour). For a statistic that is close to normal this is "reference mean + k·sd" (the binomial
-   sd for a rate — printed alongside); for rare-flag rates, a p90 of a heavy-tailed latency and window
-   sizes that vary it stays at the intended tail probability where mean + k·sd does not. Each statistic is
-   computed as the monitor computes it (p90 from its reference-fitted histogram, not np.quantile). Rules: the
-   hallucination flag rate (over RAG records), unsafe answer rate, unsafe request rate, PII rate, p90
-   latency, mean response length, share of records from a model the reference never saw, and the
-   distance of the window's mean prompt embedding to the reference's (evidently's ``distance`` method —
-   ``drift.embedding_method: distance``; its bootstrap windows are held out and compared with the mean
-   of the rest of the reference). Nothing after the reference period is read to set a threshold.
+   is set by ``evalmon.monitor.calibrate.calibrate_frame`` — what ``evalmon monitor calibrate`` runs — at a
+   per-window false-alarm rate of ``tail(k)`` (k = 3 → 0.00135, the one-sided tail of 3 sd): the quantile
+   of the rule's window statistic over 20,000 windows resampled from the reference (bootstrap over records,
+   window size ~ Poisson(records per reference hour)), each statistic computed as the monitor computes it
+   (p90 from its reference-fitted histogram). Rules: the hallucination flag rate (over RAG records), unsafe
+   answer rate, unsafe request rate, PII rate, p90 latency, mean response length, share of records from a
+   model the reference never saw, and the distance of the window's mean prompt embedding to the reference's
+   (evidently's ``distance`` method — ``drift.embedding_method: distance``; its bootstrap windows are held
+   out of the reference they are compared with). A signal that is empty or constant in the reference cannot
+   be calibrated: its rule is left out and printed. Nothing after the reference period is read to set a
+   threshold.
 3. ``run_monitor`` processes every window after the reference once (text, usage, refusal, PII with
    ``MONEY_AMOUNT``, safety, hallucination and embedding signals; evidently drift per column at its
    defaults, text drift, embedding drift; great-expectations; MLflow off unless ``--tracking-uri``) and
@@ -45,7 +45,6 @@ import math
 import sys
 import tempfile
 import time
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -119,81 +118,42 @@ def tail(k: float) -> float:
     return 0.5 * math.erfc(k / math.sqrt(2))
 
 
-def monitor_quantile(ref: pd.DataFrame, column: str, q: float) -> Any:
-    """The window quantile exactly as the monitor logs it (``p90/<col>``): from the fixed-edge histogram
-    whose edges are fitted on the reference (``summary.SummarySpec``), linear within a bin. In the right
-    tail that estimate reads ~1-2 % above the exact sample quantile, so a threshold computed with
-    ``np.quantile`` would sit too low for the metric it is compared with."""
-    from evalmon.monitor.summary import Summary, SummarySpec
-
-    spec = SummarySpec.fit(ref, [column])
-
-    def stat(values: np.ndarray) -> float:
-        return Summary.zero(spec).update(pd.DataFrame({column: values})).quantile(column, q)
-
-    return stat
+# the rules the policy sets (name → metric, what it watches); op ">" for all
+POLICY_RULES = {
+    "hallucination": ("rate/hallucination.flag", "hallucination flag rate (RAG records)"),
+    "unsafe_answers": ("rate/safety.unsafe", "unsafe answer rate"),
+    "unsafe_requests": ("rate/safety.unsafe_request", "unsafe request rate"),
+    "pii": ("rate/pii.any", "PII rate (responses)"),
+    "latency_p90": ("p90/latency_ms", "p90 latency (the monitor's histogram estimate)"),
+    "response_length": ("mean/text.response_chars", "mean response length"),
+    "unseen_model": ("share/model/_other", "share of records from a model not in the reference"),
+    "prompt_topic": ("drift/embedding.prompt", "distance of a window's mean prompt embedding to the reference's "
+                                               "(evidently 'distance'; held-out bootstrap)"),
+}
 
 
 def policy(ref: pd.DataFrame, hours: float, k: float, seed: int, draws: int = BOOTSTRAP) -> list[dict[str, Any]]:
-    """Alert rules whose thresholds come from the reference frame (signals computed) alone: each is the
+    """Alert rules whose thresholds come from the reference frame (signals computed) alone, set by
+    ``evalmon.monitor.calibrate.calibrate_frame`` (what ``evalmon monitor calibrate`` runs): each is the
     ``1 - tail(k)`` quantile of the rule's window statistic over ``draws`` windows resampled from the
-    reference (size ~ Poisson(records per reference hour)) — "reference + k sd" that stays right for
-    skewed and discrete statistics (rates of rare flags, p90 of a heavy-tailed latency)."""
-    rng = np.random.default_rng(seed)
-    n_hour = len(ref) / hours
-    q = 1 - tail(k)
+    reference (size ~ Poisson(records per reference hour)), computed as the monitor computes it. A rule the
+    reference cannot calibrate (an empty or constant signal) is left out and printed — it used to crash here
+    (IndexError on an empty signal)."""
+    from evalmon.config.monitor import AlertRule
+    from evalmon.monitor.calibrate import calibrate_frame
 
-    def col(name: str) -> np.ndarray:
-        return pd.to_numeric(ref[name], errors="coerce").to_numpy(dtype=float)
-
-    top = ref["model"].astype("string").value_counts().index[:10]  # what share/model/<value> names
-    stats: dict[str, tuple[str, str, np.ndarray, Any]] = {
-        "hallucination": ("rate/hallucination.flag", "hallucination flag rate (RAG records)",
-                          col("hallucination.flag"), np.nanmean),
-        "unsafe_answers": ("rate/safety.unsafe", "unsafe answer rate", col("safety.unsafe"), np.nanmean),
-        "unsafe_requests": ("rate/safety.unsafe_request", "unsafe request rate", col("safety.unsafe_request"),
-                            np.nanmean),
-        "pii": ("rate/pii.any", "PII rate (responses)", col("pii.any"), np.nanmean),
-        "latency_p90": ("p90/latency_ms", "p90 latency (the monitor's histogram estimate)", col("latency_ms"),
-                        monitor_quantile(ref, "latency_ms", 0.9)),
-        "response_length": ("mean/text.response_chars", "mean response length", col("text.response_chars"),
-                            np.nanmean),
-        "unseen_model": ("share/model/_other", "share of records from a model not in the reference",
-                         (~ref["model"].astype("string").isin(top)).to_numpy(dtype=float), np.nanmean),
-    }
-    sims: dict[str, list[float]] = {name: [] for name in stats}
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a draw without RAG records: nanmean of nothing
-        for _ in range(draws):
-            idx = rng.integers(0, len(ref), max(2, int(rng.poisson(n_hour))))
-            for name, (_, _, values, fn) in stats.items():
-                sims[name].append(float(fn(values[idx])))
-    rules = []
-    for name, (metric, what, values, fn) in stats.items():
-        s = np.asarray(sims[name])
-        s = s[np.isfinite(s)]
-        thr = float(np.quantile(s, q))
-        basis = (f"{what}: whole reference {fn(values):.4g}, bootstrap window mean {s.mean():.4g} "
-                 f"sd {s.std(ddof=1):.3g}")
-        if metric.startswith(("rate/", "share/")):  # the textbook rule, for comparison
-            p, n = float(np.nanmean(values)), np.isfinite(values).sum() / hours
-            basis += f"; p + {k:g}·sqrt(p(1-p)/{n:.0f}) = {p + k * math.sqrt(p * (1 - p) / n):.4g}"
-        else:
-            basis += f"; mean + {k:g} sd = {s.mean() + k * s.std(ddof=1):.4g}"
-        rules.append({"name": name, "metric": metric, "value": round(thr, 6), "basis": basis})
-    # prompt-embedding centroid distance: each draw is held out (without replacement) and compared with the
-    # mean of the rest of the reference — compared with itself included, the null distance is too small
-    vectors = np.vstack([v for v in ref["embedding.prompt"] if isinstance(v, np.ndarray)])
-    total, dist = vectors.sum(axis=0), []
-    for _ in range(draws):
-        m = min(len(vectors) - 2, max(2, int(rng.poisson(n_hour))))
-        part = vectors[rng.choice(len(vectors), m, replace=False)].sum(axis=0)
-        dist.append(float(np.linalg.norm(part / m - (total - part) / (len(vectors) - m))))
-    d = np.asarray(dist)
-    rules.append({"name": "prompt_topic", "metric": "drift/embedding.prompt", "value": round(float(np.quantile(d, q)), 6),
-                  "basis": f"distance of a window's mean prompt embedding to the reference's (evidently 'distance'): "
-                           f"held-out bootstrap mean {d.mean():.4f} sd {d.std(ddof=1):.4f}"})
-    return rules
+    rules = [AlertRule(metric=metric, op=">", value=0, name=name) for name, (metric, _) in POLICY_RULES.items()]
+    results, _ = calibrate_frame(ref, rules, window_records=len(ref) / hours, false_alarm_rate=tail(k),
+                                 draws=draws, seed=seed, distance_columns=("embedding.prompt",))
+    out = []
+    for r in results:
+        what = POLICY_RULES[r.rule][1]
+        if r.value is None:
+            print(f"  policy: {r.rule} ({r.metric}) left out — cannot calibrate: {r.reason}")
+            continue
+        out.append({"name": r.rule, "metric": r.metric, "value": r.value,
+                    "basis": f"{what}: {r.reference_stat}; catches {r.smallest_event}"})
+    return out
 
 
 # --------------------------------------------------------------------------- evidently contrast
@@ -217,8 +177,11 @@ def default_embedding_flags(cfg: Any, src: Any, windows: list[Any], reference: p
             if len(cv) < 2:  # an empty or one-record window: no test, no flag
                 flags[col] = False
                 continue
-            c = np.vstack(cv)
-            r = np.vstack([v for v in reference[col] if isinstance(v, np.ndarray)])
+            rv = [v for v in reference[col] if isinstance(v, np.ndarray)]
+            if len(rv) < 2:  # an empty signal in the reference: nothing to compare with
+                flags[col] = False
+                continue
+            c, r = np.vstack(cv), np.vstack(rv)
             with quiet():
                 _, detected, _ = embedding_method(None, len(r))(pd.DataFrame(c), pd.DataFrame(r))
             flags[col] = bool(detected)
@@ -287,7 +250,8 @@ def run_one(seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         tested = d is not None and not d.skipped
         rows.append({"window": o.window.key, "records": o.records,
                      "events": [n for n, s, e in spans if s < we and e > ws],
-                     "fired": sorted({a.rule for a in o.alerts}),
+                     "fired": sorted({a.rule for a in o.alerts if a.status == "fired"}),
+                     "not_evaluated": sorted({a.rule for a in o.alerts if a.status != "fired"}),
                      "metrics": {r["metric"]: o.metrics.get(r["metric"]) for r in rules},
                      "evidently_n_drifted": d.n_drifted if tested else None,
                      "evidently_n_tested": len(d.tested) if tested else None,
@@ -307,6 +271,10 @@ def run_one(seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     clean = [r for r in rows if not r["events"]]
     return {"seed": seed, "records": synth.records, "reference_records": len(reference), "work": str(work),
             "rules": rules, "events": table, "windows": rows, "clean": clean, "timing_s": timing}
+
+
+def _num(v: Any) -> str:
+    return "missing" if v is None else f"{v:.4g}"
 
 
 def fmt_rule_value(r: dict[str, Any]) -> str:
@@ -332,13 +300,17 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
               f"{', '.join(ev['rules']) or '—'} | {'yes' if ev['intended_rule'] else 'no'} |")
     for ev in res["events"]:
         if not ev["intended_rule"]:
-            vals = ", ".join(f"{r['metric']} = {ev['metrics'].get(r['metric']):.4g} (threshold {fmt_rule_value(r)})"
+            vals = ", ".join(f"{r['metric']} = {_num(ev['metrics'].get(r['metric']))} (threshold {fmt_rule_value(r)})"
                              for r in rules if r["name"] in INTENDED[ev["event"]])
             print(f"  missed by its rule: {ev['event']}: {vals}")
     fa = sum(bool(c["fired"]) for c in clean)
     lo, hi = wilson(fa, len(clean))
     print(f"\nFalse alarms: {fa}/{len(clean)} clean windows alerted = {fa / max(len(clean), 1):.1%} "
           f"(Wilson 95% {lo:.1%}–{hi:.1%})")
+    missing = [w for w in res["windows"] if w["not_evaluated"]]
+    if missing:
+        print(f"Not evaluated (metric missing/NaN or coverage below the floor): {len(missing)} window(s): " + ", ".join(
+            f"{w['window']} {'/'.join(w['not_evaluated'])}" for w in missing))
     print("Per rule (clean windows alerted): " + ", ".join(
         f"{r['name']} {sum(r['name'] in c['fired'] for c in clean)}" for r in rules))
     for c in clean:
