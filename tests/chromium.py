@@ -40,27 +40,33 @@ def _target(url_or_file: str | Path) -> str:
     return s
 
 
-def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], timeout: float, budget_ms: int | None = None) -> subprocess.CompletedProcess[str]:
+    """``budget_ms``: the virtual-time budget (default 15 s) — lazily drawn charts need more."""
+    flags = [f for f in FLAGS if not (budget_ms and f.startswith("--virtual-time-budget="))]
+    flags += [f"--virtual-time-budget={budget_ms}"] if budget_ms else []
     with tempfile.TemporaryDirectory(prefix="evalmon-chromium-") as profile:
-        cmd = [find_chromium(), *FLAGS, f"--user-data-dir={profile}", *args]
+        cmd = [find_chromium(), *flags, f"--user-data-dir={profile}", *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}")
     return proc
 
 
-def dump_dom(url_or_file: str | Path, timeout: float = 60) -> str:
-    """The serialised DOM after load (``--dump-dom``)."""
-    return _run(["--dump-dom", _target(url_or_file)], timeout).stdout
+def dump_dom(url_or_file: str | Path, timeout: float = 60, window_size: tuple[int, int] | None = None,
+             budget_ms: int | None = None) -> str:
+    """The serialised DOM after load (``--dump-dom``); ``window_size``: the viewport (grids with column
+    virtualisation render only the columns that fit)."""
+    size = [f"--window-size={window_size[0]},{window_size[1]}"] if window_size else []
+    return _run([*size, "--dump-dom", _target(url_or_file)], timeout, budget_ms).stdout
 
 
 def screenshot(url_or_file: str | Path, png_path: str | Path, window_size: tuple[int, int] = (1280, 1600),
-               timeout: float = 60) -> Path:
+               timeout: float = 60, budget_ms: int | None = None) -> Path:
     """A PNG of the viewport at ``window_size`` (``--screenshot``)."""
     png_path = Path(png_path).resolve()
     png_path.unlink(missing_ok=True)
     _run([f"--screenshot={png_path}", f"--window-size={window_size[0]},{window_size[1]}",
-          _target(url_or_file)], timeout)
+          _target(url_or_file)], timeout, budget_ms)
     if not png_path.exists():
         raise RuntimeError(f"chromium wrote no screenshot to {png_path}")
     return png_path
@@ -139,3 +145,11 @@ def read_png(path: str | Path) -> tuple[int, int, list[bytes]]:
         rows.append(bytes(line) if bpp == 3 else bytes(x for j, x in enumerate(line) if j % 4 != 3))
         prev = line
     return width, height, rows
+
+
+def page_text(html: str) -> str:
+    """The visible text of a dumped DOM: scripts and styles dropped, tags → spaces, whitespace collapsed."""
+    import re
+
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))

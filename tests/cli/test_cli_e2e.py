@@ -195,7 +195,8 @@ def test_group_is_micro_averaged(main_run: SuiteRun) -> None:
     assert group["metrics"]["acc"]["value"] == pytest.approx(micro, abs=1e-12)
 
 
-def test_run_is_logged_to_mlflow(main_run: SuiteRun, mlflow_server: str) -> None:
+def test_run_is_logged_to_mlflow(main_run: SuiteRun, mlflow_server: str, tmp_path: Path) -> None:
+    import pandas as pd
     from mlflow import MlflowClient
 
     res = main_run.results
@@ -206,11 +207,14 @@ def test_run_is_logged_to_mlflow(main_run: SuiteRun, mlflow_server: str) -> None
     assert client.get_experiment(run.info.experiment_id).name == EXPERIMENT
     assert run.data.tags["evalmon.run_id"] == res["run_id"]
     assert run.data.tags["evalmon.model.weights_hash"] == res["model"]["weights_hash"]
+    table = pd.read_json(client.download_artifacts(run.info.run_id, "metrics_table.json", str(tmp_path)),
+                         orient="split").set_index(["task", "metric"])  # stderr/CI/n: a table, not charted metrics
     for kind in ("tasks", "groups"):
         for name, entry in res[kind].items():
             for metric, mv in entry["metrics"].items():
                 assert run.data.metrics[f"{name}/{metric}"] == pytest.approx(mv["value"], abs=1e-12)
-                assert run.data.metrics[f"{name}/{metric}_stderr"] == pytest.approx(mv["stderr"], abs=1e-12)
+                assert f"{name}/{metric}_stderr" not in run.data.metrics
+                assert table.loc[(name, metric), "stderr"] == pytest.approx(mv["stderr"], abs=1e-12)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"results.json", "samples.jsonl.gz", "report.html", "summary.md"} <= artifacts
 

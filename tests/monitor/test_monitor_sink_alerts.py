@@ -119,7 +119,7 @@ def test_one_run_per_window_stamped_with_window_time(mlflow_server: str, tmp_pat
     assert set(windows) == {W.start.isoformat(), w2.start.isoformat()}
     run = windows[w2.start.isoformat()]
     (hist,) = c.get_metric_history(run.info.run_id, "rate/safety.unsafe")
-    assert (hist.value, hist.step, hist.timestamp) == (0.3, w2.index, int(w2.end.timestamp() * 1000))
+    assert (hist.value, hist.step, hist.timestamp) == (0.3, int(w2.end.timestamp()), int(w2.end.timestamp() * 1000))
     assert "mean/latency_ms" not in run.data.metrics  # NaN is not logged
     assert run.data.params["drift.method/latency_ms"] == "K-S p_value"
     assert run.data.tags["evalmon.window_end"] == w2.end.isoformat() and run.info.run_name == f"{monitor} {w2.key}"
@@ -128,7 +128,7 @@ def test_one_run_per_window_stamped_with_window_time(mlflow_server: str, tmp_pat
     parent = c.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["evalmon.monitor_timeline"] == monitor
     series = sorted((m.step, m.value) for m in c.get_metric_history(parent.info.run_id, "rate/safety.unsafe"))
-    assert series == [(W.index, 0.01), (w2.index, 0.3)]
+    assert series == [(int(W.end.timestamp()), 0.01), (int(w2.end.timestamp()), 0.3)]  # step = epoch seconds
     # same content again (a retry): same run, no extra points; new content (backfill): replaced
     assert log_window(dirs[1], mlflow_server, exp)["run_id"] == run.info.run_id
     assert len(c.get_metric_history(parent.info.run_id, "rate/safety.unsafe")) == 2

@@ -126,12 +126,12 @@ def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path
     assert out["ui_url"] == f"{mlflow_server}/#/experiments/{eid}/runs/{rid}"
     c = client(mlflow_server)
     run = c.get_run(rid)
-    assert run.info.status == "FINISHED" and run.info.run_name == f"smoke-{result.run_id}"
+    assert run.info.status == "FINISHED" and run.info.run_name == "smoke·tiny·2025-01-02 03:04"
     metrics = run.data.metrics
-    for key, value in result.flat_metrics().items():
-        assert metrics[key] == pytest.approx(value), key
+    for key, value in result.flat_metrics().items():  # headline values only: stderr is in metrics_table.json
+        assert metrics.get(key) == (None if key.endswith("_stderr") else pytest.approx(value)), key
     assert metrics["reasoning/acc"] == pytest.approx(0.53)
-    assert metrics["arc_easy/requests_per_s"] == 20.0 and metrics["hellaswag/tokens_per_s"] == 450.0
+    assert metrics["timing/arc_easy/requests_per_s"] == 20.0 and metrics["timing/hellaswag/tokens_per_s"] == 450.0
     params = run.data.params
     assert params["model.dtype"] == "float32" and params["tasks.0.name"] == "arc_easy"
     assert params["tasks.1.name"] == "hellaswag" and params["arc_easy/num_fewshot"] == "5"
@@ -143,7 +143,7 @@ def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path
                 "evalmon.model.weights_hash": "w" * 16, "evalmon.model.dtype": "float32",
                 "evalmon.model.bos_policy": "tokenizer-default", "evalmon.model.max_length": "2048",
                 "evalmon.run_id": result.run_id, "evalmon.harness.run": "smoke", "evalmon.suite_hash": "suitehash123",
-                "mlflow.runName": f"smoke-{result.run_id}", "mlflow.source.name": "evalmon run suites/smoke.yaml"}
+                "mlflow.runName": "smoke·tiny·2025-01-02 03:04", "mlflow.source.name": "evalmon run suites/smoke.yaml"}
     assert {k: tags.get(k) for k in expected} == expected
     assert "evalmon.model.adapter" not in tags  # None values are left out
     assert tags["mlflow.note.content"].startswith("# smoke")
@@ -183,7 +183,14 @@ def test_many_metrics_odd_keys_and_interrupted(mlflow_server: str, tmp_path: Pat
     assert metrics["hellaswag/m0799"] == pytest.approx(799 / 7)
     assert metrics["mmlu _5-shot_/acc_1"] == 0.25  # "(", ")" and "@" are not allowed by MLflow
     assert run.data.params["mmlu _5-shot_/n"] == "1"
-    assert math.isnan(metrics["mmlu _5-shot_/f1_stderr"])
+    assert "mmlu _5-shot_/f1_stderr" not in metrics  # stderr lives in the metrics table artifact
+    dl = client(mlflow_server).download_artifacts(out["run_id"], "metrics_table.json", str(tmp_path / "dl"))
+    table = json.loads(Path(dl).read_text())
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    f1 = next(r for r in rows if (r["task"], r["metric"]) == ("mmlu (5-shot)", "f1"))
+    assert f1["stderr"] is None and f1["n"] == 1  # NaN is written as null
+    acc = next(r for r in rows if (r["task"], r["metric"]) == ("hellaswag", "acc"))
+    assert acc["stderr"] == 0.01 and math.isclose(acc["ci_low"], 0.42 - 1.96 * 0.01) and acc["kind"] == "task"
 
 
 def test_sanitize_key() -> None:

@@ -20,10 +20,12 @@ from typing import Any
 from evalmon.core.redact import basic_auth_header, redact_obj, redact_text
 from evalmon.core.results import RunResult, read_samples
 from evalmon.core.urls import join_url
+from evalmon.sinks.mlflow.dashboard import run_name
 
 STATE_FILE = "mlflow.json"  # where a run dir records its MLflow run (for idempotency)
 PENDING_FILE = "mlflow_pending.json"  # marker: this run still has to be uploaded (evalmon sync)
 TABLE_DIR = "samples"  # per-sample tables: samples/<task>.json
+METRICS_TABLE = "metrics_table.json"  # every metric with stderr, CI and n (MLflow table artifact)
 
 # MLflow limits (mlflow.utils.validation); copied so that importing this module stays mlflow-free.
 MAX_KEY_LEN = 250
@@ -239,7 +241,7 @@ def run_tags(result: RunResult) -> dict[str, str]:
         "evalmon.schema_version": result.schema_version,
         "evalmon.tasks": ",".join(result.tasks),
         "evalmon.groups": ",".join(result.groups),
-        "mlflow.runName": f"{result.suite_name}-{result.run_id}",
+        "mlflow.runName": run_name(result.suite_name, result.model, result.started_at),
         "mlflow.source.type": "LOCAL",
         "mlflow.source.name": result.provenance.command or "evalmon",
         "mlflow.source.git.commit": result.provenance.git_commit,
@@ -260,13 +262,38 @@ def run_params(result: RunResult) -> dict[str, str]:
     return {k: redact_text(_to_str(v))[:MAX_PARAM_VAL_LEN] for k, v in _unique_keys(items).items()}
 
 
+def headline_metrics(result: RunResult) -> dict[str, float]:
+    """``task/metric`` → value for every task and group: what the charts and the runs table show."""
+    return {f"{name}/{metric}": mv.value
+            for name, res in [*result.tasks.items(), *result.groups.items()] for metric, mv in res.metrics.items()}
+
+
 def run_metrics(result: RunResult) -> dict[str, float]:
-    items: list[tuple[str, Any]] = list(result.flat_metrics().items())
+    """The run's MLflow metrics: the headline values (``task/metric``), throughput under ``timing/<task>/…`` and
+    ``run/wall_seconds``. Stderr, intervals and n go to ``metrics_table`` (an artifact), not to the charts."""
+    items: list[tuple[str, Any]] = list(headline_metrics(result).items())
     for name, task in result.tasks.items():
-        items += [(f"{name}/{k}", v) for k, v in task.timing.model_dump().items()]
+        items += [(f"timing/{name}/{k}", v) for k, v in task.timing.model_dump().items()]
     if result.finished_at:
         items.append(("run/wall_seconds", (_ms(result.finished_at) - _ms(result.started_at)) / 1000))
     return {k: float(v) for k, v in _unique_keys(items).items() if isinstance(v, int | float)}
+
+
+def metrics_table(result: RunResult) -> Any:
+    """One row per (task or group, metric): value, stderr, 95% interval and its method, n, n-shot — the
+    MLflow table artifact ``METRICS_TABLE`` (pandas, ``orient="split"``)."""
+    import pandas as pd
+
+    rows = []
+    for kind, entries in (("task", result.tasks), ("group", result.groups)):
+        for name, res in entries.items():
+            for metric, mv in res.metrics.items():
+                rows.append({"task": name, "kind": kind, "metric": metric, "value": mv.value, "stderr": mv.stderr,
+                             "ci_low": mv.ci_low, "ci_high": mv.ci_high, "ci_method": mv.ci_method, "n": res.n,
+                             "num_fewshot": getattr(res, "num_fewshot", None)})
+    table = pd.DataFrame(rows, columns=["task", "kind", "metric", "value", "stderr", "ci_low", "ci_high",
+                                        "ci_method", "n", "num_fewshot"])
+    return table.astype({"n": "Int64", "num_fewshot": "Int64"})  # groups have no n-shot: NA, not 5.0
 
 
 def sample_tables(run_dir: Path) -> dict[str, Any]:

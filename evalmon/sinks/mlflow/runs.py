@@ -17,6 +17,7 @@ from typing import Any
 
 from evalmon.core.errors import TrackingError
 from evalmon.core.results import SUMMARY_FILE, RunResult
+from evalmon.sinks.mlflow import dashboard
 from evalmon.sinks.mlflow.client import (
     Sent,
     Session,
@@ -26,9 +27,11 @@ from evalmon.sinks.mlflow.client import (
     search_tagged,
     upload,
 )
+from evalmon.sinks.mlflow.dashboard import run_name
 from evalmon.sinks.mlflow.payload import (
     _STATUS,
     MAX_TAG_VAL_LEN,
+    METRICS_TABLE,
     PENDING_FILE,
     STATE_FILE,
     TABLE_DIR,
@@ -38,7 +41,9 @@ from evalmon.sinks.mlflow.payload import (
     _same_uri,
     check_reachable,
     default_tracking_uri,
+    headline_metrics,
     http_limits,
+    metrics_table,
     run_metrics,
     run_params,
     run_tags,
@@ -60,15 +65,17 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
     def send(s: Session) -> Sent:
         run = _existing_run(s, result)
         if run is None:
-            run = s.client.create_run(s.experiment_id, start_time=_ms(result.started_at),
-                                      run_name=f"{result.suite_name}-{result.run_id}", tags={RUN_TAG: result.run_id})
+            run = s.client.create_run(s.experiment_id, start_time=_ms(result.started_at), tags={RUN_TAG: result.run_id},
+                                      run_name=run_name(result.suite_name, result.model, result.started_at))
         rid = run.info.run_id
         state = {"tracking_uri": s.uri, "experiment": experiment, "experiment_id": s.experiment_id, "run_id": rid,
                  "evalmon_run_id": result.run_id, "ui_url": s.ui_url(rid)}
         s.started(rid, state)
         _log_data(s.client, run, result, run_dir)
         s.log_files(rid)
-        tables = _log_tables(s.client, rid, run_dir) if samples_table else []
+        tables = _log_tables(s.client, rid, run_dir, result, samples=samples_table)
+        dashboard.apply(s.client, s.experiment_id, dashboard.RUNS_VIEW, dashboard.runs_view,
+                        [sanitize_key(k) for k in headline_metrics(result)], dashboard.RUNS_NOTE)
         s.client.set_terminated(rid, _STATUS.get(result.status, "FAILED"),
                                 end_time=_ms(result.finished_at) if result.finished_at else None)
         return Sent({**state, "tables": tables}, {"tracking_uri": s.uri, "experiment_id": s.experiment_id,
@@ -109,27 +116,39 @@ def _log_data(client: Any, run: Any, result: RunResult, run_dir: Path) -> None:
                 timestamp=_ms(result.finished_at or result.started_at))
 
 
-def _log_tables(client: Any, run_id: str, run_dir: Path) -> list[str]:
-    """The per-sample tables, written like ``MlflowClient.log_table`` does (pandas ``orient="split"`` JSON plus
-    the ``mlflow.loggedArtifacts`` tag the UI reads) but uploaded as plain artifacts: ``log_table`` appends to an
-    existing file, which would duplicate rows when a run is re-logged."""
-    if not any(run_dir.glob("samples.jsonl*")):
-        return []
-    tables = sample_tables(run_dir)
-    if not tables:
-        return []
+def _log_tables(client: Any, run_id: str, run_dir: Path, result: RunResult, *, samples: bool = True) -> list[str]:
+    """The metrics table (``METRICS_TABLE``: stderr, CI, n per metric) and the per-sample tables, written like
+    ``MlflowClient.log_table`` does (pandas ``orient="split"`` JSON plus the ``mlflow.loggedArtifacts`` tag the UI
+    reads) but uploaded as plain artifacts: ``log_table`` appends to an existing file, which would duplicate rows
+    when a run is re-logged."""
     names: list[str] = []
     with tempfile.TemporaryDirectory(prefix="evalmon-tables-") as tmp:
+        split = metrics_table(result).to_dict(orient="split", index=False)  # full precision (to_json keeps 10)
+        split["data"] = [[None if _missing(v) else v for v in row] for row in split["data"]]
+        (Path(tmp) / METRICS_TABLE).write_text(json.dumps(split), encoding="utf-8")
+        client.log_artifact(run_id, str(Path(tmp) / METRICS_TABLE))
+        names.append(METRICS_TABLE)
+        tables = sample_tables(run_dir) if samples and any(run_dir.glob("samples.jsonl*")) else {}
+        if tables:
+            (Path(tmp) / TABLE_DIR).mkdir()
         for task, df in tables.items():
             name = sanitize_key(task).replace("/", "_") + ".json"
-            df.to_json(Path(tmp) / name, orient="split", index=False, date_format="iso")
+            df.to_json(Path(tmp) / TABLE_DIR / name, orient="split", index=False, date_format="iso")
             names.append(f"{TABLE_DIR}/{name}")
-        client.log_artifacts(run_id, tmp, artifact_path=TABLE_DIR)
+        if tables:
+            client.log_artifacts(run_id, str(Path(tmp) / TABLE_DIR), artifact_path=TABLE_DIR)
     logged = [{"path": n, "type": "table"} for n in names]
     current = json.loads(client.get_run(run_id).data.tags.get("mlflow.loggedArtifacts", "[]"))
     merged = current + [entry for entry in logged if entry not in current]
     client.set_tag(run_id, "mlflow.loggedArtifacts", json.dumps(merged))
     return names
+
+
+def _missing(value: Any) -> bool:
+    """NaN or pandas' NA: ``null`` in a JSON table."""
+    import pandas as pd
+
+    return bool(pd.isna(value)) if isinstance(value, float) or value is pd.NA else False
 
 
 def find_run(uri: str | None, run_id: str, experiment: str | None = None) -> Any | None:
@@ -165,6 +184,9 @@ def outcome_line(outcome: dict[str, Any], run_dir: Path) -> str:
     """One line for the CLI to print after ``log_run``."""
     if outcome.get("status") == "logged":
         where = outcome.get("ui_url") or f"{outcome['tracking_uri']} (run {outcome['run_id']})"
-        return f"MLflow: logged to {where}"
+        board = ""  # the experiment's saved view (built here: its URL parameter would be redacted in the outcome)
+        if outcome.get("ui_url") and outcome.get("experiment_id"):
+            board = f"; dashboard: {dashboard.view_url(outcome['tracking_uri'], outcome['experiment_id'], dashboard.RUNS_VIEW)}"
+        return f"MLflow: logged to {where}{board}"
     return (f"warning: MLflow logging failed ({outcome.get('reason')}); the run is saved in {run_dir} "
             "and `evalmon sync` will upload it")

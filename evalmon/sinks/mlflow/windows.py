@@ -5,8 +5,8 @@ Each processed window has a folder (``<output_dir>/<monitor>/windows/<window key
 ``drift.html`` or ``drift.html.gz`` per ``report:`` …), each written once there: the upload copies the folder's
 files as they are (an artifact store on the same disk holds the only second copy).
 ``log_window`` uploads that folder as one MLflow run in the monitor's experiment: every metric is stamped with
-``timestamp`` = the window's end (ms) and ``step`` = the window index, so MLflow charts the windows on a time
-axis. Window runs are nested under one "timeline" run per monitor (``mlflow.parentRunId``) that carries every
+``timestamp`` = the window's end (ms) and ``step`` = the window's end in epoch seconds (``window_step``), so
+MLflow charts the windows on a time axis whichever x axis is picked. Window runs are nested under one "timeline" run per monitor (``mlflow.parentRunId``) that carries every
 window's metrics as a history (one point per window) — its run page and the chart view draw them as lines.
 
 Runs are found again by the ``evalmon.window_id`` tag: re-logging the same content (a sync retry) reuses the
@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from evalmon.core.jsonout import canonical_hash
 from evalmon.core.timewindows import Window
+from evalmon.sinks.mlflow import dashboard
 from evalmon.sinks.mlflow.client import (
     WINDOW_PENDING_FILE,
     Pending,
@@ -37,6 +38,7 @@ from evalmon.sinks.mlflow.client import (
     search_tagged,
     upload,
 )
+from evalmon.sinks.mlflow.dashboard import scale_group
 from evalmon.sinks.mlflow.payload import (
     MAX_PARAM_VAL_LEN,
     MAX_TAG_VAL_LEN,
@@ -160,22 +162,37 @@ def _timeline_run(client: Any, eid: str, monitor: str) -> str:
     run = client.create_run(eid, run_name=f"{monitor} (timeline)",
                             tags={TIMELINE_TAG: monitor, "evalmon.monitor": monitor,
                                   "mlflow.note.content": f"Every window of monitor '{monitor}' as one time "
-                                                         "series (step = window index); one child run per window."})
+                                                         "series (timestamp = window end, step = window end in "
+                                                         "epoch seconds); one child run per window."})
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
 
+def window_step(window: TimeWindow) -> int:
+    """A window's MLflow step: its end in epoch seconds (a window index would plot as "hours since 1970")."""
+    return int(window.end.timestamp())
+
+
+def timeline_url(uri: str, experiment_id: str) -> str:
+    """The monitor experiment on its saved view: every timeline's metrics as line charts over time, one chart
+    per metric, sections by scale (``dashboard.timeline_view``)."""
+    return dashboard.view_url(uri, experiment_id, dashboard.TIMELINE_VIEW, charts=True)
+
+
 def chart_url(uri: str, experiment_id: str, run_id: str, metrics: list[str]) -> str:
-    """MLflow's metric page for ``metrics`` of one run (the timeline): a line per metric over the window
-    steps plus a latest/min/max table — the same route the UI's "Plot chart" links use."""
+    """MLflow's metric page for ``metrics`` of one run (the timeline): a line per metric over time (the window
+    ends) plus a latest/min/max table — the same route the UI's "Plot chart" links use. Only the metrics of the
+    first one's ``scale_group`` share the chart (milliseconds never share an axis with 0–1 rates)."""
     import urllib.parse
 
     def enc(v: Any) -> str:
         return urllib.parse.quote(json.dumps(v), safe="")
 
+    metrics = [m for m in metrics if scale_group(m) == scale_group(metrics[0])]
+
     return (f"{uri.rstrip('/')}/#/metric?runs={json.dumps([run_id])}&metric={enc(metrics[0])}"
             f"&experiments={json.dumps([experiment_id])}&plot_metric_keys={enc(metrics)}&plot_layout={{}}"
-            "&x_axis=step&y_axis_scale=linear&line_smoothness=1&show_point=true&deselected_curves=[]"
+            "&x_axis=wall&y_axis_scale=linear&line_smoothness=1&show_point=true&deselected_curves=[]"
             "&last_linear_y_axis_range=[]")
 
 
@@ -198,7 +215,7 @@ def _send(s: Session, record: WindowRecord) -> Sent:
     state = {"tracking_uri": s.uri, "experiment": s.experiment, "experiment_id": eid, "window_id": record.window_id,
              "run_id": run_id}
     s.started(run_id, state)
-    metrics, stamp = _run_metrics(record), {"timestamp": _ms(record.window.end), "step": record.window.index}
+    metrics, stamp = _run_metrics(record), {"timestamp": _ms(record.window.end), "step": window_step(record.window)}
     params = {sanitize_key(k): str(v)[:MAX_PARAM_VAL_LEN] for k, v in record.params.items()}
     if not fresh:  # params are immutable: only add the missing ones
         existing = client.get_run(run_id).data.params
@@ -209,6 +226,7 @@ def _send(s: Session, record: WindowRecord) -> Sent:
         client.set_tag(run_id, TIMELINE_DONE_TAG, digest)
     s.log_files(run_id, recursive=False)
     client.set_terminated(run_id, "FINISHED", end_time=_ms(record.window.end))
+    dashboard.apply(client, eid, dashboard.TIMELINE_VIEW, dashboard.timeline_view, list(metrics), dashboard.TIMELINE_NOTE)
     ui = s.ui_url(run_id)
     return Sent({**state, "ui_url": ui}, {"status": "logged", "tracking_uri": s.uri, "experiment_id": eid,
                                           "run_id": run_id, "ui_url": ui, "timeline_run_id": parent})
@@ -251,4 +269,4 @@ def sync_windows(run_dir: Path, uri: str | None = None, *, base: Path | None = N
 
 __all__ = ["DEFAULT_EXPERIMENT", "HASH_TAG", "PENDING_FILE", "TIMELINE_DONE_TAG", "TIMELINE_TAG", "WINDOW_FILE",
            "WINDOW_TAG", "Span", "TimeWindow", "WindowRecord", "chart_url", "log_window", "mark_pending",
-           "pending_windows", "sync_window", "sync_windows", "write_window"]
+           "pending_windows", "sync_window", "sync_windows", "timeline_url", "window_step", "write_window"]
