@@ -17,13 +17,10 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from evalmon.config.yamlio import load_yaml, read_config_file
 from evalmon.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from evalmon.config.monitor import AlertsConfig
 
 _HINT = "re-run `evalmon monitor calibrate MONITOR.yaml` (it rewrites the file)"
 
@@ -45,8 +42,9 @@ def read_thresholds(path: str | Path) -> dict[str, float]:
     return out
 
 
-def apply_thresholds(alerts: AlertsConfig) -> None:
-    """Set each rule's ``value`` from ``alerts.thresholds`` (in place)."""
+def apply_thresholds(alerts: Any) -> None:
+    """Set each rule's ``value`` from ``alerts.thresholds`` (in place; ``alerts``: a monitor's ``AlertsConfig``,
+    untyped here: config.monitor imports this module)."""
     assert alerts.thresholds is not None
     values = read_thresholds(alerts.thresholds)
     keys = {r.key for r in alerts.rules}
