@@ -75,6 +75,10 @@ def monitor(
         err.print(store_line(*choose_tracking_uri(tracking_uri, loaded.tracking.uri), experiment=cfg.experiment),
                   markup=False, soft_wrap=True)
     print_result(cfg, result, out, err)
+    if any(r.on_alert for r in cfg.alerts.rules) and result.alerts:  # on_alert: {to_suite: …} (docs/replay.md)
+        from evalmon.traffic.to_suite import run_on_alert
+
+        run_on_alert(cfg, result.alerts, log_fn=lambda m: out.print(m, soft_wrap=True, markup=False))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

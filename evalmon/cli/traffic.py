@@ -54,3 +54,32 @@ def synth(
                + (f", {res.malformed} malformed" if res.malformed else "") + ")")
     typer.echo(f"truth:   {res.truth}")
     typer.echo(f"events:  {res.events}")
+
+
+@traffic_app.command("to-suite")
+def to_suite_cmd(
+    monitor: Annotated[Path, typer.Argument(help="Monitor YAML whose source (and previous run's windows) to read.")],
+    out: Annotated[Path, typer.Option(help="Suite YAML to write, e.g. suites/replay-incident.yaml.")],
+    window: Annotated[str | None, typer.Option(help="The monitor window containing this ISO time.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Start of the range, ISO-8601 (with --to).")] = None,
+    to: Annotated[str | None, typer.Option(help="End of the range (exclusive), ISO-8601.")] = None,
+    where: Annotated[str | None, typer.Option(help="pandas query over the records, e.g. 'alerts != \"\"' or "
+                                                   "'`pii.any` == 1' (columns: canonical, window, alerts, signals).")] = None,
+    signal: Annotated[str | None, typer.Option(help="Keep records where this 0/1 signal column is 1, e.g. "
+                                                    "hallucination.flag (recomputed with the monitor's signals).")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="At most N distinct prompts, stratified by window and signals.")] = 200,
+    seed: Annotated[int, typer.Option(help="Sampling seed (same seed → same selection).")] = 0,
+    dataset: Annotated[Path | None, typer.Option(help="JSONL to write (default reports/replay/<suite stem>.jsonl).")] = None,
+    model: Annotated[str | None, typer.Option(help="Default model path written into the suite (relative to it).")] = None,
+) -> None:
+    """Logged traffic → a replay dataset (PII-redacted, with provenance) and a suite that evaluates it."""
+    from evalmon.config.monitor import load_monitor
+    from evalmon.traffic.to_suite import Selection, to_suite, window_range
+
+    cfg = load_monitor(monitor)
+    start, end = window_range(cfg, window=window, start=from_, end=to)
+    res = to_suite(cfg, Selection(start, end, where=where, signal=signal, sample=sample, seed=seed), out,
+                   dataset=dataset, model_path=model, log_fn=lambda m: typer.echo(m, err=True))
+    typer.echo(res.line())
+    typer.echo(f"suite:   {res.suite}   (evalmon run {res.suite})")
+    typer.echo(f"provenance: {res.provenance}")

@@ -171,6 +171,26 @@ class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
     assessments: bool = True  # traces source: 0/1 signal columns → feedback on each record's trace
 
 
+class ToSuiteAction(_Strict):
+    """``on_alert: {to_suite: …}``: write the replay suite of the alerting window (docs/replay.md)."""
+
+    suite: str  # the suite YAML to write (relative: against the monitor file); {window} = the window key
+    sample: int = Field(200, ge=1)
+    seed: int = 0
+    where: str | None = None  # a pandas query over the window's records (see evalmon.traffic.to_suite)
+    signal: str | None = None  # keep records where this 0/1 signal column is 1
+    dataset: str | None = None  # the JSONL to write (default: <output_dir>/<name>/replay/<suite stem>.jsonl)
+
+    @field_validator("suite", "dataset")
+    @classmethod
+    def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else str(resolve_path(v, _base_dir(info)))
+
+
+class OnAlert(_Strict):
+    to_suite: ToSuiteAction | None = None
+
+
 class AlertRule(_Strict):
     metric: str = Field(min_length=1)
     op: Literal[">", ">=", "<", "<=", "==", "!="]
@@ -180,6 +200,7 @@ class AlertRule(_Strict):
     # min_coverage: `alert` = a "not evaluated" alert (exit 1), `ignore` = a note only; None = alerts.*'s
     on_missing: Literal["alert", "ignore"] | None = None
     min_coverage: float | None = Field(None, ge=0, le=1)
+    on_alert: OnAlert | None = Field(None, exclude_if=lambda v: v is None)  # not in the hash when unset
 
     @field_validator("value")
     @classmethod
