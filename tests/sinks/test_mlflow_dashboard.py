@@ -133,7 +133,7 @@ def test_eval_run_page_lists_headline_metrics(board: dict[str, Any]) -> None:
     for key, value in (("hellaswag/acc", "0.5186"), ("medical/acc", "0.5075"), ("mmlu_anatomy/acc_norm", "0.4393")):
         assert re.search(rf"{re.escape(key)} {value}\b", text), (key, text[:3000])
     assert "_stderr" not in text and "timing/hellaswag/requests_per_s 32" in text
-    _shot(out["ui_url"], "eval-run.png", board["root"], lambda p: chromium.png_stats(p)["colors"] > 40, (1400, 1100))
+    _shot(out["ui_url"], "eval-run.png", board["root"], lambda p: chromium.png_stats(p)["colors"] > 40, (1920, 1200))
 
 
 def test_monitor_timeline_view_groups_charts_by_scale(board: dict[str, Any]) -> None:
