@@ -1,0 +1,183 @@
+"""The monitor on Spark (``executor: spark``) vs the local executor on the same partitioned Parquet traffic.
+
+    .venv/bin/python benchmarks/bench_monitor_spark.py [--base 100000] [--days 10] [--hours-per-day 24]
+        [--modes local,spark1,spark2] [--json out.json]
+
+Traffic: ``--base`` records from ``evalmon traffic synth`` (parquet, one day, real public text), tiled over
+``--days`` consecutive days (timestamps shifted by whole days, request ids suffixed) into a hive-partitioned
+Parquet dataset ``dt=YYYY-MM-DD/part-0.parquet``: ``base × days`` records. Tiling keeps the set-up cheap
+(synthesising costs ~0.3 ms per record here) and gives every day the same distribution.
+
+The monitor: 1 h windows over the whole span (``--backfill``), signals ``text`` (no language id) and
+``usage``, drift vs the previous window (evidently on the reservoir, ``reservoir_rows`` 50,000), quality
+checks (great-expectations), no HTML, MLflow off (its upload time is the server's). Each mode runs in its own
+subprocess: ``local`` (the local executor), ``spark1`` / ``spark2`` (``local[1]`` / ``local[2]`` masters).
+Printed per mode: wall seconds, records/s, peak RSS of the driver process and of its children (the JVM
+and Spark's Python workers; ``RUSAGE_CHILDREN``: the largest one), and the CPU pressure of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def make_traffic(work: Path, base: int, days: int, hours: int) -> Path:
+    """``base`` synthetic records tiled over ``days`` days as hive-partitioned Parquet (see the docstring)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from evalmon.traffic.synth import SynthConfig, synthesize
+
+    out = work / "traffic"
+    if out.exists():
+        return out
+    seed_dir = work / "seed"
+    if not seed_dir.exists():
+        synthesize(SynthConfig(out=seed_dir, start=T0.isoformat(), hours=hours, rate_per_hour=base / hours,
+                                seed=7,
+                               format="parquet", data_dir=REPO.parent / "shared" / "benchmarks"))
+    table = pq.read_table(next(seed_dir.rglob("*.parquet")))
+    ts_type = table.schema.field("timestamp").type
+    for d in range(days):
+        day = T0 + timedelta(days=d)
+        cols = {}
+        for name in table.column_names:
+            col = table[name]
+            if name == "timestamp" and pa.types.is_timestamp(ts_type):
+                col = pc.add(col, pa.scalar(timedelta(days=d), pa.duration(ts_type.unit)))
+            elif name == "request_id":
+                col = pc.binary_join_element_wise(pc.cast(col, pa.string()), pa.scalar(f"-{d}"), "")
+            cols[name] = col
+        part = out / f"dt={day.date().isoformat()}"
+        part.mkdir(parents=True)
+        pq.write_table(pa.table(cols), part / "part-0.parquet")
+    return out
+
+
+def monitor_yaml(work: Path, mode: str, window: str = "1h") -> Path:
+    executor = "local" if mode == "local" else "spark"
+    master = {"spark1": "local[1]", "spark2": "local[2]"}.get(mode, "local[2]")
+    path = work / f"{mode}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: bench-{mode}
+        source: {{kind: parquet, path: traffic}}
+        window: {{size: {window}, max_windows_per_run: 100000}}
+        executor: {executor}
+        spark: {{master: '{master}', conf: {{spark.driver.memory: 2g, spark.sql.shuffle.partitions: '2'}}}}
+        signals: [{{name: text, language: false}}, usage]
+        drift: {{text_drift: false, embedding_drift: false}}
+        report: none
+        tracking: {{enabled: false}}
+        output_dir: out-{mode}
+        """), encoding="utf-8")
+    return path
+
+
+def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
+    """One mode, in this process (run as a subprocess by ``main``)."""
+    from evalmon.config.monitor import load_monitor
+    from evalmon.monitor.runner import run_monitor
+
+    cfg = load_monitor(monitor_yaml(work, mode, args.window))
+    end = T0 + timedelta(days=args.days)
+    t = time.perf_counter()
+    res = run_monitor(cfg, backfill=(T0, end), now=end + timedelta(hours=1))
+    wall = time.perf_counter() - t
+    jvm_mb = None
+    if mode != "local":  # the JVM (a child of the driver, alive until the session stops): its RSS now
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        jvm_mb = _children_rss_mb()
+        if active is not None:
+            active.stop()
+    driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mode": mode, "records": res.processed, "windows": len(res.windows), "seconds": round(wall, 1),
+            "records_per_s": round(res.processed / wall), "driver_peak_mb": round(driver),
+            "jvm_and_workers_rss_mb_at_end": jvm_mb,
+            "alerts": len(res.alerts), "quarantined": res.quarantined}
+
+
+def _children_rss_mb() -> int:
+    """Summed RSS of this process's descendants (the JVM and Spark's Python workers), from /proc."""
+    me, total = str(os.getpid()), 0
+    parents: dict[str, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[stat.parent.name] = fields[1]
+    for pid in parents:
+        p = pid
+        while p in parents and p != me:
+            p = parents[p]
+        if p == me and pid != me:
+            try:
+                rss = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS"))
+                total += int(rss.split()[1])
+            except (OSError, StopIteration):
+                continue
+    return round(total / 1024)
+
+
+def _pressure() -> str:
+    try:
+        return Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return "n/a"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--hours-per-day", type=int, default=24)
+    ap.add_argument("--modes", default="local,spark1,spark2")
+    ap.add_argument("--window", default="1h", help="window size (fewer, larger windows: less per-window cost)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--part")
+    ap.add_argument("--work", type=Path)
+    args = ap.parse_args()
+    if args.part:
+        print(json.dumps(part(args, args.work, args.part)))
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    t = time.perf_counter()
+    make_traffic(work, args.base, args.days, args.hours_per_day)
+    print(f"traffic: {args.base} x {args.days} days in {work / 'traffic'} ({time.perf_counter() - t:.0f} s)", flush=True)
+    results = []
+    for mode in args.modes.split(","):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        cmd = [sys.executable, __file__, "--part", mode, "--work", str(work), "--base", str(args.base),
+               "--days", str(args.days), "--window", args.window]
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+        line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
+        if proc.returncode or line is None:
+            print(f"{mode}: failed (rc {proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        row = json.loads(line) | {"cpu_pressure": _pressure()}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
