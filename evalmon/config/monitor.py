@@ -159,12 +159,11 @@ class DriftConfig(_Strict):
 
 
 class SparkConfig(_Strict):
-    """``executor: spark``: where the session comes from and what it reads (docs/scale.md)."""
+    """``executor: spark``: where the session comes from (docs/scale.md)."""
 
     master: str | None = None  # None: the active session's, else spark-submit's, else local[*]
     app_name: str = "evalmon-monitor"
     conf: dict[str, str] = Field(default_factory=dict)  # extra Spark settings (spark.executor.memory, …)
-    table: str | None = None  # read this existing table (spark.table) instead of the source's files
 
 
 class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"
