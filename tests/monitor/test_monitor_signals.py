@@ -289,7 +289,7 @@ def test_huge_response_and_odd_values() -> None:
     df = pd.DataFrame({"prompt": ["summarise", b"\xff\xfe bytes".decode("utf-8", "replace")],
                        "response": [big, 12345], "contexts": [CTX, "not a list"], "latency_ms": [10.0, "n/a"]})
     t0 = time.perf_counter()
-    out = compute_signals(df, build_signals(["text", "usage", "refusal", "pii", "embedding",
+    out = compute_signals(df, build_signals(["text", "usage", "refusal", {"name": "pii", "nlp": "none"}, "embedding",
                                              {"name": "hallucination", "embeddings": False}]))
     assert time.perf_counter() - t0 < 20
     assert out["text.response_chars"].iloc[0] == 1_000_000 and out["text.response_chars"].iloc[1] == 5
