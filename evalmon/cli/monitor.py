@@ -14,7 +14,22 @@ from evalmon.core.redact import redact_text
 app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the top-level app
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _help(ctx: typer.Context, value: bool) -> None:
+    """``--help``: the calibrate subcommand's help after ``evalmon monitor calibrate``, else the monitor's."""
+    if not value or ctx.resilient_parsing:
+        return
+    argv = sys.argv[1:]
+    at = argv.index("monitor") + 1 if "monitor" in argv else len(argv)
+    if argv[at:at + 1] == ["calibrate"]:
+        cmd = typer.main.get_command(calibrate_app)
+        with cmd.make_context("evalmon monitor calibrate", [], resilient_parsing=True) as sub:
+            typer.echo(cmd.get_help(sub))
+    else:
+        typer.echo(ctx.get_help())
+    raise typer.Exit(0)
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 def monitor(
     ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Monitor YAML (see monitors/traffic.yaml); `evalmon monitor "
@@ -29,6 +44,8 @@ def monitor(
                                                           "$MLFLOW_TRACKING_URI, else .evalmon/mlflow.db).")] = None,
     executor: Annotated[str | None, typer.Option(metavar="local|spark", help="Where the per-partition stages run "
                                                  "(default: the YAML's executor:, else local).")] = None,
+    _show_help: Annotated[bool, typer.Option("--help", is_eager=True, callback=_help, expose_value=False,
+                                             help="Show this message and exit.")] = False,
 ) -> None:
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
     from evalmon.config.monitor import apply_overrides, load_monitor
