@@ -251,6 +251,8 @@ def run_tags(result: RunResult) -> dict[str, str]:
             "parent_run_id"), "mlflow.parentRunId": result.adapters.get("parent_mlflow_run_id")})
     elif result.adapters.get("variants"):  # the suite run of a many-adapter run is the base's (docs/adapters.md)
         tags.update({"evalmon.adapter": "base", "evalmon.adapters": ",".join(result.adapters["variants"][1:])})
+    for task in result.tasks.values():  # a task's own run tags (replay: the monitor window runs it came from)
+        tags.update({str(k): v for k, v in (task.config.get("mlflow_tags") or {}).items()})
     return {k: redact_text(_to_str(v))[:MAX_TAG_VAL_LEN] for k, v in _unique_keys(tags.items()).items() if v is not None}
 
 
