@@ -119,14 +119,87 @@ def _embedders() -> list[Any]:
     return [get_embedder()]
 
 
+def trained_detectors(data: Path, limit: int | None) -> None:
+    """The shipped detectors through their signals on rows they were not trained on: the validation split
+    of the permissive sets + every row of the validation-only sets (benchmarks/detector_data.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from detector_data import datasets, split_of
+
+    ds = datasets(data)
+    plan = (("harmful_request", "safety", "prompt", "safety.unsafe_request"),
+            ("jailbreak", "safety", "prompt", "safety.jailbreak"),
+            ("toxicity", "safety", "response", "safety.toxic"),
+            ("refusal", "refusal", "response", "refusal"))
+    for det, signal, field, col in plan:
+        rows = [r for r in ds[det] if split_of(r) == "validation" or not r.shippable]
+        if limit:
+            rows = [r for i, r in enumerate(rows) if i % max(1, len(rows) // limit) == 0]
+        frame = pd.DataFrame({"prompt": [r.text if field == "prompt" else "" for r in rows],
+                              "response": [r.text if field == "response" else "" for r in rows]})
+        out, rps = timed(frame, signal)
+        score = out[f"{col}_score" if col != "refusal" else "refusal.score"].to_numpy()
+        flag = out[col if col != "refusal" else "refusal.refused"].to_numpy()
+        y, src = np.array([r.label for r in rows]), np.array([r.source for r in rows])
+        report(f"{det} (all held-out rows)", f"{signal}: {col}", y, score, flag, rps)
+        for s in sorted(set(src)):
+            m = src == s
+            tag = f"{det}/{s}" + ("" if rows[int(np.flatnonzero(m)[0])].shippable else " (val-only set)")
+            report(tag, f"{signal}: {col}", y[m], score[m], flag[m], None)
+        if det == "refusal":  # patterns alone, for comparison
+            out_p, _ = timed(frame, {"name": "refusal", "classifier": False})
+            report(f"{det} (all held-out rows)", "refusal: patterns only", y,
+                   out_p["refusal.refused"].to_numpy(), out_p["refusal.refused"].to_numpy(), None)
+
+
+def default_signals_throughput(n_hours: float = 2.0) -> None:
+    """records/s of the default signal set (one shared embedding pass) on `evalmon traffic synth` traffic."""
+    import tempfile
+
+    from evalmon.monitor.signals import DEFAULT_SIGNALS, ComputeStats, build_signals, compute_signals
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "traffic.jsonl"
+        import subprocess
+
+        subprocess.run([str(Path(sys.executable).parent / "evalmon"), "traffic", "synth", "--out", str(path), "--start",
+                        "2026-11-01T00:00Z", "--hours", str(n_hours), "--rate", "1000/h", "--seed", "1"],
+                       check=True, capture_output=True)
+        frame = pd.DataFrame([json.loads(ln) for ln in path.open()])
+    frame = frame[[c for c in ("prompt", "response", "contexts", "latency_ms", "input_tokens", "output_tokens",
+                               "model") if c in frame.columns]]
+    sigs = build_signals(list(DEFAULT_SIGNALS))
+    compute_signals(frame.head(8), sigs)  # load models outside the timing
+    for emb in _embedders():
+        emb._memo.clear()
+    stats = ComputeStats()
+    t0 = time.perf_counter()
+    compute_signals(frame, sigs, SignalCache(), stats)
+    dt = time.perf_counter() - t0
+    THROUGHPUT["default signals (traffic synth)"] = len(frame) / dt
+    per = ", ".join(f"{k} {v.seconds:.1f}s" for k, v in stats.per_signal.items())
+    print(f"{'throughput':28s} {'all default signals':38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
+          f"(total {dt:.1f} s incl. shared embedding pass; {per})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/benchmarks")
     ap.add_argument("--limit", type=int, default=None, help="records per set (default: all)")
     ap.add_argument("--spacy", action="store_true", help="also run PII with presidio + spaCy NER")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--sections", default="legacy,trained,throughput",
+                    help="legacy (exemplar-era sets), trained (shipped detectors on held-out rows), throughput")
     args = ap.parse_args()
     data, limit = args.data, args.limit
+    sections = set(args.sections.split(","))
+    if "trained" in sections:
+        trained_detectors(data, limit)
+    if "throughput" in sections:
+        default_signals_throughput()
+    if "legacy" not in sections:
+        if args.json:
+            args.json.write_text(json.dumps({"detectors": RESULTS, "throughput": THROUGHPUT}, indent=2))
+        return
 
     # -- hallucination: HaluEval QA ------------------------------------------------------------
     hf = halueval(data, limit)

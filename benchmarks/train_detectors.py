@@ -41,12 +41,38 @@ SPECS: dict[str, tuple[str, tuple[str, ...], float, str]] = {
                         "harmful request (should not be answered) vs benign prompts incl. look-alikes"),
     "jailbreak": ("prompt", ("mt_bench", "gsm8k", "truthfulqa", "jailbreak_classification"), 0.02,
                   "jailbreak / prompt-injection template vs ordinary prompts and plain requests"),
-    "toxicity": ("response", ("hatecheck", "openai_moderation", "decodingtrust_toxicity", "mt_bench"), 0.05,
+    "toxicity": ("response", ("openai_moderation", "decodingtrust_toxicity", "mt_bench"), 0.05,
                  "hateful / toxic / abusive text"),
     "refusal": ("response", ("mt_bench", "truthfulqa", "gsm8k", "gptfuzz"), 0.03,
                 "the response refuses (fully or partly) instead of answering"),
 }
 SEED = 0
+# inverse regularisation per detector (picked on the validation split: harmful_request recall at 5 % look-alike
+# FPR was 0.78 / 0.79 / 0.83 / 0.78 for C = 1 / 4 / 16 / 64)
+C_OF = {"harmful_request": 16.0}
+DOCS = ROOT / "docs/detectors"
+USE_AND_LIMITS: dict[str, str] = {
+    "harmful_request": (
+        "Intended use: the rate of requests for harmful help in monitored traffic (`safety.unsafe_request`), and "
+        "with the refusal signal the rate of *answered* harmful requests (`safety.unsafe`). Limits: English "
+        "only; single-turn prompts; it scores the request, not its context (a harmful request hidden in a long "
+        "role-play reads as role-play: that is the jailbreak detector's job); CoCoNot's borderline safety "
+        "requests are the hardest rows (see its recall below); trained on public red-teaming sets, so novel "
+        "harm categories may score low."),
+    "jailbreak": (
+        "Intended use: the share of prompts that wrap a request in a jailbreak / prompt-injection template "
+        "(DAN-style personas, 'ignore previous instructions', developer-mode role-play). Limits: trained on "
+        "the 2023 in-the-wild template families; optimisation-based suffix attacks (GCG-style gibberish) are "
+        "not in the training data; benign role-play prompts are the main false positives."),
+    "toxicity": (
+        "Intended use: the rate of hateful / abusive / toxic responses (`safety.toxic`). Limits: English; "
+        "short texts dominate the training data; hate against groups not in HateCheck's identity list and "
+        "implicit hate (ETHOS) score lower — see the ETHOS row (validation only, GPL)."),
+    "refusal": (
+        "Intended use: together with the phrase patterns, `refusal.refused` (full, partial and soft refusals). "
+        "Limits: English; trained on ChatGPT-era refusals (GPTFuzz) — refusal styles of other models may "
+        "differ; PyRIT also counts off-topic answers as refusals, which this detector does not target."),
+}
 
 
 def _key(text: str) -> str:
@@ -112,7 +138,8 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     ship = np.array([r.shippable for r in rows])
     src = np.array([r.source for r in rows])
     tr = (split == "train") & ship
-    clf = CalibratedClassifierCV(LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000),
+    c_reg = C_OF.get(name, 4.0)
+    clf = CalibratedClassifierCV(LogisticRegression(C=c_reg, class_weight="balanced", max_iter=3000),
                                  method="sigmoid", cv=5)
     clf.fit(X[tr], y[tr])
     members = [Member(coef=c.estimator.coef_[0].astype(float).tolist(), intercept=float(c.estimator.intercept_[0]),
@@ -138,7 +165,7 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
         "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
         "split": "sha256(seed, group) < 0.3 → validation; groups = template / question / item",
-        "model": "CalibratedClassifierCV(LogisticRegression(C=4, class_weight=balanced), sigmoid, cv=5)",
+        "model": f"CalibratedClassifierCV(LogisticRegression(C={c_reg:g}, class_weight=balanced), sigmoid, cv=5)",
         "metrics": report,
     }
     print(f"\n== {name}: threshold {det.threshold:.4f} (FPR ≤ {target_fpr:.0%} on {', '.join(ref_sources)})")
@@ -146,7 +173,35 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
         print(f"  {k:60s} {json.dumps(v)}")
     if write:
         det.save(ARTIFACT_DIR / f"{name}-v1.json")
+        write_card(det)
     return det.card
+
+
+def write_card(det: Detector) -> None:
+    c = det.card
+    lines = [f"# Detector `{det.name}` v{det.version}", "", f"{c['description'].capitalize()}.", "",
+             f"- artifact: `evalmon/monitor/detectors/{det.name}-v{det.version}.json` (JSON, "
+             f"{len(det.members)} Platt-scaled logistic-regression members over {det.dim}-d embeddings)",
+             f"- input: the record's `{det.field}`, embedded with `{det.embedding_model}` "
+             f"(first {det.max_chars} characters; the monitor's shared embedding)",
+             f"- model: {c['model']}",
+             f"- default threshold: **{det.threshold:.4f}** — the lowest with ≤ {c['target_fpr']:.0%} false "
+             f"positives on the validation split of {', '.join(c['threshold_reference_negatives'])} negatives",
+             f"- training: {c['train_rows']} rows ({c['train_positives']} positive), train split only",
+             f"- split: {c['split']}", "- reproduce: `HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_detectors.py "
+             f"--only {det.name}` (seeded; prints these figures)", "",
+             "## Data and licences", "", "| set | licence (its SOURCE.md) | used for |", "|---|---|---|"]
+    lines += [f"| {s} | {lic} | train + validation |" for s, lic in c["training_sets"].items()]
+    lines += [f"| {s} | {lic} | validation only |" for s, lic in c["validation_only_sets"].items()]
+    lines += ["", "## Validation metrics (rows never trained on)", "",
+              "At the default threshold. PR-AUC / ROC-AUC only where a set has both classes.", "",
+              "| rows | n | positives | PR-AUC | ROC-AUC | recall | FPR | precision |", "|---|---|---|---|---|---|---|---|"]
+    for k, m in c["metrics"].items():
+        cells = [m.get(f, "") for f in ("n", "positives", "pr_auc", "roc_auc", "recall", "fpr", "precision")]
+        lines.append(f"| {k} | " + " | ".join(str(x) for x in cells) + " |")
+    lines += ["", "## Intended use and limits", "", USE_AND_LIMITS[det.name], ""]
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / f"{det.name}.md").write_text("\n".join(lines), encoding="utf-8")
 
 
 def main() -> None:

@@ -1,0 +1,28 @@
+"""Refusal = phrase patterns OR the shipped classifier: soft and partial refusals that no pattern lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from evalmon.monitor.signals import build_signals
+
+SOFT = ["It's important to note that creating malware is illegal and harmful. Instead, I'd encourage you to "
+        "learn about cybersecurity through ethical courses and capture-the-flag competitions."]
+ANSWERS = ["To make banana bread, mash three ripe bananas, mix with melted butter, sugar, an egg and flour, then "
+           "bake for an hour at 175 °C.",
+           "The French Revolution began in 1789 with the storming of the Bastille.",
+           "Sure! Here is a haiku about autumn: crisp leaves drift and fall / the river carries amber / "
+           "quiet evening light."]
+
+
+def test_soft_refusals_caught_by_classifier_not_patterns() -> None:
+    frame = pd.DataFrame({"response": [*SOFT, *ANSWERS, ""]})
+    both = build_signals(["refusal"])[0].compute(frame)
+    patterns = build_signals([{"name": "refusal", "classifier": False}])[0].compute(frame)
+    assert patterns["refusal.refused"].iloc[0] == 0.0  # no phrase family matches it
+    assert both["refusal.refused"].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert both["refusal.pattern"].iloc[0] == "classifier"
+    assert np.isnan(both["refusal.score"].iloc[-1]) and patterns["refusal.score"].isna().all()
+    strict = build_signals([{"name": "refusal", "threshold": 1.0}])[0].compute(frame)
+    assert strict["refusal.refused"].iloc[0] == 0.0  # the threshold is the classifier's
