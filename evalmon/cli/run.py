@@ -37,6 +37,9 @@ def run(
     include_path: Annotated[list[Path] | None, typer.Option("--include-path", "--include_path", metavar="DIR",
                                                             help="Folder of lm-eval task YAMLs for lm_eval:<name> "
                                                                  "tasks (repeatable; docs/lm-eval.md).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (one process) or ray: the model as --replicas Ray "
+                                                      "actors, same numbers (docs/scale.md).")] = None,
+    replicas: Annotated[int | None, typer.Option(help="Model replicas for --executor ray (default 2).")] = None,
 ) -> None:
     """Run a suite: progress per task, then a results table; files in reports/<run_id>/."""
     from evalmon.cli.console import print_results
@@ -50,7 +53,7 @@ def run(
     yaml_uri = cfg.tracking.uri
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
-                          no_tracking=no_tracking, adapters=adapters)
+                          no_tracking=no_tracking, adapters=adapters, executor=executor, replicas=replicas)
     if batch_size is not None:
         cfg = _with_batch_size(cfg, batch_size)
     if no_sample_text:

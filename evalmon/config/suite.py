@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -130,6 +130,10 @@ class SuiteConfig(_Strict):
     lm_eval_include_path: list[Path] | None = None
     # what samples.jsonl.gz keeps; not in the suite hash (the numbers do not depend on it)
     samples: SamplesConfig = Field(default_factory=SamplesConfig, exclude=True)
+    # where the model's requests are computed (harness/fleet.py: ray = `replicas` Ray actors); not in the suite
+    # hash either (a ray run's numbers equal the local run's)
+    executor: Literal["local", "ray"] = Field("local", exclude=True)
+    replicas: int = Field(2, ge=1, le=1024, exclude=True)
 
     _source_path: Path | None = PrivateAttr(None)
     _task_origins: tuple[str, ...] = PrivateAttr(())  # "file:line: tasks.N.name" or "--tasks"
@@ -363,18 +367,25 @@ def parse_adapters_flag(spec: str, model: dict[str, Any]) -> dict[str, str]:
 def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | None = None,
                     tasks: list[str] | None = None, output: Path | None = None,
                     tracking_uri: str | None = None, experiment: str | None = None,
-                    no_tracking: bool = False, adapters: str | None = None) -> SuiteConfig:
+                    no_tracking: bool = False, adapters: str | None = None, executor: str | None = None,
+                    replicas: int | None = None) -> SuiteConfig:
     """A new config with CLI flags applied; errors name the flag.
 
     ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
     does not give (dtype, device, batch_size, …) are kept from the suite when the backend is the same.
     ``trust_remote_code`` is never inherited: the suite's opt-in was for its own checkpoint, so another
     one's code runs only when the spec says ``trust_remote_code=true`` itself.
+    ``--executor``/``--replicas``: where requests are computed (harness/fleet.py).
     ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
     ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking; without it
     the store is ``choose_tracking_uri``'s (the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local).
     """
+    if executor not in (None, "local", "ray") or (replicas is not None and replicas < 1):
+        raise ConfigError(f"--executor {executor or cfg.executor} --replicas {replicas}: executor must be local or "
+                          "ray, replicas at least 1", hint="e.g. --executor ray --replicas 2")
     data = cfg.model_dump()
+    data.update(samples=cfg.samples.model_dump(), executor=executor or cfg.executor,  # not dumped (not hashed)
+                replicas=cfg.replicas if replicas is None else replicas)
     origins = [cfg.task_origin(i) for i in range(len(cfg.tasks))]
     if model is not None:
         new = parse_model_spec(model)

@@ -140,6 +140,10 @@ def _now() -> str:
 def load_model(cfg: SuiteConfig) -> LM:
     from evalmon.backends.registry import load_lm
 
+    if getattr(cfg, "executor", "local") == "ray":  # replicas on Ray actors, one LM to the engine (harness/fleet)
+        from evalmon.harness.fleet import load_fleet
+
+        return load_fleet(cfg.model, cfg.replicas)
     return load_lm(cfg.model)
 
 
@@ -179,7 +183,7 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
     run_id = new_run_id()
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
     try:
-        lm = lm or load_model(cfg)
+        owned, lm = lm is None, lm or load_model(cfg)
         models = Models(lm)  # the judge (…) models of the tasks' other roles: loaded and checked now
         check_tasks(tasks, models)  # a task the models cannot run fails before any task runs
         variants = adapter_variants(cfg, lm)  # model × adapter matrix (harness/matrix.py); [] without adapters
@@ -223,6 +227,8 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         result.finished_at = _now()
         if cache:
             cache.close()
+        if owned and (close := getattr(type(lm), "close_fleet", None)) is not None:  # Ray replicas (harness/
+            close(lm)  # fleet.py); looked up on the type: a lazy hf model must not load for the look-up
         aggregate_groups(result, groups)
         if adapter_runs:  # the ranked adapter table goes into the suite run's results.json
             adapter_runs.compare(result, samples, cfg.seed, lambda r: aggregate_groups(r, groups), say)
