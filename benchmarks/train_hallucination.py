@@ -15,11 +15,12 @@ Data (``../shared/benchmarks``, read in place; licences from each SOURCE.md):
   ``halueval2_statements`` — HaluEval 2.0 human annotation (no licence: validation only), each atomic
   statement as the answer to its question, labelled by the annotators.
 
-Features (``evalmon.monitor.signals.halludetect.features``): the response's MiniLM embedding, the
-prompt/response cosine and the token statistics of the response under SmolLM2-135M-Instruct (the
-embedded checkpoint; ``uncertainty`` signal). Model: StandardScaler + LogisticRegression (C=0.5,
-class-balanced); the threshold maximises F1 on the training split's out-of-fold (question-grouped 5-fold)
-predictions. Writes the JSON artifact (``--out``, default the package's) and prints PR-AUC / base rate /
+Features (``evalmon.monitor.signals.halludetect.features``): the prompt/response MiniLM cosine, the log
+word count and the token statistics of the response under SmolLM2-135M-Instruct (the embedded checkpoint;
+``uncertainty`` signal); ``--embeddings`` adds the response's 384-d embedding (reported as ``+emb PR``: it
+learnt TruthfulQA's topics and did not transfer to HaluEval, so v1 ships without it). Model: StandardScaler + LogisticRegression (C=0.5,
+class-balanced); the flag's threshold is the score that 10% of the training split's truthful answers exceed
+in its out-of-fold (question-grouped 5-fold) predictions. Writes the JSON artifact (``--out``, default the package's) and prints PR-AUC / base rate /
 ROC-AUC per validation set, with two ablations (embeddings only, statistics only), and the PR-AUC with the
 hallucinated rows subsampled to a 20% share (``PR@0.2``: seeded, mean of 200 draws) — the balanced sets at
 a traffic-like base rate, where the issue's "≥ 2× base rate" target (0.4) is reachable.
@@ -49,6 +50,7 @@ from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal  # noqa: 
 
 DEFAULT_OUT = ROOT / "evalmon" / "monitor" / "signals" / "detectors" / ARTIFACT
 TRAFFIC_BASE_RATE = 0.2
+TARGET_FPR = 0.1  # the flag's threshold: this share of the training split's truthful answers (out of fold)
 Row = dict[str, Any]  # {prompt, response, label (1 = hallucinated), group, dataset}
 
 
@@ -166,15 +168,18 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "benchmarks")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-label", type=int, default=1)
-    ap.add_argument("--halueval-qa", type=int, default=200, help="HaluEval QA questions (2 answers each)")
-    ap.add_argument("--halueval2", type=int, default=400, help="HaluEval 2.0 statements")
+    ap.add_argument("--truthfulqa-val", type=int, default=300, help="TruthfulQA validation answers")
+    ap.add_argument("--halueval-qa", type=int, default=150, help="HaluEval QA questions (2 answers each)")
+    ap.add_argument("--halueval2", type=int, default=300, help="HaluEval 2.0 statements")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--embeddings", action="store_true",
+                    help="also train on the response's 384-d embedding (did not transfer: see the model card)")
     ap.add_argument("--cache", type=Path, default=None, help="feature cache directory (reruns skip the model)")
     args = ap.parse_args()
 
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -183,7 +188,9 @@ def main() -> None:
 
     tqa_train, tqa_val = truthfulqa(args.data, args.seed, args.per_label)
     train = tqa_train + factool(args.data, args.seed)
-    vals = {"truthfulqa_val": tqa_val, "halueval_qa": halueval_qa(args.data, args.seed, args.halueval_qa),
+    rng = np.random.default_rng(args.seed)
+    tqa_val_rows = [tqa_val[i] for i in sorted(rng.permutation(len(tqa_val))[:args.truthfulqa_val])]
+    vals = {"truthfulqa_val": tqa_val_rows, "halueval_qa": halueval_qa(args.data, args.seed, args.halueval_qa),
             "halueval2_statements": halueval2(args.data, args.seed, args.halueval2)}
     assert not {r["group"] for r in tqa_train} & {r["group"] for r in tqa_val}, "question in train and val"
     proxy = ProxyUncertaintySignal()
@@ -194,14 +201,15 @@ def main() -> None:
     impute = np.nanmean(x_train, axis=0)
     x_train = np.where(np.isnan(x_train), impute, x_train)
     dim = x_train.shape[1] - len(STAT_FEATURES)
+    shipped = slice(None) if args.embeddings else slice(dim, None)  # the shipped model's columns
 
     def model() -> Any:
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=2000))
 
-    oof = cross_val_predict(model(), x_train, y_train, groups=groups, cv=GroupKFold(5), method="predict_proba")[:, 1]
-    grid = np.linspace(0.05, 0.95, 91)
-    threshold = float(grid[int(np.argmax([f1_score(y_train, oof >= t) for t in grid]))])
-    subsets = {"all": slice(None), "embeddings_only": slice(0, dim + 0), "statistics_only": slice(dim, None)}
+    oof = cross_val_predict(model(), x_train[:, shipped], y_train, groups=groups, cv=GroupKFold(5), method="predict_proba")[:, 1]
+    threshold = float(np.quantile(oof[y_train == 0], 1 - TARGET_FPR))  # ≈ TARGET_FPR of truthful answers flagged
+    subsets = {"shipped": shipped, "with_embedding": slice(None), "embeddings_only": slice(0, dim),
+               "statistics_only": slice(dim, None)}
     fitted = {k: model().fit(x_train[:, s], y_train) for k, s in subsets.items()}
     report: dict[str, Any] = {"train_rows": len(train), "train_base_rate": float(y_train.mean()),
                               "oof_pr_auc": float(average_precision_score(y_train, oof)),
@@ -214,20 +222,21 @@ def main() -> None:
         for k, s in subsets.items():
             p = fitted[k].predict_proba(x[:, s])[:, 1]
             entry[k] = {"pr_auc": float(average_precision_score(y, p)), "roc_auc": float(roc_auc_score(y, p))}
-        p = fitted["all"].predict_proba(x)[:, 1]
+        p = fitted["shipped"].predict_proba(x[:, shipped])[:, 1]
         flag = p >= threshold
         entry["at_threshold"] = {"precision": float(y[flag].mean()) if flag.any() else None,
                                  "recall": float(flag[y == 1].mean()), "fpr": float(flag[y == 0].mean())}
-        entry["pr_auc_over_base"] = entry["all"]["pr_auc"] / entry["base_rate"]
+        entry["pr_auc_over_base"] = entry["shipped"]["pr_auc"] / entry["base_rate"]
         entry[f"pr_auc_at_base_{TRAFFIC_BASE_RATE}"] = pr_auc_at_rate(y, p, TRAFFIC_BASE_RATE, args.seed)
         report["validation"][name] = entry
-    scaler, lr = fitted["all"].steps[0][1], fitted["all"].steps[1][1]
+    scaler, lr = fitted["shipped"].steps[0][1], fitted["shipped"].steps[1][1]
     artifact = {
         "name": "halludetect", "version": "1", "embedding_model": DEFAULT_MODEL,
         "proxy_model": "smollm2-135m-instruct (chat template, float32)",
-        "features": [f"response_embedding[{i}]" for i in range(dim)] + list(STAT_FEATURES),
+        "response_embedding": bool(args.embeddings),
+        "features": [f"response_embedding[{i}]" for i in range(dim) if args.embeddings] + list(STAT_FEATURES),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": lr.coef_[0].tolist(),
-        "intercept": float(lr.intercept_[0]), "impute": impute.tolist(), "threshold": threshold,
+        "intercept": float(lr.intercept_[0]), "impute": impute[shipped].tolist(), "threshold": threshold,
         "training": {"seed": args.seed, "per_label": args.per_label,
                      "datasets": {"truthfulqa_judge": "Apache-2.0", "factool_factuality/knowledge_qa": "Apache-2.0"},
                      "rows": len(train), "split": "70% of questions by seeded blake2b hash (question-grouped)"},
@@ -238,11 +247,12 @@ def main() -> None:
     print(f"train: {len(train)} rows, base rate {y_train.mean():.3f}, out-of-fold PR-AUC {report['oof_pr_auc']:.3f}, "
           f"threshold {threshold:.2f}; proxy model {rate:.1f} records/s")
     print(f"{'validation set':24} {'n':>5} {'base':>6} {'PR-AUC':>7} {'×base':>6} {'ROC':>6} "
-          f"{'emb PR':>7} {'stat PR':>7} {'prec':>6} {'recall':>6} {'FPR':>6} {'PR@0.2':>7}")
+          f"{'+emb PR':>7} {'emb PR':>7} {'prec':>6} {'recall':>6} {'FPR':>6} {'PR@0.2':>7}")
     for name, e in report["validation"].items():
         t = e["at_threshold"]
-        print(f"{name:24} {e['rows']:5d} {e['base_rate']:6.3f} {e['all']['pr_auc']:7.3f} {e['pr_auc_over_base']:6.2f} "
-              f"{e['all']['roc_auc']:6.3f} {e['embeddings_only']['pr_auc']:7.3f} {e['statistics_only']['pr_auc']:7.3f} "
+        print(f"{name:24} {e['rows']:5d} {e['base_rate']:6.3f} {e['shipped']['pr_auc']:7.3f} "
+              f"{e['pr_auc_over_base']:6.2f} {e['shipped']['roc_auc']:6.3f} {e['with_embedding']['pr_auc']:7.3f} "
+              f"{e['embeddings_only']['pr_auc']:7.3f} "
               f"{t['precision'] or float('nan'):6.3f} {t['recall']:6.3f} {t['fpr']:6.3f} "
               f"{e[f'pr_auc_at_base_{TRAFFIC_BASE_RATE}'] or float('nan'):7.3f}")
     print(f"wrote {args.out}")

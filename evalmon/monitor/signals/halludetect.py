@@ -3,8 +3,9 @@
 A logistic regression (scikit-learn, trained by ``benchmarks/train_hallucination.py``; model card:
 ``docs/detectors/hallucination.md``) over the features of one (prompt, response) pair (``features``):
 
-* the response's MiniLM embedding (bundled all-MiniLM-L6-v2, 384-d, unit length) and the cosine between the
-  prompt's and the response's embeddings;
+* the cosine between the prompt's and the response's MiniLM embeddings (bundled all-MiniLM-L6-v2) and —
+  when the artifact says ``response_embedding: true`` — the response's 384-d embedding itself (v1 does
+  not: trained on TruthfulQA topics it did not transfer, see the model card);
 * the proxy-model uncertainty statistics of the response given its prompt (``uncertainty.py``: mean / min /
   p10 token log-prob, tail share, surprisal per character, log token count) and the log word count.
 
@@ -111,6 +112,8 @@ class HalluDetectSignal(BaseSignal):
         if len(scored):
             x = features([prompts[i] for i in scored], [responses[i] for i in scored], stats.iloc[scored],
                          encode=self.embedder.encode, prefix=self.proxy.name)
+            if not self.art.get("response_embedding", True):  # a statistics-only artifact
+                x = x[:, -len(STAT_FEATURES):]
             score[scored] = predict(self.art, x)
         flag = np.where(np.isnan(score), np.nan, (score >= self.threshold).astype(float))
         return pd.DataFrame({"halludetect.score": score, "halludetect.flag": flag}, index=frame.index)
