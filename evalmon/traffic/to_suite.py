@@ -297,7 +297,8 @@ def select(cfg: MonitorConfig, sel: Selection, *, log_fn: Callable[[str], None] 
     if sel.signal and not any(sel.signal.split(".")[0] == c.name for c in configs):
         raise ConfigError(f"to-suite: --signal {sel.signal!r}: not a monitor signal column")
     scored = recompute_signals(cfg, frame, configs)
-    signal_cols = sorted(c for c in scored.columns if c in needed | where_cols)
+    produced = (set(scored.columns) - set(frame.columns)) & (needed | where_cols)  # strata: 0/1 signal columns
+    signal_cols = sorted(c for c in produced if pd.to_numeric(scored[c], errors="coerce").dropna().isin([0, 1]).all())
     if sel.signal and sel.signal not in scored.columns:
         produced = [c for c in scored.columns if c.startswith(sel.signal.split(".")[0] + ".")]
         raise ConfigError(f"to-suite: --signal {sel.signal!r}: no such column",
