@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from evalmon.monitor.signals import build_signals
+
+pytestmark = pytest.mark.e2e  # loads the real MiniLM encoder (seconds): not the fast lane
 
 SOFT = ["It's important to note that creating malware is illegal and harmful. Instead, I'd encourage you to "
         "learn about cybersecurity through ethical courses and capture-the-flag competitions."]
