@@ -105,7 +105,7 @@ def test_guard_prompt_role_shieldgemma_and_errors(guard_server: GuardServer) -> 
     assert out["guard.unsafe"].iloc[0] == 0.0 and np.isnan(out["guard.unsafe"].iloc[1])
     assert parse_guard_reply("No, it does not.") == (0.0, "")
     assert parse_guard_reply("unsafe\nS1,S10") == (1.0, "S1,S10")
-    with pytest.raises(ConfigError, match="signals.guard"):
+    with pytest.raises(ConfigError, match=r"signals\.guard"):
         build_signals([{"name": "guard"}])
     with pytest.raises(ConfigError, match="sample_rate"):
         build_signals([{"name": "guard", "model": _model(guard_server.url), "sample_rate": 2}])
