@@ -50,10 +50,16 @@ class SparkExecutor(LocalExecutor):
                  log_fn: Callable[[str], None] | None = None, sample_rows: int = SAMPLE_ROWS,
                  basis_rows: int = BASIS_ROWS, spark: Any = None) -> None:
         super().__init__(cfg, source, sink, log_fn=log_fn, sample_rows=sample_rows, basis_rows=basis_rows)
-        self.spark = spark or session(cfg.spark)
+        self._spark = spark  # started on first use: a run with no window to process starts no JVM
         self.jobs = 0
         self._partitions: dict[int, list[str]] = {}
         self.seconds_in_tasks = 0.0
+
+    @property
+    def spark(self) -> Any:
+        if self._spark is None:
+            self._spark = session(self.cfg.spark)
+        return self._spark
 
     # ------------------------------------------------------------------ jobs
 
