@@ -292,8 +292,9 @@ def select(cfg: MonitorConfig, sel: Selection, *, log_fn: Callable[[str], None] 
     if sel.signal:
         needed.add(sel.signal)
     where_cols = set(re.findall(r"`([A-Za-z_]+\.[A-Za-z0-9_.]+)`", sel.where or ""))
-    configs = _signal_configs(cfg, needed | where_cols, "--signal/--where") if (
-        sel.signal or where_cols) else _signal_configs(cfg, needed, "")
+    asked = where_cols | ({sel.signal} if sel.signal else set())  # must be monitor signals; alert columns may not be
+    configs = _signal_configs(cfg, asked, "--signal/--where")
+    configs += [c for c in _signal_configs(cfg, needed, "") if c.name not in {x.name for x in configs}]
     if sel.signal and not any(sel.signal.split(".")[0] == c.name for c in configs):
         raise ConfigError(f"to-suite: --signal {sel.signal!r}: not a monitor signal column")
     scored = recompute_signals(cfg, frame, configs)

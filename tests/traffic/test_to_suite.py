@@ -57,8 +57,10 @@ def _traffic(tmp_path: Path) -> None:
     (tmp_path / "traffic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     win = tmp_path / "runs" / "m" / "windows" / "20261101T020000Z"
     win.mkdir(parents=True)
-    (win / "window.json").write_text(json.dumps({"alerts": [{"rule": "pii leak", "metric": "rate/pii.any",
-                                                             "status": "fired"}]}))
+    (win / "window.json").write_text(json.dumps({"alerts": [
+        {"rule": "pii leak", "metric": "rate/pii.any", "status": "fired"},
+        {"rule": "slow", "metric": "p90/latency_ms", "status": "fired"},  # no signal column: selects, no strata
+        {"rule": "gone", "metric": "rate/x.y", "status": "not evaluated"}]}))
     (win / "mlflow.json").write_text(json.dumps({"run_id": "0123abcd"}))
 
 
@@ -73,6 +75,7 @@ def test_to_suite_selects_alerting_window_dedupes_redacts_and_writes_a_loadable_
     rows = [json.loads(x) for x in res.dataset.read_text().splitlines()]
     assert res.matched == 6 and len(rows) == 3  # only the alerting window's 6 records
     assert {r["provenance"]["window"] for r in rows} == {"20261101T020000Z"}
+    assert all(r["provenance"]["alerts"] == ["pii leak", "slow"] for r in rows)
     assert all(r["provenance"]["monitor_run_id"] == "0123abcd" for r in rows)
     # stratified by the fired signal: 4 leaking of 6 → 2 + 1
     fired = sorted(bool(r["provenance"]["signals_fired"]) for r in rows)

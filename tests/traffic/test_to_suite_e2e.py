@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_util import Background, cli_env, load_samples, only_run_dir, run_cli, show
+from cli_util import Background, assert_user_error, cli_env, load_samples, only_run_dir, run_cli, show
 
 pytestmark = pytest.mark.e2e
 
@@ -101,3 +101,12 @@ def test_alert_to_replay_suite_to_gate(tmp_path: Path, benchmarks_dir: Path, smo
     for run in found:
         assert run.data.tags["evalmon.replay.monitor_run_ids"] == window_run
         assert run.data.tags["evalmon.replay.windows"] == WINDOW
+
+
+def test_to_suite_cli_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "monitor.yaml").write_text(MONITOR.replace("TRACKING", "sqlite:///x.db"), encoding="utf-8")
+    proc = run_cli(tmp_path, "traffic", "to-suite", "monitor.yaml", "--out", "s.yaml")
+    assert_user_error(proc, "--window TIME or both --from and --to")
+    proc = run_cli(tmp_path, "traffic", "to-suite", "monitor.yaml", "--out", "s.yaml", "--window", "2026-11-01T02:00Z")
+    assert_user_error(proc, "traffic.jsonl")  # the source file is missing: named
+    assert not (tmp_path / "s.yaml").exists()
