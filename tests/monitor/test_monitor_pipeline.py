@@ -198,7 +198,7 @@ def _config(tmp_path: Path, source: str, *, name: str = "m", window: str = "", e
         name: {name}
         source: {{kind: jsonl, path: {source}}}
         window: {{size: 1h{', ' + window if window else ''}}}
-        signals: [{{name: text, language: false}}, usage, refusal]
+        signals: [{{name: text, language: false}}, usage, {{name: refusal, classifier: false}}]
         drift: {{text_drift: false, html: false}}
         tracking: {{enabled: false}}
         output_dir: out-{name}
