@@ -151,7 +151,7 @@ def trained_detectors(data: Path, limit: int | None) -> None:
                    out_p["refusal.refused"].to_numpy(), out_p["refusal.refused"].to_numpy(), None)
 
 
-def default_signals_throughput(n_hours: float = 2.0) -> None:
+def default_signals_throughput(n_hours: float = 0.4) -> None:
     """records/s of the default signal set (one shared embedding pass) on `evalmon traffic synth` traffic."""
     import tempfile
 
