@@ -85,8 +85,10 @@ def print_result(cfg: MonitorConfig, result: MonitorResult, out: Any, err: Any) 
         out.print(f"MLflow: {url}", soft_wrap=True)
         logged = next(o.tracking for o in reversed(result.windows) if o.tracking.get("ui_url"))
         keys = [k for k in ("drift/share", *(r.metric for r in cfg.alerts.rules)) if k in result.windows[-1].metrics]
+        from evalmon.sinks.mlflow.windows import chart_url, timeline_url
+
+        out.print(f"MLflow dashboard: {timeline_url(logged['tracking_uri'], logged['experiment_id'])}", soft_wrap=True)
         if keys:
-            from evalmon.sinks.mlflow.windows import chart_url
 
             chart = chart_url(logged["tracking_uri"], logged["experiment_id"], logged["timeline_run_id"],
                               list(dict.fromkeys(keys))[:4])

@@ -217,6 +217,8 @@ def test_run_is_logged_to_mlflow(main_run: SuiteRun, mlflow_server: str, tmp_pat
                 assert table.loc[(name, metric), "stderr"] == pytest.approx(mv["stderr"], abs=1e-12)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"results.json", "samples.jsonl.gz", "report.html", "summary.md"} <= artifacts
+    out = main_run.proc.stdout + main_run.proc.stderr  # the CLI names the run and the experiment's saved view
+    assert f"#/experiments/{run.info.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=" in out
 
 
 def test_rerun_is_served_from_the_response_cache(main_run: SuiteRun, follow_ups: FollowUps) -> None:
