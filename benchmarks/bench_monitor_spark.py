@@ -6,7 +6,8 @@
 Traffic: ``--base`` records from ``evalmon traffic synth`` (parquet, one day, real public text), tiled over
 ``--days`` consecutive days (timestamps shifted by whole days, request ids suffixed) into a hive-partitioned
 Parquet dataset ``dt=YYYY-MM-DD/part-0.parquet``: ``base × days`` records. Tiling keeps the set-up cheap
-(synthesising costs ~0.3 ms per record here) and gives every day the same distribution.
+(synthesising costs ~0.3 ms per record here) and gives every day the same distribution. A ``seed/`` folder
+already in ``--work`` (a synth Parquet dataset) is reused; ``traffic/`` too, if present.
 
 The monitor: 1 h windows over the whole span (``--backfill``), signals ``text`` (no language id) and
 ``usage``, drift vs the previous window (evidently on the reservoir, ``reservoir_rows`` 50,000), quality
