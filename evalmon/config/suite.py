@@ -380,9 +380,10 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking; without it
     the store is ``choose_tracking_uri``'s (the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local).
     """
-    if executor not in (None, "local", "ray") or (replicas is not None and replicas < 1):
-        raise ConfigError(f"--executor {executor or cfg.executor} --replicas {replicas}: executor must be local or "
-                          "ray, replicas at least 1", hint="e.g. --executor ray --replicas 2")
+    if executor not in (None, "local", "ray"):
+        raise ConfigError(f"--executor: must be local or ray, got {executor!r}", hint="e.g. --executor ray --replicas 2")
+    if replicas is not None and replicas < 1:
+        raise ConfigError(f"--replicas: must be at least 1, got {replicas}", hint="e.g. --executor ray --replicas 2")
     data = cfg.model_dump()
     data.update(samples=cfg.samples.model_dump(), executor=executor or cfg.executor,  # not dumped (not hashed)
                 replicas=cfg.replicas if replicas is None else replicas)

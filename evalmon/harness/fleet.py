@@ -24,6 +24,7 @@ the model's device is ``cuda``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -146,8 +147,9 @@ class FleetLM:
                 if progress:
                     progress(done)
         finally:
-            for ref in pending:  # interrupted or failed: stop the rest
-                fleet.ray.cancel(ref)
+            for ref in pending:  # interrupted or failed: stop the rest (best effort: the error is what matters)
+                with contextlib.suppress(Exception):
+                    fleet.ray.cancel(ref)
         return out
 
     def loglikelihood(self, reqs: Sequence[Any], progress: Progress | None = None) -> list[Any]:

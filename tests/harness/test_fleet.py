@@ -57,8 +57,9 @@ def test_executor_keys_and_flags() -> None:
     from evalmon.config.suite import suite_hash
 
     assert suite_hash(plain) == suite_hash(apply_overrides(plain, executor="ray", replicas=8))  # not hashed
-    for kwargs in ({"executor": "spark"}, {"replicas": 0}):
-        with pytest.raises(ConfigError, match="--executor") as exc:
+    for kwargs, flag in (({"executor": "spark"}, "--executor: must be local or ray, got 'spark'"),
+                         ({"replicas": 0}, "--replicas: must be at least 1, got 0")):
+        with pytest.raises(ConfigError, match=flag) as exc:
             apply_overrides(plain, **kwargs)  # type: ignore[arg-type]
         assert "\n" not in exc.value.one_line()
     with pytest.raises(EvalmonError, match="replicas") as exc2:
