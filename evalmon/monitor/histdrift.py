@@ -20,12 +20,16 @@ the Wasserstein distance differs by at most the binning error; chi-square p-valu
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalmon.monitor.summary import Summary
+
 if TYPE_CHECKING:
-    from evalmon.monitor.summary import NumericState, Summary
+    import pandas as pd
+
+    from evalmon.monitor.summary import NumericState
 
 NULL_KEY = "<null>"  # how Summary.update counts missing categories (not a category for the tests)
 
@@ -91,20 +95,44 @@ def chisquare_p(reference: dict[str, int], current: dict[str, int]) -> float:
     return float(chisquare(f_obs, f_exp)[1])
 
 
+PREFIX = "drift_hist"  # window metrics ``drift_hist/<stat>/<column>`` (usable in alert rules)
+
+
 def summary_drift(reference: Summary, current: Summary) -> dict[str, float]:
-    """``hist_drift/<stat>/<column>`` for every numeric and categorical column of two summaries (same spec)."""
+    """``drift_hist/<stat>/<column>`` for every numeric and categorical column of two summaries (same spec);
+    NaN where either side has no value of the column (the key stays: an alert rule on it sees "missing")."""
     if reference.spec != current.spec:
         raise ValueError("summaries built from different specs")
     out: dict[str, float] = {}
     for col, edges in current.spec.numeric.items():
         r, c = reference.numeric[col], current.numeric[col]
-        if not r.n or not c.n:
-            continue
-        out[f"hist_drift/psi/{col}"] = psi(np.array(r.hist), np.array(c.hist))
-        out[f"hist_drift/jensenshannon/{col}"] = jensenshannon(np.array(r.hist), np.array(c.hist))
-        out[f"hist_drift/wasserstein/{col}"] = wasserstein_normed(r, c, edges)
+        both = bool(r.n and c.n)
+        out[f"{PREFIX}/psi/{col}"] = psi(np.array(r.hist), np.array(c.hist)) if both else math.nan
+        out[f"{PREFIX}/jensenshannon/{col}"] = (jensenshannon(np.array(r.hist), np.array(c.hist)) if both
+                                                else math.nan)
+        out[f"{PREFIX}/wasserstein/{col}"] = wasserstein_normed(r, c, edges)
     for col in current.spec.categorical:
-        p = chisquare_p(reference.categories.get(col, {}), current.categories.get(col, {}))
-        if not math.isnan(p):
-            out[f"hist_drift/chisquare/{col}"] = p
+        out[f"{PREFIX}/chisquare/{col}"] = chisquare_p(reference.categories.get(col, {}),
+                                                       current.categories.get(col, {}))
     return out
+
+
+_CACHE: list[Any] = []  # [reference frame, spec, its summary]: a fixed reference is summarised once per run
+
+
+def window_drift(reference: pd.DataFrame, current: Summary) -> dict[str, float]:
+    """A window's histogram drift against the reference *rows* the executors hand ``detect`` (the fixed or
+    file reference: all of it; ``reference.kind: previous``: the previous window's drift sample, i.e. the whole
+    window while it has at most ``SAMPLE_ROWS`` records), binned on the run's summary spec. Only the spec's
+    columns the reference rows hold are compared (``previous``: the drift plan's columns)."""
+    from dataclasses import replace
+
+    spec = current.spec
+    if _CACHE and _CACHE[0] is reference and _CACHE[1] == spec:
+        ref = _CACHE[2]
+    else:
+        ref = Summary.zero(replace(spec, sample=())).update(reference)
+        _CACHE[:] = [reference, spec, ref]
+    cur = Summary(ref.spec, current.count, current.numeric, current.categories, None)
+    keep = set(reference.columns)
+    return {k: v for k, v in summary_drift(ref, cur).items() if k.split("/", 2)[2] in keep}

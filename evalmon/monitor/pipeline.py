@@ -231,6 +231,7 @@ def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: p
     """One window's metrics: the summary's, drift of its sample vs ``reference`` (evidently; the ``report``
     HTML into ``directory``), quality checks of its records, record accounting; params say what ran."""
     from evalmon.monitor.drift import compute_drift
+    from evalmon.monitor.histdrift import window_drift
 
     html_path = report_file(directory, report)
     for stale in REPORT_FILES.values():  # a reprocessed window keeps one report: the one asked for now
@@ -246,6 +247,7 @@ def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: p
             result = DriftResult(n_current=len(current), skipped="no reference data", drift_share=drift.drift_share)
         else:
             result = compute_drift(current, reference, plan, drift, html_path=html_path, report=report)
+            metrics.update(window_drift(reference, summary))  # drift_hist/<stat>/<col>: merged histograms
         metrics.update(result.metrics())
         if result.skipped:
             notes.append(f"drift skipped: {result.skipped}")

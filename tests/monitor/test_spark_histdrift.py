@@ -58,12 +58,31 @@ def test_histogram_drift_agrees_with_evidently(shift: float, scale: float, cats:
     ref, cur = _frame(rng, 0.0, 1.0, [0.4, 0.3, 0.2, 0.1]), _frame(rng, shift, scale, cats)
     spec = SummarySpec.fit(ref, ["x", "latency"], ["model"])
     ours = summary_drift(_merged(ref, spec), _merged(cur, spec))
-    assert ours["hist_drift/chisquare/model"] == pytest.approx(_evidently(ref["model"], cur["model"], "chisquare"),
+    assert ours["drift_hist/chisquare/model"] == pytest.approx(_evidently(ref["model"], cur["model"], "chisquare"),
                                                               rel=1e-9, abs=1e-300)
     for col in ("x", "latency"):
         for stat, (atol, rtol) in TOL.items():
-            theirs, mine = _evidently(ref[col], cur[col], stat), ours[f"hist_drift/{stat}/{col}"]
+            theirs, mine = _evidently(ref[col], cur[col], stat), ours[f"drift_hist/{stat}/{col}"]
             tol = atol + rtol * theirs
             assert abs(mine - theirs) <= tol, (col, stat, mine, theirs)
             if abs(theirs - THRESHOLD[stat]) > tol:  # away from the threshold: the same decision
                 assert (mine >= THRESHOLD[stat]) == (theirs >= THRESHOLD[stat]), (col, stat, mine, theirs)
+
+
+def test_window_drift_from_reference_rows_equals_merged_summaries() -> None:
+    """What ``detect`` logs per window (``drift_hist/<stat>/<col>``): the reference rows binned on the run's spec
+    give the statistics of the merged summaries; columns the reference rows lack are left out."""
+    from evalmon.monitor.histdrift import window_drift
+
+    rng = np.random.default_rng(3)
+    ref, cur = _frame(rng, 0.0, 1.0, [0.4, 0.3, 0.2, 0.1]), _frame(rng, 0.5, 1.0, [0.1, 0.2, 0.3, 0.4])
+    spec = SummarySpec.fit(ref, ["x", "latency"], ["model"], sample=("x",), sample_size=100)
+    got = window_drift(ref, _merged(cur, spec))
+    want = summary_drift(_merged(ref, spec), _merged(cur, spec))
+    assert got.keys() == want.keys() and len(got) == 7
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, rel=1e-9), k
+    assert got["drift_hist/psi/x"] > 0.2 and got["drift_hist/chisquare/model"] < 1e-6
+    only_x = window_drift(ref[["x"]], _merged(cur, spec))
+    assert sorted(only_x) == ["drift_hist/jensenshannon/x", "drift_hist/psi/x", "drift_hist/wasserstein/x"]
+    assert only_x["drift_hist/psi/x"] == pytest.approx(want["drift_hist/psi/x"], rel=1e-9)

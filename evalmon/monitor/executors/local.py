@@ -404,7 +404,7 @@ def check_rule_metrics(cfg: MonitorConfig, outcome: WindowOutcome) -> None:
     drifted: set[str] = set()  # columns the drift plan tests: their score can be absent in one window
     if outcome.drift is not None:
         if outcome.drift.skipped:
-            maybe += ("drift/", "drift_detected/")  # drift metrics appear once drift runs
+            maybe += ("drift/", "drift_detected/", "drift_hist/")  # drift metrics appear once drift runs
         drifted = {c.column for c in outcome.drift.columns}
     for i, rule in enumerate(cfg.alerts.rules):
         if rule.metric in outcome.metrics or rule.metric.startswith(maybe):
