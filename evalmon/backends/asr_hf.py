@@ -44,7 +44,8 @@ class HFSpeechRecognizer:
     capabilities = frozenset({"transcribe"})
 
     def __init__(self, settings: ASRSettings) -> None:
-        from evalmon.backends.hf.model import _looks_local, _resolve_device, weights_fingerprint
+        from evalmon.backends.hf.identity import weights_fingerprint
+        from evalmon.backends.hf.model import _looks_local, _resolve_device
 
         self.settings = settings
         local = _looks_local(settings.path)

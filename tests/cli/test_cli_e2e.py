@@ -146,7 +146,7 @@ def test_run_prints_results_table_with_groups(main_run: SuiteRun) -> None:
 
 def test_run_writes_reports_with_provenance(main_run: SuiteRun, tiny_checkpoint: Path) -> None:
     import evalmon
-    from evalmon.backends.hf.model import weights_fingerprint
+    from evalmon.backends.hf.identity import weights_fingerprint
 
     for name in ("results.json", "samples.jsonl.gz", "report.html", "summary.md"):
         assert (main_run.run_dir / name).is_file(), name

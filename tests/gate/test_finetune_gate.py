@@ -59,7 +59,7 @@ def test_finetune_evaluate_gate_pipeline(smollm2_checkpoint: Path, tmp_path: Pat
     assert base["status"] == cand["status"] == "finished", shown
     assert base["model"]["adapter"] is None and base["model"]["adapter_hash"] is None
     assert Path(cand["model"]["adapter"]) == (out / "adapter").resolve(), cand["model"]
-    from evalmon.backends.hf.model import weights_fingerprint
+    from evalmon.backends.hf.identity import weights_fingerprint
 
     assert cand["model"]["adapter_hash"] == weights_fingerprint(out / "adapter"), cand["model"]
     assert cand["model"]["weights_hash"] == base["model"]["weights_hash"]

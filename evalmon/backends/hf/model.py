@@ -19,6 +19,7 @@ from evalmon.backends.hf.attention import attention_layout, packed_masks
 from evalmon.backends.hf.chat import chat_identity, render_contexts, template_hash
 from evalmon.backends.hf.fingerprint import adapter_config_hash
 from evalmon.backends.hf.generate import GenStats, OnGenBatch, generate_hf
+from evalmon.backends.hf.identity import generation_identity, weights_fingerprint
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.backends.hf.packed import score_packed
 from evalmon.backends.hf.tokenlogprobs import token_logprobs as hf_token_logprobs
@@ -38,10 +39,6 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
            "float16": "float16", "fp16": "float16", "auto": "auto"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
                     "spiece.model", "sentencepiece.bpe.model")
-_HASH_LIMIT_BYTES = 2 * 1024**3  # hash weights fully below 2 GiB, else size+head/tail fingerprint
-# generation_config entries that never change what is generated (left out of the fingerprint)
-_GEN_NEUTRAL = {"transformers_version", "_from_model_config", "use_cache", "output_attentions",
-                "output_hidden_states", "output_scores", "output_logits", "return_dict_in_generate", "pad_token_id"}
 
 
 @dataclass(frozen=True)
@@ -67,38 +64,6 @@ def _looks_local(path: str) -> bool:
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in {"0", "", "false", "False"}
-
-
-def weights_fingerprint(path: Path) -> str:
-    """sha256 over the weight files (names, sizes and content; head+tail only above 2 GiB)."""
-    files = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"})
-    h = hashlib.sha256()
-    total = sum(p.stat().st_size for p in files)
-    for p in files:
-        h.update(p.name.encode())
-        h.update(str(p.stat().st_size).encode())
-        with p.open("rb") as fh:
-            if total <= _HASH_LIMIT_BYTES:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    h.update(block)
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(max(0, p.stat().st_size - (1 << 20)))
-                h.update(fh.read(1 << 20))
-    return ("sha256:" if total <= _HASH_LIMIT_BYTES else "sha256-headtail:") + h.hexdigest()[:32]
-
-
-def generation_identity(model: Any) -> dict[str, Any]:
-    """The checkpoint's generation defaults that change outputs (``generation_config`` minus bookkeeping):
-    ``model.generate`` applies them (EOS ids, repetition penalty, …), so they belong in the cache key."""
-    config = getattr(model, "generation_config", None)
-    if config is None:
-        return {}
-    try:
-        diff = config.to_diff_dict()
-    except (AttributeError, TypeError, ValueError):
-        return {}
-    return {k: v for k, v in sorted(diff.items()) if k not in _GEN_NEUTRAL and not k.startswith("_")}
 
 
 def _resolve_device(device: str) -> str:

@@ -65,7 +65,7 @@ class VLLMLM:
 
     def _fingerprint(self) -> ModelFingerprint:
         from evalmon.backends.hf.fingerprint import adapter_config_hash
-        from evalmon.backends.hf.model import weights_fingerprint
+        from evalmon.backends.hf.identity import weights_fingerprint
 
         path = Path(self.cfg.path)
         adapter = (self.cfg.adapters or {}).get(self._variant) if self._variant else None
