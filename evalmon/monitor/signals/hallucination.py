@@ -166,22 +166,34 @@ class HallucinationSignal(BaseSignal):
         out = {c: np.full(n, np.nan) for c in self.columns}
         out["hallucination.has_context"] = np.array([float(bool(c)) for c in ctx_sents])
 
-        vec: dict[str, np.ndarray] = {}
-        if self.embedder is not None and active:
-            uniq = list(dict.fromkeys(s for i in active for s in (*resp_sents[i], *ctx_sents[i])))
-            vec = dict(zip(uniq, self.embedder.encode(uniq), strict=True))
-        floor = self.embedding_floor
+        # lexical support first: a sentence whose every content token is in the contexts has support 1
+        # whatever its embedding says (support = max), so only the other sentences (and their records'
+        # context sentences) are embedded — the same numbers, a fraction of the encoder calls.
+        ctx_tokens = {i: set(content_tokens(ctx_text[i])) for i in active}
+        lexical_of: dict[int, list[tuple[str, float, int]]] = {}
         for i in active:
-            ctx_tokens = set(content_tokens(ctx_text[i]))
-            supports, novel = [], 0
-            cmat = np.stack([vec[s] for s in ctx_sents[i]]) if vec else None
+            rows = []
             for sent in resp_sents[i]:
                 toks = content_tokens(sent)
-                missing = sum(t not in ctx_tokens for t in toks)
+                missing = sum(t not in ctx_tokens[i] for t in toks)
+                rows.append((sent, 1.0 - missing / len(toks) if toks else 1.0, missing))
+            lexical_of[i] = rows
+        vec: dict[str, np.ndarray] = {}
+        need = [i for i in active if any(lex < 1.0 for _, lex, _ in lexical_of[i])]
+        if self.embedder is not None and need:
+            uniq = list(dict.fromkeys([s for i in need for s, lex, _ in lexical_of[i] if lex < 1.0]
+                                      + [s for i in need for s in ctx_sents[i]]))
+            if uniq:
+                vec = dict(zip(uniq, self.embedder.encode(uniq), strict=True))
+        floor = self.embedding_floor
+        embedded = set(need) if vec else set()
+        for i in active:
+            supports, novel = [], 0
+            cmat = np.stack([vec[s] for s in ctx_sents[i]]) if i in embedded else None
+            for sent, lexical, missing in lexical_of[i]:
                 novel += missing
-                lexical = 1.0 - missing / len(toks) if toks else 1.0
                 semantic = 0.0
-                if cmat is not None:
+                if cmat is not None and lexical < 1.0:
                     cos = float(np.max(cmat @ vec[sent]))
                     semantic = max(0.0, (cos - floor) / (1.0 - floor))
                 supports.append(max(lexical, semantic))
