@@ -1,6 +1,7 @@
-"""``executor: ray`` (harness/fleet.py) on a real local Ray cluster: two replicas of the tiny checkpoint answer
-a loglikelihood task and a generation task with results and samples identical to the single-process run, and a
-rerun on a warm response cache is served on the driver (nothing reaches a replica)."""
+"""``executor: ray`` (harness/fleet.py) on a real local Ray cluster: two replicas of the tiny checkpoint (with one
+LoRA adapter: the adapter matrix fans out on the same replicas) answer a loglikelihood task and a generation task
+with results and samples identical to the single-process run, for the base and the adapter, and a rerun on a warm
+response cache is served on the driver (nothing reaches a replica)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from evalmon.config.suite import SuiteConfig, apply_overrides, load_suite
+from evalmon.core.results import RunResult
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +30,9 @@ def ray_cluster() -> Iterator[Any]:
     ray.shutdown()
 
 
-def _suite(tmp_path: Path, tiny: Path, benchmarks: Path, name: str, cache: str) -> SuiteConfig:
+def _suite(tmp_path: Path, tiny: Path, benchmarks: Path, name: str, cache: str, lora: Path) -> SuiteConfig:
     text = json.dumps({
-        "name": name, "model": {"path": str(tiny), "batch_size": 3, "token_budget": 160},
+        "name": name, "model": {"path": str(tiny), "batch_size": 3, "token_budget": 160, "adapters": {"a": str(lora)}},
         "data": {"data_dir": str(benchmarks)}, "output_dir": str(tmp_path / "reports"),
         "tracking": {"enabled": False}, "cache": {"path": str(tmp_path / cache)},
         "tasks": [{"name": "hellaswag", "limit": 12},
@@ -49,14 +51,14 @@ def _metrics(result: Any) -> dict[str, Any]:
     return {t: {m: (v.value, v.stderr) for m, v in r.metrics.items()} for t, r in result.tasks.items()}
 
 
-def test_ray_fleet_equals_single_process(ray_cluster: Any, tiny_checkpoint: Path, benchmarks_dir: Path,
-                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_fleet_equals_single_process(ray_cluster: Any, tiny_checkpoint: Path, tiny_lora: Path,
+                                         benchmarks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evalmon.harness.fleet import FleetLM, load_fleet
     from evalmon.harness.run import run_suite
 
     monkeypatch.setenv("EVALMON_CACHE_DIR", str(tmp_path / "evalmon-cache"))
-    local = run_suite(_suite(tmp_path, tiny_checkpoint, benchmarks_dir, "local", "local.sqlite"))
-    cfg = apply_overrides(_suite(tmp_path, tiny_checkpoint, benchmarks_dir, "fleet", "fleet.sqlite"),
+    local = run_suite(_suite(tmp_path, tiny_checkpoint, benchmarks_dir, "local", "local.sqlite", tiny_lora))
+    cfg = apply_overrides(_suite(tmp_path, tiny_checkpoint, benchmarks_dir, "fleet", "fleet.sqlite", tiny_lora),
                           executor="ray", replicas=2)
     assert cfg.executor == "ray" and cfg.replicas == 2
     fleet = load_fleet(cfg.model, cfg.replicas)
@@ -65,13 +67,19 @@ def test_ray_fleet_equals_single_process(ray_cluster: Any, tiny_checkpoint: Path
         remote = run_suite(cfg, lm=fleet)
         sent = list(fleet._fleet.sent)
         assert min(sent) > 0, sent  # both replicas computed
-        assert sum(sent) == sum(t.timing.computed for t in remote.tasks.values())  # misses only
+        reports = tmp_path / "reports"
+        remote_a, local_a = (RunResult.load(reports / r.run_id / "adapters" / "a") for r in (remote, local))
+        computed = sum(t.timing.computed for r in (remote, remote_a) for t in r.tasks.values())
+        assert sum(sent) == computed  # misses only (base and adapter)
         assert remote.status == local.status == "finished"
-        assert remote.model == local.model  # the replicas' fingerprint = the single process's
-        assert _metrics(remote) == _metrics(local)
-        assert _samples(tmp_path / "reports" / remote.run_id) == _samples(tmp_path / "reports" / local.run_id)
+        assert remote.model == local.model and remote_a.model == local_a.model  # the replicas' fingerprints
+        assert _metrics(remote) == _metrics(local) and _metrics(remote_a) == _metrics(local_a)
+        for sub in ("", "adapters/a"):
+            assert _samples(reports / remote.run_id / sub) == _samples(reports / local.run_id / sub), sub
+        base_ll = [s["loglikelihoods"] for s in _samples(reports / remote.run_id)]
+        assert base_ll != [s["loglikelihoods"] for s in _samples(reports / remote.run_id / "adapters/a")]  # applied
         assert any(s["outputs"] for s in _samples(tmp_path / "reports" / remote.run_id))  # generation ran
-        warm = run_suite(apply_overrides(_suite(tmp_path, tiny_checkpoint, benchmarks_dir, "warm", "local.sqlite"),
+        warm = run_suite(apply_overrides(_suite(tmp_path, tiny_checkpoint, benchmarks_dir, "warm", "local.sqlite", tiny_lora),
                                          executor="ray", replicas=2), lm=fleet)
         assert fleet._fleet.sent == sent  # every request was a cache hit on the driver
         assert all(t.timing.computed == 0 for t in warm.tasks.values())
