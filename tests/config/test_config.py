@@ -312,7 +312,7 @@ def test_parse_model_spec_variants(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(("spec", "expected"), [
     ("", "--model: empty model spec"),
     ("hf:", "--model: no checkpoint path"),
-    ("vllm:gpt", "--model: unknown backend 'vllm'"),
+    ("sglang:gpt", "--model: unknown backend 'sglang'"),  # vllm is a backend now (backends/vllm)
     ("hf:/p,dtyp=float16", "--model: unknown option 'dtyp' (did you mean: dtype?)"),
     ("hf:/p,dtype=fp8", "--model: dtype: must be one of"),
     ("hf:/p,batch_size=0", "--model: batch_size: must be ≥ 1, got 0"),
