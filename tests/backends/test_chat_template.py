@@ -109,7 +109,7 @@ def test_request_and_fingerprint_keys() -> None:
     fp = ModelFingerprint(backend="hf", model="/m", weights_hash="sha256:w", tokenizer_hash="t")
     numeric = {k: v for k, v in fp.to_dict().items()
                if k not in {"batch_size", "device", "extra", "endpoint", "generation", "chat_template",
-                                                     "adapter_config_hash"}}
+                         "adapter_config_hash"}}
     assert fp.cache_key() == hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:32]
     templated = ModelFingerprint(backend="hf", model="/m", weights_hash="sha256:w", tokenizer_hash="t",
                                  chat_template="sha256:abc")
