@@ -164,6 +164,9 @@ class SparkConfig(_Strict):
     master: str | None = None  # None: the active session's, else spark-submit's, else local[*]
     app_name: str = "evalmon-monitor"
     conf: dict[str, str] = Field(default_factory=dict)  # extra Spark settings (spark.executor.memory, …)
+    # how tasks get records: native = spark.read (Parquet: partition pruning + timestamp push-down), python =
+    # each task runs the source's own reader; auto = native where the source kind has a Spark read
+    reads: Literal["auto", "native", "python"] = "auto"
 
 
 class MonitorTracking(TrackingConfig):  # experiment None: "monitor-<name>"

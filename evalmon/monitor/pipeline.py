@@ -247,7 +247,8 @@ def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: p
             result = DriftResult(n_current=len(current), skipped="no reference data", drift_share=drift.drift_share)
         else:
             result = compute_drift(current, reference, plan, drift, html_path=html_path, report=report)
-            metrics.update(window_drift(reference, summary))  # drift_hist/<stat>/<col>: merged histograms
+            if not result.skipped:  # drift_hist/<stat>/<col>: merged histograms (drift.min_rows holds too)
+                metrics.update(window_drift(reference, summary))
         metrics.update(result.metrics())
         if result.skipped:
             notes.append(f"drift skipped: {result.skipped}")

@@ -74,6 +74,7 @@ def _config(tmp_path: Path, executor: str, reference: str) -> Any:
           rules:
             - {{metric: rate/text.response_empty, op: ">", value: 0.3}}
             - {{metric: p90/latency_ms, op: ">", value: 300}}
+            - {{metric: drift_hist/psi/latency_ms, op: ">", value: 0.5}}
         output_dir: out-{executor}-{reference}
         """), "m.yaml", base_dir=tmp_path)
 
@@ -83,7 +84,8 @@ def _run(tmp_path: Path, executor: str, reference: str) -> MonitorResult:
                        now=T0 + 7 * HOUR)
 
 
-APPROX = ("mean/", "std/", "p50/", "p90/", "p99/")  # sums and histogram quantiles: float round-off only
+# sums, histogram quantiles and statistics that use the sums (normed Wasserstein): float round-off only
+APPROX = ("mean/", "std/", "p50/", "p90/", "p99/", "drift_hist/")
 
 
 def test_spark_and_local_executors_give_the_same_windows(tmp_path: Path, spark_session: Any) -> None:
@@ -112,8 +114,79 @@ def test_spark_and_local_executors_give_the_same_windows(tmp_path: Path, spark_s
         assert {k: v for k, v in a.params.items() if k != "config_hash"} == {  # the hash differs by output_dir
             k: v for k, v in b.params.items() if k not in ("config_hash", "executor")}
     assert sum(k.startswith("drift/") for o in local.windows for k in o.metrics) >= 6  # drift ran
+    assert sum(k.startswith("drift_hist/") for o in local.windows for k in o.metrics) >= 12
+    assert any(x.metric.startswith("drift_hist/") for o in local.windows for x in o.alerts)  # usable in rules
     assert sum(len(o.alerts) for o in local.windows) >= 2  # the empty-response burst and the latency shift fired
     # quarantined rows: the JSON lines file as before, and a Parquet dataset next to the window folders
     qdir = spark.windows[0].directory.parent.parent / "quarantine_parquet"
     bad = pd.read_parquet(qdir)
     assert len(bad) == spark.quarantined - spark.unplaced and set(bad["reason"]) == {"unparseable_json"}
+
+
+def _parquet_traffic(root: Path) -> int:
+    """Hive-partitioned Parquet over a day boundary (``dt=2026-11-01`` / ``dt=2026-11-02``, two files a day),
+    tz-aware microsecond timestamps (pushed down), an alias (``ts``), a latency shift after midnight and rows
+    without a timestamp (quarantined, unplaced: every read of their file reports them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(5)
+    start = T0 + 20 * HOUR
+    n = 600
+    ts = pd.Series(pd.Timestamp(start) + pd.to_timedelta(np.sort(rng.uniform(0, 6 * 3600, n)), unit="s"))
+    frame = pd.DataFrame({"ts": ts.dt.floor("us"), "model": rng.choice(["m1", "m2"], n),
+                          "prompt": [f"question {i}" for i in range(n)],
+                          "response": np.where(rng.random(n) < 0.1, "", "an answer"),
+                          "latency_ms": rng.lognormal(5, 0.3, n) * np.where(ts >= pd.Timestamp(T0 + 24 * HOUR), 2.5, 1)})
+    frame.loc[[7, 311, 420], "ts"] = pd.NaT
+    for day, rows in frame.groupby(ts.dt.strftime("%Y-%m-%d")):
+        d = root / f"dt={day}"
+        d.mkdir(parents=True)
+        for k, part in enumerate(np.array_split(np.arange(len(rows)), 2)):
+            table = pa.Table.from_pandas(rows.iloc[part], preserve_index=False)
+            pq.write_table(table.cast(table.schema.set(0, pa.field("ts", pa.timestamp("us", tz="UTC")))),
+                           d / f"part-{k}.parquet")
+    return n
+
+
+def test_spark_native_parquet_reads_equal_the_local_executor(tmp_path: Path, spark_session: Any) -> None:
+    """``spark.reads: native``: the Parquet dataset read by ``spark.read.parquet`` (dt pruning, timestamp filter
+    pushed down, rows grouped by file) gives the local executor's windows, metrics (histogram drift included),
+    alerts and quarantine — across a day boundary, with an aliased timestamp and unplaced rows."""
+    _parquet_traffic(tmp_path / "pq")
+    lines: dict[str, list[str]] = {"local": [], "spark": []}
+    results = {}
+    for executor in ("local", "spark"):
+        cfg = load_monitor_text(textwrap.dedent(f"""\
+            name: m
+            source: {{kind: parquet, path: pq}}
+            window: {{size: 1h}}
+            reference: {{kind: fixed, start: '2026-11-01T20:00:00Z', end: '2026-11-01T22:00:00Z'}}
+            executor: {executor}
+            spark: {{master: 'local[2]', reads: native}}
+            signals: [{{name: text, language: false}}]
+            drift: {{text_drift: false, html: false, reservoir_rows: 40}}
+            tracking: {{enabled: false}}
+            alerts: {{rules: [{{metric: drift_hist/psi/latency_ms, op: ">", value: 0.5}}]}}
+            output_dir: out-{executor}
+            """), "m.yaml", base_dir=tmp_path)
+        results[executor] = run_monitor(cfg, backfill=(T0 + 22 * HOUR, T0 + 26 * HOUR), now=T0 + 27 * HOUR,
+                                        log_fn=lines[executor].append)
+    local, spark = results["local"], results["spark"]
+    assert [o.records for o in spark.windows] == [o.records for o in local.windows] and len(local.windows) == 4
+    assert sum(o.records for o in local.windows) > 300
+    assert (spark.rows_read, spark.processed, spark.quarantined, spark.unplaced) == (
+        local.rows_read, local.processed, local.quarantined, local.unplaced)
+    assert local.unplaced == 3
+    for a, b in zip(local.windows, spark.windows, strict=True):
+        assert a.metrics.keys() == b.metrics.keys()
+        for k, v in a.metrics.items():
+            w = b.metrics[k]
+            same = (math.isnan(v) and math.isnan(w)) or (
+                v == pytest.approx(w, rel=1e-9) if k.startswith(APPROX) else v == w)
+            assert same, (a.window.key, k, v, w)
+        assert [x.message() for x in a.alerts] == [x.message() for x in b.alerts]
+    assert [bool(o.alerts) for o in local.windows][2:] == [True, True]  # the shift after midnight
+    n = local.stats.partitions_read if local.stats is not None else 0
+    assert n == 8  # 4 windows x 2 files of their day; every cell's rows came from spark.read
+    assert f"spark.read fed {n} of {n} (window, file) cells" in lines["spark"], lines["spark"]

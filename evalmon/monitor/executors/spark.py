@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalmon.checkpoints.heartbeat import heartbeat
 from evalmon.monitor.executors.local import LocalExecutor, WindowSink
+from evalmon.monitor.executors.spark_reads import native_source
 from evalmon.monitor.executors.spark_session import session
 from evalmon.monitor.executors.spark_tasks import INPUT_SCHEMA, OUTPUT_SCHEMA, CellResult, Job, task
 from evalmon.monitor.pipeline import BASIS_ROWS, Context, Ingested, fit, run_params
@@ -54,6 +55,8 @@ class SparkExecutor(LocalExecutor):
         self.jobs = 0
         self._partitions: dict[int, list[str]] = {}
         self.seconds_in_tasks = 0.0
+        self._native: bool | None = None
+        self.native_cells = 0  # cells fed by spark.read (the rest: the source's reader in the task)
 
     @property
     def spark(self) -> Any:
@@ -93,21 +96,50 @@ class SparkExecutor(LocalExecutor):
         if not cells:
             return {}
         job.windows = {w.index: w for w in windows}
-        rdd = self.spark.sparkContext.parallelize(cells, len(cells))  # one cell per Spark partition
-        frame = self.spark.createDataFrame(rdd, INPUT_SCHEMA)
         t = time.perf_counter()
-        rows = frame.mapInPandas(task(job), OUTPUT_SCHEMA).collect()
+        rows = self._native_rows(job, windows, cells) if self.native else self._python_rows(job, cells)
         self.stats.seconds_reading += time.perf_counter() - t
         self.jobs += 1
         results = sorted((pickle.loads(r.payload) for r in rows), key=lambda r: r.cell)  # written by our tasks
         if [r.cell for r in results] != [c[0] for c in cells]:
             raise RuntimeError(f"Spark returned {len(results)} results for {len(cells)} cells (a bug)")
         self.stats.partitions_read += len(results)
+        self.native_cells += sum(r.native for r in results)
         self.seconds_in_tasks += sum(r.seconds for r in results)
         out: dict[int, list[CellResult]] = {}
         for (_, idx, _p), r in zip(cells, results, strict=True):
             out.setdefault(idx, []).append(r)
         return out
+
+    @property
+    def native(self) -> bool:
+        """Whether the source is read with ``spark.read`` (``spark.reads``; spark_reads.py)."""
+        if self._native is None:
+            self._native = native_source(self.source, self.cfg.spark.reads)
+        return self._native
+
+    def _python_rows(self, job: Job, cells: list[tuple[int, int, str]]) -> list[Any]:
+        """Each cell read by the source's own reader inside its task (one cell per Spark partition)."""
+        rdd = self.spark.sparkContext.parallelize(cells, len(cells))
+        return list(self.spark.createDataFrame(rdd, INPUT_SCHEMA).mapInPandas(task(job), OUTPUT_SCHEMA).collect())
+
+    def _native_rows(self, job: Job, windows: list[Window], cells: list[tuple[int, int, str]]) -> list[Any]:
+        """One ``spark.read`` of the chunk's time range, grouped by file; cells it found no row for are read
+        by the Python reader (they read nothing but their file's unplaced rows, if any)."""
+        from evalmon.monitor.executors.spark_reads import FILE_COL, grouped_task, native_job, parquet_frame
+        from evalmon.monitor.sources.base import check_window
+
+        lo, hi = check_window(windows[0].start, windows[-1].end)
+        assert lo is not None and hi is not None
+        frame, _ = parquet_frame(self.spark, self.source, lo, hi)
+        rows: list[Any] = []
+        if frame is not None:
+            native = native_job(self.spark, self.source, cells)
+            native.ltz = tuple(c for c, kind in frame.dtypes if kind == "timestamp")
+            rows = list(frame.groupBy(FILE_COL).applyInPandas(grouped_task(job, native), OUTPUT_SCHEMA).collect())
+        found = {int(r.cell) for r in rows}
+        missing = [c for c in cells if c[0] not in found]
+        return rows + (self._python_rows(job, missing) if missing else [])
 
     def _job_spec(self, mode: str, ctx: Context | None = None) -> Job:
         cfg, q = self.cfg, self.cfg.quality
@@ -221,6 +253,8 @@ class SparkExecutor(LocalExecutor):
                                                  windows[-1])
                         done += 1
                     self._release(rows)
+            if self.native:
+                self._log(f"spark.read fed {self.native_cells} of {self.stats.partitions_read} (window, file) cells")
             self.check_not_all_quarantined(first=first)
             for item in held:
                 yield self._finish_spark(item, ctx, params, backfill, done == 0, windows[-1])

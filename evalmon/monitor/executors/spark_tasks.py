@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP
-from evalmon.monitor.pipeline import SignalRunner, fitting_view, ingest, signals, summarise
+from evalmon.monitor.pipeline import Ingested, SignalRunner, fitting_view, ingest, signals, summarise
 from evalmon.monitor.summary import Reservoir
 from evalmon.monitor.windows import Window
 
@@ -66,6 +66,7 @@ class CellResult:
     view: pd.DataFrame | None = None
     reservoir: Reservoir | None = None
     seconds: float = 0.0
+    native: bool = False  # its rows came from spark.read (spark_reads.py), not the source's reader
 
 
 _RUNNERS: dict[str, SignalRunner] = {}  # per Python worker process: signals (and their models) built once
@@ -93,7 +94,14 @@ def run_cell(job: Job, cell: int, window: Window, partition: str) -> CellResult:
     import time
 
     t = time.perf_counter()
-    got = ingest(job.source, partition, window, job.ts_col)
+    return cell_result(job, cell, ingest(job.source, partition, window, job.ts_col), t)
+
+
+def cell_result(job: Job, cell: int, got: Ingested, t: float) -> CellResult:
+    """The stages after the read: signals, then the cell's summary (or its fit reservoir)."""
+    import time
+
+    partition = got.partition
     records = signals(got.records, _runner(job.signal_configs))
     out = CellResult(cell, partition, len(records), got.quarantined, got.times)
     if job.mode == "fit":

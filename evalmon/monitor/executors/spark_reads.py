@@ -1,0 +1,180 @@
+"""Spark-native reads for ``executor: spark`` (``spark.reads``): the source read by ``spark.read``, not by each
+task's Python reader — so the path need only be readable by Spark's file systems (HDFS, S3, DBFS …).
+
+Parquet (``source: {kind: parquet}``): one ``spark.read.parquet`` per chunk of windows, restricted to the
+chunk's time range the way the local reader restricts a window: partition pruning on the hive partition
+column (``dt=YYYY-MM-DD``) and, when the timestamp column is a Parquet timestamp with a time zone, the filter
+``is null OR outside the plausible span OR in [start, end)`` pushed into the scan (rows without a usable time
+still reach the quarantine). Spark's hidden ``_metadata.file_path`` / ``_metadata.row_index`` columns name
+each row's file and position; rows are grouped by file (``applyInPandas``) and, per (window, file) cell, the
+task rebuilds the Arrow table of the file's rows in file order and runs exactly what
+``ParquetSource.read_partition`` runs after its scan (the same window filter, ``_normalize`` with the same
+arrival offset, ``merge``): canonical records, aliases, quarantine and window assignment equal the local
+executor's by construction. A file whose rows cannot be rebuilt (a column type Spark reads differently, e.g.
+nested structs) is read by the Python reader in the task instead; a cell whose file has no row in the chunk's
+range is left to the Python read too (it reads nothing: the pushed filter finds no row).
+
+Other source kinds read in the task (``spark.reads: python``); ``spark.reads: native`` with one is an error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from evalmon.core.errors import ConfigError, DataError
+from evalmon.monitor.contracts import TIMESTAMP
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalmon.monitor.contracts import Source
+    from evalmon.monitor.executors.spark_tasks import Job
+    from evalmon.monitor.windows import Window
+
+FILE_COL, ROW_COL = "_evalmon_file", "_evalmon_row"
+
+
+def native_source(source: Source, reads: str) -> bool:
+    """Whether this run reads ``source`` with ``spark.read`` (``reads``: auto | native | python)."""
+    from evalmon.monitor.sources.parquet import ParquetSource
+
+    if reads == "python":
+        return False
+    if isinstance(source, ParquetSource):
+        return True
+    if reads == "native":
+        raise ConfigError(f"spark.reads: native: source {source.name!r} has no Spark read (only kind: parquet)",
+                          hint="set spark.reads: auto (or python): the tasks then run the source's own reader")
+    return False
+
+
+def local_path(uri: str) -> str:
+    """``file:///a/b%20c.parquet`` → ``/a/b c.parquet`` (how pyarrow names the fragment); other schemes as is."""
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
+
+
+@dataclass
+class NativeJob:
+    """What the grouped task needs besides the ``Job``: which cells each file feeds, its ordinal, the schema."""
+
+    cells: dict[str, list[tuple[int, int]]]  # file → [(cell, window index)]
+    ordinals: dict[str, int]  # file → its position among the dataset's fragments (the arrival offset)
+    schema: Any  # the pyarrow dataset schema the local reader scans with
+    session_tz: str  # Spark hands TIMESTAMP (with time zone) columns to pandas as naive times in this zone
+    ltz: tuple[str, ...] = ()  # columns Spark reads as TIMESTAMP (instants)
+    fallback: list[str] = field(default_factory=list)
+
+
+def parquet_frame(spark: Any, source: Any, lo: pd.Timestamp, hi: pd.Timestamp) -> tuple[Any, Any]:
+    """(Spark DataFrame of the chunk's candidate rows with file/row columns, pyarrow schema) or (None, None)."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    from evalmon.monitor.schema import resolve_columns
+    from evalmon.monitor.sources.files import expand_paths
+
+    dataset = source._dataset()
+    if dataset is None:
+        return None, None
+    p = Path(source.path).expanduser()
+    p = p if p.is_absolute() else source.base_dir / p
+    paths = [str(p)] if p.is_dir() else [str(f) for f in expand_paths(source.path, source.base_dir, (".parquet",))]
+    reader = spark.read.option("basePath", str(p)) if p.is_dir() else spark.read
+    try:
+        df = reader.parquet(*paths)
+    except Exception as exc:  # AnalysisException & co: a one-line error
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"spark.read.parquet({p}) failed: {first}",
+                        hint="set spark.reads: python to read with the source's own reader") from None
+    df = df.select("*", F.col("_metadata.file_path").alias(FILE_COL), F.col("_metadata.row_index").alias(ROW_COL))
+    schema = dataset.schema
+    cond = None
+    part = source.partition_column if source.partition_column in schema.names else None
+    if part is not None and part in df.columns:  # partition pruning: dt between the chunk's first and last day
+        from datetime import timedelta
+
+        col = F.col(part).cast("string")
+        cond = (col >= lo.date().isoformat()) & (col <= (hi - timedelta(microseconds=1)).date().isoformat())
+    ts_cols = resolve_columns(schema.names, source.columns)[TIMESTAMP]
+    if len(ts_cols) == 1 and pa.types.is_timestamp(schema.field(ts_cols[0]).type) \
+            and schema.field(ts_cols[0]).type.tz is not None and dict(df.dtypes).get(ts_cols[0]) == "timestamp":
+        ts = F.col(ts_cols[0])
+        p_lo, p_hi = source.plausible.bounds()
+        keep = ts.isNull() | (ts < F.lit(p_lo.to_pydatetime())) | (ts > F.lit(p_hi.to_pydatetime())) | (
+            (ts >= F.lit(lo.to_pydatetime())) & (ts < F.lit(hi.to_pydatetime())))
+        cond = keep if cond is None else cond & keep
+    return (df if cond is None else df.filter(cond)), schema
+
+
+def _table(pdf: pd.DataFrame, native: NativeJob) -> Any:
+    """The file's rows (in file order) as the Arrow table the local reader's scan gives."""
+    import pyarrow as pa
+
+    pdf = pdf.sort_values(ROW_COL, kind="mergesort")
+    arrays = []
+    for f in native.schema:
+        col = pdf[f.name]
+        if f.name in native.ltz and getattr(col.dt, "tz", None) is None:
+            col = col.dt.tz_localize(native.session_tz)
+        arrays.append(pa.array(col, from_pandas=True).cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=native.schema)
+
+
+def grouped_task(job: Job, native: NativeJob) -> Any:
+    """The ``applyInPandas`` function: one file's rows of the chunk → one pickled ``CellResult`` per cell."""
+
+    def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        import pickle
+
+        import pandas as pd
+        import pyarrow as pa
+
+        from evalmon.monitor.executors.spark_tasks import cell_result, run_cell
+        from evalmon.monitor.pipeline import Ingested, within
+        from evalmon.monitor.sources.base import Part, check_window, merge
+
+        path = local_path(str(pdf[FILE_COL].iloc[0]))
+        cells = native.cells.get(path, [])
+        out_cells, blobs = [], []
+        try:
+            table = _table(pdf, native) if cells else None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError, KeyError):
+            table = None  # read by the source's own reader below
+        src = job.source
+        for cell, idx in cells:
+            t = time.perf_counter()
+            w: Window = job.windows[idx]
+            if table is None:
+                res = run_cell(job, cell, w, path)
+            else:
+                lo, hi = check_window(w.start, w.end)
+                expr, part_col = src._filter(native.schema, lo, hi)
+                sub = table.filter(expr) if expr is not None else table
+                norm = src._normalize(sub, part_col, arrival_offset=native.ordinals[path] << 32)
+                batch = merge([Part(name=path, norm=norm)], w.start, w.end, {"files": 1, "source": src.name,
+                                                                              "partition": path})
+                got = Ingested(path, within(batch.frame, job.ts_col, w.start, w.end), list(batch.quarantined),
+                               batch.placed_times())
+                res = cell_result(job, cell, got, t)
+                res.native = True
+            out_cells.append(cell)
+            blobs.append(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
+        return pd.DataFrame({"cell": pd.Series(out_cells, dtype="int64"), "payload": pd.Series(blobs, dtype=object)})
+
+    return run
+
+
+def native_job(spark: Any, source: Any, cells: list[tuple[int, int, str]]) -> NativeJob:
+    """The cells grouped by file, with each file's ordinal among the dataset's fragments."""
+    dataset = source._dataset()
+    fragments = [f.path for f in dataset.get_fragments()] if dataset is not None else []
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for cell, idx, part in cells:
+        by_file.setdefault(part, []).append((cell, idx))
+    tz = str(spark.conf.get("spark.sql.session.timeZone"))
+    return NativeJob(by_file, {f: i for i, f in enumerate(fragments)}, dataset.schema if dataset else None, tz)
