@@ -1,7 +1,7 @@
 """The monitor on Spark (``executor: spark``) vs the local executor on the same partitioned Parquet traffic.
 
     .venv/bin/python benchmarks/bench_monitor_spark.py [--base 100000] [--days 10] [--hours-per-day 24]
-        [--modes local,spark1,spark2] [--json out.json]
+        [--modes local,spark1,spark2,spark2py] [--json out.json]
 
 Traffic: ``--base`` records from ``evalmon traffic synth`` (parquet, one day, real public text), tiled over
 ``--days`` consecutive days (timestamps shifted by whole days, request ids suffixed) into a hive-partitioned
@@ -12,7 +12,9 @@ already in ``--work`` (a synth Parquet dataset) is reused; ``traffic/`` too, if 
 The monitor: 1 h windows over the whole span (``--backfill``), signals ``text`` (no language id) and
 ``usage``, drift vs the previous window (evidently on the reservoir, ``reservoir_rows`` 50,000), quality
 checks (great-expectations), no HTML, MLflow off (its upload time is the server's). Each mode runs in its own
-subprocess: ``local`` (the local executor), ``spark1`` / ``spark2`` (``local[1]`` / ``local[2]`` masters).
+subprocess: ``local`` (the local executor), ``spark1`` / ``spark2`` (``local[1]`` / ``local[2]`` masters,
+``spark.reads: native``: ``spark.read.parquet``), ``spark1py`` / ``spark2py`` (the same with ``spark.reads:
+python``: each task runs the source's Parquet reader on its (window, file) cell).
 Printed per mode: wall seconds, records/s, peak RSS of the driver process and of its children (the JVM
 and Spark's Python workers; ``RUSAGE_CHILDREN``: the largest one), and the CPU pressure of the machine.
 """
@@ -60,8 +62,9 @@ def make_traffic(work: Path, base: int, days: int, hours: int) -> Path:
         cols = {}
         for name in table.column_names:
             col = table[name]
-            if name == "timestamp" and pa.types.is_timestamp(ts_type):
+            if name == "timestamp" and pa.types.is_timestamp(ts_type):  # microseconds: Spark refuses TIMESTAMP(NANOS)
                 col = pc.add(col, pa.scalar(timedelta(days=d), pa.duration(ts_type.unit)))
+                col = pc.cast(col, pa.timestamp("us", tz=ts_type.tz), safe=False)
             elif name == "request_id":
                 col = pc.binary_join_element_wise(pc.cast(col, pa.string()), pa.scalar(f"-{d}"), "")
             cols[name] = col
@@ -73,14 +76,15 @@ def make_traffic(work: Path, base: int, days: int, hours: int) -> Path:
 
 def monitor_yaml(work: Path, mode: str, window: str = "1h") -> Path:
     executor = "local" if mode == "local" else "spark"
-    master = {"spark1": "local[1]", "spark2": "local[2]"}.get(mode, "local[2]")
+    master = {"spark1": "local[1]", "spark2": "local[2]"}.get(mode.removesuffix("py"), "local[2]")
+    reads = "python" if mode.endswith("py") else "native"  # spark2py: each task runs the Parquet reader
     path = work / f"{mode}.yaml"
     path.write_text(textwrap.dedent(f"""\
         name: bench-{mode}
         source: {{kind: parquet, path: traffic}}
         window: {{size: {window}, max_windows_per_run: 100000}}
         executor: {executor}
-        spark: {{master: '{master}', conf: {{spark.driver.memory: 2g, spark.sql.shuffle.partitions: '2'}}}}
+        spark: {{master: '{master}', conf: {{spark.driver.memory: 2g, spark.sql.shuffle.partitions: '2'}}, reads: {reads}}}
         signals: [{{name: text, language: false}}, usage]
         drift: {{text_drift: false, embedding_drift: false}}
         report: none
@@ -150,7 +154,7 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=100_000)
     ap.add_argument("--days", type=int, default=10)
     ap.add_argument("--hours-per-day", type=int, default=24)
-    ap.add_argument("--modes", default="local,spark1,spark2")
+    ap.add_argument("--modes", default="local,spark1,spark2,spark2py")
     ap.add_argument("--window", default="1h", help="window size (fewer, larger windows: less per-window cost)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--part")
@@ -168,12 +172,13 @@ def main() -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         cmd = [sys.executable, __file__, "--part", mode, "--work", str(work), "--base", str(args.base),
                "--days", str(args.days), "--window", args.window]
+        before = _pressure()
         proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
         line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
         if proc.returncode or line is None:
             print(f"{mode}: failed (rc {proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
             continue
-        row = json.loads(line) | {"cpu_pressure": _pressure()}
+        row = json.loads(line) | {"cpu_pressure_before": before, "cpu_pressure": _pressure()}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.json:

@@ -38,7 +38,8 @@ def test_executor_and_reservoir_keys(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("extra", "where"), [("executor: dask\n", "executor"),
                                                ("drift: {reservoir_rows: 0}\n", "drift.reservoir_rows"),
-                                               ("spark: {mater: 'local[2]'}\n", "spark.mater")])
+                                               ("spark: {mater: 'local[2]'}\n", "spark.mater"),
+                                               ("spark: {reads: jvm}\n", "spark.reads")])
 def test_bad_keys_are_one_line_errors(tmp_path: Path, extra: str, where: str) -> None:
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, extra)
@@ -58,3 +59,24 @@ def test_without_pyspark_a_one_line_error_names_the_extra(monkeypatch: pytest.Mo
     with pytest.raises(ConfigError) as err:
         import_pyspark()
     assert "evalmon[spark]" in str(err.value.hint) and "pyspark" in str(err.value)
+
+
+def test_spark_reads_picks_the_read_per_source_kind(tmp_path: Path) -> None:
+    """``spark.reads``: auto (default) = spark.read for Parquet, the task's reader otherwise; native with a kind
+    that has no Spark read is a one-line error; the choice does not enter the config hash."""
+    from evalmon.monitor.executors.spark_reads import local_path, native_source
+    from evalmon.monitor.sources import build_source
+
+    plain = _load(tmp_path)
+    assert plain.spark.reads == "auto"
+    assert _load(tmp_path, "spark: {reads: python}\n").config_hash() == plain.config_hash()
+    jsonl = build_source({"kind": "jsonl", "path": "t.jsonl"}, tmp_path)
+    parquet = build_source({"kind": "parquet", "path": "pq"}, tmp_path)
+    assert [native_source(parquet, r) for r in ("auto", "native", "python")] == [True, True, False]
+    assert [native_source(jsonl, r) for r in ("auto", "python")] == [False, False]
+    with pytest.raises(ConfigError) as err:
+        native_source(jsonl, "native")
+    assert "spark.reads: native" in str(err.value) and "\n" not in err.value.one_line()
+    assert "spark.reads: auto" in str(err.value.hint)
+    assert local_path("file:///data/dt%3D2026-11-01/part-0.parquet") == "/data/dt=2026-11-01/part-0.parquet"
+    assert local_path("s3a://bucket/x.parquet") == "s3a://bucket/x.parquet"

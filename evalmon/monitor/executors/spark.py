@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from evalmon.checkpoints.heartbeat import heartbeat
+from evalmon.core.errors import DataError
 from evalmon.monitor.executors.local import LocalExecutor, WindowSink
 from evalmon.monitor.executors.spark_reads import native_source
 from evalmon.monitor.executors.spark_session import session
@@ -131,7 +132,14 @@ class SparkExecutor(LocalExecutor):
 
         lo, hi = check_window(windows[0].start, windows[-1].end)
         assert lo is not None and hi is not None
-        frame, _ = parquet_frame(self.spark, self.source, lo, hi)
+        try:
+            frame, _ = parquet_frame(self.spark, self.source, lo, hi)
+        except DataError as exc:
+            if self.cfg.spark.reads == "native":
+                raise
+            self._log(f"spark.reads: auto: {exc.one_line()}; reading with the source's reader in the tasks")
+            self._native = False
+            return self._python_rows(job, cells)
         rows: list[Any] = []
         if frame is not None:
             native = native_job(self.spark, self.source, cells)
