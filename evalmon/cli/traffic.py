@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,6 +56,26 @@ def synth(
     typer.echo(f"events:  {res.events}")
 
 
+def _refuse_overwrite(cfg: Any, targets: dict[str, Path | None]) -> None:
+    """``--out``/``--dataset`` naming the monitor YAML or a logged traffic file would overwrite it: refuse."""
+    import glob
+
+    from evalmon.core.errors import ConfigError
+
+    src = str(getattr(cfg.source, "path", "") or "")
+    pattern = src if Path(src).is_absolute() else str(cfg.base_dir / src)
+    root = Path(pattern).resolve()
+    inputs = {Path(p).resolve() for p in glob.glob(pattern)} | {root}
+    if cfg.source_path is not None:
+        inputs.add(Path(cfg.source_path).resolve())
+    for flag, target in targets.items():
+        where = None if target is None else Path(target).resolve()
+        if where is not None and (where in inputs or (root.is_dir() and root in where.parents)):
+            raise ConfigError(f"to-suite: {flag} {target} is an input of monitor '{cfg.name}' (its YAML or its "
+                              "logged traffic) and would be overwritten",
+                              hint=f"give {flag} a new file, e.g. under reports/replay/ (nothing was written)")
+
+
 @traffic_app.command("to-suite")
 def to_suite_cmd(
     monitor: Annotated[Path, typer.Argument(help="Monitor YAML whose source (and previous run's windows) to read.")],
@@ -77,6 +97,7 @@ def to_suite_cmd(
     from evalmon.traffic.to_suite import Selection, to_suite, window_range
 
     cfg = load_monitor(monitor)
+    _refuse_overwrite(cfg, {"--out": out, "--dataset": dataset})
     start, end = window_range(cfg, window=window, start=from_, end=to)
     res = to_suite(cfg, Selection(start, end, where=where, signal=signal, sample=sample, seed=seed), out,
                    dataset=dataset, model_path=model, log_fn=lambda m: typer.echo(m, err=True))

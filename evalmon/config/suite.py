@@ -384,6 +384,9 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
         raise ConfigError(f"--executor: must be local or ray, got {executor!r}", hint="e.g. --executor ray --replicas 2")
     if replicas is not None and replicas < 1:
         raise ConfigError(f"--replicas: must be at least 1, got {replicas}", hint="e.g. --executor ray --replicas 2")
+    if replicas is not None and replicas > 1 and (executor or cfg.executor) != "ray":  # else: one process
+        raise ConfigError(f"--replicas {replicas}: only --executor ray runs replicas (this run is local)",
+                          hint="add --executor ray (or executor: ray in the suite), or drop --replicas")
     data = cfg.model_dump()
     data.update(samples=cfg.samples.model_dump(), executor=executor or cfg.executor,  # not dumped (not hashed)
                 replicas=cfg.replicas if replicas is None else replicas)

@@ -45,6 +45,13 @@ def _task_manager(wanted: Sequence[str], include_paths: Sequence[Path]) -> Any:
         tm = TaskManager(include_path=paths, include_defaults=False)
         if all(n in tm.all_tasks for n in wanted):
             return tm
+        # a name not found while lm-eval skipped an unparsable YAML there: say so now (not "unknown task"
+        # after indexing the ~14k built-ins for seconds)
+        broken = _broken_yaml(include_paths)
+        if broken:
+            missing = next(n for n in wanted if n not in tm.all_tasks)
+            raise UnknownNameError(f"lm_eval:{missing} is not in the include path: {broken} there is not valid "
+                                   "YAML (lm-eval skips such files)", hint="fix that file's YAML")
     return TaskManager(include_path=paths or None)
 
 
@@ -69,6 +76,23 @@ def _dataset_of(tm: Any, name: str) -> str:
             break
     where = str(cfg.get("dataset_path") or "?")
     return f"{where}/{cfg['dataset_name']}" if cfg.get("dataset_name") else where
+
+
+def _broken_yaml(include_paths: Sequence[Path]) -> str:
+    """The first include-path YAML that does not parse (lm-eval skips those with a log line only), or ''."""
+    import yaml
+
+    class _Loose(yaml.SafeLoader):
+        pass
+
+    _Loose.add_multi_constructor("!", lambda loader, suffix, node: None)  # !function …
+    for path in sorted(f for p in include_paths for f in Path(p).rglob("*.y*ml")):
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=_Loose)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            return f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    return ""
 
 
 def _load(tm: Any, name: str) -> dict[str, Any]:

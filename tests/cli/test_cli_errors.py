@@ -194,6 +194,26 @@ def _write_bad_suite(cwd: Path, benchmarks: Path) -> list[str]:
     return ["run", "bad.yaml"]
 
 
+def _broken_include(cwd: Path, benchmarks: Path) -> list[str]:
+    (cwd / "inc").mkdir()
+    (cwd / "inc" / "broken.yaml").write_text("task: foo\ndataset_path: [json\n")  # lm-eval skips it silently
+    return ["run", str(_suite(cwd, "/m", benchmarks)), "--include-path", "inc", "--tasks", "lm_eval:foo"]
+
+
+_TRAFFIC = {"request_id": "r1", "timestamp": "2026-11-01T00:10:00Z", "prompt": "hi", "response": "hello"}
+
+
+def _traffic_cmd(*argv: str) -> Any:
+    """A one-record traffic file ``t.jsonl`` and a monitor over it (``mon.yaml``), then ``argv``."""
+    def make(cwd: Path, benchmarks: Path) -> list[str]:
+        (cwd / "t.jsonl").write_text(json.dumps(_TRAFFIC) + "\n")
+        (cwd / "mon.yaml").write_text("name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h}\n"
+                                      "reference: {kind: previous}\nsignals: [text]\ntracking: {enabled: false}\n")
+        return list(argv)
+
+    return make
+
+
 CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     # fault class: (cwd, benchmarks dir) -> argv, needles in the one stderr line
     "config": (_write_bad_suite, ("bad.yaml:5", "invalid YAML", " — ")),
@@ -207,6 +227,15 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
                  ("tracking.uri", "foo://bar", "no tracking store")),
     "gate": (lambda cwd, b: ["gate", "--baseline", "no-such-run", "--candidate", "other"],
              ("no-such-run", "no such results directory")),
+    # hostile-input findings of the new features (each was silent or destroyed an input before its fix)
+    "replicas-without-ray": (lambda cwd, b: ["run", _suite(cwd, "/m", b), "--replicas", "3"],
+                             ("--replicas 3", "--executor ray")),
+    "lm-eval-broken-include": (_broken_include, ("lm_eval:foo", "inc/broken.yaml:3", "not valid YAML")),
+    "signals-out-is-input": (_traffic_cmd("signals", "score", "t.jsonl", "--signals", "text", "--out", "t.jsonl"),
+                             ("--out t.jsonl", "would be overwritten")),
+    "to-suite-overwrites-traffic": (_traffic_cmd("traffic", "to-suite", "mon.yaml", "--out", "replay.yaml",
+                                                 "--window", "2026-11-01T00:30Z", "--dataset", "t.jsonl"),
+                                    ("--dataset t.jsonl", "input of monitor", "would be overwritten")),
 }
 
 
@@ -218,6 +247,8 @@ def test_cli_error_contract(fault: str, tmp_path: Path, benchmarks_dir: Path) ->
     line = assert_user_error(proc, *needles)
     assert line.startswith("error: ") and proc.stdout.strip() == "", show(proc)
     assert run_dirs(tmp_path / "reports") == []
+    if (tmp_path / "t.jsonl").exists():  # the input named as output is untouched
+        assert json.loads((tmp_path / "t.jsonl").read_text()) == _TRAFFIC
 
 
 # ------------------------------------------------------------------ MLflow unreachable, then `evalmon sync`
