@@ -102,7 +102,8 @@ def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
     cfg = load_monitor(monitor_yaml(work, mode, args.window))
     end = T0 + timedelta(days=args.days)
     t = time.perf_counter()
-    res = run_monitor(cfg, backfill=(T0, end), now=end + timedelta(hours=1))
+    said: list[str] = []
+    res = run_monitor(cfg, backfill=(T0, end), now=end + timedelta(hours=1), log_fn=said.append)
     wall = time.perf_counter() - t
     jvm_mb = None
     if mode != "local":  # the JVM (a child of the driver, alive until the session stops): its RSS now
@@ -116,7 +117,8 @@ def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
     return {"mode": mode, "records": res.processed, "windows": len(res.windows), "seconds": round(wall, 1),
             "records_per_s": round(res.processed / wall), "driver_peak_mb": round(driver),
             "jvm_and_workers_rss_mb_at_end": jvm_mb,
-            "alerts": len(res.alerts), "quarantined": res.quarantined}
+            "alerts": len(res.alerts), "quarantined": res.quarantined,
+            "reads": next((x for x in said if x.startswith(("spark.read fed", "spark.reads"))), None)}
 
 
 def _children_rss_mb() -> int:

@@ -4,7 +4,8 @@ Per chunk of windows the driver lists each window's source partitions (``partiti
 ``dt=`` fragment, a table), makes one Spark job of those (window, partition) cells — one cell per Spark
 partition — and runs the pure stages of ``pipeline.py`` on each with ``mapInPandas`` (``spark_tasks.py``):
 the source's windowed read, signals (models load once per Python worker), and the cell's mergeable
-``Summary``. The driver merges each window's summaries in partition order, then runs exactly what the local
+``Summary``. With ``spark.reads`` auto/native a Parquet source is read by ``spark.read.parquet`` instead — one
+scan per chunk, dt-pruned and time-filtered, grouped by file (``spark_reads.py``) — feeding the same cells. The driver merges each window's summaries in partition order, then runs exactly what the local
 executor runs: ``detect`` (evidently on the merged bounded reservoir vs the reference; great-expectations on
 the window's narrow *view*: timestamp, arrival, the quality columns — no text, no vectors), ``alert``, the
 quarantine ledger, the window folder, MLflow (``LocalExecutor._finish``). The runner keeps the lock and the
