@@ -258,6 +258,18 @@ class AlertsConfig(_Strict):
     def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
         return None if v is None else str(resolve_path(v, _base_dir(info)))
 
+    @field_validator("rules")
+    @classmethod
+    def _distinct(cls, v: list[AlertRule]) -> list[AlertRule]:
+        """A thresholds file and the alerts name a rule by ``key``: two rules with one key would share a value."""
+        seen: dict[str, int] = {}
+        for i, rule in enumerate(v):
+            if rule.key in seen:
+                raise _custom("duplicate", f"rules {seen[rule.key]} and {i} are both named '{rule.key}'",
+                              "give each rule its own `name:` (calibrate and alerts tell rules apart by name)")
+            seen[rule.key] = i
+        return v
+
     @model_validator(mode="after")
     def _rule_defaults(self) -> AlertsConfig:
         """Each rule without its own ``on_missing`` / ``min_coverage`` gets the monitor-wide one."""

@@ -203,12 +203,15 @@ def _broken_include(cwd: Path, benchmarks: Path) -> list[str]:
 _TRAFFIC = {"request_id": "r1", "timestamp": "2026-11-01T00:10:00Z", "prompt": "hi", "response": "hello"}
 
 
-def _traffic_cmd(*argv: str) -> Any:
-    """A one-record traffic file ``t.jsonl`` and a monitor over it (``mon.yaml``), then ``argv``."""
+def _traffic_cmd(*argv: str, rules: int = 0) -> Any:
+    """A one-record traffic file ``t.jsonl`` and a monitor over it (``mon.yaml``, ``rules`` rules named r), then
+    ``argv``."""
     def make(cwd: Path, benchmarks: Path) -> list[str]:
         (cwd / "t.jsonl").write_text(json.dumps(_TRAFFIC) + "\n")
+        alerts = "".join(f"    - {{metric: rate/text.chars, op: '>', value: {i}, name: r}}\n" for i in range(rules))
         (cwd / "mon.yaml").write_text("name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h}\n"
-                                      "reference: {kind: previous}\nsignals: [text]\ntracking: {enabled: false}\n")
+                                      "reference: {kind: previous}\nsignals: [text]\ntracking: {enabled: false}\n"
+                                      + (f"alerts:\n  rules:\n{alerts}" if rules else ""))
         return list(argv)
 
     return make
@@ -236,6 +239,8 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "to-suite-overwrites-traffic": (_traffic_cmd("traffic", "to-suite", "mon.yaml", "--out", "replay.yaml",
                                                  "--window", "2026-11-01T00:30Z", "--dataset", "t.jsonl"),
                                     ("--dataset t.jsonl", "input of monitor", "would be overwritten")),
+    "monitor-duplicate-rule-names": (_traffic_cmd("monitor", "calibrate", "mon.yaml", "--dry-run", rules=2),
+                                     ("mon.yaml:", "alerts.rules", "both named 'r'")),
 }
 
 
