@@ -58,19 +58,14 @@ def synth(
 
 def _refuse_overwrite(cfg: Any, targets: dict[str, Path | None]) -> None:
     """``--out``/``--dataset`` naming the monitor YAML or a logged traffic file would overwrite it: refuse."""
-    import glob
-
+    from evalmon.config.monitor import source_files
     from evalmon.core.errors import ConfigError
 
-    src = str(getattr(cfg.source, "path", "") or "")
-    pattern = src if Path(src).is_absolute() else str(cfg.base_dir / src)
-    root = Path(pattern).resolve()
-    inputs = {Path(p).resolve() for p in glob.glob(pattern)} | {root}
+    inputs = source_files(cfg.source, cfg.base_dir)
     if cfg.source_path is not None:
         inputs.add(Path(cfg.source_path).resolve())
     for flag, target in targets.items():
-        where = None if target is None else Path(target).resolve()
-        if where is not None and (where in inputs or (root.is_dir() and root in where.parents)):
+        if target is not None and Path(target).resolve() in inputs:
             raise ConfigError(f"to-suite: {flag} {target} is an input of monitor '{cfg.name}' (its YAML or its "
                               "logged traffic) and would be overwritten",
                               hint=f"give {flag} a new file, e.g. under reports/replay/ (nothing was written)")

@@ -289,6 +289,19 @@ class StateConfig(_Strict):
         return None if v is None else resolve_path(v, _base_dir(info))
 
 
+def source_files(source: Any, base: Path) -> set[Path]:
+    """What a source's ``path`` (file, folder or glob; relative to ``base``) names now, resolved."""
+    import glob
+
+    src = str(getattr(source, "path", "") or "")
+    if not src:
+        return set()
+    pattern = src if Path(src).is_absolute() else str(base / src)
+    root = Path(pattern).resolve()
+    found = {root} | {Path(p).resolve() for p in glob.glob(pattern)}
+    return found | ({p.resolve() for p in root.rglob("*") if p.is_file()} if root.is_dir() else set())
+
+
 class MonitorConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # a folder under output_dir (see _path_part)
     description: str | None = None
@@ -345,6 +358,20 @@ class MonitorConfig(_Strict):
     @classmethod
     def _resolve(cls, v: Path, info: ValidationInfo) -> Path:
         return resolve_path(v, _base_dir(info))
+
+    @model_validator(mode="after")
+    def _replay_writes_no_input(self, info: ValidationInfo) -> MonitorConfig:
+        """``on_alert: {to_suite: …}`` must not write over the logged traffic it replays (the log would be lost)."""
+        actions = [(i, r.on_alert.to_suite) for i, r in enumerate(self.alerts.rules) if r.on_alert and r.on_alert.to_suite]
+        inputs = source_files(self.source, _base_dir(info) or Path.cwd()) if actions else set()
+        for i, action in actions:
+            for key in ("suite", "dataset"):
+                target = getattr(action, key)
+                if target and Path(target).resolve() in inputs:
+                    raise _custom("overwrite", f"alerts.rules.{i}.on_alert.to_suite.{key}: {target} is this monitor's "
+                                  "logged traffic: the replay would overwrite it",
+                                  "write the replay to a new file, e.g. replay/{window}.jsonl")
+        return self
 
     @property
     def experiment(self) -> str:

@@ -203,12 +203,13 @@ def _broken_include(cwd: Path, benchmarks: Path) -> list[str]:
 _TRAFFIC = {"request_id": "r1", "timestamp": "2026-11-01T00:10:00Z", "prompt": "hi", "response": "hello"}
 
 
-def _traffic_cmd(*argv: str, rules: int = 0) -> Any:
+def _traffic_cmd(*argv: str, rules: int = 0, on_alert: str = "null") -> Any:
     """A one-record traffic file ``t.jsonl`` and a monitor over it (``mon.yaml``, ``rules`` rules named r), then
     ``argv``."""
     def make(cwd: Path, benchmarks: Path) -> list[str]:
         (cwd / "t.jsonl").write_text(json.dumps(_TRAFFIC) + "\n")
-        alerts = "".join(f"    - {{metric: rate/text.chars, op: '>', value: {i}, name: r}}\n" for i in range(rules))
+        alerts = "".join(f"    - {{metric: rate/text.chars, op: '>', value: {i}, name: r, on_alert: {on_alert}}}\n"
+                         for i in range(rules))
         (cwd / "mon.yaml").write_text("name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h}\n"
                                       "reference: {kind: previous}\nsignals: [text]\ntracking: {enabled: false}\n"
                                       + (f"alerts:\n  rules:\n{alerts}" if rules else ""))
@@ -241,6 +242,9 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
                                     ("--dataset t.jsonl", "input of monitor", "would be overwritten")),
     "monitor-duplicate-rule-names": (_traffic_cmd("monitor", "calibrate", "mon.yaml", "--dry-run", rules=2),
                                      ("mon.yaml:", "alerts.rules", "both named 'r'")),
+    "on-alert-replay-overwrites-traffic": (_traffic_cmd("monitor", "mon.yaml", rules=1,
+                                                        on_alert="{to_suite: {suite: r.yaml, dataset: t.jsonl}}"),
+                                           ("mon.yaml:", "to_suite.dataset", "logged traffic", "overwrite")),
 }
 
 
