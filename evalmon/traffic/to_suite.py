@@ -368,10 +368,10 @@ def suite_yaml(name: str, suite: Path, dataset: Path, *, seed: int, has_referenc
     options: dict[str, Any] = {"dataset": _rel(dataset, here), "scoring": scoring, "max_new_tokens": 256}
     if judge:
         options["judge"] = dict(judge)
-    default_model = model_path or DEFAULT_MODEL
+    default_model = model_path or _rel(Path(DEFAULT_MODEL.removeprefix("../")), here)  # cwd-relative
     return {
         "name": name, "description": f"Replay of logged traffic selected by `evalmon traffic to-suite` ({dataset.name})",
-        "seed": seed, "output_dir": _rel(output_dir, here) if output_dir else "../reports",
+        "seed": seed, "output_dir": _rel(output_dir or Path("reports"), here),
         "model": {"backend": "hf", "path": f"${{EVALMON_MODEL:-{default_model}}}", "dtype": "float32",
                   "chat_template_fallback": "plain"},
         "tasks": [{"name": "replay", "options": options}],

@@ -113,3 +113,16 @@ def test_to_suite_selects_alerting_window_dedupes_redacts_and_writes_a_loadable_
         to_suite(cfg, Selection(lo, hi, where="prompt == 'nope'"), tmp_path / "x.yaml", dataset=tmp_path / "x.jsonl")
     assert not (tmp_path / "x.yaml").exists()
     assert yaml.safe_load(out.read_text())["tasks"][0]["options"]["max_new_tokens"] == 256
+
+
+@pytest.mark.parametrize(("where", "reports", "model"), [
+    ("replay.yaml", "reports", ".evalmon/checkpoints/smollm2-135m-instruct"),  # in the working dir
+    ("suites/replay.yaml", "../reports", "../.evalmon/checkpoints/smollm2-135m-instruct"),  # under suites/
+])
+def test_suite_defaults_point_at_the_working_dirs_reports_and_checkpoint(
+        where: str, reports: str, model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalmon.traffic.to_suite import suite_yaml
+
+    monkeypatch.chdir(tmp_path)  # a suite written outside suites/ used to say ../reports (the parent dir)
+    doc = suite_yaml("r", Path(where), Path("reports/replay/r.jsonl"), seed=0, has_reference=False)
+    assert doc["output_dir"] == reports and doc["model"]["path"] == f"${{EVALMON_MODEL:-{model}}}"
