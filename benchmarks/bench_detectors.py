@@ -172,13 +172,25 @@ def default_signals_throughput(n_hours: float = 0.4) -> None:
     for emb in _embedders():
         emb._memo.clear()
     stats = ComputeStats()
-    t0 = time.perf_counter()
+    pressure = _cpu_pressure()
+    t0, c0 = time.perf_counter(), time.process_time()
     compute_signals(frame, sigs, SignalCache(), stats)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     THROUGHPUT["default signals (traffic synth)"] = len(frame) / dt
+    THROUGHPUT["default signals (traffic synth), per CPU-second"] = len(frame) / cpu
     per = ", ".join(f"{k} {v.seconds:.1f}s" for k, v in stats.per_signal.items())
     print(f"{'throughput':28s} {'all default signals':38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
-          f"(total {dt:.1f} s incl. shared embedding pass; {per})", flush=True)
+          f"(total {dt:.1f} s incl. shared embedding pass; {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
+          f"rec per CPU-s; /proc/pressure/cpu some avg60 before/after {pressure}/{_cpu_pressure()}", flush=True)
+
+
+def _cpu_pressure() -> str:
+    """``some avg60`` of /proc/pressure/cpu (share of time runnable tasks waited for a CPU), or ``?``."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return dict(kv.split("=") for kv in line.split()[1:])["avg60"]
+    except (OSError, KeyError, IndexError):
+        return "?"
 
 
 def main() -> None:

