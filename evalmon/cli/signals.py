@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -39,8 +40,16 @@ def score(
 
     names = [s.strip() for s in signals.split(",") if s.strip()]
     err = console(stderr=True)
-    result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
-                        log_fn=lambda m: err.print(m, markup=False, soft_wrap=True))
+    try:
+        result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
+                            log_fn=lambda m: err.print(m, markup=False, soft_wrap=True))
+    except KeyboardInterrupt as exc:  # a partial output must not pass for a complete one
+        from evalmon.core.interrupts import describe, exit_code
+
+        done, where = getattr(exc, "scored", (0, out))
+        kept = f"{where} holds the first {done} records only (partial)" if done else "nothing was scored"
+        sys.stderr.write(f"{describe(exc)}: {kept} — rerun the same command to score every record of {file}\n")
+        sys.exit(exit_code(exc))
     console().print(f"{result.records} records scored ({result.quarantined} quarantined, left out) with "
                     f"{', '.join(names)} in {result.seconds:.1f} s ({result.per_second:.1f} records/s) → "
                     f"{result.out} ({len(result.columns)} signal columns)", markup=False, soft_wrap=True)

@@ -153,6 +153,9 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                     keep = [c for c in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) if c in chunk.columns]
                     writer.write(chunk[keep + produced])
                     done += len(chunk)
+    except KeyboardInterrupt as exc:  # the CLI says what the partial output holds
+        exc.scored = (done, out_path)  # type: ignore[attr-defined]
+        raise
     finally:
         writer.close()
         cache.close()

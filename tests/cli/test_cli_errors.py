@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from cli_util import (
+    Background,
     assert_no_traceback,
     assert_user_error,
     cache_rows,
@@ -338,3 +340,22 @@ def test_ctrl_c_saves_partial_results_and_rerun_resumes(tmp_path: Path, benchmar
     assert timing["cached"] == done  # everything scored before the interrupt was reused …
     assert timing["cached"] + timing["computed"] == timing["unique_requests"]  # … and only the rest computed
     assert timing["computed"] > 0
+
+
+def test_ctrl_c_in_signals_score_says_the_output_is_partial(tmp_path: Path) -> None:
+    """Interrupted ``signals score``: exit 130, the rows written so far are kept, one line says they are partial."""
+    rows = [{**_TRAFFIC, "request_id": f"r{i}", "prompt": f"question {i}"} for i in range(20_000)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "s.jsonl"
+    proc = Background(tmp_path, "signals", "score", "t.jsonl", "--signals", "text", "--out", "s.jsonl",
+                      "--batch-size", "1")
+    while proc.proc.poll() is None and not (out.exists() and out.stat().st_size):
+        time.sleep(0.05)
+    proc.proc.send_signal(signal.SIGINT)
+    done = proc.result()
+    assert done.returncode == 130, show(done)
+    assert_no_traceback(done)
+    last = done.stderr.strip().splitlines()[-1]
+    kept = len(out.read_text().splitlines())
+    assert 0 < kept < len(rows)
+    assert f"s.jsonl holds the first {kept} records only (partial)" in last and "rerun" in last, show(done)
