@@ -116,7 +116,7 @@ def calibrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the thresholds; write nothing.")] = False,
 ) -> None:
     """Set every alert rule's threshold from the reference period for a target per-window false-alarm rate."""
-    from evalmon.config.monitor import load_monitor
+    from evalmon.config.monitor import load_monitor, refuse_input_as_output
     from evalmon.core.errors import ConfigError
     from evalmon.monitor.calibrate import calibrate as run_calibration
     from evalmon.monitor.calibrate import save_calibration
@@ -130,6 +130,7 @@ def calibrate(
     cfg = load_monitor(config)
     if not cfg.alerts.rules:
         raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")
+    refuse_input_as_output(cfg, "calibrate", {"--out": out, "alerts.thresholds": None if out else cfg.alerts.thresholds})
     con = RedactingConsole(console())
     if reference_rows is not None and reference_rows < 30:
         raise ConfigError(f"--reference-rows: {reference_rows} is too few", hint="pass at least 30, or leave it out")

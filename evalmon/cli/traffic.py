@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -56,21 +56,6 @@ def synth(
     typer.echo(f"events:  {res.events}")
 
 
-def _refuse_overwrite(cfg: Any, targets: dict[str, Path | None]) -> None:
-    """``--out``/``--dataset`` naming the monitor YAML or a logged traffic file would overwrite it: refuse."""
-    from evalmon.config.monitor import source_files
-    from evalmon.core.errors import ConfigError
-
-    inputs = source_files(cfg.source, cfg.base_dir)
-    if cfg.source_path is not None:
-        inputs.add(Path(cfg.source_path).resolve())
-    for flag, target in targets.items():
-        if target is not None and Path(target).resolve() in inputs:
-            raise ConfigError(f"to-suite: {flag} {target} is an input of monitor '{cfg.name}' (its YAML or its "
-                              "logged traffic) and would be overwritten",
-                              hint=f"give {flag} a new file, e.g. under reports/replay/ (nothing was written)")
-
-
 @traffic_app.command("to-suite")
 def to_suite_cmd(
     monitor: Annotated[Path, typer.Argument(help="Monitor YAML whose source (and previous run's windows) to read.")],
@@ -88,11 +73,11 @@ def to_suite_cmd(
     model: Annotated[str | None, typer.Option(help="Default model path written into the suite (relative to it).")] = None,
 ) -> None:
     """Logged traffic → a replay dataset (PII-redacted, with provenance) and a suite that evaluates it."""
-    from evalmon.config.monitor import load_monitor
+    from evalmon.config.monitor import load_monitor, refuse_input_as_output
     from evalmon.traffic.to_suite import Selection, to_suite, window_range
 
     cfg = load_monitor(monitor)
-    _refuse_overwrite(cfg, {"--out": out, "--dataset": dataset})
+    refuse_input_as_output(cfg, "to-suite", {"--out": out, "--dataset": dataset})
     start, end = window_range(cfg, window=window, start=from_, end=to)
     res = to_suite(cfg, Selection(start, end, where=where, signal=signal, sample=sample, seed=seed), out,
                    dataset=dataset, model_path=model, log_fn=lambda m: typer.echo(m, err=True))

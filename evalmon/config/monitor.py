@@ -302,6 +302,18 @@ def source_files(source: Any, base: Path) -> set[Path]:
     return found | ({p.resolve() for p in root.rglob("*") if p.is_file()} if root.is_dir() else set())
 
 
+def refuse_input_as_output(cfg: MonitorConfig, command: str, targets: dict[str, Path | str | None]) -> None:
+    """A file a command would write (flag → path) that is the monitor's YAML or logged traffic: one-line error."""
+    inputs = source_files(cfg.source, cfg.base_dir)
+    if cfg.source_path is not None:
+        inputs.add(Path(cfg.source_path).resolve())
+    for flag, target in targets.items():
+        if target is not None and Path(target).resolve() in inputs:
+            raise ConfigError(f"{command}: {flag} {target} is an input of monitor '{cfg.name}' (its YAML or its "
+                              "logged traffic) and would be overwritten",
+                              hint=f"give {flag} a new file (nothing was written)")
+
+
 class MonitorConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # a folder under output_dir (see _path_part)
     description: str | None = None

@@ -244,6 +244,8 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
                                     ("--dataset t.jsonl", "input of monitor", "would be overwritten")),
     "monitor-duplicate-rule-names": (_traffic_cmd("monitor", "calibrate", "mon.yaml", "--dry-run", rules=2),
                                      ("mon.yaml:", "alerts.rules", "both named 'r'")),
+    "calibrate-overwrites-monitor": (_traffic_cmd("monitor", "calibrate", "mon.yaml", "--out", "mon.yaml", rules=1),
+                                     ("calibrate: --out mon.yaml", "input of monitor", "would be overwritten")),
     "on-alert-replay-overwrites-traffic": (_traffic_cmd("monitor", "mon.yaml", rules=1,
                                                         on_alert="{to_suite: {suite: r.yaml, dataset: t.jsonl}}"),
                                            ("mon.yaml:", "to_suite.dataset", "logged traffic", "overwrite")),
