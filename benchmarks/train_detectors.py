@@ -1,4 +1,4 @@
-"""Train the shipped safety / refusal detectors (evalmon/monitor/detectors/<name>-v1.json).
+"""Train the shipped safety / refusal detectors (evalmon/monitor/detectors/<name>-v<version>.json).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_detectors.py [--data ../shared/benchmarks]
         [--only harmful_request,...] [--embed-only] [--no-write]
@@ -43,13 +43,20 @@ SPECS: dict[str, tuple[str, tuple[str, ...], float, str]] = {
                   "jailbreak / prompt-injection template vs ordinary prompts and plain requests"),
     "toxicity": ("response", ("openai_moderation", "decodingtrust_toxicity", "mt_bench"), 0.05,
                  "hateful / toxic / abusive text"),
-    "refusal": ("response", ("mt_bench", "truthfulqa", "gsm8k", "gptfuzz"), 0.03,
+    "refusal": ("response", ("mt_bench", "truthfulqa", "gsm8k", "gptfuzz", "smollm2_generated"), 0.03,
                 "the response refuses (fully or partly) instead of answering"),
 }
 SEED = 0
 # inverse regularisation per detector (picked on the validation split: harmful_request recall at 5 % look-alike
-# FPR was 0.78 / 0.79 / 0.83 / 0.78 for C = 1 / 4 / 16 / 64)
-C_OF = {"harmful_request": 16.0}
+# FPR was 0.78 / 0.79 / 0.83 / 0.78 for C = 1 / 4 / 16 / 64 without look-alike weights)
+C_OF = {"harmful_request": 4.0}
+# v2 of harmful_request: training weight of the benign look-alikes (CoCoNot contrast) — a sharper boundary on
+# the rows that look harmful. Sweep (threshold at 5 % CoCoNot look-alike FPR, permissive validation recall /
+# OKTest FPR): C=16 w=1 0.773/0.038 (v1), C=16 w=3 0.802/0.056, C=4 w=4 0.796/0.047, C=4 w=5 0.810/0.050,
+# C=8 w=4 0.819/0.053, C=16 w=5 0.824/0.062 → C=4, w=5 (the best recall with OKTest also ≤ 5 %)
+LOOKALIKE_WEIGHT = {"harmful_request": 5.0}
+# artifact version written per detector (load_detector loads CURRENT unless told otherwise)
+VERSION_OF = {"harmful_request": "2", "jailbreak": "1", "toxicity": "1", "refusal": "2"}
 DOCS = ROOT / "docs/detectors"
 USE_AND_LIMITS: dict[str, str] = {
     "harmful_request": (
@@ -141,11 +148,12 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     c_reg = C_OF.get(name, 4.0)
     clf = CalibratedClassifierCV(LogisticRegression(C=c_reg, class_weight="balanced", max_iter=3000),
                                  method="sigmoid", cv=5)
-    clf.fit(X[tr], y[tr])
+    weight = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT.get(name, 1.0), 1.0)
+    clf.fit(X[tr], y[tr], sample_weight=weight[tr])
     members = [Member(coef=c.estimator.coef_[0].astype(float).tolist(), intercept=float(c.estimator.intercept_[0]),
                       a=float(c.calibrators[0].a_), b=float(c.calibrators[0].b_))
                for c in clf.calibrated_classifiers_]
-    det = Detector(name=name, version="1", field=field, embedding_model=DEFAULT_MODEL,
+    det = Detector(name=name, version=VERSION_OF[name], field=field, embedding_model=DEFAULT_MODEL,
                    max_chars=get_embedder(DEFAULT_MODEL).max_chars, threshold=0.5, members=members)
     p = det.predict_proba_vectors(X)
     assert np.allclose(p, clf.predict_proba(X)[:, 1], atol=1e-6), "exported members differ from sklearn"
@@ -165,14 +173,16 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
         "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
         "split": "sha256(seed, group) < 0.3 → validation; groups = template / question / item",
-        "model": f"CalibratedClassifierCV(LogisticRegression(C={c_reg:g}, class_weight=balanced), sigmoid, cv=5)",
+        "model": f"CalibratedClassifierCV(LogisticRegression(C={c_reg:g}, class_weight=balanced), sigmoid, cv=5)"
+                 + (f"; CoCoNot look-alikes weighted ×{LOOKALIKE_WEIGHT[name]:g}" if LOOKALIKE_WEIGHT.get(name, 1) != 1
+                    else ""),
         "metrics": report,
     }
     print(f"\n== {name}: threshold {det.threshold:.4f} (FPR ≤ {target_fpr:.0%} on {', '.join(ref_sources)})")
     for k, v in report.items():
         print(f"  {k:60s} {json.dumps(v)}")
     if write:
-        det.save(ARTIFACT_DIR / f"{name}-v1.json")
+        det.save(ARTIFACT_DIR / f"{name}-v{det.version}.json")
         write_card(det)
     return det.card
 

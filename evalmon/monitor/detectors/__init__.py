@@ -23,6 +23,8 @@ from evalmon.core.errors import ConfigError, DataError
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 BUILTIN = ("harmful_request", "jailbreak", "toxicity", "refusal")
+# the version each signal loads by default; older artifacts stay loadable by explicit version
+CURRENT = {"harmful_request": "2", "jailbreak": "1", "toxicity": "1", "refusal": "1"}
 
 
 @dataclass
@@ -96,12 +98,14 @@ def load_detector_file(path: str | Path) -> Detector:
 
 
 @cache
-def load_detector(name: str, version: str = "1") -> Detector:
-    """A shipped detector by name (``harmful_request``, ``jailbreak``, ``toxicity``, ``refusal``)."""
+def load_detector(name: str, version: str | None = None) -> Detector:
+    """A shipped detector by name (``harmful_request``, ``jailbreak``, ``toxicity``, ``refusal``); ``version``
+    defaults to the current one (``CURRENT``)."""
+    version = version or CURRENT.get(name, "1")
     path = ARTIFACT_DIR / f"{name}-v{version}.json"
     if not path.is_file():
         raise ConfigError(f"no shipped detector {name!r} v{version}", hint=f"shipped: {', '.join(BUILTIN)}")
     return load_detector_file(path)
 
 
-__all__ = ["ARTIFACT_DIR", "BUILTIN", "Detector", "Member", "load_detector", "load_detector_file"]
+__all__ = ["ARTIFACT_DIR", "BUILTIN", "CURRENT", "Detector", "Member", "load_detector", "load_detector_file"]
