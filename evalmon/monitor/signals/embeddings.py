@@ -35,7 +35,14 @@ DEFAULT_MAX_TOKENS = 256
 class Embedder:
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
                  max_chars: int = 2000, memo_size: int = 50_000, allow_download: bool = False,
-                 max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+                 max_tokens: int = DEFAULT_MAX_TOKENS, backend: str = "torch", quantize: str | None = None) -> None:
+        if backend not in ("torch", "onnx") or quantize not in (None, "int8") or (quantize and backend != "onnx"):
+            from evalmon.core.errors import ConfigError
+
+            raise ConfigError(f"embeddings: backend {backend!r} / quantize {quantize!r} is not supported",
+                              hint="backend: torch | onnx; quantize: int8 only with backend onnx")
+        self.backend, self.quantize = backend, quantize
+        self._onnx: Any = None
         self.model_ref = model
         self.max_tokens = max_tokens
         self.device = device
@@ -74,7 +81,7 @@ class Embedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32, unit-norm rows; identical texts are encoded once."""
-        salt = f"{self.max_tokens}:".encode()
+        salt = f"{self.max_tokens}:{self.quantize or ''}:".encode()
         keys = [hashlib.blake2b(salt + t[: self.max_chars].encode("utf-8", "replace"), digest_size=16).hexdigest()
                 for t in texts]
         with self._lock:
@@ -85,9 +92,7 @@ class Embedder:
             if todo:
                 model = self.model
                 model.max_seq_length = min(self.max_tokens, self._native_limit)
-                vecs = model.encode(list(todo.values()), batch_size=self.batch_size,
-                                         convert_to_numpy=True, normalize_embeddings=True,
-                                         show_progress_bar=False).astype(np.float32)
+                vecs = self._encode_model(model, list(todo.values()))
                 self.encoded += len(todo)
                 for k, v in zip(todo, vecs, strict=True):
                     self._memo[k] = v
@@ -97,6 +102,22 @@ class Embedder:
             while len(self._memo) > self._memo_size:
                 self._memo.popitem(last=False)
         return out
+
+
+    def _encode_model(self, model: Any, texts: list[str]) -> np.ndarray:
+        if self.backend == "onnx":
+            from evalmon.monitor.signals.embed_onnx import OnnxEncoder, onnx_supported
+
+            if self._onnx is None:
+                if not onnx_supported(model):
+                    from evalmon.core.errors import ConfigError
+
+                    raise ConfigError(f"embeddings: {self.model_ref} is not Transformer → mean pooling; "
+                                      "the ONNX backend cannot export it", hint="use backend: torch")
+                self._onnx = OnnxEncoder(model, quantize=self.quantize)
+            return self._onnx.encode(texts, max_tokens=model.max_seq_length, batch_size=self.batch_size)
+        return model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                            show_progress_bar=False).astype(np.float32)
 
 
 def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
