@@ -139,7 +139,7 @@ def policy(ref: pd.DataFrame, hours: float, k: float, seed: int, draws: int = BO
     reference (size ~ Poisson(records per reference hour)), computed as the monitor computes it. A rule the
     reference cannot calibrate (an empty or constant signal) is left out and printed — it used to crash here
     (IndexError on an empty signal)."""
-    from evalmon.config.monitor import AlertRule
+    from evalmon.config.alerts import AlertRule
     from evalmon.monitor.calibrate import calibrate_frame
 
     rules = [AlertRule(metric=metric, op=">", value=0, name=name) for name, (metric, _) in POLICY_RULES.items()]

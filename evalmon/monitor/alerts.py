@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from evalmon.config.monitor import AlertRule, WebhookConfig
+from evalmon.config.alerts import AlertRule, WebhookConfig
 from evalmon.core.jsonout import to_json
 from evalmon.core.redact import redact_text, redact_webhook
 from evalmon.monitor.windows import Window

@@ -40,7 +40,8 @@ from evalmon.monitor.summary import QUANTILES, Summary, SummarySpec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalmon.config.monitor import AlertRule, MonitorConfig
+    from evalmon.config.alerts import AlertRule
+    from evalmon.config.monitor import MonitorConfig
 
 METHOD = "bootstrap over records (window size ~ Poisson(reference records per window), rows with replacement)"
 SHARES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)

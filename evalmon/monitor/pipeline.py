@@ -40,7 +40,8 @@ from evalmon.sinks.mlflow.payload import sanitize_key
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalmon.config.monitor import AlertRule, DriftConfig, SignalConfig
+    from evalmon.config.alerts import AlertRule
+    from evalmon.config.monitor import DriftConfig, SignalConfig
     from evalmon.monitor.alerts import Alert
     from evalmon.monitor.contracts import QuarantinedRecord, Source
     from evalmon.monitor.quality import QualityConfig

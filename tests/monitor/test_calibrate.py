@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evalmon.config.monitor import AlertRule
+from evalmon.config.alerts import AlertRule
 from evalmon.monitor.calibrate import calibrate_frame, threshold_for
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalmon.config.monitor import AlertRule, load_monitor_text
+from evalmon.config.alerts import AlertRule
+from evalmon.config.monitor import load_monitor_text
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.alerts import NOT_EVALUATED, evaluate
 from evalmon.monitor.console import alert_summary

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from plugins.mlflow_server import free_port
 
-from evalmon.config.monitor import AlertRule, WebhookConfig
+from evalmon.config.alerts import AlertRule, WebhookConfig
 from evalmon.monitor.alerts import evaluate, payload, post_webhook
 from evalmon.monitor.windows import window_of
 from evalmon.sinks.mlflow.windows import PENDING_FILE, WindowRecord, log_window, sync_windows, write_window
