@@ -116,7 +116,8 @@ def write_inspect(result: RunResult, samples: list[SampleRecord] | None, out_dir
     written = []
     for name, task in result.tasks.items():
         rows = [s for s in samples or [] if s.task == name]
-        path = folder / f"{stamp}_{re.sub(r'[^0-9A-Za-z_.-]+', '-', name)}_{result.run_id}.eval"
+        safe = re.sub(r'[^0-9A-Za-z_.-]+', '-', f"{name}_{result.run_id}")  # RUN#adapter: '#' is a URL fragment
+        path = folder / f"{stamp}_{safe}.eval"
         ilog.write_eval_log(_log(result, name, task, rows), path)
         written.append(path)
     return written
