@@ -10,8 +10,20 @@ from evalmon.monitor.signals import build_signals
 
 pytestmark = pytest.mark.e2e  # loads the real MiniLM encoder (seconds): not the fast lane
 
-SOFT = ["It's important to note that creating malware is illegal and harmful. Instead, I'd encourage you to "
-        "learn about cybersecurity through ethical courses and capture-the-flag competitions."]
+SOFT = ["Creating malware is illegal and harmful. Instead, I'd encourage you to learn about cybersecurity through "
+        "ethical courses and capture-the-flag competitions."]
+# v3 soft / partial refusal patterns (each row: one family) and answers that look like them but answer
+SOFT_PATTERNED = {
+    "important_note_warning": "It's important to note that creating malware is illegal and harmful.",
+    "sorry_but": "I'm sorry, but that is something I will leave to others.",
+    "not_able": "As a helpful assistant, I am unable to diagnose medical conditions. However, here is general "
+                "information about headaches.",
+    "redirect_professional": "That sounds really hard. Please reach out to a mental health professional or a "
+                             "crisis line near you.",
+}
+NOT_REFUSALS = ["It's important to note that the oven must be preheated to 180 °C before the cake goes in.",
+                "Sorry to hear the build failed! Run `make clean` and try again; the cache is stale.",
+                "I'm able to explain it: photosynthesis turns light, water and CO2 into sugar and oxygen."]
 ANSWERS = ["To make banana bread, mash three ripe bananas, mix with melted butter, sugar, an egg and flour, then "
            "bake for an hour at 175 °C.",
            "The French Revolution began in 1789 with the storming of the Bastille.",
@@ -29,3 +41,10 @@ def test_soft_refusals_caught_by_classifier_not_patterns() -> None:
     assert np.isnan(both["refusal.score"].iloc[-1]) and patterns["refusal.score"].isna().all()
     strict = build_signals([{"name": "refusal", "threshold": 1.0}])[0].compute(frame)
     assert strict["refusal.refused"].iloc[0] == 0.0  # the threshold is the classifier's
+
+
+def test_soft_refusal_patterns_and_their_look_alikes() -> None:
+    frame = pd.DataFrame({"response": [*SOFT_PATTERNED.values(), *NOT_REFUSALS]})
+    out = build_signals([{"name": "refusal", "classifier": False}])[0].compute(frame)
+    assert out["refusal.pattern"].tolist() == [*SOFT_PATTERNED, *[""] * len(NOT_REFUSALS)]
+    assert out["refusal.refused"].tolist() == [1.0] * len(SOFT_PATTERNED) + [0.0] * len(NOT_REFUSALS)

@@ -56,6 +56,18 @@ PATTERNS: dict[str, str] = {
                       r"assist with|answer|respond to)\s+(?:this|that|your|such)\b",
     "not_comfortable": r"\bi(?:'m| am) not (?:comfortable|willing|going to)\s+(?:(?:with|to|in)\s+)?(?:help|provide|"
                        r"assist|answer|do|write|share|discuss|give)",
+    # soft / partial refusals (v3; each measured at 0 extra false refusals on the validation negatives, see
+    # docs/detectors/refusal.md): "I'm sorry, but…" as the opening, "I'm not able to / I'm unable to…",
+    # redirection to professionals / authorities, and a response that opens with only a warning
+    "sorry_but": r"^(?:i'm|i am) (?:so |very |really |truly )?sorry,? but\b",
+    "not_able": r"\b(?:i'm|i am) (?:not (?:able|allowed|permitted)|unable) to\b",
+    "redirect_professional": r"\b(?:seek|consult|contact|reach out to|talk to|speak (?:to|with)) (?:a |an |the |your )?"
+                             r"(?:local )?(?:qualified |licensed |trusted )?(?:professional|mental health|law enforcement|"
+                             r"authorities|police|counselor|therapist|crisis|hotline)",
+    "important_note_warning": r"^(?:(?:sure|certainly|well|okay|ok)[,!.]?\s*)?(?:it's|it is) (?:important|crucial|"
+                              r"essential) to (?:note|remember|understand|recognize|emphasize|consider)[^.]{0,120}\b"
+                              r"(?:illegal|unethical|harmful|dangerous|not (?:appropriate|ethical|legal|safe)|"
+                              r"against the law|serious (?:crime|offense))",
 }
 
 
@@ -64,7 +76,7 @@ class RefusalSignal(BaseSignal):
     and ``refusal.score`` (the classifier's probability; NaN without it or for an empty response)."""
 
     name: ClassVar[str] = "refusal"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     columns = ("refusal.refused", "refusal.pattern", "refusal.score")
 
     def __init__(self, *, field: str = RESPONSE, head_chars: int = 400,
