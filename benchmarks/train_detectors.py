@@ -77,8 +77,24 @@ USE_AND_LIMITS: dict[str, str] = {
         "implicit hate (ETHOS) score lower — see the ETHOS row (validation only, GPL)."),
     "refusal": (
         "Intended use: together with the phrase patterns, `refusal.refused` (full, partial and soft refusals). "
-        "Limits: English; trained on ChatGPT-era refusals (GPTFuzz) — refusal styles of other models may "
+        "Limits: English; trained mostly on ChatGPT-era refusals (GPTFuzz) — refusal styles of other models may "
         "differ; PyRIT also counts off-topic answers as refusals, which this detector does not target."),
+}
+# what changed from the previous version (rendered into the model card)
+CHANGES: dict[str, str] = {
+    "harmful_request": (
+        "v2 (v1 kept loadable: `load_detector('harmful_request', '1')`): the same data and embedding; CoCoNot "
+        "contrast look-alikes weighted ×5 in training and C = 4 (sweep on the validation split, "
+        "benchmarks/train_detectors.py `LOOKALIKE_WEIGHT`). Permissive validation recall 0.773 → **0.810** at "
+        "the same 4.6 % CoCoNot look-alike FP; OKTest look-alikes 3.8 % → 5.0 % (OKTest figures were looked at "
+        "when choosing among the sweep's settings, so they are not fully independent); do_not_answer recall "
+        "0.263 → 0.279; cost: MT-Bench prompts flagged 1/40 → 4/40 and all permissive negatives 1.0 % → 2.2 %."),
+    "refusal": (
+        "v2 (v1 kept loadable): adds 80 responses of the embedded SmolLM2-135M-Instruct to harmful / benign "
+        "prompts (benchmarks/data/smollm2_refusal_responses.jsonl, rule + review labels; 2 refusals — the "
+        "135M model complies with 38/40 harmful prompts — so mostly hard negatives) to training and to the "
+        "threshold's reference negatives. Validation figures are within noise of v1 (recall 0.647 → 0.644 at "
+        "≈ 3 % false refusals)."),
 }
 
 
@@ -210,6 +226,8 @@ def write_card(det: Detector) -> None:
         cells = [m.get(f, "") for f in ("n", "positives", "pr_auc", "roc_auc", "recall", "fpr", "precision")]
         lines.append(f"| {k} | " + " | ".join(str(x) for x in cells) + " |")
     lines += ["", "## Intended use and limits", "", USE_AND_LIMITS[det.name], ""]
+    if det.name in CHANGES and det.version != "1":
+        lines += ["## Changes", "", CHANGES[det.name], ""]
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / f"{det.name}.md").write_text("\n".join(lines), encoding="utf-8")
 
