@@ -119,6 +119,14 @@ def _embedders() -> list[Any]:
     return [get_embedder()]
 
 
+def _set_backend(backend: str) -> None:
+    """The shared embedder's backend (torch | onnx | onnx-int8) for the next section, memo cleared."""
+    emb = get_embedder()
+    emb.backend, emb.quantize = backend.split("-")[0], (backend.split("-", 1)[1] if "-" in backend else None)
+    emb._onnx = None
+    emb._memo.clear()
+
+
 def trained_detectors(data: Path, limit: int | None) -> None:
     """The shipped detectors through their signals on rows they were not trained on: the validation split
     of the permissive sets + every row of the validation-only sets (benchmarks/detector_data.py)."""
@@ -151,7 +159,7 @@ def trained_detectors(data: Path, limit: int | None) -> None:
                    out_p["refusal.refused"].to_numpy(), out_p["refusal.refused"].to_numpy(), None)
 
 
-def default_signals_throughput(n_hours: float = 0.4) -> None:
+def default_signals_throughput(n_hours: float = 0.4, backend: str = "torch") -> None:
     """records/s of the default signal set (one shared embedding pass) on `evalmon traffic synth` traffic."""
     import tempfile
 
@@ -168,7 +176,8 @@ def default_signals_throughput(n_hours: float = 0.4) -> None:
     frame = frame[[c for c in ("prompt", "response", "contexts", "latency_ms", "input_tokens", "output_tokens",
                                "model") if c in frame.columns]]
     sigs = build_signals(list(DEFAULT_SIGNALS))
-    compute_signals(frame.head(8), sigs)  # load models outside the timing
+    _set_backend(backend)
+    compute_signals(frame.head(8), sigs)  # load models (and the ONNX session) outside the timing
     for emb in _embedders():
         emb._memo.clear()
     stats = ComputeStats()
@@ -176,10 +185,10 @@ def default_signals_throughput(n_hours: float = 0.4) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     compute_signals(frame, sigs, SignalCache(), stats)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    THROUGHPUT["default signals (traffic synth)"] = len(frame) / dt
-    THROUGHPUT["default signals (traffic synth), per CPU-second"] = len(frame) / cpu
+    THROUGHPUT[f"default signals (traffic synth, {backend})"] = len(frame) / dt
+    THROUGHPUT[f"default signals (traffic synth, {backend}), per CPU-second"] = len(frame) / cpu
     per = ", ".join(f"{k} {v.seconds:.1f}s" for k, v in stats.per_signal.items())
-    print(f"{'throughput':28s} {'all default signals':38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
+    print(f"{'throughput':28s} {'all default signals, ' + backend:38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
           f"(total {dt:.1f} s incl. shared embedding pass; {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
           f"rec per CPU-s; /proc/pressure/cpu some avg60 before/after {pressure}/{_cpu_pressure()}", flush=True)
 
@@ -199,6 +208,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="records per set (default: all)")
     ap.add_argument("--spacy", action="store_true", help="also run PII with presidio + spaCy NER")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--embed-backends", default="torch",
+                    help="throughput: comma-separated embedding backends run alternately "
+                         "(torch, onnx, onnx-int8), e.g. torch,onnx,torch,onnx")
     ap.add_argument("--sections", default="legacy,trained,throughput",
                     help="legacy (exemplar-era sets), trained (shipped detectors on held-out rows), throughput")
     args = ap.parse_args()
@@ -207,7 +219,8 @@ def main() -> None:
     if "trained" in sections:
         trained_detectors(data, limit)
     if "throughput" in sections:
-        default_signals_throughput()
+        for backend in args.embed_backends.split(","):
+            default_signals_throughput(backend=backend)
     if "legacy" not in sections:
         if args.json:
             args.json.write_text(json.dumps({"detectors": RESULTS, "throughput": THROUGHPUT}, indent=2))

@@ -14,6 +14,7 @@ column of ``np.ndarray``; empty text → NaN) for embedding drift.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,7 +41,8 @@ class Embedder:
             from evalmon.core.errors import ConfigError
 
             raise ConfigError(f"embeddings: backend {backend!r} / quantize {quantize!r} is not supported",
-                              hint="backend: torch | onnx; quantize: int8 only with backend onnx")
+                              hint="backend torch | onnx, quantize int8 only with onnx "
+                                   "(EVALMON_EMBEDDINGS_BACKEND=torch|onnx|onnx-int8)")
         self.backend, self.quantize = backend, quantize
         self._onnx: Any = None
         self.model_ref = model
@@ -169,12 +171,16 @@ _EMBEDDERS: dict[tuple[str, str], Embedder] = {}
 
 def get_embedder(model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
                  max_chars: int = 2000, allow_download: bool = False) -> Embedder:
-    """One shared ``Embedder`` per (model, device); the latest batch/truncation options win."""
+    """One shared ``Embedder`` per (model, device); the latest batch/truncation options win. Its backend
+    comes from ``$EVALMON_EMBEDDINGS_BACKEND``: ``torch`` (default), ``onnx`` (same numbers, ONNX Runtime) or
+    ``onnx-int8`` (quantised: changes the detectors' numbers, docs/monitor-signals.md "Throughput")."""
     key = (model, device)
     emb = _EMBEDDERS.get(key)
     if emb is None:
+        backend = os.environ.get("EVALMON_EMBEDDINGS_BACKEND", "torch")  # torch | onnx | onnx-int8
         emb = _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, max_chars=max_chars,
-                                         allow_download=allow_download)
+                                         allow_download=allow_download, backend=backend.split("-")[0],
+                                         quantize=backend.split("-", 1)[1] if "-" in backend else None)
     emb.batch_size, emb.max_chars = batch_size, max_chars
     emb.allow_download = emb.allow_download or allow_download
     return emb
