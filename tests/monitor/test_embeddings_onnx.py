@@ -69,3 +69,13 @@ def test_int8_is_opt_in_and_changes_the_numbers(cache_dir: str) -> None:
 def test_unsupported_backend_options_are_a_config_error(kwargs: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="backend"):
         Embedder(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_thread_count_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalmon.monitor.signals.embed_onnx import _env_threads
+
+    monkeypatch.setenv("EVALMON_EMBEDDINGS_THREADS", "two")
+    with pytest.raises(ConfigError, match="EVALMON_EMBEDDINGS_THREADS"):
+        _env_threads()
+    monkeypatch.setenv("EVALMON_EMBEDDINGS_THREADS", "1")
+    assert _env_threads() == 1

@@ -118,6 +118,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _env_threads() -> int:
+    raw = os.environ.get("EVALMON_EMBEDDINGS_THREADS", "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        from evalmon.core.errors import ConfigError
+
+        raise ConfigError(f"EVALMON_EMBEDDINGS_THREADS={raw!r} is not a number of threads",
+                          hint="set it to a positive integer (e.g. 1 on shared cores) or unset it")
+    return int(raw)
+
+
 class OnnxEncoder:
     """``encode(texts)`` → (n, dim) float32 unit rows, like the torch model it was exported from."""
 
@@ -128,7 +140,7 @@ class OnnxEncoder:
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.path = cached_onnx(st_model, quantize)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or available_cores()
+        opts.intra_op_num_threads = threads or _env_threads() or available_cores()
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
