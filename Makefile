@@ -42,10 +42,10 @@ test: venv-check system-deps
 	$(VENV)/bin/lint-imports
 	$(PYTEST) -q
 
-# The in-process unit lane (tests/plugins/lanes.py): under a minute on 2 cores. Its models are tiny: one torch
-# thread (a second one only spin-waits on a busy machine: a third of the lane's CPU time).
+# The in-process unit lane (tests/plugins/lanes.py): under a minute on 2 cores — two pytest-xdist workers
+# (EVALMON_TEST_WORKERS), one torch thread each (the models are tiny; a second thread only spin-waits).
 test-fast: venv-check system-deps
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTEST) -q -m unit
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTEST) -q -m unit -n $${EVALMON_TEST_WORKERS:-2}
 
 lint: venv-check
 	$(VENV)/bin/ruff check evalmon tests benchmarks
