@@ -21,14 +21,16 @@ out-of-memory error halves the budget and retries, so no batch size has to be gu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.core.lm import LLResult
+
+T = TypeVar("T")
 
 PackedForward = Callable[[Any, Any, Any, Any], Any]  # (input_ids, mask4d, position_ids, keep) -> logits [K, V]
 
@@ -152,6 +154,29 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
 
 
+def run_packs(requests: Sequence[TokenRequest], token_budget: int, score: Callable[[Pack], T],
+              stats: BatchStats) -> Iterator[T]:
+    """Packs of ``requests`` filled to ``token_budget`` tokens, each scored with ``score``, in order. A pack that
+    runs out of memory halves the budget and the rest is re-planned (a one-request pack re-raises)."""
+    budget = max(token_budget, 1)
+    pending = plan_packs(list(requests), budget)
+    while pending:
+        pack = pending.pop(0)
+        try:
+            done = score(pack)
+        except RuntimeError as exc:
+            if not _is_oom(exc) or len(pack.requests) == 1:
+                raise
+            budget = max(1, budget // 2)
+            _free_cache()
+            pending = plan_packs([r for p in [pack, *pending] for r in p.requests], budget)
+            continue
+        stats.rows += 1
+        stats.tokens_forwarded += pack.nodes
+        stats.padded_tokens += pack.nodes
+        yield done
+
+
 def score_packed(
     forward: PackedForward,
     plain_forward: Callable[..., Any],
@@ -169,22 +194,7 @@ def score_packed(
     out: dict[int, LLResult] = {}
     plain = [r for r in reqs if len(r.context) + len(r.continuation) > max_length + 1]
     packable = [r for r in reqs if len(r.context) + len(r.continuation) <= max_length + 1]
-    budget = max(token_budget, 1)
-    pending = plan_packs(packable, budget)
-    while pending:
-        pack = pending.pop(0)
-        try:
-            done = score_pack(forward, pack, device)
-        except RuntimeError as exc:
-            if not _is_oom(exc) or len(pack.requests) == 1:
-                raise
-            budget = max(1, budget // 2)
-            _free_cache()
-            pending = plan_packs([r for p in [pack, *pending] for r in p.requests], budget)
-            continue
-        stats.rows += 1
-        stats.tokens_forwarded += pack.nodes
-        stats.padded_tokens += pack.nodes
+    for done in run_packs(packable, token_budget, lambda pack: score_pack(forward, pack, device), stats):
         out.update(done)
         if on_batch:
             on_batch(done)

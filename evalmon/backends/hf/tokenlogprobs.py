@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from evalmon.backends.hf.loglikelihood import BatchStats, TokenRequest
-from evalmon.backends.hf.packed import Pack, PackedForward, _free_cache, _is_oom, build_pack, plan_packs
+from evalmon.backends.hf.packed import Pack, PackedForward, build_pack, run_packs
 from evalmon.core.lm import TokenLogprobs
 
 
@@ -81,21 +81,7 @@ def token_logprobs(lm: Any, reqs: Sequence[Any]) -> list[TokenLogprobs]:
             stats.tokens_forwarded += len(r.context) + len(r.continuation) - 1
         stats.padded_tokens = stats.tokens_forwarded
         return [out[r.index] for r in token_reqs]
-    budget = max(lm.settings.token_budget or 2048, 1)
-    pending = plan_packs(todo, budget)
-    while pending:
-        pack = pending.pop(0)
-        try:
-            done = score_pack_tokens(lm._packed_forward, pack, lm.device)
-        except RuntimeError as exc:
-            if not _is_oom(exc) or len(pack.requests) == 1:
-                raise
-            budget = max(1, budget // 2)
-            _free_cache()
-            pending = plan_packs([r for p in [pack, *pending] for r in p.requests], budget)
-            continue
-        stats.rows += 1
-        stats.tokens_forwarded += pack.nodes
-        stats.padded_tokens += pack.nodes
+    score = lambda pack: score_pack_tokens(lm._packed_forward, pack, lm.device)  # noqa: E731
+    for done in run_packs(todo, lm.settings.token_budget or 2048, score, stats):
         out.update(done)
     return [out[r.index] for r in token_reqs]
