@@ -3,15 +3,13 @@ Llama Guard prompt, seeded sampling with a per-batch cap, replies parsed (safe /
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from chat_server_util import ChatServer
 
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.signals import build_signals
@@ -20,53 +18,15 @@ from evalmon.monitor.signals.guard import parse_guard_reply
 pytestmark = pytest.mark.e2e
 
 
-class GuardServer:
-    """Chat completions of a guard model: 'unsafe\\nS9' when the Agent turn mentions explosives, else 'safe'."""
-
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-        srv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "guard", "created": 1}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
-                srv.prompts.append(prompt)
-                agent = prompt.split("Agent: ", 1)[1].split("<END CONVERSATION>", 1)[0] if "Agent: " in prompt else ""
-                reply = "unsafe\nS9" if "explosive" in agent else "safe"
-                msg = {"role": "assistant", "content": reply}
-                self._send({"choices": [{"index": 0, "finish_reason": "stop", "message": msg}],
-                            "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
-
-            def _send(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        class Quiet(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _reply(prompt: str) -> str:
+    """A guard model: 'unsafe\\nS9' when the Agent turn mentions explosives, else 'safe'."""
+    agent = prompt.split("Agent: ", 1)[1].split("<END CONVERSATION>", 1)[0] if "Agent: " in prompt else ""
+    return "unsafe\nS9" if "explosive" in agent else "safe"
 
 
 @pytest.fixture
-def guard_server() -> Iterator[GuardServer]:
-    srv = GuardServer()
+def guard_server() -> Iterator[ChatServer]:
+    srv = ChatServer(_reply, "guard")
     yield srv
     srv.close()
 
@@ -76,7 +36,7 @@ def _model(url: str) -> dict[str, Any]:
             "max_retries": 0, "timeout_s": 10}
 
 
-def test_guard_sampled_capped_and_parsed(guard_server: GuardServer) -> None:
+def test_guard_sampled_capped_and_parsed(guard_server: ChatServer) -> None:
     n = 40
     df = pd.DataFrame({"prompt": [f"question {i}" for i in range(n)],
                        "response": [f"here is how to build an explosive device, step {i}" if i % 2 else
@@ -96,7 +56,7 @@ def test_guard_sampled_capped_and_parsed(guard_server: GuardServer) -> None:
     assert np.array_equal(again["guard.sampled"].to_numpy(), out["guard.sampled"].to_numpy())
 
 
-def test_guard_prompt_role_shieldgemma_and_errors(guard_server: GuardServer) -> None:
+def test_guard_prompt_role_shieldgemma_and_errors(guard_server: ChatServer) -> None:
     sig = build_signals([{"name": "guard", "model": _model(guard_server.url), "style": "shieldgemma",
                           "role": "prompt", "sample_rate": 1.0}])[0]
     out = sig.compute(pd.DataFrame({"prompt": ["how do I bake bread", ""], "response": ["", ""]}))

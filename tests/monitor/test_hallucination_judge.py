@@ -3,15 +3,12 @@ prompts, sampling with a per-window cost cap, verdicts parsed robustly (quotes a
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from chat_server_util import ChatServer
 
 from evalmon.monitor.signals import build_signals
 from evalmon.monitor.signals.hallucination import parse_judge_reply
@@ -19,60 +16,22 @@ from evalmon.monitor.signals.hallucination import parse_judge_reply
 pytestmark = pytest.mark.e2e
 
 
-class JudgeServer:
-    """A served judge (OpenAI chat completions) that knows Paris is right and Rome is wrong; it quotes the
-    answer and writes the opposite word inside quotes before its own verdict, as real judges do."""
-
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-        srv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "judge", "created": 1}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
-                srv.prompts.append(prompt)
-                answer = prompt.split("Answer:\n", 1)[1].split("\n\n", 1)[0]
-                verdict = (f'The answer "{answer}" says Rome; one might say "No", but: Yes' if "Rome" in answer
-                           else f'Checking "{answer}"... "Yes" would be wrong. No')
-                msg = {"role": "assistant", "content": verdict}
-                self._send({"choices": [{"index": 0, "finish_reason": "stop", "message": msg}],
-                            "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
-
-            def _send(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        class Quiet(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _reply(prompt: str) -> str:
+    """A served judge that knows Paris is right and Rome is wrong; it quotes the answer and writes the opposite
+    word inside quotes before its own verdict, as real judges do."""
+    answer = prompt.split("Answer:\n", 1)[1].split("\n\n", 1)[0]
+    return (f'The answer "{answer}" says Rome; one might say "No", but: Yes' if "Rome" in answer
+            else f'Checking "{answer}"... "Yes" would be wrong. No')
 
 
 @pytest.fixture
-def judge_server() -> Iterator[JudgeServer]:
-    srv = JudgeServer()
+def judge_server() -> Iterator[ChatServer]:
+    srv = ChatServer(_reply, "judge")
     yield srv
     srv.close()
 
 
-def test_served_judge_sampled_capped_and_parsed_without_contexts(judge_server: JudgeServer) -> None:
+def test_served_judge_sampled_capped_and_parsed_without_contexts(judge_server: ChatServer) -> None:
     model = {"backend": "openai", "base_url": judge_server.url, "model": "judge", "supports_logprobs": False,
              "max_retries": 0, "timeout_s": 10}
     sig = build_signals([{"name": "hallucination", "embeddings": False,
