@@ -63,6 +63,17 @@ def to_json(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str
     return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
+def read_json_object(path: Any) -> dict[str, Any]:
+    """The JSON object in the file at ``path``; ``{}`` when it is missing, unreadable, not JSON or not an object
+    (state files and markers that a crash may have cut short)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def canonical_hash(obj: Any, length: int = 16, *, compact: bool = False) -> str:
     """The first ``length`` hex digits of the sha256 of ``obj`` as key-sorted JSON (``str()`` for what JSON
     cannot hold), independent of key order.

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from evalmon.config.base import first_error
 from evalmon.config.tracking import choose_tracking_uri
 from evalmon.core.errors import ConfigError, DataError, TrackingError, did_you_mean
+from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.redact import redact_text, without_masked_userinfo
 from evalmon.core.results import (
     RESULTS_FILE,
@@ -55,7 +56,6 @@ from evalmon.core.results import (
 from evalmon.sinks.lmeval import find_results, read_lmeval
 from evalmon.sinks.mlflow.payload import (
     STATE_FILE,
-    _read_json,
     _reason,
     default_tracking_uri,
 )

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalmon.config.monitor import MonitorConfig
 from evalmon.core.errors import ConfigError, DataError
+from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.records import PROMPT, REQUEST_ID, RESPONSE, TIMESTAMP
 from evalmon.core.timewindows import Window, as_utc, parse_duration, window_of, windows_between
 
@@ -126,14 +127,6 @@ def window_infos(cfg: MonitorConfig, windows: Sequence[Window]) -> list[WindowIn
         info.run_id = _read_json(folder / "mlflow.json").get("run_id")
         out.append(info)
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _signal_configs(cfg: MonitorConfig, columns: set[str], what: str) -> list[Any]:

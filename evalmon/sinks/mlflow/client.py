@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.core.errors import EvalmonError, TrackingError
+from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.redact import redact_obj, redact_text, without_masked_userinfo
 from evalmon.sinks.mlflow.payload import (
     MAX_BATCH_BYTES,
@@ -33,7 +34,6 @@ from evalmon.sinks.mlflow.payload import (
     STATE_FILE,
     _is_http,
     _now,
-    _read_json,
     _reason,
     _write_json,
     artifact_location_for,

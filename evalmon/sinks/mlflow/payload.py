@@ -167,14 +167,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _reason(exc: BaseException) -> str:
     text = " ".join(redact_text(str(exc)).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text[:300]}"

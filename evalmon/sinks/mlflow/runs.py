@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.core.errors import TrackingError
+from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.results import SUMMARY_FILE, RunResult
 from evalmon.sinks.mlflow import dashboard
 from evalmon.sinks.mlflow.client import (
@@ -36,7 +37,6 @@ from evalmon.sinks.mlflow.payload import (
     STATE_FILE,
     TABLE_DIR,
     _ms,
-    _read_json,
     _reason,
     _same_uri,
     check_reachable,

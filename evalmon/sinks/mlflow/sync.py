@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.core.errors import ConfigError
+from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.results import RESULTS_FILE, RunResult
 from evalmon.sinks.mlflow.client import read_marker
-from evalmon.sinks.mlflow.payload import PENDING_FILE, STATE_FILE, _read_json, _reason
+from evalmon.sinks.mlflow.payload import PENDING_FILE, STATE_FILE, _reason
 from evalmon.sinks.mlflow.runs import log_run
 from evalmon.sinks.mlflow.windows import PENDING_FILE as WINDOW_PENDING_FILE
 from evalmon.sinks.mlflow.windows import WINDOW_FILE, sync_window

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalmon.core.jsonout import canonical_hash
+from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.timewindows import Window
 from evalmon.sinks.mlflow import dashboard
 from evalmon.sinks.mlflow.client import (
@@ -43,7 +44,6 @@ from evalmon.sinks.mlflow.payload import (
     MAX_PARAM_VAL_LEN,
     MAX_TAG_VAL_LEN,
     _now,
-    _read_json,
     _write_json,
     sanitize_key,
 )
