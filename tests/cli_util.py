@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,13 @@ def evalmon_cmd(*args: str | os.PathLike[str]) -> list[str]:
     return [sys.executable, "-m", "evalmon.cli", *map(str, args)]
 
 
+def _ctrl_c_reaches_the_child() -> None:
+    """In the child before exec: SIGINT at its default, as in a terminal. A shell without job control starts
+    background jobs (CI launched with `&`, nohup) with SIGINT ignored; an ignored signal stays ignored across
+    exec, so Python would never raise KeyboardInterrupt and the Ctrl-C tests would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Background:
     """``evalmon <args>`` in ``cwd``, started now; ``result()`` waits for it.
 
@@ -51,7 +59,8 @@ class Background:
         self._out = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in result()
         self._err = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(evalmon_cmd(*args), cwd=cwd, env=env or cli_env(), stdout=self._out,
-                                     stderr=self._err, stdin=subprocess.DEVNULL, text=True)
+                                     stderr=self._err, stdin=subprocess.DEVNULL, text=True,
+                                     preexec_fn=_ctrl_c_reaches_the_child)
         self._done: subprocess.CompletedProcess[str] | None = None
 
     def result(self, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -157,7 +166,8 @@ def signal_after_first_cached(cwd: Path, cache: Path, signum: int, *args: str | 
     import time
 
     proc = subprocess.Popen(evalmon_cmd(*args), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            preexec_fn=_ctrl_c_reaches_the_child)
     try:
         deadline = time.monotonic() + timeout
         while cache_rows(cache) == 0:
