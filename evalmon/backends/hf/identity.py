@@ -1,5 +1,5 @@
 """What a checkpoint's identity is made of, without the model: the weight files' hash and the generation
-defaults that change outputs. ``HFCausalLM``, the ASR backend, the adapter loader and the vLLM backend stamp
+defaults that change outputs; and whether a load failed on cut-short weight files. ``HFCausalLM``, the ASR backend, the adapter loader and the vLLM backend stamp
 fingerprints (and response-cache keys) with these."""
 
 from __future__ import annotations
@@ -44,6 +44,23 @@ def generation_identity(model: Any) -> dict[str, Any]:
     except (AttributeError, TypeError, ValueError):
         return {}
     return {k: v for k, v in sorted(diff.items()) if k not in _GEN_NEUTRAL and not k.startswith("_")}
+
+
+def _corrupt_weights(exc: BaseException) -> bool:
+    """Whether torch/safetensors raised ``exc`` for a weight file that is cut short or is not one."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    if isinstance(exc, SafetensorError | pickle.UnpicklingError | EOFError):
+        return True
+    text = str(exc)  # torch.load of a cut .bin: "PytorchStreamReader failed reading zip archive …"
+    return isinstance(exc, RuntimeError) and ("PytorchStreamReader" in text or "zip archive" in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 __all__ = ["generation_identity", "weights_fingerprint"]

@@ -17,9 +17,13 @@ from typing import Any
 
 from evalmon.backends.hf.attention import attention_layout, packed_masks
 from evalmon.backends.hf.chat import chat_identity, render_contexts, template_hash
-from evalmon.backends.hf.fingerprint import adapter_config_hash
 from evalmon.backends.hf.generate import GenStats, OnGenBatch, generate_hf
-from evalmon.backends.hf.identity import generation_identity, weights_fingerprint
+from evalmon.backends.hf.identity import (
+    _corrupt_weights,
+    _first_line,
+    generation_identity,
+    weights_fingerprint,
+)
 from evalmon.backends.hf.loglikelihood import BatchStats, OnBatch, TokenRequest, score_token_requests
 from evalmon.backends.hf.packed import score_packed
 from evalmon.backends.hf.tokenlogprobs import token_logprobs as hf_token_logprobs
@@ -85,23 +89,6 @@ def _resolve_device(device: str) -> str:
     if device != "cpu" and not device.startswith(("cuda", "mps")):
         raise ModelError(f"model.device: unknown device {device!r}", hint="use cpu, cuda, cuda:N, mps or auto")
     return device
-
-
-def _corrupt_weights(exc: BaseException) -> bool:
-    """Whether torch/safetensors raised ``exc`` for a weight file that is cut short or is not one."""
-    import pickle
-
-    from safetensors import SafetensorError
-
-    if isinstance(exc, SafetensorError | pickle.UnpicklingError | EOFError):
-        return True
-    text = str(exc)  # torch.load of a cut .bin: "PytorchStreamReader failed reading zip archive …"
-    return isinstance(exc, RuntimeError) and ("PytorchStreamReader" in text or "zip archive" in text)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 class HFCausalLM:
@@ -236,30 +223,14 @@ class HFCausalLM:
         return ModelError(f"model.path: cannot load checkpoint {path}: {first}")
 
     def _attach_adapter(self, model: Any, s: HFSettings) -> Any:
-        from peft import PeftModel
+        """The single-adapter mode: peft_load.attach_adapter (the one loader, shared with adapter sets)."""
+        from evalmon.backends.hf.peft_load import attach_adapter
 
         assert s.adapter is not None
-        local = _looks_local(s.adapter)
-        adapter = str(Path(s.adapter).expanduser().resolve()) if local else s.adapter
-        if local and not (Path(adapter) / "adapter_config.json").is_file():
-            raise ModelError(f"model.adapter: no adapter_config.json in {adapter}",
-                             hint="point adapter at a PEFT adapter directory (save_pretrained output)")
-        try:
-            model = PeftModel.from_pretrained(model, adapter, revision=s.revision if not local else None)
-        except OSError as exc:
-            raise self._load_error(adapter, local, exc) from None
-        except Exception as exc:
-            if _corrupt_weights(exc):
-                raise ModelError(f"model.adapter: the weight files in {adapter} look truncated or corrupt "
-                                 f"({_first_line(exc)})", hint="copy, download or save the adapter again") from None
-            if not isinstance(exc, RuntimeError | ValueError | KeyError):
-                raise
-            msg = " ".join(str(exc).split())[:300]
-            raise ModelError(f"model.adapter: adapter {adapter} does not match the base model {self._model_id}: {msg}",
-                             hint="use the adapter trained on this base checkpoint") from None
-        self._adapter_id = adapter
-        self._adapter_hash = weights_fingerprint(Path(adapter)) if local else None
-        self._adapter_config_hash = adapter_config_hash(Path(adapter)) if local else None
+        model, ident = attach_adapter(model, s.adapter, base_id=self._model_id, revision=s.revision,
+                                      load_error=self._load_error)
+        self._adapter_id, self._adapter_hash, self._adapter_config_hash = (
+            ident.path, ident.weights_hash, ident.config_hash)
         return model
 
     def _resolve_max_length(self) -> int:

@@ -42,8 +42,7 @@ def attach_adapter(model: Any, ref: str, *, base_id: str, revision: str | None, 
     adapter (``load_adapter``); anything else is wrapped (``PeftModel.from_pretrained``)."""
     from peft import PeftModel
 
-    from evalmon.backends.hf.identity import weights_fingerprint
-    from evalmon.backends.hf.model import _corrupt_weights, _first_line
+    from evalmon.backends.hf.identity import _corrupt_weights, _first_line, weights_fingerprint
 
     local = looks_local(ref)
     adapter = str(Path(ref).expanduser().resolve()) if local else ref
