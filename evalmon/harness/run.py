@@ -275,10 +275,10 @@ def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], 
             f"upload it later with `evalmon sync {run_dir.parent}`")
     elif info.get("ui_url"):
         say(f"MLflow run: {info['ui_url']}")
-        if info.get("experiment_id"):  # the experiment's saved headline view (sinks.mlflow.dashboard)
-            from evalmon.sinks.mlflow.dashboard import RUNS_VIEW, view_url
+        from evalmon.sinks.mlflow.runs import dashboard_url
 
-            say(f"MLflow dashboard: {view_url(info['tracking_uri'], info['experiment_id'], RUNS_VIEW)}")
+        if board := dashboard_url(info):  # the experiment's saved headline view
+            say(f"MLflow dashboard: {board}")
     elif info.get("run_id"):
         say(f"MLflow run {info['run_id']} in {info.get('tracking_uri')} "
             f"(browse: mlflow ui --backend-store-uri {info.get('tracking_uri')})")

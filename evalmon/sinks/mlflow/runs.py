@@ -180,13 +180,19 @@ def find_run(uri: str | None, run_id: str, experiment: str | None = None) -> Any
     return None
 
 
+def dashboard_url(outcome: dict[str, Any]) -> str | None:
+    """The experiment's saved headline view for a logged run on a server (built at print time: its URL parameter
+    would be redacted if it were stored in the outcome)."""
+    if outcome.get("ui_url") and outcome.get("experiment_id"):
+        return dashboard.view_url(outcome["tracking_uri"], outcome["experiment_id"], dashboard.RUNS_VIEW)
+    return None
+
+
 def outcome_line(outcome: dict[str, Any], run_dir: Path) -> str:
     """One line for the CLI to print after ``log_run``."""
     if outcome.get("status") == "logged":
         where = outcome.get("ui_url") or f"{outcome['tracking_uri']} (run {outcome['run_id']})"
-        board = ""  # the experiment's saved view (built here: its URL parameter would be redacted in the outcome)
-        if outcome.get("ui_url") and outcome.get("experiment_id"):
-            board = f"; dashboard: {dashboard.view_url(outcome['tracking_uri'], outcome['experiment_id'], dashboard.RUNS_VIEW)}"
+        board = f"; dashboard: {url}" if (url := dashboard_url(outcome)) else ""
         return f"MLflow: logged to {where}{board}"
     return (f"warning: MLflow logging failed ({outcome.get('reason')}); the run is saved in {run_dir} "
             "and `evalmon sync` will upload it")
