@@ -136,15 +136,30 @@ def row_keys(frame: pd.DataFrame, seed: int, first_seq: int = 0) -> np.ndarray:
     return _mix(h ^ _seed_word(seed))
 
 
-@dataclass
 class Reservoir:
-    """A bounded, seeded, mergeable sample of rows (bottom-k by ``row_keys``); see the module docstring."""
+    """A bounded, seeded, mergeable sample of rows (bottom-k by ``row_keys``); see the module docstring.
 
-    columns: tuple[str, ...]
-    size: int = SAMPLE_ROWS
-    seed: int = 0
-    seen: int = 0
-    rows: pd.DataFrame | None = None  # ≤ size rows: columns + ordering columns + key + sequence number
+    Folded-in rows wait in a list and are compacted (concatenated, cut to the ``size`` smallest keys) when
+    they reach ``size`` rows or when ``rows`` is read: each row is copied O(1) times instead of once per
+    ``update``/``merge`` (a 1M-row basis folded 4k rows at a time was re-concatenated 250 times). The sample
+    is the same either way: the bottom-``size`` rows by (key, sequence number) of everything folded in."""
+
+    def __init__(self, columns: tuple[str, ...], size: int = SAMPLE_ROWS, seed: int = 0, seen: int = 0,
+                 rows: pd.DataFrame | None = None) -> None:
+        self.columns, self.size, self.seed, self.seen = columns, size, seed, seen
+        self._rows = rows  # ≤ size rows: columns + ordering columns + key + sequence number
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+
+    @property
+    def rows(self) -> pd.DataFrame | None:
+        """The sampled rows (compacted), in no particular order (``frame()`` orders them)."""
+        self._settle()
+        return self._rows
+
+    def __getstate__(self) -> dict[str, Any]:  # ship compacted rows between processes
+        self._settle()
+        return dict(self.__dict__)
 
     @staticmethod
     def _order_cols(frame: pd.DataFrame) -> list[str]:
@@ -163,22 +178,41 @@ class Reservoir:
         return self
 
     def _absorb(self, part: pd.DataFrame) -> None:
+        if self._rows is not None and len(self._rows) >= self.size:  # only rows that could still get in
+            part = part[part[_KEY].to_numpy() < self._rows[_KEY].max()]
+        if self._rows is None and not self._pending:
+            self._rows = part.reset_index(drop=True) if len(part) > self.size else part
+            if len(part) > self.size:
+                self._settle(force=True)
+            return
+        if len(part):
+            self._pending.append(part)
+            self._pending_rows += len(part)
+        if self._pending_rows >= self.size:
+            self._settle()
+
+    def _settle(self, force: bool = False) -> None:
+        """Concatenate the waiting rows into ``_rows`` and keep the ``size`` smallest (key, sequence)."""
         import pandas as pd
 
-        if self.rows is not None and len(self.rows) >= self.size:  # only rows that could still get in
-            part = part[part[_KEY].to_numpy() < self.rows[_KEY].max()]
-        rows = part if self.rows is None else pd.concat([self.rows, part], ignore_index=True)
+        if not self._pending and not force:
+            return
+        frames = ([] if self._rows is None else [self._rows]) + self._pending
+        rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        self._pending, self._pending_rows = [], 0
         if len(rows) > self.size:
             rows = rows.sort_values([_KEY, _SEQ], kind="stable").iloc[:self.size]
-        self.rows = rows.reset_index(drop=True)
+        self._rows = rows.reset_index(drop=True)
 
     def merge(self, other: Reservoir) -> Reservoir:
         """A new reservoir of both inputs' rows (``other``'s come after this one's)."""
         if (other.columns, other.size, other.seed) != (self.columns, self.size, self.seed):
             raise ValueError("cannot merge reservoirs with different columns, sizes or seeds")
-        out = Reservoir(self.columns, self.size, self.seed, self.seen, self.rows)
-        if other.rows is not None:
-            out._absorb(other.rows.assign(**{_SEQ: other.rows[_SEQ] + self.seen}))
+        out = Reservoir(self.columns, self.size, self.seed, self.seen, self._rows)
+        out._pending, out._pending_rows = list(self._pending), self._pending_rows  # compacted later, once
+        theirs = other.rows
+        if theirs is not None:
+            out._absorb(theirs.assign(**{_SEQ: theirs[_SEQ] + self.seen}))
         out.seen = self.seen + other.seen
         return out
 

@@ -125,3 +125,21 @@ def test_one_failing_column_is_isolated(big_ref: pd.DataFrame) -> None:
     cols = by_col(res)
     assert cols["prompt"].skipped and "evidently failed" in cols["prompt"].skipped
     assert cols["latency_ms"].detected and res.errors and not math.isnan(res.share)
+
+
+@pytest.mark.accuracy  # two evidently reports: seconds
+def test_no_html_skips_evidentlys_widgets_with_the_same_results(big_ref: pd.DataFrame, tmp_path: Path) -> None:
+    """Without an HTML report evidently's per-column plotly widgets are not rendered (most of a report's
+    time); every score, method, threshold and decision equals the rendering run's, and the patch is undone."""
+    from evidently.metrics.column_statistics import ValueDriftCalculation
+
+    render = ValueDriftCalculation.__dict__["_render"]
+    cfg = DriftConfig(embedding_drift=False)
+    plan = plan_columns(big_ref, cfg)
+    window = records(400, 9, shift=25, topic=True)
+    rendered = compute_drift(window, big_ref, plan, cfg, html_path=tmp_path / "d.html", report="full")
+    bare = compute_drift(window, big_ref, plan, cfg)
+    assert rendered.html_path and bare.html_path is None
+    assert [vars(c) for c in bare.columns] == [vars(c) for c in rendered.columns]
+    assert any(c.detected for c in bare.columns) and bare.metrics() == rendered.metrics()
+    assert ValueDriftCalculation.__dict__["_render"] is render

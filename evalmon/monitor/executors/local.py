@@ -258,8 +258,8 @@ class LocalExecutor:
         if res is None or not res.seen:
             return self._window_records([])
         if not res.complete:
-            self._log(f"summary spec fitted on a seeded sample of {len(res.rows or [])} of the span's {res.seen} "
-                      "records")
+            kept = 0 if res.rows is None else len(res.rows)  # (a DataFrame has no truth value: no `or []`)
+            self._log(f"summary spec fitted on a seeded sample of {kept} of the span's {res.seen} records")
         return res.frame()
 
     def _context(self, span: list[Window], previous: bool) -> tuple[Context, pd.DataFrame | None, _Spill | None]:
