@@ -33,6 +33,9 @@ def score(
     kind: Annotated[str | None, typer.Option(help="jsonl | csv | parquet (default: by extension).")] = None,
     batch_size: Annotated[int, typer.Option(help="Records scored (and written) per batch.")] = 512,
     text: Annotated[bool, typer.Option("--text/--no-text", help="Keep prompt and response next to the scores.")] = True,
+    model: Annotated[str | None, typer.Option(help="Proxy model of uncertainty/halludetect, as `evalmon run "
+                                              "--model`: hf:DIR (a checkpoint with token log-probs). Default: "
+                                              "the embedded SmolLM2 (`evalmon init`).")] = None,
 ) -> None:
     """Compute per-record signals on a traffic file (the monitor's sources and aliases) → Parquet/JSONL."""
     from evalmon.cli.common import console
@@ -40,9 +43,14 @@ def score(
 
     names = [s.strip() for s in signals.split(",") if s.strip()]
     err = console(stderr=True)
+    proxy = None
+    if model is not None:
+        from evalmon.config.suite import parse_model_spec
+
+        proxy = parse_model_spec(model).model_dump(exclude_none=True)
     try:
         result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
-                            log_fn=lambda m: err.print(m, markup=False, soft_wrap=True))
+                            log_fn=lambda m: err.print(m, markup=False, soft_wrap=True), proxy_model=proxy)
     except KeyboardInterrupt as exc:  # a partial output must not pass for a complete one
         from evalmon.core.interrupts import describe, exit_code
 

@@ -107,11 +107,37 @@ class _Writer:
             self._pq.close()
 
 
+PROXY_SIGNALS = ("uncertainty", "halludetect")  # the signals that score responses under a proxy model
+
+
+def with_proxy_model(signals: Sequence[str | Mapping[str, Any]], model: Mapping[str, Any]
+                     ) -> list[str | Mapping[str, Any]]:
+    """``signals`` with ``model`` (an evalmon model config) as the proxy model of ``uncertainty`` and
+    ``halludetect`` (``--model``); an error when none of them is asked for."""
+    out: list[str | Mapping[str, Any]] = []
+    used = False
+    for s in signals:
+        entry = {"name": s} if isinstance(s, str) else dict(s)
+        if entry.get("name") == "uncertainty":
+            entry["model"], used = dict(model), True
+        elif entry.get("name") == "halludetect":
+            entry["uncertainty"] = {**dict(entry.get("uncertainty") or {}), "model": dict(model)}
+            used = True
+        out.append(entry if entry.get("name") in PROXY_SIGNALS else s)
+    if not used:
+        raise ConfigError(f"--model: no signal here uses a proxy model (it is for {' and '.join(PROXY_SIGNALS)})",
+                          hint="add uncertainty or halludetect to --signals, or drop --model")
+    return out
+
+
 def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out: str | Path, *,
                kind: str | None = None, columns: Mapping[str, str] | None = None, batch_size: int = 512,
                text: bool = True, cache_path: str | Path | None = None,
-               log_fn: Callable[[str], None] | None = None) -> ScoreResult:
-    """Score every record of ``path`` with ``signals`` (names or signal configs) into ``out`` (.jsonl/.parquet)."""
+               log_fn: Callable[[str], None] | None = None,
+               proxy_model: Mapping[str, Any] | None = None) -> ScoreResult:
+    """Score every record of ``path`` with ``signals`` (names or signal configs) into ``out`` (.jsonl/.parquet);
+    ``proxy_model``: the model ``uncertainty`` / ``halludetect`` score responses under (default: the embedded
+    checkpoint)."""
     from evalmon.checkpoints.heartbeat import heartbeat
     from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
     from evalmon.monitor.sources import build_source
@@ -129,7 +155,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1", hint="e.g. 512")
     if not signals:
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
-    built = build_signals(list(signals))
+    built = build_signals(with_proxy_model(signals, proxy_model) if proxy_model is not None else list(signals))
     source = build_source({"kind": kind or source_kind(src_path), "path": str(src_path.resolve()),
                            "columns": dict(columns or {})}, Path.cwd())
     cache = SignalCache(cache_path)

@@ -47,12 +47,32 @@ class HalluDetectConfig(BaseSignalConfig, BaseModel):
     allow_download: bool = False
 
 
-def _uncertainty(cfg: UncertaintyConfig, **_: Any) -> Signal:
+def _uncertainty(cfg: UncertaintyConfig, *, where: str = "signals.uncertainty", **_: Any) -> Signal:
     from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal
 
+    if cfg.model is None:
+        _require_default_model(where)
     return ProxyUncertaintySignal(model=cfg.model, sample_rate=cfg.sample_rate, seed=cfg.seed, chat=cfg.chat,
                                   max_prompt_chars=cfg.max_prompt_chars,
                                   max_response_chars=cfg.max_response_chars, tail_logprob=cfg.tail_logprob)
+
+
+def _require_default_model(where: str) -> None:
+    """No ``model:``: the embedded checkpoint must be there (checked when the signal is built, so a missing one
+    is a one-line error naming the signal's key — not the HF backend's, which names ``evalmon run``'s flags)."""
+    from pathlib import Path
+
+    from evalmon.core.errors import ConfigError
+    from evalmon.monitor.signals.uncertainty import default_model
+
+    path = Path(default_model()["path"])
+    entry = ("{name: halludetect, uncertainty: {model: {path: DIR}}}" if "halludetect" in where
+             else "{name: uncertainty, model: {path: DIR}}")
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"{where}.model: not set, and the default proxy model (SmolLM2-135M-Instruct) is not in {path}",
+            hint="run `evalmon init` in this directory to fetch it, or name a model that returns token log-probs: "
+                 f"`--model hf:DIR` (evalmon signals score) or `{entry}` (monitor YAML signals:)")
 
 
 def _logged(cfg: LoggedUncertaintyConfig, **_: Any) -> Signal:
@@ -65,7 +85,8 @@ def _halludetect(cfg: HalluDetectConfig, *, allow_download: bool = False, **kw: 
     from evalmon.monitor.signals.halludetect import HalluDetectSignal
 
     return HalluDetectSignal(artifact=cfg.artifact, threshold=cfg.threshold,
-                             proxy=_uncertainty(cfg.uncertainty), batch_size=cfg.batch_size,
+                             proxy=_uncertainty(cfg.uncertainty, where="signals.halludetect.uncertainty"),
+                             batch_size=cfg.batch_size,
                              allow_download=cfg.allow_download or allow_download)
 
 
