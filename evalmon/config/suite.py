@@ -220,6 +220,10 @@ def load_suite_text(text: str, source_name: str = "<string>", *, base_dir: Path 
     except ValidationError as e:
         raise validation_error(e, doc, _error_schema(doc.data), hints=_HINTS, loc_fixup=_loc_fixup) from None
     cfg._task_origins = tuple(_entry_origin(doc, i, raw) for i, raw in enumerate(doc.data["tasks"]))
+    if cfg.lm_eval_include_path and not any(t.name.startswith(LM_EVAL_PREFIX) for t in cfg.tasks):
+        raise doc.error(("lm_eval_include_path",), "is set but no task is an lm-eval task, so nothing would read "
+                        "these folders", "add `- {lm_eval: <task name>}` (or `lm_eval:<name>`) under tasks:, "
+                        "or delete lm_eval_include_path")
     return cfg
 
 
