@@ -19,7 +19,7 @@ import pandas as pd
 from evalmon.config.quality import QualityConfig, RangeSpec
 from evalmon.monitor.contracts import ARRIVAL
 
-__all__ = ["ExpectationResult", "QualityConfig", "QualityReport", "RangeSpec", "check_quality"]
+__all__ = ["ExpectationResult", "QualityConfig", "QualityReport", "RangeSpec", "check_quality", "quarantined_fraction"]
 
 
 @dataclass
@@ -143,10 +143,15 @@ def check_quality(frame: pd.DataFrame, config: QualityConfig | None = None, *,
             unexpected_count=count, unexpected_percent=None if pct is None or math.isnan(pct) else float(pct),
             details=details))
     if cfg.max_quarantined_fraction is not None:
-        total = report.rows + quarantined
-        frac = quarantined / total if total else 0.0
-        report.expectations.append(ExpectationResult(
-            name="quarantined.fraction", expectation="evalmon_quarantined_fraction_at_most", column=None,
-            success=frac <= cfg.max_quarantined_fraction, unexpected_count=quarantined,
-            unexpected_percent=100.0 * frac, details={"max_fraction": cfg.max_quarantined_fraction}))
+        report.expectations.append(quarantined_fraction(report.rows, quarantined, cfg.max_quarantined_fraction))
     return report
+
+
+def quarantined_fraction(rows: int, quarantined: int, max_fraction: float) -> ExpectationResult:
+    """``max_quarantined_fraction``: quarantined records over all the window's records."""
+    total = rows + quarantined
+    frac = quarantined / total if total else 0.0
+    return ExpectationResult(
+        name="quarantined.fraction", expectation="evalmon_quarantined_fraction_at_most", column=None,
+        success=frac <= max_fraction, unexpected_count=quarantined,
+        unexpected_percent=100.0 * frac, details={"max_fraction": max_fraction})
