@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from evalmon.cli.common import console
 from evalmon.core.redact import redact_text
+
+if TYPE_CHECKING:
+    from evalmon.config.monitor import MonitorConfig
+    from evalmon.monitor.runner import MonitorResult
 
 app = typer.Typer()  # commands of this group; evalmon.cli.app adds them to the top-level app
 
@@ -73,7 +78,8 @@ def monitor(
         from evalmon.monitor.schedule import run_schedule
 
         err.print(f"monitor '{cfg.name}': schedule \"{schedule}\" (UTC); first run now — Ctrl-C to stop")
-        run_schedule(schedule, scheduled_job(cfg, out, err), on_error=lambda e: err.print(f"error: {redact_text(str(e))}"))
+        run_schedule(schedule, scheduled_job(cfg, out, err, after=on_alert_actions(cfg, out)),
+                     on_error=lambda e: err.print(f"error: {redact_text(str(e))}"))
         return
     from evalmon.core.interrupts import describe, exit_code, signals_as_interrupts
     from evalmon.monitor.runner import run_monitor
@@ -92,12 +98,26 @@ def monitor(
         err.print(store_line(*choose_tracking_uri(tracking_uri, loaded.tracking.uri), experiment=cfg.experiment),
                   markup=False, soft_wrap=True)
     print_result(cfg, result, out, err)
-    if any(r.on_alert for r in cfg.alerts.rules) and result.alerts:  # on_alert: {to_suite: …} (docs/replay.md)
-        from evalmon.traffic.to_suite import run_on_alert
-
-        run_on_alert(cfg, result.alerts, log_fn=lambda m: out.print(m, soft_wrap=True, markup=False))
+    actions = on_alert_actions(cfg, out)
+    if actions is not None:
+        actions(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+def on_alert_actions(cfg: MonitorConfig, out: Any) -> Callable[[MonitorResult], None] | None:
+    """The rules' ``on_alert: {to_suite: …}`` (docs/replay.md) after a run — one-shot or each scheduled tick.
+    Here, not in the monitor: ``monitor`` may not import ``traffic``. None when no rule has an action."""
+    if not any(r.on_alert for r in cfg.alerts.rules):
+        return None
+
+    def run(result: MonitorResult) -> None:
+        if result.alerts:
+            from evalmon.traffic.to_suite import run_on_alert
+
+            run_on_alert(cfg, result.alerts, log_fn=lambda m: out.print(m, soft_wrap=True, markup=False))
+
+    return run
 
 
 calibrate_app = typer.Typer(add_completion=False)

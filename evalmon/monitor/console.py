@@ -109,8 +109,10 @@ def alert_summary(alerts: list[Any]) -> str:
             "or coverage below min_coverage; set on_missing: ignore on a rule to accept that)")
 
 
-def scheduled_job(cfg: MonitorConfig, out: Any, err: Any) -> Callable[[], None]:
-    """One scheduled tick: run, print; a held lock or a user error is reported and the schedule goes on."""
+def scheduled_job(cfg: MonitorConfig, out: Any, err: Any,
+                  after: Callable[[MonitorResult], None] | None = None) -> Callable[[], None]:
+    """One scheduled tick: run, print, then ``after(result)`` (the CLI's ``on_alert`` actions, which live above
+    the monitor layer); a held lock or a user error is reported and the schedule goes on."""
     from evalmon.monitor.runner import run_monitor
 
     def job() -> None:
@@ -120,5 +122,7 @@ def scheduled_job(cfg: MonitorConfig, out: Any, err: Any) -> Callable[[], None]:
             err.print(f"skipped this tick: {exc.one_line()}", soft_wrap=True)
             return
         print_result(cfg, result, out, err)
+        if after is not None:
+            after(result)
 
     return job
