@@ -29,7 +29,7 @@ import pandas as pd
 
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError
-from evalmon.core.lm import LLRequest, TokenLogprobLM
+from evalmon.core.lm import LLRequest, TokenLogprobLM, TokenLogprobs
 from evalmon.core.records import PROMPT, RESPONSE, TOKEN_LOGPROBS
 from evalmon.monitor.signals.base import BaseSignal, record_keys, stable_fraction, text_series
 
@@ -175,14 +175,33 @@ class ProxyUncertaintySignal(BaseSignal):
             reqs.append(LLRequest("", r, messages=(("user", p),)) if self.chat else LLRequest(f"{p}\n", r))
         return reqs
 
-    def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
-        n = len(frame)
+    def unconditional_requests(self, responses: Sequence[str]) -> list[LLRequest]:
+        """Each response without its question (an empty user turn): conditioned minus unconditioned log-prob
+        is the pointwise mutual information of question and answer."""
+        return self.requests([""] * len(responses), responses)
+
+    def scored_logprobs(self, frame: pd.DataFrame, *, unconditional: bool = False
+                        ) -> tuple[list[int], list[TokenLogprobs], list[TokenLogprobs]]:
+        """Positions of the records scored (sampled, non-empty response), their responses' token log-probs
+        given the prompt and — with ``unconditional`` — without it (else an empty list); one engine call."""
         prompts, responses = text_series(frame, PROMPT).tolist(), text_series(frame, RESPONSE).tolist()
-        idx = [i for i in np.flatnonzero(self.selected(frame)) if responses[i].strip()] if n else []
-        rows: dict[int, dict[str, float]] = {}
-        if idx:
-            results = self.lm.token_logprobs(self.requests([prompts[i] for i in idx], [responses[i] for i in idx]))
-            for i, res in zip(idx, results, strict=True):
-                rows[int(i)] = token_stats(res.logprobs, chars=len(responses[i][: self.max_response_chars]),
-                                           tail_logprob=self.tail_logprob)
-        return _frame(self.name, n, frame.index, rows)
+        idx = [int(i) for i in np.flatnonzero(self.selected(frame)) if responses[i].strip()] if len(frame) else []
+        if not idx:
+            return [], [], []
+        resp = [responses[i] for i in idx]
+        reqs = self.requests([prompts[i] for i in idx], resp)
+        results = self.lm.token_logprobs(reqs + (self.unconditional_requests(resp) if unconditional else []))
+        return idx, results[: len(idx)], results[len(idx):]
+
+    def stats_frame(self, frame: pd.DataFrame, idx: Sequence[int], results: Sequence[TokenLogprobs]
+                    ) -> pd.DataFrame:
+        """The statistics columns of ``frame``: the records at positions ``idx`` from their token log-probs
+        ``results``, NaN elsewhere."""
+        responses = text_series(frame, RESPONSE).tolist()
+        rows = {i: token_stats(res.logprobs, chars=len(responses[i][: self.max_response_chars]),
+                               tail_logprob=self.tail_logprob) for i, res in zip(idx, results, strict=True)}
+        return _frame(self.name, len(frame), frame.index, rows)
+
+    def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
+        idx, results, _ = self.scored_logprobs(frame)
+        return self.stats_frame(frame, idx, results)
