@@ -40,6 +40,10 @@ def run(
     executor: Annotated[str | None, typer.Option(help="local (one process) or ray: the model as --replicas Ray "
                                                       "actors, same numbers (docs/scale.md).")] = None,
     replicas: Annotated[int | None, typer.Option(help="Model replicas for --executor ray (default 2).")] = None,
+    models: Annotated[str | None, typer.Option("--models", metavar="NAME=SPEC,…", help="Several checkpoints in "
+                                               "one run (SPEC as in --model; the first is the reference), paired "
+                                               "and ranked; with --executor ray placed on the replicas "
+                                               "(docs/scale.md).")] = None,
 ) -> None:
     """Run a suite: progress per task, then a results table; files in reports/<run_id>/."""
     from evalmon.cli.console import print_results
@@ -53,7 +57,8 @@ def run(
     yaml_uri = cfg.tracking.uri
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
-                          no_tracking=no_tracking, adapters=adapters, executor=executor, replicas=replicas)
+                          no_tracking=no_tracking, adapters=adapters, executor=executor, replicas=replicas,
+                          models=models)
     if batch_size is not None:
         cfg = _with_batch_size(cfg, batch_size)
     if no_sample_text:
@@ -89,13 +94,14 @@ def run(
 
         err.print(store_line(*choose_tracking_uri(tracking_uri, yaml_uri), experiment=cfg.tracking.experiment),
                   markup=False, soft_wrap=True)
-    print_adapter_table(result, out)  # a many-adapter run: the ranked adapter table first
+    print_adapter_table(result, out)  # a many-adapter / many-checkpoint run: the ranked table first
     print_results(result, out)
     out.print(f"results: {Path(cfg.output_dir) / result.run_id}", markup=False, soft_wrap=True)
 
 
 def print_adapter_table(result, out) -> None:  # type: ignore[no-untyped-def]
-    """Adapters by rank (then base): value per task/metric, Δ vs base and Holm p (bold: significant)."""
+    """Adapters (or checkpoints) by rank, then the reference: value per task/metric, Δ vs the reference and Holm p
+    (bold: significant)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -104,8 +110,8 @@ def print_adapter_table(result, out) -> None:  # type: ignore[no-untyped-def]
     view = adapter_view(result.adapters)
     if view is None:
         return
-    table = Table(title=f"adapters, ranked — Δ vs base, Holm p ({view['family']}, α = {view['alpha']})",
-                  title_justify="left")
+    table = Table(title=f"{view['kind']}s, ranked — Δ vs {view['reference']}, Holm p ({view['family']}, "
+                        f"α = {view['alpha']})", title_justify="left")
     for col in ("rank", "variant", *view["columns"], "better/worse"):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for row in view["ranked"]:
@@ -115,7 +121,7 @@ def print_adapter_table(result, out) -> None:  # type: ignore[no-untyped-def]
                       f"{row.better}/{row.worse}" if row.better is not None else "")
     out.print(table)
     if view["error"]:
-        out.print(f"warning: the adapter comparison failed: {view['error']}", markup=False, soft_wrap=True)
+        out.print(f"warning: the {view['kind']} comparison failed: {view['error']}", markup=False, soft_wrap=True)
 
 
 def _with_batch_size(cfg, value: str):  # type: ignore[no-untyped-def]
@@ -127,6 +133,10 @@ def _with_batch_size(cfg, value: str):  # type: ignore[no-untyped-def]
                           hint="evalmon has no automatic batch sizing (lm-eval's auto); pass e.g. --batch-size 8")
     if "batch_size" not in type(cfg.model).model_fields:
         raise ConfigError(f"--batch-size: the {cfg.model.backend} backend has no batch size", hint="drop the flag")
+    if cfg.models:  # every checkpoint of the list that has a batch size (`model` is the first's, for reading)
+        return cfg.model_copy(update={"models": [m.model_copy(update={"config": m.config.model_copy(update={
+            "batch_size": int(value)})}) if "batch_size" in type(m.config).model_fields else m for m in cfg.models],
+            "model": cfg.model.model_copy(update={"batch_size": int(value)})})
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"batch_size": int(value)})})
 
 
@@ -144,7 +154,7 @@ def _ensure_default_checkpoint(cfg, err, *, fallback: bool):  # type: ignore[no-
 
     ``fallback`` (the embedded default suite): no registry → the offline toy, with one warning line.
     """
-    if getattr(cfg.model, "backend", None) != "hf" or getattr(cfg.model, "gguf", None):
+    if getattr(cfg.model, "backend", None) != "hf" or getattr(cfg.model, "gguf", None) or cfg.models:
         return cfg
     from evalmon.checkpoints.project import ensure_project_checkpoint
 

@@ -25,9 +25,12 @@ from pydantic import (
     create_model,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from evalmon.config.model_list import NamedModel, check_unique, entry_error_schema, parse_models_flag
+from evalmon.config.model_list import inherit_settings as _inherit
 from evalmon.config.models import (
     _HINTS,
     _MODEL_TAGS,
@@ -121,7 +124,8 @@ class SuiteConfig(_Strict):
     seed: int = 1234
     output_dir: Path = Path("reports")
     limit: int | None = Field(None, gt=0)  # per-task document limit where a task sets none
-    model: ModelConfig
+    model: ModelConfig = None  # one model, or (not both) `models:` — then `model` is the first entry's config
+    models: list[NamedModel] | None = Field(None, min_length=1)  # several checkpoints (config/model_list.py)
     data: DataConfig = Field(default_factory=DataConfig)
     tasks: list[TaskEntry] = Field(min_length=1)
     tracking: SuiteTracking = Field(default_factory=SuiteTracking)
@@ -143,6 +147,22 @@ class SuiteConfig(_Strict):
     def _resolve(cls, v: Path, info: ValidationInfo) -> Path:
         return resolve_path(v, _base_dir(info))
 
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[NamedModel] | None, info: ValidationInfo) -> list[NamedModel] | None:
+        if v is not None and info.data.get("model") is not None:
+            raise PydanticCustomError("conflict", "both `model` and `models` are given",
+                                      {"hint": "keep `model:` for one model, or list it as the first `models:` entry"})
+        return None if v is None else check_unique(v)
+
+    @model_validator(mode="after")
+    def _one_model_or_list(self) -> SuiteConfig:
+        if self.models:  # `model` reads as the reference (first) entry's config; dumps leave it out
+            object.__setattr__(self, "model", self.models[0].config)
+        elif self.model is None:
+            raise PydanticCustomError("missing", "Field required", {"hint": _HINTS["missing:model"]})
+        return self
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _bare_names(cls, v: Any) -> Any:
@@ -162,6 +182,8 @@ class SuiteConfig(_Strict):
         data = handler(self)  # unset: absent, so suite hashes and MLflow params of other suites stay as they were
         if isinstance(data, dict) and self.lm_eval_include_path is None:
             data.pop("lm_eval_include_path", None)
+        if isinstance(data, dict):  # one of `model` / `models`, as written (suite hashes of one-model suites unchanged)
+            data.pop("model" if self.models else "models", None)
         return data
 
     @field_validator("tasks")
@@ -195,6 +217,8 @@ class SuiteConfig(_Strict):
 def _loc_fixup(err: Any, loc: Loc) -> Loc:
     ctx = err.get("ctx") or {}
     if len(loc) == 2 and loc[0] == "model" and loc[1] in _MODEL_TAGS:  # a whole-model error: drop the union tag
+        loc = ("model",)
+    if err["type"] == "missing" and not loc:  # neither `model` nor `models`
         loc = ("model",)
     return (*loc, ctx["index"]) if err["type"] == "duplicate_entry" and "index" in ctx else loc
 
@@ -230,8 +254,12 @@ def load_suite_text(text: str, source_name: str = "<string>", *, base_dir: Path 
 def _error_schema(data: dict[str, Any]) -> type[BaseModel]:
     """SuiteConfig with ``model`` narrowed to the written backend, so "unknown key" hints list its keys."""
     model = data.get("model")
+    if model is None and isinstance(data.get("models"), list):  # an entry's keys are its backend's plus `name`
+        entry = entry_error_schema(data["models"])
+        return SuiteConfig if entry is None else create_model(
+            "SuiteConfig", __base__=SuiteConfig, models=(list[entry] | None, None))  # type: ignore[valid-type]
     backend = _backend_tag(model) if isinstance(model, dict) else "hf"
-    if backend not in MODEL_BACKENDS:
+    if backend not in MODEL_BACKENDS or model is None:
         return SuiteConfig
     return create_model("SuiteConfig", __base__=SuiteConfig, model=(MODEL_BACKENDS[backend], ...))
 
@@ -372,7 +400,7 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
                     tasks: list[str] | None = None, output: Path | None = None,
                     tracking_uri: str | None = None, experiment: str | None = None,
                     no_tracking: bool = False, adapters: str | None = None, executor: str | None = None,
-                    replicas: int | None = None) -> SuiteConfig:
+                    replicas: int | None = None, models: str | None = None) -> SuiteConfig:
     """A new config with CLI flags applied; errors name the flag.
 
     ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
@@ -380,6 +408,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     ``trust_remote_code`` is never inherited: the suite's opt-in was for its own checkpoint, so another
     one's code runs only when the spec says ``trust_remote_code=true`` itself.
     ``--executor``/``--replicas``: where requests are computed (harness/fleet.py).
+    ``--models a=SPEC,b=SPEC``: several checkpoints (``models:``, config/model_list.py) replacing the suite's
+    model or models; ``--model`` on a suite with ``models:`` replaces the list with that one model.
     ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
     ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking; without it
     the store is ``choose_tracking_uri``'s (the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local).
@@ -391,15 +421,25 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     if replicas is not None and replicas > 1 and (executor or cfg.executor) != "ray":  # else: one process
         raise ConfigError(f"--replicas {replicas}: only --executor ray runs replicas (this run is local)",
                           hint="add --executor ray (or executor: ray in the suite), or drop --replicas")
+    if models is not None and (model is not None or adapters is not None):
+        raise ConfigError(f"--models: conflicts with {'--model' if model is not None else '--adapters'}",
+                          hint="pass --models name=SPEC,… alone (an entry may carry adapter=PATH)")
+    if adapters is not None and cfg.models and model is None:
+        raise ConfigError("--adapters: the suite lists `models:` (several checkpoints)",
+                          hint="give each adapter its own models entry with `adapter: path`")
     data = cfg.model_dump()
     data.update(samples=cfg.samples.model_dump(), executor=executor or cfg.executor,  # not dumped (not hashed)
                 replicas=cfg.replicas if replicas is None else replicas)
+    if model is not None and cfg.models:  # one model instead of the list (the reference's settings are kept)
+        data["model"] = data.pop("models")[0]
+        data["model"].pop("name")
+    if models is not None:
+        data.pop("model", None)
+        data["models"] = [{"name": name, **_inherit(cfg.model, new)} for name, new in parse_models_flag(
+            models, parse_model_spec)]
     origins = [cfg.task_origin(i) for i in range(len(cfg.tasks))]
     if model is not None:
-        new = parse_model_spec(model)
-        keep = {} if new.backend != cfg.model.backend else cfg.model.model_dump(
-            exclude={"path", "revision", "adapter", "adapters", "base_url", "model", "trust_remote_code"})
-        data["model"] = {**keep, **new.model_dump(include=new.model_fields_set | {"path", "base_url", "backend"})}
+        data["model"] = _inherit(cfg.model, parse_model_spec(model))
     if adapters is not None:
         data["model"] = {**data["model"], "adapters": parse_adapters_flag(adapters, data["model"])}
     if tasks is not None:

@@ -329,18 +329,21 @@ def load_variant(ref: str, tracking_uri: str | None = None) -> LoadedRun:
         raise ConfigError(f"{ref}: RUN#adapter needs a local results directory, not an MLflow reference",
                           hint="pass reports/<run_id>#<adapter> (or the adapter's own MLflow run id)")
     root = Path(run).expanduser()
-    if name == "base":
+    folder = root.parent if root.is_file() else root
+    table = _read_json(folder / RESULTS_FILE).get("adapters") or {} if root.exists() else {}
+    if name in ("base", table.get("reference")):  # a `models:` run: its first checkpoint is the run itself
         return load_local(root, ref)
-    variant = (root.parent if root.is_file() else root) / "adapters" / name
+    variant = folder / "adapters" / name
+    if table.get("kind") == "checkpoint":  # `models:` runs keep each checkpoint under models/<name>
+        variant = folder / "models" / name
     if not variant.is_dir():
-        table = _read_json((root.parent if root.is_file() else root) / RESULTS_FILE).get("adapters") or {}
         names = [n for n in table.get("variants", []) if isinstance(n, str)]
         if not root.exists():
             raise ConfigError(f"{ref}: no such results directory {root}", hint=f"RUN may be {_FORMS}")
         if not names:
             raise ConfigError(f"{ref}: run {root} has no adapters (its suite listed no model.adapters)",
                               hint="drop the #adapter suffix")
-        raise ConfigError(f"{ref}: run {root} has no adapter {name!r}{did_you_mean(name, names)}",
+        raise ConfigError(f"{ref}: run {root} has no {table.get('kind', 'adapter')} {name!r}{did_you_mean(name, names)}",
                           hint=f"its variants: {', '.join(names)}")
     return load_local(variant, ref)
 

@@ -17,6 +17,11 @@ driver never loads the weights: the fingerprint (the response-cache key) and cap
 0's, and every replica must report the same fingerprint. Adapters (``model.adapters``, harness/matrix.py)
 fan out too: ``variant(name)`` is the same fleet answering with that adapter, its requests sharded alike.
 
+Several checkpoints (``models:``, harness/model_matrix.py) are *placed* on the replicas: ``plan_slots`` splits
+the replicas into at most one slot per checkpoint; each slot evaluates one checkpoint at a time on its own
+fleet (its replicas load that checkpoint only), then the next checkpoint in the list — so with fewer replicas
+than checkpoints, replicas work through the checkpoints in turn, and with more, each checkpoint gets several.
+
 Ray is imported only here and only when the executor is used; the local cluster is started with the
 machine's CPUs unless ``RAY_ADDRESS`` names a running cluster (then each replica asks for one GPU when
 the model's device is ``cuda``).
@@ -58,6 +63,14 @@ def split_runs(sizes: Sequence[int], n: int) -> list[range]:
         start = end
     runs.append(range(start, len(sizes)))
     return runs
+
+
+def plan_slots(replicas: int, checkpoints: int) -> list[int]:
+    """Replicas per concurrent slot for ``checkpoints`` checkpoints on ``replicas`` replicas: ``min(replicas,
+    checkpoints)`` slots, the replicas split as evenly as possible (the first slots get the remainder)."""
+    replicas, checkpoints = max(1, replicas), max(1, checkpoints)
+    slots = min(replicas, checkpoints)
+    return [replicas // slots + (1 if i < replicas % slots else 0) for i in range(slots)]
 
 
 def _unwrap(ray: Any, exc: BaseException) -> BaseException:
@@ -181,16 +194,23 @@ def start_ray(num_cpus: int | None, attempts: int = 3) -> Any:
     return None
 
 
-def load_fleet(model_cfg: Any, replicas: int) -> FleetLM:
-    """Start ``replicas`` model replicas on Ray (a local cluster unless ``RAY_ADDRESS`` is set)."""
+def ensure_ray(replicas: int) -> Any:
+    """Ray, started (a local cluster with the machine's CPUs, at least ``replicas``) unless already running."""
     ray = _import_ray()
-    from evalmon.harness.ray_actor import Replica
-
     if not ray.is_initialized():
         start_ray(None if os.environ.get("RAY_ADDRESS") else max(os.cpu_count() or 1, replicas))
+    return ray
+
+
+def load_fleet(model_cfg: Any, replicas: int, *, total_replicas: int | None = None) -> FleetLM:
+    """Start ``replicas`` model replicas on Ray (a local cluster unless ``RAY_ADDRESS`` is set). Each asks for
+    one CPU, or its share of the cluster's CPUs among ``total_replicas`` (default ``replicas``) when fewer."""
+    from evalmon.harness.ray_actor import Replica
+
+    ray = ensure_ray(total_replicas or replicas)
     gpu = str(getattr(model_cfg, "device", "cpu")).startswith("cuda")
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    options: dict[str, Any] = {"num_gpus": 1} if gpu else {"num_cpus": min(1.0, cpus / replicas)}
+    options: dict[str, Any] = {"num_gpus": 1} if gpu else {"num_cpus": min(1.0, cpus / (total_replicas or replicas))}
     remote = ray.remote(Replica)
     fleet = _Fleet(ray, [remote.options(**options).remote(model_cfg) for _ in range(replicas)])
     try:

@@ -1,4 +1,8 @@
-"""Model × adapter planning: every task for ``base`` and each adapter of one loaded model, paired results.
+"""Model × variant planning: every task for a reference and each variant on the same documents, paired results.
+
+A *variant* is an adapter of one loaded model (``model.adapters``, this module's ``AdapterRuns``; reference
+``base``) or a checkpoint of a ``models:`` list (``harness/model_matrix.py``; reference: the first entry). Both
+share the storage layout, the ranked paired table (``comparison_table``) and the child runs below.
 
 A suite whose model lists ``adapters:`` (``evalmon.config.models.HFModelConfig``) is evaluated for every
 variant of the one loaded model — ``base`` (adapters off) and each adapter — through the backend's
@@ -42,6 +46,8 @@ from evalmon.metrics.paired import (
 
 BASE = "base"
 ADAPTERS_DIR = "adapters"
+MODELS_DIR = "models"
+DIRS = {"adapter": ADAPTERS_DIR, "checkpoint": MODELS_DIR}  # variant kind → folder under the suite run
 ALPHA = 0.05
 
 
@@ -59,16 +65,16 @@ def adapter_variants(cfg: Any, lm: LM) -> list[tuple[str, LM]]:
     return [(name, lm.variant(name)) for name in names]  # type: ignore[attr-defined]
 
 
-def variant_dir(run_dir: Path, name: str) -> Path:
-    return Path(run_dir) / ADAPTERS_DIR / name
+def variant_dir(run_dir: Path, name: str, kind: str = "adapter") -> Path:
+    return Path(run_dir) / DIRS[kind] / name
 
 
-def variant_run(parent: RunResult, name: str, fingerprint: dict[str, Any]) -> RunResult:
-    """A fresh ``RunResult`` for adapter ``name`` of the suite run ``parent``."""
+def variant_run(parent: RunResult, name: str, fingerprint: dict[str, Any], kind: str = "adapter") -> RunResult:
+    """A fresh ``RunResult`` for variant ``name`` (an adapter, or a checkpoint) of the suite run ``parent``."""
+    section = {"variant": name, "parent_run_id": parent.run_id} | ({} if kind == "adapter" else {"kind": kind})
     return RunResult(run_id=f"{parent.run_id}#{name}", suite_name=parent.suite_name, suite_hash=parent.suite_hash,
                      suite_path=parent.suite_path, suite_config=parent.suite_config, started_at=parent.started_at,
-                     provenance=parent.provenance, model=fingerprint,
-                     adapters={"variant": name, "parent_run_id": parent.run_id})
+                     provenance=parent.provenance, model=fingerprint, adapters=section)
 
 
 # ------------------------------------------------------------------ the paired comparison
@@ -98,9 +104,11 @@ def paired_test(task: TaskResult, metric: str, base: dict[str, SampleRecord], ot
 
 def comparison_table(base: RunResult, base_samples: Sequence[SampleRecord],
                      variants: dict[str, tuple[RunResult, Sequence[SampleRecord]]], *, seed: int,
-                     dirs: dict[str, str]) -> dict[str, Any]:
-    """The ranked adapter table: per task/metric every adapter's value, Δ vs base with its paired test and
-    Holm-adjusted p (family: every adapter × task/metric test), Δ vs the best adapter; then the ranking."""
+                     dirs: dict[str, str], reference: str = BASE, kind: str = "adapter") -> dict[str, Any]:
+    """The ranked variant table: per task/metric every variant's value, Δ vs the reference (``base``, or the
+    first checkpoint) with its paired test and Holm-adjusted p (family: every variant × task/metric test), Δ vs
+    the best variant; then the ranking. (Row keys ``base``/``adapters`` and ranking key ``adapter`` name the
+    reference and the variants whatever their kind.)"""
     rows: list[dict[str, Any]] = []
     tests: list[tuple[dict[str, Any], PairedTest | None]] = []
     for tname, task in base.tasks.items():
@@ -130,11 +138,12 @@ def comparison_table(base: RunResult, base_samples: Sequence[SampleRecord],
         if best in row["adapters"]:
             for cell in row["adapters"].values():
                 cell["delta_vs_best"] = cell["value"] - row["adapters"][best]["value"]
-    return {"variants": [BASE, *variants], "dirs": dirs, "best": best, "ranking": ranking, "rows": rows,
-            "alpha": ALPHA, "family": f"Holm over {sum(1 for _, t in tests if t and t.p_value is not None)} "
-                                      "adapter × task/metric tests vs base",
+    n_tests = sum(1 for _, t in tests if t and t.p_value is not None)
+    return {"variants": [reference, *variants], "dirs": dirs, "best": best, "ranking": ranking, "rows": rows,
+            "alpha": ALPHA, "family": f"Holm over {n_tests} {kind} × task/metric tests vs {reference}",
             "tests": "exact McNemar (0/1 metrics), paired bootstrap of the mean (continuous), paired bootstrap "
-                     "of the corpus statistic (registered corpus metrics); evalmon.metrics.paired"}
+                     "of the corpus statistic (registered corpus metrics); evalmon.metrics.paired"} \
+        | ({} if kind == "adapter" else {"kind": kind, "reference": reference})
 
 
 def _rank(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
@@ -204,19 +213,35 @@ class AdapterRuns:
         for run in self.runs.values():
             run.status, run.error, run.finished_at = parent.status, parent.error, parent.finished_at
             aggregate(run)
-        pairs = {name: (run, self.samples[name]) for name, run in self.runs.items()}
-        dirs = {name: f"{ADAPTERS_DIR}/{name}" for name in self.runs}
-        try:
-            parent.adapters = comparison_table(parent, base_samples, pairs, seed=seed, dirs=dirs)
-        except Exception as exc:  # the computed runs must still be written
-            parent.adapters = {"variants": [BASE, *self.runs], "dirs": dirs, "error": f"{type(exc).__name__}: {exc}"}
-            say(f"warning: the adapter comparison failed ({type(exc).__name__}: {exc}); every run is still saved")
+        compare_runs(parent, base_samples, self.runs, self.samples, seed=seed, say=say)
 
     def finalize(self, parent: RunResult, cfg: Any, say: Callable[[str], None], finalize: Finalize) -> None:
         """Write (and log to MLflow, as child runs of the suite run) every adapter's run."""
-        for name, run in self.runs.items():
-            if parent.mlflow.get("run_id"):
-                run.adapters["parent_mlflow_run_id"] = parent.mlflow["run_id"]
-            directory = variant_dir(self.run_dir, name)
-            directory.mkdir(parents=True, exist_ok=True)
-            finalize(run, directory, self.samples[name], cfg, say)
+        finalize_runs(parent, self.runs, self.samples, self.run_dir, cfg, say, finalize)
+
+
+def compare_runs(parent: RunResult, base_samples: Sequence[SampleRecord], runs: dict[str, RunResult],
+                 samples: dict[str, list[SampleRecord]], *, seed: int, say: Callable[[str], None],
+                 reference: str = BASE, kind: str = "adapter") -> None:
+    """The ranked table of ``runs`` against ``parent`` (the reference) into ``parent.adapters`` (a failure here
+    is one warning line: the runs themselves are still written)."""
+    pairs = {name: (run, samples[name]) for name, run in runs.items()}
+    dirs = {name: f"{DIRS[kind]}/{name}" for name in runs}
+    try:
+        parent.adapters = comparison_table(parent, base_samples, pairs, seed=seed, dirs=dirs, reference=reference,
+                                           kind=kind)
+    except Exception as exc:  # the computed runs must still be written
+        parent.adapters = {"variants": [reference, *runs], "dirs": dirs, "error": f"{type(exc).__name__}: {exc}"} \
+            | ({} if kind == "adapter" else {"kind": kind, "reference": reference})
+        say(f"warning: the {kind} comparison failed ({type(exc).__name__}: {exc}); every run is still saved")
+
+
+def finalize_runs(parent: RunResult, runs: dict[str, RunResult], samples: dict[str, list[SampleRecord]],
+                  run_dir: Path, cfg: Any, say: Callable[[str], None], finalize: Finalize, kind: str = "adapter") -> None:
+    """Write (and log to MLflow, as child runs of the suite run ``parent``, already logged) every variant's run."""
+    for name, run in runs.items():
+        if parent.mlflow.get("run_id"):
+            run.adapters["parent_mlflow_run_id"] = parent.mlflow["run_id"]
+        directory = variant_dir(run_dir, name, kind)
+        directory.mkdir(parents=True, exist_ok=True)
+        finalize(run, directory, samples[name], cfg, say)

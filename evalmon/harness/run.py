@@ -178,10 +178,14 @@ def run_suite(
 
 def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], progress: Progress, say: Log,
              command: str | None, lm: LM | None) -> RunResult:
-    from evalmon.config.suite import flatten, suite_hash
-
     run_id = new_run_id()
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
+    if lm is None and getattr(cfg, "models", None):  # several checkpoints (harness/model_matrix.py)
+        from evalmon.harness.model_matrix import RunHooks, run_models
+
+        parent = _new_result(cfg, run_id, command, {})
+        return run_models(cfg, tasks, parent, run_dir, progress, say, RunHooks(
+            aggregate=lambda r: aggregate_groups(r, groups), finalize=finalize, error_line=error_line, now=_now))
     try:
         owned, lm = lm is None, lm or load_model(cfg)
         models = Models(lm)  # the judge (…) models of the tasks' other roles: loaded and checked now
@@ -193,11 +197,7 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         with contextlib.suppress(OSError):
             run_dir.rmdir()
         raise
-    result = RunResult(
-        run_id=run_id, suite_name=cfg.name, suite_hash=suite_hash(cfg),
-        suite_path=str(cfg.source_path) if cfg.source_path else None,
-        suite_config=flatten(cfg), started_at=_now(), provenance=provenance.collect(cfg.seed, command),
-        model=redact_obj(lm.fingerprint.to_dict()))  # an openai base_url may carry ?api_key=…
+    result = _new_result(cfg, run_id, command, redact_obj(lm.fingerprint.to_dict()))  # base_url may carry ?api_key=…
     samples: list[SampleRecord] = []
     adapter_runs = AdapterRuns(variants, result, run_dir, models) if variants else None
     say(f"run {run_id}: {len(tasks)} tasks → {run_dir}")
@@ -236,6 +236,14 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
         if adapter_runs:
             adapter_runs.finalize(result, cfg, say, finalize)
     return result
+
+
+def _new_result(cfg: SuiteConfig, run_id: str, command: str | None, model: dict[str, Any]) -> RunResult:
+    from evalmon.config.suite import flatten, suite_hash
+
+    return RunResult(run_id=run_id, suite_name=cfg.name, suite_hash=suite_hash(cfg),
+                     suite_path=str(cfg.source_path) if cfg.source_path else None, suite_config=flatten(cfg),
+                     started_at=_now(), provenance=provenance.collect(cfg.seed, command), model=model)
 
 
 def error_line(exc: BaseException) -> str:

@@ -62,7 +62,8 @@ def adapter_view(section: dict[str, Any]) -> dict[str, Any] | None:
             cells.append(AdapterCell(fmt(c["value"]), _signed(c["delta"]), _p(c.get("p_holm")), sig, better))
         ranked.append(AdapterRow(str(entry["rank"]), name, cells, entry.get("better_than_base"),
                                  entry.get("worse_than_base")))
-    ranked.append(AdapterRow("–", "base", [AdapterCell(fmt(r["base"]), "", "", False, None) for r in rows],
+    reference = section.get("reference", "base")  # the first checkpoint of a `models:` run
+    ranked.append(AdapterRow("–", reference, [AdapterCell(fmt(r["base"]), "", "", False, None) for r in rows],
                              None, None))
     detail = []
     for r in rows:
@@ -75,7 +76,8 @@ def adapter_view(section: dict[str, Any]) -> dict[str, Any] | None:
                            "p_holm": _p(c.get("p_holm")), "delta_vs_best": _signed(c.get("delta_vs_best"))})
     return {"columns": columns, "ranked": ranked, "detail": detail, "best": section.get("best"),
             "alpha": alpha, "family": section.get("family", ""), "tests": section.get("tests", ""),
-            "dirs": section.get("dirs", {}), "error": section.get("error")}
+            "dirs": section.get("dirs", {}), "error": section.get("error"),
+            "kind": section.get("kind", "adapter"), "reference": reference}
 
 
 def variant_note(section: dict[str, Any]) -> str | None:
@@ -83,5 +85,8 @@ def variant_note(section: dict[str, Any]) -> str | None:
     if not section or "variant" not in section:
         return None
     run, name = section.get("parent_run_id", "?"), section["variant"]
+    if section.get("kind") == "checkpoint":  # one checkpoint of a `models:` run (harness/model_matrix.py)
+        return f"checkpoint {name} of run {run}, whose checkpoints are compared in its report " \
+               f"(gate: evalmon gate --baseline reports/{run} --candidate reports/{run}#{name})"
     return f"adapter {name} of run {run}, whose base and other adapters are compared in its report " \
            f"(gate: evalmon gate --baseline reports/{run}#base --candidate reports/{run}#{name})"

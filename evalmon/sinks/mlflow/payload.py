@@ -238,11 +238,13 @@ def run_tags(result: RunResult) -> dict[str, str]:
         "mlflow.source.name": result.provenance.command or "evalmon",
         "mlflow.source.git.commit": result.provenance.git_commit,
     })
-    if result.adapters.get("variant"):  # one adapter of a many-adapter run: a child of the suite run
-        tags.update({"evalmon.adapter": result.adapters["variant"], "evalmon.parent_run_id": result.adapters.get(
+    kind = result.adapters.get("kind", "adapter")  # "checkpoint": a `models:` run (harness/model_matrix.py)
+    if result.adapters.get("variant"):  # one adapter (checkpoint) of a many-adapter (-checkpoint) run: a child
+        tags.update({f"evalmon.{kind}": result.adapters["variant"], "evalmon.parent_run_id": result.adapters.get(
             "parent_run_id"), "mlflow.parentRunId": result.adapters.get("parent_mlflow_run_id")})
-    elif result.adapters.get("variants"):  # the suite run of a many-adapter run is the base's (docs/adapters.md)
-        tags.update({"evalmon.adapter": "base", "evalmon.adapters": ",".join(result.adapters["variants"][1:])})
+    elif result.adapters.get("variants"):  # the suite run is the base's / the first checkpoint's
+        tags.update({f"evalmon.{kind}": result.adapters["variants"][0],
+                     f"evalmon.{kind}s": ",".join(result.adapters["variants"][1:])})
     for task in result.tasks.values():  # a task's own run tags (replay: the monitor window runs it came from)
         tags.update({str(k): v for k, v in (task.config.get("mlflow_tags") or {}).items()})
     return {k: redact_text(_to_str(v))[:MAX_TAG_VAL_LEN] for k, v in _unique_keys(tags.items()).items() if v is not None}
