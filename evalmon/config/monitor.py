@@ -277,6 +277,13 @@ class MonitorConfig(_Strict):
                                   "write the replay to a new file, e.g. replay/{window}.jsonl")
         return self
 
+    @model_validator(mode="after")
+    def _judge_cap_per_window(self) -> MonitorConfig:
+        problem = spark_judge_cap(self)
+        if problem:
+            raise _custom("executor", *problem)
+        return self
+
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or f"monitor-{self.name}"
@@ -367,6 +374,20 @@ def _check_signals(doc: YamlDoc) -> None:
             raise doc.error(loc, what, exc.hint or "see the signal's options in evalmon/monitor/signals") from None
 
 
+def spark_judge_cap(cfg: MonitorConfig) -> tuple[str, str] | None:
+    """(message, hint) when ``executor: spark`` meets a judge's ``max_per_window``: the cap holds per window
+    because the local executor shows the signal the whole window first; Spark cells judge on their own."""
+    if cfg.executor != "spark":
+        return None
+    for i, s in enumerate(cfg.signals):
+        if getattr(getattr(s, "judge", None), "max_per_window", None) is not None:
+            return (f"signals.{i}.judge.max_per_window: the spark executor judges each (window, partition) cell "
+                    "on its own, so the cap would hold per cell, not per window",
+                    "use executor: local for a per-window judge cap, or drop max_per_window (sample_rate alone "
+                    "judges the same records however a window is split)")
+    return None
+
+
 def apply_overrides(cfg: MonitorConfig, *, tracking_uri: str | None = None,
                     output_dir: Path | None = None, executor: str | None = None) -> MonitorConfig:
     """A copy with CLI flags applied (``--tracking-uri`` also enables tracking; without it the store is
@@ -386,4 +407,7 @@ def apply_overrides(cfg: MonitorConfig, *, tracking_uri: str | None = None,
         update["executor"] = executor
     out = cfg.model_copy(update=update)
     out._source_path, out._base_dir = cfg._source_path, cfg._base_dir
+    problem = spark_judge_cap(out) if executor else None
+    if problem:
+        raise ConfigError(f"--executor {executor}: {problem[0]}", hint=problem[1])
     return out

@@ -113,15 +113,34 @@ class SignalRunner:
         self._cache: Any = None
         self._cache_path = cache_path
 
-    def __call__(self, records: pd.DataFrame) -> pd.DataFrame:
-        if not self.configs:
-            return records
-        from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
+    def _build(self) -> list[Any]:
+        from evalmon.monitor.signals import SignalCache, build_signals
 
         if self._built is None:
             self._built = build_signals(self.configs)
             self._cache = SignalCache(self._cache_path)
-        return compute_signals(records, self._built, self._cache)
+        return self._built
+
+    def __call__(self, records: pd.DataFrame) -> pd.DataFrame:
+        if not self.configs:
+            return records
+        from evalmon.monitor.signals import compute_signals
+
+        return compute_signals(records, self._build(), self._cache)
+
+    def window(self, frames: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+        """One window's partitions: each signal with a ``plan_window`` sees all of them first (the judge's
+        per-window cost cap), then every partition is computed; the plan is dropped afterwards."""
+        if not self.configs:
+            return list(frames)
+        planners = [s for s in self._build() if callable(getattr(s, "plan_window", None))]
+        for s in planners:
+            s.plan_window(frames)
+        try:
+            return [self(f) for f in frames]
+        finally:
+            for s in planners:
+                s.plan_window(None)
 
     @property
     def notes(self) -> list[str]:
@@ -139,6 +158,12 @@ class SignalRunner:
 def signals(records: pd.DataFrame, runner: SignalRunner) -> pd.DataFrame:
     """Per-record signal columns (pure per record: computed per partition, cached by content)."""
     return runner(records)
+
+
+def window_signals(partitions: Sequence[pd.DataFrame], runner: SignalRunner) -> list[pd.DataFrame]:
+    """``signals`` of every partition of one window, after the signals' window plans (``SignalRunner.window``):
+    what a signal decides per window — the judge's cost cap — then does not depend on the partitioning."""
+    return runner.window(partitions)
 
 
 # --------------------------------------------------------------------------- summarise + fit

@@ -57,6 +57,7 @@ from evalmon.monitor.pipeline import (
     sample_reference,
     signals,
     summarise,
+    window_signals,
     within,
 )
 from evalmon.monitor.sources.base import partitions_of, read_partition
@@ -156,8 +157,8 @@ class LocalExecutor:
         self.stats.partitions_read += len(parts)
         self._hold(sum(len(p.records) for p in parts))
         t = time.perf_counter()
-        for p in parts:
-            p.records = signals(p.records, self.signals)
+        for p, records in zip(parts, window_signals([p.records for p in parts], self.signals), strict=True):
+            p.records = records  # window_signals: a per-window plan first (the judge's cost cap), then per part
             if self._template is None and len(p.records):
                 self._template = p.records.iloc[:0].copy()  # not a view: it would keep the frame alive
         self.stats.seconds_signals += time.perf_counter() - t

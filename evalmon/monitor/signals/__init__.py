@@ -120,7 +120,7 @@ class JudgeConfig(ConfigModel, BaseModel):
     seed: int = 0
     template: str | None = None
     max_gen_toks: int = Field(8, ge=1)
-    max_per_window: int | None = Field(None, ge=1)  # cost cap: judged records per (window, partition) batch
+    max_per_window: int | None = Field(None, ge=1)  # cost cap: judged records per window (hallucination.py)
 
 
 class HallucinationConfig(_SignalConfig):

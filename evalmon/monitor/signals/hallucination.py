@@ -21,10 +21,14 @@ sample (``.self_consistency``; NaN without samples) — low agreement among samp
 cue. Without embeddings it is the mean token Jaccard similarity.
 
 LLM judge (optional): a ``JudgeFn`` (``prompt -> text``) is asked about a deterministic sample of the
-records (``sample_rate``; chosen by a hash of the record so a rerun picks the same ones), at most
-``judge_max_per_batch`` of them per batch — the monitor computes signals per (window, partition), so this
-caps the judge calls (the cost) per window — keeping those with the smallest hash. Records without
-contexts get a world-knowledge prompt (``DEFAULT_JUDGE_TEMPLATE_NO_CONTEXT``) unless a template is given.
+records: those whose seeded hash of prompt/response/contexts (``stable_fraction``, uniform in [0, 1)) is below
+``sample_rate``, so a rerun picks the same ones. The cost cap (``judge: {max_per_window: N}``) holds per
+**window**, whatever the number of partitions it is read in: before a window's partitions are scored, the
+executor hands the signal the whole window (``plan_window``, via ``pipeline.window_signals``), which finds the
+N-th smallest distinct hash below the rate; each partition then judges only records with a hash at or below it
+— the N sampled records of the window with the smallest hash, the same set for 1 or P partitions. Without a
+window plan (the reference, ``evalmon signals score``) the cap applies to each batch the same way. Records
+without contexts get a world-knowledge prompt (``DEFAULT_JUDGE_TEMPLATE_NO_CONTEXT``) unless a template is given.
 The reply is parsed as JSON ``{"hallucinated": …}`` or as the judge's **last** own yes/no — words inside
 quotes or code, or echoed from the prompt it was shown (``evalmon.judge.parse``), are not its verdict:
 ``.judge_sampled`` (0/1: judged) and ``.judge_flag`` (1 hallucinated, 0 faithful, NaN not judged or
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -132,7 +136,9 @@ class HallucinationSignal(BaseSignal):
         self.judge_sample_rate = judge_sample_rate if judge is not None else 0.0
         self.judge_seed = judge_seed
         self.judge_template = judge_template
-        self.judge_max_per_batch = judge_max_per_batch
+        self.judge_max_per_batch = judge_max_per_batch  # judge.max_per_window (per batch without a window plan)
+        self._planned = False  # plan_window was given this window's records
+        self._judge_cutoff: float | None = None  # the window's cap-th smallest sampled hash (None: cap not reached)
         self.judge_name = judge_name
         self.embedder = get_embedder(model, batch_size=batch_size, allow_download=allow_download) \
             if embeddings else None
@@ -151,7 +157,9 @@ class HallucinationSignal(BaseSignal):
                 "max_context_chars": self.max_context_chars, "judge": self.judge_name if self.judge else None,
                 "judge_sample_rate": self.judge_sample_rate, "judge_seed": self.judge_seed,
                 "judge_template": self.judge_template if self.judge else None,
-                **({"judge_max_per_batch": self.judge_max_per_batch} if self.judge_max_per_batch else {})}
+                **({"judge_max_per_batch": self.judge_max_per_batch} if self.judge_max_per_batch else {}),
+                # a window whose cap binds judges fewer records: its rows are cached under their own key
+                **({"judge_window_cutoff": self._judge_cutoff} if self._judge_cutoff is not None else {})}
 
     # -- groundedness -------------------------------------------------------------------------------
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -235,12 +243,32 @@ class HallucinationSignal(BaseSignal):
         return res
 
     # -- LLM judge ----------------------------------------------------------------------------------
-    def judge_selected(self, frame: pd.DataFrame) -> np.ndarray:
-        """Which records the judge sees: stable per record content, ≈ ``judge_sample_rate`` of them."""
+    def _fractions(self, frame: pd.DataFrame) -> np.ndarray:
         keys = record_keys(frame, (PROMPT, RESPONSE, CONTEXTS))
-        frac = np.array([stable_fraction(k, self.judge_seed) for k in keys], dtype=float)
+        return np.array([stable_fraction(k, self.judge_seed) for k in keys], dtype=float)
+
+    def plan_window(self, frames: Sequence[pd.DataFrame] | None) -> None:
+        """Fix the judge's per-window cost cap from all of a window's partitions (``None``: forget the plan).
+
+        The cutoff is the ``max_per_window``-th smallest distinct hash below the sample rate in the window, so
+        which records are judged depends on the window's records only, never on how they are partitioned."""
+        self._planned, self._judge_cutoff = frames is not None, None
+        cap = self.judge_max_per_batch
+        if frames is None or self.judge is None or cap is None or self.judge_sample_rate <= 0:
+            return
+        sampled = np.unique(np.concatenate([self._fractions(f) for f in frames if len(f)] or [np.zeros(0)]))
+        sampled = sampled[sampled < self.judge_sample_rate]
+        if len(sampled) > cap:
+            self._judge_cutoff = float(sampled[cap - 1])
+
+    def judge_selected(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which records the judge sees: stable per record content, ≈ ``judge_sample_rate`` of them, capped
+        per window (``plan_window``) or, without a window plan, per batch."""
+        frac = self._fractions(frame)
         chosen = frac < self.judge_sample_rate
         cap = self.judge_max_per_batch
+        if self._planned:  # the window's cap: a record's own hash against the window's cutoff
+            return chosen & (frac <= self._judge_cutoff) if self._judge_cutoff is not None else chosen
         if cap is not None and chosen.sum() > cap:  # cost cap: the smallest hashes, stable across reruns
             keep = np.flatnonzero(chosen)[np.argsort(frac[chosen], kind="stable")[:cap]]
             chosen = np.zeros(len(frac), dtype=bool)
