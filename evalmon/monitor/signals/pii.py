@@ -20,6 +20,14 @@ its e-mail recogniser asks ``tldextract`` for the public-suffix list over the ne
 
 Columns: ``pii.any`` (0/1), ``pii.count`` (entities found over ``fields``), ``pii.max_score``
 (presidio's highest confidence, 0 when none: a ranking score) and ``pii.<entity>`` counts.
+
+Sensitive information (``sensitive: true``, the default): names alone are no leak (spaCy finds a PERSON in
+about a third of ordinary chat answers). The shipped ``pii_sensitive`` detector (a calibrated logistic
+regression over the shared MiniLM embedding, trained on the EnterprisePII train split + ordinary chat
+answers; model card docs/detectors/pii_sensitive.md) gives ``pii.sensitive_score`` (probability; NaN for an
+empty text; the highest over ``fields``) and ``pii.sensitive`` = score ≥ ``sensitive_threshold`` (default:
+the artifact's, ≤ 2 % false positives on ordinary chat answers). The text is embedded once per batch for
+every signal that reads it (the shared pass); ``sensitive: false`` → no model, no such columns.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import pandas as pd
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, offline, text_series
+from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, detector_scores, get_embedder
 
 DEFAULT_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS",
                     "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "US_ITIN", "CRYPTO",
@@ -155,12 +164,13 @@ def resolve_nlp(nlp: str) -> tuple[str, str | None]:
 
 class PiiSignal(BaseSignal):
     name: ClassVar[str] = "pii"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     def __init__(self, fields: Sequence[str] = (RESPONSE,), *, entities: Sequence[str] | None = None,
                  nlp: str = "auto", spacy_model: str | None = None, score_threshold: float = 0.4,
                  extra_patterns: Mapping[str, str] | None = None, max_chars: int = 100_000,
-                 allow_download: bool = False) -> None:
+                 allow_download: bool = False, sensitive: bool = True, sensitive_threshold: float | None = None,
+                 batch_size: int = 64) -> None:
         nlp, self.note = resolve_nlp(nlp)
         if nlp == "spacy" and spacy_model is None:
             spacy_model = find_spacy_model()  # named, so the signal cache keys on the model actually used
@@ -178,8 +188,22 @@ class PiiSignal(BaseSignal):
         self.score_threshold = score_threshold
         self.max_chars = max_chars
         self.allow_download = allow_download
+        self.sensitive = sensitive
+        self.detector: Any = None
+        self.embedder: Any = None
+        self.embedding_fields: tuple[str, ...] = ()
+        self.sensitive_threshold = float("nan")
+        if sensitive:
+            from evalmon.monitor.detectors import load_detector
+
+            self.detector = load_detector("pii_sensitive")
+            self.sensitive_threshold = float(self.detector.threshold if sensitive_threshold is None
+                                             else sensitive_threshold)
+            self.embedder = get_embedder(DEFAULT_MODEL, batch_size=batch_size, allow_download=allow_download)
+            self.embedding_fields = self.fields
         self.columns = ("pii.any", "pii.count", "pii.max_score",
-                        *(f"pii.{e.lower()}" for e in self.entities))
+                        *(f"pii.{e.lower()}" for e in self.entities),
+                        *(("pii.sensitive_score", "pii.sensitive") if sensitive else ()))
         self.inputs = self.fields
         # With regex recognisers only, a text without a digit or "@" cannot match: skip presidio for it;
         # with NER, texts without a digit, "@" or a capitalised word skip it too.
@@ -190,7 +214,9 @@ class PiiSignal(BaseSignal):
     def options(self) -> dict[str, Any]:
         return {"fields": self.fields, "entities": self.entities, "nlp": self.nlp, "spacy_model": self.spacy_model,
                 "score_threshold": self.score_threshold, "extra_patterns": self.extra_patterns,
-                "max_chars": self.max_chars}
+                "max_chars": self.max_chars,
+                "sensitive": f"{self.detector.name}-v{self.detector.version}" if self.detector else None,
+                "sensitive_threshold": self.sensitive_threshold if self.detector else None}
 
     @property
     def analyzer(self) -> Any:
@@ -224,7 +250,20 @@ class PiiSignal(BaseSignal):
         out: dict[str, Any] = {"pii.any": (total > 0).astype(float), "pii.count": total.astype(float),
                                "pii.max_score": max_score}
         out.update({f"pii.{e.lower()}": c for e, c in counts.items()})
+        if self.detector is not None:
+            out["pii.sensitive_score"] = score = self._sensitive_scores(frame)
+            out["pii.sensitive"] = (np.nan_to_num(score, nan=0.0) >= self.sensitive_threshold).astype(float)
         return pd.DataFrame(out, index=frame.index)[list(self.columns)]
+
+    def _sensitive_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """The detector's probability per record: the highest over ``fields`` (NaN where all are empty)."""
+        per_field = [detector_scores(self.detector, self.embedder, text_series(frame, f).tolist())
+                     for f in self.fields]
+        stacked = np.vstack(per_field) if per_field else np.full((1, len(frame)), np.nan)
+        best = np.full(len(frame), np.nan)
+        seen = ~np.isnan(stacked).all(axis=0)
+        best[seen] = np.nanmax(stacked[:, seen], axis=0)
+        return best
 
 
 def _dedupe(results: list[Any]) -> list[Any]:
