@@ -45,6 +45,8 @@ SPECS: dict[str, tuple[str, tuple[str, ...], float, str]] = {
                  "hateful / toxic / abusive text"),
     "refusal": ("response", ("mt_bench", "truthfulqa", "gsm8k", "gptfuzz", "smollm2_generated"), 0.03,
                 "the response refuses (fully or partly) instead of answering"),
+    "pii_sensitive": ("response", ("mt_bench", "truthfulqa"), 0.02,
+                      "the response quotes sensitive business or personal information"),
 }
 SEED = 0
 # inverse regularisation per detector (picked on the validation split: harmful_request recall at 5 % look-alike
@@ -55,8 +57,13 @@ C_OF = {"harmful_request": 4.0}
 # OKTest FPR): C=16 w=1 0.773/0.038 (v1), C=16 w=3 0.802/0.056, C=4 w=4 0.796/0.047, C=4 w=5 0.810/0.050,
 # C=8 w=4 0.819/0.053, C=16 w=5 0.824/0.062 → C=4, w=5 (the best recall with OKTest also ≤ 5 %)
 LOOKALIKE_WEIGHT = {"harmful_request": 5.0}
+# pii_sensitive: training weight of ordinary chat answers (negatives from ORDINARY_SOURCES). Sweep (C=4, threshold at
+# 2 % FP on MT-Bench + TruthfulQA validation answers → EnterprisePII validation recall): w=1 0.667, w=3 0.706,
+# w=10 0.759 (HaluEval answers, never used: 0 % FP for each; C=16 within 0.01–0.05 of C=4)
+ORDINARY_SOURCES = ("mt_bench", "truthfulqa", "gsm8k")
+ORDINARY_WEIGHT = {"pii_sensitive": 10.0}
 # artifact version written per detector (load_detector loads CURRENT unless told otherwise)
-VERSION_OF = {"harmful_request": "2", "jailbreak": "1", "toxicity": "1", "refusal": "2"}
+VERSION_OF = {"harmful_request": "2", "jailbreak": "1", "toxicity": "1", "refusal": "2", "pii_sensitive": "1"}
 DOCS = ROOT / "docs/detectors"
 USE_AND_LIMITS: dict[str, str] = {
     "harmful_request": (
@@ -79,6 +86,19 @@ USE_AND_LIMITS: dict[str, str] = {
         "Intended use: together with the phrase patterns, `refusal.refused` (full, partial and soft refusals). "
         "Limits: English; trained mostly on ChatGPT-era refusals (GPTFuzz) — refusal styles of other models may "
         "differ; PyRIT also counts off-topic answers as refusals, which this detector does not target."),
+    "pii_sensitive": (
+        "Intended use: `pii.sensitive` — the share of responses that quote sensitive business or personal "
+        "information (customer lists with revenue, employee reviews, salaries, internal plans: what the "
+        "EnterprisePII annotators labelled sensitive), where names alone (`pii.person`) fire on a third of "
+        "ordinary chat answers. Limits: English; EnterprisePII passages are LLM-generated business text, so "
+        "the validation figures are in-distribution (the PR-AUC near 1 says the labelled styles are easy to "
+        "tell apart, not that every real leak is); the default threshold is set for ≤ 2 % false positives on "
+        "ordinary chat answers and gives up a quarter of the recall (see the EnterprisePII row; a lower "
+        "`sensitive_threshold` trades chat false positives for recall); business-writing chat answers "
+        "(e-mails about a quarterly report) are the main false positives; it does not detect e-mails, "
+        "phone numbers or IDs as such — those are the regex entities' job (`pii.any`). `evalmon traffic "
+        "synth` draws its enterprise passages from all EnterprisePII rows (train and validation), so event "
+        "detection on synthesised traffic includes passages the detector was trained on."),
 }
 # what changed from the previous version (rendered into the model card)
 CHANGES: dict[str, str] = {
@@ -165,6 +185,7 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     clf = CalibratedClassifierCV(LogisticRegression(C=c_reg, class_weight="balanced", max_iter=3000),
                                  method="sigmoid", cv=5)
     weight = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT.get(name, 1.0), 1.0)
+    weight *= np.where(np.isin(src, ORDINARY_SOURCES) & (y == 0), ORDINARY_WEIGHT.get(name, 1.0), 1.0)
     clf.fit(X[tr], y[tr], sample_weight=weight[tr])
     members = [Member(coef=c.estimator.coef_[0].astype(float).tolist(), intercept=float(c.estimator.intercept_[0]),
                       a=float(c.calibrators[0].a_), b=float(c.calibrators[0].b_))
@@ -191,7 +212,9 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
         "split": "sha256(seed, group) < 0.3 → validation; groups = template / question / item",
         "model": f"CalibratedClassifierCV(LogisticRegression(C={c_reg:g}, class_weight=balanced), sigmoid, cv=5)"
                  + (f"; CoCoNot look-alikes weighted ×{LOOKALIKE_WEIGHT[name]:g}" if LOOKALIKE_WEIGHT.get(name, 1) != 1
-                    else ""),
+                    else "")
+                 + (f"; ordinary answers ({', '.join(ORDINARY_SOURCES)}) weighted ×{ORDINARY_WEIGHT[name]:g}"
+                    if ORDINARY_WEIGHT.get(name, 1) != 1 else ""),
         "metrics": report,
     }
     print(f"\n== {name}: threshold {det.threshold:.4f} (FPR ≤ {target_fpr:.0%} on {', '.join(ref_sources)})")

@@ -86,6 +86,11 @@ class PiiConfig(_SignalConfig):
     extra_patterns: dict[str, str] = {}
     max_chars: int = Field(100_000, ge=100)
     allow_download: bool = False
+    # pii.sensitive(_score): the shipped pii_sensitive detector over the shared embedding; threshold None: the
+    # artifact's. Not dumped at their defaults.
+    sensitive: bool = Field(True, exclude_if=lambda v: v)
+    sensitive_threshold: float | None = Field(None, ge=0, le=1, exclude_if=lambda v: v is None)
+    batch_size: int = Field(64, ge=1, exclude_if=lambda v: v == 64)
 
 
 class SafetyClassifierConfig(ConfigModel, BaseModel):
@@ -171,7 +176,8 @@ def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
 
     return PiiSignal(cfg.fields, entities=cfg.entities, nlp=cfg.nlp, spacy_model=cfg.spacy_model,
                      score_threshold=cfg.score_threshold, extra_patterns=cfg.extra_patterns,
-                     max_chars=cfg.max_chars, allow_download=cfg.allow_download or allow_download)
+                     max_chars=cfg.max_chars, allow_download=cfg.allow_download or allow_download,
+                     sensitive=cfg.sensitive, sensitive_threshold=cfg.sensitive_threshold, batch_size=cfg.batch_size)
 
 
 def _safety(cfg: SafetyConfig, *, allow_download: bool = False, **_: Any) -> Signal:
