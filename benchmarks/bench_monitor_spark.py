@@ -16,7 +16,8 @@ subprocess: ``local`` (the local executor), ``spark1`` / ``spark2`` (``local[1]`
 ``spark.reads: native``: ``spark.read.parquet``), ``spark1py`` / ``spark2py`` (the same with ``spark.reads:
 python``: each task runs the source's Parquet reader on its (window, file) cell).
 Printed per mode: wall seconds, records/s, peak RSS of the driver process and of its children (the JVM
-and Spark's Python workers; ``RUSAGE_CHILDREN``: the largest one), and the CPU pressure of the machine.
+and Spark's Python workers; ``RUSAGE_CHILDREN``: the largest one), and the CPU pressure of the machine
+(``/proc/pressure/cpu`` before, after, and ``some avg10`` sampled every 10 s during the mode).
 """
 
 from __future__ import annotations
@@ -151,6 +152,31 @@ def _pressure() -> str:
         return "n/a"
 
 
+class PressureSampler:
+    """``/proc/pressure/cpu`` ``some avg10`` every ``every`` seconds while a mode runs (other work on the cores)."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        import threading
+
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.values.append(float(_pressure().split("avg10=")[1].split()[0]))
+            except (IndexError, ValueError):
+                continue
+
+    def stop(self) -> dict[str, float | int | None]:
+        self._stop.set()
+        v = self.values
+        return {"samples": len(v), "mean": round(sum(v) / len(v), 1) if v else None,
+                "min": min(v) if v else None, "max": max(v) if v else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", type=int, default=100_000)
@@ -172,15 +198,20 @@ def main() -> None:
     results = []
     for mode in args.modes.split(","):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        if env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):  # else every process
+            env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # recompiles its imports (~45 s under load)
         cmd = [sys.executable, __file__, "--part", mode, "--work", str(work), "--base", str(args.base),
                "--days", str(args.days), "--window", args.window]
         before = _pressure()
+        sampler = PressureSampler()
         proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+        during = sampler.stop()
         line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
         if proc.returncode or line is None:
             print(f"{mode}: failed (rc {proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
             continue
-        row = json.loads(line) | {"cpu_pressure_before": before, "cpu_pressure": _pressure()}
+        row = json.loads(line) | {"cpu_pressure_before": before, "cpu_pressure": _pressure(),
+                                  "cpu_pressure_avg10_during": during}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.json:

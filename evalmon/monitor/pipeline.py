@@ -9,8 +9,9 @@
     alert(outcome, rules)             → the window's alerts
 
 An executor (``executors/``) runs them window by window and hands each result to the sink. Quality checks
-run on the window's records (great-expectations' uniqueness and arrival-order checks span partitions), so
-an executor holds at most one window's records at a time — never the span a run covers.
+run on the window's records (the local executor: great-expectations' uniqueness and arrival-order checks
+span partitions), or on the merge of each partition's mergeable quality counts (``quality_counts.py``: the
+Spark executor), so an executor holds at most one window's records at a time — never the span a run covers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from evalmon.monitor.alerts import Alert
     from evalmon.monitor.contracts import QuarantinedRecord, Source
     from evalmon.monitor.quality import QualityConfig
+    from evalmon.monitor.quality_counts import QualityCounts
 
 
 @dataclass
@@ -230,12 +232,14 @@ class Accounting:
     summary: dict[str, Any]
 
 
-def quality_checks(records: pd.DataFrame, quality: QualityConfig, quarantined: int
-                   ) -> tuple[dict[str, float], dict[str, Any]]:
-    """great-expectations checks of one window's records → (``quality/…`` metrics, report dict)."""
+def quality_checks(records: pd.DataFrame, quality: QualityConfig, quarantined: int,
+                   counts: QualityCounts | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """great-expectations checks of one window's records — or the same report from the window's merged
+    mergeable counts — → (``quality/…`` metrics, report dict)."""
     from evalmon.monitor.quality import check_quality
 
-    report = check_quality(records, quality, quarantined=quarantined)
+    report = (check_quality(records, quality, quarantined=quarantined) if counts is None
+              else counts.report(quality, quarantined=quarantined))
     metrics = {"quality/" + k.removeprefix("quality."): v for k, v in report.metrics("quality").items()}
     metrics["quality/quarantined"] = float(quarantined)
     return metrics, report.to_dict()
@@ -252,10 +256,11 @@ def report_file(directory: Path, report: str) -> Path | None:
 
 def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: pd.DataFrame | None, *,
            plan: DriftPlan, drift: DriftConfig, quality: QualityConfig, accounting: Accounting,
-           params: dict[str, str], directory: Path, backfill: bool = False, report: str = "summary"
-           ) -> WindowOutcome:
+           params: dict[str, str], directory: Path, backfill: bool = False, report: str = "summary",
+           quality_counts: QualityCounts | None = None) -> WindowOutcome:
     """One window's metrics: the summary's, drift of its sample vs ``reference`` (evidently; the ``report``
-    HTML into ``directory``), quality checks of its records, record accounting; params say what ran."""
+    HTML into ``directory``), quality checks of its records (great-expectations; from the window's merged
+    ``quality_counts`` when an executor gives them), record accounting; params say what ran."""
     from evalmon.monitor.drift import compute_drift
     from evalmon.monitor.histdrift import window_drift
 
@@ -279,8 +284,8 @@ def detect(window: Window, summary: Summary, records: pd.DataFrame, reference: p
         if result.skipped:
             notes.append(f"drift skipped: {result.skipped}")
         notes += result.errors
-    qmetrics, qreport = (quality_checks(records, quality, accounting.quarantined) if quality.enabled
-                         else ({}, {"enabled": False}))
+    qmetrics, qreport = (quality_checks(records, quality, accounting.quarantined, quality_counts)
+                         if quality.enabled else ({}, {"enabled": False}))
     metrics.update(qmetrics)
     metrics.update(accounting.metrics)
     params = dict(params)

@@ -206,24 +206,26 @@ def _uniques(s: pd.Series, order: np.ndarray) -> Uniques:
 
     keep = s.notna().to_numpy()
     values = s[keep]
-    text = values.map(lambda v: str(v) if isinstance(v, (list, dict)) else v) if values.dtype == object else values
-    hashes = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64)
+    try:
+        hashes = pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
+    except TypeError:  # list/dict cells (never validated): hashed by their text, as quality.py compares them
+        values = values.map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
+        hashes = pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
     dup = np.flatnonzero(counts[inverse] > 1)[: 4 * EXAMPLES]
-    return Uniques(int((~keep).sum()), hashes, order[keep],
-                   {int(hashes[i]): values.iloc[i] for i in dup})
+    return Uniques(int((~keep).sum()), hashes, order[keep], {int(hashes[i]): values.iloc[i] for i in dup})
 
 
 def _steps(s: pd.Series, order: np.ndarray) -> Steps:
     keep = s.notna().to_numpy()
-    values, at = s[keep].tolist(), order[keep]
-    if not values:
+    values, at = s[keep], order[keep]
+    if not len(values):
         return Steps(Check(0, 0, int((~keep).sum())))
-    arr = s[keep].to_numpy()
+    arr = values.to_numpy()
     down = np.flatnonzero(arr[1:] < arr[:-1]) + 1
-    ex = [(float(at[i]), values[i]) for i in down[:EXAMPLES]]
+    ex = [(float(at[i]), values.iloc[i]) for i in down[:EXAMPLES]]
     return Steps(Check(len(values), len(down), int((~keep).sum()), ex),
-                 [((float(at[0]), values[0]), (float(at[-1]), values[-1]))])
+                 [((float(at[0]), values.iloc[0]), (float(at[-1]), values.iloc[-1]))])
 
 
 __all__ = ["Check", "QualityCounts", "Steps", "Uniques", "quality_counts"]

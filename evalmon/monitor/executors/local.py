@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
     from evalmon.config.monitor import MonitorConfig
     from evalmon.monitor.contracts import Source
+    from evalmon.monitor.quality_counts import QualityCounts
 
 
 class WindowSink(Protocol):
@@ -348,7 +349,8 @@ class LocalExecutor:
                 spill.close()
 
     def _finish(self, w: Window, summary: Summary, records: pd.DataFrame, reference: pd.DataFrame | None, *,
-                ctx: Context, params: dict[str, str], backfill: bool, first: bool, last: bool) -> WindowOutcome:
+                ctx: Context, params: dict[str, str], backfill: bool, first: bool, last: bool,
+                quality_counts: QualityCounts | None = None) -> WindowOutcome:
         cfg = self.cfg
         d = cfg.run_dir / "windows" / w.key
         d.mkdir(parents=True, exist_ok=True)
@@ -356,7 +358,8 @@ class LocalExecutor:
         accounting = Accounting(n_bad, self.ledger.metrics(w, len(records), last=last),
                                 self.ledger.summary(w, last=last))
         outcome = detect(w, summary, records, reference, plan=ctx.plan, drift=cfg.drift, quality=cfg.quality,
-                         accounting=accounting, params=params, directory=d, backfill=backfill, report=cfg.report)
+                         accounting=accounting, params=params, directory=d, backfill=backfill, report=cfg.report,
+                         quality_counts=quality_counts)
         if outcome.drift is not None:
             _write(d / "drift.json", outcome.drift.to_dict())
         _write(d / "quality.json", outcome.quality)

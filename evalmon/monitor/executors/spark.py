@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from evalmon.config.monitor import MonitorConfig
     from evalmon.monitor.contracts import Source
     from evalmon.monitor.pipeline import WindowOutcome
+    from evalmon.monitor.quality_counts import QualityCounts
 
 CELLS_PER_CORE = 2
 MIN_CELLS_PER_JOB = 16  # a Spark job costs seconds of scheduling: small windows go several to a job
@@ -59,6 +60,8 @@ class SparkExecutor(LocalExecutor):
         self.seconds_in_tasks = 0.0
         self._native: bool | None = None
         self.native_cells = 0  # cells fed by spark.read (the rest: the source's reader in the task)
+        self._quality: dict[int, QualityCounts] = {}  # window index → its merged quality counts
+        self._qcolumns: frozenset[str] | None = None  # columns of the first records seen (empty windows)
         if callable(getattr(source, "use_session", None)):  # kind: spark_table reads through this session
             source.use_session(lambda: self.spark)  # type: ignore[attr-defined]
 
@@ -164,17 +167,13 @@ class SparkExecutor(LocalExecutor):
     def _job_spec(self, mode: str, ctx: Context | None = None) -> Job:
         cfg, q = self.cfg, self.cfg.quality
         view: tuple[str, ...] = ()
-        blank: tuple[str, ...] = ()
-        if q.enabled:
-            exact = (*q.ranges, *q.unique, *([q.increasing] if q.increasing else []))
-            blank = tuple(c for c in (*q.required_columns, *q.not_null) if c not in exact)
-            view = (*blank, *exact)
         if ctx is not None:  # trace ids + 0/1 signal columns: the traces source's assessments
             from evalmon.monitor.contracts import TRACE_ID
 
-            view = (*view, TRACE_ID, *(c for c in ctx.spec.rates if "." in c))
+            view = (TRACE_ID, *(c for c in ctx.spec.rates if "." in c))
         return Job(self.source, list(cfg.signals), self.ts_col, mode, spec=None if ctx is None else ctx.spec,
-                   view_columns=view, view_blank=blank, basis_rows=self.basis_rows, seed=cfg.seed)
+                   view_columns=view, basis_rows=self.basis_rows, seed=cfg.seed,
+                   quality=q if q.enabled else None)  # quality: mergeable counts per cell (quality_counts.py)
 
     # ------------------------------------------------------------------ what the run shares
 
@@ -251,6 +250,7 @@ class SparkExecutor(LocalExecutor):
                         reference = summary.rows()
                         self._release(rows)
                         continue
+                    self._merge_quality(w, parts)
                     ingested = [Ingested(r.partition, r.view) for r in parts if r.view is not None]
                     for p in ingested:
                         if self._template is None and len(p.records):
@@ -286,7 +286,24 @@ class SparkExecutor(LocalExecutor):
                       params: dict[str, str], backfill: bool, first: bool, last_window: Window) -> WindowOutcome:
         w, summary, records, ref = item
         return self._finish(w, summary, records, ref, ctx=ctx, params=params, backfill=backfill, first=first,
-                            last=w == last_window)
+                            last=w == last_window, quality_counts=self._quality.pop(w.index, None))
+
+    def _merge_quality(self, w: Window, parts: list[CellResult]) -> None:
+        """The window's quality counts: its cells' merged (a window without records: the columns of the
+        records seen so far, or the canonical ones — what the local executor's empty window frame has)."""
+        from evalmon.monitor.quality_counts import QualityCounts
+
+        if not self.cfg.quality.enabled:
+            return
+        merged = QualityCounts()
+        for r in parts:
+            if r.quality is not None:
+                merged = merged.merge(r.quality)
+        if merged.rows and self._qcolumns is None:
+            self._qcolumns = merged.columns
+        if not merged.rows:
+            merged.columns = self._qcolumns or frozenset(map(str, self._empty_view().columns))
+        self._quality[w.index] = merged
 
     def _empty_template(self, job: Job) -> pd.DataFrame:
         from evalmon.monitor.executors.spark_tasks import view_of

@@ -6,9 +6,9 @@ source's own windowed read (``pipeline.ingest``: the same parsing, time placemen
 order as the local executor), computes the signals (the signal models load once per Python worker process
 and stay loaded while Spark reuses the worker) and returns one pickled ``CellResult``:
 
-- ``summary`` pass: the cell's mergeable ``Summary``, its quarantined records with their times, and the
-  narrow *view* of its records that the driver's window checks read (timestamp, arrival, the columns of the
-  quality expectations, trace ids; non-null text becomes ``""``) — never the prompts, responses or vectors;
+- ``summary`` pass: the cell's mergeable ``Summary``, its mergeable quality counts (``quality_counts.py``),
+  its quarantined records with their times, and the narrow *view* of its records that the driver's trace
+  assessments read (timestamp, arrival, trace ids, 0/1 signal columns) — never the prompts, responses or vectors;
 - ``fit`` pass: a bounded seeded ``Reservoir`` of ``pipeline.fitting_view`` of its records (the run's basis
   for the summary spec when there is no fixed reference).
 
@@ -31,8 +31,10 @@ from evalmon.monitor.windows import Window
 if TYPE_CHECKING:
     import pandas as pd
 
+    from evalmon.config.quality import QualityConfig
     from evalmon.config.signals import SignalConfig
     from evalmon.monitor.contracts import QuarantinedRecord, Source
+    from evalmon.monitor.quality_counts import QualityCounts
     from evalmon.monitor.summary import Summary, SummarySpec
 
 INPUT_SCHEMA = "cell long, idx long, part string"
@@ -53,6 +55,7 @@ class Job:
     view_blank: tuple[str, ...] = ()  # of those, the ones only checked for null: non-null text becomes ""
     basis_rows: int = 0  # fit pass
     seed: int = 0
+    quality: QualityConfig | None = None  # summary pass: the cell's mergeable quality counts
 
 
 @dataclass
@@ -67,6 +70,7 @@ class CellResult:
     reservoir: Reservoir | None = None
     seconds: float = 0.0
     native: bool = False  # its rows came from spark.read (spark_reads.py), not the source's reader
+    quality: QualityCounts | None = None
 
 
 _RUNNERS: dict[str, SignalRunner] = {}  # per Python worker process: signals (and their models) built once
@@ -111,6 +115,10 @@ def cell_result(job: Job, cell: int, got: Ingested, t: float) -> CellResult:
         assert job.spec is not None
         out.summary = summarise(records, job.spec)
         out.view = view_of(records, job.view_columns, job.view_blank)
+        if job.quality is not None:
+            from evalmon.monitor.quality_counts import quality_counts
+
+            out.quality = quality_counts(records, job.quality)
     out.seconds = time.perf_counter() - t
     return out
 
