@@ -75,8 +75,9 @@ def monitor(
     cfg = apply_overrides(loaded, tracking_uri=tracking_uri, executor=executor)
     out, err = RedactingConsole(console()), RedactingConsole(console(stderr=True))
     if schedule is not None:
-        from evalmon.monitor.schedule import run_schedule
+        from evalmon.monitor.schedule import cron_trigger, run_schedule
 
+        cron_trigger(schedule)  # a bad expression is a one-line error before anything says the schedule started
         err.print(f"monitor '{cfg.name}': schedule \"{schedule}\" (UTC); first run now — Ctrl-C to stop")
         run_schedule(schedule, scheduled_job(cfg, out, err, after=on_alert_actions(cfg, out)),
                      on_error=lambda e: err.print(f"error: {redact_text(str(e))}"))

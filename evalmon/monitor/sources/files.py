@@ -25,6 +25,7 @@ import csv
 import glob
 import gzip
 import json
+import os
 import re
 import sys
 import time
@@ -50,6 +51,10 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(sys.maxsize)  # default 128 KiB would reject a 1 MB response
 
 
+_MISSING = ("write the traffic there first (e.g. `evalmon traffic synth --out …`) or fix source.path in the monitor "
+            "YAML (a relative path resolves against the YAML's folder)")
+
+
 def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """A file, a directory (recursive, by suffix) or a glob → sorted files; DataError when absent."""
     p = Path(path).expanduser()
@@ -61,7 +66,7 @@ def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[P
             prefix = text[: min(text.find(c) for c in "*?[" if c in text)]
             root = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
             if not root.exists():
-                raise DataError(f"source path does not exist: {root} (from {text})")
+                raise DataError(f"source path does not exist: {os.path.normpath(root)} (from {text})", hint=_MISSING)
             raise DataError(f"source path {text}: the glob matches no files",
                             hint="fix the pattern (relative paths resolve against the monitor YAML's folder)")
         return files
@@ -74,7 +79,7 @@ def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[P
         return found
     if p.is_file():
         return [p]
-    raise DataError(f"source path does not exist: {p}")
+    raise DataError(f"source path does not exist: {os.path.normpath(p)}", hint=_MISSING)
 
 
 def _open(path: Path) -> IO[bytes]:
