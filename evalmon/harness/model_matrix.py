@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.config.model_list import model_entries
-from evalmon.core.errors import ConfigError, ModelError
+from evalmon.core.errors import ConfigError, EvalmonError, ModelError
 from evalmon.core.lm import LM
 from evalmon.core.redact import redact_obj
 from evalmon.core.results import RunResult, SampleRecord
@@ -58,6 +58,7 @@ class RunHooks:
 class _Job:
     """One checkpoint's run."""
 
+    index: int  # in `models:`
     name: str
     config: Any
     run: RunResult
@@ -86,13 +87,19 @@ class _Context:
 
 
 def precheck(entries: Sequence[Any]) -> None:
-    """Before anything is computed: every local checkpoint (and adapter) directory exists (one line, exit 2)."""
+    """Before anything is computed: every local checkpoint (and adapter) directory exists, and an hf one holds a
+    ``config.json`` (the backend's own first checks, without loading a model; one line, exit 2)."""
     for i, entry in enumerate(entries):
+        cfg = entry.config
         for key in ("path", "adapter"):
-            ref = getattr(entry.config, key, None)
+            ref = getattr(cfg, key, None)
             if isinstance(ref, str) and ref.startswith("/") and not Path(ref).exists():
                 raise ModelError(f"models.{i} ({entry.name}): {key} {ref} does not exist",
                                  hint=f"fix models.{i}.{key} (or drop the entry)")
+        path = getattr(cfg, "path", None)
+        if cfg.backend == "hf" and not cfg.gguf and Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+            raise ModelError(f"models.{i} ({entry.name}): {path} has no config.json — not a Hugging Face checkpoint "
+                             "directory", hint=f"fix models.{i}.path (or drop the entry)")
 
 
 def _release(lm: Any) -> None:
@@ -133,6 +140,8 @@ def _record(job: _Job, exc: BaseException, ctx: _Context) -> None:
         job.run.status = "interrupted"
         job.run.error = interrupts.describe(exc) if isinstance(exc, KeyboardInterrupt) else "interrupted"
     else:
+        if isinstance(exc, EvalmonError):  # which checkpoint: `models.1 (b): model.path: …`
+            exc = type(exc)(f"models.{job.index} ({job.name}): {exc.message}", hint=exc.hint)
         job.run.status, job.run.error = "failed", ctx.hooks.error_line(exc)
         with ctx.lock:
             ctx.errors.append(exc)
@@ -247,9 +256,9 @@ def run_models(cfg: Any, tasks: Sequence[Any], parent: RunResult, run_dir: Path,
             run_dir.rmdir()
         raise
     reference = entries[0].name
-    jobs = [_Job(reference, entries[0].config, parent, run_dir)]
-    jobs += [_Job(e.name, e.config, variant_run(parent, e.name, {}, KIND), variant_dir(run_dir, e.name, KIND))
-             for e in entries[1:]]
+    jobs = [_Job(0, reference, entries[0].config, parent, run_dir)]
+    jobs += [_Job(i, e.name, e.config, variant_run(parent, e.name, {}, KIND), variant_dir(run_dir, e.name, KIND))
+             for i, e in enumerate(entries[1:], 1)]
     ctx = _Context(cfg, tasks, progress, say, hooks, Models(None))
     say(f"run {parent.run_id}: {len(tasks)} tasks × {len(jobs)} checkpoints ({', '.join(j.name for j in jobs)}; "
         f"reference {reference}) → {run_dir}")

@@ -37,6 +37,9 @@ def test_precheck_names_the_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as exc:
         precheck(cfg.models)
     assert exc.value.one_line().startswith(f"models.1 (b): path {tmp_path / 'b'} does not exist"), exc.value
+    with pytest.raises(ModelError, match=r"models.0 \(a\): .* has no config.json"):  # a dir that is no checkpoint
+        precheck(cfg.models[:1])
+    (tmp_path / "a" / "config.json").write_text("{}")
     precheck(cfg.models[:1])
 
 
