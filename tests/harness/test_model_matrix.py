@@ -32,15 +32,16 @@ def test_plan_slots(replicas: int, checkpoints: int, slots: list[int]) -> None:
 
 def test_precheck_names_the_missing_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text("{}")
     cfg = load_suite_text(f"name: s\nmodels:\n  - {{name: a, path: {tmp_path / 'a'}}}\n"
                           f"  - {{name: b, path: {tmp_path / 'b'}}}\ntasks: [hellaswag]\n", "s.yaml")
     with pytest.raises(ModelError) as exc:
         precheck(cfg.models)
     assert exc.value.one_line().startswith(f"models.1 (b): path {tmp_path / 'b'} does not exist"), exc.value
+    precheck(cfg.models[:1])
+    (tmp_path / "a" / "config.json").unlink()
     with pytest.raises(ModelError, match=r"models.0 \(a\): .* has no config.json"):  # a dir that is no checkpoint
         precheck(cfg.models[:1])
-    (tmp_path / "a" / "config.json").write_text("{}")
-    precheck(cfg.models[:1])
 
 
 def _run(run_id: str, acc: list[float], variant: dict | None = None) -> tuple[RunResult, list[SampleRecord]]:
