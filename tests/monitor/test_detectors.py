@@ -16,7 +16,8 @@ from evalmon.monitor.detectors import BUILTIN, Detector, Member, load_detector, 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_shipped_artifact_loads_with_card(name: str) -> None:
     det = load_detector(name)
-    assert det.name == name and det.dim == 384 and len(det.members) == 5
+    extra = len((det.card.get("features") or {}).get("patterns", {}))  # refusal v3: + one column per phrase family
+    assert det.name == name and det.dim == 384 + extra and len(det.members) == 5
     assert det.embedding_model == "bundled:all-MiniLM-L6-v2" and det.field in ("prompt", "response")
     assert 0.0 < det.threshold < 1.0
     card = det.card
@@ -47,8 +48,9 @@ def test_roundtrip_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     det.save(path)
     again = load_detector_file(path)
-    x = np.eye(384)[:3]
+    x = np.eye(det.dim)[:3]
     assert np.allclose(again.predict_proba_vectors(x), det.predict_proba_vectors(x))
+    assert load_detector("refusal", "2").dim == 384  # older versions stay loadable
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "x"}))
     with pytest.raises(DataError, match=r"bad\.json: not a detector artifact"):
