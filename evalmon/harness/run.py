@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalmon.core import interrupts
-from evalmon.core.errors import EvalmonError, OutputError
+from evalmon.core.errors import ConfigError, EvalmonError, OutputError
 from evalmon.core.lm import LM
 from evalmon.core.redact import redact_obj, redact_text
 from evalmon.core.results import (
@@ -180,8 +180,13 @@ def _execute(cfg: SuiteConfig, tasks: list[Any], groups: dict[str, list[str]], p
              command: str | None, lm: LM | None) -> RunResult:
     run_id = new_run_id()
     run_dir = prepare_run_dir(Path(cfg.output_dir), run_id)
-    if lm is None and getattr(cfg, "models", None):  # several checkpoints (harness/model_matrix.py)
+    if getattr(cfg, "models", None):  # several checkpoints (harness/model_matrix.py)
         from evalmon.harness.model_matrix import RunHooks, run_models
+
+        if lm is not None:
+            run_dir.rmdir()
+            raise ConfigError("run_suite(lm=…) evaluates one model, but the suite lists `models:`",
+                              hint="drop lm= (each models entry is built from its config) or use model:")
 
         parent = _new_result(cfg, run_id, command, {})
         return run_models(cfg, tasks, parent, run_dir, progress, say, RunHooks(
