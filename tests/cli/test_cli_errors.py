@@ -236,6 +236,8 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     # hostile-input findings of the new features (each was silent or destroyed an input before its fix)
     "replicas-without-ray": (lambda cwd, b: ["run", _suite(cwd, "/m", b), "--replicas", "3"],
                              ("--replicas 3", "--executor ray")),
+    "models-not-a-checkpoint": (lambda cwd, b: ["run", _suite(cwd, "/m", b), "--models", f"a={cwd},b=/m"],
+                                ("models.0 (a)", "no config.json", "fix models.0.path")),
     "lm-eval-broken-include": (_broken_include, ("lm_eval:foo", "inc/broken.yaml:3", "not valid YAML")),
     "signals-out-is-input": (_traffic_cmd("signals", "score", "t.jsonl", "--signals", "text", "--out", "t.jsonl"),
                              ("--out t.jsonl", "would be overwritten")),
