@@ -172,7 +172,10 @@ def quality_counts(records: pd.DataFrame, cfg: QualityConfig) -> QualityCounts:
     out = QualityCounts(rows=len(records), columns=frozenset(map(str, records.columns)))
     if not cfg.enabled:
         return out
-    frame = records.sort_values(ARRIVAL, kind="mergesort") if ARRIVAL in records.columns else records
+    used = [c for c in dict.fromkeys([*cfg.not_null, *cfg.ranges, *cfg.unique, *([cfg.increasing] if cfg.increasing else []),
+                                      ARRIVAL]) if c in out.columns]
+    frame = records[used]  # only the checked columns are reordered (not the texts)
+    frame = frame.sort_values(ARRIVAL, kind="mergesort") if ARRIVAL in frame.columns else frame
     order = _order(frame)
     for col in cfg.not_null:
         if col in out.columns:
@@ -221,7 +224,8 @@ def _steps(s: pd.Series, order: np.ndarray) -> Steps:
     values, at = s[keep], order[keep]
     if not len(values):
         return Steps(Check(0, 0, int((~keep).sum())))
-    arr = values.to_numpy()
+    arr = getattr(values.array, "asi8", None)  # datetimes as int64 (same order; no Timestamp per record)
+    arr = values.to_numpy() if arr is None else arr
     down = np.flatnonzero(arr[1:] < arr[:-1]) + 1
     ex = [(float(at[i]), values.iloc[i]) for i in down[:EXAMPLES]]
     return Steps(Check(len(values), len(down), int((~keep).sum()), ex),
