@@ -1,7 +1,8 @@
 """Detector quality of evalmon's offline monitor signals on the labelled sets in ../shared/benchmarks.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_detectors.py [--data ../shared/benchmarks]
-        [--limit N] [--spacy] [--json out.json]
+        [--limit N] [--spacy] [--json out.json] [--sections legacy,trained,throughput]
+        [--n 408] [--variants default,full-pass,default,full-pass] [--embed-backends torch,onnx]
 
 Prints PR-AUC / ROC-AUC (sklearn average_precision / roc_auc) of each detector's score, the positive
 rate (a random score's PR-AUC), precision/recall of the default flag, and throughput (records/s,
@@ -22,6 +23,7 @@ import argparse
 import csv
 import gzip
 import json
+import os
 import re
 import sys
 import time
@@ -159,38 +161,55 @@ def trained_detectors(data: Path, limit: int | None) -> None:
                    out_p["refusal.refused"].to_numpy(), out_p["refusal.refused"].to_numpy(), None)
 
 
-def default_signals_throughput(n_hours: float = 0.4, backend: str = "torch") -> None:
-    """records/s of the default signal set (one shared embedding pass) on `evalmon traffic synth` traffic."""
-    import tempfile
+# the signal set before the cascade / sampled embedding drift (same detectors' MiniLM members: the old numbers)
+FULL_PASS = {"safety": {"name": "safety", "cascade": False}, "embedding": {"name": "embedding", "sample_rate": 1.0}}
 
-    from evalmon.monitor.signals import DEFAULT_SIGNALS, ComputeStats, build_signals, compute_signals
+
+def synth_frame(n: int) -> pd.DataFrame:
+    """``n`` records of `evalmon traffic synth` (1,000 records/h, seed 1)."""
+    import subprocess
+    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "traffic.jsonl"
-        import subprocess
-
         subprocess.run([str(Path(sys.executable).parent / "evalmon"), "traffic", "synth", "--out", str(path), "--start",
-                        "2026-11-01T00:00Z", "--hours", str(n_hours), "--rate", "1000/h", "--seed", "1"],
+                        "2026-11-01T00:00Z", "--hours", f"{n / 1000 * 1.05:.4f}", "--rate", "1000/h", "--seed", "1"],
                        check=True, capture_output=True)
-        frame = pd.DataFrame([json.loads(ln) for ln in path.open()])
-    frame = frame[[c for c in ("prompt", "response", "contexts", "latency_ms", "input_tokens", "output_tokens",
-                               "model") if c in frame.columns]]
-    sigs = build_signals(list(DEFAULT_SIGNALS))
+        frame = pd.DataFrame([json.loads(ln) for ln in path.open()]).head(n)
+    return frame[[c for c in ("prompt", "response", "contexts", "latency_ms", "input_tokens", "output_tokens",
+                              "model") if c in frame.columns]].reset_index(drop=True)
+
+
+def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", variant: str = "default") -> None:
+    """records/s (wall) and records per CPU-second of every default signal (``build_signals`` defaults: text,
+    usage, refusal, pii — spaCy NER when an English model is installed —, safety classifiers, hallucination,
+    embedding drift; one shared embedding pass) on `evalmon traffic synth` records. ``variant`` ``full-pass``
+    = MiniLM on every text (no cascade, every record's embedding: the numbers before issue #14's changes)."""
+    from evalmon.monitor.signals import DEFAULT_SIGNALS, ComputeStats, build_signals, compute_signals
+    from evalmon.monitor.signals.static_embed import get_static_embedder
+
+    cfgs = [FULL_PASS.get(n, n) if variant == "full-pass" else n for n in DEFAULT_SIGNALS]
+    os.environ["EVALMON_CASCADE"] = "0" if variant == "full-pass" else "1"  # every detector (refusal too)
+    sigs = build_signals(cfgs)
     _set_backend(backend)
     compute_signals(frame.head(8), sigs)  # load models (and the ONNX session) outside the timing
-    for emb in _embedders():
+    static = get_static_embedder()
+    for emb in (*_embedders(), static):
         emb._memo.clear()
+    enc0, st0 = get_embedder().encoded, static.encoded
     stats = ComputeStats()
     pressure = _cpu_pressure()
     t0, c0 = time.perf_counter(), time.process_time()
     compute_signals(frame, sigs, SignalCache(), stats)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    THROUGHPUT[f"default signals (traffic synth, {backend})"] = len(frame) / dt
-    THROUGHPUT[f"default signals (traffic synth, {backend}), per CPU-second"] = len(frame) / cpu
+    tag = f"{variant}, {backend}"
+    THROUGHPUT[f"default signals (traffic synth, {tag})"] = len(frame) / dt
+    THROUGHPUT[f"default signals (traffic synth, {tag}), per CPU-second"] = len(frame) / cpu
     per = ", ".join(f"{k} {v.seconds:.1f}s" for k, v in stats.per_signal.items())
-    print(f"{'throughput':28s} {'all default signals, ' + backend:38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
-          f"(total {dt:.1f} s incl. shared embedding pass; {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
-          f"rec per CPU-s; /proc/pressure/cpu some avg60 before/after {pressure}/{_cpu_pressure()}", flush=True)
+    print(f"{'throughput':28s} {'all default signals, ' + tag:38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
+          f"(wall {dt:.1f} s incl. shared embedding pass; {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
+          f"rec per CPU-s; MiniLM texts {get_embedder().encoded - enc0}, static texts {static.encoded - st0}; "
+          f"/proc/pressure/cpu some avg60 before/after {pressure}/{_cpu_pressure()}", flush=True)
 
 
 def _cpu_pressure() -> str:
@@ -211,6 +230,11 @@ def main() -> None:
     ap.add_argument("--embed-backends", default="torch",
                     help="throughput: comma-separated embedding backends run alternately "
                          "(torch, onnx, onnx-int8), e.g. torch,onnx,torch,onnx")
+    ap.add_argument("--n", type=int, default=408, help="throughput: traffic synth records (default 408)")
+    ap.add_argument("--variants", default="default",
+                    help="throughput: comma-separated, run alternately: default (cascade + sampled embedding drift), "
+                         "full-pass (MiniLM on every text: the numbers before the cascade), e.g. "
+                         "default,full-pass,default,full-pass")
     ap.add_argument("--sections", default="legacy,trained,throughput",
                     help="legacy (exemplar-era sets), trained (shipped detectors on held-out rows), throughput")
     args = ap.parse_args()
@@ -219,8 +243,10 @@ def main() -> None:
     if "trained" in sections:
         trained_detectors(data, limit)
     if "throughput" in sections:
-        for backend in args.embed_backends.split(","):
-            default_signals_throughput(backend=backend)
+        frame = synth_frame(args.n)
+        for variant in args.variants.split(","):
+            for backend in args.embed_backends.split(","):
+                default_signals_throughput(frame, backend=backend, variant=variant)
     if "legacy" not in sections:
         if args.json:
             args.json.write_text(json.dumps({"detectors": RESULTS, "throughput": THROUGHPUT}, indent=2))

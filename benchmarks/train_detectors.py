@@ -16,6 +16,7 @@ cheap. Seeded and deterministic; prints the validation metrics it writes into th
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import sys
@@ -290,6 +291,110 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     return det.card
 
 
+# -- the cascade's first stage (issue #14 throughput) ------------------------------------------------------------
+# detectors that get a first stage (attached to the version load_detector loads: CURRENT; its own artifact file
+# <name>-v<version>.first_stage.json, so the detector's file and numbers stay as they are)
+FIRST_STAGE_OF = ("harmful_request", "jailbreak", "toxicity")
+# ridge penalty of the first stage's regression on the full detector's logit (0.1 vs 1: less escalation of
+# ordinary prompts at the same recall loss for harmful_request / toxicity, measured on the validation split)
+FIRST_STAGE_ALPHA = 0.1
+# most recall (absolute, at the default threshold, permissive validation split) the cascade may lose
+FIRST_STAGE_MAX_RECALL_LOSS = 0.01
+
+
+def escalation_cut(p1: np.ndarray, full_flag: np.ndarray, y: np.ndarray, max_loss: float) -> float:
+    """The highest first-stage cut t such that flagging only texts with p1 ≥ t (and flagged by the full
+    detector) loses at most ``max_loss`` recall; FPR can only fall (a flag still needs the full detector)."""
+    pos = y == 1
+    base = full_flag[pos].mean()
+    cut = 0.0
+    for t in np.unique(p1):
+        if base - (full_flag & (p1 >= t))[pos].mean() <= max_loss + 1e-12:
+            cut = float(t)
+        else:
+            break
+    return cut
+
+
+def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
+    """Keep the shipped MiniLM detector as it is and add a cheap first stage that imitates it: a ridge
+    regression from the static embedding (distilled from MiniLM, ``evalmon/monitor/signals/static_embed.py``)
+    to the full detector's logit on the train rows (the teacher's score, not the labels: the two stages then
+    rank alike, so mixing their scores costs little ranking quality — a label-trained first stage dropped
+    harmful_request's validation-only ROC-AUC 0.746 → 0.701, this one → 0.744); p1 = sigmoid(prediction),
+    one member with a = -1, b = 0. Its escalation cut is chosen on the permissive validation split."""
+    from sklearn.linear_model import Ridge
+
+    from evalmon.monitor.detectors import CURRENT, FirstStage, first_stage_path, load_detector
+    from evalmon.monitor.signals.static_embed import get_static_embedder
+
+    base_v = CURRENT[name]
+    det = copy.deepcopy(load_detector(name, base_v))  # load_detector is cached: never mutate its object
+    texts = [r.text for r in rows]
+    p_full = det.predict_proba_vectors(embed(texts))
+    static = get_static_embedder()
+    x1 = static.encode(texts)
+    y = np.array([r.label for r in rows])
+    split = np.array([split_of(r) for r in rows])
+    ship = np.array([r.shippable for r in rows])
+    src = np.array([r.source for r in rows])
+    tr, val = (split == "train") & ship, (split == "validation") & ship
+    q = np.clip(p_full, 1e-6, 1 - 1e-6)
+    reg = Ridge(alpha=FIRST_STAGE_ALPHA).fit(x1[tr], np.log(q / (1 - q))[tr])
+    members = [Member(coef=reg.coef_.astype(float).tolist(), intercept=float(reg.intercept_), a=-1.0, b=0.0)]
+    fs = FirstStage(embedding_model=static.model_ref, escalate_above=0.0, members=members)
+    p1 = fs.predict_proba_vectors(x1)
+    assert np.allclose(p1, 1 / (1 + np.exp(-reg.predict(x1))), atol=1e-6), "exported member differs from sklearn"
+    full_flag = p_full >= det.threshold
+    fs.escalate_above = round(escalation_cut(p1[val], full_flag[val], y[val], FIRST_STAGE_MAX_RECALL_LOSS), 6)
+    esc = p1 >= fs.escalate_above
+    p_casc = np.where(esc, p_full, p1)
+    report: dict[str, Any] = {}
+    for tag, m in [("validation (permissive sets, validation split)", val)] + [
+            (f"{s} ({'validation split' if LICENCES[s][1] else 'all rows, validation-only set'})",
+             (src == s) & ((split == "validation") | ~ship)) for s in sorted(set(src))]:
+        if m.any():
+            report[tag] = {"escalated": round(float(esc[m].mean()), 4),
+                           "full": metrics(y[m], p_full[m], det.threshold),
+                           "cascade": metrics(y[m], p_casc[m], det.threshold)}
+    fs.card = {"model": f"Ridge(alpha={FIRST_STAGE_ALPHA:g}) from the static embedding to the full detector's logit "
+                        "(p1 = its sigmoid), train split only",
+               "escalate_above": f"the highest cut losing ≤ {FIRST_STAGE_MAX_RECALL_LOSS:g} recall at the default "
+                                 "threshold on the permissive validation split",
+               "metrics": report}
+    det.first_stage = fs
+    print(f"\n== {name} v{base_v}: first stage escalates p1 ≥ {fs.escalate_above:.4f}")
+    for k, v in report.items():
+        print(f"  {k:60s} esc={v['escalated']:.3f} full={json.dumps(v['full'])}\n  {'':60s} casc={json.dumps(v['cascade'])}")
+    if write:
+        fs.save(first_stage_path(name, base_v))
+        write_card(det)
+    return fs.card
+
+
+def first_stage_card(det: Detector) -> list[str]:
+    """The model card's cascade section: escalation share and the figures with / without the first stage."""
+    fs = det.first_stage
+    assert fs is not None
+    c = fs.card
+    lines = ["", "## Cascade (first stage)", "",
+             f"`{det.name}-v{det.version}.first_stage.json`: {c['model']} "
+             "(`static:` = model2vec token embeddings distilled offline from the bundled MiniLM, "
+             "`evalmon/monitor/signals/static_embed.py`). A text is embedded with MiniLM and scored by the members "
+             f"above only when the first stage gives it ≥ **{fs.escalate_above:.4f}** ({c['escalate_above']}); "
+             "the others keep the first stage's probability (below the flag's reach). `cascade: false` on the "
+             "safety signal turns it off.", "",
+             "At the default threshold, on the rows above; *full* = MiniLM on every text (`cascade: false`), "
+             "*cascade* = the default.", "",
+             "| rows | escalated | recall full → cascade | FPR full → cascade | PR-AUC full → cascade |",
+             "|---|---|---|---|---|"]
+    for k, m in c["metrics"].items():
+        f, g = m["full"], m["cascade"]
+        cells = [f"{f.get(x, '')} → {g.get(x, '')}" if x in f else "" for x in ("recall", "fpr", "pr_auc")]
+        lines.append(f"| {k} | {m['escalated']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_card(det: Detector) -> None:
     c = det.card
     lines = [f"# Detector `{det.name}` v{det.version}", "", f"{c['description'].capitalize()}.", "",
@@ -317,6 +422,8 @@ def write_card(det: Detector) -> None:
     for k, m in c["metrics"].items():
         cells = [m.get(f, "") for f in ("n", "positives", "pr_auc", "roc_auc", "recall", "fpr", "precision")]
         lines.append(f"| {k} | " + " | ".join(str(x) for x in cells) + " |")
+    if det.first_stage is not None:
+        lines += first_stage_card(det)
     lines += ["", "## Intended use and limits", "", USE_AND_LIMITS[det.name], ""]
     if det.name in CHANGES and det.version != "1":
         lines += ["## Changes", "", CHANGES[det.name], ""]
@@ -331,6 +438,8 @@ def main() -> None:
     ap.add_argument("--embed-only", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--cached-only", action="store_true", help="only rows whose embedding is cached (quick look)")
+    ap.add_argument("--first-stage", action="store_true",
+                    help="add the cascade's first stage to harmful_request / jailbreak / toxicity (FIRST_STAGE_OF)")
     args = ap.parse_args()
     np.random.seed(SEED)
     ds = datasets(args.data)
@@ -339,6 +448,10 @@ def main() -> None:
         texts = list(dict.fromkeys(r.text for n in names for r in ds[n]))
         texts.sort(key=len)
         embed(texts)
+        return
+    if args.first_stage:
+        for n in (n for n in names if n in FIRST_STAGE_OF):
+            add_first_stage(n, ds[n], write=not args.no_write)
         return
     for n in names:
         rows = ds[n]

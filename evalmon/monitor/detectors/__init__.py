@@ -35,6 +35,52 @@ class Member:
     b: float
 
 
+def _proba(members: list[Member], x: np.ndarray) -> np.ndarray:
+    w = np.array([m.coef for m in members], dtype=np.float64)  # (k, dim)
+    c, a, b = (np.array([getattr(m, k) for m in members]) for k in ("intercept", "a", "b"))
+    return (1.0 / (1.0 + np.exp(a * (x.astype(np.float64) @ w.T + c) + b))).mean(axis=1)
+
+
+@dataclass
+class FirstStage:
+    """A cheap first stage of a cascade (``monitor/signals/embeddings.detector_scores``): the same kind of members
+    over static token embeddings (``embedding_model`` ``static:…``); only texts it scores ≥ ``escalate_above``
+    go to the full detector — the others keep this stage's probability (below the band where the full
+    detector could flag them, chosen on validation data; ``benchmarks/train_detectors.py``)."""
+
+    embedding_model: str
+    escalate_above: float
+    members: list[Member]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba_vectors(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != len(self.members[0].coef):
+            raise DataError(f"first stage: expected (n, {len(self.members[0].coef)}) embeddings, got {x.shape}")
+        return _proba(self.members, x)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> FirstStage:
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            members = [Member(**m) for m in d["members"]]
+            fs = cls(embedding_model=str(d["embedding_model"]), escalate_above=float(d["escalate_above"]),
+                     members=members, card=dict(d.get("card", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: not a first-stage artifact ({e})",
+                            hint="retrain with benchmarks/train_detectors.py --first-stage") from e
+        if not members or len({len(m.coef) for m in members}) != 1:
+            raise DataError(f"{path}: members missing or of different sizes")
+        return fs
+
+
+def first_stage_path(name: str, version: str) -> Path:
+    """A shipped detector's optional cascade first stage: ``<name>-v<version>.first_stage.json`` next to it."""
+    return ARTIFACT_DIR / f"{name}-v{version}.first_stage.json"
+
+
 @dataclass
 class Detector:
     name: str
@@ -45,6 +91,7 @@ class Detector:
     threshold: float
     members: list[Member]
     card: dict[str, Any] = field(default_factory=dict)
+    first_stage: FirstStage | None = None  # the cascade's cheap stage (its own file: first_stage_path)
 
     def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         w = np.array([m.coef for m in self.members], dtype=np.float64)  # (k, dim)
@@ -66,7 +113,9 @@ class Detector:
         return (1.0 / (1.0 + np.exp(a * f + b))).mean(axis=1)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["first_stage"]  # saved in its own artifact (FirstStage.save), so the detector's file is unchanged
+        return d
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
@@ -105,7 +154,12 @@ def load_detector(name: str, version: str | None = None) -> Detector:
     path = ARTIFACT_DIR / f"{name}-v{version}.json"
     if not path.is_file():
         raise ConfigError(f"no shipped detector {name!r} v{version}", hint=f"shipped: {', '.join(BUILTIN)}")
-    return load_detector_file(path)
+    det = load_detector_file(path)
+    fs = first_stage_path(name, version)
+    if fs.is_file():
+        det.first_stage = FirstStage.load(fs)
+    return det
 
 
-__all__ = ["ARTIFACT_DIR", "BUILTIN", "CURRENT", "Detector", "Member", "load_detector", "load_detector_file"]
+__all__ = ["ARTIFACT_DIR", "BUILTIN", "CURRENT", "Detector", "FirstStage", "Member", "first_stage_path", "load_detector",
+           "load_detector_file"]

@@ -74,6 +74,12 @@ class EmbeddingConfig(_SignalConfig):
     batch_size: int = Field(64, ge=1)
     max_chars: int = Field(2000, ge=16)
     allow_download: bool = False
+    # bounded seeded sample per batch (embeddings.EmbeddingSignal): min(n, max(sample_min, ceil(rate·n)), sample_max)
+    # records; sample_rate 1 = every record. Not dumped at their defaults.
+    sample_rate: float = Field(0.1, gt=0, le=1, exclude_if=lambda v: v == 0.1)
+    sample_min: int = Field(50, ge=2, exclude_if=lambda v: v == 50)
+    sample_max: int = Field(5000, ge=2, exclude_if=lambda v: v == 5000)
+    seed: int = Field(0, exclude_if=lambda v: v == 0)
 
 
 class PiiConfig(_SignalConfig):
@@ -106,6 +112,9 @@ class SafetyClassifierConfig(ConfigModel, BaseModel):
 class SafetyConfig(_SignalConfig):
     name: Literal["safety"] = "safety"
     method: Literal["classifier", "exemplars"] = "classifier"
+    # detectors with a first stage score every text on static embeddings and send only an uncertain band to
+    # MiniLM (docs/monitor-signals.md "Throughput"); false: MiniLM for every text. Not dumped at its default.
+    cascade: bool = Field(True, exclude_if=lambda v: v)
     exemplars: bool = True
     data_dir: str | None = None
     replace_builtin: bool = False
@@ -168,7 +177,9 @@ def _embedding(cfg: EmbeddingConfig, *, allow_download: bool = False, **_: Any) 
     from evalmon.monitor.signals.embeddings import EmbeddingSignal
 
     return EmbeddingSignal(cfg.fields, model=cfg.model, device=cfg.device, batch_size=cfg.batch_size,
-                           max_chars=cfg.max_chars, allow_download=cfg.allow_download or allow_download)
+                           max_chars=cfg.max_chars, allow_download=cfg.allow_download or allow_download,
+                           sample_rate=cfg.sample_rate, sample_min=cfg.sample_min, sample_max=cfg.sample_max,
+                           seed=cfg.seed)
 
 
 def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
@@ -183,7 +194,7 @@ def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
 def _safety(cfg: SafetyConfig, *, allow_download: bool = False, **_: Any) -> Signal:
     from evalmon.monitor.signals.safety import SafetySignal
 
-    return SafetySignal(method=cfg.method, exemplars=cfg.exemplars, data_dir=cfg.data_dir,
+    return SafetySignal(method=cfg.method, cascade=cfg.cascade, exemplars=cfg.exemplars, data_dir=cfg.data_dir,
                         replace_builtin=cfg.replace_builtin,
                         targets=cfg.targets, thresholds=cfg.thresholds, top_k=cfg.top_k, model=cfg.model,
                         batch_size=cfg.batch_size,

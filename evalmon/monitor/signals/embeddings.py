@@ -23,7 +23,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from evalmon.monitor.signals.base import BaseSignal, offline, require_local_path, text_series
+from evalmon.monitor.signals.base import (
+    BaseSignal,
+    offline,
+    record_keys,
+    require_local_path,
+    stable_fraction,
+    text_series,
+)
 
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
 # Word pieces the encoder reads per text (capped at the model's own limit: 256 for MiniLM). Lower caps
@@ -122,23 +129,79 @@ class Embedder:
                             show_progress_bar=False).astype(np.float32)
 
 
-def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-    """A shipped detector's probability for each text (NaN for empty text), from the shared embedding."""
+def _check_model(detector: Any, embedder: Embedder) -> None:
     if detector.embedding_model != embedder.model_ref:
         from evalmon.core.errors import ConfigError
 
         raise ConfigError(f"detector {detector.name} was trained on {detector.embedding_model} embeddings, "
                           f"not {embedder.model_ref}", hint="use the default embedding model with detectors")
+
+
+def cascade_enabled() -> bool:
+    """``$EVALMON_CASCADE`` (``1``, the default, or ``0``): ``0`` sends every text to MiniLM, for every detector."""
+    value = os.environ.get("EVALMON_CASCADE", "1").strip()
+    if value not in ("0", "1"):
+        from evalmon.core.errors import ConfigError
+
+        raise ConfigError(f"EVALMON_CASCADE={value!r} is not 0 or 1", hint="unset it (cascade on) or set 0 (off)")
+    return value == "1"
+
+
+def active_first_stage(detector: Any) -> Any:
+    """The detector's first stage when it has one and the cascade is on (``cascade_enabled``), else ``None``."""
+    fs = getattr(detector, "first_stage", None)
+    return fs if fs is not None and cascade_enabled() else None
+
+
+def first_stage_scores(detector: Any, texts: Sequence[str]) -> np.ndarray | None:
+    """The cascade's cheap probabilities for non-empty ``texts`` (static embeddings), or ``None`` when the
+    detector has no (active) first stage."""
+    fs = active_first_stage(detector)
+    if fs is None:
+        return None
+    from evalmon.monitor.signals.static_embed import get_static_embedder
+
+    return fs.predict_proba_vectors(get_static_embedder().encode(list(texts)))
+
+
+def detector_needs(detector: Any, texts: Sequence[str], *, cascade: bool = True) -> list[str]:
+    """The texts whose full (MiniLM) embedding ``detector_scores`` will read: every non-empty text, or with a
+    cascade only those its first stage escalates. Signals return these from ``embedding_texts`` so the
+    shared pass encodes nothing that no detector reads."""
+    nonempty = [t for t in texts if t.strip()]
+    p1 = first_stage_scores(detector, nonempty) if cascade and nonempty else None
+    if p1 is None:
+        return nonempty
+    return [t for t, p in zip(nonempty, p1, strict=True) if p >= detector.first_stage.escalate_above]
+
+
+def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, cascade: bool = True) -> np.ndarray:
+    """A shipped detector's probability for each text (NaN for empty text), from the shared embedding.
+
+    With a first stage (``detector.first_stage``, and ``cascade``): every text gets the first stage's
+    probability; the texts it scores ≥ ``escalate_above`` are embedded with MiniLM and get the full
+    detector's probability instead — exactly what the detector alone gives them."""
+    _check_model(detector, embedder)
     out = np.full(len(texts), np.nan)
-    idx = [i for i, t in enumerate(texts) if t.strip()]
-    if idx:
-        out[idx] = detector.predict_proba_vectors(embedder.encode([texts[i] for i in idx]))
+    idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
+    if not len(idx):
+        return out
+    sub = [texts[i] for i in idx]
+    p1 = first_stage_scores(detector, sub) if cascade else None
+    if p1 is None:
+        out[idx] = detector.predict_proba_vectors(embedder.encode(sub))
+        return out
+    out[idx] = p1
+    esc = np.flatnonzero(p1 >= detector.first_stage.escalate_above)
+    if len(esc):
+        out[idx[esc]] = detector.predict_proba_vectors(embedder.encode([sub[i] for i in esc]))
     return out
 
 
 def prefetch_embeddings(frame: pd.DataFrame, signals: Sequence[Any]) -> None:
-    """One embedding pass per batch: every non-empty text that any signal embeds (its ``embedder`` and
-    ``embedding_fields``) is encoded in one call per embedder; the signals then read the memo."""
+    """One embedding pass per batch: every text that any signal will embed is encoded in one call per
+    embedder; the signals then read the memo. A signal declares its texts with ``embedding_texts(frame)``
+    (e.g. only what a cascade escalates, or a sample), else every non-empty text of its ``embedding_fields``."""
     todo: dict[int, tuple[Embedder, dict[str, None]]] = {}
     for sig in signals:
         emb = getattr(sig, "embedder", None)
@@ -146,6 +209,10 @@ def prefetch_embeddings(frame: pd.DataFrame, signals: Sequence[Any]) -> None:
         if not isinstance(emb, Embedder) or not fields:
             continue
         _, texts = todo.setdefault(id(emb), (emb, {}))
+        wanted = getattr(sig, "embedding_texts", None)
+        if callable(wanted):
+            texts.update(dict.fromkeys(t for t in wanted(frame) if t.strip()))
+            continue
         for f in fields:
             if f in frame.columns:
                 for t in text_series(frame, f).tolist():
@@ -187,15 +254,24 @@ def get_embedder(model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size:
 
 
 class EmbeddingSignal(BaseSignal):
+    """``embedding.<field>``: the MiniLM vector of each *sampled* record (NaN for the others and for empty text),
+    for embedding drift. The sample is bounded and seeded: a batch (one window's partition) of n records
+    embeds the ``k = min(n, max(sample_min, ceil(sample_rate·n)), sample_max)`` records with the smallest
+    seeded hash of their fields (a bottom-k sample: the same records whatever their order; drift statistics on
+    a uniform sample estimate the window's). ``sample_rate: 1`` embeds every record (the signal's v1)."""
+
     name: ClassVar[str] = "embedding"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
+    cacheable = False  # the sample depends on the batch; repeated texts are memoised by the embedder
 
     def __init__(self, fields: Sequence[str] = ("prompt", "response"), *, model: str = DEFAULT_MODEL,
                  device: str = "cpu", batch_size: int = 64, max_chars: int = 2000,
-                 allow_download: bool = False) -> None:
+                 allow_download: bool = False, sample_rate: float = 0.1, sample_min: int = 50,
+                 sample_max: int = 5000, seed: int = 0) -> None:
         self.fields = tuple(fields)
         self.model_ref = model
         self.max_chars = max_chars
+        self.sample_rate, self.sample_min, self.sample_max, self.seed = sample_rate, sample_min, sample_max, seed
         self.embedder = get_embedder(model, device=device, batch_size=batch_size, max_chars=max_chars,
                                      allow_download=allow_download)
         self.columns = tuple(f"embedding.{f}" for f in self.fields)
@@ -203,13 +279,30 @@ class EmbeddingSignal(BaseSignal):
         self.embedding_fields = self.fields
 
     def options(self) -> dict[str, Any]:
-        return {"fields": self.fields, "model": self.model_ref, "max_chars": self.max_chars}
+        return {"fields": self.fields, "model": self.model_ref, "max_chars": self.max_chars,
+                "sample": [self.sample_rate, self.sample_min, self.sample_max, self.seed]}
+
+    def sampled(self, frame: pd.DataFrame) -> np.ndarray:
+        """Positions of the batch's sampled records (sorted)."""
+        n = len(frame)
+        k = min(n, max(self.sample_min, int(np.ceil(self.sample_rate * n))), self.sample_max)
+        if k >= n:
+            return np.arange(n)
+        keys = record_keys(frame, [f for f in self.fields if f in frame.columns])
+        order = np.argsort([stable_fraction(key, self.seed) for key in keys], kind="stable")
+        return np.sort(order[:k])
+
+    def embedding_texts(self, frame: pd.DataFrame) -> list[str]:
+        sub = frame.iloc[self.sampled(frame)]
+        return [t for f in self.fields for t in text_series(sub, f).tolist() if t.strip()]
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
         out: dict[str, pd.Series] = {}
+        pick = np.zeros(len(frame), dtype=bool)
+        pick[self.sampled(frame)] = True
         for f in self.fields:
             s = text_series(frame, f)
-            nonempty = s.str.strip().str.len() > 0
+            nonempty = (s.str.strip().str.len() > 0).to_numpy() & pick
             col = pd.Series([np.nan] * len(frame), index=frame.index, dtype=object)
             if nonempty.any():
                 vecs = self.embedder.encode(s[nonempty].tolist())

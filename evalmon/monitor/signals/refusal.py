@@ -31,7 +31,13 @@ import pandas as pd
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, text_series
-from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, detector_scores, get_embedder
+from evalmon.monitor.signals.embeddings import (
+    DEFAULT_MODEL,
+    active_first_stage,
+    detector_needs,
+    detector_scores,
+    get_embedder,
+)
 
 _CANT = r"(?:can ?not|can't|cant|(?:won't|will not|wouldn't|would not) be able to|won't|will not|am not able to|'m not able to|am unable to|'m unable to|must not|shouldn't|should not)"
 _VERB = (r"(?:help|assist|provide|comply|fulfill|fulfil|do that|do this|support|create|generate|give|share|engage|"
@@ -121,8 +127,14 @@ class RefusalSignal(BaseSignal):
 
     def options(self) -> dict[str, Any]:
         det = f"{self.detector.name}-v{self.detector.version}" if self.detector else None
+        fs = active_first_stage(self.detector)  # the cascade changes the scores below its cut
         return {"field": self.field, "head_chars": self.head_chars, "patterns": self.patterns,
-                "classifier": det, "threshold": self.threshold}
+                "classifier": det, "threshold": self.threshold,
+                **({"first_stage": fs.escalate_above} if fs is not None else {})}
+
+    def embedding_texts(self, frame: pd.DataFrame) -> list[str]:
+        """Responses whose MiniLM embedding the classifier reads (with its cascade: only the escalated ones)."""
+        return detector_needs(self.detector, text_series(frame, self.field).tolist()) if self.detector else []
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
         text = text_series(frame, self.field)

@@ -42,7 +42,13 @@ import pandas as pd
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.monitor.contracts import PROMPT, RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, offline, require_local_path, text_series
-from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, detector_scores, get_embedder
+from evalmon.monitor.signals.embeddings import (
+    DEFAULT_MODEL,
+    active_first_stage,
+    detector_needs,
+    detector_scores,
+    get_embedder,
+)
 from evalmon.monitor.signals.exemplars import EXEMPLARS
 from evalmon.monitor.signals.refusal import RefusalSignal
 
@@ -83,7 +89,8 @@ class SafetySignal(BaseSignal):
     name: ClassVar[str] = "safety"
     version: ClassVar[str] = "2"
 
-    def __init__(self, *, method: str = "classifier", exemplars: bool = True, data_dir: str | None = None,
+    def __init__(self, *, method: str = "classifier", cascade: bool = True, exemplars: bool = True,
+                 data_dir: str | None = None,
                  replace_builtin: bool = False, targets: Mapping[str, str] | None = None,
                  thresholds: Mapping[str, float] | None = None, top_k: int = 3, model: str = DEFAULT_MODEL,
                  batch_size: int = 64, classifier: Mapping[str, Any] | None = None,
@@ -91,6 +98,7 @@ class SafetySignal(BaseSignal):
         if method not in METHODS:
             raise ConfigError(f"signals.safety.method: {method!r} is not one of {', '.join(METHODS)}")
         self.method = method
+        self.cascade = cascade
         self.use_exemplars = exemplars
         self.data_dir = data_dir
         self.top_k = top_k
@@ -146,12 +154,33 @@ class SafetySignal(BaseSignal):
                                              | set(self._refusal.embedding_fields)))
 
     def options(self) -> dict[str, Any]:
-        return {"method": self.method,
+        cuts = {lab: fs.escalate_above for lab, d in self.detectors.items()
+                if self.cascade and (fs := active_first_stage(d)) is not None}  # the cascade changes scores
+        return {"method": self.method, **({"cascade": False} if not self.cascade else {}),
+                **({"first_stages": cuts} if cuts else {}),
                 "detectors": {lab: f"{d.name}-v{d.version}" for lab, d in self.detectors.items()},
                 "refusal": self._refusal.options(),
                 "exemplars": {k: list(v) for k, v in self.exemplars.items()}, "targets": self.targets,
                 "thresholds": self.thresholds, "top_k": self.top_k, "model": self.model_ref,
                 "classifier": self.classifier}
+
+    def embedding_texts(self, frame: pd.DataFrame) -> list[str]:
+        """The texts this signal reads MiniLM embeddings of: each detector's (with its cascade: only what its
+        first stage escalates), the exemplar labels' fields, and the refusal classifier's."""
+        out: dict[str, None] = {}
+        for lab in self.labels:
+            texts = text_series(frame, self.targets[lab]).tolist()
+            if lab in self.detectors:
+                out.update(dict.fromkeys(detector_needs(self.detectors[lab], texts, cascade=self.cascade)))
+            else:
+                out.update(dict.fromkeys(t for t in texts if t.strip()))
+        wanted = getattr(self._refusal, "embedding_texts", None)
+        if callable(wanted):
+            out.update(dict.fromkeys(wanted(frame)))
+        else:
+            for f in self._refusal.embedding_fields:
+                out.update(dict.fromkeys(t for t in text_series(frame, f).tolist() if t.strip()))
+        return list(out)
 
     def _vectors(self) -> dict[str, np.ndarray]:
         if self._exemplar_vecs is None:
@@ -189,7 +218,7 @@ class SafetySignal(BaseSignal):
                 flag = np.zeros(n, dtype=bool)
                 if lab in self.detectors:
                     assert self.embedder is not None
-                    full = detector_scores(self.detectors[lab], self.embedder, s.tolist())
+                    full = detector_scores(self.detectors[lab], self.embedder, s.tolist(), cascade=self.cascade)
                     flag = np.nan_to_num(full, nan=0.0) >= self.thresholds[lab]
                 else:
                     full[nonempty] = scores[lab]
