@@ -134,6 +134,9 @@ def _evaluate(job: _Job, lm: LM, cache: ResponseCache | None, progress: Any, ctx
 
 def _record(job: _Job, exc: BaseException, ctx: _Context) -> None:
     """A checkpoint's run stopped by ``exc``: its status, and (the first real error) what the run raises."""
+    if job.run.status == "finished":  # the signal came after its last task: the run is complete
+        ctx.stop.set()
+        return
     if isinstance(exc, KeyboardInterrupt) or ctx.interrupted:
         from evalmon.core import interrupts
 
