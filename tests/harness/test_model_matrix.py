@@ -84,3 +84,33 @@ def test_checkpoint_table_and_gate_refs(tmp_path: Path) -> None:
     tags = run_tags(child)
     assert tags["evalmon.checkpoint"] == "b" and tags["mlflow.parentRunId"] == "p123" and "evalmon.adapter" not in tags
     assert run_tags(ref)["evalmon.checkpoints"] == "b" and run_tags(ref)["evalmon.checkpoint"] == "a"
+
+
+@pytest.mark.e2e  # writes three runs' reports: 0.7 s on loaded cores, over the unit lane's per-test budget
+def test_failed_checkpoint_is_recorded_and_the_rest_not_started(tmp_path: Path) -> None:
+    from evalmon.harness import run as harness_run
+    from evalmon.harness.model_matrix import RunHooks, _Context, _finish, _Job, _record
+    from evalmon.harness.roles import Models
+
+    cfg = load_suite_text(f"name: s\noutput_dir: {tmp_path}\ntracking: {{enabled: false}}\nmodels:\n"
+                          "  - {name: a, path: /a}\n  - {name: b, path: /b}\n  - {name: c, path: /c}\n"
+                          "tasks: [hellaswag]\n", "s.yaml")
+    hooks = RunHooks(aggregate=lambda r: None, finalize=harness_run.finalize, error_line=harness_run.error_line,
+                     now=harness_run._now)
+    parent, _ = _run("r", [1, 0, 1])  # the reference computed a task (else no run dir is left at all)
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    jobs = [_Job(0, "a", None, parent, run_dir, started=True)]
+    jobs += [_Job(i, n, None, variant_run(parent, n, {}, "checkpoint"), variant_dir(run_dir, n, "checkpoint"))
+             for i, n in ((1, "b"), (2, "c"))]
+    ctx = _Context(cfg, [], None, lambda _m: None, hooks, Models(None))
+    parent.status = "finished"
+    _record(jobs[0], KeyboardInterrupt(), ctx)  # a signal after its last task: still finished
+    assert parent.status == "finished"
+    jobs[1].started = True
+    _record(jobs[1], ModelError("model.path: /b has no config.json"), ctx)
+    _finish(jobs, ctx, run_dir, None)
+    b, c = (RunResult.load(run_dir / "models" / n) for n in ("b", "c"))
+    assert b.status == "failed" and b.error == "ModelError: models.1 (b): model.path: /b has no config.json"
+    assert c.status == "failed" and c.error.startswith("not run: the run stopped (ModelError: models.1 (b)")
+    assert RunResult.load(run_dir).adapters["kind"] == "checkpoint" and str(ctx.errors[0]).startswith("models.1 (b)")
