@@ -43,7 +43,9 @@ def spark() -> Any:
         spark.stop()
 
 
-def _monitor(tmp_path: Path, name: str, executor: str, source: str, *, reads: str = "native") -> Any:
+def _monitor(tmp_path: Path, name: str, executor: str, source: str, *, reads: str = "native",
+             reservoir: int = 500) -> Any:
+    """``reservoir``: drift rows per window (500: the whole window; fewer: a sample keyed by arrival)."""
     return load_monitor_text(textwrap.dedent(f"""\
         name: m
         source: {source}
@@ -52,7 +54,7 @@ def _monitor(tmp_path: Path, name: str, executor: str, source: str, *, reads: st
         executor: {executor}
         spark: {{master: 'local[2]', reads: {reads}}}
         signals: [{{name: text, language: false}}]
-        drift: {{text_drift: false, html: false, reservoir_rows: 40, min_rows: 5}}
+        drift: {{text_drift: false, html: false, reservoir_rows: {reservoir}, min_rows: 5}}
         tracking: {{enabled: false}}
         alerts: {{rules: [{{metric: p90/latency_ms, op: ">", value: 300}}]}}
         output_dir: out-{name}
@@ -208,9 +210,11 @@ def test_spark_jdbc_source_equals_the_sql_source(tmp_path: Path, spark: Any) -> 
     con.commit()
     con.close()
     spark.sql(f"ADD JAR {SQLITE_JAR}")
-    sql = _run(_monitor(tmp_path, "sql", "local", "{kind: sql, url: 'sqlite:///t.db', table: events}"))
-    jdbc = ("{kind: spark_table, format: jdbc, options: {url: 'jdbc:sqlite:" + str(db) + "', dbtable: events, "
-            "driver: org.sqlite.JDBC, partitionColumn: id, lowerBound: 0, upperBound: 200, numPartitions: 2}}")
+    sql = _run(_monitor(tmp_path, "sql", "local",
+                        "{kind: sql, url: 'sqlite:///t.db', table: events, assume_timezone: Europe/Paris}"))
+    jdbc = ("{kind: spark_table, assume_timezone: Europe/Paris, format: jdbc, options: {url: 'jdbc:sqlite:"
+            + str(db) + "', dbtable: events, driver: org.sqlite.JDBC, partitionColumn: id, lowerBound: 0, "
+            "upperBound: 200, numPartitions: 2}}")
     on_spark = _run(_monitor(tmp_path, "jdbc", "spark", jdbc))
     _same(sql, on_spark)
     assert sql.unplaced == 2 and sum(o.records for o in sql.windows) > 120
@@ -228,3 +232,26 @@ def test_delta_without_its_jars_is_one_line(tmp_path: Path, spark: Any) -> None:
     assert "source 'lake': Spark cannot read format delta at" in line and "\n" not in line, line
     assert "delta-spark" in str(err.value.hint)
     assert not (tmp_path / "out-delta" / "m" / "windows").exists()
+
+
+def test_spark_jdbc_timestamp_column_pushes_the_window_down(tmp_path: Path, spark: Any) -> None:
+    """A JDBC table with a real TIMESTAMP column (Derby, embedded — its jars ship with pyspark): the window
+    filter goes into the SQL ``WHERE`` (``PushedFilters``), the read is partitioned on the timestamp (3 JDBC
+    partitions, then a shuffle), and the windows equal the local executor's on the same table — with a drift
+    reservoir smaller than a window, so the rows' arrival order (a content order, whatever Spark's) must agree."""
+    _parquet(tmp_path / "pq")
+    url = f"jdbc:derby:{tmp_path / 'derby'};create=true"
+    driver = "org.apache.derby.jdbc.EmbeddedDriver"
+    spark.read.parquet(str(tmp_path / "pq")).drop("dt").write.jdbc(url, "events", properties={"driver": driver})
+    jdbc = ("{kind: spark_table, format: jdbc, options: {url: '" + url + "', dbtable: events, driver: " + driver
+            + ", partitionColumn: timestamp, lowerBound: '2026-11-01 00:00:00', upperBound: '2026-11-01 04:00:00',"
+            " numPartitions: 3}}")
+    cfg = _monitor(tmp_path, "derby", "spark", jdbc, reservoir=40)
+    _same(_run(_monitor(tmp_path, "derby-local", "local", jdbc, reservoir=40)), _run(cfg))
+    from evalmon.monitor.sources import build_source
+
+    src = build_source(cfg.source, tmp_path)
+    df = src.frame(spark)
+    lo, hi = pd.Timestamp(T0 + HOUR), pd.Timestamp(T0 + 2 * HOUR)
+    plan = df.filter(src.superset(df, lo, hi))._jdf.queryExecution().executedPlan().toString()
+    assert "PushedFilters: [*Or(Or(Or(IsNull(timestamp),LessThan(timestamp," in plan, plan

@@ -10,8 +10,10 @@ scan (Parquet/Delta: file and row-group skipping; JDBC: the ``WHERE`` clause); o
 epoch numbers, ``timestamp_ntz``) are read whole and cut after parsing. Either way the rows are parsed by the
 shared routine (``normalize_frame``: aliases, ``timeparse``, quarantine) and cut to [start, end) after it, like
 every other source. Rows without a usable time are quarantined *unplaced* (a table has no line order to place
-them by). ``arrival`` is the row's position in the read, which Spark does not fix: equal timestamps may come in
-either order.
+them by). Spark fixes no row order (JDBC partitions, files, shuffles), so a read's rows are put in time order
+(ties: by a hash of their content) before parsing: ``arrival`` — which breaks timestamp ties, seeds the drift
+reservoir's keys and orders the ``increasing`` quality check — is then the same on every read of the same rows,
+by either executor (a table has no logging order of its own to check).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from evalmon.core.errors import ConfigError, DataError
 from evalmon.monitor.contracts import TIMESTAMP, SourceBatch
-from evalmon.monitor.schema import normalize_frame, resolve_columns
+from evalmon.monitor.schema import TIME_UNITS, normalize_frame, resolve_columns
 from evalmon.monitor.sources.base import Part, check_window, merge
-from evalmon.monitor.timeparse import Plausible
+from evalmon.monitor.timeparse import Plausible, parse_times
 
 _DELTA_HINT = ("install delta-spark matching pyspark and start Spark with its jars (Databricks has them), or point "
                "the source at the table's Parquet files (kind: parquet)")
@@ -134,9 +137,23 @@ class SparkTableSource:
         for c in instants:
             if c in pdf.columns:
                 pdf[c] = pd.to_datetime(pdf[c], unit="us", utc=True)
+        if len(pdf) > 1:
+            pdf = pdf.iloc[self._order(pdf)].reset_index(drop=True)
         norm = normalize_frame(pdf, source=self.name, mapping=self.columns, assume_timezone=self.assume_timezone,
                                keep=self.keep, strict_columns=True, plausible=self.plausible)
         return merge([Part(name=self.name, norm=norm)], start, end, {"files": 0, "source": self.name})
+
+    def _order(self, pdf: pd.DataFrame) -> np.ndarray:
+        """Spark fixes no row order (JDBC partitions, files, shuffles): rows go in time order (the time as
+        ``timeparse`` reads it; none last), ties by a hash of their content — the same on every read."""
+        content = pd.util.hash_pandas_object(pdf.astype(str), index=False).to_numpy()
+        cols = resolve_columns(pdf.columns, self.columns)[TIMESTAMP]
+        if not cols:
+            return np.argsort(content, kind="stable")
+        parsed = parse_times(pdf[cols[0]], unit=TIME_UNITS.get(cols[0]), tz=self.assume_timezone, check=False).parsed
+        ns = pd.DatetimeIndex(parsed).asi8.copy()
+        ns[pd.isna(parsed).to_numpy()] = np.iinfo(np.int64).max
+        return np.lexsort((content, ns))
 
     def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
         lo, hi = check_window(start, end)
