@@ -278,6 +278,14 @@ class MonitorConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _spark_table_reads(self) -> MonitorConfig:
+        """``kind: spark_table`` has no reader for the tasks: ``spark.reads: python`` cannot read it."""
+        if self.executor == "spark" and self.spark.reads == "python" and getattr(self.source, "kind", "") == "spark_table":
+            raise _custom("executor", "spark.reads: python cannot read source kind spark_table (Spark is its reader)",
+                          "set spark.reads: auto (or native), or drop spark.reads")
+        return self
+
+    @model_validator(mode="after")
     def _judge_cap_per_window(self) -> MonitorConfig:
         problem = spark_judge_cap(self)
         if problem:

@@ -105,3 +105,13 @@ def test_spark_reads_per_source_kind(tmp_path: Path) -> None:
     assert native_source(sql, "auto") is False
     with pytest.raises(ConfigError, match=r"spark\.reads: native: source 't' has no Spark read"):
         native_source(sql, "native")
+
+
+def test_spark_table_with_python_reads_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_monitor_text("name: m\nsource: {kind: spark_table, table: t}\nexecutor: spark\nspark: {reads: python}\n"
+                          "tracking: {enabled: false}\n", "m.yaml", base_dir=tmp_path)
+    line = err.value.one_line()
+    assert "spark.reads: python cannot read source kind spark_table" in line and "\n" not in line, line
+    assert load_monitor_text("name: m\nsource: {kind: spark_table, table: t}\ntracking: {enabled: false}\n",
+                             "m.yaml", base_dir=tmp_path).source.table == "t"  # executor: local: the active session
