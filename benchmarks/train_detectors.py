@@ -296,7 +296,7 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
 # -- the cascade's first stage (issue #14 throughput) ------------------------------------------------------------
 # detectors that get a first stage (attached to the version load_detector loads: CURRENT; its own artifact file
 # <name>-v<version>.first_stage.json, so the detector's file and numbers stay as they are)
-FIRST_STAGE_OF = ("harmful_request", "jailbreak", "toxicity")
+FIRST_STAGE_OF = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_sensitive")
 # ridge penalty of the first stage's regression on the full detector's logit (0.1 vs 1: less escalation of
 # ordinary prompts at the same recall loss for harmful_request / toxicity, measured on the validation split)
 FIRST_STAGE_ALPHA = 0.1
@@ -333,9 +333,18 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
     base_v = CURRENT[name]
     det = copy.deepcopy(load_detector(name, base_v))  # load_detector is cached: never mutate its object
     texts = [r.text for r in rows]
-    p_full = det.predict_proba_vectors(embed(texts))
+    feats = det.card.get("features") or {}  # refusal v3: + one 0/1 column per phrase family, in both stages
+    if feats.get("patterns"):
+        import pandas as pd
+
+        from evalmon.monitor.signals.refusal import pattern_hits
+
+        extra = pattern_hits(pd.Series(texts), feats["patterns"], int(feats.get("head_chars", 400))).astype(float)
+    else:
+        extra = np.zeros((len(texts), 0))
+    p_full = det.predict_proba_vectors(np.hstack([embed(texts), extra]))
     static = get_static_embedder()
-    x1 = static.encode(texts)
+    x1 = np.hstack([static.encode(texts), extra])
     y = np.array([r.label for r in rows])
     split = np.array([split_of(r) for r in rows])
     ship = np.array([r.shippable for r in rows])
@@ -384,8 +393,9 @@ def first_stage_card(det: Detector) -> list[str]:
              "(`static:` = model2vec token embeddings distilled offline from the bundled MiniLM, "
              "`evalmon/monitor/signals/static_embed.py`). A text is embedded with MiniLM and scored by the members "
              f"above only when the first stage gives it ≥ **{fs.escalate_above:.4f}** ({c['escalate_above']}); "
-             "the others keep the first stage's probability (below the flag's reach). `cascade: false` on the "
-             "safety signal turns it off.", "",
+             "the others keep the first stage's probability (below the flag's reach). Features after the embedding "
+             "(refusal v3's phrase-family columns) enter both stages. `EVALMON_CASCADE=0` (every detector) or "
+             "`cascade: false` on the safety signal turns it off.", "",
              "At the default threshold, on the rows above; *full* = MiniLM on every text (`cascade: false`), "
              "*cascade* = the default.", "",
              "| rows | escalated | recall full → cascade | FPR full → cascade | PR-AUC full → cascade |",

@@ -74,9 +74,11 @@ def test_v3_reads_pattern_columns_and_catches_partial_and_soft_refusals() -> Non
     out = sig.compute(frame)
     assert out["refusal.refused"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     assert out["refusal.pattern"].iloc[1] == "classifier"  # no phrase family: the classifier caught it
-    # the score is the artifact's members over [embedding, the pattern columns]: without the columns it differs
+    # the score is the artifact's members over [embedding, the pattern columns] on the rows its cascade's first
+    # stage escalates (the others keep the first stage's score): without the columns it differs
     text = frame["response"]
     x = np.hstack([sig.embedder.encode(text.tolist()), pattern_hits(text, feats["patterns"], 400).astype(float)])
-    assert np.allclose(out["refusal.score"].to_numpy(), det.predict_proba_vectors(x))
+    esc = text.isin(sig.embedding_texts(frame)).to_numpy()
+    assert esc[:2].all() and np.allclose(out["refusal.score"].to_numpy()[esc], det.predict_proba_vectors(x)[esc])
     x[:, 384:] = 0.0
     assert not np.allclose(out["refusal.score"].to_numpy()[:1], det.predict_proba_vectors(x)[:1])

@@ -153,30 +153,40 @@ def active_first_stage(detector: Any) -> Any:
     return fs if fs is not None and cascade_enabled() else None
 
 
-def first_stage_scores(detector: Any, texts: Sequence[str]) -> np.ndarray | None:
-    """The cascade's cheap probabilities for non-empty ``texts`` (static embeddings), or ``None`` when the
-    detector has no (active) first stage."""
+def _with(x: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """Embeddings of ``rows`` with the detector's extra feature columns (e.g. refusal v3's pattern flags)."""
+    return x if extra is None else np.hstack([x, np.asarray(extra, dtype=np.float64)[rows]])
+
+
+def first_stage_scores(detector: Any, texts: Sequence[str], extra: np.ndarray | None = None) -> np.ndarray | None:
+    """The cascade's cheap probabilities for ``texts`` (static embeddings [+ ``extra`` columns, one row per
+    text]), or ``None`` when the detector has no (active) first stage."""
     fs = active_first_stage(detector)
     if fs is None:
         return None
     from evalmon.monitor.signals.static_embed import get_static_embedder
 
-    return fs.predict_proba_vectors(get_static_embedder().encode(list(texts)))
+    return fs.predict_proba_vectors(_with(get_static_embedder().encode(list(texts)), extra, np.arange(len(texts))))
 
 
-def detector_needs(detector: Any, texts: Sequence[str], *, cascade: bool = True) -> list[str]:
+def detector_needs(detector: Any, texts: Sequence[str], *, cascade: bool = True,
+                   extra: np.ndarray | None = None) -> list[str]:
     """The texts whose full (MiniLM) embedding ``detector_scores`` will read: every non-empty text, or with a
     cascade only those its first stage escalates. Signals return these from ``embedding_texts`` so the
     shared pass encodes nothing that no detector reads."""
-    nonempty = [t for t in texts if t.strip()]
-    p1 = first_stage_scores(detector, nonempty) if cascade and nonempty else None
+    idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
+    sub = [texts[i] for i in idx]
+    p1 = first_stage_scores(detector, sub, None if extra is None else np.asarray(extra)[idx]) \
+        if cascade and len(idx) else None
     if p1 is None:
-        return nonempty
-    return [t for t, p in zip(nonempty, p1, strict=True) if p >= detector.first_stage.escalate_above]
+        return sub
+    return [t for t, p in zip(sub, p1, strict=True) if p >= detector.first_stage.escalate_above]
 
 
-def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, cascade: bool = True) -> np.ndarray:
-    """A shipped detector's probability for each text (NaN for empty text), from the shared embedding.
+def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, cascade: bool = True,
+                    extra: np.ndarray | None = None) -> np.ndarray:
+    """A shipped detector's probability for each text (NaN for empty text), from the shared embedding
+    (+ ``extra``: the detector's own feature columns, one row per text, appended to the embedding).
 
     With a first stage (``detector.first_stage``, and ``cascade``): every text gets the first stage's
     probability; the texts it scores ≥ ``escalate_above`` are embedded with MiniLM and get the full
@@ -187,14 +197,15 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
     if not len(idx):
         return out
     sub = [texts[i] for i in idx]
-    p1 = first_stage_scores(detector, sub) if cascade else None
+    p1 = first_stage_scores(detector, sub, None if extra is None else np.asarray(extra)[idx]) if cascade else None
     if p1 is None:
-        out[idx] = detector.predict_proba_vectors(embedder.encode(sub))
+        out[idx] = detector.predict_proba_vectors(_with(embedder.encode(sub), extra, idx))
         return out
     out[idx] = p1
     esc = np.flatnonzero(p1 >= detector.first_stage.escalate_above)
     if len(esc):
-        out[idx[esc]] = detector.predict_proba_vectors(embedder.encode([sub[i] for i in esc]))
+        out[idx[esc]] = detector.predict_proba_vectors(_with(embedder.encode([sub[i] for i in esc]), extra,
+                                                             idx[esc]))
     return out
 
 

@@ -44,7 +44,13 @@ import pandas as pd
 from evalmon.core.errors import ConfigError
 from evalmon.monitor.contracts import RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, offline, text_series
-from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, detector_scores, get_embedder
+from evalmon.monitor.signals.embeddings import (
+    DEFAULT_MODEL,
+    active_first_stage,
+    detector_needs,
+    detector_scores,
+    get_embedder,
+)
 
 DEFAULT_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS",
                     "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "US_ITIN", "CRYPTO",
@@ -216,7 +222,15 @@ class PiiSignal(BaseSignal):
                 "score_threshold": self.score_threshold, "extra_patterns": self.extra_patterns,
                 "max_chars": self.max_chars,
                 "sensitive": f"{self.detector.name}-v{self.detector.version}" if self.detector else None,
-                "sensitive_threshold": self.sensitive_threshold if self.detector else None}
+                "sensitive_threshold": self.sensitive_threshold if self.detector else None,
+                **({"first_stage": fs.escalate_above}  # the cascade changes the scores below its cut
+                   if (fs := active_first_stage(self.detector)) is not None else {})}
+
+    def embedding_texts(self, frame: pd.DataFrame) -> list[str]:
+        """Texts whose MiniLM embedding the sensitive detector reads (its cascade: only the escalated ones)."""
+        if self.detector is None:
+            return []
+        return [t for f in self.fields for t in detector_needs(self.detector, text_series(frame, f).tolist())]
 
     @property
     def analyzer(self) -> Any:

@@ -134,7 +134,17 @@ class RefusalSignal(BaseSignal):
 
     def embedding_texts(self, frame: pd.DataFrame) -> list[str]:
         """Responses whose MiniLM embedding the classifier reads (with its cascade: only the escalated ones)."""
-        return detector_needs(self.detector, text_series(frame, self.field).tolist()) if self.detector else []
+        if self.detector is None:
+            return []
+        text = text_series(frame, self.field)
+        return detector_needs(self.detector, text.tolist(), extra=self._extra(text))
+
+    def _extra(self, text: pd.Series) -> np.ndarray | None:
+        """The artifact's feature columns after the embedding: one 0/1 per phrase family (v3), else none."""
+        feats = (self.detector.card.get("features") or {}) if self.detector is not None else {}
+        if not feats.get("patterns"):
+            return None
+        return pattern_hits(text, feats["patterns"], int(feats.get("head_chars", 400))).astype(np.float64)
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
         text = text_series(frame, self.field)
@@ -159,18 +169,6 @@ class RefusalSignal(BaseSignal):
 
     def _scores(self, text: pd.Series) -> np.ndarray:
         """The classifier's probability per text (NaN for empty text): the shared embedding, plus the artifact's
-        pattern features when its card lists them (v3; no cascade first stage for those)."""
-        feats = (self.detector.card.get("features") or {}) if self.detector is not None else {}
-        if not feats.get("patterns"):
-            return detector_scores(self.detector, self.embedder, text.tolist())
+        pattern features when its card lists them (v3), through the detector's cascade when it has one."""
         assert self.embedder is not None
-        if self.detector.embedding_model != self.embedder.model_ref:
-            raise ConfigError(f"detector refusal was trained on {self.detector.embedding_model} embeddings, "
-                              f"not {self.embedder.model_ref}", hint="use the default embedding model")
-        out = np.full(len(text), np.nan)
-        idx = np.flatnonzero(text.str.strip().str.len().to_numpy() > 0)
-        if len(idx):
-            sub = text.iloc[idx]
-            pats = pattern_hits(sub, feats["patterns"], int(feats.get("head_chars", 400))).astype(np.float64)
-            out[idx] = self.detector.predict_proba_vectors(np.hstack([self.embedder.encode(sub.tolist()), pats]))
-        return out
+        return detector_scores(self.detector, self.embedder, text.tolist(), extra=self._extra(text))
