@@ -36,6 +36,9 @@ def score(
     model: Annotated[str | None, typer.Option(help="Proxy model of uncertainty/halludetect, as `evalmon run "
                                               "--model`: hf:DIR (a checkpoint with token log-probs). Default: "
                                               "the embedded SmolLM2 (`evalmon init`).")] = None,
+    no_chat: Annotated[bool, typer.Option("--no-chat", help="uncertainty/halludetect: the prompt as plain text, "
+                                                            "not chat-rendered (a base model without a chat "
+                                                            "template).")] = False,
 ) -> None:
     """Compute per-record signals on a traffic file (the monitor's sources and aliases) → Parquet/JSONL."""
     from evalmon.cli.common import console
@@ -50,7 +53,8 @@ def score(
         proxy = parse_model_spec(model).model_dump(exclude_none=True)
     try:
         result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
-                            log_fn=lambda m: err.print(m, markup=False, soft_wrap=True), proxy_model=proxy)
+                            log_fn=lambda m: err.print(m, markup=False, soft_wrap=True), proxy_model=proxy,
+                            proxy_chat=False if no_chat else None)
     except KeyboardInterrupt as exc:  # a partial output must not pass for a complete one
         from evalmon.core.interrupts import describe, exit_code
 

@@ -110,23 +110,27 @@ class _Writer:
 PROXY_SIGNALS = ("uncertainty", "halludetect")  # the signals that score responses under a proxy model
 
 
-def with_proxy_model(signals: Sequence[str | Mapping[str, Any]], model: Mapping[str, Any]
-                     ) -> list[str | Mapping[str, Any]]:
-    """``signals`` with ``model`` (an evalmon model config) as the proxy model of ``uncertainty`` and
-    ``halludetect`` (``--model``); an error when none of them is asked for."""
+def with_proxy_model(signals: Sequence[str | Mapping[str, Any]], model: Mapping[str, Any] | None, *,
+                     chat: bool | None = None) -> list[str | Mapping[str, Any]]:
+    """``signals`` with ``model`` (an evalmon model config; ``--model``) as the proxy model of ``uncertainty``
+    and ``halludetect`` and/or ``chat`` (``--no-chat``: prompts as plain text, for a model without a chat
+    template); an error when none of those signals is asked for."""
+    extra = {**({"model": dict(model)} if model is not None else {}), **({"chat": chat} if chat is not None else {})}
+    if not extra:
+        return list(signals)
     out: list[str | Mapping[str, Any]] = []
-    used = False
     for s in signals:
         entry = {"name": s} if isinstance(s, str) else dict(s)
         if entry.get("name") == "uncertainty":
-            entry["model"], used = dict(model), True
+            out.append({**entry, **extra})
         elif entry.get("name") == "halludetect":
-            entry["uncertainty"] = {**dict(entry.get("uncertainty") or {}), "model": dict(model)}
-            used = True
-        out.append(entry if entry.get("name") in PROXY_SIGNALS else s)
-    if not used:
-        raise ConfigError(f"--model: no signal here uses a proxy model (it is for {' and '.join(PROXY_SIGNALS)})",
-                          hint="add uncertainty or halludetect to --signals, or drop --model")
+            out.append({**entry, "uncertainty": {**dict(entry.get("uncertainty") or {}), **extra}})
+        else:
+            out.append(s)
+    if not any(isinstance(s, Mapping) and s.get("name") in PROXY_SIGNALS for s in out):
+        flag = "--model" if model is not None else "--no-chat"
+        raise ConfigError(f"{flag}: no signal here uses a proxy model (it is for {' and '.join(PROXY_SIGNALS)})",
+                          hint=f"add uncertainty or halludetect to --signals, or drop {flag}")
     return out
 
 
@@ -134,10 +138,10 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                kind: str | None = None, columns: Mapping[str, str] | None = None, batch_size: int = 512,
                text: bool = True, cache_path: str | Path | None = None,
                log_fn: Callable[[str], None] | None = None,
-               proxy_model: Mapping[str, Any] | None = None) -> ScoreResult:
+               proxy_model: Mapping[str, Any] | None = None, proxy_chat: bool | None = None) -> ScoreResult:
     """Score every record of ``path`` with ``signals`` (names or signal configs) into ``out`` (.jsonl/.parquet);
     ``proxy_model``: the model ``uncertainty`` / ``halludetect`` score responses under (default: the embedded
-    checkpoint)."""
+    checkpoint); ``proxy_chat=False``: its prompts as plain text (a model without a chat template)."""
     from evalmon.checkpoints.heartbeat import heartbeat
     from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
     from evalmon.monitor.sources import build_source
@@ -155,7 +159,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1", hint="e.g. 512")
     if not signals:
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
-    built = build_signals(with_proxy_model(signals, proxy_model) if proxy_model is not None else list(signals))
+    built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat))
     source = build_source({"kind": kind or source_kind(src_path), "path": str(src_path.resolve()),
                            "columns": dict(columns or {})}, Path.cwd())
     cache = SignalCache(cache_path)

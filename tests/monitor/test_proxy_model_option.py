@@ -53,15 +53,22 @@ def test_with_proxy_model_sets_the_model_of_both_proxy_signals() -> None:
     assert got[2] == {"name": "halludetect", "uncertainty": {"sample_rate": 0.5, "model": model}}
     with pytest.raises(ConfigError, match="--model: no signal here uses a proxy model"):
         with_proxy_model(["text", "pii"], model)
+    plain = with_proxy_model(["uncertainty", "halludetect"], None, chat=False)  # --no-chat on the default model
+    assert plain == [{"name": "uncertainty", "chat": False}, {"name": "halludetect", "uncertainty": {"chat": False}}]
+    with pytest.raises(ConfigError, match="--no-chat: no signal here uses a proxy model"):
+        with_proxy_model(["text"], None, chat=False)
+    assert with_proxy_model(["text"], None) == ["text"]
 
 
 @pytest.mark.e2e
 def test_signals_score_with_model_scores_uncertainty_under_that_model(tmp_path: Path, tiny_checkpoint: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the default proxy model is absent: only --model can make this work (the tiny
-    # checkpoint has no chat template: chat: false)
-    res = score_file(_traffic(tmp_path / "t.jsonl"), [{"name": "uncertainty", "chat": False}], tmp_path / "s.parquet",
-                     proxy_model={"backend": "hf", "path": str(tiny_checkpoint)})
+    from evalmon.config.suite import parse_model_spec
+
+    monkeypatch.chdir(tmp_path)  # no .evalmon/checkpoints here: only --model can make this work
+    proxy = parse_model_spec(f"hf:{tiny_checkpoint}").model_dump(exclude_none=True)  # what --model hands over
+    res = score_file(_traffic(tmp_path / "t.jsonl"), ["uncertainty"], tmp_path / "s.parquet", proxy_model=proxy,
+                     proxy_chat=False)  # --no-chat: the tiny checkpoint has no chat template
     out = pd.read_parquet(res.out)
     assert res.records == 3 and out["uncertainty.n_tokens"].gt(0).all(), out
     assert out["uncertainty.mean_logprob"].lt(0).all()
