@@ -17,12 +17,14 @@ subprocess: ``local`` (the local executor), ``spark1`` / ``spark2`` (``local[1]`
 python``: each task runs the source's Parquet reader on its (window, file) cell).
 Printed per mode: wall seconds, records/s, peak RSS of the driver process and of its children (the JVM
 and Spark's Python workers; ``RUSAGE_CHILDREN``: the largest one), and the CPU pressure of the machine
-(``/proc/pressure/cpu`` before, after, and ``some avg10`` sampled every 10 s during the mode).
+(``/proc/pressure/cpu`` before, after, and ``some avg10`` sampled every 5 s during the mode) and the CPU seconds
+of the mode's process tree (driver, JVM, Python workers) with records per CPU-second.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -153,25 +155,50 @@ def _pressure() -> str:
 
 
 class PressureSampler:
-    """``/proc/pressure/cpu`` ``some avg10`` every ``every`` seconds while a mode runs (other work on the cores)."""
+    """While a mode runs, every ``every`` seconds: ``/proc/pressure/cpu`` ``some avg10`` (other work on the
+    cores) and the CPU seconds (user + system, the last value seen per process) of the mode's process tree —
+    the driver, the JVM and Spark's Python workers: records per CPU-second do not depend on how much of the
+    cores other work left this run, wall-clock records/s do."""
 
-    def __init__(self, every: float = 10.0) -> None:
+    def __init__(self, pid: int, every: float = 5.0) -> None:
         import threading
 
+        self.pid = pid
         self.values: list[float] = []
+        self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
         self._thread.start()
 
     def _run(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
+        while True:
+            self._sample_cpu()
+            with contextlib.suppress(IndexError, ValueError):
                 self.values.append(float(_pressure().split("avg10=")[1].split()[0]))
-            except (IndexError, ValueError):
+            if self._stop.wait(every):
+                return
+
+    def _sample_cpu(self) -> None:
+        tck = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        ticks: dict[int, float] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
                 continue
+            pid = int(stat.parent.name)
+            parents[pid], ticks[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tck
+        for pid, t in ticks.items():
+            p = pid
+            while p in parents and p not in (self.pid, 0, 1):
+                p = parents[p]
+            if p == self.pid:
+                self.cpu[pid] = max(self.cpu.get(pid, 0.0), t)
 
     def stop(self) -> dict[str, float | int | None]:
         self._stop.set()
+        self._thread.join()
         v = self.values
         return {"samples": len(v), "mean": round(sum(v) / len(v), 1) if v else None,
                 "min": min(v) if v else None, "max": max(v) if v else None}
@@ -203,15 +230,18 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--part", mode, "--work", str(work), "--base", str(args.base),
                "--days", str(args.days), "--window", args.window]
         before = _pressure()
-        sampler = PressureSampler()
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampler = PressureSampler(proc.pid)
+        stdout, stderr = proc.communicate()
         during = sampler.stop()
-        line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
+        cpu_s = round(sum(sampler.cpu.values()), 1)
+        line = next((x for x in reversed(stdout.splitlines()) if x.startswith("{")), None)
         if proc.returncode or line is None:
-            print(f"{mode}: failed (rc {proc.returncode})\n{proc.stderr[-2000:]}", flush=True)
+            print(f"{mode}: failed (rc {proc.returncode})\n{stderr[-2000:]}", flush=True)
             continue
-        row = json.loads(line) | {"cpu_pressure_before": before, "cpu_pressure": _pressure(),
-                                  "cpu_pressure_avg10_during": during}
+        row = json.loads(line)
+        row |= {"cpu_seconds": cpu_s, "records_per_cpu_s": round(row["records"] / cpu_s) if cpu_s else None,
+                "cpu_pressure_before": before, "cpu_pressure": _pressure(), "cpu_pressure_avg10_during": during}
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.json:
