@@ -75,7 +75,7 @@ def lines_frame(spark: Any, files: list[str]) -> Any:
                      F.col("_metadata.file_size").alias(SIZE_COL))
 
 
-def lines_task(job: Job, cells: dict[str, list[tuple[int, int]]], offsets: dict[str, int]) -> Any:
+def lines_task(job: Job, cells: dict[str, list[tuple[int, int]]], offsets: dict[str, tuple[str, int]]) -> Any:
     """The ``applyInPandas`` function: one file's lines → one pickled ``CellResult`` per (window, file) cell.
     A file the parser stops on (``on_corrupt: fail``) returns nothing: its cells go to the Python read, which
     raises the same error as before."""
@@ -89,11 +89,12 @@ def lines_task(job: Job, cells: dict[str, list[tuple[int, int]]], offsets: dict[
         from evalmon.monitor.executors.spark_tasks import cell_result
         from evalmon.monitor.pipeline import Ingested, within
 
-        path = local_path(str(pdf[FILE_COL].iloc[0]))
+        spark_path = local_path(str(pdf[FILE_COL].iloc[0]))
         out_cells: list[int] = []
         blobs: list[bytes] = []
-        mine = cells.get(path, [])
+        mine = cells.get(spark_path, []) if spark_path in offsets else []
         if mine:
+            path, offset = offsets[spark_path]
             t = time.perf_counter()
             pdf = pdf.sort_values([BLOCK_COL, POS_COL], kind="mergesort")
             src = job.source
@@ -103,7 +104,7 @@ def lines_task(job: Job, cells: dict[str, list[tuple[int, int]]], offsets: dict[
                 mine = []
             for cell, idx in mine:
                 w = job.windows[idx]
-                batch = src.index_batch(path, index, offsets[path], w.start, w.end)
+                batch = src.index_batch(path, index, offset, w.start, w.end)
                 got = Ingested(path, within(batch.frame, job.ts_col, w.start, w.end), list(batch.quarantined),
                                batch.placed_times())
                 res = cell_result(job, cell, got, t)
@@ -121,13 +122,14 @@ def line_rows(spark: Any, source: Any, job: Job, cells: list[tuple[int, int, str
     """The chunk's cells: files read by ``spark.read.text`` and parsed per file; the rest by ``python_rows``."""
     from evalmon.monitor.executors.spark_tasks import OUTPUT_SCHEMA
 
-    by_file: dict[str, list[tuple[int, int]]] = {}
+    by_file: dict[str, list[tuple[int, int]]] = {}  # the file as Spark names it (absolute) → its cells
     for cell, idx, part in cells:
         if not part.endswith(".gz"):
-            by_file.setdefault(part, []).append((cell, idx))
+            by_file.setdefault(str(Path(part).absolute()), []).append((cell, idx))
     rows: list[Any] = []
     if by_file:
-        offsets = {str(f): offset for f, _, offset in source._indexed()}  # the driver's indexes (partitions)
+        # the driver's indexes (partitions): the source's name of each file and its arrival offset
+        offsets = {str(f.absolute()): (str(f), offset) for f, _, offset in source._indexed()}
         frame = lines_frame(spark, sorted(by_file))
         rows = list(frame.groupBy(FILE_COL).applyInPandas(lines_task(job, by_file, offsets), OUTPUT_SCHEMA)
                     .collect())
