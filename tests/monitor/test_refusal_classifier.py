@@ -64,12 +64,13 @@ HEDGED_ANSWER = ("It's a good idea to check with your doctor first, but in gener
 
 
 def test_v3_reads_pattern_columns_and_catches_partial_and_soft_refusals() -> None:
-    from evalmon.monitor.signals.refusal import PATTERNS, pattern_hits
+    from evalmon.monitor.signals.refusal import PATTERNS, SOFT_CUES, pattern_hits
 
     sig = build_signals(["refusal"])[0]
     det = sig.detector
     feats = det.card["features"]
-    assert det.version == "3" and feats["patterns"] == PATTERNS and det.dim == 384 + len(PATTERNS)
+    cols = {**PATTERNS, **SOFT_CUES}  # phrase families + the classifier-only soft-refusal cues
+    assert det.version == "3" and feats["patterns"] == cols and det.dim == 384 + len(cols)
     frame = pd.DataFrame({"response": [PARTIAL, SOFT_WARNING, HEDGED_ANSWER, *ANSWERS]})
     out = sig.compute(frame)
     assert out["refusal.refused"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]

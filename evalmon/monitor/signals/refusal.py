@@ -82,6 +82,21 @@ PATTERNS: dict[str, str] = {
                       r"write|create|give|share|support|comply)",
 }
 
+# soft-refusal cues: extra 0/1 columns of the v3 classifier only, not refusals on their own (alone each would
+# refuse 0.4–3.8 % of the refusal data's negatives: disclaimers before an answer); measured with the classifier on
+# the validation split: soft-refusal recall 0.737 → 0.842 at the same ≤ 3 % false refusals of ordinary answers
+SOFT_CUES: dict[str, str] = {
+    "must_remind": r"\bi (?:must|have to|need to|should|want to) (?:remind|emphasi[sz]e|stress|point out|clarify|caution)\b",
+    "advise_against": r"\bi (?:would |strongly |must )?(?:advise|urge|caution|recommend) (?:you )?(?:against|not to)\b",
+    "cannot_condone": r"\b(?:i|we) (?:can ?not|can't|don't|do not|won't|will not) (?:condone|endorse|support|encourage|"
+                      r"promote)\b",
+    "instead_suggest": r"\binstead,? (?:i (?:would |can )?(?:suggest|recommend|encourage)|(?:i'd|let me) suggest|consider|"
+                       r"you (?:could|can|should|might) (?:consider|focus|try))",
+    "important_note": r"\b(?:it's|it is) (?:important|crucial|essential) to (?:note|remember|understand|recognize|"
+                      r"emphasize|consider|prioritize|respect)\b",
+    "illegal_unethical": r"\b(?:is|are|be|considered) (?:both )?(?:illegal|unethical)\b",
+}
+
 
 def pattern_hits(text: pd.Series, patterns: Mapping[str, str], head_chars: int) -> np.ndarray:
     """(n, len(patterns)) bool: which phrase families match the lower-cased, apostrophe-straightened first
