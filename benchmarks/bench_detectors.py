@@ -205,9 +205,10 @@ def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", vari
     tag = f"{variant}, {backend}"
     THROUGHPUT[f"default signals (traffic synth, {tag})"] = len(frame) / dt
     THROUGHPUT[f"default signals (traffic synth, {tag}), per CPU-second"] = len(frame) / cpu
-    per = ", ".join(f"{k} {v.seconds:.1f}s" for k, v in stats.per_signal.items())
+    per = ", ".join(f"{k} {v.seconds:.1f}s/{v.cpu_seconds:.1f}" for k, v in
+                    {"shared embedding pass": stats.shared_pass, **stats.per_signal}.items())
     print(f"{'throughput':28s} {'all default signals, ' + tag:38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
-          f"(wall {dt:.1f} s incl. shared embedding pass; {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
+          f"(wall {dt:.1f} s; wall/CPU s: {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
           f"rec per CPU-s; MiniLM texts {get_embedder().encoded - enc0}, static texts {static.encoded - st0}; "
           f"/proc/pressure/cpu some avg60 before/after {pressure}/{_cpu_pressure()}", flush=True)
 

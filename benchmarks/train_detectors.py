@@ -364,7 +364,9 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
     p1 = fs.predict_proba_vectors(x1)
     assert np.allclose(p1, 1 / (1 + np.exp(-reg.predict(x1))), atol=1e-6), "exported member differs from sklearn"
     full_flag = p_full >= det.threshold
-    fs.escalate_above = round(escalation_cut(p1[val], full_flag[val], y[val], FIRST_STAGE_MAX_RECALL_LOSS), 6)
+    cut = escalation_cut(p1[val], full_flag[val], y[val], FIRST_STAGE_MAX_RECALL_LOSS)
+    fs.escalate_above = float(np.floor(cut * 1e6) / 1e6)  # rounded down: the text at the cut still escalates
+    assert fs.escalate_above <= det.threshold, "a kept text could be flagged by the first stage's score"
     esc = p1 >= fs.escalate_above
     p_casc = np.where(esc, p_full, p1)
     report: dict[str, Any] = {}

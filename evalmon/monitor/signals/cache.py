@@ -32,11 +32,13 @@ class SignalStats:
     hits: int = 0
     misses: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (all threads): fairer than wall time on shared cores
 
 
 @dataclass
 class ComputeStats:
     per_signal: dict[str, SignalStats] = field(default_factory=dict)
+    shared_pass: SignalStats = field(default_factory=SignalStats)  # the one embedding pass for all signals
 
     @property
     def hits(self) -> int:
@@ -99,7 +101,7 @@ def compute_signal(frame: pd.DataFrame, signal: Signal, cache: SignalCache | Non
                    stats: SignalStats | None = None) -> pd.DataFrame:
     """One signal over ``frame`` (same index), through the cache when the signal is cacheable."""
     stats = stats if stats is not None else SignalStats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if not len(frame):
         out = pd.DataFrame({c: pd.Series(dtype=float) for c in signal.columns}, index=frame.index)
     elif not getattr(signal, "cacheable", True):
@@ -130,6 +132,7 @@ def compute_signal(frame: pd.DataFrame, signal: Signal, cache: SignalCache | Non
             if out[col].dtype == object and all(isinstance(v, float | int) for v in out[col].head(1000)):
                 out[col] = pd.to_numeric(out[col], errors="coerce")
     stats.seconds += time.perf_counter() - t0
+    stats.cpu_seconds += time.process_time() - c0
     missing = set(signal.columns) - set(out.columns)
     if missing or not out.index.equals(frame.index):
         raise ValueError(f"signal {signal.name!r} broke its contract (missing {sorted(missing)} or index changed)")
@@ -165,7 +168,11 @@ def compute_signals(frame: pd.DataFrame, signals: Sequence[Signal], cache: Signa
     each text embedded once for all the signals that embed it (``_shared_embedding_pass``)."""
     produced = [c for sig in signals for c in sig.columns]
     parts = [frame.drop(columns=[c for c in produced if c in frame.columns])]
+    t0, c0 = time.perf_counter(), time.process_time()
     _shared_embedding_pass(frame, signals, cache)
+    if stats is not None:
+        stats.shared_pass.seconds += time.perf_counter() - t0
+        stats.shared_pass.cpu_seconds += time.process_time() - c0
     for sig in signals:
         st = SignalStats()
         parts.append(compute_signal(frame, sig, cache, st))
