@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -45,8 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from evalmon.monitor.signals.halludetect import ARTIFACT, STAT_FEATURES, features  # noqa: E402
-from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal  # noqa: E402
+from evalmon.monitor.signals.halludetect import (  # noqa: E402
+    ARTIFACT,
+    PMI_FEATURES,
+    STAT_FEATURES,
+    TEXT_FEATURES,
+    feature_matrix,
+)
+from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal, token_stats  # noqa: E402
 
 DEFAULT_OUT = ROOT / "evalmon" / "monitor" / "signals" / "detectors" / ARTIFACT
 TRAFFIC_BASE_RATE = 0.2
@@ -122,6 +129,34 @@ def halueval2(data: Path, seed: int, n: int) -> list[Row]:
     return [out[i] for i in sorted(pick)]
 
 
+def phd(data: Path, seed: int, n: int) -> list[Row]:
+    """PHD (research use: validation only): ChatGPT's short Wikipedia-style passage about an entity, labelled
+    factual / non-factual by the authors; the prompt is the request for such a passage."""
+    out = []
+    for rows in json.loads((data / "phd_hallucination" / "PHD_benchmark.json").read_text("utf-8")).values():
+        for r in rows:
+            if r.get("label") in ("factual", "non-factual") and r.get("AI"):
+                out.append({"prompt": f"Write a brief Wikipedia-style passage about {r['entity']}.",
+                            "response": r["AI"], "label": int(r["label"] == "non-factual"), "group": r["entity"],
+                            "dataset": "phd_wiki"})
+    return [out[i] for i in np.random.default_rng(seed).permutation(len(out))[:n]]
+
+
+def felm(data: Path, seed: int, n: int, parts: tuple[str, ...] = ("wk", "science")) -> list[Row]:
+    """FELM (CC BY-NC-SA: validation only) world-knowledge and science answers of ChatGPT; hallucinated when
+    the annotators marked any segment false."""
+    out = []
+    for part in parts:
+        for line in (data / "felm" / "test" / f"{part}.jsonl").read_text("utf-8").splitlines():
+            r = json.loads(line) if line.strip() else None
+            segments = (r or {}).get("segmented_response") or []
+            if r and r.get("labels") and segments:  # a few rows lack "response": join the segments
+                response = r["response"] if isinstance(r.get("response"), str) else " ".join(segments)
+                out.append({"prompt": r["prompt"], "response": response, "label": int(not all(r["labels"])),
+                            "group": r["prompt"], "dataset": "felm_wk_science"})
+    return [out[i] for i in np.random.default_rng(seed).permutation(len(out))[:n]]
+
+
 def pr_auc_at_rate(y: np.ndarray, p: np.ndarray, rate: float, seed: int, reps: int = 200) -> float | None:
     """Mean PR-AUC when the positives are subsampled (seeded) to ``rate`` of the rows — the balanced
     validation sets at a traffic-like hallucination share, where "2× the base rate" is reachable."""
@@ -139,28 +174,86 @@ def pr_auc_at_rate(y: np.ndarray, p: np.ndarray, rate: float, seed: int, reps: i
     return float(np.mean(vals))
 
 
-def featurise(rows: list[Row], proxy: ProxyUncertaintySignal, encode: Any, cache: Path | None, name: str,
-              chunk: int = 128) -> tuple[np.ndarray, float]:
-    """Feature rows (chunks cached in ``cache`` by content, so an interrupted run resumes); records/s of the
-    proxy model over the chunks it computed (NaN when all came from the cache)."""
-    parts, seconds, computed = [], 0.0, 0
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        key = hashlib.sha256(json.dumps([[r["prompt"], r["response"]] for r in part]).encode()).hexdigest()[:16]
-        path = cache / f"{key}.npy" if cache else None
-        if path and path.exists():
-            parts.append(np.load(path))
-            continue
+def proxy_logprobs(rows: list[Row], proxy: ProxyUncertaintySignal, cache: Path | None, name: str,
+                   chunk: int = 64) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+    """Each row's response token log-probs with and without its question under the proxy model. ``cache``: a
+    pickle {sha256(prompt NUL response)[:20]: {"cond", "unc"}} updated after every chunk (an interrupted run
+    resumes; it belongs to one proxy model and settings). Returns them and the rows/s of the chunks computed."""
+    def key(r: Row) -> str:
+        return hashlib.sha256(f"{r['prompt']}\x00{r['response']}".encode()).hexdigest()[:20]
+
+    raw: dict[str, Any] = pickle.loads(cache.read_bytes()) if cache and cache.exists() else {}
+    todo = [r for r in rows if key(r) not in raw]
+    seconds = 0.0
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
         frame = pd.DataFrame({"prompt": [r["prompt"] for r in part], "response": [r["response"] for r in part]})
         t0 = time.perf_counter()
-        stats = proxy.compute(frame)
-        seconds, computed = seconds + time.perf_counter() - t0, computed + len(part)
-        parts.append(features(frame["prompt"].tolist(), frame["response"].tolist(), stats, encode=encode))
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, parts[-1])
-        print(f"  {name}: {start + len(part)}/{len(rows)} rows", file=sys.stderr, flush=True)
-    return np.concatenate(parts), (computed / seconds if seconds else float("nan"))
+        _, cond, unc = proxy.scored_logprobs(frame, unconditional=True)
+        seconds += time.perf_counter() - t0
+        for r, c, u in zip(part, cond, unc, strict=True):
+            raw[key(r)] = {"cond": np.asarray(c.logprobs), "unc": np.asarray(u.logprobs)}
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_bytes(pickle.dumps(raw))
+        print(f"  {name}: {start + len(part)}/{len(todo)} rows scored", file=sys.stderr, flush=True)
+    out = [(np.asarray(raw[key(r)]["cond"], dtype=float), np.asarray(raw[key(r)]["unc"], dtype=float)) for r in rows]
+    return out, (len(todo) / seconds if seconds else float("nan"))
+
+
+def cached_encoder(encode: Any, cache: Path | None) -> Any:
+    """``encode`` remembering each text's MiniLM vector in ``<cache>.emb.pkl`` (a dict text → vector)."""
+    path = cache.with_suffix(".emb.pkl") if cache else None
+    memo: dict[str, np.ndarray] = pickle.loads(path.read_bytes()) if path and path.exists() else {}
+
+    def run(texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in memo]
+        if todo:
+            memo.update(zip(todo, encode(todo), strict=True))
+            if path:
+                path.write_bytes(pickle.dumps(memo))
+        return np.stack([memo[t] for t in texts]) if texts else np.zeros((0, 0))
+    return run
+
+
+def featurise(rows: list[Row], lps: list[tuple[np.ndarray, np.ndarray]], encode: Any, names: list[str]
+              ) -> np.ndarray:
+    """Feature rows ``names`` (``halludetect.feature_matrix``) from the proxy model's token log-probs."""
+    stats = pd.DataFrame([{f"uncertainty.{k}": v for k, v in token_stats(c, chars=len(r["response"])).items()}
+                          for r, (c, _) in zip(rows, lps, strict=True)])
+    return feature_matrix(names, [r["prompt"] for r in rows], [r["response"] for r in rows], stats,
+                          [u for _, u in lps], [c for c, _ in lps], encode=encode)
+
+
+VARIANTS = {  # feature sets compared on the validation sets; --variant picks the shipped one
+    "v1": list(STAT_FEATURES),
+    "v1+pmi": list(STAT_FEATURES) + list(PMI_FEATURES),
+    "v1+pmi+text": list(STAT_FEATURES) + list(PMI_FEATURES) + list(TEXT_FEATURES),
+    "pmi+text (no length)": [f for f in (*STAT_FEATURES, *PMI_FEATURES, *TEXT_FEATURES)
+                             if f not in ("log_n_tokens", "log_words")],
+}
+RATES = (0.2, 0.1)
+
+
+def scores_entry(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
+    """PR-AUC at the natural base rate and with the positives subsampled to each of ``RATES``; ROC-AUC."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    return {"rows": len(y), "base_rate": float(y.mean()), "pr_auc": float(average_precision_score(y, p)),
+            "roc_auc": float(roc_auc_score(y, p)),
+            **{f"pr_auc_at_{r}": pr_auc_at_rate(y, p, r, seed) for r in RATES}}
+
+
+def load_sets(args: argparse.Namespace) -> tuple[list[Row], dict[str, list[Row]]]:
+    tqa_train, tqa_val = truthfulqa(args.data, args.seed, args.per_label)
+    train = tqa_train + factool(args.data, args.seed)
+    assert not {r["group"] for r in tqa_train} & {r["group"] for r in tqa_val}, "question in train and val"
+    rng = np.random.default_rng(args.seed)
+    tqa_val_rows = [tqa_val[i] for i in sorted(rng.permutation(len(tqa_val))[:args.truthfulqa_val])]
+    sets = {"truthfulqa_val": tqa_val_rows, "halueval_qa": halueval_qa(args.data, args.seed, args.halueval_qa),
+            "halueval2_statements": halueval2(args.data, args.seed, args.halueval2),
+            "phd_wiki": phd(args.data, args.seed, args.phd), "felm_wk_science": felm(args.data, args.seed, args.felm)}
+    return train, {k: v for k, v in sets.items() if v}
 
 
 def main() -> None:
@@ -171,93 +264,104 @@ def main() -> None:
     ap.add_argument("--truthfulqa-val", type=int, default=300, help="TruthfulQA validation answers")
     ap.add_argument("--halueval-qa", type=int, default=150, help="HaluEval QA questions (2 answers each)")
     ap.add_argument("--halueval2", type=int, default=300, help="HaluEval 2.0 statements")
+    ap.add_argument("--phd", type=int, default=300, help="PHD passages (seeded sample; 0: none)")
+    ap.add_argument("--felm", type=int, default=309, help="FELM wk + science answers (seeded sample; 0: none)")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="v1+pmi")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--embeddings", action="store_true",
-                    help="also train on the response's 384-d embedding (did not transfer: see the model card)")
-    ap.add_argument("--cache", type=Path, default=None, help="feature cache directory (reruns skip the model)")
+    ap.add_argument("--cache", type=Path, default=None, help="proxy-model log-prob cache (a pickle; reruns skip it)")
     args = ap.parse_args()
 
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import average_precision_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder
 
-    tqa_train, tqa_val = truthfulqa(args.data, args.seed, args.per_label)
-    train = tqa_train + factool(args.data, args.seed)
-    rng = np.random.default_rng(args.seed)
-    tqa_val_rows = [tqa_val[i] for i in sorted(rng.permutation(len(tqa_val))[:args.truthfulqa_val])]
-    vals = {"truthfulqa_val": tqa_val_rows, "halueval_qa": halueval_qa(args.data, args.seed, args.halueval_qa),
-            "halueval2_statements": halueval2(args.data, args.seed, args.halueval2)}
-    assert not {r["group"] for r in tqa_train} & {r["group"] for r in tqa_val}, "question in train and val"
-    proxy = ProxyUncertaintySignal()
-    encode = get_embedder(DEFAULT_MODEL).encode
-    x_train, rate = featurise(train, proxy, encode, args.cache, "train")
-    y_train = np.array([r["label"] for r in train])
+    train, vals = load_sets(args)
+    proxy, encode = ProxyUncertaintySignal(), cached_encoder(get_embedder(DEFAULT_MODEL).encode, args.cache)
+    every = list(dict.fromkeys(f for v in VARIANTS.values() for f in v))
+    lps, rate = proxy_logprobs(train, proxy, args.cache, "train")
+    x_all, y_train = featurise(train, lps, encode, every), np.array([r["label"] for r in train])
     groups = [r["group"] for r in train]
-    impute = np.nanmean(x_train, axis=0)
-    x_train = np.where(np.isnan(x_train), impute, x_train)
-    dim = x_train.shape[1] - len(STAT_FEATURES)
-    shipped = slice(None) if args.embeddings else slice(dim, None)  # the shipped model's columns
+    impute_all = np.nanmean(x_all, axis=0)
+    x_all = np.where(np.isnan(x_all), impute_all, x_all)
+    val_x: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, rows in vals.items():
+        vlps, _ = proxy_logprobs(rows, proxy, args.cache, name)
+        x = featurise(rows, vlps, encode, every)
+        val_x[name] = (np.where(np.isnan(x), impute_all, x), np.array([r["label"] for r in rows]))
 
-    def model() -> Any:
+    def lr() -> Any:
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, class_weight="balanced", max_iter=2000))
 
-    oof = cross_val_predict(model(), x_train[:, shipped], y_train, groups=groups, cv=GroupKFold(5), method="predict_proba")[:, 1]
+    def gbm() -> Any:
+        return HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=200, random_state=args.seed)
+
+    table: dict[str, dict[str, Any]] = {}
+    for variant, names in VARIANTS.items():
+        cols = [every.index(f) for f in names]
+        for kind, make in (("logreg", lr), ("gbm", gbm)):
+            model = make().fit(x_all[:, cols], y_train)
+            pooled_y, pooled_p, per = [], [], {}
+            for name, (x, y) in val_x.items():
+                p = model.predict_proba(x[:, cols])[:, 1]
+                per[name] = scores_entry(y, p, args.seed)
+                pooled_y.append(y)
+                pooled_p.append(p)
+            per["pooled"] = scores_entry(np.concatenate(pooled_y), np.concatenate(pooled_p), args.seed)
+            table[f"{variant} / {kind}"] = per
+    names = VARIANTS[args.variant]
+    cols = [every.index(f) for f in names]
+    oof = cross_val_predict(lr(), x_all[:, cols], y_train, groups=groups, cv=GroupKFold(5),
+                            method="predict_proba")[:, 1]
     threshold = float(np.quantile(oof[y_train == 0], 1 - TARGET_FPR))  # ≈ TARGET_FPR of truthful answers flagged
-    subsets = {"shipped": shipped, "with_embedding": slice(None), "embeddings_only": slice(0, dim),
-               "statistics_only": slice(dim, None)}
-    fitted = {k: model().fit(x_train[:, s], y_train) for k, s in subsets.items()}
-    report: dict[str, Any] = {"train_rows": len(train), "train_base_rate": float(y_train.mean()),
-                              "oof_pr_auc": float(average_precision_score(y_train, oof)),
-                              "threshold": threshold, "proxy_records_per_s": rate, "validation": {}}
-    for name, rows in vals.items():
-        x, _ = featurise(rows, proxy, encode, args.cache, name)
-        x = np.where(np.isnan(x), impute, x)
-        y = np.array([r["label"] for r in rows])
-        entry: dict[str, Any] = {"rows": len(rows), "base_rate": float(y.mean())}
-        for k, s in subsets.items():
-            p = fitted[k].predict_proba(x[:, s])[:, 1]
-            entry[k] = {"pr_auc": float(average_precision_score(y, p)), "roc_auc": float(roc_auc_score(y, p))}
-        p = fitted["shipped"].predict_proba(x[:, shipped])[:, 1]
+    shipped = lr().fit(x_all[:, cols], y_train)
+    validation = {}
+    for name, (x, y) in val_x.items():
+        p = shipped.predict_proba(x[:, cols])[:, 1]
         flag = p >= threshold
-        entry["at_threshold"] = {"precision": float(y[flag].mean()) if flag.any() else None,
-                                 "recall": float(flag[y == 1].mean()), "fpr": float(flag[y == 0].mean())}
-        entry["pr_auc_over_base"] = entry["shipped"]["pr_auc"] / entry["base_rate"]
-        entry[f"pr_auc_at_base_{TRAFFIC_BASE_RATE}"] = pr_auc_at_rate(y, p, TRAFFIC_BASE_RATE, args.seed)
-        report["validation"][name] = entry
-    scaler, lr = fitted["shipped"].steps[0][1], fitted["shipped"].steps[1][1]
+        validation[name] = {**table[f"{args.variant} / logreg"][name],
+                            "at_threshold": {"precision": float(y[flag].mean()) if flag.any() else None,
+                                             "recall": float(flag[y == 1].mean()), "fpr": float(flag[y == 0].mean())}}
+    validation["pooled"] = table[f"{args.variant} / logreg"]["pooled"]
+    scaler, model = shipped.steps[0][1], shipped.steps[1][1]
     artifact = {
-        "name": "halludetect", "version": "1", "embedding_model": DEFAULT_MODEL,
-        "proxy_model": "smollm2-135m-instruct (chat template, float32)",
-        "response_embedding": bool(args.embeddings),
-        "features": [f"response_embedding[{i}]" for i in range(dim) if args.embeddings] + list(STAT_FEATURES),
-        "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": lr.coef_[0].tolist(),
-        "intercept": float(lr.intercept_[0]), "impute": impute[shipped].tolist(), "threshold": threshold,
-        "training": {"seed": args.seed, "per_label": args.per_label,
+        "name": "halludetect", "version": "2", "embedding_model": DEFAULT_MODEL,
+        "proxy_model": "smollm2-135m-instruct (chat template, float32)", "response_embedding": False,
+        "features": names, "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+        "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
+        "impute": impute_all[cols].tolist(), "threshold": threshold,
+        "training": {"seed": args.seed, "per_label": args.per_label, "variant": args.variant,
                      "datasets": {"truthfulqa_judge": "Apache-2.0", "factool_factuality/knowledge_qa": "Apache-2.0"},
-                     "rows": len(train), "split": "70% of questions by seeded blake2b hash (question-grouped)"},
-        "validation": report["validation"],
+                     "rows": len(train), "base_rate": float(y_train.mean()),
+                     "oof_pr_auc": float(average_precision_score(y_train, oof)),
+                     "split": "70% of questions by seeded blake2b hash (question-grouped)"},
+        "validation": validation,
+        "validation_note": f"PR-AUC with the hallucinated rows subsampled to {RATES} (seed {args.seed}, mean of 200 "
+                           "draws); pooled: all validation sets together",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(artifact, separators=(",", ":")) + "\n", encoding="utf-8")
-    print(f"train: {len(train)} rows, base rate {y_train.mean():.3f}, out-of-fold PR-AUC {report['oof_pr_auc']:.3f}, "
-          f"threshold {threshold:.2f}; proxy model {rate:.1f} records/s")
-    print(f"{'validation set':24} {'n':>5} {'base':>6} {'PR-AUC':>7} {'×base':>6} {'ROC':>6} "
-          f"{'+emb PR':>7} {'emb PR':>7} {'prec':>6} {'recall':>6} {'FPR':>6} {'PR@0.2':>7}")
-    for name, e in report["validation"].items():
-        t = e["at_threshold"]
-        print(f"{name:24} {e['rows']:5d} {e['base_rate']:6.3f} {e['shipped']['pr_auc']:7.3f} "
-              f"{e['pr_auc_over_base']:6.2f} {e['shipped']['roc_auc']:6.3f} {e['with_embedding']['pr_auc']:7.3f} "
-              f"{e['embeddings_only']['pr_auc']:7.3f} "
-              f"{t['precision'] or float('nan'):6.3f} {t['recall']:6.3f} {t['fpr']:6.3f} "
-              f"{e[f'pr_auc_at_base_{TRAFFIC_BASE_RATE}'] or float('nan'):7.3f}")
+    print(f"train: {len(train)} rows, base rate {y_train.mean():.3f}, out-of-fold PR-AUC "
+          f"{artifact['training']['oof_pr_auc']:.3f}, threshold {threshold:.3f}; proxy model {rate:.2f} rows/s")
+    print(f"{'variant / model':28} {'validation set':22} {'n':>5} {'base':>5} {'PR-AUC':>6} {'ROC':>5} "
+          f"{'PR@.2':>6} {'PR@.1':>6}")
+    for key, per in table.items():
+        for name, e in per.items():
+            print(f"{key:28} {name:22} {e['rows']:5d} {e['base_rate']:5.2f} {e['pr_auc']:6.3f} {e['roc_auc']:5.3f} "
+                  f"{e['pr_auc_at_0.2'] or float('nan'):6.3f} {e['pr_auc_at_0.1'] or float('nan'):6.3f}")
+    for name, e in validation.items():
+        if "at_threshold" in e:
+            t = e["at_threshold"]
+            print(f"shipped at {threshold:.3f}: {name}: precision {t['precision'] or float('nan'):.2f} recall "
+                  f"{t['recall']:.2f} FPR {t['fpr']:.2f}")
     print(f"wrote {args.out}")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({"variants": table, "artifact": artifact}, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,25 @@
 """The trained hallucination detector for responses without retrieved contexts (signal ``halludetect``).
 
 A logistic regression (scikit-learn, trained by ``benchmarks/train_hallucination.py``; model card:
-``docs/detectors/hallucination.md``) over the features of one (prompt, response) pair (``features``):
+``docs/detectors/hallucination.md``) over the features of one (prompt, response) pair that the artifact
+names (``feature_matrix``):
 
-* the cosine between the prompt's and the response's MiniLM embeddings (bundled all-MiniLM-L6-v2) and —
-  when the artifact says ``response_embedding: true`` — the response's 384-d embedding itself (v1 does
-  not: trained on TruthfulQA topics it did not transfer, see the model card);
-* the proxy-model uncertainty statistics of the response given its prompt (``uncertainty.py``: mean / min /
-  p10 token log-prob, tail share, surprisal per character, log token count) and the log word count.
+* ``STAT_FEATURES``: the cosine between the prompt's and the response's MiniLM embeddings (bundled
+  all-MiniLM-L6-v2), the proxy-model uncertainty statistics of the response given its prompt
+  (``uncertainty.py``: mean / min / p10 token log-prob, tail share, surprisal per character, log token count)
+  and the log word count — v1;
+* ``PMI_FEATURES`` (v2): the same response scored without its question (one more pass of the proxy model):
+  how much the question made the answer more likely (pointwise mutual information: mean, first tokens,
+  minimum, share of tokens made likelier) and the unconditioned mean log-prob;
+* ``TEXT_FEATURES``: the share of words with digits / capitalised (compared, not in v2);
+* ``response_embedding[i]``: the response's 384-d embedding (compared in v1, did not transfer).
 
-The artifact is portable JSON (``detectors/halludetect-v1.json``: standardisation, coefficients, intercept,
-imputation values, the threshold chosen on the training split's out-of-fold predictions, the training
-data and validation figures) — never a pickle. Columns: ``halludetect.score`` (probability of a
-hallucinated answer) and ``halludetect.flag`` (score ≥ threshold), NaN for records not scored (empty
-response, or not in the proxy model's ``sample_rate``).
+The artifact is portable JSON (``detectors/halludetect-v2.json``; ``halludetect-v1.json`` stays loadable
+with ``artifact:``): feature names, standardisation, coefficients, intercept, imputation values, the
+threshold chosen on the training split's out-of-fold predictions, the training data and validation
+figures — never a pickle. Columns: ``halludetect.score`` (probability of a hallucinated answer) and
+``halludetect.flag`` (score ≥ threshold), NaN for records not scored (empty response, or not in the proxy
+model's ``sample_rate``).
 """
 
 from __future__ import annotations
@@ -34,9 +40,13 @@ from evalmon.monitor.signals.base import BaseSignal, text_series
 from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder
 from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal
 
-ARTIFACT = "halludetect-v1.json"
+ARTIFACT = "halludetect-v2.json"
 STAT_FEATURES = ("mean_logprob", "min_logprob", "p10_logprob", "tail_share", "surprisal_per_char",
                  "log_n_tokens", "log_words", "qa_cosine")
+# v2: the response's token log-probs without its question (an empty user turn) — pointwise mutual information
+PMI_FEATURES = ("pmi_mean", "pmi_first", "pmi_min", "pmi_positive_share", "uncond_mean_logprob")
+TEXT_FEATURES = ("digit_words", "capital_words")
+PMI_FIRST_TOKENS = 8
 
 
 def stat_features(stats: pd.DataFrame, prefix: str, prompts_vec: np.ndarray, resp_vec: np.ndarray,
@@ -50,18 +60,52 @@ def stat_features(stats: pd.DataFrame, prefix: str, prompts_vec: np.ndarray, res
     return np.stack(cols, axis=1) if n else np.zeros((0, len(STAT_FEATURES)))
 
 
-def features(prompts: Sequence[str], responses: Sequence[str], stats: pd.DataFrame, *,
-             encode: Callable[[list[str]], np.ndarray], prefix: str = "uncertainty") -> np.ndarray:
-    """Feature matrix [response embedding (d) | STAT_FEATURES] for (prompt, response) pairs."""
+def pmi_features(cond: Sequence[float], uncond: Sequence[float]) -> dict[str, float]:
+    """How much the question made the answer more likely: per-token log-prob with minus without it (token by
+    token where both tokenise alike, else the means only)."""
+    c, u = np.asarray(cond, dtype=float), np.asarray(uncond, dtype=float)
+    if not len(c) or not len(u):
+        return dict.fromkeys(PMI_FEATURES, float("nan"))
+    pmi = c - u if len(c) == len(u) else np.full(1, c.mean() - u.mean())
+    return {"pmi_mean": float(c.mean() - u.mean()), "pmi_first": float(pmi[:PMI_FIRST_TOKENS].mean()),
+            "pmi_min": float(pmi.min()), "pmi_positive_share": float(np.mean(pmi > 0)),
+            "uncond_mean_logprob": float(u.mean())}
+
+
+def text_features(response: str) -> dict[str, float]:
+    """Share of words with a digit, and of capitalised words after the first (numbers and names)."""
+    words = response.split()
+    return {"digit_words": float(np.mean([any(ch.isdigit() for ch in w) for w in words])) if words else 0.0,
+            "capital_words": float(np.mean([w[:1].isupper() for w in words[1:]])) if len(words) > 1 else 0.0}
+
+
+def feature_matrix(names: Sequence[str], prompts: Sequence[str], responses: Sequence[str], stats: pd.DataFrame,
+                   uncond: Sequence[Sequence[float]] | None, cond: Sequence[Sequence[float]] | None, *,
+                   encode: Callable[[list[str]], np.ndarray], prefix: str = "uncertainty") -> np.ndarray:
+    """The artifact's features (``names``, in order) of (prompt, response) pairs: ``stats`` — the proxy model's
+    statistics frame (``<prefix>.*`` columns); ``cond``/``uncond`` — the token log-probs with / without the
+    question (needed for ``PMI_FEATURES`` only)."""
     p_vec, r_vec = encode(list(prompts)), encode(list(responses))
-    return np.concatenate([r_vec, stat_features(stats, prefix, p_vec, r_vec, responses)], axis=1)
+    cols = dict(zip(STAT_FEATURES, stat_features(stats, prefix, p_vec, r_vec, responses).T, strict=True))
+    if any(n in PMI_FEATURES for n in names):
+        if cond is None or uncond is None:
+            raise ValueError("the PMI features need the token log-probs with and without the question")
+        rows = [pmi_features(c, u) for c, u in zip(cond, uncond, strict=True)]
+        cols.update({k: np.array([r[k] for r in rows], dtype=float) for k in PMI_FEATURES})
+    text = [text_features(r) for r in responses]
+    cols.update({k: np.array([t[k] for t in text], dtype=float) for k in TEXT_FEATURES})
+    for i in range(r_vec.shape[1] if r_vec.ndim == 2 else 0):
+        cols[f"response_embedding[{i}]"] = r_vec[:, i]
+    return np.stack([cols[n] for n in names], axis=1) if len(responses) else np.zeros((0, len(names)))
 
 
 def load_artifact(path: str | None = None) -> dict[str, Any]:
-    """The detector JSON: ``path`` or the one shipped in the package."""
+    """The detector JSON: ``path``, ``builtin:<name>`` (e.g. ``builtin:halludetect-v1.json``) or, without one,
+    the one shipped in the package."""
     try:
-        if path is None:
-            text = resources.files("evalmon.monitor.signals").joinpath("detectors", ARTIFACT).read_text("utf-8")
+        if path is None or path.startswith("builtin:"):
+            name = ARTIFACT if path is None else path.removeprefix("builtin:")
+            text = resources.files("evalmon.monitor.signals").joinpath("detectors", name).read_text("utf-8")
         else:
             text = Path(path).read_text(encoding="utf-8")
         art = json.loads(text)
@@ -85,7 +129,7 @@ def predict(art: dict[str, Any], x: np.ndarray) -> np.ndarray:
 
 class HalluDetectSignal(BaseSignal):
     name: ClassVar[str] = "halludetect"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     def __init__(self, *, artifact: str | None = None, threshold: float | None = None,
                  proxy: ProxyUncertaintySignal | Any = None, batch_size: int = 64,
@@ -93,6 +137,7 @@ class HalluDetectSignal(BaseSignal):
         self.art = load_artifact(artifact)
         self.artifact_ref = artifact or f"builtin:{ARTIFACT}"
         self.threshold = float(self.art["threshold"] if threshold is None else threshold)
+        self.features: list[str] = list(self.art.get("features") or STAT_FEATURES)
         self.proxy = proxy if proxy is not None else ProxyUncertaintySignal()
         self.embedder = get_embedder(self.art.get("embedding_model", DEFAULT_MODEL), batch_size=batch_size,
                                      allow_download=allow_download)
@@ -104,17 +149,17 @@ class HalluDetectSignal(BaseSignal):
                 "proxy": self.proxy.options()}
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
-        n = len(frame)
-        score = np.full(n, np.nan)
-        stats = self.proxy.compute(frame)
-        prompts, responses = text_series(frame, PROMPT).tolist(), text_series(frame, RESPONSE).tolist()
-        scored = np.flatnonzero(stats[f"{self.proxy.name}.n_tokens"].notna().to_numpy()) if n else []
-        if len(scored):
-            x = features([prompts[i] for i in scored], [responses[i] for i in scored], stats.iloc[scored],
-                         encode=self.embedder.encode, prefix=self.proxy.name)
-            if not self.art.get("response_embedding", True):  # a statistics-only artifact
-                x = x[:, -len(STAT_FEATURES):]
-            score[scored] = predict(self.art, x)
+        score = np.full(len(frame), np.nan)
+        names = self.features
+        need_uncond = any(f in PMI_FEATURES for f in names)
+        idx, cond, uncond = self.proxy.scored_logprobs(frame, unconditional=need_uncond)
+        if idx:
+            prompts, responses = text_series(frame, PROMPT).tolist(), text_series(frame, RESPONSE).tolist()
+            stats = self.proxy.stats_frame(frame, idx, cond).iloc[idx]
+            x = feature_matrix(names, [prompts[i] for i in idx], [responses[i] for i in idx], stats,
+                               [u.logprobs for u in uncond] if need_uncond else None, [c.logprobs for c in cond],
+                               encode=self.embedder.encode, prefix=self.proxy.name)
+            score[idx] = predict(self.art, x)
         flag = np.where(np.isnan(score), np.nan, (score >= self.threshold).astype(float))
         return pd.DataFrame({"halludetect.score": score, "halludetect.flag": flag}, index=frame.index)
 
