@@ -126,6 +126,7 @@ def test_first_stage_is_its_own_artifact(tmp_path) -> None:
 def test_embedding_signal_samples_a_bounded_seeded_subset() -> None:
     frame = pd.DataFrame({"prompt": [f"p{i}" for i in range(400)], "response": [f"r{i}" for i in range(400)]})
     sig = EmbeddingSignal(sample_rate=0.1, sample_min=50, sample_max=5000)
+    assert EmbeddingSignal().sample_min == 200  # the default: windows of ≤ 200 records are embedded whole
     sig.embedder = CountingEmbedder()
     out = sig.compute(frame)
     has = out["embedding.prompt"].map(lambda v: isinstance(v, np.ndarray)).to_numpy()

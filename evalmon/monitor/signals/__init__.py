@@ -77,7 +77,7 @@ class EmbeddingConfig(_SignalConfig):
     # bounded seeded sample per batch (embeddings.EmbeddingSignal): min(n, max(sample_min, ceil(rate·n)), sample_max)
     # records; sample_rate 1 = every record. Not dumped at their defaults.
     sample_rate: float = Field(0.1, gt=0, le=1, exclude_if=lambda v: v == 0.1)
-    sample_min: int = Field(50, ge=2, exclude_if=lambda v: v == 50)
+    sample_min: int = Field(200, ge=2, exclude_if=lambda v: v == 200)
     sample_max: int = Field(5000, ge=2, exclude_if=lambda v: v == 5000)
     seed: int = Field(0, exclude_if=lambda v: v == 0)
 

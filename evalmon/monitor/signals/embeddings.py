@@ -269,7 +269,9 @@ class EmbeddingSignal(BaseSignal):
     for embedding drift. The sample is bounded and seeded: a batch (one window's partition) of n records
     embeds the ``k = min(n, max(sample_min, ceil(sample_rate·n)), sample_max)`` records with the smallest
     seeded hash of their fields (a bottom-k sample: the same records whatever their order; drift statistics on
-    a uniform sample estimate the window's). ``sample_rate: 1`` embeds every record (the signal's v1)."""
+    a uniform sample estimate the window's; their noise depends on the sample's size, so a batch of up to
+    ``sample_min`` records is embedded whole and a calibrated threshold keeps its meaning there).
+    ``sample_rate: 1`` embeds every record (the signal's v1)."""
 
     name: ClassVar[str] = "embedding"
     version: ClassVar[str] = "2"
@@ -277,7 +279,7 @@ class EmbeddingSignal(BaseSignal):
 
     def __init__(self, fields: Sequence[str] = ("prompt", "response"), *, model: str = DEFAULT_MODEL,
                  device: str = "cpu", batch_size: int = 64, max_chars: int = 2000,
-                 allow_download: bool = False, sample_rate: float = 0.1, sample_min: int = 50,
+                 allow_download: bool = False, sample_rate: float = 0.1, sample_min: int = 200,
                  sample_max: int = 5000, seed: int = 0) -> None:
         self.fields = tuple(fields)
         self.model_ref = model
