@@ -1,7 +1,7 @@
 """Train the context-free hallucination detector (signal ``halludetect``) and report it on held-out data.
 
-    .venv/bin/python benchmarks/train_hallucination.py [--seed 0] [--per-label 2] [--out PATH] [--json M.json]
-        [--cache DIR] [--data ../shared/benchmarks]
+    .venv/bin/python benchmarks/train_hallucination.py [--seed 0] [--per-label 1] [--variant v1+pmi]
+        [--phd 300] [--felm 309] [--out PATH] [--json REPORT.json] [--cache C.pkl] [--data ../shared/benchmarks]
 
 Data (``../shared/benchmarks``, read in place; licences from each SOURCE.md):
 
@@ -13,17 +13,19 @@ Data (``../shared/benchmarks``, read in place; licences from each SOURCE.md):
   ``halueval_qa`` — HaluEval QA (MIT) questions with the right and the hallucinated answer, without the
   knowledge passages (not trained on: the synthesised traffic uses these rows);
   ``halueval2_statements`` — HaluEval 2.0 human annotation (no licence: validation only), each atomic
-  statement as the answer to its question, labelled by the annotators.
+  statement as the answer to its question; ``phd_wiki`` — PHD (no licence: validation only) passages about
+  entities; ``felm_wk_science`` — FELM (CC BY-NC-SA: validation only) world-knowledge and science answers.
 
-Features (``evalmon.monitor.signals.halludetect.features``): the prompt/response MiniLM cosine, the log
-word count and the token statistics of the response under SmolLM2-135M-Instruct (the embedded checkpoint;
-``uncertainty`` signal); ``--embeddings`` adds the response's 384-d embedding (reported as ``+emb PR``: it
-learnt TruthfulQA's topics and did not transfer to HaluEval, so v1 ships without it). Model: StandardScaler + LogisticRegression (C=0.5,
-class-balanced); the flag's threshold is the score that 10% of the training split's truthful answers exceed
-in its out-of-fold (question-grouped 5-fold) predictions. Writes the JSON artifact (``--out``, default the package's) and prints PR-AUC / base rate /
-ROC-AUC per validation set, with two ablations (embeddings only, statistics only), and the PR-AUC with the
-hallucinated rows subsampled to a 20% share (``PR@0.2``: seeded, mean of 200 draws) — the balanced sets at
-a traffic-like base rate, where the issue's "≥ 2× base rate" target (0.4) is reachable.
+Features (``evalmon.monitor.signals.halludetect.feature_matrix``): the feature sets of ``VARIANTS`` — v1's
+statistics (prompt/response MiniLM cosine, log word count, token statistics of the response under
+SmolLM2-135M-Instruct), the PMI features (the response scored again without its question) and two text
+features. Each variant is fitted with logistic regression (StandardScaler + C=0.5, class-balanced) and
+gradient boosting and reported on every validation set: PR-AUC at the natural base rate and with the
+hallucinated rows subsampled to 20% / 10% (seeded, mean of 200 draws — the issue's target is ≥ 2× the base
+rate), ROC-AUC, and pooled over the validation sets. ``--variant`` (logistic regression) is written as the
+artifact (``--out``, default the package's); its flag threshold is the score that 10% of the training
+split's truthful answers exceed in its out-of-fold (question-grouped 5-fold) predictions. ``--cache``: the
+proxy model's token log-probs (and ``<cache>.emb.pkl`` the MiniLM vectors) — reruns skip the model.
 """
 
 from __future__ import annotations
