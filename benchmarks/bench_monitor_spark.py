@@ -77,7 +77,7 @@ def make_traffic(work: Path, base: int, days: int, hours: int) -> Path:
     return out
 
 
-def monitor_yaml(work: Path, mode: str, window: str = "1h") -> Path:
+def monitor_yaml(work: Path, mode: str, window: str = "1h", driver_memory: str = "2g") -> Path:
     executor = "local" if mode == "local" else "spark"
     master = {"spark1": "local[1]", "spark2": "local[2]"}.get(mode.removesuffix("py"), "local[2]")
     reads = "python" if mode.endswith("py") else "native"  # spark2py: each task runs the Parquet reader
@@ -87,7 +87,7 @@ def monitor_yaml(work: Path, mode: str, window: str = "1h") -> Path:
         source: {{kind: parquet, path: traffic}}
         window: {{size: {window}, max_windows_per_run: 100000}}
         executor: {executor}
-        spark: {{master: '{master}', conf: {{spark.driver.memory: 2g, spark.sql.shuffle.partitions: '2'}}, reads: {reads}}}
+        spark: {{master: '{master}', conf: {{spark.driver.memory: {driver_memory}, spark.driver.maxResultSize: 0, spark.sql.shuffle.partitions: '2'}}, reads: {reads}}}
         signals: [{{name: text, language: false}}, usage]
         drift: {{text_drift: false, embedding_drift: false}}
         report: none
@@ -102,7 +102,7 @@ def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
     from evalmon.config.monitor import load_monitor
     from evalmon.monitor.runner import run_monitor
 
-    cfg = load_monitor(monitor_yaml(work, mode, args.window))
+    cfg = load_monitor(monitor_yaml(work, mode, args.window, args.driver_memory))
     end = T0 + timedelta(days=args.days)
     t = time.perf_counter()
     said: list[str] = []
@@ -211,6 +211,8 @@ def main() -> None:
     ap.add_argument("--hours-per-day", type=int, default=24)
     ap.add_argument("--modes", default="local,spark1,spark2,spark2py")
     ap.add_argument("--window", default="1h", help="window size (fewer, larger windows: less per-window cost)")
+    ap.add_argument("--driver-memory", default="2g", help="spark.driver.memory (local mode: the executors' heap "
+                    "too; the fit pass collects one chunk's fitting views: ~30 MB per 100k-record cell)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--part")
     ap.add_argument("--work", type=Path)
@@ -228,7 +230,7 @@ def main() -> None:
         if env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):  # else every process
             env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # recompiles its imports (~45 s under load)
         cmd = [sys.executable, __file__, "--part", mode, "--work", str(work), "--base", str(args.base),
-               "--days", str(args.days), "--window", args.window]
+               "--days", str(args.days), "--window", args.window, "--driver-memory", args.driver_memory]
         before = _pressure()
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sampler = PressureSampler(proc.pid)
