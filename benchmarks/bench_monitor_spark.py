@@ -87,7 +87,7 @@ def monitor_yaml(work: Path, mode: str, window: str = "1h", driver_memory: str =
         source: {{kind: parquet, path: traffic}}
         window: {{size: {window}, max_windows_per_run: 100000}}
         executor: {executor}
-        spark: {{master: '{master}', conf: {{spark.driver.memory: {driver_memory}, spark.driver.maxResultSize: 0, spark.sql.shuffle.partitions: '2'}}, reads: {reads}}}
+        spark: {{master: '{master}', conf: {{spark.driver.memory: {driver_memory}, spark.driver.maxResultSize: '0', spark.sql.shuffle.partitions: '2'}}, reads: {reads}}}
         signals: [{{name: text, language: false}}, usage]
         drift: {{text_drift: false, embedding_drift: false}}
         report: none
