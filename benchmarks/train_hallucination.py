@@ -49,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from evalmon.monitor.signals.halludetect import (  # noqa: E402
-    ARTIFACT,
     PMI_FEATURES,
     STAT_FEATURES,
     TEXT_FEATURES,
@@ -57,7 +56,7 @@ from evalmon.monitor.signals.halludetect import (  # noqa: E402
 )
 from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal, token_stats  # noqa: E402
 
-DEFAULT_OUT = ROOT / "evalmon" / "monitor" / "signals" / "detectors" / ARTIFACT
+DEFAULT_OUT = ROOT / "evalmon" / "monitor" / "signals" / "detectors" / "halludetect-v2.json"  # writes version 2
 TRAFFIC_BASE_RATE = 0.2
 TARGET_FPR = 0.1  # the flag's threshold: this share of the training split's truthful answers (out of fold)
 Row = dict[str, Any]  # {prompt, response, label (1 = hallucinated), group, dataset}
@@ -185,7 +184,9 @@ def proxy_logprobs(rows: list[Row], proxy: ProxyUncertaintySignal, cache: Path |
         return hashlib.sha256(f"{r['prompt']}\x00{r['response']}".encode()).hexdigest()[:20]
 
     raw: dict[str, Any] = pickle.loads(cache.read_bytes()) if cache and cache.exists() else {}
-    todo = [r for r in rows if key(r) not in raw]
+    # an empty response is not scored (the signal's rule: its only "token" would be the chat template's
+    # trailing newline): no log-probs, so its statistics are NaN and imputed, as in v1's training
+    todo = [r for r in rows if r["response"].strip() and key(r) not in raw]
     seconds = 0.0
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
@@ -199,7 +200,9 @@ def proxy_logprobs(rows: list[Row], proxy: ProxyUncertaintySignal, cache: Path |
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_bytes(pickle.dumps(raw))
         print(f"  {name}: {start + len(part)}/{len(todo)} rows scored", file=sys.stderr, flush=True)
-    out = [(np.asarray(raw[key(r)]["cond"], dtype=float), np.asarray(raw[key(r)]["unc"], dtype=float)) for r in rows]
+    none = np.zeros(0)
+    out = [(np.asarray(raw[key(r)]["cond"], dtype=float), np.asarray(raw[key(r)]["unc"], dtype=float))
+           if r["response"].strip() else (none, none) for r in rows]
     return out, (len(todo) / seconds if seconds else float("nan"))
 
 

@@ -26,24 +26,67 @@ from evalmon.monitor.signals.halludetect import (
 PERMISSIVE = {"Apache-2.0", "MIT", "CC-BY-4.0", "CC-BY-SA-4.0"}
 
 
-def test_shipped_artifact_is_portable_and_trained_on_permissive_data_only() -> None:
-    art = load_artifact()
+@pytest.mark.parametrize("ref", [None, "builtin:halludetect-v1.json", "builtin:halludetect-v2.json"])
+def test_shipped_artifacts_are_portable_and_trained_on_permissive_data_only(ref: str | None) -> None:
+    art = load_artifact(ref)
     d = len(art["features"])
     assert d == len(art["mean"]) == len(art["scale"]) == len(art["coef"]) == len(art["impute"])
-    assert art["version"] == "2" and 0 < art["threshold"] < 1
+    assert 0 < art["threshold"] < 1
     assert set(art["features"]) <= {*STAT_FEATURES, *PMI_FEATURES, *TEXT_FEATURES}
     assert set(art["training"]["datasets"].values()) <= PERMISSIVE
     trained = {name.split("/")[0] for name in art["training"]["datasets"]}
     assert not trained & {"halueval", "halueval2_human", "felm", "phd_hallucination"}
     for name, entry in art["validation"].items():  # figures recorded with the artifact, on held-out rows
         assert entry["rows"] > 0 and 0 < entry["base_rate"] < 1, name
-
-
-def test_v1_artifact_still_loads_and_scores() -> None:
-    art = load_artifact("builtin:halludetect-v1.json")
-    assert art["version"] == "1" and art["features"] == list(STAT_FEATURES)
     p = predict(art, np.asarray([art["mean"]], dtype=float))
     assert 0 < p[0] < 1
+
+
+def test_default_artifact_is_v1_and_v2_is_opt_in() -> None:
+    """v1 is the default: v2 (+ the PMI features, a second proxy-model pass) ranks better within each held-out
+    set but worse pooled over them, at 1.6× the cost (docs/detectors/hallucination.md)."""
+    art, v2 = load_artifact(), load_artifact("builtin:halludetect-v2.json")
+    assert art["version"] == "1" and art["features"] == list(STAT_FEATURES)
+    assert v2["version"] == "2" and v2["features"] == [*STAT_FEATURES, *PMI_FEATURES]
+    sig = build_signals([{"name": "halludetect"}])[0]
+    assert sig.features == list(STAT_FEATURES) and sig.options()["artifact"] == "builtin:halludetect-v1.json"
+
+
+class _OneTokenLM:
+    """Stand-in proxy LM: every request gets one token of log-prob -1 (what the HF backend returns for an empty
+    response too: the chat template's trailing newline, lm-eval's tokenisation)."""
+
+    class fingerprint:
+        @staticmethod
+        def cache_key() -> str:
+            return "one-token"
+
+    def token_logprobs(self, reqs: list) -> list:
+        from evalmon.core.lm import TokenLogprobs
+
+        return [TokenLogprobs((-1.0,), (7,)) for _ in reqs]
+
+
+def test_training_leaves_empty_responses_unscored(tmp_path: Path) -> None:
+    """benchmarks/train_hallucination.py scores rows as the signal does: an empty response gets no log-probs
+    (NaN statistics, imputed) — v1 was trained so; v2's first artifact got one near-zero "token" for the 6
+    empty training answers (a cache filled outside proxy_logprobs), which moved its HaluEval QA PR-AUC."""
+    import importlib.util
+
+    from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "train_hallucination.py"
+    spec = importlib.util.spec_from_file_location("train_hallucination", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [{"prompt": "q1", "response": ""}, {"prompt": "q2", "response": "Paris."}, {"prompt": "q3", "response": " "}]
+    cache = tmp_path / "c.pkl"
+    cache.write_bytes(__import__("pickle").dumps({}))
+    lps, _ = mod.proxy_logprobs(rows, ProxyUncertaintySignal(lm=_OneTokenLM()), cache, "t")
+    assert [len(c) for c, _ in lps] == [0, 1, 0] and [len(u) for _, u in lps] == [0, 1, 0]
+    x = mod.featurise(rows, lps, lambda texts: np.ones((len(texts), 3)), list(STAT_FEATURES))
+    assert np.isnan(x[[0, 2], :5]).all() and np.isfinite(x[1]).all()
 
 
 def test_pmi_features_compare_the_answer_with_and_without_its_question() -> None:
@@ -125,7 +168,7 @@ def test_detector_beats_base_rate_on_held_out_halueval_qa(smollm2_checkpoint: Pa
     score = sig.compute(df)["halludetect.score"].to_numpy()
     assert np.isfinite(score).all()
     pr_auc, roc = average_precision_score(y, score), roc_auc_score(y, score)
-    # the issue's target (2× base rate) is not met by v2 either (model card: PR-AUC 0.31 at a 20% share on
-    # the validation rows); this guards what it does reach — clearly better than chance (a random score:
+    # the issue's target (2× base rate) is not met (model card: the default v1 reaches PR-AUC 0.345 at a 20%
+    # share on the validation rows); this guards what it does reach — clearly better than chance (a random score:
     # 1.0× base rate, ROC 0.5; a detector scoring every record alike: ROC 0.5)
     assert pr_auc >= 1.25 * y.mean() and roc >= 0.6, (pr_auc, roc)

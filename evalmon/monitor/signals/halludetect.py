@@ -14,12 +14,12 @@ names (``feature_matrix``):
 * ``TEXT_FEATURES``: the share of words with digits / capitalised (compared, not in v2);
 * ``response_embedding[i]``: the response's 384-d embedding (compared in v1, did not transfer).
 
-The artifact is portable JSON (``detectors/halludetect-v2.json``; ``halludetect-v1.json`` stays loadable
-with ``artifact:``): feature names, standardisation, coefficients, intercept, imputation values, the
-threshold chosen on the training split's out-of-fold predictions, the training data and validation
-figures — never a pickle. Columns: ``halludetect.score`` (probability of a hallucinated answer) and
-``halludetect.flag`` (score ≥ threshold), NaN for records not scored (empty response, or not in the proxy
-model's ``sample_rate``).
+The artifact is portable JSON (default ``detectors/halludetect-v1.json``; v2 loadable with ``artifact:
+builtin:halludetect-v2.json`` — better within each held-out set, worse pooled, 1.6× the cost: model card):
+feature names, standardisation, coefficients, intercept, imputation values, the threshold chosen on the
+training split's out-of-fold predictions, the training data and validation figures — never a pickle.
+Columns: ``halludetect.score`` (probability of a hallucinated answer) and ``halludetect.flag`` (score ≥
+threshold), NaN for records not scored (empty response, or not in the proxy model's ``sample_rate``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from evalmon.monitor.signals.base import BaseSignal, text_series
 from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder
 from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal
 
-ARTIFACT = "halludetect-v2.json"
+ARTIFACT = "halludetect-v1.json"  # the default (v2: one more proxy pass, not clearly better — model card)
 STAT_FEATURES = ("mean_logprob", "min_logprob", "p10_logprob", "tail_share", "surprisal_per_char",
                  "log_n_tokens", "log_words", "qa_cosine")
 # v2: the response's token log-probs without its question (an empty user turn) — pointwise mutual information
