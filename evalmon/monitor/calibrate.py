@@ -17,6 +17,14 @@ by records on the alerting side (flagged, that category, unscored); for a locati
 rate is. The smallest *s* (or factor) on a fixed grid whose windows alert with probability ≥ ``power``
 (0.9) is reported ("≥ 3% of a window's records flagged").
 
+``drift/<embedding col>`` under ``drift.embedding_method: distance`` is computed as the monitor computes it:
+the Euclidean distance between the mean of a window's vectors and the mean of the reference's vectors
+(evidently's ``DistanceDriftMethod``), with the embedding signal's sample on both sides — the reference's
+vectors are the ones the monitor holds (the signal's sample of the reference), and a window's are
+``EmbeddingSignal.sample_size(n)`` records drawn (with replacement) from the reference records that sample
+left out, embedded for calibration (a window the monitor sees is not part of its reference either). When the
+signal embedded every reference record, a resampled window is held out of the reference it is compared with.
+
 Cannot calibrate (the rule keeps its value, and the report says why): a metric not computed per record
 (``drift/…`` except the embedding centroid distance of ``drift.embedding_method: distance``,
 ``drift_detected/…``, ``quality/…``), a column the reference does not have or never scored (empty), a
@@ -27,7 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +114,7 @@ class _Stat:
     x: np.ndarray
     fn: Callable[[np.ndarray], float]
     label: str  # what an injected event is, in words
+    draw: Callable[[int, np.random.Generator], float] | None = None  # "distance": a window of n records
 
 
 def _nanmean(v: np.ndarray) -> float:
@@ -182,23 +191,42 @@ def window_stat(reference: pd.DataFrame, metric: str) -> _Stat | str:
     return _Stat("location", values, _hist_quantile(reference, column, q), f"{column} of every record")
 
 
-def distance_stat(reference: pd.DataFrame, column: str) -> _Stat | str:
-    """``drift/<embedding col>`` under evidently's ``distance`` method: the distance of a window's mean vector
-    to the reference's. A resampled window is held out of the reference it is compared with (compared with
-    itself included, the null distance is too small)."""
-    vecs = [v for v in reference[column]] if column in reference.columns else []
-    vecs = [np.asarray(v, dtype=float) for v in vecs if isinstance(v, np.ndarray | list) and len(v)]
-    if len(vecs) < 4:
+def centroid_distance(window: np.ndarray, reference: np.ndarray) -> float:
+    """evidently's ``DistanceDriftMethod`` score (Euclidean, no PCA): the distance between the two means."""
+    return float(np.linalg.norm(window.mean(axis=0) - reference.mean(axis=0)))
+
+
+def _vector_rows(values: Sequence[Any]) -> np.ndarray:
+    rows = [np.asarray(v, dtype=float) for v in values if isinstance(v, np.ndarray | list) and len(v)]
+    return np.vstack(rows) if rows else np.empty((0, 0))
+
+
+def distance_stat(reference: pd.DataFrame, column: str, *, population: np.ndarray | None = None,
+                  sample_size: Callable[[int], int] | None = None) -> _Stat | str:
+    """``drift/<embedding col>`` under evidently's ``distance`` method, as the monitor computes it (see the
+    module docstring). ``reference[column]``: the vectors the monitor compares every window with (the
+    embedding signal's sample of the reference); ``population``: vectors of reference records that sample
+    left out — a window's ``sample_size(n)`` vectors are drawn from them. Without a population (the signal
+    embedded every reference record) a window is drawn from the reference's vectors and held out of it."""
+    m = _vector_rows(reference[column].tolist()) if column in reference.columns else np.empty((0, 0))
+    if len(m) < 4:
         return f"empty: fewer than 4 reference records have a vector in {column}"
-    m = np.vstack(vecs)
-    total = m.sum(axis=0)
+    size = sample_size or (lambda n: n)
+    if population is not None and len(population) >= 2 and population.shape[1] == m.shape[1]:
+        centre = m.mean(axis=0)
 
-    def stat(idx: np.ndarray) -> float:
-        part = m[idx].sum(axis=0)
-        k = len(idx)
-        return float(np.linalg.norm(part / k - (total - part) / (len(m) - k)))
+        def draw(n: int, rng: np.random.Generator) -> float:
+            return float(np.linalg.norm(population[rng.integers(0, len(population), max(size(n), 1))].mean(axis=0)
+                                        - centre))
+    else:
+        total = m.sum(axis=0)
 
-    return _Stat("distance", np.arange(len(m), dtype=float), stat, "")
+        def draw(n: int, rng: np.random.Generator) -> float:
+            k = min(max(size(n), 1), len(m) - 2)
+            part = m[rng.choice(len(m), k, replace=False)].sum(axis=0)
+            return float(np.linalg.norm(part / k - (total - part) / (len(m) - k)))
+
+    return _Stat("distance", np.arange(len(m), dtype=float), lambda v: math.nan, "", draw=draw)
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -268,10 +296,13 @@ def _smallest_event(st: _Stat, op: str, thr: float, mean_n: float, rng: np.rando
 
 def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, window_records: float,
                     false_alarm_rate: float = 0.001, draws: int | None = None, seed: int = 0,
-                    distance_columns: Sequence[str] = ()) -> tuple[list[RuleCalibration], float]:
+                    distance_columns: Sequence[str] = (), populations: Mapping[str, np.ndarray] | None = None,
+                    sample_size: Callable[[int], int] | None = None) -> tuple[list[RuleCalibration], float]:
     """Thresholds for ``rules`` from ``reference`` (records with signal columns); see the module docstring.
-    ``distance_columns``: embedding columns whose ``drift/<col>`` is the centroid distance. Returns the
-    per-rule results and the share of resampled windows where any calibrated rule fires."""
+    ``distance_columns``: embedding columns whose ``drift/<col>`` is the centroid distance; ``populations``:
+    per such column, vectors of the reference records its embedding sample left out, ``sample_size``: records
+    of an n-record window the embedding signal embeds (``distance_stat``). Returns the per-rule results and
+    the share of resampled windows where any calibrated rule fires."""
     if not 0 < false_alarm_rate < 1:
         raise ValueError("false_alarm_rate must be in (0, 1)")
     draws = draws or max(2000, math.ceil(20 / false_alarm_rate))
@@ -282,7 +313,8 @@ def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, wind
         res = RuleCalibration(rule.key, rule.metric, rule.op, rule.value)
         results.append(res)
         col = rule.metric.removeprefix("drift/")
-        st = (distance_stat(reference, col) if rule.metric.startswith("drift/") and col in distance_columns
+        st = (distance_stat(reference, col, population=(populations or {}).get(col), sample_size=sample_size)
+              if rule.metric.startswith("drift/") and col in distance_columns
               else window_stat(reference, rule.metric))
         if rule.op in ("==", "!="):
             st = f"an `{rule.op}` rule has no tail to calibrate"
@@ -299,9 +331,8 @@ def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, wind
         for d, n in enumerate(_draw_sizes(rng, window_records, draws) if stats else ()):
             idx = rng.integers(0, n_ref, n)
             for i, st in stats.items():
-                if st.kind == "distance":
-                    held = rng.choice(len(st.x), min(int(n), len(st.x) - 2), replace=False)
-                    sims[i][d] = st.fn(held)
+                if st.draw is not None:
+                    sims[i][d] = st.draw(int(n), rng)
                 else:
                     sims[i][d] = st.fn(st.x[idx])
     fires = np.zeros(draws, dtype=bool)
@@ -383,6 +414,37 @@ def _count_reference(executor: Any, cfg: MonitorConfig) -> int:
                           ref.start, ref.end)) for p in partitions_of(executor.source, ref.start, ref.end))
 
 
+def embedding_population(cfg: MonitorConfig, frame: pd.DataFrame, columns: Sequence[str],
+                         log_fn: Callable[[str], None] | None = None
+                         ) -> tuple[dict[str, np.ndarray], Callable[[int], int] | None]:
+    """For ``distance_stat``: per embedding column, the vectors of the reference records the embedding signal's
+    sample left out (embedded here, with the signal's own model and settings), and the signal's
+    ``sample_size`` (how many of a window's records the monitor embeds)."""
+    from evalmon.monitor.signals import build_signals
+    from evalmon.monitor.signals.embeddings import EmbeddingSignal
+
+    confs = [c for c in cfg.signals if c.enabled and c.name in ("embedding", "embeddings")]
+    sig = next((s for s in build_signals(confs) if isinstance(s, EmbeddingSignal)), None) if confs else None
+    if sig is None or not columns:
+        return {}, None
+    out: dict[str, np.ndarray] = {}
+    for col in columns:
+        field = col.removeprefix("embedding.")
+        if field not in sig.fields or field not in frame.columns:
+            continue
+        has = np.array([isinstance(v, np.ndarray | list) and len(v) > 0 for v in frame[col].tolist()])
+        text = frame[field].astype("string").fillna("")
+        left = frame.loc[~has & (text.str.strip().str.len() > 0).to_numpy()]
+        if not len(left):
+            continue
+        if log_fn is not None:
+            log_fn(f"calibrate: embedding {len(left)} reference records outside the {col} sample (window draws)")
+        full = EmbeddingSignal((field,), model=sig.model_ref, max_chars=sig.max_chars, sample_rate=1.0,
+                               sample_max=len(left))
+        out[col] = _vector_rows(full.compute(left)[col].tolist())
+    return out, sig.sample_size
+
+
 def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int | None = None,
               seed: int | None = None, reference_rows: int | None = None,
               log_fn: Callable[[str], None] | None = None) -> Calibration:
@@ -390,9 +452,12 @@ def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int
     ``reference_rows``: compute signals on a seeded sample of that many reference records only."""
     frame, per_window = reference_frame(cfg, log_fn, reference_rows=reference_rows)
     dist = [c for c in frame.columns if c.startswith("embedding.")] if cfg.drift.embedding_method == "distance" else []
+    wanted = [c for c in dist if any(r.metric == f"drift/{c}" for r in cfg.alerts.rules)]
+    populations, sample_size = embedding_population(cfg, frame, wanted, log_fn)
     rules, any_rate = calibrate_frame(frame, cfg.alerts.rules, window_records=per_window,
                                       false_alarm_rate=false_alarm_rate, draws=draws,
-                                      seed=cfg.seed if seed is None else seed, distance_columns=dist)
+                                      seed=cfg.seed if seed is None else seed, distance_columns=dist,
+                                      populations=populations, sample_size=sample_size)
     return Calibration(cfg.name, false_alarm_rate, draws or max(2000, math.ceil(20 / false_alarm_rate)),
                        len(frame), per_window, rules=rules, any_rule_false_alarm=any_rate)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from evalmon.config.alerts import AlertRule
-from evalmon.monitor.calibrate import calibrate_frame, threshold_for
+from evalmon.monitor.calibrate import calibrate_frame, centroid_distance, threshold_for
 
 
 def _reference(n: int, seed: int) -> pd.DataFrame:
@@ -59,3 +60,41 @@ def test_constant_empty_missing_and_equality_rules_are_reported_not_crashed() ->
     assert drop.status == "calibrated" and 25 < drop.value < 50 and "traffic ÷" in drop.smallest_event
     assert 0 < any_rate <= 0.01
     assert calibrate_frame(ref.iloc[:0], rules[:1], window_records=50, draws=200)[0][0].reason.startswith("empty")
+
+
+def test_embedding_distance_is_calibrated_against_the_reference_the_monitor_holds() -> None:
+    """The monitor compares each window's vectors with the embedding signal's sample of the reference. Here that
+    sample's mean is off the traffic's (as a cluster sample of repeated prompts was): the distances the monitor
+    then measures on fresh clean windows must be what calibrate's threshold is set on — not the noise inside
+    the sample (resampling the held vectors against themselves gave a threshold every clean window exceeded)."""
+    rng = np.random.default_rng(0)
+    dim = 16
+
+    def traffic(n: int) -> np.ndarray:
+        return rng.normal(size=(n, dim)) / np.sqrt(dim)
+
+    held = traffic(400) + np.r_[0.3, np.zeros(dim - 1)]  # the reference vectors the monitor holds
+    frame = pd.DataFrame({"embedding.prompt": [*held, *[np.nan] * 3600]})  # 10 % of the reference embedded
+    rule = AlertRule(metric="drift/embedding.prompt", op=">", value=0.1, name="topics")
+    (res,), _ = calibrate_frame(frame, [rule], window_records=200, false_alarm_rate=0.02, draws=1000, seed=1,
+                                distance_columns=["embedding.prompt"],
+                                populations={"embedding.prompt": traffic(3600)}, sample_size=lambda n: n)
+    assert res.status == "calibrated", res.reason
+    fresh = np.array([centroid_distance(traffic(n), held) for n in np.maximum(rng.poisson(200, 1000), 1)])
+    assert 0.002 < np.mean(fresh > res.value) < 0.06  # target 0.02 on the windows the monitor will see
+    # the window's own embedding sample: fewer vectors per window → a wider null, a higher threshold
+    (sub,), _ = calibrate_frame(frame, [rule], window_records=200, false_alarm_rate=0.02, draws=1000, seed=1,
+                                distance_columns=["embedding.prompt"],
+                                populations={"embedding.prompt": traffic(3600)}, sample_size=lambda n: 20)
+    assert sub.value > res.value
+
+
+@pytest.mark.e2e  # imports evidently (seconds)
+def test_centroid_distance_is_evidentlys_distance_method() -> None:
+    from evidently.metrics.embeddings import DistanceDriftMethod
+
+    rng = np.random.default_rng(2)
+    cur, ref = rng.normal(size=(30, 8)), rng.normal(size=(50, 8)) + 0.2
+    names = [f"e.{i}" for i in range(8)]
+    score, _, name = DistanceDriftMethod()(pd.DataFrame(cur, columns=names), pd.DataFrame(ref, columns=names))
+    assert name == "distance" and abs(centroid_distance(cur, ref) - float(score)) < 1e-9
