@@ -18,7 +18,8 @@ python``: each task runs the source's Parquet reader on its (window, file) cell)
 Printed per mode: wall seconds, records/s, peak RSS of the driver process and of its children (the JVM
 and Spark's Python workers; ``RUSAGE_CHILDREN``: the largest one), and the CPU pressure of the machine
 (``/proc/pressure/cpu`` before, after, and ``some avg10`` sampled every 5 s during the mode) and the CPU seconds
-of the mode's process tree (driver, JVM, Python workers) with records per CPU-second.
+of the mode's process tree (driver, JVM, Python workers) with records per CPU-second. While a mode runs, its
+log lines go to ``<work>/<mode>.progress.log`` with the elapsed seconds and the driver's peak RSS so far.
 """
 
 from __future__ import annotations
@@ -106,7 +107,16 @@ def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
     end = T0 + timedelta(days=args.days)
     t = time.perf_counter()
     said: list[str] = []
-    res = run_monitor(cfg, backfill=(T0, end), now=end + timedelta(hours=1), log_fn=said.append)
+    progress = (work / f"{mode}.progress.log").open("a", encoding="utf-8")  # readable while the mode runs
+
+    def log(line: str) -> None:
+        said.append(line)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        progress.write(f"{time.perf_counter() - t:8.1f}s driver peak {rss:6.0f} MB  {line}\n")
+        progress.flush()
+
+    res = run_monitor(cfg, backfill=(T0, end), now=end + timedelta(hours=1), log_fn=log)
+    progress.close()
     wall = time.perf_counter() - t
     jvm_mb = None
     if mode != "local":  # the JVM (a child of the driver, alive until the session stops): its RSS now

@@ -165,17 +165,33 @@ class Reservoir:
     def _order_cols(frame: pd.DataFrame) -> list[str]:
         return [c for c in (TIMESTAMP, ARRIVAL) if c in frame.columns]
 
-    def update(self, frame: pd.DataFrame) -> Reservoir:
-        """Fold a batch of rows in (in place; returns self)."""
+    def update(self, frame: pd.DataFrame, below: int | None = None) -> Reservoir:
+        """Fold a batch of rows in (in place; returns self). ``below``: the ``bound`` of a reservoir of rows
+        that come *before* these (a Spark fit job's earlier cells): rows keyed at or above it are dropped
+        here, since they cannot get into the merge of the two — it holds the same rows either way."""
         if not self.columns or not len(frame):
             self.seen += len(frame)
             return self
         keys = row_keys(frame, self.seed, self.seen)
-        keep = list(dict.fromkeys([*(c for c in self.columns if c in frame.columns), *self._order_cols(frame)]))
-        part = frame[keep].assign(**{_KEY: keys, _SEQ: np.arange(self.seen, self.seen + len(frame))})
+        seq = np.arange(self.seen, self.seen + len(frame))
         self.seen += len(frame)
-        self._absorb(part)
+        if below is not None:  # keys and sequence numbers first: they do not depend on which rows are kept
+            fits = keys < np.uint64(below)
+            frame, keys, seq = frame[fits], keys[fits], seq[fits]
+            if not len(frame):
+                return self
+        keep = list(dict.fromkeys([*(c for c in self.columns if c in frame.columns), *self._order_cols(frame)]))
+        self._absorb(frame[keep].assign(**{_KEY: keys, _SEQ: seq}))
         return self
+
+    @property
+    def bound(self) -> int | None:
+        """The largest key kept once the reservoir is full (``None`` before): a row folded in or merged in
+        later gets in only with a smaller key (later rows lose ties: larger sequence numbers)."""
+        rows = self.rows
+        if rows is None or len(rows) < self.size or not self.size:
+            return None
+        return int(rows[_KEY].max())
 
     def _absorb(self, part: pd.DataFrame) -> None:
         if self._rows is not None and len(self._rows) >= self.size:  # only rows that could still get in

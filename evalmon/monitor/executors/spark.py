@@ -15,7 +15,10 @@ watermark, which moves after each window. Quarantined rows are also written as a
 A chunk holds enough windows to give every core two cells (``spark.default.parallelism``; at least 16); the driver
 holds one chunk's summaries (each reservoir at most ``drift.reservoir_rows`` rows) and views at a time.
 Without a fixed reference the summary spec is fitted first on a bounded seeded reservoir of the span's records
-(a ``fit`` job over the same cells; signals run in both passes — the local executor spills instead).
+(a ``fit`` job over the same cells; signals run in both passes — the local executor spills instead). Once the
+driver's reservoir is full, each later fit job gets its largest key (``Reservoir.bound``) and its cells ship only
+the rows keyed below it — the rows that could still get in, so the sample is the same — instead of their whole
+fitting view: the driver holds the reservoir plus one job's surviving rows, not a share of the span.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class SparkExecutor(LocalExecutor):
         self.seconds_in_tasks = 0.0
         self._native: bool | None = None
         self.native_cells = 0  # cells fed by spark.read (the rest: the source's reader in the task)
+        self.fit_rows_shipped = 0  # fitting-view rows the fit pass's cells returned to the driver
         self._quality: dict[int, QualityCounts] = {}  # window index → its merged quality counts
         self._qcolumns: frozenset[str] | None = None  # columns of the first records seen (empty windows)
         if callable(getattr(source, "use_session", None)):  # kind: spark_table reads through this session
@@ -183,10 +187,12 @@ class SparkExecutor(LocalExecutor):
         job = self._job_spec("fit")
         seen = 0
         for chunk in self._chunks(span):
+            job.key_below = None if res is None else res.bound  # cells ship only rows that can still get in
             for r in (r for rs in self._job(job, chunk).values() for r in rs):
                 seen += r.rows
                 if r.reservoir is None or not r.reservoir.seen:
                     continue
+                self.fit_rows_shipped += 0 if r.reservoir.rows is None else len(r.reservoir.rows)
                 if res is None:
                     res = r.reservoir
                 else:
@@ -197,7 +203,8 @@ class SparkExecutor(LocalExecutor):
         basis = res.frame() if res is not None else self._empty_view()
         if res is not None and not res.complete:
             self._log(f"summary spec fitted on a seeded sample of {len(basis)} of the span's {res.seen} records")
-        self._log(f"fit pass on Spark: {seen} records of {len(span)} window(s)")
+        self._log(f"fit pass on Spark: {seen} records of {len(span)} window(s), {self.fit_rows_shipped} of them "
+                  "shipped to the driver")
         return fit(basis, self.cfg.drift, seed=self.cfg.seed, sample_rows=self.sample_rows)
 
     def _empty_view(self) -> pd.DataFrame:

@@ -10,7 +10,8 @@ and stay loaded while Spark reuses the worker) and returns one pickled ``CellRes
   its quarantined records with their times, and the narrow *view* of its records that the driver's trace
   assessments read (timestamp, arrival, trace ids, 0/1 signal columns) — never the prompts, responses or vectors;
 - ``fit`` pass: a bounded seeded ``Reservoir`` of ``pipeline.fitting_view`` of its records (the run's basis
-  for the summary spec when there is no fixed reference).
+  for the summary spec when there is no fixed reference), without the rows keyed at or above the earlier
+  jobs' reservoir bound (``Job.key_below``): they could not get into the driver's merge.
 
 Nothing here writes files or talks to MLflow: results go back to the driver as bytes.
 """
@@ -54,6 +55,7 @@ class Job:
     view_columns: tuple[str, ...] = ()  # summary pass: what the driver's window checks read
     view_blank: tuple[str, ...] = ()  # of those, the ones only checked for null: non-null text becomes ""
     basis_rows: int = 0  # fit pass
+    key_below: int | None = None  # fit pass: the earlier jobs' reservoir bound (rows keyed above it can't get in)
     seed: int = 0
     quality: QualityConfig | None = None  # summary pass: the cell's mergeable quality counts
 
@@ -110,7 +112,7 @@ def cell_result(job: Job, cell: int, got: Ingested, t: float) -> CellResult:
     out = CellResult(cell, partition, len(records), got.quarantined, got.times)
     if job.mode == "fit":
         frame = fitting_view(records)
-        out.reservoir = Reservoir(tuple(frame.columns), job.basis_rows, job.seed).update(frame)
+        out.reservoir = Reservoir(tuple(frame.columns), job.basis_rows, job.seed).update(frame, job.key_below)
     else:
         assert job.spec is not None
         out.summary = summarise(records, job.spec)
