@@ -17,11 +17,13 @@ clean windows alert?
    of the rule's window statistic over 20,000 windows resampled from the reference (bootstrap over records,
    window size ~ Poisson(records per reference hour)), each statistic computed as the monitor computes it
    (p90 from its reference-fitted histogram). Rules: the hallucination flag rate (over RAG records), unsafe
-   answer rate, unsafe request rate, PII rate, p90 latency, mean response length, share of records from a
+   answer rate, unsafe request rate, PII rate, sensitive-information rate (``rate/pii.sensitive``: the
+   ``pii_leak`` event's rule), p90 latency, mean response length, share of records from a
    model the reference never saw, and the distance of the window's mean prompt embedding to the reference's
-   (evidently's ``distance`` method — ``drift.embedding_method: distance``; its bootstrap windows are held
-   out of the reference they are compared with). A signal that is empty or constant in the reference cannot
-   be calibrated: its rule is left out and printed. Nothing after the reference period is read to set a
+   (evidently's ``distance`` method — ``drift.embedding_method: distance``; its windows are drawn from the
+   reference records outside the embedding signal's sample, compared with the sample the monitor holds).
+   A signal that is empty or constant in the reference cannot be calibrated: its rule is left out and
+   printed. Nothing after the reference period is read to set a
    threshold.
 3. ``run_monitor`` processes every window after the reference once (text, usage, refusal, PII with
    ``MONEY_AMOUNT``, safety, hallucination and embedding signals; evidently drift per column at its
@@ -70,7 +72,7 @@ EVENTS = [("hallucination_rise", 3), ("unsafe_rise", 7), ("pii_leak", 11), ("lat
           ("length_shift", 19), ("new_model_version", 23), ("topic_shift", 27)]
 # the rule meant to catch each event (the table also lists every other rule that fired)
 INTENDED = {"hallucination_rise": ("hallucination",), "unsafe_rise": ("unsafe_answers", "unsafe_requests"),
-            "pii_leak": ("pii",), "latency_regression": ("latency_p90",), "length_shift": ("response_length",),
+            "pii_leak": ("pii_sensitive",), "latency_regression": ("latency_p90",), "length_shift": ("response_length",),
             "new_model_version": ("unseen_model",), "topic_shift": ("prompt_topic",)}
 BOOTSTRAP = 20000  # resampled windows per rule (the 99.865th percentile needs ~27 draws above it)
 
@@ -124,15 +126,19 @@ POLICY_RULES = {
     "unsafe_answers": ("rate/safety.unsafe", "unsafe answer rate"),
     "unsafe_requests": ("rate/safety.unsafe_request", "unsafe request rate"),
     "pii": ("rate/pii.any", "PII rate (responses)"),
+    # the pii_leak event's leaked names/records: rate/pii.any misses them without a name recogniser (nlp: none)
+    "pii_sensitive": ("rate/pii.sensitive", "sensitive-information rate (responses; the pii_sensitive detector)"),
     "latency_p90": ("p90/latency_ms", "p90 latency (the monitor's histogram estimate)"),
     "response_length": ("mean/text.response_chars", "mean response length"),
     "unseen_model": ("share/model/_other", "share of records from a model not in the reference"),
     "prompt_topic": ("drift/embedding.prompt", "distance of a window's mean prompt embedding to the reference's "
-                                               "(evidently 'distance'; held-out bootstrap)"),
+                                               "(evidently 'distance'; windows drawn outside the reference's "
+                                               "embedding sample)"),
 }
 
 
-def policy(ref: pd.DataFrame, hours: float, k: float, seed: int, draws: int = BOOTSTRAP) -> list[dict[str, Any]]:
+def policy(ref: pd.DataFrame, hours: float, k: float, seed: int, draws: int = BOOTSTRAP,
+           cfg: Any = None) -> list[dict[str, Any]]:
     """Alert rules whose thresholds come from the reference frame (signals computed) alone, set by
     ``evalmon.monitor.calibrate.calibrate_frame`` (what ``evalmon monitor calibrate`` runs): each is the
     ``1 - tail(k)`` quantile of the rule's window statistic over ``draws`` windows resampled from the
@@ -140,11 +146,14 @@ def policy(ref: pd.DataFrame, hours: float, k: float, seed: int, draws: int = BO
     reference cannot calibrate (an empty or constant signal) is left out and printed — it used to crash here
     (IndexError on an empty signal)."""
     from evalmon.config.alerts import AlertRule
-    from evalmon.monitor.calibrate import calibrate_frame
+    from evalmon.monitor.calibrate import calibrate_frame, embedding_population
 
     rules = [AlertRule(metric=metric, op=">", value=0, name=name) for name, (metric, _) in POLICY_RULES.items()]
+    populations, sample_size = (embedding_population(cfg, ref, ["embedding.prompt"]) if cfg is not None
+                                else ({}, None))  # as `evalmon monitor calibrate`: the monitor's embedding sample
     results, _ = calibrate_frame(ref, rules, window_records=len(ref) / hours, false_alarm_rate=tail(k),
-                                 draws=draws, seed=seed, distance_columns=("embedding.prompt",))
+                                 draws=draws, seed=seed, distance_columns=("embedding.prompt",),
+                                 populations=populations, sample_size=sample_size)
     out = []
     for r in results:
         what = POLICY_RULES[r.rule][1]
@@ -228,7 +237,7 @@ def run_one(seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     calibration = LocalExecutor(cfg0, src, sink=None)  # type: ignore[arg-type]  # reads, never finishes a window
     reference = calibration.reference()
     calibration.close()
-    rules = policy(reference, args.ref_hours, args.k, seed)
+    rules = policy(reference, args.ref_hours, args.k, seed, cfg=cfg0)
     timing["reference signals + policy"] = time.perf_counter() - t
 
     t = time.perf_counter()
