@@ -222,7 +222,8 @@ def main() -> None:
     ap.add_argument("--modes", default="local,spark1,spark2,spark2py")
     ap.add_argument("--window", default="1h", help="window size (fewer, larger windows: less per-window cost)")
     ap.add_argument("--driver-memory", default="2g", help="spark.driver.memory (local mode: the executors' heap "
-                    "too; the fit pass collects one chunk's fitting views: ~30 MB per 100k-record cell)")
+                    "too; the fit pass's first job collects its cells' whole fitting views, ~30 MB per 100k-record cell; later "
+                    "jobs only the rows below the basis reservoir's bound)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--part")
     ap.add_argument("--work", type=Path)
