@@ -35,6 +35,11 @@ class Member:
     b: float
 
 
+def _check_members(members: list[Member], where: object) -> None:
+    if not members or len({len(m.coef) for m in members}) != 1:
+        raise DataError(f"{where}: members missing or of different sizes")
+
+
 def _proba(members: list[Member], x: np.ndarray) -> np.ndarray:
     w = np.array([m.coef for m in members], dtype=np.float64)  # (k, dim)
     c, a, b = (np.array([getattr(m, k) for m in members]) for k in ("intercept", "a", "b"))
@@ -71,8 +76,7 @@ class FirstStage:
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}: not a first-stage artifact ({e})",
                             hint="retrain with benchmarks/train_detectors.py --first-stage") from e
-        if not members or len({len(m.coef) for m in members}) != 1:
-            raise DataError(f"{path}: members missing or of different sizes")
+        _check_members(members, path)
         return fs
 
 
@@ -93,13 +97,6 @@ class Detector:
     card: dict[str, Any] = field(default_factory=dict)
     first_stage: FirstStage | None = None  # the cascade's cheap stage (its own file: first_stage_path)
 
-    def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        w = np.array([m.coef for m in self.members], dtype=np.float64)  # (k, dim)
-        c = np.array([m.intercept for m in self.members])
-        a = np.array([m.a for m in self.members])
-        b = np.array([m.b for m in self.members])
-        return w, c, a, b
-
     @property
     def dim(self) -> int:
         return len(self.members[0].coef)
@@ -108,9 +105,7 @@ class Detector:
         """(n, dim) embeddings → (n,) calibrated probability of the positive class."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise DataError(f"detector {self.name}: expected (n, {self.dim}) embeddings, got {x.shape}")
-        w, c, a, b = self._weights()
-        f = x.astype(np.float64) @ w.T + c  # (n, k) decision values
-        return (1.0 / (1.0 + np.exp(a * f + b))).mean(axis=1)
+        return _proba(self.members, x)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,8 +125,7 @@ class Detector:
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{source or 'detector'}: not a detector artifact ({e})",
                             hint="retrain with benchmarks/train_detectors.py") from e
-        if not members or len({len(m.coef) for m in members}) != 1:
-            raise DataError(f"{source or 'detector'}: members missing or of different sizes")
+        _check_members(members, source or "detector")
         return det
 
 
