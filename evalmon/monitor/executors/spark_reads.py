@@ -155,8 +155,7 @@ def grouped_task(job: Job, native: NativeJob) -> Any:
         import pandas as pd
         import pyarrow as pa
 
-        from evalmon.monitor.executors.spark_tasks import cell_result, run_cell
-        from evalmon.monitor.pipeline import Ingested, within
+        from evalmon.monitor.executors.spark_tasks import native_cell, run_cell
         from evalmon.monitor.sources.base import Part, check_window, merge
 
         path = local_path(str(pdf[FILE_COL].iloc[0]))
@@ -179,10 +178,7 @@ def grouped_task(job: Job, native: NativeJob) -> Any:
                 norm = src._normalize(sub, part_col, arrival_offset=native.ordinals[path] << 32)
                 batch = merge([Part(name=path, norm=norm)], w.start, w.end, {"files": 1, "source": src.name,
                                                                               "partition": path})
-                got = Ingested(path, within(batch.frame, job.ts_col, w.start, w.end), list(batch.quarantined),
-                               batch.placed_times())
-                res = cell_result(job, cell, got, t)
-                res.native = True
+                res = native_cell(job, cell, path, batch, w, t)
             out_cells.append(cell)
             blobs.append(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
         return pd.DataFrame({"cell": pd.Series(out_cells, dtype="int64"), "payload": pd.Series(blobs, dtype=object)})

@@ -86,8 +86,7 @@ def lines_task(job: Job, cells: dict[str, list[tuple[int, int]]], offsets: dict[
         import pandas as pd
 
         from evalmon.core.errors import EvalmonError
-        from evalmon.monitor.executors.spark_tasks import cell_result
-        from evalmon.monitor.pipeline import Ingested, within
+        from evalmon.monitor.executors.spark_tasks import native_cell
 
         spark_path = local_path(str(pdf[FILE_COL].iloc[0]))
         out_cells: list[int] = []
@@ -105,10 +104,7 @@ def lines_task(job: Job, cells: dict[str, list[tuple[int, int]]], offsets: dict[
             for cell, idx in mine:
                 w = job.windows[idx]
                 batch = src.index_batch(path, index, offset, w.start, w.end)
-                got = Ingested(path, within(batch.frame, job.ts_col, w.start, w.end), list(batch.quarantined),
-                               batch.placed_times())
-                res = cell_result(job, cell, got, t)
-                res.native = True
+                res = native_cell(job, cell, path, batch, w, t)
                 out_cells.append(cell)
                 blobs.append(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
                 t = time.perf_counter()

@@ -33,18 +33,14 @@ def table_task(job: Job, windows: dict[int, Window], instants: list[str]) -> Any
 
         import pandas as pd
 
-        from evalmon.monitor.executors.spark_tasks import cell_result
-        from evalmon.monitor.pipeline import Ingested, within
+        from evalmon.monitor.executors.spark_tasks import native_cell
 
         t = time.perf_counter()
         cell = int(pdf[CELL_COL].iloc[0])
         w = windows[cell]
         src = job.source
         batch = src.batch(pdf.drop(columns=[CELL_COL]), instants, w.start, w.end)
-        got = Ingested(src.name, within(batch.frame, job.ts_col, w.start, w.end), list(batch.quarantined),
-                       batch.placed_times())
-        res = cell_result(job, cell, got, t)
-        res.native = True
+        res = native_cell(job, cell, src.name, batch, w, t)
         return pd.DataFrame({"cell": [cell], "payload": [pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)]})
 
     return run

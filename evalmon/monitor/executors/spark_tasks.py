@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evalmon.monitor.contracts import ARRIVAL, TIMESTAMP
-from evalmon.monitor.pipeline import Ingested, SignalRunner, fitting_view, ingest, signals, summarise
+from evalmon.monitor.pipeline import Ingested, SignalRunner, fitting_view, ingest, signals, summarise, within
 from evalmon.monitor.summary import Reservoir
 from evalmon.monitor.windows import Window
 
@@ -101,6 +101,16 @@ def run_cell(job: Job, cell: int, window: Window, partition: str) -> CellResult:
 
     t = time.perf_counter()
     return cell_result(job, cell, ingest(job.source, partition, window, job.ts_col), t)
+
+
+def native_cell(job: Job, cell: int, name: str, batch: Any, window: Window, t: float) -> CellResult:
+    """A cell whose rows Spark read (``spark.reads: native``): the source's batch cut to the window, then
+    ``cell_result``."""
+    got = Ingested(name, within(batch.frame, job.ts_col, window.start, window.end), list(batch.quarantined),
+                   batch.placed_times())
+    res = cell_result(job, cell, got, t)
+    res.native = True
+    return res
 
 
 def cell_result(job: Job, cell: int, got: Ingested, t: float) -> CellResult:
