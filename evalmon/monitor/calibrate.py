@@ -4,8 +4,8 @@ Method (a bootstrap over records): the reference period's records — read and s
 executor, signals and cache — are resampled into ``draws`` windows of the live window size (records per
 window ~ Poisson(reference records per window), rows drawn with replacement, i.e. records are treated as
 exchangeable within the reference: time-of-day seasonality is *not* kept). Each rule's window statistic is
-computed as the monitor computes it (rates and means over the scored records, shares over all records,
-p50/p90/p99 from the reference-fitted histogram of ``summary.Summary``), and the threshold is the quantile
+computed as the monitor computes it (``calibrate_stats``: rates and means over the scored records, shares over
+all records, p50/p90/p99 from the reference-fitted histogram of ``summary.Summary``), and the threshold is the quantile
 that leaves a share ``false_alarm_rate`` of the resampled windows on the alerting side (``>``: the upper
 tail; ``<``: the lower one). The same windows serve every rule, so the share of windows where *any* rule
 fires (the monitor's false-alarm rate) is reported too.
@@ -42,8 +42,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evalmon.monitor.alerts import OPS, metric_column
-from evalmon.monitor.summary import QUANTILES, Summary, SummarySpec
+from evalmon.monitor.alerts import OPS
+from evalmon.monitor.calibrate_stats import (  # re-exported: the statistics live there
+    WindowStat,
+    centroid_distance,
+    distance_stat,
+    vector_rows,
+    window_stat,
+)
+from evalmon.monitor.summary import QUANTILES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,132 +110,6 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{v:.6g}"
 
 
-# --------------------------------------------------------------------------- statistics of a window
-
-
-@dataclass
-class _Stat:
-    """A rule's window statistic over a per-record array ``x`` (rows are resampled from it)."""
-
-    kind: str  # "share" | "location" | "records" | "distance"
-    x: np.ndarray
-    fn: Callable[[np.ndarray], float]
-    label: str  # what an injected event is, in words
-    draw: Callable[[int, np.random.Generator], float] | None = None  # "distance": a window of n records
-
-
-def _nanmean(v: np.ndarray) -> float:
-    finite = v[~np.isnan(v)]
-    return float(finite.mean()) if finite.size else math.nan
-
-
-def _hist_quantile(reference: pd.DataFrame, column: str, q: float) -> Callable[[np.ndarray], float]:
-    """The window quantile as the monitor logs it: the reference-fitted histogram of ``summary.Summary``."""
-    spec = SummarySpec.fit(reference, [column])
-    edges = np.asarray(spec.numeric[column], dtype=float)
-
-    def stat(values: np.ndarray) -> float:
-        finite = values[np.isfinite(values)]
-        s = Summary.zero(spec)
-        st = s.numeric[column]
-        if finite.size:
-            st.n, st.min, st.max = int(finite.size), float(finite.min()), float(finite.max())
-            st.hist = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1).tolist()
-        return s.quantile(column, q)
-
-    return stat
-
-
-def _std(v: np.ndarray) -> float:
-    finite = v[~np.isnan(v)]
-    return float(finite.std(ddof=1)) if finite.size > 1 else math.nan
-
-
-def _max(v: np.ndarray) -> float:
-    finite = v[~np.isnan(v)]
-    return float(finite.max()) if finite.size else math.nan
-
-
-def window_stat(reference: pd.DataFrame, metric: str) -> _Stat | str:
-    """How ``metric`` is computed from a window's records, or why it cannot be calibrated."""
-    import pandas as pd
-
-    if metric == "records":
-        return _Stat("records", np.zeros(len(reference)), lambda v: float(v.size), "traffic per window")
-    stat, _, rest = metric.partition("/")
-    column = metric_column(metric)
-    if column is None:
-        return f"{metric} is not computed per record (drift tests, quality checks): set its value by hand"
-    if column not in reference.columns:
-        return f"the reference has no column {column!r} (is its signal configured?)"
-    if stat == "share":
-        value = rest.split("/", 1)[1] if "/" in rest else ""
-        text = reference[column].astype("string")
-        top = text.value_counts(dropna=True).index[:10]
-        hit = ~text.isin(top) if value == "_other" else (text == value)
-        x = hit.fillna(value == "_other").to_numpy(dtype=float)
-        return _Stat("share", x, lambda v: float(v.mean()) if v.size else math.nan, f"records with {column} = {value}")
-    if stat == "distinct":
-        return f"{metric} counts distinct values: set its value by hand"
-    values = pd.to_numeric(reference[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    if stat in ("null_rate", "coverage"):
-        x = np.isnan(values).astype(float)
-        if stat == "null_rate":
-            return _Stat("share", x, lambda v: float(v.mean()) if v.size else math.nan, f"records without {column}")
-        return _Stat("share", 1.0 - x, lambda v: float(v.mean()) if v.size else math.nan,
-                     f"records {column} could not score")
-    if not np.isfinite(values).any():
-        return f"empty: no reference record has a value in {column} (the signal scored none)"
-    if stat == "rate":
-        return _Stat("share", values, _nanmean, f"records flagged {column}")
-    if stat == "mean":
-        return _Stat("location", values, _nanmean, f"{column} of every record")
-    if stat == "std":
-        return _Stat("location", values, _std, f"{column} of every record")
-    if stat == "max":
-        return _Stat("location", values, _max, f"{column} of every record")
-    q = int(stat[1:]) / 100
-    return _Stat("location", values, _hist_quantile(reference, column, q), f"{column} of every record")
-
-
-def centroid_distance(window: np.ndarray, reference: np.ndarray) -> float:
-    """evidently's ``DistanceDriftMethod`` score (Euclidean, no PCA): the distance between the two means."""
-    return float(np.linalg.norm(window.mean(axis=0) - reference.mean(axis=0)))
-
-
-def _vector_rows(values: Sequence[Any]) -> np.ndarray:
-    rows = [np.asarray(v, dtype=float) for v in values if isinstance(v, np.ndarray | list) and len(v)]
-    return np.vstack(rows) if rows else np.empty((0, 0))
-
-
-def distance_stat(reference: pd.DataFrame, column: str, *, population: np.ndarray | None = None,
-                  sample_size: Callable[[int], int] | None = None) -> _Stat | str:
-    """``drift/<embedding col>`` under evidently's ``distance`` method, as the monitor computes it (see the
-    module docstring). ``reference[column]``: the vectors the monitor compares every window with (the
-    embedding signal's sample of the reference); ``population``: vectors of reference records that sample
-    left out — a window's ``sample_size(n)`` vectors are drawn from them. Without a population (the signal
-    embedded every reference record) a window is drawn from the reference's vectors and held out of it."""
-    m = _vector_rows(reference[column].tolist()) if column in reference.columns else np.empty((0, 0))
-    if len(m) < 4:
-        return f"empty: fewer than 4 reference records have a vector in {column}"
-    size = sample_size or (lambda n: n)
-    if population is not None and len(population) >= 2 and population.shape[1] == m.shape[1]:
-        centre = m.mean(axis=0)
-
-        def draw(n: int, rng: np.random.Generator) -> float:
-            return float(np.linalg.norm(population[rng.integers(0, len(population), max(size(n), 1))].mean(axis=0)
-                                        - centre))
-    else:
-        total = m.sum(axis=0)
-
-        def draw(n: int, rng: np.random.Generator) -> float:
-            k = min(max(size(n), 1), len(m) - 2)
-            part = m[rng.choice(len(m), k, replace=False)].sum(axis=0)
-            return float(np.linalg.norm(part / k - (total - part) / (len(m) - k)))
-
-    return _Stat("distance", np.arange(len(m), dtype=float), lambda v: math.nan, "", draw=draw)
-
-
 # --------------------------------------------------------------------------- thresholds
 
 
@@ -266,7 +147,7 @@ def _inject(kind: str, x: np.ndarray, idx: np.ndarray, op: str, size: float, rng
     return v
 
 
-def _smallest_event(st: _Stat, op: str, thr: float, mean_n: float, rng: np.random.Generator) -> str:
+def _smallest_event(st: WindowStat, op: str, thr: float, mean_n: float, rng: np.random.Generator) -> str:
     upper = op in (">", ">=")
     cmp = OPS[op]
     if st.kind == "records":
@@ -308,7 +189,7 @@ def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, wind
     draws = draws or max(2000, math.ceil(20 / false_alarm_rate))
     rng = np.random.default_rng(seed)
     results: list[RuleCalibration] = []
-    stats: dict[int, _Stat] = {}
+    stats: dict[int, WindowStat] = {}
     for i, rule in enumerate(rules):
         res = RuleCalibration(rule.key, rule.metric, rule.op, rule.value)
         results.append(res)
@@ -441,7 +322,7 @@ def embedding_population(cfg: MonitorConfig, frame: pd.DataFrame, columns: Seque
             log_fn(f"calibrate: embedding {len(left)} reference records outside the {col} sample (window draws)")
         full = EmbeddingSignal((field,), model=sig.model_ref, max_chars=sig.max_chars, sample_rate=1.0,
                                sample_max=len(left))
-        out[col] = _vector_rows(full.compute(left)[col].tolist())
+        out[col] = vector_rows(full.compute(left)[col].tolist())
     return out, sig.sample_size
 
 
@@ -501,3 +382,10 @@ def save_calibration(cfg: MonitorConfig, result: Calibration, out: Path | None =
         else:
             lines.append(f"add `thresholds: {path}` under `alerts:` in {yaml_path} to use them")
     return lines
+
+
+__all__ = [
+    "FACTORS", "METHOD", "POWER", "POWER_DRAWS", "SHARES", "Calibration", "RuleCalibration", "WindowStat",
+    "calibrate", "calibrate_frame", "centroid_distance", "distance_stat", "embedding_population",
+    "reference_frame", "save_calibration", "threshold_for", "window_stat",
+]
