@@ -7,7 +7,11 @@ Traffic: ``--base`` records from ``evalmon traffic synth`` (parquet, one day, re
 ``--days`` consecutive days (timestamps shifted by whole days, request ids suffixed) into a hive-partitioned
 Parquet dataset ``dt=YYYY-MM-DD/part-0.parquet``: ``base × days`` records. Tiling keeps the set-up cheap
 (synthesising costs ~0.3 ms per record here) and gives every day the same distribution. A ``seed/`` folder
-already in ``--work`` (a synth Parquet dataset) is reused; ``traffic/`` too, if present.
+already in ``--work`` (a synth Parquet dataset) is reused; ``traffic/`` too, if present. The days start on
+2026-11-01 and may lie after today: the source's ``timestamp_max_ahead`` is set to cover them (``--days`` + 1
+days; by default a record more than a day after *now* is quarantined as ``timestamp.implausible``, so a
+100-day span run on 2026-12-06 read only its first 36.7 days), and each mode reports ``records_in_traffic``
+next to ``records`` (``complete`` false when they differ).
 
 The monitor: 1 h windows over the whole span (``--backfill``), signals ``text`` (no language id) and
 ``usage``, drift vs the previous window (evidently on the reservoir, ``reservoir_rows`` 50,000), quality
@@ -78,14 +82,15 @@ def make_traffic(work: Path, base: int, days: int, hours: int) -> Path:
     return out
 
 
-def monitor_yaml(work: Path, mode: str, window: str = "1h", driver_memory: str = "2g") -> Path:
+def monitor_yaml(work: Path, mode: str, window: str = "1h", driver_memory: str = "2g", days: int = 10) -> Path:
+    """The mode's monitor YAML; ``timestamp_max_ahead`` admits the whole tiled span whatever today's date."""
     executor = "local" if mode == "local" else "spark"
     master = {"spark1": "local[1]", "spark2": "local[2]"}.get(mode.removesuffix("py"), "local[2]")
     reads = "python" if mode.endswith("py") else "native"  # spark2py: each task runs the Parquet reader
     path = work / f"{mode}.yaml"
     path.write_text(textwrap.dedent(f"""\
         name: bench-{mode}
-        source: {{kind: parquet, path: traffic}}
+        source: {{kind: parquet, path: traffic, timestamp_max_ahead: {days + 1}d}}
         window: {{size: {window}, max_windows_per_run: 100000}}
         executor: {executor}
         spark: {{master: '{master}', conf: {{spark.driver.memory: {driver_memory}, spark.driver.maxResultSize: '0', spark.sql.shuffle.partitions: '2'}}, reads: {reads}}}
@@ -103,7 +108,7 @@ def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
     from evalmon.config.monitor import load_monitor
     from evalmon.monitor.runner import run_monitor
 
-    cfg = load_monitor(monitor_yaml(work, mode, args.window, args.driver_memory))
+    cfg = load_monitor(monitor_yaml(work, mode, args.window, args.driver_memory, args.days))
     end = T0 + timedelta(days=args.days)
     t = time.perf_counter()
     said: list[str] = []
@@ -127,11 +132,20 @@ def part(args: argparse.Namespace, work: Path, mode: str) -> dict[str, Any]:
         if active is not None:
             active.stop()
     driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"mode": mode, "records": res.processed, "windows": len(res.windows), "seconds": round(wall, 1),
+    total = traffic_records(work / "traffic")
+    return {"mode": mode, "records": res.processed, "records_in_traffic": total,
+            "complete": res.processed == total, "windows": len(res.windows), "seconds": round(wall, 1),
             "records_per_s": round(res.processed / wall), "driver_peak_mb": round(driver),
             "jvm_and_workers_rss_mb_at_end": jvm_mb,
             "alerts": len(res.alerts), "quarantined": res.quarantined,
             "reads": next((x for x in said if x.startswith(("spark.read fed", "spark.reads"))), None)}
+
+
+def traffic_records(folder: Path) -> int:
+    """Rows in the tiled dataset (from the Parquet footers): what a complete run processes."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet"))
 
 
 def _children_rss_mb() -> int:

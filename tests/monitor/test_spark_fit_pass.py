@@ -49,6 +49,7 @@ def _traffic(folder: Path) -> None:
                 "model": str(rng.choice(["m1", "m2", "m3"])), "prompt": f"question {i} " * int(rng.integers(1, 6)),
                 "response": f"answer {i}", "latency_ms": float(rng.lognormal(5, 0.4)),
                 "input_tokens": int(rng.integers(5, 50))}))
+    rows.insert(3, json.dumps({"request_id": "no-time", "prompt": "a record without a time"}))  # quarantined
     folder.mkdir()
     for k in range(FILES):  # every hour spans the files
         (folder / f"part-{k}.jsonl").write_text("\n".join(rows[k::FILES]) + "\n", encoding="utf-8")
@@ -88,3 +89,8 @@ def test_pruned_fit_pass_gives_the_local_executors_basis(tmp_path: Path, spark_s
     expected = fit(basis, cfg.drift, seed=cfg.seed, sample_rows=40)
     assert ctx.spec == expected.spec and ctx.plan == expected.plan
     assert isinstance(basis, pd.DataFrame) and basis["latency_ms"].notna().all()
+    # the record without a time: the first window's summary cells ship it (the ledger's), its fit cells do not
+    fit_cells = [r for _, r in spark._results(spark._job_spec("fit"), span[:1])]
+    summary_cells = [r for _, r in spark._results(spark._job_spec("summary", ctx), span[:1])]
+    assert [r.rows for r in fit_cells] == [r.rows for r in summary_cells] and len(fit_cells) == FILES
+    assert [len(r.quarantined) for r in summary_cells] == [1, 0, 0] and not any(r.quarantined for r in fit_cells)

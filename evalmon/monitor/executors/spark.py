@@ -101,26 +101,36 @@ class SparkExecutor(LocalExecutor):
 
     def _job(self, job: Job, windows: list[Window]) -> dict[int, list[CellResult]]:
         """One Spark job over the cells of ``windows``: window index → its results in partition order."""
+        out: dict[int, list[CellResult]] = {}
+        for idx, r in self._results(job, windows):
+            out.setdefault(idx, []).append(r)
+        return out
+
+    def _results(self, job: Job, windows: list[Window]) -> Iterator[tuple[int, CellResult]]:
+        """One Spark job over the cells of ``windows``: (window index, result) in cell order. Each result is
+        unpickled when reached and its payload let go of, so a caller that folds results in (the fit pass)
+        holds the job's compact pickled bytes plus one unpickled result, not every cell's frames at once."""
         cells = self._cells(windows)
         for w in windows:
             self._partitions.pop(w.index, None)  # listed again if a later pass needs them
         if not cells:
-            return {}
+            return
         job.windows = {w.index: w for w in windows}
         t = time.perf_counter()
         rows = self._native_rows(job, windows, cells) if self.native else self._python_rows(job, cells)
         self.stats.seconds_reading += time.perf_counter() - t
         self.jobs += 1
-        results = sorted((pickle.loads(r.payload) for r in rows), key=lambda r: r.cell)  # written by our tasks
-        if [r.cell for r in results] != [c[0] for c in cells]:
-            raise RuntimeError(f"Spark returned {len(results)} results for {len(cells)} cells (a bug)")
-        self.stats.partitions_read += len(results)
-        self.native_cells += sum(r.native for r in results)
-        self.seconds_in_tasks += sum(r.seconds for r in results)
-        out: dict[int, list[CellResult]] = {}
-        for (_, idx, _p), r in zip(cells, results, strict=True):
-            out.setdefault(idx, []).append(r)
-        return out
+        rows.sort(key=lambda r: int(r.cell))
+        if [int(r.cell) for r in rows] != [c[0] for c in cells]:
+            raise RuntimeError(f"Spark returned {len(rows)} results for {len(cells)} cells (a bug)")
+        for i, (_, idx, _p) in enumerate(cells):
+            payload, rows[i] = rows[i].payload, None
+            r: CellResult = pickle.loads(payload)  # written by our tasks
+            del payload
+            self.stats.partitions_read += 1
+            self.native_cells += r.native
+            self.seconds_in_tasks += r.seconds
+            yield idx, r
 
     @property
     def native(self) -> bool:
@@ -188,7 +198,7 @@ class SparkExecutor(LocalExecutor):
         seen = 0
         for chunk in self._chunks(span):
             job.key_below = None if res is None else res.bound  # cells ship only rows that can still get in
-            for r in (r for rs in self._job(job, chunk).values() for r in rs):
+            for _, r in self._results(job, chunk):  # one cell's reservoir unpickled at a time
                 seen += r.rows
                 if r.reservoir is None or not r.reservoir.seen:
                     continue

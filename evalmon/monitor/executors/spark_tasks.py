@@ -11,7 +11,8 @@ and stay loaded while Spark reuses the worker) and returns one pickled ``CellRes
   assessments read (timestamp, arrival, trace ids, 0/1 signal columns) — never the prompts, responses or vectors;
 - ``fit`` pass: a bounded seeded ``Reservoir`` of ``pipeline.fitting_view`` of its records (the run's basis
   for the summary spec when there is no fixed reference), without the rows keyed at or above the earlier
-  jobs' reservoir bound (``Job.key_below``): they could not get into the driver's merge.
+  jobs' reservoir bound (``Job.key_below``): they could not get into the driver's merge; no quarantined
+  records (the summary pass ships those, once).
 
 Nothing here writes files or talks to MLflow: results go back to the driver as bytes.
 """
@@ -121,6 +122,7 @@ def cell_result(job: Job, cell: int, got: Ingested, t: float) -> CellResult:
     records = signals(got.records, _runner(job.signal_configs))
     out = CellResult(cell, partition, len(records), got.quarantined, got.times)
     if job.mode == "fit":
+        out.quarantined, out.times = [], []  # the summary pass's cells feed the ledger: nothing to ship here
         frame = fitting_view(records)
         out.reservoir = Reservoir(tuple(frame.columns), job.basis_rows, job.seed).update(frame, job.key_below)
     else:
