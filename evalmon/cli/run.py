@@ -58,14 +58,11 @@ def run(
     cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking, adapters=adapters, executor=executor, replicas=replicas,
-                          models=models)
+                          models=models, include_path=include_path)
     if batch_size is not None:
         cfg = _with_batch_size(cfg, batch_size)
     if no_sample_text:
         cfg = cfg.model_copy(update={"samples": cfg.samples.model_copy(update={"text": False})})
-    if include_path:  # after the suite's own lm_eval_include_path
-        cfg = cfg.model_copy(update={"lm_eval_include_path": [*(cfg.lm_eval_include_path or []),
-                                                              *(p.expanduser().resolve() for p in include_path)]})
     check_task_names(cfg)
     cfg = _ensure_default_checkpoint(cfg, err, fallback=suite is None and model is None)
     from evalmon.backends.hf.model import quiet_transformers

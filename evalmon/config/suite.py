@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -317,7 +317,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
                     tasks: list[str] | None = None, output: Path | None = None,
                     tracking_uri: str | None = None, experiment: str | None = None,
                     no_tracking: bool = False, adapters: str | None = None, executor: str | None = None,
-                    replicas: int | None = None, models: str | None = None) -> SuiteConfig:
+                    replicas: int | None = None, models: str | None = None,
+                    include_path: Sequence[Path] | None = None) -> SuiteConfig:
     """A new config with CLI flags applied; errors name the flag.
 
     ``--model``: a new checkpoint (path, revision and adapter are replaced); runtime settings the spec
@@ -328,6 +329,8 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
     ``--models a=SPEC,b=SPEC``: several checkpoints (``models:``, config/model_list.py) replacing the suite's
     model or models; ``--model`` on a suite with ``models:`` replaces the list with that one model.
     ``--tasks a,b`` replaces the task list (entries already in the suite keep their options).
+    ``--include-path DIR``: folders of lm-eval task YAMLs, after the suite's ``lm_eval_include_path``; an error
+    when no task of the run (after ``--tasks``) is an ``lm_eval:`` task, since nothing would read them.
     ``--limit N`` sets the global and every task's limit. ``--tracking-uri`` also enables tracking; without it
     the store is ``choose_tracking_uri``'s (the YAML's ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else local).
     """
@@ -369,6 +372,13 @@ def apply_overrides(cfg: SuiteConfig, *, model: str | None = None, limit: int | 
         existing = {t["name"]: (t, origins[i]) for i, t in enumerate(data["tasks"])}
         data["tasks"] = [existing[n][0] if n in existing else {"name": n} for n in names]
         origins = [existing[n][1] if n in existing else "--tasks" for n in names]
+    if include_path:
+        if not any(t["name"].startswith(LM_EVAL_PREFIX) for t in data["tasks"]):
+            raise ConfigError(f"--include-path {include_path[0]}: no task of this run is an lm-eval task, so nothing "
+                              "would read the folder", hint="add an lm-eval task (--tasks lm_eval:<name>, or "
+                              "`- {lm_eval: <name>}` under the suite's tasks:), or drop --include-path")
+        data["lm_eval_include_path"] = [*(data.get("lm_eval_include_path") or []),
+                                        *(Path(p).expanduser().resolve() for p in include_path)]
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
             raise ConfigError(f"--limit: must be > 0, got {limit}", hint="pass a positive number of documents per task")

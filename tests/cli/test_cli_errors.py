@@ -111,6 +111,19 @@ def test_non_positive_limit(tmp_path: Path, benchmarks_dir: Path, flag: int | No
     _one_line(ConfigError, lambda: apply_overrides(load_suite(path), limit=flag), *needles)
 
 
+def test_include_path_without_an_lm_eval_task_is_refused(tmp_path: Path, benchmarks_dir: Path) -> None:
+    """``--include-path DIR`` is read only for ``lm_eval:`` tasks: on a run without one (after ``--tasks``) it was
+    silently ignored; now a one-line error naming the flag and the folder. With an lm-eval task it is kept."""
+    cfg = load_suite(_suite(tmp_path, "/m", benchmarks_dir))
+    inc = tmp_path / "inc"
+    _one_line(ConfigError, lambda: apply_overrides(cfg, include_path=[inc]), f"--include-path {inc}",
+              "no task of this run is an lm-eval task", "--tasks lm_eval:<name>", "drop --include-path")
+    ok = apply_overrides(cfg, tasks=["hellaswag", "lm_eval:foo"], include_path=[inc])
+    assert ok.lm_eval_include_path == [inc.resolve()]
+    _one_line(ConfigError, lambda: apply_overrides(ok, tasks=["hellaswag"], include_path=[inc]), "--include-path")
+    assert apply_overrides(ok, tasks=["hellaswag"]).lm_eval_include_path == [inc.resolve()]  # the suite's own: kept
+
+
 @pytest.mark.parametrize("argv", [("run", "--limit", "abc"), ("run", "--no-such-flag")], ids=["bad-value", "bad-flag"])
 def test_usage_errors_exit_2_without_traceback(argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,6 +252,8 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "models-not-a-checkpoint": (lambda cwd, b: ["run", _suite(cwd, "/m", b), "--models", f"a={cwd},b=/m"],
                                 ("models.0 (a)", "no config.json", "fix models.0.path")),
     "lm-eval-broken-include": (_broken_include, ("lm_eval:foo", "inc/broken.yaml:3", "not valid YAML")),
+    "include-path-without-lm-eval-task": (lambda cwd, b: ["run", _suite(cwd, "/m", b), "--include-path", "inc"],
+                                          ("--include-path inc", "no task of this run is an lm-eval task")),
     "signals-out-is-input": (_traffic_cmd("signals", "score", "t.jsonl", "--signals", "text", "--out", "t.jsonl"),
                              ("--out t.jsonl", "would be overwritten")),
     "to-suite-overwrites-traffic": (_traffic_cmd("traffic", "to-suite", "mon.yaml", "--out", "replay.yaml",
