@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, create_model, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
+from evalmon.config.model_spec import named_items
 from evalmon.config.models import ADAPTER_NAME, ModelConfig, _Strict
 from evalmon.core.errors import ConfigError
 
@@ -100,17 +101,10 @@ def parse_models_flag(spec: str, parse_model_spec: Any) -> list[tuple[str, Any]]
     """``--models a=./ckpt_a,b=hf:./ckpt_b,dtype=bfloat16`` → ``[(name, model config), …]`` (relative paths: from
     the working directory; see ``split_models_flag``)."""
     out: list[tuple[str, Any]] = []
-    seen: set[str] = set()
-    for part in (p.strip() for p in split_models_flag(spec)):
-        name, sep, model = part.partition("=")
-        name, model = name.strip(), model.strip()
-        if not sep or not name or not model:
-            raise ConfigError(f"--models: '{part}' is not name=SPEC", hint=FLAG_HINT)
-        if name in seen:
-            raise ConfigError(f"--models: model '{name}' given twice", hint="give each name once")
+    for name, model in named_items(split_models_flag(spec), flag="--models", noun="model", value="SPEC",
+                                   hint=FLAG_HINT):
         if name == "base" or not ADAPTER_NAME.fullmatch(name):
             raise ConfigError(f"--models: model name '{name}' is not allowed", hint=NAME_HINT)
-        seen.add(name)
         try:
             cfg = parse_model_spec(model, base_dir=Path.cwd())
         except ConfigError as exc:

@@ -8,6 +8,7 @@ one-line ``ConfigError`` naming the flag. ``apply_overrides`` (``evalmon.config.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,21 @@ def parse_model_spec(spec: str, *, base_dir: Path | None = None) -> Any:
         raise ConfigError(f"--model: {dotted(loc) + ': ' if loc else ''}{what}", hint=hint) from None
 
 
+def named_items(parts: Iterable[str], *, flag: str, noun: str, value: str, hint: str) -> Iterator[tuple[str, str]]:
+    """The ``name=value`` items of a flag (``--adapters a=path,b=path``, ``--models a=SPEC,…``), stripped, in
+    order; an item that is not ``name=value`` or a name given twice is a one-line ``ConfigError`` naming ``flag``."""
+    seen: set[str] = set()
+    for part in (p.strip() for p in parts):
+        name, sep, item = part.partition("=")
+        name, item = name.strip(), item.strip()
+        if not sep or not name or not item:
+            raise ConfigError(f"{flag}: '{part}' is not name={value}", hint=hint)
+        if name in seen:
+            raise ConfigError(f"{flag}: {noun} '{name}' given twice", hint="give each name once")
+        seen.add(name)
+        yield name, item
+
+
 def parse_adapters_flag(spec: str, model: dict[str, Any]) -> dict[str, str]:
     """``--adapters a=path,b=path`` → ``{name: resolved path}`` (relative paths: from the working directory)."""
     hint = "pass --adapters name=path[,name=path…] (PEFT adapter dirs of the suite's base model)"
@@ -81,15 +97,7 @@ def parse_adapters_flag(spec: str, model: dict[str, Any]) -> dict[str, str]:
     if model.get("adapter"):
         raise ConfigError("--adapters: the model already has `adapter:` (one adapter)",
                           hint="drop model.adapter from the suite, or list it in --adapters")
-    out: dict[str, str] = {}
-    for part in (p.strip() for p in spec.split(",")):
-        name, sep, path = part.partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep or not name or not path:
-            raise ConfigError(f"--adapters: '{part}' is not name=path", hint=hint)
-        if name in out:
-            raise ConfigError(f"--adapters: adapter '{name}' given twice", hint="give each name once")
-        out[name] = path
+    out = dict(named_items(spec.split(","), flag="--adapters", noun="adapter", value="path", hint=hint))
     try:
         cfg = MODEL_BACKENDS["hf"].model_validate({"path": model.get("path") or ".", "adapters": out},
                                                   context={"base_dir": Path.cwd()})
