@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -130,11 +132,21 @@ def build_scorer(model: Mapping[str, Any] | None, *, where: str = "signals.uncer
     return lm
 
 
+# The last token_logprobs call per proxy model, kept for the other live proxy signals on that model: ``uncertainty``
+# and ``halludetect`` (its own proxy) send the same requests for a window's records, and the second reads the
+# first's results instead of scoring again. Shared by whole call (the exact request list), not per record: the
+# packed kernel's numbers depend on which requests share a pack (≈1e-5 apart), so only a whole call is bit-identical.
+_LIVE: weakref.WeakSet[ProxyUncertaintySignal] = weakref.WeakSet()
+_SHARED: dict[str, tuple[tuple[str, ...], list[TokenLogprobs], int]] = {}  # model → (request keys, results, readers)
+_SHARED_LOCK = threading.Lock()
+
+
 class ProxyUncertaintySignal(BaseSignal):
     """Token log-prob statistics of each (sampled) response given its prompt under a reference model."""
 
     name: ClassVar[str] = "uncertainty"
     version: ClassVar[str] = "1"
+    _model_key: str | None = None
 
     def __init__(self, *, model: Mapping[str, Any] | None = None, lm: TokenLogprobLM | None = None,
                  sample_rate: float = 1.0, seed: int = 0, chat: bool = True, max_prompt_chars: int = 2000,
@@ -147,6 +159,8 @@ class ProxyUncertaintySignal(BaseSignal):
         self.tail_logprob = tail_logprob
         self.columns = tuple(f"{self.name}.{s}" for s in STATS)
         self.inputs = (PROMPT, RESPONSE)
+        with _SHARED_LOCK:
+            _LIVE.add(self)
 
     @property
     def lm(self) -> TokenLogprobLM:
@@ -160,6 +174,33 @@ class ProxyUncertaintySignal(BaseSignal):
         return {"model": ident, "sample_rate": self.sample_rate, "seed": self.seed, "chat": self.chat,
                 "max_prompt_chars": self.max_prompt_chars, "max_response_chars": self.max_response_chars,
                 "tail_logprob": self.tail_logprob}
+
+    def model_key(self) -> str:
+        """The proxy model's identity (its config, or a given LM's fingerprint), as one string."""
+        if self._model_key is None:
+            self._model_key = json.dumps(self.options()["model"], sort_keys=True, default=str)
+        return self._model_key
+
+    def token_logprobs(self, reqs: Sequence[LLRequest]) -> list[TokenLogprobs]:
+        """``self.lm.token_logprobs(reqs)``, or the results of the same call that another live proxy signal on the
+        same model just made (then this one's model is not even loaded)."""
+        model, keys = self.model_key(), tuple(r.key() for r in reqs)
+        with _SHARED_LOCK:
+            hit = _SHARED.get(model)
+            if hit is not None and hit[0] == keys:
+                if hit[2] <= 1:
+                    del _SHARED[model]
+                else:
+                    _SHARED[model] = (hit[0], hit[1], hit[2] - 1)
+                return list(hit[1])
+        results = list(self.lm.token_logprobs(reqs))
+        with _SHARED_LOCK:
+            readers = sum(1 for s in list(_LIVE) if s is not self and s.model_key() == model)
+            if readers:
+                _SHARED[model] = (keys, results, readers)
+            else:
+                _SHARED.pop(model, None)
+        return results
 
     def selected(self, frame: pd.DataFrame) -> np.ndarray:
         """Which records are scored: stable per (prompt, response), ≈ ``sample_rate`` of them."""
@@ -183,14 +224,15 @@ class ProxyUncertaintySignal(BaseSignal):
     def scored_logprobs(self, frame: pd.DataFrame, *, unconditional: bool = False
                         ) -> tuple[list[int], list[TokenLogprobs], list[TokenLogprobs]]:
         """Positions of the records scored (sampled, non-empty response), their responses' token log-probs
-        given the prompt and — with ``unconditional`` — without it (else an empty list); one engine call."""
+        given the prompt and — with ``unconditional`` — without it (else an empty list); one engine call, shared
+        with the other proxy signals on this model that make the same one (``token_logprobs``)."""
         prompts, responses = text_series(frame, PROMPT).tolist(), text_series(frame, RESPONSE).tolist()
         idx = [int(i) for i in np.flatnonzero(self.selected(frame)) if responses[i].strip()] if len(frame) else []
         if not idx:
             return [], [], []
         resp = [responses[i] for i in idx]
         reqs = self.requests([prompts[i] for i in idx], resp)
-        results = self.lm.token_logprobs(reqs + (self.unconditional_requests(resp) if unconditional else []))
+        results = self.token_logprobs(reqs + (self.unconditional_requests(resp) if unconditional else []))
         return idx, results[: len(idx)], results[len(idx):]
 
     def stats_frame(self, frame: pd.DataFrame, idx: Sequence[int], results: Sequence[TokenLogprobs]
