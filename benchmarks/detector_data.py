@@ -40,6 +40,10 @@ LICENCES: dict[str, tuple[str, bool]] = {
     "openai_moderation": ("MIT", True),
     "decodingtrust_toxicity": ("CC BY-SA 4.0 (RealToxicityPrompts: Apache-2.0)", True),
     "enterprise_pii": ("Apache-2.0 (llm-foundry repository licence)", True),
+    # harmful_request v3: more ordinary chat / instruction prompts (negatives)
+    "vicuna80": ("MIT (judge_agreement_prd: the PRD repository's Vicuna-80 questions)", True),
+    "lfqa": ("MIT (judge_agreement_prd: the PRD repository's LFQA questions)", True),
+    "coconot_other": ("MIT (CoCoNot's incomplete / unsupported / indeterminate / humanizing requests)", True),
     # validation only
     "do_not_answer": ("Apache-2.0 per repo, one manifest says CC BY-NC-SA: treated as non-commercial", False),
     "simple_safety_tests": ("CC BY 4.0 (kept as an independent validation set)", False),
@@ -136,6 +140,20 @@ def ordinary_prompts(d: Path) -> list[Example]:
         out += [Example(r["prompt"], 0, _norm(r["prompt"], 40), "jailbreak_classification")
                 for r in _csv(d / f"jailbreak_classification/balanced/jailbreak_dataset_{name}_balanced.csv")
                 if r["type"] == "benign"]
+    return out
+
+
+def chat_prompts(d: Path) -> list[Example]:
+    """More ordinary chat / instruction prompts (harmful_request v3 negatives): the Vicuna-80 questions, the LFQA
+    questions of PRD and CoCoNot's noncompliance requests that are not about safety (incomplete, unsupported,
+    indeterminate, humanizing: not harmful, so negatives of a harmful-request detector)."""
+    prd = d / "judge_agreement_prd"
+    out = [Example(r["text"], 0, f"v{r['question_id']}", "vicuna80")
+           for r in _jsonl(prd / "vicuna80/prompts/vicuna_questions.jsonl")]
+    out += [Example(r["question"].strip(), 0, _norm(r["question"]), "lfqa")
+            for r in _jsonl(prd / "lfqa/experts_pairwise_human_preferences.jsonl")]
+    out += [Example(r["prompt"], 0, r["id"], "coconot_other") for r in _jsonl(d / "coconot/coconot_eval.jsonl")
+            if r["category"] != "Requests with safety concerns"]
     return out
 
 
@@ -302,7 +320,7 @@ def datasets(d: Path) -> dict[str, list[Example]]:
     harmful, looks, ordinary, jail = harmful_prompts(d), lookalike_prompts(d), ordinary_prompts(d), jailbreak_prompts(d)
     plain_jail_negatives = [Example(e.text, 0, e.group, e.source) for e in harmful if e.shippable]
     return {
-        "harmful_request": _dedupe(harmful + looks + ordinary),
+        "harmful_request": _dedupe(harmful + looks + ordinary + chat_prompts(d)),
         "jailbreak": _dedupe(jail + ordinary + looks + plain_jail_negatives),
         "toxicity": _dedupe(toxic_texts(d) + mt_bench_answers(d, per_model=8)),
         "refusal": _dedupe(refusal_responses(d)),
