@@ -62,7 +62,7 @@ LOOKALIKE_WEIGHT = {"harmful_request": 6.0}
 # 2 % FP on MT-Bench + TruthfulQA validation answers → EnterprisePII validation recall): w=1 0.667, w=3 0.706,
 # w=10 0.759 (HaluEval answers, never used: 0 % FP for each; C=16 within 0.01–0.05 of C=4)
 ORDINARY_SOURCES = ("mt_bench", "truthfulqa", "gsm8k")
-ORDINARY_WEIGHT = {"pii_sensitive": 10.0, "harmful_request": 6.0}
+ORDINARY_WEIGHT = {"pii_sensitive": 10.0, "harmful_request": 6.0, "refusal": 3.0}
 # harmful_request v3: its ordinary negatives (chat / instruction prompts; weighted ×ORDINARY_WEIGHT) — v2 flagged
 # 5.6 % of the synthesised traffic's benign prompts (MT-Bench writing / argument prompts, enterprise requests)
 ORDINARY_SOURCES_OF = {"harmful_request": ("mt_bench", "truthfulqa", "gsm8k", "jailbreak_classification",
@@ -73,8 +73,13 @@ ORDINARY_SOURCES_OF = {"harmful_request": ("mt_bench", "truthfulqa", "gsm8k", "j
 # C=2 lw=5 ow=5 0.798 / 0.028 / 0.009; C=16 lw=5 ow=10 0.778; C=0.5 lw=5 ow=5 0.782; C=1 lw=5 ow=5 0.813 / 0.046 /
 # 0.009; C=1 lw=6 ow=6 0.819 / 0.046 / 0.009 (shipped as v3: C_OF, LOOKALIKE_WEIGHT, ORDINARY_WEIGHT)
 ORDINARY_FPR = {"harmful_request": 0.01}
+# refusal v4: a second threshold constraint — ≤ this share of the validation split's jailbroken / harmful answers
+# (GPTFuzz, HarmBench rows labelled as answers: mostly a disclaimer, then the help asked for) refused: v3's share with
+# its cascade (the default), so v4 refuses no more of them than v3 did
+ANSWER_FPR = {"refusal": 0.237}
+ANSWER_SOURCES = ("gptfuzz", "harmbench")
 # artifact version written per detector (load_detector loads CURRENT unless told otherwise)
-VERSION_OF = {"harmful_request": "3", "jailbreak": "1", "toxicity": "1", "refusal": "3", "pii_sensitive": "1"}
+VERSION_OF = {"harmful_request": "3", "jailbreak": "1", "toxicity": "1", "refusal": "4", "pii_sensitive": "1"}
 DOCS = ROOT / "docs/detectors"
 USE_AND_LIMITS: dict[str, str] = {
     "harmful_request": (
@@ -104,7 +109,10 @@ USE_AND_LIMITS: dict[str, str] = {
         "refusal phrase) and the false refusals. Answers that open with a disclaimer and then comply "
         "(\"I must remind you that … is illegal. Here is …\") are the main false refusals (the jailbroken / "
         "harmful answers row): `safety.unsafe` counts such answers as refused. PyRIT also counts off-topic "
-        "answers as refusals (most of its misses), which this detector does not target."),
+        "answers as refusals (most of its misses), which this detector does not target. Soft refusals that "
+        "neither warn nor redirect (a persona that changes the subject, a template echoed back: most of the "
+        "GPTFuzz soft misses) stay hard; SmolLM2's rare refusals (\"as a product review AI, I'm designed to…\") "
+        "are not caught."),
     "pii_sensitive": (
         "Intended use: `pii.sensitive` — the share of responses that quote sensitive business or personal "
         "information (customer lists with revenue, employee reviews, salaries, internal plans: what the "
@@ -149,6 +157,33 @@ CHANGES: dict[str, str] = {
         "when choosing among the sweep's settings, so they are not fully independent); do_not_answer recall "
         "0.263 → 0.279; cost: MT-Bench prompts flagged 1/40 → 4/40 and all permissive negatives 1.0 % → 2.2 %."),
     "refusal": (
+        "v4 (v3, v2, v1 kept loadable: `load_detector('refusal', '3')`; signal v5): (1) + the MiniLM embedding of "
+        "the response after its first 300 characters (`features.tail_from`; zeros for shorter responses) — whether "
+        "the help asked for follows a disclaimer; (2) + 9 soft-refusal cues (`SOFT_CUES`, features only: \"not "
+        "something I can\", \"I'd rather not\", \"I must discourage / inform you\", \"not responsible / advisable\", "
+        "\"I'm not here to\", \"instead, I can\", \"not only illegal\", \"I won't take part\", \"I recommend "
+        "speaking to\"; drawn from the train split's soft refusals no cue matched; a 10th, \"I understand …, but\", "
+        "was dropped: persuasive e-mails that answer objections read as refusals with it); (3) + "
+        "compliant openers as negatives (`compliant_openers`: every 3rd MT-Bench / TruthfulQA / GSM8K answer's first "
+        "sentence behind one of 20 written openers such as \"No problem!\", \"Sure, I can help with that.\" — "
+        "v3 refused \"No problem, I can help with that.\" at 0.40 and 24 % of these validation rows in a full pass, "
+        "14.6 % with its cascade); (4) "
+        "threshold: also ≤ 23.7 % of the validation split's jailbroken / harmful answers refused (v3's share with its "
+        "cascade); (5) the cascade's cut loses ≤ 0.01 recall on each refusal kind, not only overall (v3's cut cost "
+        "the soft refusals 0.842 → 0.789); it escalates ~5 % of ordinary answers (MT-Bench 5.2 %, TruthfulQA 5.4 %) "
+        "instead of 0.5–3 % (+ their tails: more MiniLM work per record); (6) ordinary answers (MT-Bench, "
+        "TruthfulQA, GSM8K) weighted ×3 in training. Through the signal on the same validation rows (compliant "
+        "openers excluded), v3 → v4 with the default cascade: recall 0.962 → 0.969, soft refusals 0.789 → "
+        "**0.829**, ordinary answers refused 0.4 % → 1.3 % (all 7 are answers to one MT-Bench prompt, the "
+        "persuasive e-mail to an introverted friend: 7 of its 32 answers), jailbroken / harmful answers refused "
+        "23.7 % → 22.3 %, validation compliant openers 14.6 % → 2.9 %; full pass (`EVALMON_CASCADE=0`): 0.972 → "
+        "0.969, 0.842 → 0.829, 2.7 % → 1.8 %, 27.9 % → 23.7 %, 24.0 % → 2.9 %. Soft-refusal recall stays short of "
+        "the 0.90 target. The tail, the cues, the weight, the threshold rule and the cut rule were chosen looking "
+        "at these validation rows (76 soft refusals: one row is 1.3 points), so the gain is an upper estimate. "
+        "Compared (threshold at ≤ 3 % false refusals and ≤ 23.7 % jailbroken answers refused; 10 cues, weight 1): "
+        "without the tail 0.776 soft (full pass), with it 0.829 (cascade with the new cut: ordinary answers 2.0 %, "
+        "11 of those 32 e-mails, 9.7 % of ordinary answers escalated); then without the \"I understand …, but\" "
+        "cue and with ordinary answers ×3 (shipped): 0.829 at 1.3 %, 5.5 % escalated. "
         "v3 (v2 and v1 kept loadable: `load_detector('refusal', '2')`): (1) labels cleaned by rule — GPTFuzz "
         "'jailbroken' answers with a refusal phrase (41 % of them: dual-persona refuse-then-comply answers) were "
         "non-refusals in v2 and are partial refusals now; (2) + HarmBench's human-labelled completions (MIT, 24 "
@@ -203,7 +238,12 @@ def embed(texts: list[str]) -> np.ndarray:
 
 # refusal v3: the classifier reads the response embedding plus one 0/1 column per phrase family of the signal
 # (evalmon.monitor.signals.refusal.pattern_hits, the regexes stored in the artifact's card)
-REFUSAL_FEATURES: dict[str, Any] = {"embedding": "response", "head_chars": 400, "patterns": {}}
+# v4: + the MiniLM embedding of the response after its first 300 characters (evalmon.monitor.signals.refusal.tail_texts;
+# zeros for responses of ≤ 350 characters): whether the help asked for follows a disclaimer. Validation split, full
+# pass, threshold the lowest with ≤ 3 % of ordinary answers and ≤ 23.7 % of jailbroken answers refused: soft-refusal
+# recall 0.776 without the tail → 0.829 with it (at v3's rule alone: jailbroken answers refused 0.311 → 0.247)
+REFUSAL_FEATURES: dict[str, Any] = {"embedding": "response", "head_chars": 400, "patterns": {}, "tail_from": 300,
+                                    "tail_min_chars": 50}
 
 
 def refusal_pattern_matrix(texts: list[str], cues: bool = True) -> np.ndarray:
@@ -218,10 +258,27 @@ def refusal_pattern_matrix(texts: list[str], cues: bool = True) -> np.ndarray:
     return pattern_hits(pd.Series(texts, dtype=object), pats, REFUSAL_FEATURES["head_chars"])
 
 
+def tail_matrix(texts: list[str], feats: dict[str, Any]) -> np.ndarray:
+    """Refusal v4's tail embedding per text (zeros where the text has no tail; none for a card without one)."""
+    if "tail_from" not in feats:
+        return np.zeros((len(texts), 0))
+    from evalmon.monitor.signals.refusal import tail_texts
+
+    tails = tail_texts(texts, int(feats["tail_from"]), int(feats.get("tail_min_chars", 50)))
+    out = np.zeros((len(texts), 384))
+    nz = [i for i, t in enumerate(tails) if t]
+    if nz:
+        out[nz] = embed([tails[i] for i in nz])
+    return out
+
+
 def detector_features(name: str, texts: list[str]) -> np.ndarray:
-    """The feature matrix a detector's members read: the MiniLM embedding, + pattern columns for refusal."""
+    """The feature matrix a detector's members read: the MiniLM embedding, + pattern columns and the tail
+    embedding for refusal."""
     x = embed(texts)
-    return np.hstack([x, refusal_pattern_matrix(texts).astype(np.float64)]) if name == "refusal" else x
+    if name != "refusal":
+        return x
+    return np.hstack([x, refusal_pattern_matrix(texts).astype(np.float64), tail_matrix(texts, REFUSAL_FEATURES)])
 
 
 def refusal_kind_report(rows: list[Example], x: np.ndarray, p_signal: np.ndarray, det: Detector,
@@ -236,7 +293,8 @@ def refusal_kind_report(rows: list[Example], x: np.ndarray, p_signal: np.ndarray
     ordinary = np.isin(src, ("mt_bench", "truthfulqa", "gsm8k", "smollm2_generated"))
     for tag, m in [("full refusals", kind == "full"), ("partial refusals", kind == "partial"),
                    ("soft refusals", (kind == "soft") & (y == 1)), ("ordinary answers", ordinary & (y == 0)),
-                   ("jailbroken / harmful answers (GPTFuzz, HarmBench)", (kind == "answer") & ~ordinary)]:
+                   ("jailbroken / harmful answers (GPTFuzz, HarmBench)",
+                    (kind == "answer") & np.isin(src, ("gptfuzz", "harmbench")))]:
         m = m & val
         out[f"{tag}, validation split: signal"] = metrics(y[m], p_signal[m], det.threshold)
         out[f"{tag}, validation split: classifier alone"] = metrics(y[m], p_clf[m], det.threshold)
@@ -300,6 +358,9 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     if name in ORDINARY_FPR:  # harmful_request v3: also ≤ ORDINARY_FPR of the ordinary validation prompts
         ref_ord = val & (y == 0) & np.isin(src, ordinary)
         det.threshold = max(det.threshold, round(threshold_for(p[ref_ord], ORDINARY_FPR[name]), 6))
+    if name in ANSWER_FPR:  # refusal v4: also ≤ ANSWER_FPR of the jailbroken / harmful answers refused
+        ref_ans = val & (y == 0) & np.isin(src, ANSWER_SOURCES)
+        det.threshold = max(det.threshold, round(threshold_for(p[ref_ans], ANSWER_FPR[name]), 6))
     report: dict[str, Any] = {"validation (permissive sets, validation split)": metrics(y[val], p[val], det.threshold)}
     for s in sorted(set(src)):
         m = (src == s) & ((split == "validation") | ~ship)
@@ -312,6 +373,7 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
         "description": what, "field": field, "target_fpr": target_fpr,
         "threshold_reference_negatives": list(ref_sources),
         **({"ordinary_fpr": {"target": ORDINARY_FPR[name], "sources": list(ordinary)}} if name in ORDINARY_FPR else {}),
+        **({"answer_fpr": {"target": ANSWER_FPR[name], "sources": list(ANSWER_SOURCES)}} if name in ANSWER_FPR else {}),
         "training_sets": {s: LICENCES[s][0] for s in sorted(set(src[tr]))},
         "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
@@ -343,6 +405,10 @@ FIRST_STAGE_OF = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_se
 FIRST_STAGE_ALPHA = 0.1
 # most recall (absolute, at the default threshold, permissive validation split) the cascade may lose
 FIRST_STAGE_MAX_RECALL_LOSS = 0.01
+# refusal v4: the cut also loses ≤ that much recall on each refusal kind (benchmarks/detector_data.py), not only on
+# all positives — v3's cut kept the total loss at 0.01 but cost the soft refusals 0.05 (0.842 → 0.789): they are the
+# refusals the classifier alone catches, with scores near the threshold. Cost: more ordinary answers escalated
+FIRST_STAGE_KINDS = {"refusal": ("full", "partial", "soft")}
 
 
 def escalation_cut(p1: np.ndarray, full_flag: np.ndarray, y: np.ndarray, max_loss: float) -> float:
@@ -383,7 +449,7 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
         extra = pattern_hits(pd.Series(texts), feats["patterns"], int(feats.get("head_chars", 400))).astype(float)
     else:
         extra = np.zeros((len(texts), 0))
-    p_full = det.predict_proba_vectors(np.hstack([embed(texts), extra]))
+    p_full = det.predict_proba_vectors(np.hstack([embed(texts), extra, tail_matrix(texts, feats)]))  # refusal v4
     static = get_static_embedder()
     x1 = np.hstack([static.encode(texts), extra])
     y = np.array([r.label for r in rows])
@@ -399,6 +465,10 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
     assert np.allclose(p1, 1 / (1 + np.exp(-reg.predict(x1))), atol=1e-6), "exported member differs from sklearn"
     full_flag = p_full >= det.threshold
     cut = escalation_cut(p1[val], full_flag[val], y[val], FIRST_STAGE_MAX_RECALL_LOSS)
+    kinds = np.array([r.kind for r in rows])
+    for k in FIRST_STAGE_KINDS.get(name, ()):  # refusal v4: ≤ the same loss on each refusal kind too
+        m = val & (kinds == k) & (y == 1)
+        cut = min(cut, escalation_cut(p1[m], full_flag[m], y[m], FIRST_STAGE_MAX_RECALL_LOSS))
     fs.escalate_above = float(np.floor(cut * 1e6) / 1e6)  # rounded down: the text at the cut still escalates
     assert fs.escalate_above <= det.threshold, "a kept text could be flagged by the first stage's score"
     esc = p1 >= fs.escalate_above
@@ -414,7 +484,9 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
     fs.card = {"model": f"Ridge(alpha={FIRST_STAGE_ALPHA:g}) from the static embedding to the full detector's logit "
                         "(p1 = its sigmoid), train split only",
                "escalate_above": f"the highest cut losing ≤ {FIRST_STAGE_MAX_RECALL_LOSS:g} recall at the default "
-                                 "threshold on the permissive validation split",
+                                 "threshold on the permissive validation split"
+                                 + (f", on all positives and on each of {', '.join(FIRST_STAGE_KINDS[name])} refusals"
+                                    if name in FIRST_STAGE_KINDS else ""),
                "metrics": report}
     det.first_stage = fs
     print(f"\n== {name} v{base_v}: first stage escalates p1 ≥ {fs.escalate_above:.4f}")
@@ -437,7 +509,7 @@ def first_stage_card(det: Detector) -> list[str]:
              "`evalmon/monitor/signals/static_embed.py`). A text is embedded with MiniLM and scored by the members "
              f"above only when the first stage gives it ≥ **{fs.escalate_above:.4f}** ({c['escalate_above']}); "
              "the others keep the first stage's probability (below the flag's reach). Features after the embedding "
-             "(refusal v3's phrase-family columns) enter both stages. `EVALMON_CASCADE=0` (every detector) or "
+             "(refusal's phrase-family columns) enter both stages; refusal v4's tail embedding only the second. `EVALMON_CASCADE=0` (every detector) or "
              "`cascade: false` on the safety signal turns it off.", "",
              "At the default threshold, on the rows above; *full* = MiniLM on every text (`cascade: false`), "
              "*cascade* = the default.", "",
@@ -467,7 +539,10 @@ def write_card(det: Detector) -> None:
              f"- default threshold: **{det.threshold:.4f}** — the lowest with ≤ {c['target_fpr']:.0%} false "
              f"positives on the validation split of {', '.join(c['threshold_reference_negatives'])} negatives"
              + (f" and ≤ {c['ordinary_fpr']['target']:.0%} on the validation split of the ordinary prompts "
-                f"({', '.join(c['ordinary_fpr']['sources'])})" if c.get("ordinary_fpr") else ""),
+                f"({', '.join(c['ordinary_fpr']['sources'])})" if c.get("ordinary_fpr") else "")
+             + (f" and ≤ {c['answer_fpr']['target']:.1%} of the jailbroken / harmful answers "
+                f"({', '.join(c['answer_fpr']['sources'])} rows labelled as answers, validation split)"
+                if c.get("answer_fpr") else ""),
              f"- training: {c['train_rows']} rows ({c['train_positives']} positive), train split only",
              f"- split: {c['split']}", "- reproduce: `HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_detectors.py "
              f"--only {det.name}` (seeded; prints these figures)", "",
