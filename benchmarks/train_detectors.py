@@ -208,6 +208,25 @@ CHANGES: dict[str, str] = {
 }
 
 
+# measured through the signal (evalmon.monitor.signals, both artifacts on the same rows: the permissive validation split
+# without the compliant_openers rows, which v3 never saw, reported apart), rendered into the model card
+SIGNAL_COMPARISON: dict[str, list[str]] = {"refusal": [
+    "", "## v3 → v4 through the signal (same validation rows)", "",
+    "Share flagged by `refusal.refused`; *cascade* = the default, *full* = `EVALMON_CASCADE=0`. Compliant openers: "
+    "the 171 validation rows of `compliant_openers` (new in v4's data). Probe: the hand-written compliant / soft "
+    "openers of tests/monitor/test_refusal_classifier.py (regression only, never trained on).", "",
+    "| rows | n | v3 cascade | v4 cascade | v3 full | v4 full |", "|---|---|---|---|---|---|",
+    "| all refusals (recall) | 422 | 0.962 | **0.969** | 0.972 | 0.969 |",
+    "| soft refusals (recall) | 76 | 0.789 | **0.829** | 0.842 | 0.829 |",
+    "| ordinary answers (false refusals) | 546 | 0.004 | 0.013 | 0.027 | 0.018 |",
+    "| jailbroken / harmful answers (refused) | 283 | 0.237 | **0.223** | 0.279 | 0.237 |",
+    "| compliant openers (false refusals) | 171 | 0.146 | **0.029** | 0.240 | 0.029 |",
+    "| probe: compliant openers refused | 8 | 1 | 0 | 3 | 0 |",
+    "| MiniLM encodes for 1,680 ordinary answers (1,609 distinct; MT-Bench, TruthfulQA, GSM8K, train + validation; "
+    "v4: + tails) | 1680 | 57 | 118 | 1609 | 2366 |",
+]}
+
+
 def _key(text: str) -> str:
     return hashlib.blake2b(text[: get_embedder(DEFAULT_MODEL).max_chars].encode("utf-8", "replace"),
                            digest_size=16).hexdigest()
@@ -530,11 +549,15 @@ def write_card(det: Detector) -> None:
              f"- input: the record's `{det.field}`, embedded with `{det.embedding_model}` "
              f"(first {det.max_chars} characters; the monitor's shared embedding)",
              f"- model: {c['model']}",
-             *([f"- features: the {det.dim - len(c['features']['patterns'])}-d embedding + one 0/1 column per phrase "
+             *([f"- features: the 384-d embedding + one 0/1 column per phrase "
                 f"family of the refusal signal and per soft-refusal cue (`SOFT_CUES`; "
                 f"{len(c['features']['patterns'])} in all, matched on the first "
-                f"{c['features']['head_chars']} characters; regexes stored in the artifact). Figures below are the "
-                "signal's decision (a phrase family OR score ≥ threshold) unless a row says *classifier alone*"]
+                f"{c['features']['head_chars']} characters; regexes stored in the artifact)"
+                + (f" + the 384-d embedding of the response after its first {c['features']['tail_from']} characters "
+                   f"(zeros when ≤ {c['features']['tail_min_chars']} characters are left)"
+                   if "tail_from" in c["features"] else "")
+                + ". Figures below are the signal's decision (a phrase family OR score ≥ threshold) unless a row says "
+                "*classifier alone*"]
                if c.get("features") else []),
              f"- default threshold: **{det.threshold:.4f}** — the lowest with ≤ {c['target_fpr']:.0%} false "
              f"positives on the validation split of {', '.join(c['threshold_reference_negatives'])} negatives"
@@ -557,6 +580,7 @@ def write_card(det: Detector) -> None:
         lines.append(f"| {k} | " + " | ".join(str(x) for x in cells) + " |")
     if det.first_stage is not None:
         lines += first_stage_card(det)
+    lines += SIGNAL_COMPARISON.get(det.name, [])
     lines += ["", "## Intended use and limits", "", USE_AND_LIMITS[det.name], ""]
     if det.name in CHANGES and det.version != "1":
         lines += ["## Changes", "", CHANGES[det.name], ""]
