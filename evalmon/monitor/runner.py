@@ -140,9 +140,10 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
             for o in result.synced:
                 _say(log_fn, f"synced {o['window_dir']}: {o['status']} {o.get('reason') or ''}".rstrip())
         from evalmon.monitor.executors.local import LocalExecutor
-        from evalmon.monitor.sources import build_source
+        from evalmon.monitor.sources import build_source, pin_clock
 
         src = source or build_source(cfg.source, cfg.base_dir)
+        pin_clock(src, datetime.now(UTC))
         executor_cls = LocalExecutor
         if cfg.executor == "spark":  # pyspark imports only here (a one-line error when absent)
             from evalmon.monitor.executors.spark import SparkExecutor as executor_cls  # type: ignore[assignment]

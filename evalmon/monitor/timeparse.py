@@ -27,7 +27,7 @@ implausible time for the message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,13 +51,21 @@ _UTC = ZoneInfo("UTC")
 
 @dataclass(frozen=True)
 class Plausible:
-    """The span a real request time can be in: ``[not_before, now + max_ahead]``."""
+    """The span a real request time can be in: ``[not_before, now + max_ahead]``.
+
+    ``now``: the clock pinned for one monitor run (``pinned``), so that every read of the run — the fit and
+    summary passes, every Spark cell — draws the same upper bound; unpinned, the wall clock at each read."""
 
     not_before: pd.Timestamp = DEFAULT_NOT_BEFORE
     max_ahead: timedelta = DEFAULT_MAX_AHEAD
+    now: pd.Timestamp | None = None
+
+    def pinned(self, now: datetime | pd.Timestamp) -> Plausible:
+        return replace(self, now=_utc(pd.Timestamp(now)))
 
     def bounds(self, now: datetime | pd.Timestamp | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
-        ref = pd.Timestamp.now(tz="UTC") if now is None else _utc(pd.Timestamp(now))
+        clock = now if now is not None else self.now
+        ref = pd.Timestamp.now(tz="UTC") if clock is None else _utc(pd.Timestamp(clock))
         return _utc(pd.Timestamp(self.not_before)), ref + self.max_ahead
 
 

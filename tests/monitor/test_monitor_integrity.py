@@ -313,3 +313,20 @@ def test_monitor_name_cannot_leave_output_dir(tmp_path: Path, name: str) -> None
     assert_user_error(proc, "m.yaml", "name")
     assert_no_traceback(proc)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+def test_run_pins_the_plausibility_clock_once_for_every_read(tmp_path: Path) -> None:
+    """The fit and summary passes (and every Spark cell) read minutes or hours apart: with the wall clock read
+    per read, a record near now + timestamp_max_ahead could be windowed by one and quarantined by the other."""
+    from evalmon.monitor.sources import build_source, pin_clock
+
+    late = pd.Series(["2026-11-06T12:30:00Z"], dtype=object)
+    pinned = Plausible().pinned(NOW)
+    assert pinned.bounds()[1] == pd.Timestamp(NOW) + timedelta(days=1)
+    assert parse_times(late, plausible=pinned).reasons.iloc[0] is not None  # after NOW + 1 d, whatever the wall
+    assert parse_times(late, plausible=Plausible().pinned(NOW + timedelta(hours=1))).reasons.iloc[0] is None
+    (tmp_path / "t.jsonl").write_text("")
+    src = build_source({"kind": "jsonl", "path": "t.jsonl"}, tmp_path)
+    assert src.plausible.now is None  # type: ignore[attr-defined]
+    pin_clock(src, NOW)
+    assert src.plausible.bounds() == pinned.bounds()  # type: ignore[attr-defined]

@@ -164,6 +164,16 @@ def build_source(cfg: Any, base_dir: Path | str = ".") -> Source:
     return source
 
 
+def pin_clock(source: Source, now: datetime) -> None:
+    """Pin the source's "now" for one monitor run: every read of the run (fit and summary passes, each Spark
+    cell, minutes or hours apart) then quarantines the same records as ``timestamp.implausible`` (after
+    now + ``timestamp_max_ahead``) — with the wall clock read per read, a record near that bound could be
+    windowed by one pass and quarantined by the other. A source without ``plausible`` (plugins) is left alone."""
+    bound = getattr(source, "plausible", None)
+    if isinstance(bound, Plausible):
+        source.plausible = bound.pinned(now)  # type: ignore[attr-defined]
+
+
 # Built-in kinds: a builder ``(config, base_dir, common) -> Source`` (``common``: columns, assume_timezone,
 # keep, plausible — the ``_SourceBase`` options every source takes) + its config class (``kind: Literal``).
 # A plugin registers the same way through the entry points "evalmon.sources".
@@ -219,4 +229,4 @@ def _spark_table(cfg: SparkTableSourceConfig, base: Path, common: dict[str, Any]
 
 
 __all__ = ["CsvSourceConfig", "JsonlSourceConfig", "MlflowTracesSourceConfig", "ParquetSourceConfig",
-           "SourceConfig", "SparkTableSourceConfig", "SqlSourceConfig", "build_source", "parse_source_config"]
+           "SourceConfig", "SparkTableSourceConfig", "SqlSourceConfig", "build_source", "parse_source_config", "pin_clock"]
