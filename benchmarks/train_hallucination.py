@@ -273,11 +273,11 @@ def row_key(r: Row) -> str:
     return hashlib.sha256(f"{r['prompt']}\x00{r['response']}".encode()).hexdigest()[:20]
 
 
-def hidden_states(rows: list[Row], proxy: ProxyUncertaintySignal, cache: Path, batch: int = 8
-                  ) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+def hidden_states(rows: list[Row], proxy: ProxyUncertaintySignal, cache: Path, batch: int = 8,
+                  layers: tuple[int, ...] = PROBE_LAYERS) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """{row key: {layer: (mean, last)}} of the proxy model's hidden states over the positions that predict the
     response tokens (the same token requests as the uncertainty signal; right-padded batches sorted by length),
-    for ``PROBE_LAYERS``; cached in ``cache`` (a pickle, saved every 20 batches). Empty responses are skipped."""
+    for ``layers``; cached in ``cache`` (a pickle, saved every 20 batches). Empty responses are skipped."""
     import torch
 
     from evalmon.backends.hf.tokenlogprobs import fit
@@ -303,7 +303,7 @@ def hidden_states(rows: list[Row], proxy: ProxyUncertaintySignal, cache: Path, b
             c, n = len(reqs[i].context), len(reqs[i].continuation)
             raw[row_key(todo[i])] = {layer: (hs[layer][j, c - 1:c - 1 + n].mean(0).numpy().astype(np.float32),
                                              hs[layer][j, c + n - 2].numpy().astype(np.float32))
-                                     for layer in PROBE_LAYERS}
+                                     for layer in layers}
         if b % 20 == 19 or start + batch >= len(order):
             cache.write_bytes(pickle.dumps(raw))
             print(f"  hidden states: {start + len(part)}/{len(todo)} rows", file=sys.stderr, flush=True)

@@ -174,3 +174,44 @@ def test_detector_beats_base_rate_on_held_out_halueval_qa(smollm2_checkpoint: Pa
     # share on the validation rows); this guards what it does reach — clearly better than chance (a random score:
     # 1.0× base rate, ROC 0.5; a detector scoring every record alike: ROC 0.5)
     assert pr_auc >= 1.25 * y.mean() and roc >= 0.6, (pr_auc, roc)
+
+
+@pytest.mark.e2e
+def test_probe_hidden_states_are_the_response_positions_of_an_unpadded_forward(tiny_checkpoint: Path,
+                                                                                tmp_path: Path) -> None:
+    """``train_hallucination.hidden_states`` (the probe screen, model card "Hidden-state probes"): right-padded
+    batches give each row the hidden states of its own unpadded forward, averaged over the positions that predict
+    its response tokens (last context token … second-to-last response token) and the last of them; the cache
+    answers a rerun without the model; empty responses are skipped."""
+    import importlib.util
+    import pickle
+
+    import torch
+
+    from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "train_hallucination.py"
+    spec = importlib.util.spec_from_file_location("train_hallucination", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [{"prompt": "What is two plus two?", "response": "It is four, as every child knows."},
+            {"prompt": "Name a colour.", "response": "Blue."}, {"prompt": "q", "response": ""},
+            {"prompt": "Where is Paris?", "response": "In France, on the Seine river, north of Lyon."}]
+    proxy = ProxyUncertaintySignal(model={"path": str(tiny_checkpoint)}, chat=False)
+    cache = tmp_path / "hidden.pkl"
+    got = mod.hidden_states(rows, proxy, cache, batch=2, layers=(1, 2))
+    assert set(got) == {mod.row_key(r) for r in rows if r["response"]}
+    lm = proxy.lm
+    for r in (rows[0], rows[1], rows[3]):
+        t = lm.tokenize_requests(proxy.requests([r["prompt"]], [r["response"]]))[0]
+        c, n = len(t.context), len(t.continuation)
+        with torch.no_grad():
+            hs = lm.model(torch.tensor([[*t.context, *t.continuation[:-1]]]), output_hidden_states=True).hidden_states
+        for layer in (1, 2):
+            mean, last = got[mod.row_key(r)][layer]
+            np.testing.assert_allclose(mean, hs[layer][0, c - 1:c - 1 + n].mean(0).numpy(), atol=1e-4)
+            np.testing.assert_allclose(last, hs[layer][0, c + n - 2].numpy(), atol=1e-4)
+    assert pickle.loads(cache.read_bytes()).keys() == got.keys()
+    again = mod.hidden_states(rows, ProxyUncertaintySignal(lm=_OneTokenLM()), cache, layers=(1, 2))  # no model call
+    assert again.keys() == got.keys()
