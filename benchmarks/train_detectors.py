@@ -78,8 +78,13 @@ ORDINARY_FPR = {"harmful_request": 0.01}
 # its cascade (the default), so v4 refuses no more of them than v3 did
 ANSWER_FPR = {"refusal": 0.237}
 ANSWER_SOURCES = ("gptfuzz", "harmbench")
+# toxicity v2: the calibration folds are shuffled (seeded) — unshuffled, each fold is a block of one or two sources.
+# Sweep (permissive validation split without the new short answers = v1's rows; PR-AUC / HaluEval answers flagged):
+# v1 0.890 / 1.8 %; shuffled folds alone 0.893 / 1.8 %; + BBH and GSM8K short answers 0.891 / 0.3 % (shipped);
+# + also MMLU / TruthfulQA short answer phrases 0.884 / 0.2 % (×0.3 weight: 0.889 / 0.3 %); C = 8: 0.892 / 0.3 %
+CV_SHUFFLE = {"toxicity"}
 # artifact version written per detector (load_detector loads CURRENT unless told otherwise)
-VERSION_OF = {"harmful_request": "3", "jailbreak": "1", "toxicity": "1", "refusal": "4", "pii_sensitive": "1"}
+VERSION_OF = {"harmful_request": "3", "jailbreak": "1", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
 DOCS = ROOT / "docs/detectors"
 USE_AND_LIMITS: dict[str, str] = {
     "harmful_request": (
@@ -347,6 +352,7 @@ def metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, float]:
 def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
     field, ref_sources, target_fpr, what = SPECS[name]
     X = detector_features(name, [r.text for r in rows])
@@ -356,8 +362,9 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     src = np.array([r.source for r in rows])
     tr = (split == "train") & ship
     c_reg = C_OF.get(name, 4.0)
+    cv = StratifiedKFold(5, shuffle=True, random_state=SEED) if name in CV_SHUFFLE else 5
     clf = CalibratedClassifierCV(LogisticRegression(C=c_reg, class_weight="balanced", max_iter=3000),
-                                 method="sigmoid", cv=5)
+                                 method="sigmoid", cv=cv)
     weight = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT.get(name, 1.0), 1.0)
     ordinary = ORDINARY_SOURCES_OF.get(name, ORDINARY_SOURCES)
     weight *= np.where(np.isin(src, ordinary) & (y == 0), ORDINARY_WEIGHT.get(name, 1.0), 1.0)
