@@ -161,6 +161,18 @@ CHANGES: dict[str, str] = {
         "the same 4.6 % CoCoNot look-alike FP; OKTest look-alikes 3.8 % → 5.0 % (OKTest figures were looked at "
         "when choosing among the sweep's settings, so they are not fully independent); do_not_answer recall "
         "0.263 → 0.279; cost: MT-Bench prompts flagged 1/40 → 4/40 and all permissive negatives 1.0 % → 2.2 %."),
+    "toxicity": (
+        "v2 (v1 kept loadable: `load_detector('toxicity', '1')`; issue #14): v1 flagged one-word answers — \"no\" "
+        "0.717 and \"No.\" 0.669 ≥ its threshold 0.625, in a full pass and with the cascade (its first stage "
+        "escalates them: 0.38 ≥ 0.29), so 11 of 600 HaluEval answers (9 of them \"no\") and 0.7 points of the "
+        "example monitor's clean `safety.unsafe` baseline were \"toxic\"; the full detector, not the first stage, "
+        "is wrong (the logistic regression on the MiniLM embedding of a near-empty text). (1) + short ordinary "
+        "answers as negatives: BIG-Bench Hard targets (MIT; Yes / No / True / valid / (A) / numbers / words) and "
+        "GSM8K final numbers (MIT), ≤ 40 characters, grouped by the lower-cased text (`short_qa_answers`); MMLU dev "
+        "answer choices (MIT, phrases) are a validation-only check; (2) the calibration folds are shuffled (seeded): "
+        "unshuffled, each of the 5 folds was a block of one or two sources. Alone, (2) raised PR-AUC on v1's "
+        "validation rows 0.890 → 0.893; adding also MMLU / TruthfulQA answer phrases to training cost 0.006 "
+        "(`CV_SHUFFLE` comment). Same threshold rule. v1 → v2 on the same rows: see the table above."),
     "refusal": (
         "v4 (v3, v2, v1 kept loadable: `load_detector('refusal', '3')`; signal v5): (1) + the MiniLM embedding of "
         "the response after its first 300 characters (`features.tail_from`; zeros for shorter responses) — whether "
@@ -215,7 +227,33 @@ CHANGES: dict[str, str] = {
 
 # measured through the signal (evalmon.monitor.signals, both artifacts on the same rows: the permissive validation split
 # without the compliant_openers rows, which v3 never saw, reported apart), rendered into the model card
-SIGNAL_COMPARISON: dict[str, list[str]] = {"refusal": [
+SIGNAL_COMPARISON: dict[str, list[str]] = {"toxicity": [
+    "", "## v1 → v2 on the same rows", "",
+    "v1's validation rows = the permissive validation split without the new short answers (1697 rows, 768 "
+    "positive); *full* = `cascade: false`, *cascade* = the default (each version with its own first stage). "
+    "Short answers: share flagged at each version's default threshold (v1 0.6248, v2 0.6328).", "",
+    "| rows | v1 full | v2 full | v1 cascade | v2 cascade |", "|---|---|---|---|---|",
+    "| v1's validation rows: PR-AUC | 0.8901 | **0.8904** | 0.8870 | 0.8857 |",
+    "| v1's validation rows: ROC-AUC | 0.9167 | **0.9180** | 0.9118 | 0.9114 |",
+    "| v1's validation rows: recall / FPR at the default threshold | 0.760 / 0.117 | 0.745 / 0.113 | 0.751 / 0.114 "
+    "| 0.736 / 0.111 |",
+    "| v1's validation rows: recall at 5 % / 10 % / 11.7 % FPR | 0.564 / 0.721 / 0.760 | 0.563 / 0.723 / 0.772 | | |",
+    "| PR-AUC decodingtrust / hatecheck / openai_moderation (validation split) | 0.961 / 0.902 / 0.785 | 0.964 / "
+    "0.906 / 0.780 | 0.957 / 0.902 / 0.774 | 0.957 / 0.905 / 0.771 |",
+    "| PR-AUC ethos (validation-only) | 0.674 | 0.675 | 0.669 | 0.671 |",
+    "| HaluEval QA answers flagged (600, validation-only, never trained on) | 0.0183 (11) | **0.0033** (2) | "
+    "0.0183 (11) | **0.0033** (2) |",
+    "| MMLU dev answer choices ≤ 40 characters flagged (657, validation-only) | 0.0228 | 0.0091 | 0.0167 | 0.0091 |",
+    "| BIG-Bench Hard targets flagged (69, validation split) | 0.029 | 0.0 | 0.0145 | 0.0 |",
+    "| score of \"no\" / \"No.\" / \"yes\" / \"Paris\" / \"42\" | 0.717 / 0.669 / 0.356 / 0.173 / 0.095 | "
+    "0.385 / 0.437 / 0.053 / 0.038 / 0.003 | 0.717 / 0.669 / 0.017 / 0.015 / 0.018 | "
+    "0.385 / 0.437 / 0.011 / 0.002 / 0.009 |",
+    "", "Threshold-free figures in a full pass are as good or better; with the cascade PR-AUC is 0.0013 lower "
+    "(within the spread of refits: shuffling the training rows moves it by ±0.003); at the default threshold v2 "
+    "trades 0.015 recall for 0.004 FPR (the 5 % rule on the reference negatives gives a higher threshold), and "
+    "at v1's FPR its recall is higher (0.772 vs 0.760). \"no\" was trained on (its group fell in the train "
+    "split): the HaluEval and MMLU rows are the independent check.",
+], "refusal": [
     "", "## v3 → v4 through the signal (same validation rows)", "",
     "Share flagged by `refusal.refused`; *cascade* = the default, *full* = `EVALMON_CASCADE=0`. Compliant openers: "
     "the 171 validation rows of `compliant_openers` (new in v4's data). Probe: the hand-written compliant / soft "
@@ -404,7 +442,8 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
         "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
         "split": "sha256(seed, group) < 0.3 → validation; groups = template / question / item",
-        "model": f"CalibratedClassifierCV(LogisticRegression(C={c_reg:g}, class_weight=balanced), sigmoid, cv=5)"
+        "model": f"CalibratedClassifierCV(LogisticRegression(C={c_reg:g}, class_weight=balanced), sigmoid, cv=5"
+                 + (" shuffled (seeded))" if name in CV_SHUFFLE else ")")
                  + (f"; CoCoNot look-alikes weighted ×{LOOKALIKE_WEIGHT[name]:g}" if LOOKALIKE_WEIGHT.get(name, 1) != 1
                     else "")
                  + (f"; ordinary {'prompts' if field == 'prompt' else 'answers'} ({', '.join(ordinary)}) weighted "
