@@ -90,7 +90,8 @@ def test_refusal_soft_refusals_caught_by_the_classifier(benchmarks_dir: Path) ->
 # (the held-out positives are mostly the milder validation-only do_not_answer requests), look-alike FPR 0.020
 # (v2 on the same subset: 0.872 / 0.452 / 0.020; the 200-row subset of v2's data gave 0.844 / 0.485 / 0.057); all
 # 747 ordinary validation prompts 0.0094 with `cascade: false` (v2: 0.0174; v1: 0.0067); jailbreak PR-AUC 0.991,
-# recall 0.976, ordinary FPR 0.0; toxicity PR-AUC 0.848, ROC 0.873; refusal
+# recall 0.976, ordinary FPR 0.0; toxicity PR-AUC 0.848, ROC 0.873 (v1; toxicity v2's data adds short answers, so
+# the subset is now 155 rows incl. 39 BBH / GSM8K / MMLU short answers: v2 with its cascade 0.878 / 0.917); refusal
 # (signal v5 + refusal v4 with its cascade, 155 rows incl. 17 compliant openers) recall 0.886, false refusals 0.099
 # (GPTFuzz / HarmBench jailbroken answers that open with a disclaimer; compliant openers 2 of 17), on ordinary
 # answers 0.036 (2 of 55: MT-Bench persuasive e-mails); soft refusals (76 rows) 0.829 (refusal v3 on the same rows:
