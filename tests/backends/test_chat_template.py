@@ -132,6 +132,7 @@ def lm(chat_checkpoint: Path) -> HFCausalLM:
     return HFCausalLM(HFSettings(path=str(chat_checkpoint), batch_size=4))
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_fingerprint_records_the_template_and_bos(lm: HFCausalLM, tiny_checkpoint: Path) -> None:
     fp = lm.fingerprint
     assert fp.chat_template and fp.chat_template.startswith("sha256:")

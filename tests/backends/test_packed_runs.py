@@ -12,6 +12,7 @@ def _reqs(n: int) -> list[TokenRequest]:
     return [TokenRequest(i, [1, 10 + i, 20 + i, 30 + i], [40 + i, 50 + i]) for i in range(n)]
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_out_of_memory_halves_the_budget_and_scores_every_request_once() -> None:
     seen: list[int] = []
 
@@ -27,6 +28,7 @@ def test_out_of_memory_halves_the_budget_and_scores_every_request_once() -> None
     assert max(seen) <= 2 and stats.rows == len(seen) >= 3
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_other_errors_and_a_one_request_pack_out_of_memory_are_raised() -> None:
     def broken(pack: Pack) -> list[int]:
         raise RuntimeError("shape mismatch")

@@ -122,6 +122,7 @@ def test_help_in_a_pipe_has_no_bool_marker_and_no_word_cut(tmp_path: Path, args:
     assert not cut, f"help words cut apart or lost: {cut}\n{proc.stdout}"
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_monitor_beats_while_signals_are_slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import textwrap
     from datetime import UTC, datetime, timedelta

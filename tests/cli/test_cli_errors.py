@@ -183,6 +183,7 @@ def bert_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_checkpoint_not_a_causal_lm_leaves_no_run(tmp_path: Path, benchmarks_dir: Path,
                                                   bert_checkpoint: Path) -> None:
     cfg = _cfg(tmp_path, bert_checkpoint, benchmarks_dir, tasks=["truthfulqa_mc2"])
@@ -192,6 +193,7 @@ def test_checkpoint_not_a_causal_lm_leaves_no_run(tmp_path: Path, benchmarks_dir
     assert run_dirs(tmp_path / "reports") == []
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_adapter_for_another_base_leaves_no_run(tmp_path: Path, benchmarks_dir: Path, tiny_checkpoint: Path,
                                                 mismatched_lora: Path) -> None:
     cfg = _cfg(tmp_path, tiny_checkpoint, benchmarks_dir, tasks=["truthfulqa_mc2"],

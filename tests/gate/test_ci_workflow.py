@@ -201,6 +201,7 @@ def test_gate_error_still_writes_markdown_json_and_step_summary(tmp_path: Path,
     assert json.loads(js.read_text())["exit_code"] == 2
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_gate_error_markdown_hides_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     md = tmp_path / "gate.md"

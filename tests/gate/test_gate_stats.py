@@ -68,6 +68,7 @@ def test_mcnemar_vectorised_and_from_outcomes() -> None:
 
 
 # --------------------------------------------------------------------------- Holm
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_holm_matches_statsmodels() -> None:
     rng = np.random.default_rng(7)
     for m in (1, 2, 5, 17, 40):  # multipletests costs ~0.2 s a call: a few vectors, with ties

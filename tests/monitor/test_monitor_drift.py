@@ -52,6 +52,7 @@ def test_auto_plan_skips_ids_times_lists(big_ref: pd.DataFrame) -> None:
     assert off.text == () and off.embeddings == ()
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_large_reference_defaults_detect_and_match_data_drift_preset(big_ref: pd.DataFrame, tmp_path: Path) -> None:
     cfg = DriftConfig()
     plan = plan_columns(big_ref, cfg)

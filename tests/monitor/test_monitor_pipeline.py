@@ -205,6 +205,7 @@ def _config(tmp_path: Path, source: str, *, name: str = "m", window: str = "", e
         """) + extra, "m.yaml", base_dir=tmp_path)
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_a_window_in_three_partitions_gives_the_same_metrics_as_in_one(tmp_path: Path) -> None:
     _traffic(tmp_path / "one.jsonl", 4)
     _traffic(tmp_path / "three", 4, files=3)
@@ -225,6 +226,7 @@ def test_a_window_in_three_partitions_gives_the_same_metrics_as_in_one(tmp_path:
     assert any(k.startswith("drift/") for k in one.windows[2].metrics)  # drift ran (50 records vs the previous 35)
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 @pytest.mark.parametrize("reference", ["previous", "fixed"])
 def test_memory_follows_a_window_not_the_span(tmp_path: Path, reference: str) -> None:
     frame = _traffic(tmp_path / "t.jsonl", 12)

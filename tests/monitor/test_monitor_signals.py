@@ -98,6 +98,7 @@ def test_refusal_phrases() -> None:
 
 
 # -- PII -------------------------------------------------------------------------------------------
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_pii_entities_offline() -> None:
     df = pd.DataFrame({"response": [
         "Write to jane.roe@example.org or call (212) 555-0187.",

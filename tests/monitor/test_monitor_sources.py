@@ -200,6 +200,7 @@ def _mlflow_db(target: Path) -> str:
     return f"sqlite:///{target}"
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_mlflow_traces_read_back_with_trace_ids_and_windows(tmp_path: Path) -> None:
     import mlflow
 

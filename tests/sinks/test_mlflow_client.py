@@ -80,6 +80,7 @@ def test_pending_marker_counts_attempts_and_keeps_what_it_recorded(tmp_path: Pat
     assert not (folder / "p.json").exists() and client.read_marker(folder / "p.json") is None
 
 
+@pytest.mark.e2e  # over 2 s in the unit lane (make test-fast budget)
 def test_upload_marks_pending_first_and_resumes_a_failed_upload_in_the_same_run(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
