@@ -17,7 +17,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -184,9 +184,12 @@ def detector_needs(detector: Any, texts: Sequence[str], *, cascade: bool = True,
 
 
 def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, cascade: bool = True,
-                    extra: np.ndarray | None = None) -> np.ndarray:
+                    extra: np.ndarray | None = None,
+                    late: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
     """A shipped detector's probability for each text (NaN for empty text), from the shared embedding
-    (+ ``extra``: the detector's own feature columns, one row per text, appended to the embedding).
+    (+ ``extra``: the detector's own feature columns, one row per text, appended to the embedding; + ``late``:
+    columns computed only for the texts the full detector scores, appended last — the first stage never reads
+    them, e.g. refusal v4's embedding of the response's tail).
 
     With a first stage (``detector.first_stage``, and ``cascade``): every text gets the first stage's
     probability; the texts it scores ≥ ``escalate_above`` are embedded with MiniLM and get the full
@@ -198,14 +201,13 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
         return out
     sub = [texts[i] for i in idx]
     p1 = first_stage_scores(detector, sub, None if extra is None else np.asarray(extra)[idx]) if cascade else None
-    if p1 is None:
-        out[idx] = detector.predict_proba_vectors(_with(embedder.encode(sub), extra, idx))
-        return out
-    out[idx] = p1
-    esc = np.flatnonzero(p1 >= detector.first_stage.escalate_above)
+    esc = np.arange(len(sub)) if p1 is None else np.flatnonzero(p1 >= detector.first_stage.escalate_above)
+    if p1 is not None:
+        out[idx] = p1
     if len(esc):
-        out[idx[esc]] = detector.predict_proba_vectors(_with(embedder.encode([sub[i] for i in esc]), extra,
-                                                             idx[esc]))
+        chosen = [sub[i] for i in esc]
+        x = _with(embedder.encode(chosen), extra, idx[esc])
+        out[idx[esc]] = detector.predict_proba_vectors(x if late is None else np.hstack([x, late(chosen)]))
     return out
 
 

@@ -40,7 +40,6 @@ from evalmon.monitor.signals.embeddings import (
     active_first_stage,
     detector_needs,
     detector_scores,
-    first_stage_scores,
     get_embedder,
 )
 
@@ -219,31 +218,16 @@ class RefusalSignal(BaseSignal):
         pattern features when its card lists them (v3), through the detector's cascade when it has one."""
         assert self.embedder is not None
         tail = self._tail()
-        if tail is None:
-            return detector_scores(self.detector, self.embedder, text.tolist(), extra=self._extra(text))
-        return self._scores_with_tail(text.tolist(), self._extra(text), tail)
+        return detector_scores(self.detector, self.embedder, text.tolist(), extra=self._extra(text),
+                               late=None if tail is None else (lambda chosen: self._tail_vectors(chosen, tail)))
 
-    def _scores_with_tail(self, texts: list[str], extra: np.ndarray | None, tail: tuple[int, int]) -> np.ndarray:
-        """v4: [head embedding, pattern columns, tail embedding] for the texts the first stage escalates (every
-        non-empty text without a cascade); the others keep the first stage's probability (which reads no tail)."""
-        assert self.embedder is not None and self.detector is not None
-        cols = np.zeros((len(texts), 0)) if extra is None else extra
-        out = np.full(len(texts), np.nan)
-        idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
-        if not len(idx):
-            return out
-        sub = [texts[i] for i in idx]
-        p1 = first_stage_scores(self.detector, sub, cols[idx])
-        esc = np.arange(len(sub)) if p1 is None else np.flatnonzero(p1 >= self.detector.first_stage.escalate_above)
-        if p1 is not None:
-            out[idx] = p1
-        if len(esc):
-            chosen = [sub[i] for i in esc]
-            tails = tail_texts(chosen, *tail)
-            tail_x = np.zeros((len(chosen), self.embedder.dim))
-            nz = [i for i, t in enumerate(tails) if t]
-            if nz:
-                tail_x[nz] = self.embedder.encode([tails[i] for i in nz])
-            x = np.hstack([self.embedder.encode(chosen), cols[idx[esc]], tail_x])
-            out[idx[esc]] = self.detector.predict_proba_vectors(x)
-        return out
+    def _tail_vectors(self, texts: list[str], tail: tuple[int, int]) -> np.ndarray:
+        """v4: the MiniLM embedding of each text's tail (zeros where there is none), for the texts the full
+        detector scores (the first stage reads no tail)."""
+        assert self.embedder is not None
+        tails = tail_texts(texts, *tail)
+        x = np.zeros((len(texts), self.embedder.dim))
+        nz = [i for i, t in enumerate(tails) if t]
+        if nz:
+            x[nz] = self.embedder.encode([tails[i] for i in nz])
+        return x
