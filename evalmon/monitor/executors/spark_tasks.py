@@ -120,9 +120,9 @@ def cell_result(job: Job, cell: int, got: Ingested, t: float) -> CellResult:
 
     partition = got.partition
     records = signals(got.records, _runner(job.signal_configs))
-    out = CellResult(cell, partition, len(records), got.quarantined, got.times)
-    if job.mode == "fit":
-        out.quarantined, out.times = [], []  # the summary pass's cells feed the ledger: nothing to ship here
+    fit = job.mode == "fit"  # a fit cell ships no quarantined records: the summary pass's cells feed the ledger
+    out = CellResult(cell, partition, len(records), [] if fit else got.quarantined, [] if fit else got.times)
+    if fit:
         frame = fitting_view(records)
         out.reservoir = Reservoir(tuple(frame.columns), job.basis_rows, job.seed).update(frame, job.key_below)
     else:
