@@ -67,5 +67,6 @@ def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -
             out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
         except ValidationError as e:
             err = first_error(e)
-            raise ConfigError(f"signals.{'.'.join(str(p) for p in (i, *err.loc))}: {err.msg}") from None
+            raise ConfigError(f"signals.{'.'.join(str(p) for p in (i, *err.loc))}: {err.msg}",
+                              hint=err.hint) from None
     return out

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,13 @@ def write_thresholds(path: str | Path, values: dict[str, float], *, header: str,
 
 def reference_thresholds(yaml_path: str | Path, thresholds_path: str | Path) -> bool:
     """Add ``thresholds: <file>`` under the block ``alerts:`` of a monitor YAML, as text (its comments and
-    layout stay). False when it cannot (no block ``alerts:`` mapping; the caller says what to add)."""
+    layout stay). False when it cannot (no block ``alerts:`` mapping, or the YAML cannot be rewritten: a
+    read-only file; the caller says what to add)."""
     p = Path(yaml_path)
-    lines = p.read_text().splitlines(keepends=True)
+    try:
+        lines = p.read_text().splitlines(keepends=True)
+    except OSError:
+        return False
     at = next((i for i, line in enumerate(lines) if line.rstrip().split("#")[0].rstrip() == "alerts:"), None)
     if at is None:
         return False
@@ -88,5 +94,21 @@ def reference_thresholds(yaml_path: str | Path, thresholds_path: str | Path) -> 
     entry = (f"{' ' * indent}thresholds: {rel}   # written by `evalmon monitor calibrate` (overrides the "
              "rules' value:)\n")
     lines.insert(at + 1, entry)
-    p.write_text("".join(lines))
+    return _rewrite(p, "".join(lines))
+
+
+def _rewrite(path: Path, text: str) -> bool:
+    """Replace ``path``'s text whole or not at all (a temporary file renamed over it, its mode kept; a disk
+    that fills up cannot leave half a monitor YAML); False, the file untouched, when it cannot (read-only)."""
+    target = path.resolve()  # a symlinked YAML: its target is rewritten, the link stays
+    if not os.access(target, os.W_OK):
+        return False
+    tmp = target.with_name(f".{target.name}.evalmon-tmp")
+    try:
+        tmp.write_text(text)
+        shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    except OSError:  # the thresholds file is written; the caller tells the user the line to add
+        tmp.unlink(missing_ok=True)
+        return False
     return True

@@ -107,6 +107,26 @@ class _Writer:
             self._pq.close()
 
 
+def check_writable(out: Path) -> None:
+    """``--out`` can be written: its folder exists or is created, and the file opens for writing — an
+    ``OutputError`` naming it before anything is scored (a file that did not exist is not left behind)."""
+    from evalmon.core.errors import OutputError
+
+    if out.is_dir():
+        raise OutputError(f"--out {out}: is a directory", hint="name a file, e.g. scores.parquet")
+    existed = out.exists()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(out) else ""
+        raise OutputError(f"--out {out}: cannot write there ({exc.strerror or exc}{where})",
+                          hint="choose a writable folder") from None
+    if not existed:
+        out.unlink(missing_ok=True)
+
+
 PROXY_SIGNALS = ("uncertainty", "halludetect")  # the signals that score responses under a proxy model
 
 
@@ -162,6 +182,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat))
     source = build_source({"kind": kind or source_kind(src_path), "path": str(src_path.resolve()),
                            "columns": dict(columns or {})}, Path.cwd())
+    check_writable(out_path)
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
     done, bad, t0 = 0, 0, time.perf_counter()
@@ -170,7 +191,6 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     def beat(elapsed: float) -> str:
         return f"signals score: {done} records scored, {done / max(elapsed, 1e-9):.1f} records/s, {elapsed:.0f} s"
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with heartbeat(log_fn, "signals score", line=beat):
             for part in partitions_of(source, None, None):

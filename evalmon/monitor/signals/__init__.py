@@ -17,15 +17,17 @@ allow_download=True)``). Heavy libraries (torch, presidio) are imported only whe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
 from evalmon.config.signals import BaseSignalConfig, SignalConfig, parse_signal_configs
 from evalmon.core import registry
-from evalmon.core.errors import ConfigError
+from evalmon.core.errors import ConfigError, did_you_mean
 from evalmon.monitor.contracts import Signal
 from evalmon.monitor.signals.cache import ComputeStats, SignalCache, compute_signal, compute_signals
 from evalmon.monitor.signals.hallu_config import register as _register_context_free
@@ -36,6 +38,26 @@ DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"  # same as embeddings.DEFAULT_MODEL (
 class _SignalConfig(BaseSignalConfig, BaseModel):  # BaseModel named for linters (mutable defaults)
     """The built-in signals' config base: ``BaseSignalConfig`` (``evalmon.config.signals``, re-exported here
     for plugins), which each subclass extends with ``name: Literal[...]`` and its options."""
+
+
+def _check_patterns(patterns: dict[str, str]) -> dict[str, str]:
+    """``extra_patterns``: every value a regex that compiles (an error at load time, naming the key, not a
+    crash once the reference has been scored)."""
+    for key, rx in patterns.items():
+        try:
+            re.compile(rx)
+        except re.error as e:
+            raise PydanticCustomError("regex", "{key}: invalid regex {rx}: {err}",
+                                      {"key": key, "rx": repr(rx), "err": str(e),
+                                       "hint": "fix the pattern (YAML: quote it with single quotes)"}) from None
+    return patterns
+
+
+# presidio's English recognisers (regex; evalmon's MONEY_AMOUNT) and, with nlp: spacy, the NER entities
+PII_REGEX_ENTITIES = ("CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS",
+                      "MAC_ADDRESS", "MEDICAL_LICENSE", "MONEY_AMOUNT", "PHONE_NUMBER", "UK_NHS", "URL",
+                      "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN", "UUID")
+PII_NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
 
 
 class TextConfig(_SignalConfig):
@@ -64,6 +86,8 @@ class RefusalConfig(_SignalConfig):
     classifier: bool = True  # the shipped refusal detector OR the patterns (false: patterns only)
     threshold: float | None = Field(None, ge=0, le=1)  # None: the detector's validated default
     allow_download: bool = False
+
+    _patterns = field_validator("extra_patterns")(_check_patterns)
 
 
 class EmbeddingConfig(_SignalConfig):
@@ -98,6 +122,21 @@ class PiiConfig(_SignalConfig):
     sensitive_threshold: float | None = Field(None, ge=0, le=1, exclude_if=lambda v: v is None)
     batch_size: int = Field(64, ge=1, exclude_if=lambda v: v == 64)
 
+    _patterns = field_validator("extra_patterns")(_check_patterns)
+
+    @model_validator(mode="after")
+    def _known_entities(self) -> PiiConfig:
+        """An entity no recogniser serves is an error here (presidio would fail on the first text)."""
+        known = {*PII_REGEX_ENTITIES, *PII_NER_ENTITIES, *(k.upper() for k in self.extra_patterns)}
+        for e in self.entities or ():
+            if e.upper() not in known:
+
+                raise PydanticCustomError(
+                    "pii_entity", "entities: unknown entity {got}{close}",
+                    {"got": repr(e), "close": did_you_mean(e.upper(), sorted(known)),
+                     "hint": f"use {', '.join(sorted(known))}, or add it under extra_patterns (ENTITY: regex)"})
+        return self
+
 
 class SafetyClassifierConfig(ConfigModel, BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -125,6 +164,17 @@ class SafetyConfig(_SignalConfig):
     batch_size: int = Field(64, ge=1)
     classifier: SafetyClassifierConfig | None = None
     allow_download: bool = False
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, v: dict[str, float]) -> dict[str, float]:
+        """Each label's threshold is a probability (a score ≥ it flags the label)."""
+        for label, thr in v.items():
+            if not 0 <= thr <= 1:
+                raise PydanticCustomError("threshold", "{label}: {thr} is not between 0 and 1",
+                                          {"label": label, "thr": thr,
+                                           "hint": "a probability threshold, e.g. 0.5"})
+        return v
 
 
 class JudgeConfig(ConfigModel, BaseModel):

@@ -112,11 +112,36 @@ def load_artifact(path: str | None = None) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"signals.halludetect.artifact: cannot read {path or ARTIFACT}: {exc}",
                           hint="give the JSON written by benchmarks/train_hallucination.py") from None
-    missing = {"mean", "scale", "coef", "intercept", "impute", "threshold"} - set(art)
-    if missing:
-        raise ConfigError(f"signals.halludetect.artifact: {path or ARTIFACT} lacks {', '.join(sorted(missing))}",
+    problem = _artifact_problem(art)
+    if problem:
+        raise ConfigError(f"signals.halludetect.artifact: {path or ARTIFACT} {problem}",
                           hint="give the JSON written by benchmarks/train_hallucination.py")
     return art
+
+
+def _artifact_problem(art: Any) -> str:
+    """Why ``art`` is not a detector this code can apply ('' when it is): checked when the signal is built, so
+    a wrong file is an error before the proxy model has scored anything."""
+    if not isinstance(art, dict):
+        return f"is not a JSON object (got {type(art).__name__})"
+    missing = {"mean", "scale", "coef", "intercept", "impute", "threshold"} - set(art)
+    if missing:
+        return f"lacks {', '.join(sorted(missing))}"
+    names = art.get("features") or STAT_FEATURES
+    known = {*STAT_FEATURES, *PMI_FEATURES, *TEXT_FEATURES}
+    unknown = [n for n in names if not (isinstance(n, str) and (n in known or n.startswith("response_embedding[")))]
+    if unknown:
+        return f"has features this evalmon cannot compute: {unknown[:5]} (written by a newer version?)"
+    for key in ("mean", "scale", "coef", "impute"):
+        v = art[key]
+        if not isinstance(v, list) or len(v) != len(names) or not all(isinstance(x, int | float) for x in v):
+            return f"{key}: expected {len(names)} numbers (one per feature)"
+    if isinstance(art["intercept"], bool) or not isinstance(art["intercept"], int | float):
+        return f"intercept: {art['intercept']!r} is not a number"
+    thr = art["threshold"]
+    if isinstance(thr, bool) or not isinstance(thr, int | float) or not 0 <= thr <= 1:
+        return f"threshold: {thr!r} is not a probability"
+    return ""
 
 
 def predict(art: dict[str, Any], x: np.ndarray) -> np.ndarray:

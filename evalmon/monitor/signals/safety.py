@@ -135,6 +135,8 @@ class SafetySignal(BaseSignal):
         self.classifier = dict(classifier or {})
         if self.classifier and "path" not in self.classifier:
             raise ConfigError("signals.safety.classifier: `path` (a local checkpoint directory) is required")
+        if self.classifier:  # a missing checkpoint is an error now, not after the reference has been scored
+            require_local_path(str(self.classifier["path"]), "signals.safety.classifier.path", allow_download)
         cols: list[str] = []
         for lab in self.labels:
             cols += [f"safety.{lab}_score", f"safety.{lab}"]

@@ -1,0 +1,123 @@
+"""Issue #14 hostile-input walk: bad signal options and output paths are one-line errors before any work.
+
+In-process checks of the pydantic signal configs (a monitor YAML's ``signals:``), ``signals score``'s output
+check and the calibrate step that adds ``alerts.thresholds`` to a monitor YAML. Each case here used to be an
+``internal error`` (a traceback file) or an error only after the reference had been scored:
+
+- ``extra_patterns`` that is not a regex (pii: presidio's ValueError after scoring; refusal: no file:line);
+- a pii ``entities:`` name no recogniser serves (presidio's "No matching recognizers" on the first text);
+- safety ``thresholds:`` outside [0, 1] (accepted);
+- ``--out`` in a folder that cannot be created, or naming a directory (FileNotFoundError / IsADirectoryError
+  after the first batch had been scored);
+- a read-only monitor YAML when calibrate adds ``alerts.thresholds`` (PermissionError after the thresholds
+  file was written).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from evalmon.config.monitor import load_monitor_text
+from evalmon.config.thresholds import reference_thresholds
+from evalmon.core.errors import ConfigError, OutputError
+from evalmon.monitor.signal_scoring import check_writable
+from evalmon.monitor.signals import PiiConfig, RefusalConfig, SafetyConfig
+
+MONITOR = """\
+name: m   # the monitor
+source: {kind: jsonl, path: t.jsonl}
+window: {size: 1h}
+signals:
+  - text
+  - %s
+alerts:   # rules below
+  rules:
+    - {metric: rate/pii.any, op: ">", value: 0.1}   # keep this comment
+"""
+
+
+@pytest.mark.parametrize(("entry", "where", "says"), [
+    ("{name: pii, nlp: none, extra_patterns: {X: '[a-'}}", "signals.1.extra_patterns", "X: invalid regex '[a-'"),
+    ("{name: refusal, extra_patterns: {x: '(a'}}", "signals.1.extra_patterns", "x: invalid regex '(a'"),
+    ("{name: pii, nlp: none, entities: [EMAIL_ADRESS]}", "signals.1.entities",
+     "unknown entity 'EMAIL_ADRESS' (did you mean: EMAIL_ADDRESS"),
+    ("{name: safety, thresholds: {toxic: -0.5}}", "signals.1.thresholds", "toxic: -0.5 is not between 0 and 1"),
+    ("{name: safety, thresholds: {toxic: 7}}", "signals.1.thresholds", "toxic: 7.0 is not between 0 and 1"),
+])
+def test_bad_signal_option_is_a_config_error_at_its_line(entry: str, where: str, says: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_monitor_text(MONITOR % entry, "m.yaml")
+    line = exc.value.one_line()
+    assert line.startswith(f"m.yaml:6: {where}: {says}"), line
+    assert " — " in line  # a hint: what to do
+
+
+def test_valid_signal_options_still_load() -> None:
+    pii = PiiConfig(nlp="none", entities=["email_address", "PERSON", "IBAN"], extra_patterns={"IBAN": r"\bDE\d{20}\b"})
+    assert pii.entities == ["email_address", "PERSON", "IBAN"]
+    assert RefusalConfig(extra_patterns={"sorry": r"(?i)\bsorry\b"}).extra_patterns
+    assert SafetyConfig(thresholds={"toxic": 0.0, "jailbreak": 1.0}).thresholds["jailbreak"] == 1.0
+    with pytest.raises(ValidationError, match="not between 0 and 1"):
+        SafetyConfig(thresholds={"toxic": float("nan")})
+
+
+def test_out_that_cannot_be_written_is_an_output_error_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OutputError, match=r"cannot write there \(.*a_file"):
+        check_writable(tmp_path / "a_file" / "scores.jsonl")
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(OutputError, match="is a directory"):
+        check_writable(tmp_path / "d.jsonl")
+    check_writable(tmp_path / "new" / "scores.parquet")  # its folder is created, the file is not left behind
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "scores.parquet").exists()
+    (tmp_path / "old.jsonl").write_text("kept\n")
+    check_writable(tmp_path / "old.jsonl")  # an existing output is not truncated by the check
+    assert (tmp_path / "old.jsonl").read_text() == "kept\n"
+
+
+def test_calibrate_keeps_comments_and_leaves_a_read_only_yaml_alone(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    yaml_path = tmp_path / "m.yaml"
+    yaml_path.write_text(MONITOR % "pii")
+    os.chmod(yaml_path, 0o640)
+    assert reference_thresholds(yaml_path, tmp_path / "m.thresholds.yaml")
+    text = yaml_path.read_text()
+    assert "alerts:   # rules below\n  thresholds: m.thresholds.yaml" in text
+    assert "# the monitor" in text and "# keep this comment" in text  # comments and layout stay
+    assert oct(yaml_path.stat().st_mode & 0o777) == "0o640"  # the file's mode stays
+    assert not list(tmp_path.glob(".*tmp"))
+    before = (MONITOR % "pii")
+    yaml_path.write_text(before)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == yaml_path else real_access(p, mode))
+    assert not reference_thresholds(yaml_path, tmp_path / "m.thresholds.yaml")  # read-only: the caller says
+    assert yaml_path.read_text() == before                                        # what line to add
+
+
+def test_halludetect_artifact_that_cannot_be_applied_is_a_config_error(tmp_path: Path) -> None:
+    """A wrong or newer artifact fails when the signal is built, not at its first prediction (a matmul
+    shape error, a KeyError on an unknown feature) after the proxy model has scored a batch."""
+    import json
+
+    from evalmon.monitor.signals.halludetect import load_artifact
+
+    good = load_artifact(None)
+    cases = {"list": [1, 2, 3], "number": 5,
+             "short_coef": {**good, "coef": good["coef"][:-1]},
+             "new_feature": {**good, "features": [*good["features"][:-1], "attention_entropy"]},
+             "threshold": {**good, "threshold": 1.5}, "intercept": {**good, "intercept": "x"}}
+    says = {"list": "not a JSON object", "number": "not a JSON object", "short_coef": "coef: expected 8 numbers",
+            "new_feature": "'attention_entropy'", "threshold": "not a probability", "intercept": "not a number"}
+    for name, art in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(art))
+        with pytest.raises(ConfigError, match=says[name]) as exc:
+            load_artifact(str(path))
+        assert exc.value.one_line().startswith(f"signals.halludetect.artifact: {path} ")
+    (tmp_path / "cut.json").write_text('{"mean": [1,')
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_artifact(str(tmp_path / "cut.json"))
