@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,7 @@ def on_alert_actions(cfg: MonitorConfig, out: Any) -> Callable[[MonitorResult], 
 
 
 calibrate_app = typer.Typer(add_completion=False)
+MAX_DRAWS = 1_000_000  # resampled windows: a Python loop each, and an array of that many per rule
 
 
 @calibrate_app.command()
@@ -148,6 +150,13 @@ def calibrate(
                           hint="pass e.g. 0.001 (1 in 1,000 windows)")
     if draws is not None and draws < 100:
         raise ConfigError(f"--draws: {draws} is too few", hint="pass at least 100 (default max(2000, 20 / rate))")
+    wanted = draws if draws is not None else max(2000, math.ceil(20 / false_alarm_rate))
+    if wanted > MAX_DRAWS:  # before the reference is scored: this many resampled windows would not fit or finish
+        flag = (f"--draws {draws}" if draws is not None else
+                f"--false-alarm-rate {false_alarm_rate:g} (needs {wanted:.3g} resampled windows)")
+        raise ConfigError(f"{flag}: more than {MAX_DRAWS:,} resampled windows",
+                          hint=f"pass --draws up to {MAX_DRAWS:,}" if draws is not None else
+                          f"use a rate of at least {20 / MAX_DRAWS:g}, or pass --draws up to {MAX_DRAWS:,}")
     cfg = load_monitor(config)
     if not cfg.alerts.rules:
         raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")
@@ -162,7 +171,12 @@ def calibrate(
               f"rate {false_alarm_rate:g} per rule per window", soft_wrap=True)
     for r in result.rules:
         con.print(f"  {r.line()}", soft_wrap=True)
-    con.print(f"any rule fires in {result.any_rule_false_alarm:.2%} of the resampled reference windows", soft_wrap=True)
+    if result.thresholds():
+        con.print(f"any rule fires in {result.any_rule_false_alarm:.2%} of the resampled reference windows",
+                  soft_wrap=True)
+    else:
+        con.print("no rule could be calibrated (see the reasons above): their values stay as written",
+                  soft_wrap=True)
     if dry_run:
         con.print("--dry-run: nothing written", soft_wrap=True)
         return

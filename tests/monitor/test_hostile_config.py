@@ -121,3 +121,19 @@ def test_halludetect_artifact_that_cannot_be_applied_is_a_config_error(tmp_path:
     (tmp_path / "cut.json").write_text('{"mean": [1,')
     with pytest.raises(ConfigError, match="cannot read"):
         load_artifact(str(tmp_path / "cut.json"))
+
+
+@pytest.mark.parametrize(("rate", "draws", "says"), [
+    (1e-9, None, "--false-alarm-rate 1e-09 (needs 2e+10 resampled windows)"),
+    (0.001, 10**11, "--draws 100000000000"),
+])
+def test_calibrate_refuses_more_draws_than_fit_before_scoring(rate: float, draws: int | None, says: str,
+                                                              tmp_path: Path) -> None:
+    """A tiny --false-alarm-rate (or a huge --draws) was "out of memory" after the whole reference had been
+    scored; now a one-line error before the monitor file is even read (it does not exist here)."""
+    from evalmon.cli.monitor import calibrate
+
+    with pytest.raises(ConfigError, match="more than 1,000,000 resampled windows") as exc:
+        calibrate(config=tmp_path / "missing.yaml", false_alarm_rate=rate, draws=draws, out=None,
+                  reference_rows=None, dry_run=True)
+    assert exc.value.one_line().startswith(says)
