@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,14 +163,39 @@ def _shared_embedding_pass(frame: pd.DataFrame, signals: Sequence[Signal], cache
         prefetch_embeddings(frame.iloc[pos], users)
 
 
+def _prepare(frame: pd.DataFrame, signals: Sequence[Signal], cache: SignalCache | None) -> None:
+    """Each signal's optional ``prepare`` (work that reads no embedding) on the records it will compute."""
+    for sig in signals:
+        pos = _uncached(frame, sig, cache)
+        if pos:
+            sig.prepare(frame.iloc[pos])  # type: ignore[attr-defined]
+
+
+def _embed_and_prepare(frame: pd.DataFrame, signals: Sequence[Signal], cache: SignalCache | None) -> None:
+    """The shared embedding pass and, in a second thread at the same time, the signals' ``prepare`` (e.g.
+    pii's spaCy NER, single-threaded and as long as the pass: torch and spaCy release the GIL in their
+    kernels, so the two overlap on 2 cores). Results are identical to running them one after the other."""
+    preparers = [s for s in signals if callable(getattr(s, "prepare", None))]
+    if not preparers or not len(frame):
+        _shared_embedding_pass(frame, signals, cache)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalmon-prepare") as pool:
+        done = pool.submit(_prepare, frame, preparers, cache)
+        try:
+            _shared_embedding_pass(frame, signals, cache)
+        finally:
+            done.result()  # re-raises the preparer's error; waits for it either way
+
+
 def compute_signals(frame: pd.DataFrame, signals: Sequence[Signal], cache: SignalCache | None = None,
                     stats: ComputeStats | None = None) -> pd.DataFrame:
     """``frame`` plus every signal's columns (same index); each record computed once per signal, and
-    each text embedded once for all the signals that embed it (``_shared_embedding_pass``)."""
+    each text embedded once for all the signals that embed it (``_shared_embedding_pass``, overlapped
+    with the signals' ``prepare``)."""
     produced = [c for sig in signals for c in sig.columns]
     parts = [frame.drop(columns=[c for c in produced if c in frame.columns])]
     t0, c0 = time.perf_counter(), time.process_time()
-    _shared_embedding_pass(frame, signals, cache)
+    _embed_and_prepare(frame, signals, cache)
     if stats is not None:
         stats.shared_pass.seconds += time.perf_counter() - t0
         stats.shared_pass.cpu_seconds += time.process_time() - c0

@@ -33,9 +33,10 @@ every signal that reads it (the shared pass); ``sensitive: false`` → no model,
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -211,6 +212,7 @@ class PiiSignal(BaseSignal):
                         *(f"pii.{e.lower()}" for e in self.entities),
                         *(("pii.sensitive_score", "pii.sensitive") if sensitive else ()))
         self.inputs = self.fields
+        self._prepared: dict[str, list[Any]] = {}  # text → presidio results of ``prepare`` (this batch only)
         # With regex recognisers only, a text without a digit or "@" cannot match: skip presidio for it;
         # with NER, texts without a digit, "@" or a capitalised word skip it too.
         self._prefilter = set(self.entities) <= (_NEEDS_DIGIT_OR_AT if nlp == "none"
@@ -242,20 +244,54 @@ class PiiSignal(BaseSignal):
         kwargs = {"language": "en", "entities": list(self.entities), "score_threshold": self.score_threshold}
         if self.nlp == "none":
             return [analyzer.analyze(t, **kwargs) for t in texts]
-        docs = analyzer.nlp_engine.process_batch(texts, language="en", batch_size=32)
-        return [analyzer.analyze(t, nlp_artifacts=art, **kwargs) for t, art in docs]
+        out: list[list[Any]] = [[] for _ in texts]
+        # Without a digit or "@" only spaCy's entities can match (the prefilter's premise), and presidio reads
+        # lemmas only for context words, which its spaCy recogniser has none of: such texts skip the tagger
+        # and lemmatizer (~40 % of spaCy's time; same entities, tests/monitor/test_signal_prepare.py).
+        lean = [i for i, t in enumerate(texts) if self._prefilter and not _DIGIT_OR_AT.search(t)]
+        full = sorted(set(range(len(texts))) - set(lean))
+        for idx, docs in ((lean, _ner_only_artifacts(analyzer.nlp_engine, [texts[i] for i in lean])),
+                          (full, analyzer.nlp_engine.process_batch([texts[i] for i in full], language="en",
+                                                                    batch_size=32))):
+            for i, (_, art) in zip(idx, docs, strict=True):
+                out[i] = analyzer.analyze(texts[i], nlp_artifacts=art, **kwargs)
+        return out
+
+    def _candidates(self, frame: pd.DataFrame, field: str) -> tuple[np.ndarray, list[str]]:
+        """Positions and (truncated) texts of ``field`` that presidio must analyse."""
+        s = text_series(frame, field).str.slice(0, self.max_chars)
+        mask = s.str.contains(self._candidate, regex=True) if self._prefilter else s.str.strip().str.len() > 0
+        pos = np.flatnonzero(mask.to_numpy(dtype=bool))
+        return pos, s.iloc[pos].tolist()
+
+    def prepare(self, frame: pd.DataFrame) -> None:
+        """Analyse this batch's texts ahead of ``compute`` (``compute_signals`` runs it in a second thread
+        while the shared embedding pass encodes: spaCy NER reads no embedding). ``compute`` reads the results
+        and drops them; without a ``prepare`` it analyses the texts itself — same results."""
+        texts = dict.fromkeys(t for f in self.fields for t in self._candidates(frame, f)[1])
+        self._prepared = dict(zip(texts, self._analyze(list(texts)), strict=True))
+
+    def _analyze_prepared(self, texts: list[str]) -> list[list[Any]]:
+        ready = self._prepared
+        todo = list(dict.fromkeys(t for t in texts if t not in ready))
+        fresh = dict(zip(todo, self._analyze(todo), strict=True)) if todo else {}
+        return [ready[t] if t in ready else fresh[t] for t in texts]
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
+        try:
+            return self._compute(frame)
+        finally:
+            self._prepared = {}  # one batch's results: never read by a later batch
+
+    def _compute(self, frame: pd.DataFrame) -> pd.DataFrame:
         n = len(frame)
         counts = {e: np.zeros(n) for e in self.entities}
         max_score = np.zeros(n)
         for f in self.fields:
-            s = text_series(frame, f).str.slice(0, self.max_chars)
-            mask = s.str.contains(self._candidate, regex=True) if self._prefilter else s.str.strip().str.len() > 0
-            pos = np.flatnonzero(mask.to_numpy(dtype=bool))
+            pos, texts = self._candidates(frame, f)
             if not len(pos):
                 continue
-            for i, results in zip(pos, self._analyze(s.iloc[pos].tolist()), strict=True):
+            for i, results in zip(pos, self._analyze_prepared(texts), strict=True):
                 for r in _dedupe(results):
                     if r.entity_type in counts:
                         counts[r.entity_type][i] += 1
@@ -278,6 +314,25 @@ class PiiSignal(BaseSignal):
         seen = ~np.isnan(stacked).all(axis=0)
         best[seen] = np.nanmax(stacked[:, seen], axis=0)
         return best
+
+
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
+_LEMMA_PIPES = ("tagger", "attribute_ruler", "lemmatizer", "morphologizer")
+
+
+def _ner_only_artifacts(engine: Any, texts: list[str]) -> Iterator[tuple[str, Any]]:
+    """presidio's (text, NlpArtifacts) for ``texts`` with spaCy's NER only (no lemmas); the shared tok2vec
+    is skipped too unless NER listens to it (en_core_web_sm's NER has its own)."""
+    if not texts:
+        return iter(())
+    nlp = engine.nlp["en"]
+    skip = [p for p in _LEMMA_PIPES if p in nlp.pipe_names]
+    if "tok2vec" in nlp.pipe_names and "ner" not in nlp.get_pipe("tok2vec").listening_components:
+        skip.append("tok2vec")
+    to_artifacts = getattr(engine, "_doc_to_nlp_artifact", None)
+    if to_artifacts is None:  # another presidio: its own full pipeline (same entities, slower)
+        return engine.process_batch(texts, language="en", batch_size=32)
+    return ((doc.text, to_artifacts(doc, "en")) for doc in nlp.pipe(texts, batch_size=32, disable=skip))
 
 
 def _dedupe(results: list[Any]) -> list[Any]:
