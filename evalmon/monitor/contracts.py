@@ -82,6 +82,11 @@ class Signal(Protocol):
     Column names are prefixed by the signal name (``text.response_chars``, ``pii.any``,
     ``hallucination.unsupported_ratio``, ``safety.unsafe``, ...). Boolean "rate" signals are
     0/1 floats so a window's mean is the rate.
+
+    Optional members the harness uses when present: ``inputs`` (the columns the cache keys on),
+    ``embedding_fields`` / ``embedding_texts(frame)`` (texts for the one shared embedding pass) and
+    ``prepare(frame)`` — work that reads no embedding (pii's spaCy NER), run in a second thread during that
+    pass on the records ``compute`` will get; ``compute`` must give the same columns with or without it.
     """
 
     name: str
