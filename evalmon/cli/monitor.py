@@ -54,7 +54,7 @@ def monitor(
                                              help="Show this message and exit.")] = False,
 ) -> None:
     """Drift, quality and signal rates per window of logged traffic → one MLflow run per window; exit 1 on alerts."""
-    from evalmon.config.monitor import apply_overrides, load_monitor
+    from evalmon.config.monitor import apply_overrides, check_rule_signals, load_monitor
     from evalmon.core.errors import ConfigError
 
     if str(config) == "calibrate":  # `evalmon monitor calibrate …`: a subcommand of a command with an argument
@@ -73,6 +73,7 @@ def monitor(
                           hint="run the backfill (or --once) first, then start the schedule")
     window_range = parse_backfill(backfill) if backfill else None
     loaded = load_monitor(config)
+    check_rule_signals(loaded)
     cfg = apply_overrides(loaded, tracking_uri=tracking_uri, executor=executor)
     out, err = RedactingConsole(console()), RedactingConsole(console(stderr=True))
     if schedule is not None:
@@ -139,7 +140,7 @@ def calibrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the thresholds; write nothing.")] = False,
 ) -> None:
     """Set every alert rule's threshold from the reference period for a target per-window false-alarm rate."""
-    from evalmon.config.monitor import load_monitor, refuse_input_as_output
+    from evalmon.config.monitor import check_rule_signals, load_monitor, refuse_input_as_output
     from evalmon.core.errors import ConfigError
     from evalmon.monitor.calibrate import calibrate as run_calibration
     from evalmon.monitor.calibrate import save_calibration
@@ -158,6 +159,7 @@ def calibrate(
                           hint=f"pass --draws up to {MAX_DRAWS:,}" if draws is not None else
                           f"use a rate of at least {20 / MAX_DRAWS:g}, or pass --draws up to {MAX_DRAWS:,}")
     cfg = load_monitor(config)
+    check_rule_signals(cfg)
     if not cfg.alerts.rules:
         raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")
     refuse_input_as_output(cfg, "calibrate", {"--out": out, "alerts.thresholds": None if out else cfg.alerts.thresholds})

@@ -382,6 +382,24 @@ def _check_signals(doc: YamlDoc) -> None:
             raise doc.error(loc, what, exc.hint or "see the signal's options in evalmon/monitor/signals") from None
 
 
+def check_rule_signals(cfg: MonitorConfig) -> None:
+    """An alert rule on a signal's column (``rate/refusal.refused``: the ``refusal`` signal's) when that signal
+    is not in ``signals:`` could never fire: ``evalmon monitor`` / ``calibrate`` call this before reading any
+    record (the run would otherwise stop after scoring its first window)."""
+    from evalmon.core import registry
+
+    have = {"embedding" if s.name == "embeddings" else s.name for s in cfg.signals if s.enabled}
+    known = set(registry.signals.names())
+    where = f"{cfg.source_path}: " if cfg.source_path else ""
+    for i, rule in enumerate(cfg.alerts.rules):
+        _, sep, column = rule.metric.partition("/")
+        prefix, dot, _ = column.partition("/")[0].partition(".")
+        if sep and dot and prefix in known and prefix not in have:
+            raise ConfigError(f"{where}alerts.rules[{i}].metric: {rule.metric!r} is a column of the `{prefix}` "
+                              "signal, which `signals:` does not list",
+                              hint=f"add `- {prefix}` to signals: (or enable it), or drop the rule")
+
+
 def spark_judge_cap(cfg: MonitorConfig) -> tuple[str, str] | None:
     """(message, hint) when ``executor: spark`` meets a judge's ``max_per_window``: the cap holds per window
     because the local executor shows the signal the whole window first; Spark cells judge on their own."""

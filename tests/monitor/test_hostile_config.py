@@ -137,3 +137,25 @@ def test_calibrate_refuses_more_draws_than_fit_before_scoring(rate: float, draws
         calibrate(config=tmp_path / "missing.yaml", false_alarm_rate=rate, draws=draws, out=None,
                   reference_rows=None, dry_run=True)
     assert exc.value.one_line().startswith(says)
+
+
+def test_rule_on_a_signal_not_listed_is_an_error_before_any_window() -> None:
+    """`evalmon monitor` stopped with this only after scoring its first window (41 s on 40 records with the
+    hallucination signal); calibrate said "cannot calibrate" and exit 0. Both now check it first."""
+    from evalmon.config.monitor import check_rule_signals
+
+    def cfg(signals: str, metric: str) -> object:
+        return load_monitor_text(f"name: m\nsource: {{kind: jsonl, path: t.jsonl}}\nsignals: {signals}\n"
+                                 f'alerts: {{rules: [{{metric: "p90/latency_ms", op: ">", value: 1}}, '
+                                 f'{{metric: "{metric}", op: ">", value: 0.1}}]}}\n', "m.yaml")
+
+    for signals, metric, prefix in (("[text]", "rate/refusal.refused", "refusal"),
+                                    ("[{name: pii, enabled: false}]", "rate/pii.any", "pii"),
+                                    ("[]", "share/text.prompt_language/en", "text"),
+                                    ("[text]", "drift/embedding.prompt", "embedding")):
+        with pytest.raises(ConfigError, match=rf"alerts\.rules\[1\]\.metric: .* the `{prefix}` signal") as exc:
+            check_rule_signals(cfg(signals, metric))  # type: ignore[arg-type]
+        assert f"add `- {prefix}` to signals:" in exc.value.one_line()
+    for signals, metric in (("[refusal]", "rate/refusal.refused"), ("[embeddings]", "drift/embedding.prompt"),
+                            ("[text]", "drift/prompt"), ("[]", "mean/my_logged.score")):
+        check_rule_signals(cfg(signals, metric))  # type: ignore[arg-type]
