@@ -39,6 +39,20 @@ def _validate_signal_config(value: Any, info: ValidationInfo) -> Any:
     return cls.model_validate(value, context=info.context)
 
 
+def relative_to_yaml(value: str | None, info: ValidationInfo, *, only_if_there: bool = False) -> str | None:
+    """A signal's file/folder option relative to the monitor YAML's folder (``base_dir`` in the validation
+    context), as the monitor's own paths are — not to wherever cron started the process. ``builtin:…`` and
+    absolute paths stay; ``only_if_there``: a value that may be a hub id ("org/model") is resolved only when
+    it exists next to the YAML."""
+    from evalmon.config.models import _base_dir, resolve_path
+
+    base = _base_dir(info)
+    if not value or base is None or value.startswith("builtin:"):
+        return value
+    path = resolve_path(value, base)
+    return str(path) if not only_if_there or path.exists() else value
+
+
 # A signal entry validated by the config class registered for its ``name`` (plugins included).
 SignalConfig = Annotated[Any, PlainValidator(_validate_signal_config)]
 

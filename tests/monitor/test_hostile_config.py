@@ -159,3 +159,18 @@ def test_rule_on_a_signal_not_listed_is_an_error_before_any_window() -> None:
     for signals, metric in (("[refusal]", "rate/refusal.refused"), ("[embeddings]", "drift/embedding.prompt"),
                             ("[text]", "drift/prompt"), ("[]", "mean/my_logged.score")):
         check_rule_signals(cfg(signals, metric))  # type: ignore[arg-type]
+
+
+def test_signal_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> None:
+    """Relative signal files (halludetect artifact, safety data_dir and classifier) were read from the cwd: a
+    monitor started by cron elsewhere failed with "cannot read art.json" although it sat next to the YAML."""
+    (tmp_path / "clf").mkdir()
+    text = ("name: m\nsource: {kind: jsonl, path: t.jsonl}\nsignals:\n"
+            "  - {name: halludetect, artifact: art/h.json}\n"
+            "  - {name: safety, data_dir: labels, classifier: {path: clf}}\n")
+    hd, safety = load_monitor_text(text, "m.yaml", base_dir=tmp_path).signals
+    assert hd.artifact == str(tmp_path / "art" / "h.json")
+    assert safety.data_dir == str(tmp_path / "labels") and safety.classifier.path == str(tmp_path / "clf")
+    text = text.replace("art/h.json", "builtin:halludetect-v2.json").replace("path: clf", "path: org/hub-model")
+    hd, safety = load_monitor_text(text, "m.yaml", base_dir=tmp_path).signals
+    assert hd.artifact == "builtin:halludetect-v2.json" and safety.classifier.path == "org/hub-model"

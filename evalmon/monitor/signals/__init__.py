@@ -21,11 +21,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
-from evalmon.config.signals import BaseSignalConfig, SignalConfig, parse_signal_configs
+from evalmon.config.signals import BaseSignalConfig, SignalConfig, parse_signal_configs, relative_to_yaml
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, did_you_mean
 from evalmon.monitor.contracts import Signal
@@ -147,6 +147,11 @@ class SafetyClassifierConfig(ConfigModel, BaseModel):
     batch_size: int = Field(16, ge=1)
     max_chars: int = Field(2000, ge=16)
 
+    @field_validator("path")
+    @classmethod
+    def _near_yaml(cls, v: str, info: ValidationInfo) -> str:
+        return relative_to_yaml(v, info, only_if_there=True) or v
+
 
 class SafetyConfig(_SignalConfig):
     name: Literal["safety"] = "safety"
@@ -164,6 +169,11 @@ class SafetyConfig(_SignalConfig):
     batch_size: int = Field(64, ge=1)
     classifier: SafetyClassifierConfig | None = None
     allow_download: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _near_yaml(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return relative_to_yaml(v, info)
 
     @field_validator("thresholds")
     @classmethod

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from evalmon.config.signals import BaseSignalConfig
+from evalmon.config.signals import BaseSignalConfig, relative_to_yaml
 from evalmon.core import registry
 from evalmon.monitor.contracts import Signal
 
@@ -45,6 +45,11 @@ class HalluDetectConfig(BaseSignalConfig, BaseModel):
     uncertainty: UncertaintyConfig = UncertaintyConfig()  # the proxy model the detector's features need
     batch_size: int = Field(64, ge=1)
     allow_download: bool = False
+
+    @field_validator("artifact")
+    @classmethod
+    def _near_yaml(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return relative_to_yaml(v, info)
 
 
 def _uncertainty(cfg: UncertaintyConfig, *, where: str = "signals.uncertainty", **_: Any) -> Signal:
