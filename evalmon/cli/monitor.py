@@ -171,6 +171,11 @@ def calibrate(
     con.print(f"monitor '{cfg.name}': {result.reference_records} reference records, {result.window_records:.1f} "
               f"per {cfg.window.size} window; {result.draws} windows resampled ({result.method}); target false-alarm "
               f"rate {false_alarm_rate:g} per rule per window", soft_wrap=True)
+    if reference_rows is None and result.reference_records < result.window_records:  # windows repeat the records
+        console(stderr=True).print(
+            f"warning: the reference holds {result.reference_records} records, fewer than one {cfg.window.size} "
+            f"window ({result.window_records:.1f}): every resampled window repeats them and the thresholds are "
+            "unreliable — use a reference period of several windows", markup=False, soft_wrap=True)
     for r in result.rules:
         con.print(f"  {r.line()}", soft_wrap=True)
     if result.thresholds():

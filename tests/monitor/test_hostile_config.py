@@ -174,3 +174,23 @@ def test_signal_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> None:
     text = text.replace("art/h.json", "builtin:halludetect-v2.json").replace("path: clf", "path: org/hub-model")
     hd, safety = load_monitor_text(text, "m.yaml", base_dir=tmp_path).signals
     assert hd.artifact == "builtin:halludetect-v2.json" and safety.classifier.path == "org/hub-model"
+
+
+def test_calibrate_says_when_the_reference_is_shorter_than_a_window_or_nothing_calibrated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """8 reference records for 48-record windows gave thresholds without a word; "any rule fires in nan%"
+    when no rule could be calibrated. (The calibration itself is stubbed: this is the CLI's report.)"""
+    import evalmon.monitor.calibrate as cal
+    from evalmon.cli.monitor import calibrate
+
+    (tmp_path / "m.yaml").write_text("name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h}\n"
+                                     "signals: [text]\nalerts: {rules: [{metric: mean/text.response_chars, "
+                                     "op: '>', value: 9}]}\n")
+    rule = cal.RuleCalibration("r", "mean/text.response_chars", ">", 9.0, status="cannot calibrate",
+                               reason="constant")
+    monkeypatch.setattr(cal, "calibrate", lambda *a, **k: cal.Calibration("m", 0.001, 2000, 8, 48.0, rules=[rule]))
+    calibrate(config=tmp_path / "m.yaml", false_alarm_rate=0.001, draws=None, out=None, reference_rows=None,
+              dry_run=True)
+    out, err = capsys.readouterr()
+    assert "warning: the reference holds 8 records, fewer than one 1h window (48.0)" in err
+    assert "no rule could be calibrated" in out and "nan" not in out
