@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
     done, bad, t0 = 0, 0, time.perf_counter()
+    reasons: Counter[str] = Counter()  # why records were quarantined (named when none is usable)
     produced: list[str] = []
 
     def beat(elapsed: float) -> str:
@@ -196,6 +198,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
             for part in partitions_of(source, None, None):
                 batch = read_partition(source, part, None, None)
                 bad += len(batch.quarantined)
+                reasons.update(q.reason for q in batch.quarantined)
                 frame = batch.frame.reset_index(drop=True)
                 for lo in range(0, len(frame), batch_size):
                     chunk = compute_signals(frame.iloc[lo:lo + batch_size], built, cache)
@@ -210,6 +213,9 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         writer.close()
         cache.close()
     if not done:
-        raise ConfigError(f"{src_path}: no usable record to score ({bad} quarantined)",
+        why, n = reasons.most_common(1)[0] if reasons else ("", 0)
+        what = (f"all {bad} records quarantined; {'all' if n == bad else f'{n}'} of them: {why}" if bad else
+                "it holds no record")
+        raise ConfigError(f"{src_path}: no usable record to score ({what})",
                           hint="check the file's format and --column mappings (prompt, response, timestamp)")
     return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0)

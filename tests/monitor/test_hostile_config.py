@@ -194,3 +194,16 @@ def test_calibrate_says_when_the_reference_is_shorter_than_a_window_or_nothing_c
     out, err = capsys.readouterr()
     assert "warning: the reference holds 8 records, fewer than one 1h window (48.0)" in err
     assert "no rule could be calibrated" in out and "nan" not in out
+
+
+def test_signals_score_names_why_no_record_was_usable(tmp_path: Path) -> None:
+    """Said only "(9 quarantined)"; now the commonest reason — or that the file is empty."""
+    from evalmon.monitor.signal_scoring import score_file
+
+    rows = [f'{{"timestamp": "2026-11-01T00:0{i}:00Z", "prompt": {i}, "response": "ok"}}' for i in range(3)]
+    (tmp_path / "t.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ConfigError, match=r"all 3 records quarantined; all of them: wrong type for prompt"):
+        score_file(tmp_path / "t.jsonl", ["usage"], tmp_path / "o.jsonl")
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"no usable record to score \(it holds no record\)"):
+        score_file(tmp_path / "e.jsonl", ["usage"], tmp_path / "o.jsonl")
