@@ -151,16 +151,16 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
                                 sample_rows=cfg.drift.reservoir_rows)
         stack.callback(executor.close)
         result.stats = executor.stats
-        scanned: list[bool] = []
+        scanned: list[datetime | None] = []
 
         def earliest() -> datetime | None:
-            scanned.append(True)
-            return executor.earliest(now)
+            scanned.append(executor.earliest(now))
+            return scanned[-1]
 
         windows = plan_windows(cfg, store, now=now, backfill=backfill, earliest=earliest)
         if not windows:
-            if scanned:  # read, but no window: its unplaced records still count
-                executor.account_unplaced(now)
+            if scanned:  # read, but no window: its unplaced records (all, when none was usable) still count
+                executor.account_unplaced(now, placed=scanned[-1] is None)
                 result.account(executor.ledger, 0)
                 executor.check_not_all_quarantined(first=True)
             result.watermark = store.get(cfg.name)

@@ -243,6 +243,18 @@ def test_memory_follows_a_window_not_the_span(tmp_path: Path, reference: str) ->
     assert res.processed == len(frame) - 105  # hours 0-2 (20 + 35 + 50 records) are before the span
 
 
+def test_every_record_quarantined_without_window_start_is_an_error_not_an_empty_source(tmp_path: Path) -> None:
+    """No window.start: the windows start at the earliest *usable* record, and there is none. That is a
+    misconfigured source (exit 2, the records in the quarantine file), not 'no complete window' and exit 0."""
+    rows = [{"request_id": f"r{i}", "timestamp": (T0 + timedelta(minutes=7 * i)).isoformat(), "prompt": i,
+             "response": "r"} for i in range(20)]
+    _write(tmp_path / "t.jsonl", rows)
+    cfg = _config(tmp_path, "t.jsonl")
+    with pytest.raises(DataError, match=r"all 20 records read were quarantined.*wrong_type_for_prompt: 20"):
+        run_monitor(cfg, now=T0 + 5 * HOUR)
+    assert len(next((cfg.run_dir / "quarantine").glob("*.jsonl")).read_text().splitlines()) == 20
+
+
 def test_every_record_quarantined_stops_before_any_window_is_written(tmp_path: Path) -> None:
     rows = [{"request_id": f"r{i}", "timestamp": (T0 + timedelta(minutes=7 * i)).isoformat(), "prompt": i,
              "response": "r"} for i in range(20)]  # a time each, but prompt is a number: every record quarantined

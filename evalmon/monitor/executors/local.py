@@ -192,11 +192,14 @@ class LocalExecutor:
 
         return earliest_of(self.source, now)
 
-    def account_unplaced(self, now: datetime) -> None:
-        """No window to process after a scan: the unplaced records the source returns still count."""
+    def account_unplaced(self, now: datetime, *, placed: bool = False) -> None:
+        """No window to process after a scan: the unplaced records the source returns still count — and with
+        ``placed`` (the scan found no usable record at all) the quarantined records that carry a time too: no
+        window will ever hold them, so without this a source whose every record is quarantined for its content
+        (numbers as prompts) looked like a source with no traffic yet."""
         for p in partitions_of(self.source, None, now):
             batch = read_partition(self.source, p, None, now)
-            self.ledger.add(p, list(batch.quarantined), batch.placed_times(), in_run=False)
+            self.ledger.add(p, list(batch.quarantined), batch.placed_times(), in_run=placed)
 
     # ------------------------------------------------------------------ what the run shares
 
