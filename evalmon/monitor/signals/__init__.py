@@ -130,7 +130,6 @@ class PiiConfig(_SignalConfig):
         known = {*PII_REGEX_ENTITIES, *PII_NER_ENTITIES, *(k.upper() for k in self.extra_patterns)}
         for e in self.entities or ():
             if e.upper() not in known:
-
                 raise PydanticCustomError(
                     "pii_entity", "entities: unknown entity {got}{close}",
                     {"got": repr(e), "close": did_you_mean(e.upper(), sorted(known)),
