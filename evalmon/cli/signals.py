@@ -65,3 +65,10 @@ def score(
     console().print(f"{result.records} records scored ({result.quarantined} quarantined, left out) with "
                     f"{', '.join(names)} in {result.seconds:.1f} s ({result.per_second:.1f} records/s) → "
                     f"{result.out} ({len(result.columns)} signal columns)", markup=False, soft_wrap=True)
+    cov = result.coverage()
+    console().print("coverage (share of records scored): " + ", ".join(f"{k} {v:.1%}" for k, v in cov.items()),
+                    markup=False, soft_wrap=True)
+    for name in (k for k, v in cov.items() if v == 0):  # all-empty columns must not pass for scores
+        err.print(f"warning: {name} scored no record: its columns are empty — check that the traffic has the "
+                  f"fields it reads (e.g. logged_uncertainty: token logprobs; hallucination: contexts)",
+                  markup=False, soft_wrap=True)

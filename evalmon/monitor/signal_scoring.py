@@ -17,7 +17,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,11 @@ class ScoreResult:
     quarantined: int
     columns: list[str]
     seconds: float
+    scored: dict[str, int] = field(default_factory=dict)  # per signal: records with a value in any of its columns
+
+    def coverage(self) -> dict[str, float]:
+        """Per signal, the share of records it could score (the monitors' ``coverage/`` metric, per signal)."""
+        return {name: n / self.records if self.records else float("nan") for name, n in self.scored.items()}
 
     @property
     def per_second(self) -> float:
@@ -189,6 +194,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     done, bad, t0 = 0, 0, time.perf_counter()
     reasons: Counter[str] = Counter()  # why records were quarantined (named when none is usable)
     produced: list[str] = []
+    scored: Counter[str] = Counter({sig.name: 0 for sig in built})
 
     def beat(elapsed: float) -> str:
         return f"signals score: {done} records scored, {done / max(elapsed, 1e-9):.1f} records/s, {elapsed:.0f} s"
@@ -206,6 +212,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                     keep = [c for c in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) if c in chunk.columns]
                     writer.write(chunk[keep + produced])
                     done += len(chunk)
+                    for sig in built:
+                        scored[sig.name] += int(chunk[list(sig.columns)].notna().any(axis=1).sum())
     except KeyboardInterrupt as exc:  # the CLI says what the partial output holds
         exc.scored = (done, out_path)  # type: ignore[attr-defined]
         raise
@@ -218,4 +226,4 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                 "it holds no record")
         raise ConfigError(f"{src_path}: no usable record to score ({what})",
                           hint="check the file's format and --column mappings (prompt, response, timestamp)")
-    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0)
+    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored))

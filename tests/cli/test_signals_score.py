@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,15 @@ def test_bad_output_format_and_missing_file_are_user_errors(tmp_path: Path) -> N
         score_file(tmp_path / "missing.jsonl", ["text"], tmp_path / "out.jsonl")
 
 
+def test_coverage_per_signal_shows_a_signal_that_scored_nothing(tmp_path: Path) -> None:
+    """Traffic without token logprobs: logged_uncertainty's columns are all empty — coverage 0, not a score."""
+    rows = [{"request_id": f"r{i}", "timestamp": f"2026-11-01T00:0{i}:00Z", "prompt": "q", "response": f"answer {i}"}
+            for i in range(4)]
+    (tmp_path / "t.jsonl").write_text("".join(f"{json.dumps(r)}\n" for r in rows))
+    res = score_file(tmp_path / "t.jsonl", ["text", "logged_uncertainty"], tmp_path / "out.jsonl")
+    assert res.records == 4 and res.coverage() == {"text": 1.0, "logged_uncertainty": 0.0}
+
+
 @pytest.mark.e2e
 def test_scores_otel_traffic_to_parquet_with_the_monitors_aliases(tmp_path: Path, benchmarks_dir: Path) -> None:
     res = synthesize(SynthConfig(out=tmp_path / "otel.jsonl", start=datetime(2026, 11, 1, tzinfo=UTC), hours=1,
@@ -34,6 +44,7 @@ def test_scores_otel_traffic_to_parquet_with_the_monitors_aliases(tmp_path: Path
     good = truth[truth["malformed"].isna()]
     assert len(out) == len(good) and f"({res.malformed} quarantined" in proc.stdout, show(proc)
     assert {"request_id", "prompt", "response", "refusal.refused", "usage.total_tokens"} <= set(out.columns)
+    assert "coverage (share of records scored): usage 100.0%, refusal 100.0%" in proc.stdout, show(proc)
     # OTel attribute names mapped to canonical ones, as a monitor maps them: every record has text and tokens
     assert out["response"].notna().all() and out["usage.total_tokens"].notna().all()
     merged = out.merge(good[["request_id", "is_refusal"]], on="request_id")
