@@ -179,22 +179,20 @@ def test_detector_beats_base_rate_on_held_out_halueval_qa(smollm2_checkpoint: Pa
 @pytest.mark.e2e
 def test_probe_hidden_states_are_the_response_positions_of_an_unpadded_forward(tiny_checkpoint: Path,
                                                                                 tmp_path: Path) -> None:
-    """``train_hallucination.hidden_states`` (the probe screen, model card "Hidden-state probes"): right-padded
-    batches give each row the hidden states of its own unpadded forward, averaged over the positions that predict
-    its response tokens (last context token … second-to-last response token) and the last of them; the cache
-    answers a rerun without the model; empty responses are skipped."""
-    import importlib.util
+    """``hallucination_probe.hidden_states`` (train_hallucination.py's probe screen, model card "Hidden-state
+    probes"): right-padded batches give each row the hidden states of its own unpadded forward, averaged over the
+    positions that predict its response tokens (last context token … second-to-last response token) and the last
+    of them; the cache answers a rerun without the model; empty responses are skipped."""
     import pickle
+    import sys
 
     import torch
 
     from evalmon.monitor.signals.uncertainty import ProxyUncertaintySignal
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "train_hallucination.py"
-    spec = importlib.util.spec_from_file_location("train_hallucination", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import hallucination_probe as mod
+
     rows = [{"prompt": "What is two plus two?", "response": "It is four, as every child knows."},
             {"prompt": "Name a colour.", "response": "Blue."}, {"prompt": "q", "response": ""},
             {"prompt": "Where is Paris?", "response": "In France, on the Seine river, north of Lyon."}]
