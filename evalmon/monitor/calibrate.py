@@ -365,7 +365,9 @@ def save_calibration(cfg: MonitorConfig, result: Calibration, out: Path | None =
               f"{datetime.now(UTC):%Y-%m-%dT%H:%MZ}.\n"
               f"Reference {period}: {result.reference_records} records, {result.window_records:.1f} per "
               f"{cfg.window.size} window.\n{result.method}; {result.draws} windows; target false-alarm rate "
-              f"{result.false_alarm_rate:g} per rule per window (any rule: {result.any_rule_false_alarm:.2%}).\n"
+              f"{result.false_alarm_rate:g} per rule per window ("
+              + (f"any rule: {result.any_rule_false_alarm:.2%}" if math.isfinite(result.any_rule_false_alarm)
+                 else "no rule calibrated") + ").\n"
               "Rules listed under `thresholds:` take these values instead of their `value:` in the YAML.")
     notes = {r.rule: {k: v for k, v in (("metric", r.metric), ("op", r.op), ("status", r.status),
                                           ("reason", r.reason), ("false_alarm", round(r.false_alarm, 6)

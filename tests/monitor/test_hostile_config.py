@@ -207,3 +207,18 @@ def test_signals_score_names_why_no_record_was_usable(tmp_path: Path) -> None:
     (tmp_path / "e.jsonl").write_text("")
     with pytest.raises(ConfigError, match=r"no usable record to score \(it holds no record\)"):
         score_file(tmp_path / "e.jsonl", ["usage"], tmp_path / "o.jsonl")
+
+
+def test_thresholds_file_header_says_no_rule_calibrated_instead_of_nan(tmp_path: Path) -> None:
+    import evalmon.monitor.calibrate as cal
+    from evalmon.config.monitor import load_monitor
+
+    (tmp_path / "m.yaml").write_text("name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h}\n"
+                                     "signals: [text]\nalerts: {rules: [{metric: mean/text.response_chars, "
+                                     "op: '>', value: 9}]}\n")
+    rule = cal.RuleCalibration("r", "mean/text.response_chars", ">", 9.0, status="cannot calibrate",
+                               reason="constant")
+    result = cal.Calibration("m", 0.001, 2000, 8, 48.0, rules=[rule])
+    cal.save_calibration(load_monitor(tmp_path / "m.yaml"), result, out=tmp_path / "t.yaml")
+    text = (tmp_path / "t.yaml").read_text()
+    assert "no rule calibrated" in text and "nan" not in text
