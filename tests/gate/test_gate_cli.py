@@ -112,7 +112,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def evalmon(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "MLFLOW_TRACKING_URI")}
+    # no COLUMNS/LINES (as cli_env): pytest-xdist workers inherit COLUMNS=80 that readline put into the controller's
+    # environment, and an explicit width would wrap the compare table's cells
+    drop = ("GITHUB_STEP_SUMMARY", "MLFLOW_TRACKING_URI", "COLUMNS", "LINES")
+    base = {k: v for k, v in os.environ.items() if k not in drop}
     proc = subprocess.run([EVALMON, *map(str, args)], cwd=cwd, env={**base, **(env or {})}, capture_output=True,
                           text=True, timeout=300, check=False)
     assert "Traceback" not in proc.stderr, proc.stderr
