@@ -4,7 +4,8 @@ xdist hands whole files to the workers in collection order; a file of minute-lon
 busy while the other idles. Files are ordered by their heaviest test — real checkpoints, then the ``accuracy`` lane,
 then ``e2e``, then ``unit`` — and within a rank by how many tests of that rank they hold (most first; ties keep
 collection order). Runs after the lanes are assigned (``plugins/lanes.py``); only the order of whole files changes
-(a file's tests keep theirs), never what runs.
+(a file's tests keep theirs), never what runs. Only in xdist workers (where the collection the controller
+schedules is made): a serial run keeps collection order.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def _file(item: pytest.Item) -> str:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker (their config.option.dist reads "no")
+        return
     ranks: dict[str, list[int]] = {}
     for item in items:
         ranks.setdefault(_file(item), []).append(_rank(item))
