@@ -42,11 +42,13 @@ demo: venv-check
 # Every test: unit + e2e (CLI subprocesses, MLflow server, Chromium) + accuracy (lm-eval parity, PR-AUC,
 # real checkpoints), after the import-layer contracts (pyproject.toml [tool.importlinter]). Two pytest-xdist
 # workers (EVALMON_TEST_WORKERS) take whole files (--dist loadfile: a module's expensive fixtures are built
-# once), one torch thread each; the checkpoint/embedding caches are built under a file lock, once per machine.
-# --durations=25 names the slowest tests in CI logs.
+# once), heavy files first (tests/plugins/schedule.py; --no-loadscope-reorder keeps that order instead of xdist's
+# most-tests-first), one torch thread each; the checkpoint/embedding caches are built under a file lock, once
+# per machine. --durations=25 names the slowest tests in CI logs.
 test: venv-check system-deps
 	$(VENV)/bin/lint-imports
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTEST) -q -n $${EVALMON_TEST_WORKERS:-2} --dist loadfile --durations=25
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PYTEST) -q -n $${EVALMON_TEST_WORKERS:-2} --dist loadfile \
+	  --no-loadscope-reorder --durations=25
 
 # The in-process unit lane (tests/plugins/lanes.py): under a minute on 2 cores — two pytest-xdist workers
 # (EVALMON_TEST_WORKERS), one torch thread each (the models are tiny; a second thread only spin-waits).
