@@ -228,9 +228,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="records per set (default: all)")
     ap.add_argument("--spacy", action="store_true", help="also run PII with presidio + spaCy NER")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--embed-backends", default="torch",
+    ap.add_argument("--embed-backends", default="default",
                     help="throughput: comma-separated embedding backends run alternately "
-                         "(torch, onnx, onnx-int8), e.g. torch,onnx,torch,onnx")
+                         "(default = what the signals pick: onnx with ONNX Runtime installed, else torch; torch, "
+                         "onnx, onnx-int8), e.g. torch,onnx,torch,onnx")
     ap.add_argument("--n", type=int, default=408, help="throughput: traffic synth records (default 408)")
     ap.add_argument("--variants", default="default",
                     help="throughput: comma-separated, run alternately: default (cascade + sampled embedding drift), "
@@ -247,7 +248,8 @@ def main() -> None:
         frame = synth_frame(args.n)
         for variant in args.variants.split(","):
             for backend in args.embed_backends.split(","):
-                default_signals_throughput(frame, backend=backend, variant=variant)
+                default_signals_throughput(frame, backend=get_embedder().backend if backend == "default" else backend,
+                                           variant=variant)
     if "legacy" not in sections:
         if args.json:
             args.json.write_text(json.dumps({"detectors": RESULTS, "throughput": THROUGHPUT}, indent=2))

@@ -153,3 +153,22 @@ def test_shared_pass_encodes_what_signals_declare() -> None:
 
     prefetch_embeddings(pd.DataFrame({"prompt": ["a", "b", "c"]}), [Declares()])
     assert emb.enc.seen == ["a", "b"]
+
+
+def test_default_embedding_backend_is_onnx_for_the_bundled_minilm_when_installed(monkeypatch) -> None:
+    from evalmon.monitor.signals import embeddings as emb_mod
+
+    def fresh(**env: str) -> Embedder:
+        monkeypatch.setattr(emb_mod, "_EMBEDDERS", {})
+        monkeypatch.delenv("EVALMON_EMBEDDINGS_BACKEND", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        return emb_mod.get_embedder()
+
+    assert emb_mod.onnx_installed()  # the dev/monitor extras install ONNX Runtime
+    assert fresh().backend == "onnx" and fresh().quantize is None
+    assert fresh(EVALMON_EMBEDDINGS_BACKEND="torch").backend == "torch"
+    monkeypatch.setattr(emb_mod, "_EMBEDDERS", {})
+    assert emb_mod.get_embedder("some/other-model").backend == "torch"  # only the model checked for equivalence
+    monkeypatch.setattr(emb_mod, "onnx_installed", lambda: False)
+    assert fresh().backend == "torch"

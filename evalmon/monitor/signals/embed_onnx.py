@@ -119,9 +119,11 @@ def available_cores() -> int:
 
 
 def _env_threads() -> int:
+    """``$EVALMON_EMBEDDINGS_THREADS``, else ``$OMP_NUM_THREADS`` (what torch would use), else 0 (all cores)."""
     raw = os.environ.get("EVALMON_EMBEDDINGS_THREADS", "").strip()
     if not raw:
-        return 0
+        omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+        return int(omp) if omp.isdigit() and int(omp) > 0 else 0
     if not raw.isdigit():
         from evalmon.core.errors import ConfigError
 
