@@ -287,8 +287,10 @@ def check_task_names(cfg: SuiteConfig,
 
 
 def suite_hash(config: SuiteConfig) -> str:
-    """Short sha256 of the validated config's canonical JSON (independent of key order)."""
-    return canonical_hash(config.model_dump(mode="json"), compact=True)
+    """Short sha256 of what the suite evaluates: the validated config's canonical JSON (independent of key order)
+    without ``tracking`` — where the results are logged (the YAML's store, ``$MLFLOW_TRACKING_URI``'s team store
+    or the local one) does not change what was run, and the same suite logged to two stores had two hashes."""
+    return canonical_hash(config.model_dump(mode="json", exclude={"tracking"}), compact=True)
 
 
 def flatten(config: SuiteConfig) -> dict[str, str]:

@@ -4,8 +4,9 @@ trace assessments), so a suite and a monitor accept and reject the same ``uri``/
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -38,3 +39,24 @@ def choose_tracking_uri(flag: str | None, configured: str | None,
         if value is not None and value.strip():
             return value.strip(), source
     return None, FROM_LOCAL
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API pointed at ``uri`` for the block, then put back exactly as it was. ``mlflow.
+    set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI`` (for child processes), and "restoring" the previous
+    URI leaves that variable set to it — so a monitor that read MLflow traces left the process looking as if the
+    user had set ``MLFLOW_TRACKING_URI`` (a later suite in the same process then resolved its store from it)."""
+    import mlflow
+
+    env_before = os.environ.get(TRACKING_ENV)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env_before is None:
+            os.environ.pop(TRACKING_ENV, None)
+        else:
+            os.environ[TRACKING_ENV] = env_before

@@ -10,11 +10,11 @@ counted, never raised (the window's MLflow run is the record of truth).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from evalmon.config.tracking import using_tracking_uri
 from evalmon.monitor.contracts import TRACE_ID
 from evalmon.sinks.mlflow import http_limits
 
@@ -22,18 +22,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SOURCE_ID = "evalmon-monitor"
-
-
-@contextlib.contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def _existing(trace: Any) -> dict[str, Any]:
@@ -58,7 +46,7 @@ def attach(frame: pd.DataFrame, columns: Sequence[str], uri: str, *, monitor: st
     from mlflow.entities import AssessmentSource
 
     source = AssessmentSource(source_type="CODE", source_id=SOURCE_ID)
-    with http_limits(), _tracking_uri(uri):
+    with http_limits(), using_tracking_uri(uri):
         for rec in rows.to_dict(orient="records"):
             tid = str(rec.pop(TRACE_ID))
             counts["traces"] += 1

@@ -396,3 +396,35 @@ def test_flatten_and_hash_stable_across_key_order() -> None:
     assert flat["tasks.0.options.k"] == "1" and flat["tasks.0.options.j.1"] == "2"
     assert flat["limit"] == "null" and flat["tracking.enabled"] == "true"
     assert all(isinstance(v, str) for v in flat.values())
+
+
+def test_hash_ignores_where_results_are_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team store in $MLFLOW_TRACKING_URI, --tracking-uri or the local store: the same suite, the same hash (it
+    was the store's URI that made two hashes — and an order-dependent test failure once MLflow leaked the env)."""
+    a = load("name: s\nmodel: {path: org/m}\ntasks: [{name: x}]\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    local = C.suite_hash(C.apply_overrides(a))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team.example:5000")
+    team = C.apply_overrides(a)
+    assert team.tracking.uri == "http://mlflow.team.example:5000"
+    assert C.suite_hash(team) == local == C.suite_hash(a) == C.suite_hash(C.apply_overrides(a, tracking_uri="x.db"))
+    assert C.suite_hash(C.apply_overrides(a, limit=2)) != local  # what is run still counts
+
+
+def test_using_tracking_uri_puts_the_environment_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow.set_tracking_uri writes $MLFLOW_TRACKING_URI; restoring the previous URI left it set."""
+    import os
+
+    import mlflow
+
+    from evalmon.config.tracking import using_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    with using_tracking_uri("sqlite:////tmp/evalmon-using.db"):
+        assert mlflow.get_tracking_uri() == "sqlite:////tmp/evalmon-using.db"
+    assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri() == before
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:5000")
+    with using_tracking_uri("sqlite:////tmp/evalmon-using.db"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://team:5000"

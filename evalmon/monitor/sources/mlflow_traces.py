@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalmon.config.tracking import using_tracking_uri
 from evalmon.core.errors import DataError
 from evalmon.monitor.contracts import (
     CONTEXTS,
@@ -156,18 +157,15 @@ class MlflowTracesSource:
             p_lo, p_hi = self.plausible.bounds()
             filters += [f"trace.timestamp_ms < {int(p_lo.value // 1_000_000)}",
                         f"trace.timestamp_ms > {int(p_hi.value // 1_000_000)}"]
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self._uri())
         traces: dict[str, Any] = {}
         try:
-            for flt in filters:
-                for t in mlflow.search_traces(locations=[exp_id], filter_string=flt, max_results=self.max_results,
-                                              return_type="list"):
-                    traces.setdefault(t.info.trace_id, t)
+            with using_tracking_uri(self._uri()):
+                for flt in filters:
+                    for t in mlflow.search_traces(locations=[exp_id], filter_string=flt,
+                                                  max_results=self.max_results, return_type="list"):
+                        traces.setdefault(t.info.trace_id, t)
         except MlflowException as exc:
             raise DataError(f"MLflow search_traces on experiment {self.experiment!r}: {str(exc).splitlines()[0]}") from exc
-        finally:
-            mlflow.set_tracking_uri(previous)
         records = [trace_to_record(t) for t in traces.values()]
         norm = normalize_records(records, source=f"mlflow:{self.experiment}",
                                  locations=[f"trace {r[TRACE_ID]}" for r in records], mapping=self.columns,
