@@ -159,13 +159,11 @@ def test_traces_source_gets_per_record_assessments(mlflow_server: str, tmp_path:
     experiment = f"traces-{uuid.uuid4().hex[:6]}"
     client = MlflowClient(mlflow_server)
     exp_id = client.create_experiment(experiment)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(mlflow_server)
-    try:
+    from evalmon.config.tracking import using_tracking_uri
+
+    with using_tracking_uri(mlflow_server):  # (mlflow.set_tracking_uri alone leaves $MLFLOW_TRACKING_URI set)
         ids = log_traces(frame, experiment_id=exp_id)
         mlflow.flush_trace_async_logging()
-    finally:
-        mlflow.set_tracking_uri(previous)
     cfg = load_monitor_text(textwrap.dedent(f"""\
         name: traced
         source: {{kind: mlflow_traces, experiment: {experiment}, tracking_uri: "{mlflow_server}"}}

@@ -212,9 +212,9 @@ def test_mlflow_traces_read_back_with_trace_ids_and_windows(tmp_path: Path) -> N
                           "prompt": [f"question {i}" for i in range(4)], "response": [f"answer {i}" for i in range(4)],
                           "contexts": [[], ["passage a", "passage b"], [], []], "latency_ms": [120.0, 250.0, 80.0, 60.0],
                           "input_tokens": [3, 4, 5, 6], "output_tokens": [7, 8, 9, 10]})
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    from evalmon.config.tracking import using_tracking_uri
+
+    with using_tracking_uri(uri):  # (mlflow.set_tracking_uri alone leaves $MLFLOW_TRACKING_URI set)
         exp_id = mlflow.create_experiment("traffic", artifact_location=(tmp_path / "artifacts").as_uri())
         ids = log_traces(frame, experiment_id=exp_id)
         plain = mlflow.start_span_no_context("fn", inputs={"prompt": "plain question"}, experiment_id=exp_id,
@@ -222,8 +222,6 @@ def test_mlflow_traces_read_back_with_trace_ids_and_windows(tmp_path: Path) -> N
         plain.set_outputs("plain answer")
         plain.end(end_time_ns=pd.Timestamp("2026-11-01T03:00:01Z").value)
         mlflow.flush_trace_async_logging()
-    finally:
-        mlflow.set_tracking_uri(previous)
     src = build_source({"kind": "mlflow_traces", "tracking_uri": uri, "experiment": "traffic"})
     batch = src.read()
     assert batch.quarantined == [] and len(batch.frame) == 5

@@ -104,14 +104,11 @@ def uid() -> str:
 def load_table(c, uri: str, eid: str, rid: str):  # type: ignore[no-untyped-def]
     """``MlflowClient.load_table`` searches runs through the *global* tracking URI; other tests may have
     pinned it explicitly (which beats MLFLOW_TRACKING_URI), so set it for the call and restore it."""
-    import mlflow
 
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    from evalmon.config.tracking import using_tracking_uri
+
+    with using_tracking_uri(uri):  # (mlflow.set_tracking_uri alone leaves $MLFLOW_TRACKING_URI set)
         return c.load_table(eid, "samples/arc_easy.json", run_ids=[rid])
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def test_log_run_reads_back_and_is_idempotent(mlflow_server: str, tmp_path: Path,
