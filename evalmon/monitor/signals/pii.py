@@ -267,7 +267,8 @@ class PiiSignal(BaseSignal):
     def prepare(self, frame: pd.DataFrame) -> None:
         """Analyse this batch's texts ahead of ``compute`` (``compute_signals`` runs it in a second thread
         while the shared embedding pass encodes: spaCy NER reads no embedding). ``compute`` reads the results
-        and drops them; without a ``prepare`` it analyses the texts itself — same results."""
+        and drops them; without a ``prepare`` it analyses the texts itself — same results. One batch at a time
+        per signal instance (``compute_signals`` never runs two batches of one signal at once)."""
         texts = dict.fromkeys(t for f in self.fields for t in self._candidates(frame, f)[1])
         self._prepared = dict(zip(texts, self._analyze(list(texts)), strict=True))
 
