@@ -172,3 +172,36 @@ def test_default_embedding_backend_is_onnx_for_the_bundled_minilm_when_installed
     assert emb_mod.get_embedder("some/other-model").backend == "torch"  # only the model checked for equivalence
     monkeypatch.setattr(emb_mod, "onnx_installed", lambda: False)
     assert fresh().backend == "torch"
+
+
+def test_auto_onnx_falls_back_to_torch_when_onnx_runtime_fails(monkeypatch, capsys) -> None:
+    """The default backend was chosen by ``auto``: an ONNX export/runtime failure warns and uses torch (same
+    numbers); an explicit ``onnx`` or a user's bad setting (an EvalmonError) still fails."""
+    from evalmon.core.errors import ConfigError
+    from evalmon.monitor.signals import embed_onnx
+
+    class TorchModel:
+        max_seq_length = 256
+
+        def encode(self, texts: list[str], **_: object) -> np.ndarray:
+            return np.ones((len(texts), 4), np.float64)
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("export failed")
+    monkeypatch.setattr(embed_onnx, "onnx_supported", lambda model: True)
+    monkeypatch.setattr(embed_onnx, "OnnxEncoder", broken)
+    auto = Embedder(backend="onnx")
+    auto.fallback = True
+    out = auto._encode_model(TorchModel(), ["a", "b"])
+    assert out.shape == (2, 4) and out.dtype == np.float32 and auto.backend == "torch"
+    assert "ONNX Runtime unavailable (RuntimeError: export failed); using torch" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="export failed"):
+        Embedder(backend="onnx")._encode_model(TorchModel(), ["a"])  # asked for explicitly
+
+    def bad_setting(*_: object, **__: object) -> None:
+        raise ConfigError("EVALMON_EMBEDDINGS_THREADS='x' is not a number of threads")
+    monkeypatch.setattr(embed_onnx, "OnnxEncoder", bad_setting)
+    again = Embedder(backend="onnx")
+    again.fallback = True
+    with pytest.raises(ConfigError, match="THREADS"):
+        again._encode_model(TorchModel(), ["a"])

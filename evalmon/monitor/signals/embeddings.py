@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ class Embedder:
                               hint="backend torch | onnx, quantize int8 only with onnx "
                                    "(EVALMON_EMBEDDINGS_BACKEND=torch|onnx|onnx-int8)")
         self.backend, self.quantize = backend, quantize
+        self.fallback = False  # backend chosen by "auto": torch if ONNX Runtime fails (same numbers)
         self._onnx: Any = None
         self.model_ref = model
         self.max_tokens = max_tokens
@@ -123,7 +125,18 @@ class Embedder:
 
                     raise ConfigError(f"embeddings: {self.model_ref} is not Transformer → mean pooling; "
                                       "the ONNX backend cannot export it", hint="use backend: torch")
-                self._onnx = OnnxEncoder(model, quantize=self.quantize)
+                try:
+                    self._onnx = OnnxEncoder(model, quantize=self.quantize)
+                except Exception as exc:  # export/runtime failure: torch gives the same numbers
+                    from evalmon.core.errors import EvalmonError
+
+                    if not self.fallback or isinstance(exc, EvalmonError):  # a user's setting: say it, not hide it
+                        raise
+                    sys.stderr.write(f"warning: embeddings: ONNX Runtime unavailable ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''}); using torch "
+                                     "(EVALMON_EMBEDDINGS_BACKEND=torch silences this)\n")
+                    self.backend = "torch"
+                    return self._encode_model(model, texts)
             return self._onnx.encode(texts, max_tokens=model.max_seq_length, batch_size=self.batch_size)
         return model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
                             show_progress_bar=False).astype(np.float32)
@@ -267,11 +280,13 @@ def get_embedder(model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size:
     emb = _EMBEDDERS.get(key)
     if emb is None:
         backend = os.environ.get("EVALMON_EMBEDDINGS_BACKEND", "auto")  # auto | torch | onnx | onnx-int8
-        if backend == "auto":
+        auto = backend == "auto"
+        if auto:
             backend = "onnx" if model == DEFAULT_MODEL and device == "cpu" and onnx_installed() else "torch"
         emb = _EMBEDDERS[key] = Embedder(model, device=device, batch_size=batch_size, max_chars=max_chars,
                                          allow_download=allow_download, backend=backend.split("-")[0],
                                          quantize=backend.split("-", 1)[1] if "-" in backend else None)
+        emb.fallback = auto
     emb.batch_size, emb.max_chars = batch_size, max_chars
     emb.allow_download = emb.allow_download or allow_download
     return emb
