@@ -53,13 +53,6 @@ def _check_patterns(patterns: dict[str, str]) -> dict[str, str]:
     return patterns
 
 
-# presidio's English recognisers (regex; evalmon's MONEY_AMOUNT) and, with nlp: spacy, the NER entities
-PII_REGEX_ENTITIES = ("CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS",
-                      "MAC_ADDRESS", "MEDICAL_LICENSE", "MONEY_AMOUNT", "PHONE_NUMBER", "UK_NHS", "URL",
-                      "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN", "UUID")
-PII_NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
-
-
 class TextConfig(_SignalConfig):
     name: Literal["text"] = "text"
     fields: list[str] = ["prompt", "response"]
@@ -127,7 +120,9 @@ class PiiConfig(_SignalConfig):
     @model_validator(mode="after")
     def _known_entities(self) -> PiiConfig:
         """An entity no recogniser serves is an error here (presidio would fail on the first text)."""
-        known = {*PII_REGEX_ENTITIES, *PII_NER_ENTITIES, *(k.upper() for k in self.extra_patterns)}
+        from evalmon.monitor.signals.pii import KNOWN_ENTITIES  # the signal's own list (light import)
+
+        known = {*KNOWN_ENTITIES, *(k.upper() for k in self.extra_patterns)}
         for e in self.entities or ():
             if e.upper() not in known:
                 raise PydanticCustomError(

@@ -61,6 +61,9 @@ BUILTIN_PATTERNS: dict[str, str] = {
     "MONEY_AMOUNT": r"(?:[$€£¥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:[kmb]|thousand|million|billion))?\b"
                     r"|\b(?:usd|eur|gbp)\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:[kmb]|thousand|million|billion))?\b)",
 }
+# every entity a pii signal can serve: the defaults, spaCy's, evalmon's patterns and presidio's other English
+# recognisers (the config rejects any other name before a record is read; extra_patterns add their own)
+KNOWN_ENTITIES = frozenset((*DEFAULT_ENTITIES, *NER_ENTITIES, *BUILTIN_PATTERNS, "DATE_TIME", "URL", "UUID"))
 _SPACY_IGNORE = ["ORG", "ORGANIZATION", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL",
                  "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART", "DATE", "TIME"]
 _NEEDS_DIGIT_OR_AT = frozenset(DEFAULT_ENTITIES) | {"MONEY_AMOUNT", "DATE_TIME"}
