@@ -222,3 +222,18 @@ def test_thresholds_file_header_says_no_rule_calibrated_instead_of_nan(tmp_path:
     cal.save_calibration(load_monitor(tmp_path / "m.yaml"), result, out=tmp_path / "t.yaml")
     text = (tmp_path / "t.yaml").read_text()
     assert "no rule calibrated" in text and "nan" not in text
+
+
+def test_halludetect_bad_artifact_is_named_before_a_missing_proxy_model(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both wrong (a cut artifact, no default proxy model here): the cheap check, naming the artifact's path,
+    is the error — it used to say the proxy model was missing first."""
+    from evalmon.monitor.signals import build_signals
+
+    monkeypatch.chdir(tmp_path)  # no .evalmon/checkpoints here: the default proxy model is missing
+    (tmp_path / "cut.json").write_text('{"mean": [1,')
+    with pytest.raises(ConfigError) as exc:
+        build_signals([{"name": "halludetect", "artifact": str(tmp_path / "cut.json")}])
+    assert exc.value.one_line().startswith(f"signals.halludetect.artifact: cannot read {tmp_path / 'cut.json'}")
+    with pytest.raises(ConfigError, match=r"signals\.halludetect\.uncertainty\.model: not set"):
+        build_signals(["halludetect"])  # a good artifact: the missing proxy model is still named

@@ -87,8 +87,10 @@ def _logged(cfg: LoggedUncertaintyConfig, **_: Any) -> Signal:
 
 
 def _halludetect(cfg: HalluDetectConfig, *, allow_download: bool = False, **kw: Any) -> Signal:
-    from evalmon.monitor.signals.halludetect import HalluDetectSignal
+    from evalmon.monitor.signals.halludetect import HalluDetectSignal, load_artifact
 
+    # the cheap check first: a malformed artifact is the error (naming its path), not a missing proxy model
+    load_artifact(cfg.artifact)
     return HalluDetectSignal(artifact=cfg.artifact, threshold=cfg.threshold,
                              proxy=_uncertainty(cfg.uncertainty, where="signals.halludetect.uncertainty"),
                              batch_size=cfg.batch_size,
