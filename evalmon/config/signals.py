@@ -57,21 +57,26 @@ def relative_to_yaml(value: str | None, info: ValidationInfo, *, only_if_there: 
 SignalConfig = Annotated[Any, PlainValidator(_validate_signal_config)]
 
 
-def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -> list[Any]:
-    """YAML list (names or mappings) → validated configs; errors are ConfigErrors naming the item."""
+def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel], *,
+                         option: str | None = None) -> list[Any]:
+    """YAML list (names or mappings) → validated configs; errors are ConfigErrors naming the item:
+    ``signals[1]`` / ``signals.1.key`` — or, for a list the user typed as a command-line ``option`` (e.g.
+    ``--signals``), that option and the signal's name (``--signals 'pii': entities: …``), not a list index the
+    user never wrote."""
     raw: list[Any] = []
     for i, item in enumerate(items):
         if isinstance(item, BaseModel):
             raw.append(item)
             continue
+        at = option or f"signals[{i}]"
         if not isinstance(item, str | Mapping):
-            raise ConfigError(f"signals[{i}]: expected a signal name or a mapping, got {_show(item)}",
+            raise ConfigError(f"{at}: expected a signal name or a mapping, got {_show(item)}",
                               hint="write a name such as `text`, or a mapping such as {name: pii, nlp: none}")
         data = {"name": item} if isinstance(item, str) else dict(item)
         name = data.get("name")
         if not isinstance(name, str) or name not in registry.signals:
             known = [*registry.signals.names(), *registry.signals.aliases()]
-            raise UnknownNameError(f"signals[{i}]: unknown signal {name!r}{did_you_mean(str(name), known)}",
+            raise UnknownNameError(f"{at}: unknown signal {name!r}{did_you_mean(str(name), known)}",
                                    hint=f"signals: {', '.join(sorted(known))}")
         raw.append(data)
     out: list[Any] = []
@@ -81,6 +86,9 @@ def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel]) -
             out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
         except ValidationError as e:
             err = first_error(e)
-            raise ConfigError(f"signals.{'.'.join(str(p) for p in (i, *err.loc))}: {err.msg}",
-                              hint=err.hint) from None
+            if option is None:
+                where = f"signals.{'.'.join(str(p) for p in (i, *err.loc))}"
+            else:  # --signals 'pii': entities: … (the key inside the signal's options, when there is one)
+                where = f"{option} {data['name']!r}" + (f": {err.where}" if err.loc else "")
+            raise ConfigError(f"{where}: {err.msg}", hint=err.hint) from None
     return out

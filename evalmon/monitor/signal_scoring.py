@@ -185,7 +185,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1", hint="e.g. 512")
     if not signals:
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
-    built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat))
+    built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat), option="--signals")
     source = build_source({"kind": kind or source_kind(src_path), "path": str(src_path.resolve()),
                            "columns": dict(columns or {})}, Path.cwd())
     check_writable(out_path)

@@ -22,6 +22,22 @@ def test_bad_output_format_and_missing_file_are_user_errors(tmp_path: Path) -> N
         score_file(tmp_path / "missing.jsonl", ["text"], tmp_path / "out.jsonl")
 
 
+
+@pytest.mark.parametrize(("signals", "says"), [
+    (["pii", "fooo"], "--signals: unknown signal 'fooo'"),
+    (["text", "text"], "--signals: ['text'] listed more than once"),
+    ([{"name": "pii", "nlp": "none", "entities": ["FOO"]}], "--signals 'pii': entities: unknown entity 'FOO'"),
+    ([{"name": "safety", "thresholds": {"toxic": 7}}], "--signals 'safety': thresholds: toxic: 7.0 is not between"),
+])
+def test_bad_signal_names_what_the_user_typed_not_a_list_index(tmp_path: Path, signals: list, says: str) -> None:
+    """Said ``signals[1]`` / ``signals.0``: a list position the user of ``--signals`` never wrote."""
+    (tmp_path / "t.jsonl").write_text('{"timestamp": "2026-11-01T00:00:00Z", "prompt": "q", "response": "a"}\n')
+    with pytest.raises(ConfigError) as exc:
+        score_file(tmp_path / "t.jsonl", signals, tmp_path / "out.jsonl")
+    line = exc.value.one_line()
+    assert line.startswith(says) and "signals[" not in line and "signals.0" not in line, line
+    assert not (tmp_path / "out.jsonl").exists()
+
 def test_coverage_per_signal_shows_a_signal_that_scored_nothing(tmp_path: Path) -> None:
     """Traffic without token logprobs: logged_uncertainty's columns are all empty — coverage 0, not a score."""
     rows = [{"request_id": f"r{i}", "timestamp": f"2026-11-01T00:0{i}:00Z", "prompt": "q", "response": f"answer {i}"}

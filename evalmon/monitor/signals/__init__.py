@@ -309,16 +309,19 @@ DEFAULT_SIGNALS = ("text", "usage", "refusal", "pii", "safety", "hallucination",
 
 
 def build_signals(cfgs: Sequence[str | Mapping[str, Any] | BaseModel] | None = None, *,
-                  allow_download: bool = False, judge: Any = None) -> list[Signal]:
+                  allow_download: bool = False, judge: Any = None, option: str | None = None) -> list[Signal]:
     """Configs (or names) → enabled ``Signal`` objects, in order. ``None`` → ``DEFAULT_SIGNALS``.
 
-    ``judge``: a ``JudgeFn`` for the hallucination signal's LLM judge (overrides ``judge.model``).
+    ``judge``: a ``JudgeFn`` for the hallucination signal's LLM judge (overrides ``judge.model``);
+    ``option``: the command-line option the list came from (``--signals``), which errors name instead of
+    ``signals[i]``.
     """
-    configs = parse_signal_configs(list(DEFAULT_SIGNALS if cfgs is None else cfgs))
+    configs = parse_signal_configs(list(DEFAULT_SIGNALS if cfgs is None else cfgs), option=option)
     names = ["embedding" if c.name == "embeddings" else c.name for c in configs if c.enabled]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
-        raise ConfigError(f"signals: {sorted(dupes)} listed more than once (their columns would collide)")
+        raise ConfigError(f"{option or 'signals'}: {sorted(dupes)} listed more than once (their columns would "
+                          "collide)")
     return [registry.signals.get(c.name)(c, allow_download=allow_download, judge=judge)
             for c in configs if c.enabled]
 
