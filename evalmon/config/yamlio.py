@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from evalmon.config.union_errors import UNION, member_wants, union_tag
 from evalmon.core.errors import ConfigError, did_you_mean
 
 Loc = tuple[str | int, ...]
@@ -372,6 +373,8 @@ def describe_error(err: Mapping[str, Any], loc: Loc, model: type[BaseModel],
     # hints are looked up by the last key, or "<list key>[]" for a list item
     slot = key if not loc or isinstance(loc[-1], str) else f"{key}[]"
     hint = str(ctx["hint"]) if "hint" in ctx else hints.get(slot, "fix the value")
+    if kind == UNION:
+        return _union_message(err, loc, model, hints)
     if kind == "missing":
         return f"required key '{key}' is missing", hints.get(f"missing:{key}", f"add `{key}: …` here")
     if kind == "extra_forbidden":
@@ -407,16 +410,41 @@ def describe_error(err: Mapping[str, Any], loc: Loc, model: type[BaseModel],
     return msg[:1].lower() + msg[1:], hint
 
 
+def _union_message(err: Mapping[str, Any], loc: Loc, model: type[BaseModel],
+                   hints: Mapping[str, str]) -> tuple[str, str]:
+    """``expected 'auto' or a mapping, got 5`` for the union members that each rejected the value."""
+    wants = member_wants(err["members"])
+    if wants is None:  # a member that failed otherwise (a validator): its own words
+        return describe_error(err["members"][0], loc, model, hints)
+    keys = keys_at(model, loc)
+    key = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+    hint = hints.get(key) or (f"a mapping takes {', '.join(keys)}" if keys and "a mapping" in wants
+                              else "fix the value")
+    got = err.get("input")
+    dym = did_you_mean(got, re.findall(r"'([^']*)'", " ".join(wants))) if isinstance(got, str) else ""
+    return f"expected {' or '.join(wants)}, got {_show(got)}{dym}", hint
+
+
 def validation_error(exc: ValidationError, doc: YamlDoc, model: type[BaseModel], *,
                      hints: Mapping[str, str] | None = None,
                      loc_fixup: Callable[[Mapping[str, Any], Loc], Loc] | None = None) -> ConfigError:
-    """The first (topmost in the file) pydantic error as a one-line ``ConfigError``."""
-    found = []
+    """The first (topmost in the file) pydantic error as a one-line ``ConfigError``. A value that fits no member
+    of a union (``columns: 5`` for ``Literal["auto"] | DriftColumns``) is one error saying what each member
+    takes (``expected 'auto' or a mapping, got 5``), at the key — not pydantic's member tags
+    (``columns.literal['auto']``)."""
+    found: list[tuple[int, Loc, Mapping[str, Any]]] = []
+    members: dict[Loc, list[Mapping[str, Any]]] = {}  # union members that rejected the value at loc
     for err in exc.errors(include_url=False):
         loc = doc.normalise_loc(tuple(err["loc"]))
         if loc_fixup is not None:
             loc = loc_fixup(err, loc)
+        if union_tag(doc.data, loc, err):
+            members.setdefault(loc[:-1], []).append(err)
+            continue
         found.append((doc.line(loc, missing=err["type"] == "missing"), loc, err))
+    for loc, errs in members.items():  # a member that took the value's shape failed deeper: that error says more
+        if not any(other[:len(loc)] == loc and len(other) > len(loc) for _, other, _ in found):
+            found.append((doc.line(loc), loc, {**errs[0], "type": UNION, "members": errs}))
     found.sort(key=lambda t: t[0])
     line, loc, err = found[0]
     what, hint = describe_error(err, loc, model, hints)

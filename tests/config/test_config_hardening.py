@@ -266,3 +266,20 @@ def test_traffic_synth_refuses_an_impossible_volume(tmp_path: Path, rate: str, n
                    timeout=60)
     assert_user_error(proc, *needles)
     assert not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.mark.parametrize(("columns", "says"), [
+    ("5", "drift.columns: expected 'auto' or a mapping, got 5 — a mapping takes numerical, categorical"),
+    ("[a, b]", "drift.columns: expected 'auto' or a mapping, got a list — "),
+    ("autoo", "drift.columns: expected 'auto' or a mapping, got 'autoo' (did you mean: auto?) — "),
+    ("{numerical: 5}", "drift.columns.numerical: expected a list, got 5 — "),  # the member that took the shape
+])
+def test_union_key_says_what_it_accepts_not_pydantic_member_tags(columns: str, says: str) -> None:
+    """``drift.columns`` is ``'auto'`` or a mapping: a value fitting neither said
+    ``drift.columns.literal['auto']: must be one of 'auto', got 5 … (1 more problem in this file)``."""
+    with pytest.raises(ConfigError) as exc:
+        load_monitor_text(f"name: m\nsource: {{kind: jsonl, path: t.jsonl}}\ndrift: {{columns: {columns}}}\n",
+                          "m.yaml")
+    line = exc.value.one_line()
+    assert line.startswith(f"m.yaml:3: {says}"), line
+    assert "literal[" not in line and "DriftColumns" not in line and "more problem" not in line, line
