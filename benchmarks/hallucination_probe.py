@@ -85,11 +85,30 @@ def probe_model(spec: dict[str, Any], d: int, n_v1: int) -> Any:
     return make_pipeline(ColumnTransformer(parts), StandardScaler(), lr)
 
 
-def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, reps: int = 300) -> list[float]:
-    """PR-AUC at a 20% share of ``b`` minus ``a``: mean and 95% interval over label-stratified resamples."""
+def bootstrap_undefined(y: np.ndarray, a: np.ndarray | None, b: np.ndarray | None) -> str:
+    """Why ``paired_bootstrap`` has no figure for this set ('' when it has): a missing score array, no rows,
+    one class only, or too few positives for the 20% share (a tiny or fake sample)."""
+    if a is None or b is None:
+        return "no scores"
+    if not len(y):
+        return "no rows"
+    if len(np.unique(y)) < 2:
+        return "one class only"
+    if pr_auc_at_rate(y, a, 0.2, 0, 1) is None:
+        return "too few positives or negatives for a 20% share"
+    return ""
+
+
+def paired_bootstrap(y: np.ndarray, a: np.ndarray | None, b: np.ndarray | None, seed: int,
+                     reps: int = 300) -> list[float] | None:
+    """PR-AUC at a 20% share of ``b`` minus ``a``: mean and 95% interval over label-stratified resamples; None
+    where it is not defined (``bootstrap_undefined`` says why) — it raised a TypeError on such a set."""
+    if bootstrap_undefined(y, a, b):
+        return None
+    assert a is not None and b is not None
     rng, pos, neg = np.random.default_rng(seed), np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     d = []
-    for _ in range(reps):
+    for _ in range(reps):  # resamples keep each class's count, so the figure stays defined
         i = np.concatenate([rng.choice(neg, len(neg)), rng.choice(pos, len(pos))])
         d.append(pr_auc_at_rate(y[i], b[i], 0.2, seed, 20) - pr_auc_at_rate(y[i], a[i], 0.2, seed, 20))  # type: ignore[operator]
     return [float(np.mean(d)), float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]
@@ -139,11 +158,13 @@ def probe_screen(args: argparse.Namespace, train: list[Row], vals: dict[str, lis
         table[name] = entry
         print(f"probe {name:36} " + " | ".join(f"{k} {e['roc_auc']:.2f}/{e['pr_auc_at_0.2'] or float('nan'):.3f}"
                                               for k, e in entry.items() if isinstance(e, dict)), flush=True)
-    boot = {n: paired_bootstrap(y, preds["v1 (same rows)"][n], preds[PROBE_CHOSEN][n], args.seed)
-            for n, (_, _, y) in sets.items()}
-    ally = np.concatenate([y for *_, y in sets.values()])
-    boot["pooled"] = paired_bootstrap(ally, *(np.concatenate(list(preds[k].values()))
-                                              for k in ("v1 (same rows)", PROBE_CHOSEN)), args.seed)
-    for n, (m, lo, hi) in boot.items():
-        print(f"probe {PROBE_CHOSEN} − v1, PR-AUC at 20%: {n} {m:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-    return {"table": table, "chosen": PROBE_CHOSEN, "paired_bootstrap_vs_v1": boot}
+    pairs = {n: (y, preds["v1 (same rows)"][n], preds[PROBE_CHOSEN][n]) for n, (_, _, y) in sets.items()}
+    pairs["pooled"] = (np.concatenate([y for *_, y in sets.values()]),
+                       *(np.concatenate(list(preds[k].values())) for k in ("v1 (same rows)", PROBE_CHOSEN)))
+    boot = {n: paired_bootstrap(*p, args.seed) for n, p in pairs.items()}
+    skipped = {n: why for n, p in pairs.items() if (why := bootstrap_undefined(*p))}
+    for n, r in boot.items():
+        print(f"probe {PROBE_CHOSEN} − v1, PR-AUC at 20%: {n} "
+              + (f"{r[0]:+.3f} [{r[1]:+.3f}, {r[2]:+.3f}]" if r else f"skipped ({skipped[n]})"))
+    return {"table": table, "chosen": PROBE_CHOSEN, "paired_bootstrap_vs_v1": boot,
+            **({"paired_bootstrap_skipped": skipped} if skipped else {})}

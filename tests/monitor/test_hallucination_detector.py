@@ -213,3 +213,20 @@ def test_probe_hidden_states_are_the_response_positions_of_an_unpadded_forward(t
     assert pickle.loads(cache.read_bytes()).keys() == got.keys()
     again = mod.hidden_states(rows, ProxyUncertaintySignal(lm=_OneTokenLM()), cache, layers=(1, 2))  # no model call
     assert again.keys() == got.keys()
+
+
+def test_probe_paired_bootstrap_skips_a_set_it_is_not_defined_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/hallucination_probe.py: a set with one class, no rows or no scores (tiny fake PHD/FELM samples)
+    raised a TypeError (None − float); now no figure (None) and the reason (printed and in the result as
+    ``paired_bootstrap_skipped``), the other sets still bootstrapped."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import hallucination_probe as mod
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 16 + [1] * 8)
+    a, b = rng.random(24), rng.random(24)
+    cases = {"one class": (np.zeros(6, int), a[:6], b[:6]), "no rows": (np.zeros(0, int), a[:0], b[:0]),
+             "no scores": (y, None, b)}
+    for why, (yy, aa, bb) in cases.items():  # (a defined set's figures: the e2e probe run; sklearn is slow to import)
+        assert mod.paired_bootstrap(yy, aa, bb, seed=0, reps=5) is None
+        assert mod.bootstrap_undefined(yy, aa, bb).startswith(why)
