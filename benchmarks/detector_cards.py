@@ -236,7 +236,13 @@ def write_card(det: Detector) -> None:
                    if "tail_from" in c["features"] else "")
                 + ". Figures below are the signal's decision (a phrase family OR score ≥ threshold) unless a row says "
                 "*classifier alone*"]
-               if c.get("features") else []),
+               if (c.get("features") or {}).get("patterns") else []),
+             *([f"- features: the 384-d embedding + {len(c['features']['gibberish']['columns'])} gibberish columns × "
+                f"{c['features']['gibberish']['scale']:g} (`evalmon/monitor/signals/gibberish.py`: "
+                f"{', '.join(c['features']['gibberish']['columns'])} — odd word pieces, case changes inside words, "
+                "symbol runs and mixed alphabets in the densest window: what an optimisation-based attack's suffix "
+                "looks like), computed from the text in both stages of the cascade"]
+               if (c.get("features") or {}).get("gibberish") else []),
              f"- default threshold: **{det.threshold:.4f}** — the lowest with ≤ {c['target_fpr']:.0%} false "
              f"positives on the validation split of {', '.join(c['threshold_reference_negatives'])} negatives"
              + (f" and ≤ {c['ordinary_fpr']['target']:.0%} on the validation split of the ordinary prompts "

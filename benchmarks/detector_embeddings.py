@@ -81,10 +81,28 @@ def tail_matrix(texts: list[str], feats: dict[str, Any]) -> np.ndarray:
     return out
 
 
+# jailbreak v2: + the gibberish columns (evalmon/monitor/signals/gibberish.py) × GIBBERISH_SCALE — what optimisation-
+# based attacks (GCG, GBDA, UAT, AutoPrompt: a searched-for token string after the request) look like. Permissive
+# validation split, threshold at ≤ 2 % FP on ordinary prompts, HarmBench attacks of validation behaviours: MiniLM alone
+# (+ the HarmBench attacks as training positives) 0.33 of the attacks, German news flagged 0.37; + the columns at scale
+# 1 / 4 / 10: 0.61 / 0.60 / 0.60, German 0.055 / 0.025 / 0.025 (C=16 at ×4: 0.63, German 0.095) → ×4, C=4
+GIBBERISH_SCALE = 4.0
+
+
+def gibberish_card() -> dict[str, Any]:
+    from evalmon.monitor.signals.gibberish import COLUMNS
+
+    return {"gibberish": {"columns": list(COLUMNS), "scale": GIBBERISH_SCALE}}
+
+
 def detector_features(name: str, texts: list[str]) -> np.ndarray:
     """The feature matrix a detector's members read: the MiniLM embedding, + pattern columns and the tail
-    embedding for refusal."""
+    embedding for refusal, + the gibberish columns for jailbreak (v2)."""
     x = embed(texts)
+    if name == "jailbreak":
+        from evalmon.monitor.signals.gibberish import gibberish_features
+
+        return np.hstack([x, GIBBERISH_SCALE * gibberish_features(texts)])
     if name != "refusal":
         return x
     return np.hstack([x, refusal_pattern_matrix(texts).astype(np.float64), tail_matrix(texts, REFUSAL_FEATURES)])

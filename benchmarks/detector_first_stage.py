@@ -66,8 +66,11 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
         from evalmon.monitor.signals.refusal import pattern_hits
 
         extra = pattern_hits(pd.Series(texts), feats["patterns"], int(feats.get("head_chars", 400))).astype(float)
-    else:
-        extra = np.zeros((len(texts), 0))
+    else:  # jailbreak v2: its gibberish columns (the same function the signal calls)
+        from evalmon.monitor.signals.embeddings import own_columns
+
+        own = own_columns(det, texts)
+        extra = np.zeros((len(texts), 0)) if own is None else own
     p_full = det.predict_proba_vectors(np.hstack([embed(texts), extra, tail_matrix(texts, feats)]))  # refusal v4
     static = get_static_embedder()
     x1 = np.hstack([static.encode(texts), extra])

@@ -39,6 +39,7 @@ from detector_embeddings import (  # noqa: E402
     REFUSAL_FEATURES,
     detector_features,
     embed,
+    gibberish_card,
     refusal_pattern_matrix,
     text_key,
 )
@@ -96,7 +97,7 @@ ANSWER_SOURCES = ("gptfuzz", "harmbench")
 # + also MMLU / TruthfulQA short answer phrases 0.884 / 0.2 % (×0.3 weight: 0.889 / 0.3 %); C = 8: 0.892 / 0.3 %
 CV_SHUFFLE = {"toxicity"}
 # artifact version written per detector (load_detector loads CURRENT unless told otherwise)
-VERSION_OF = {"harmful_request": "3", "jailbreak": "1", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
+VERSION_OF = {"harmful_request": "3", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
 
 
 def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
@@ -145,6 +146,10 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
             report[tag] = metrics(y[m], p[m], det.threshold)
     if name == "refusal":
         report.update(refusal_kind_report(rows, X, p, det, val))
+    kinds = np.array([r.kind for r in rows])
+    for k in sorted(set(kinds[src == "harmbench_attacks"])):  # jailbreak v2: recall per attack method
+        report[f"harmbench_attacks {k} (validation split)"] = metrics(
+            y[val & (kinds == k)], p[val & (kinds == k)], det.threshold)
     det.card = {
         "description": what, "field": field, "target_fpr": target_fpr,
         "threshold_reference_negatives": list(ref_sources),
@@ -163,6 +168,7 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
                     if ORDINARY_WEIGHT.get(name, 1) != 1 else ""),
         "metrics": report,
         **({"features": REFUSAL_FEATURES} if name == "refusal" else {}),
+        **({"features": gibberish_card()} if name == "jailbreak" else {}),
     }
     print(f"\n== {name}: threshold {det.threshold:.4f} (FPR ≤ {target_fpr:.0%} on {', '.join(ref_sources)})")
     for k, v in report.items():

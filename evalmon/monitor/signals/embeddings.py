@@ -171,12 +171,31 @@ def _with(x: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarr
     return x if extra is None else np.hstack([x, np.asarray(extra, dtype=np.float64)[rows]])
 
 
+def own_columns(detector: Any, texts: Sequence[str]) -> np.ndarray | None:
+    """The feature columns a detector computes from the text itself, declared in its card (``features``):
+    jailbreak v2's ``gibberish`` columns (``evalmon/monitor/signals/gibberish.py``, times ``scale``); ``None``
+    for a detector that reads only embeddings (or whose caller passes its columns, like refusal's)."""
+    spec = ((getattr(detector, "card", None) or {}).get("features") or {}).get("gibberish")
+    if not spec:
+        return None
+    from evalmon.monitor.signals.gibberish import COLUMNS, gibberish_features
+
+    if tuple(spec.get("columns", ())) != COLUMNS:
+        from evalmon.core.errors import DataError
+
+        raise DataError(f"detector {detector.name}-v{detector.version}: its gibberish columns "
+                        f"{spec.get('columns')} are not this evalmon's {list(COLUMNS)}: upgrade evalmon")
+    return float(spec.get("scale", 1.0)) * gibberish_features(texts)
+
+
 def first_stage_scores(detector: Any, texts: Sequence[str], extra: np.ndarray | None = None) -> np.ndarray | None:
     """The cascade's cheap probabilities for ``texts`` (static embeddings [+ ``extra`` columns, one row per
-    text]), or ``None`` when the detector has no (active) first stage."""
+    text; default: the detector's ``own_columns``]), or ``None`` when the detector has no (active) first stage."""
     fs = active_first_stage(detector)
     if fs is None:
         return None
+    if extra is None:
+        extra = own_columns(detector, texts)
     from evalmon.monitor.signals.static_embed import get_static_embedder
 
     return fs.predict_proba_vectors(_with(get_static_embedder().encode(list(texts)), extra, np.arange(len(texts))))
@@ -190,7 +209,7 @@ def detector_needs(detector: Any, texts: Sequence[str], *, cascade: bool = True,
     idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
     sub = [texts[i] for i in idx]
     p1 = first_stage_scores(detector, sub, None if extra is None else np.asarray(extra)[idx]) \
-        if cascade and len(idx) else None
+        if cascade and len(idx) else None  # (first_stage_scores computes the detector's own columns)
     if p1 is None:
         return sub
     return [t for t, p in zip(sub, p1, strict=True) if p >= detector.first_stage.escalate_above]
@@ -200,7 +219,8 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
                     extra: np.ndarray | None = None,
                     late: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
     """A shipped detector's probability for each text (NaN for empty text), from the shared embedding
-    (+ ``extra``: the detector's own feature columns, one row per text, appended to the embedding; + ``late``:
+    (+ ``extra``: the detector's own feature columns, one row per text, appended to the embedding — default
+    ``own_columns``; + ``late``:
     columns computed only for the texts the full detector scores, appended last — the first stage never reads
     them, e.g. refusal v4's embedding of the response's tail).
 
@@ -212,6 +232,8 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
     idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
     if not len(idx):
         return out
+    if extra is None:
+        extra = own_columns(detector, texts)
     sub = [texts[i] for i in idx]
     p1 = first_stage_scores(detector, sub, None if extra is None else np.asarray(extra)[idx]) if cascade else None
     esc = np.arange(len(sub)) if p1 is None else np.flatnonzero(p1 >= detector.first_stage.escalate_above)
