@@ -19,10 +19,14 @@ USE_AND_LIMITS: dict[str, str] = {
         "requests are the hardest rows (see its recall below); trained on public red-teaming sets, so novel "
         "harm categories may score low."),
     "jailbreak": (
-        "Intended use: the share of prompts that wrap a request in a jailbreak / prompt-injection template "
-        "(DAN-style personas, 'ignore previous instructions', developer-mode role-play). Limits: trained on "
-        "the 2023 in-the-wild template families; optimisation-based suffix attacks (GCG-style gibberish) are "
-        "not in the training data; benign role-play prompts are the main false positives."),
+        "Intended use: the share of prompts that wrap a request in a jailbreak / prompt-injection attack: "
+        "templates (DAN-style personas, 'ignore previous instructions', developer-mode role-play) and, since v2, "
+        "HarmBench's attack families (optimisation-based suffixes: GCG, GBDA, UAT, AutoPrompt; LLM-written role-"
+        "play and persuasion: PAIR, TAP, PAP; AutoDAN). Limits: persuasive paraphrases (PAP 0.31, TAP 0.36 on "
+        "unseen behaviours) read like ordinary requests — `safety.unsafe_request` flags about half of them; an "
+        "optimiser left out of training is caught less (no optimisation-based attack in training: 0.38 of them; "
+        "GBDA left out: 0.23); short prompt injections ('Ignore all previous instructions…') score low; benign "
+        "role-play prompts are the main false positives; English-centred (German news 2.5 % flagged)."),
     "toxicity": (
         "Intended use: the rate of hateful / abusive / toxic responses (`safety.toxic`). Limits: English; "
         "short texts dominate the training data; hate against groups not in HateCheck's identity list and "
@@ -97,6 +101,15 @@ CHANGES: dict[str, str] = {
         "unshuffled, each of the 5 folds was a block of one or two sources. Alone, (2) raised PR-AUC on v1's "
         "validation rows 0.890 → 0.893; adding also MMLU / TruthfulQA answer phrases to training cost 0.006 "
         "(`CV_SHUFFLE` comment). Same threshold rule. v1 → v2 on the same rows: see the table above."),
+    "jailbreak": (
+        "v2 (v1 kept loadable: `load_detector('jailbreak', '1')`): the independent re-measurement of issue #14 found "
+        "v1's recall 19 % (0 % on optimisation-based and role-play attacks); on HarmBench's attack prompts v1 "
+        "flagged 0.06 (0–0.25 per method, AutoDAN 1.00). (1) + HarmBench's attack prompts as positives "
+        "(`harmbench_attacks`: the classifier validation set's 569 non-DirectRequest test cases, MIT; group = "
+        "behaviour); (2) + six gibberish columns × 4 (`features.gibberish`). MiniLM alone with (1) caught 0.33 of "
+        "the validation behaviours' attacks and flagged 37 % of German news; with (2) 0.60 and 2.5 % (scales 1 / 4 "
+        "/ 10 alike; C = 16 flagged more German). Same threshold rule (≤ 2 % of ordinary prompts): it rose 0.37 → "
+        "0.73, costing the template sets a little (jailbreak_classification 0.957 → 0.925, full pass)."),
     "refusal": (
         "v4 (v3, v2, v1 kept loadable: `load_detector('refusal', '3')`; signal v5): (1) + the MiniLM embedding of "
         "the response after its first 300 characters (`features.tail_from`; zeros for shorter responses) — whether "
@@ -206,7 +219,7 @@ def first_stage_card(det: Detector) -> list[str]:
              "`evalmon/monitor/signals/static_embed.py`). A text is embedded with MiniLM and scored by the members "
              f"above only when the first stage gives it ≥ **{fs.escalate_above:.4f}** ({c['escalate_above']}); "
              "the others keep the first stage's probability (below the flag's reach). Features after the embedding "
-             "(refusal's phrase-family columns) enter both stages; refusal v4's tail embedding only the second. `EVALMON_CASCADE=0` (every detector) or "
+             "(refusal's phrase-family columns, jailbreak v2's gibberish columns) enter both stages; refusal v4's tail embedding only the second. `EVALMON_CASCADE=0` (every detector) or "
              "`cascade: false` on the safety signal turns it off.", "",
              "At the default threshold, on the rows above; *full* = MiniLM on every text (`cascade: false`), "
              "*cascade* = the default.", "",
