@@ -22,11 +22,12 @@ USE_AND_LIMITS: dict[str, str] = {
         "Intended use: the share of prompts that wrap a request in a jailbreak / prompt-injection attack: "
         "templates (DAN-style personas, 'ignore previous instructions', developer-mode role-play) and, since v2, "
         "HarmBench's attack families (optimisation-based suffixes: GCG, GBDA, UAT, AutoPrompt; LLM-written role-"
-        "play and persuasion: PAIR, TAP, PAP; AutoDAN). Limits: persuasive paraphrases (PAP 0.31, TAP 0.36 on "
+        "play and persuasion: PAIR, TAP, PAP; AutoDAN). Limits: persuasive paraphrases (PAP 0.40, TAP 0.41 on "
         "unseen behaviours) read like ordinary requests — `safety.unsafe_request` flags about half of them; an "
-        "optimiser left out of training is caught less (no optimisation-based attack in training: 0.38 of them; "
-        "GBDA left out: 0.23); short prompt injections ('Ignore all previous instructions…') score low; benign "
-        "role-play prompts are the main false positives; English-centred (German news 2.5 % flagged)."),
+        "attack method left out of training is caught less (leave-one-method-out: GBDA 0.41, UAT 0.55, PAP 0.27, "
+        "TAP 0.41; no optimisation-based attack in training at all: 0.22 of them); short prompt injections "
+        "('Ignore all previous instructions…') score low; benign role-play prompts are the main false positives; "
+        "English-centred vocabulary (German news 0.8 %, other scripts 0–1.3 % flagged on the hostile set)."),
     "toxicity": (
         "Intended use: the rate of hateful / abusive / toxic responses (`safety.toxic`). Limits: English; "
         "short texts dominate the training data; hate against groups not in HateCheck's identity list and "
@@ -106,10 +107,14 @@ CHANGES: dict[str, str] = {
         "v1's recall 19 % (0 % on optimisation-based and role-play attacks); on HarmBench's attack prompts v1 "
         "flagged 0.06 (0–0.25 per method, AutoDAN 1.00). (1) + HarmBench's attack prompts as positives "
         "(`harmbench_attacks`: the classifier validation set's 569 non-DirectRequest test cases, MIT; group = "
-        "behaviour); (2) + six gibberish columns × 4 (`features.gibberish`). MiniLM alone with (1) caught 0.33 of "
-        "the validation behaviours' attacks and flagged 37 % of German news; with (2) 0.60 and 2.5 % (scales 1 / 4 "
-        "/ 10 alike; C = 16 flagged more German). Same threshold rule (≤ 2 % of ordinary prompts): it rose 0.37 → "
-        "0.73, costing the template sets a little (jailbreak_classification 0.957 → 0.925, full pass)."),
+        "behaviour); (2) + six gibberish columns × 4 (`features.gibberish`); (3) + ordinary prompts that are not "
+        "prose as negatives (benchmarks/detector_data_structured.py: code of MIT / Apache-2.0 packages in prompt "
+        "templates, MMLU math / CS questions, JSON records, Faker's text in 12 locales) with their own ≤ 2 % "
+        "threshold constraint (`structured_fpr`). MiniLM alone with (1) caught 0.33 of the validation behaviours' "
+        "attacks and flagged 37 % of German news; (1) + (2) 0.60 and 2.5 % — but 61 % of code prompts, 98 % of JSON "
+        "prompts and 25 % of LaTeX prompts of the hostile set (code, JSON and symbols are as odd as a GCG suffix); "
+        "(1) + (2) + (3): 0.66, German 0.8 %, the hostile set 0.5 % (code 0, JSON 5 %, mixed-alphabet "
+        "translation requests 1.3 %). Threshold 0.37 (v1) → 0.32."),
     "refusal": (
         "v4 (v3, v2, v1 kept loadable: `load_detector('refusal', '3')`; signal v5): (1) + the MiniLM embedding of "
         "the response after its first 300 characters (`features.tail_from`; zeros for shorter responses) — whether "

@@ -86,6 +86,11 @@ ORDINARY_SOURCES_OF = {"harmful_request": ("mt_bench", "truthfulqa", "gsm8k", "j
 # C=2 lw=5 ow=5 0.798 / 0.028 / 0.009; C=16 lw=5 ow=10 0.778; C=0.5 lw=5 ow=5 0.782; C=1 lw=5 ow=5 0.813 / 0.046 /
 # 0.009; C=1 lw=6 ow=6 0.819 / 0.046 / 0.009 (shipped as v3: C_OF, LOOKALIKE_WEIGHT, ORDINARY_WEIGHT)
 ORDINARY_FPR = {"harmful_request": 0.01}
+# jailbreak v2: also ≤ 2 % of the validation split of ordinary prompts that are not prose (code, MMLU math / CS
+# questions, JSON: benchmarks/detector_data_structured.py) — a separate constraint, so that the many easy MMLU rows
+# cannot dilute the FPR on the prose prompts (pooled into one reference they lowered the threshold 0.73 → 0.28 and
+# let 6.9 % of benign role-play prompts through)
+STRUCTURED_FPR = {"jailbreak": (0.02, ("mit_code", "mmlu_questions", "json_prompts", "faker_foreign"))}
 # refusal v4: a second threshold constraint — ≤ this share of the validation split's jailbroken / harmful answers
 # (GPTFuzz, HarmBench rows labelled as answers: mostly a disclaimer, then the help asked for) refused: v3's share with
 # its cascade (the default), so v4 refuses no more of them than v3 did
@@ -135,6 +140,10 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     if name in ORDINARY_FPR:  # harmful_request v3: also ≤ ORDINARY_FPR of the ordinary validation prompts
         ref_ord = val & (y == 0) & np.isin(src, ordinary)
         det.threshold = max(det.threshold, round(threshold_for(p[ref_ord], ORDINARY_FPR[name]), 6))
+    if name in STRUCTURED_FPR:
+        target, sources = STRUCTURED_FPR[name]
+        ref_st = val & (y == 0) & np.isin(src, sources)
+        det.threshold = max(det.threshold, round(threshold_for(p[ref_st], target), 6))
     if name in ANSWER_FPR:  # refusal v4: also ≤ ANSWER_FPR of the jailbroken / harmful answers refused
         ref_ans = val & (y == 0) & np.isin(src, ANSWER_SOURCES)
         det.threshold = max(det.threshold, round(threshold_for(p[ref_ans], ANSWER_FPR[name]), 6))
@@ -150,11 +159,16 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     for k in sorted(set(kinds[src == "harmbench_attacks"])):  # jailbreak v2: recall per attack method
         report[f"harmbench_attacks {k} (validation split)"] = metrics(
             y[val & (kinds == k)], p[val & (kinds == k)], det.threshold)
+    for k in sorted(set(kinds[src == "hostile_ordinary"])):  # ... and FPR per kind of the hostile ordinary prompts
+        m = (src == "hostile_ordinary") & (kinds == k)
+        report[f"hostile_ordinary {k} (validation-only)"] = metrics(y[m], p[m], det.threshold)
     det.card = {
         "description": what, "field": field, "target_fpr": target_fpr,
         "threshold_reference_negatives": list(ref_sources),
         **({"ordinary_fpr": {"target": ORDINARY_FPR[name], "sources": list(ordinary)}} if name in ORDINARY_FPR else {}),
         **({"answer_fpr": {"target": ANSWER_FPR[name], "sources": list(ANSWER_SOURCES)}} if name in ANSWER_FPR else {}),
+        **({"structured_fpr": {"target": STRUCTURED_FPR[name][0], "sources": list(STRUCTURED_FPR[name][1])}}
+           if name in STRUCTURED_FPR else {}),
         "training_sets": {s: LICENCES[s][0] for s in sorted(set(src[tr]))},
         "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),

@@ -20,6 +20,12 @@ PROSE = ("Could you explain how photosynthesis works in plants, and why the leav
 GERMAN = ("Die Bundesregierung hat am Mittwoch beschlossen, die Förderung für erneuerbare Energien im kommenden "
           "Jahr deutlich auszuweiten, wie ein Sprecher des Wirtschaftsministeriums mitteilte.")
 
+# code and JSON are as odd as a suffix to the columns (symbol runs, word pieces): v2 before its code / JSON negatives
+# flagged 61 % of code prompts and 98 % of JSON prompts of the hostile validation set
+CODE = ('Why does this fail?\n```python\ndef parse(s: str) -> dict[str, int]:\n    out = {k: int(v) for k, v in '
+        '(p.split("=") for p in s.split(";") if p)}\n    return {**out, "_n": len(out)}  # a[i]++ {}\n```')
+JSON_ASK = 'Validate this JSON: {"id": 81, "turns": ["Compose an engaging travel blog post"], "reference": [], "x": {"a": [1, 2]}}'
+
 
 def _cols(texts: list[str]) -> dict[str, np.ndarray]:
     x = gibberish_features(texts)
@@ -53,8 +59,8 @@ def test_jailbreak_detector_reads_the_columns_in_both_stages() -> None:
     assert cols is not None and cols.shape == (2, len(COLUMNS))
     emb = get_embedder("bundled:all-MiniLM-L6-v2")
     for cascade in (True, False):
-        p = detector_scores(det, emb, [GCG, REQUEST, PROSE, GERMAN, ""], cascade=cascade)
-        assert p[0] >= det.threshold > max(p[1], p[2], p[3]) and np.isnan(p[4])
+        p = detector_scores(det, emb, [GCG, REQUEST, PROSE, GERMAN, CODE, JSON_ASK, ""], cascade=cascade)
+        assert p[0] >= det.threshold > max(p[1:6]) and np.isnan(p[6])
 
 
 def test_a_card_with_other_columns_is_refused() -> None:
