@@ -65,3 +65,24 @@ def test_roundtrip_and_errors(tmp_path: Path) -> None:
         load_detector_file(tmp_path / "missing.json")
     with pytest.raises(ConfigError, match="no shipped detector"):
         load_detector("nope")
+
+
+def test_ref_follows_the_artifact_content_so_the_signal_cache_key_does() -> None:
+    """A detector re-trained under the same version label (or a user's edited copy) must not read scores the signal
+    cache holds for the old artifact: signals put ``Detector.ref`` (label + content hash) in their options, and the
+    cache key is the signal's fingerprint, a hash of its options (jailbreak v2 was re-trained in place while this was a label only)."""
+    import copy
+
+    from evalmon.monitor.signals.safety import SafetySignal
+
+    sig = SafetySignal()
+    det = sig.detectors["jailbreak"]
+    assert det.ref.startswith("jailbreak-v") and "@" in det.ref
+    before = sig.fingerprint
+    changed = copy.deepcopy(det)
+    changed.members[0].coef[0] += 1e-3
+    assert changed.ref != det.ref and changed.ref.split("@")[0] == det.ref.split("@")[0]
+    sig.detectors["jailbreak"] = changed
+    assert sig.fingerprint != before
+    sig.detectors["jailbreak"] = det
+    assert sig.fingerprint == before

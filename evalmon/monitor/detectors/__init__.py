@@ -11,6 +11,7 @@ no scikit-learn needed to score.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -106,6 +107,16 @@ class Detector:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise DataError(f"detector {self.name}: expected (n, {self.dim}) embeddings, got {x.shape}")
         return _proba(self.members, x)
+
+    @property
+    def ref(self) -> str:
+        """``name-v<version>@<12 hex>``: the version label plus a hash of the artifact's content (members,
+        threshold, card, first stage) — what signal options and so the signal cache key carry, so a re-trained
+        artifact under the same version label (or a user's edited copy) never reads scores cached for the old one.
+        Computed on each call (~1 ms), so a changed copy is never stale."""
+        blob = json.dumps({"detector": self.to_json(), "first_stage": asdict(self.first_stage) if self.first_stage
+                           else None}, sort_keys=True)
+        return f"{self.name}-v{self.version}@{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -226,7 +226,7 @@ class PiiSignal(BaseSignal):
         return {"fields": self.fields, "entities": self.entities, "nlp": self.nlp, "spacy_model": self.spacy_model,
                 "score_threshold": self.score_threshold, "extra_patterns": self.extra_patterns,
                 "max_chars": self.max_chars,
-                "sensitive": f"{self.detector.name}-v{self.detector.version}" if self.detector else None,
+                "sensitive": self.detector.ref if self.detector else None,
                 "sensitive_threshold": self.sensitive_threshold if self.detector else None,
                 **({"first_stage": fs.escalate_above}  # the cascade changes the scores below its cut
                    if (fs := active_first_stage(self.detector)) is not None else {})}

@@ -165,7 +165,7 @@ class RefusalSignal(BaseSignal):
             self.detector, self.threshold = None, float("nan")
 
     def options(self) -> dict[str, Any]:
-        det = f"{self.detector.name}-v{self.detector.version}" if self.detector else None
+        det = self.detector.ref if self.detector else None
         fs = active_first_stage(self.detector)  # the cascade changes the scores below its cut
         return {"field": self.field, "head_chars": self.head_chars, "patterns": self.patterns,
                 "classifier": det, "threshold": self.threshold,

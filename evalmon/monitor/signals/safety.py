@@ -160,7 +160,7 @@ class SafetySignal(BaseSignal):
                 if self.cascade and (fs := active_first_stage(d)) is not None}  # the cascade changes scores
         return {"method": self.method, **({"cascade": False} if not self.cascade else {}),
                 **({"first_stages": cuts} if cuts else {}),
-                "detectors": {lab: f"{d.name}-v{d.version}" for lab, d in self.detectors.items()},
+                "detectors": {lab: d.ref for lab, d in self.detectors.items()},
                 "refusal": self._refusal.options(),
                 "exemplars": {k: list(v) for k, v in self.exemplars.items()}, "targets": self.targets,
                 "thresholds": self.thresholds, "top_k": self.top_k, "model": self.model_ref,
