@@ -4,12 +4,14 @@ a harmful request followed by a searched-for string of tokens) look like and a s
 The jailbreak detector v2 (``evalmon/monitor/detectors/jailbreak-v2.json``, card ``features: {"gibberish": …}``)
 reads these columns beside the MiniLM embedding, in both stages of its cascade. They come from the bundled
 MiniLM's WordPiece tokenizer (already loaded for the cascade's static embeddings) and a few regexes: no model
-call, ~20 µs per prompt. A token is *odd* when it is a word-piece continuation (``##…``), unknown (``[UNK]``) or
-a lone punctuation mark; English prose has ~15–25 % odd tokens, an optimised suffix 60–100 %, German (a language
-the English vocabulary splits into pieces) ~45 % everywhere — hence the *burst* column (the densest window
-against the text's own median window), which separates a suffix glued to clean English from a foreign text.
+call, 0.1–0.3 ms per prompt. A token is *odd* when it is a word-piece continuation (``##…``), unknown (``[UNK]``) or
+a lone punctuation mark. Medians on the training data: ordinary English prompts 15 % odd tokens (densest window 25 %);
+optimisation-based attacks 47 % (densest window 83 %, the suffix); German 56 % everywhere (an English vocabulary splits
+it into pieces; hence *odd_burst*, the densest window against the text's own median window); code 57 % with symbol
+runs — as odd as an attack, which is why the detector was trained with code, JSON, MMLU math and foreign-script
+prompts as negatives (benchmarks/detector_data_structured.py): no column alone separates them, the embedding does.
 
-Columns (``COLUMNS``), each in [0, 1] except where said:
+Columns (``COLUMNS``), each in [0, 1]:
 
 - ``odd_max``: the largest share of odd tokens in any window of ``WINDOW`` consecutive tokens (the mean for shorter texts);
 - ``odd_mean``: the share of odd tokens in the whole text;
