@@ -22,12 +22,12 @@ USE_AND_LIMITS: dict[str, str] = {
         "Intended use: the share of prompts that wrap a request in a jailbreak / prompt-injection attack: "
         "templates (DAN-style personas, 'ignore previous instructions', developer-mode role-play) and, since v2, "
         "HarmBench's attack families (optimisation-based suffixes: GCG, GBDA, UAT, AutoPrompt; LLM-written role-"
-        "play and persuasion: PAIR, TAP, PAP; AutoDAN). Limits: persuasive paraphrases (PAP 0.40, TAP 0.41 on "
+        "play and persuasion: PAIR, TAP, PAP; AutoDAN). Limits: persuasive paraphrases (PAP 0.53, TAP 0.50 on "
         "unseen behaviours) read like ordinary requests — `safety.unsafe_request` flags about half of them; an "
-        "attack method left out of training is caught less (leave-one-method-out: GBDA 0.41, UAT 0.55, PAP 0.27, "
-        "TAP 0.41; no optimisation-based attack in training at all: 0.22 of them); short prompt injections "
+        "attack method left out of training is caught less (leave-one-method-out: GBDA 0.48, UAT 0.64, PAP 0.25, "
+        "TAP 0.45; no optimisation-based attack in training at all: 0.22 of them); short prompt injections "
         "('Ignore all previous instructions…') score low; benign role-play prompts are the main false positives; "
-        "English-centred vocabulary (German news 0.8 %, other scripts 0–1.3 % flagged on the hostile set)."),
+        "English-centred vocabulary (German news 0.5 %, other scripts 0–1.3 % flagged on the hostile set)."),
     "toxicity": (
         "Intended use: the rate of hateful / abusive / toxic responses (`safety.toxic`). Limits: English; "
         "short texts dominate the training data; hate against groups not in HateCheck's identity list and "
@@ -110,11 +110,13 @@ CHANGES: dict[str, str] = {
         "behaviour); (2) + six gibberish columns × 4 (`features.gibberish`); (3) + ordinary prompts that are not "
         "prose as negatives (benchmarks/detector_data_structured.py: code of MIT / Apache-2.0 packages in prompt "
         "templates, MMLU math / CS questions, JSON records, Faker's text in 12 locales) with their own ≤ 2 % "
-        "threshold constraint (`structured_fpr`). MiniLM alone with (1) caught 0.33 of the validation behaviours' "
-        "attacks and flagged 37 % of German news; (1) + (2) 0.60 and 2.5 % — but 61 % of code prompts, 98 % of JSON "
-        "prompts and 25 % of LaTeX prompts of the hostile set (code, JSON and symbols are as odd as a GCG suffix); "
-        "(1) + (2) + (3): 0.66, German 0.8 %, the hostile set 0.5 % (code 0, JSON 5 %, mixed-alphabet "
-        "translation requests 1.3 %). Threshold 0.37 (v1) → 0.32."),
+        "threshold constraint (`structured_fpr`); (4) + the prompt's static embedding (`features.static_embedding`, "
+        "the cascade's own). MiniLM alone with (1) caught 0.33 of the validation behaviours' attacks and flagged 37 % "
+        "of German news; (1) + (2) 0.60 and 2.5 % — but 61 % of code prompts, 98 % of JSON prompts and 25 % of "
+        "LaTeX prompts of the hostile set (code, JSON and symbols are as odd as a GCG suffix); (1)–(3): 0.66, German "
+        "0.8 %, the hostile set 0.5 %; (1)–(4): 0.74 (PAP 0.40 → 0.53, TAP 0.41 → 0.50, PAIR 0.74 → 0.84), German "
+        "0.5 %, the hostile set 0.5 % (code 0, JSON 3 / 40); leave-one-method-out better for 7 of 8 methods. "
+        "Threshold 0.37 (v1) → 0.31."),
     "refusal": (
         "v4 (v3, v2, v1 kept loadable: `load_detector('refusal', '3')`; signal v5): (1) + the MiniLM embedding of "
         "the response after its first 300 characters (`features.tail_from`; zeros for shorter responses) — whether "
@@ -259,7 +261,10 @@ def write_card(det: Detector) -> None:
                 f"{c['features']['gibberish']['scale']:g} (`evalmon/monitor/signals/gibberish.py`: "
                 f"{', '.join(c['features']['gibberish']['columns'])} — odd word pieces, case changes inside words, "
                 "symbol runs and mixed alphabets in the densest window: what an optimisation-based attack's suffix "
-                "looks like), computed from the text in both stages of the cascade"]
+                "looks like)"
+                + (" + the 384-d static embedding (`static:`, the cascade's own)"
+                   if c["features"].get("static_embedding") else "")
+                + ", computed from the text in both stages of the cascade"]
                if (c.get("features") or {}).get("gibberish") else []),
              f"- default threshold: **{det.threshold:.4f}** — the lowest with ≤ {c['target_fpr']:.0%} false "
              f"positives on the validation split of {', '.join(c['threshold_reference_negatives'])} negatives"

@@ -87,12 +87,19 @@ def tail_matrix(texts: list[str], feats: dict[str, Any]) -> np.ndarray:
 # (+ the HarmBench attacks as training positives) 0.33 of the attacks, German news flagged 0.37; + the columns at scale
 # 1 / 4 / 10: 0.61 / 0.60 / 0.60, German 0.055 / 0.025 / 0.025 (C=16 at ×4: 0.63, German 0.095) → ×4, C=4
 GIBBERISH_SCALE = 4.0
+# ... + the static (model2vec) embedding of the prompt (the cascade computes it for every text anyway): a bag-of-word-
+# pieces view beside MiniLM's contextual one. Validation behaviours' attacks 0.66 → 0.74 (PAP 0.40 → 0.53, TAP 0.41 →
+# 0.50, PAIR 0.74 → 0.84), hostile / German / plain requests unchanged; leave-one-method-out better for 7 of 8 methods
+# (EnsembleGCG 0.67 → 0.83, GBDA 0.41 → 0.48, UAT 0.55 → 0.64, PAIR 0.68 → 0.74, TAP 0.41 → 0.45; PAP 0.27 → 0.25);
+# C = 1 instead of 4: 0.62
+JAILBREAK_STATIC = True
 
 
 def gibberish_card() -> dict[str, Any]:
     from evalmon.monitor.signals.gibberish import COLUMNS
 
-    return {"gibberish": {"columns": list(COLUMNS), "scale": GIBBERISH_SCALE}}
+    return {"gibberish": {"columns": list(COLUMNS), "scale": GIBBERISH_SCALE},
+            **({"static_embedding": True} if JAILBREAK_STATIC else {})}
 
 
 def detector_features(name: str, texts: list[str]) -> np.ndarray:
@@ -101,8 +108,10 @@ def detector_features(name: str, texts: list[str]) -> np.ndarray:
     x = embed(texts)
     if name == "jailbreak":
         from evalmon.monitor.signals.gibberish import gibberish_features
+        from evalmon.monitor.signals.static_embed import get_static_embedder
 
-        return np.hstack([x, GIBBERISH_SCALE * gibberish_features(texts)])
+        static = get_static_embedder().encode(texts).astype(np.float64) if JAILBREAK_STATIC else np.zeros((len(texts), 0))
+        return np.hstack([x, GIBBERISH_SCALE * gibberish_features(texts), static])
     if name != "refusal":
         return x
     return np.hstack([x, refusal_pattern_matrix(texts).astype(np.float64), tail_matrix(texts, REFUSAL_FEATURES)])

@@ -20,6 +20,7 @@ def test_shipped_artifact_loads_with_card(name: str) -> None:
     extra = len(feats.get("patterns", {}))  # refusal v3: + one column per phrase family
     extra += 384 if "tail_from" in feats else 0  # refusal v4: + the embedding of the response's tail
     extra += len(feats.get("gibberish", {}).get("columns", ()))  # jailbreak v2: + the gibberish columns
+    extra += 384 if feats.get("static_embedding") else 0  # ... + the static embedding
     assert det.name == name and det.dim == 384 + extra and len(det.members) == 5
     assert det.embedding_model == "bundled:all-MiniLM-L6-v2" and det.field in ("prompt", "response")
     assert 0.0 < det.threshold < 1.0

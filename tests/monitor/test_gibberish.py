@@ -56,7 +56,8 @@ def test_jailbreak_detector_reads_the_columns_in_both_stages() -> None:
     det = load_detector("jailbreak")
     assert det.card["features"]["gibberish"]["columns"] == list(COLUMNS)
     cols = own_columns(det, [GCG, REQUEST])
-    assert cols is not None and cols.shape == (2, len(COLUMNS))
+    assert cols is not None and cols.shape == (2, len(COLUMNS) + 384)  # + the static embedding (card: static_embedding)
+    assert np.allclose(cols[:, :len(COLUMNS)], det.card["features"]["gibberish"]["scale"] * gibberish_features([GCG, REQUEST]))
     emb = get_embedder("bundled:all-MiniLM-L6-v2")
     for cascade in (True, False):
         p = detector_scores(det, emb, [GCG, REQUEST, PROSE, GERMAN, CODE, JSON_ASK, ""], cascade=cascade)

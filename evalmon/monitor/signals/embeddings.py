@@ -172,20 +172,30 @@ def _with(x: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarr
 
 
 def own_columns(detector: Any, texts: Sequence[str]) -> np.ndarray | None:
-    """The feature columns a detector computes from the text itself, declared in its card (``features``):
-    jailbreak v2's ``gibberish`` columns (``evalmon/monitor/signals/gibberish.py``, times ``scale``); ``None``
-    for a detector that reads only embeddings (or whose caller passes its columns, like refusal's)."""
-    spec = ((getattr(detector, "card", None) or {}).get("features") or {}).get("gibberish")
-    if not spec:
+    """The feature columns a detector computes from the text itself, declared in its card (``features``), in this
+    order: jailbreak v2's ``gibberish`` columns (``evalmon/monitor/signals/gibberish.py``, times ``scale``) and, with
+    ``static_embedding: true``, the text's static embedding (the cascade's own, memoised: the first stage has just
+    computed it). ``None`` for a detector that reads only embeddings (or whose caller passes its columns, like
+    refusal's)."""
+    feats = (getattr(detector, "card", None) or {}).get("features") or {}
+    spec, static = feats.get("gibberish"), bool(feats.get("static_embedding"))
+    if not spec and not static:
         return None
-    from evalmon.monitor.signals.gibberish import COLUMNS, gibberish_features
+    cols: list[np.ndarray] = []
+    if spec:
+        from evalmon.monitor.signals.gibberish import COLUMNS, gibberish_features
 
-    if tuple(spec.get("columns", ())) != COLUMNS:
-        from evalmon.core.errors import DataError
+        if tuple(spec.get("columns", ())) != COLUMNS:
+            from evalmon.core.errors import DataError
 
-        raise DataError(f"detector {detector.name}-v{detector.version}: its gibberish columns "
-                        f"{spec.get('columns')} are not this evalmon's {list(COLUMNS)}: upgrade evalmon")
-    return float(spec.get("scale", 1.0)) * gibberish_features(texts)
+            raise DataError(f"detector {detector.name}-v{detector.version}: its gibberish columns "
+                            f"{spec.get('columns')} are not this evalmon's {list(COLUMNS)}: upgrade evalmon")
+        cols.append(float(spec.get("scale", 1.0)) * gibberish_features(texts))
+    if static:
+        from evalmon.monitor.signals.static_embed import get_static_embedder
+
+        cols.append(get_static_embedder().encode(list(texts)).astype(np.float64))
+    return np.hstack(cols)
 
 
 def first_stage_scores(detector: Any, texts: Sequence[str], extra: np.ndarray | None = None) -> np.ndarray | None:
