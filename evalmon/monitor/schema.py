@@ -60,6 +60,7 @@ from evalmon.monitor.parsing import (
     to_text,
     to_text_list,
     truncate_raw,
+    valid_unicode,
 )
 from evalmon.monitor.quarantine import NO_KNOWN_FIELD
 from evalmon.monitor.timeparse import MISSING, Plausible, parse_times
@@ -247,6 +248,10 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
                 except WrongType as exc:
                     problems.setdefault(i, []).append(f"wrong type for {canon}: {exc}")
         out[canon] = pd.Series(lists, index=df.index, dtype=object)
+    replaced = 0  # lone UTF-16 surrogates (a JSON "\\ud800") → U+FFFD: no tokenizer, Parquet or MLflow takes them
+    for canon in (PROMPT, RESPONSE, CONTEXTS, SAMPLES):
+        out[canon], k = valid_unicode(out[canon])
+        replaced += k
     # numbers
     for canon in (LATENCY_MS, INPUT_TOKENS, OUTPUT_TOKENS):
         if resolved[canon]:
@@ -266,7 +271,8 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     for canon in (REQUEST_ID, MODEL, SESSION_ID, TRACE_ID):
         if resolved[canon]:
             raw = _coalesce(df, resolved[canon])
-            out[canon] = raw.map(lambda v: None if is_missing(v) else str(v)).astype(object)
+            out[canon], k = valid_unicode(raw.map(lambda v: None if is_missing(v) else str(v)).astype(object))
+            replaced += k
         else:
             out[canon] = pd.Series([None] * n, index=df.index, dtype=object)
     missing_id = out[REQUEST_ID].isna().to_numpy()
@@ -303,6 +309,7 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     stats: dict[str, Any] = {"rows_read": n, "rows": len(frame), "quarantined": len(quarantined),
                              "out_of_order": out_of_order, "timezones": tz_counts,
                              "mixed_timezones": len(labels) > 1, "request_ids_generated": generated,
+                             "invalid_unicode_replaced": replaced,
                              "columns_used": {k: v for k, v in resolved.items() if v}}
     return Normalized(frame=frame, quarantined=quarantined, quarantined_times=q_times, stats=stats,
                       row_times=row_times)

@@ -159,6 +159,23 @@ def test_non_utf8_bytes_are_quarantined_or_replaced(tmp_path: Path) -> None:
     assert len(csv.frame) == 1 and [q.location for q in csv.quarantined] == ["line 3"]
 
 
+def test_lone_surrogates_from_json_escapes_are_replaced_and_counted(tmp_path: Path) -> None:
+    """A JSON "\\ud800" (half of an emoji cut by a UTF-16 logger) decodes to a lone surrogate, which every tokenizer
+    refused with a TypeError ("internal error" for the whole monitor / `signals score`), and Parquet and MLflow refuse
+    too. The source keeps the record with U+FFFD in its place and counts it."""
+    lines = ['{"timestamp": "2026-11-01T00:00:00Z", "prompt": "hi \\ud800 there", "response": "ok \\udfff",'
+             ' "contexts": ["doc \\ud83d"], "model": "m\\udc80"}',
+             '{"timestamp": "2026-11-01T00:00:01Z", "prompt": "smile \\ud83d\\ude00", "response": "fine"}']
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    batch = build_source({"kind": "jsonl", "path": str(tmp_path / "t.jsonl")}).read()
+    assert batch.quarantined == [] and batch.stats["invalid_unicode_replaced"] == 4
+    row, pair = batch.frame.iloc[0], batch.frame.iloc[1]
+    assert (row["prompt"], row["response"], row["contexts"], row["model"]) == (
+        "hi \ufffd there", "ok \ufffd", ["doc \ufffd"], "m\ufffd")
+    assert pair["prompt"] == "smile \U0001F600"  # an escaped pair is one character, left alone
+    batch.frame[["prompt", "response"]].to_parquet(tmp_path / "t.parquet")  # raised on a lone surrogate
+
+
 def test_missing_paths_and_tables_are_one_line_data_errors(tmp_path: Path) -> None:
     for cfg in ({"kind": "jsonl", "path": "nope/traffic.jsonl"}, {"kind": "csv", "path": "nope/*.csv"},
                 {"kind": "parquet", "path": "nope/pq/*.parquet"}):
