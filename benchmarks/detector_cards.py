@@ -241,9 +241,10 @@ def first_stage_card(det: Detector) -> list[str]:
 
 def write_card(det: Detector) -> None:
     c = det.card
-    lines = [f"# Detector `{det.name}` v{det.version}", "", f"{c['description'].capitalize()}.", "",
+    lines = [f"# Detector `{det.name}` v{det.version}", "", f"{c['description'][:1].upper() + c['description'][1:]}.", "",
              f"- artifact: `evalmon/monitor/detectors/{det.name}-v{det.version}.json` (JSON, "
-             f"{len(det.members)} Platt-scaled logistic-regression members over {det.dim}-d embeddings)",
+             f"{len(det.members)} Platt-scaled logistic-regression members over {det.dim}-d "
+             f"{'embeddings' if det.dim == 384 else 'inputs: the embedding + the features below'})",
              f"- input: the record's `{det.field}`, embedded with `{det.embedding_model}` "
              f"(first {det.max_chars} characters; the monitor's shared embedding)",
              f"- model: {c['model']}",
@@ -270,6 +271,8 @@ def write_card(det: Detector) -> None:
              f"positives on the validation split of {', '.join(c['threshold_reference_negatives'])} negatives"
              + (f" and ≤ {c['ordinary_fpr']['target']:.0%} on the validation split of the ordinary prompts "
                 f"({', '.join(c['ordinary_fpr']['sources'])})" if c.get("ordinary_fpr") else "")
+             + (f" and ≤ {c['structured_fpr']['target']:.0%} on the validation split of the prompts that are not "
+                f"prose ({', '.join(c['structured_fpr']['sources'])})" if c.get("structured_fpr") else "")
              + (f" and ≤ {c['answer_fpr']['target']:.1%} of the jailbroken / harmful answers "
                 f"({', '.join(c['answer_fpr']['sources'])} rows labelled as answers, validation split)"
                 if c.get("answer_fpr") else ""),

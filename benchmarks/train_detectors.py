@@ -54,7 +54,8 @@ SPECS: dict[str, tuple[str, tuple[str, ...], float, str]] = {
     "harmful_request": ("prompt", ("coconot",), 0.05,
                         "harmful request (should not be answered) vs benign prompts incl. look-alikes"),
     "jailbreak": ("prompt", ("mt_bench", "gsm8k", "truthfulqa", "jailbreak_classification"), 0.02,
-                  "jailbreak / prompt-injection template vs ordinary prompts and plain requests"),
+                  "jailbreak / prompt-injection attack (templates, optimised suffixes, LLM-written role-play) vs "
+                  "ordinary prompts, plain requests and prompts that are not prose (code, JSON, other languages)"),
     "toxicity": ("response", ("openai_moderation", "decodingtrust_toxicity", "mt_bench"), 0.05,
                  "hateful / toxic / abusive text"),
     "refusal": ("response", ("mt_bench", "truthfulqa", "gsm8k", "smollm2_generated", "harmbench"), 0.03,
