@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.core.errors import DataError
+from evalmon.core.unicode import has_lone_surrogate
 
 MIRROR_HINT = "set data.data_dir to a local mirror laid out like shared/benchmarks"
 
@@ -120,7 +121,7 @@ def _read_jsonl(path: str, _mtime: int, _size: int) -> tuple[tuple[int, Any], ..
                     value = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise malformed(Path(path), f"line {lineno}", f"invalid JSON ({e.msg})") from None
-                if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(value):
+                if _SURROGATE_ESCAPE.search(line) and has_lone_surrogate(value):
                     raise malformed(Path(path), f"line {lineno}", "a \\ud800–\\udfff escape without its pair is not "
                                     "valid Unicode (no tokenizer reads it); fix or drop the line")
                 out.append((lineno, value))
@@ -129,20 +130,7 @@ def _read_jsonl(path: str, _mtime: int, _size: int) -> tuple[tuple[int, Any], ..
     return tuple(out)
 
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """Benchmark data must be exact, so unlike monitored traffic (replaced with U+FFFD) it is an error: json.loads
-    joins an escaped pair into one character, so any surrogate left in a string is half of one."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # benchmark data must be exact: refused, not replaced
 
 
 # ----------------------------------------------------------------------------------------- text

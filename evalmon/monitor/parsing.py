@@ -6,13 +6,14 @@ from __future__ import annotations
 import gc
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from evalmon.core.unicode import has_lone_surrogate, replace_lone_surrogates
 
 RAW_LIMIT = 4096
 _TEXT_KEYS = ("content", "text", "prompt", "question", "query", "input", "output", "answer", "response",
@@ -134,30 +135,13 @@ def to_text_list(value: Any) -> list[str]:
     return out
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def valid_unicode(series: pd.Series) -> tuple[pd.Series, int]:
-    """Text (or lists of text) with lone UTF-16 surrogates replaced by U+FFFD, and how many values changed.
-
-    JSON may escape half of a surrogate pair (``"\\ud800"``): ``json.loads`` returns it as a lone surrogate, which
-    no encoder accepts — the tokenizers of every embedding signal raised ``TypeError`` on it, Parquet and MLflow
-    refuse it. Replacing it here, once for every source, keeps the record (its other text is fine)."""
-    def fix(v: Any) -> Any:
-        if isinstance(v, str):
-            return _LONE_SURROGATE.sub("\ufffd", v) if _LONE_SURROGATE.search(v) else v
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return v
-
-    def bad(v: Any) -> bool:
-        if isinstance(v, str):
-            return _LONE_SURROGATE.search(v) is not None
-        return isinstance(v, list) and any(isinstance(x, str) and _LONE_SURROGATE.search(x) for x in v)
-
-    mask = series.map(bad).astype(bool)
+    """Text (or lists of text) with lone UTF-16 surrogates replaced by U+FFFD (``evalmon.core.unicode``), and how
+    many values changed: the tokenizers of every embedding signal raised ``TypeError`` on them, Parquet and MLflow
+    refuse them. Replaced here, once for every source, the record is kept (its other text is fine)."""
+    mask = series.map(has_lone_surrogate).astype(bool)
     if not mask.any():
         return series, 0
     out = series.copy()
-    out[mask] = series[mask].map(fix)
+    out[mask] = series[mask].map(replace_lone_surrogates)
     return out, int(mask.sum())
