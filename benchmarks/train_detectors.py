@@ -138,16 +138,15 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     val = (split == "validation") & ship
     ref = val & (y == 0) & np.isin(src, ref_sources)
     det.threshold = round(threshold_for(p[ref], target_fpr), 6)
-    if name in ORDINARY_FPR:  # harmful_request v3: also ≤ ORDINARY_FPR of the ordinary validation prompts
-        ref_ord = val & (y == 0) & np.isin(src, ordinary)
-        det.threshold = max(det.threshold, round(threshold_for(p[ref_ord], ORDINARY_FPR[name]), 6))
-    if name in STRUCTURED_FPR:
-        target, sources = STRUCTURED_FPR[name]
-        ref_st = val & (y == 0) & np.isin(src, sources)
-        det.threshold = max(det.threshold, round(threshold_for(p[ref_st], target), 6))
-    if name in ANSWER_FPR:  # refusal v4: also ≤ ANSWER_FPR of the jailbroken / harmful answers refused
-        ref_ans = val & (y == 0) & np.isin(src, ANSWER_SOURCES)
-        det.threshold = max(det.threshold, round(threshold_for(p[ref_ans], ANSWER_FPR[name]), 6))
+    # further threshold constraints (each: ≤ target FPR on the validation split of those sources' negatives), in the
+    # card under these keys: harmful_request v3's ordinary prompts, refusal v4's jailbroken answers, jailbreak v2's
+    # prompts that are not prose
+    more_fpr = {key: (target, sources) for key, target, sources in (
+        ("ordinary_fpr", ORDINARY_FPR.get(name), ordinary), ("answer_fpr", ANSWER_FPR.get(name), ANSWER_SOURCES),
+        ("structured_fpr", *STRUCTURED_FPR.get(name, (None, ())))) if target is not None}
+    for target, sources in more_fpr.values():
+        ref_more = val & (y == 0) & np.isin(src, sources)
+        det.threshold = max(det.threshold, round(threshold_for(p[ref_more], target), 6))
     report: dict[str, Any] = {"validation (permissive sets, validation split)": metrics(y[val], p[val], det.threshold)}
     for s in sorted(set(src)):
         m = (src == s) & ((split == "validation") | ~ship)
@@ -166,10 +165,7 @@ def train_one(name: str, rows: list[Example], write: bool) -> dict[str, Any]:
     det.card = {
         "description": what, "field": field, "target_fpr": target_fpr,
         "threshold_reference_negatives": list(ref_sources),
-        **({"ordinary_fpr": {"target": ORDINARY_FPR[name], "sources": list(ordinary)}} if name in ORDINARY_FPR else {}),
-        **({"answer_fpr": {"target": ANSWER_FPR[name], "sources": list(ANSWER_SOURCES)}} if name in ANSWER_FPR else {}),
-        **({"structured_fpr": {"target": STRUCTURED_FPR[name][0], "sources": list(STRUCTURED_FPR[name][1])}}
-           if name in STRUCTURED_FPR else {}),
+        **{key: {"target": target, "sources": list(sources)} for key, (target, sources) in more_fpr.items()},
         "training_sets": {s: LICENCES[s][0] for s in sorted(set(src[tr]))},
         "validation_only_sets": {s: LICENCES[s][0] for s in sorted(set(src[~ship]))},
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
