@@ -25,6 +25,8 @@ Columns (``COLUMNS``), each in [0, 1]:
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,19 +75,36 @@ def _word_columns(text: str) -> tuple[float, float, float]:
     return _window_max(camel, WORD_WINDOW), _window_max(symbols, WORD_WINDOW), mixed
 
 
+_MEMO: OrderedDict[str, np.ndarray] = OrderedDict()  # text → its row: a batch asks twice (which texts the cascade
+_MEMO_SIZE = 50_000                                  # escalates, then the scores), like the static embedder's memo
+_LOCK = threading.Lock()
+
+
 def gibberish_features(texts: Sequence[str], tokenizer: Any | None = None) -> np.ndarray:
     """(n, len(COLUMNS)) float64: the columns above for each text (zeros for an empty text). ``tokenizer``: a
-    ``tokenizers.Tokenizer`` (default: the bundled MiniLM's, via the shared static embedder)."""
+    ``tokenizers.Tokenizer`` (default: the bundled MiniLM's, via the shared static embedder; only that one's rows
+    are memoised)."""
+    memo = tokenizer is None
     if tokenizer is None:
         from evalmon.monitor.signals.static_embed import get_static_embedder
 
         tokenizer = get_static_embedder().model.tokenizer
     clipped = [t[:MAX_CHARS] for t in texts]
     out = np.zeros((len(clipped), len(COLUMNS)))
-    if not clipped:
-        return out
-    encs = tokenizer.encode_batch(clipped, add_special_tokens=False)
-    for i, (text, enc) in enumerate(zip(clipped, encs, strict=True)):
-        out[i, :3] = _odd_columns(enc.tokens)
-        out[i, 3:] = _word_columns(text)
+    with _LOCK:
+        todo = []
+        for i, t in enumerate(clipped):
+            if memo and t in _MEMO:
+                out[i] = _MEMO[t]
+            else:
+                todo.append(i)
+        if todo:
+            encs = tokenizer.encode_batch([clipped[i] for i in todo], add_special_tokens=False)
+            for i, enc in zip(todo, encs, strict=True):
+                out[i, :3] = _odd_columns(enc.tokens)
+                out[i, 3:] = _word_columns(clipped[i])
+                if memo:
+                    _MEMO[clipped[i]] = out[i].copy()
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
     return out
