@@ -158,7 +158,7 @@ def calibrate(
         raise ConfigError(f"{flag}: more than {MAX_DRAWS:,} resampled windows",
                           hint=f"pass --draws up to {MAX_DRAWS:,}" if draws is not None else
                           f"use a rate of at least {20 / MAX_DRAWS:g}, or pass --draws up to {MAX_DRAWS:,}")
-    cfg = load_monitor(config)
+    cfg = load_monitor(config, calibrating=True)  # it (re)writes alerts.thresholds: missing or stale is fine
     check_rule_signals(cfg)
     if not cfg.alerts.rules:
         raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")

@@ -332,15 +332,18 @@ class MonitorConfig(_Strict):
         return canonical_hash(data, compact=True)
 
 
-def load_monitor(path: str | Path) -> MonitorConfig:
-    """Read and validate a monitor file; every problem is a one-line ``ConfigError``."""
+def load_monitor(path: str | Path, *, calibrating: bool = False) -> MonitorConfig:
+    """Read and validate a monitor file; every problem is a one-line ``ConfigError``. ``calibrating``: for
+    ``evalmon monitor calibrate``, which writes ``alerts.thresholds`` — the file may be missing or stale,
+    and a rule may lack ``value:`` (calibrate sets it)."""
     text, p = read_config_file(path, "monitor file", dir_hint="pass the .yaml file")
-    cfg = load_monitor_text(text, str(path), base_dir=p.parent)
+    cfg = load_monitor_text(text, str(path), base_dir=p.parent, calibrating=calibrating)
     cfg._source_path = p
     return cfg
 
 
-def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None) -> MonitorConfig:
+def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Path | None = None,
+                      calibrating: bool = False) -> MonitorConfig:
     """Validate monitor YAML text; relative paths resolve against ``base_dir`` (default: the cwd)."""
     doc = load_yaml(text, source_name)
     require_mapping(doc, source_name, "monitor", empty_hint="write a mapping with at least `name:` and `source:`",
@@ -355,9 +358,9 @@ def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Pat
     if cfg.alerts.thresholds:
         from evalmon.config.thresholds import apply_thresholds
 
-        apply_thresholds(cfg.alerts)
+        apply_thresholds(cfg.alerts, rewriting=calibrating)
     for rule in cfg.alerts.rules:
-        if rule.value is None:
+        if rule.value is None and not calibrating:
             raise ConfigError(f"{source_name}: alerts.rules: rule '{rule.key}' has no value",
                               hint="add value: to the rule, or run `evalmon monitor calibrate` and reference its "
                                    "file as alerts.thresholds")

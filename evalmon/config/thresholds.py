@@ -44,14 +44,23 @@ def read_thresholds(path: str | Path) -> dict[str, float]:
     return out
 
 
-def apply_thresholds(alerts: Any) -> None:
+def apply_thresholds(alerts: Any, *, rewriting: bool = False) -> None:
     """Set each rule's ``value`` from ``alerts.thresholds`` (in place; ``alerts``: a monitor's ``AlertsConfig``,
-    untyped here: config.monitor imports this module)."""
+    untyped here: config.monitor imports this module). ``rewriting``: for ``evalmon monitor calibrate``, which
+    (re)writes the file — a file not written yet, stale (rules since removed or renamed) or unreadable is not
+    an error then (its hint is to re-run calibrate: refusing would loop); only the entries of current rules
+    are applied."""
     assert alerts.thresholds is not None
-    values = read_thresholds(alerts.thresholds)
+    if rewriting:
+        try:
+            values = read_thresholds(alerts.thresholds)
+        except ConfigError:  # missing / malformed: calibrate writes it anew
+            return
+    else:
+        values = read_thresholds(alerts.thresholds)
     keys = {r.key for r in alerts.rules}
     stale = sorted(set(values) - keys)
-    if stale:
+    if stale and not rewriting:
         raise ConfigError(f"{alerts.thresholds}: thresholds for rule(s) {stale} the monitor does not have "
                           f"(its rules: {sorted(keys)})", hint=_HINT)
     for i, rule in enumerate(alerts.rules):  # the models are frozen; the list is the config's own
