@@ -62,7 +62,8 @@ def score(
         kept = f"{where} holds the first {done} records only (partial)" if done else "nothing was scored"
         sys.stderr.write(f"{describe(exc)}: {kept} — rerun the same command to score every record of {file}\n")
         sys.exit(exit_code(exc))
-    console().print(f"{result.records} records scored ({result.quarantined} quarantined, left out) with "
+    why = f"; most often: {result.why_quarantined}" if result.quarantined else ""
+    console().print(f"{result.records} records scored ({result.quarantined} quarantined, left out{why}) with "
                     f"{', '.join(names)} in {result.seconds:.1f} s ({result.per_second:.1f} records/s) → "
                     f"{result.out} ({len(result.columns)} signal columns)", markup=False, soft_wrap=True)
     cov = result.coverage()

@@ -111,7 +111,8 @@ class FirstError:
 
 def first_error(exc: ValidationError) -> FirstError:
     err = exc.errors(include_url=False)[0]
-    return FirstError(tuple(err["loc"]), err["msg"], err["type"], (err.get("ctx") or {}).get("hint"))
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")  # pydantic's, not ours
+    return FirstError(tuple(err["loc"]), msg, err["type"], (err.get("ctx") or {}).get("hint"))
 
 
 class StrictConfig(ConfigModel):

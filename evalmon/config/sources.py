@@ -57,5 +57,7 @@ def parse_source_config(data: Any) -> Any:
         return _config_class(data).model_validate(data)
     except ValidationError as exc:
         err = first_error(exc)
-        hint = err.hint or f"kind is one of {', '.join(registry.sources.names())}"
-        raise ConfigError(f"source{'.' + err.where if err.where else ''}: {err.msg}", hint=str(hint)) from exc
+        kinds = f"kind is one of {', '.join(registry.sources.names())}" if err.where in ("", "kind") else None
+        hint = err.hint or kinds
+        raise ConfigError(f"source{'.' + err.where if err.where else ''}: {err.msg}",
+                          hint=str(hint) if hint else None) from exc

@@ -41,6 +41,7 @@ class ScoreResult:
     columns: list[str]
     seconds: float
     scored: dict[str, int] = field(default_factory=dict)  # per signal: records with a value in any of its columns
+    why_quarantined: str = ""  # the most common reason records were left out ("" when none was)
 
     def coverage(self) -> dict[str, float]:
         """Per signal, the share of records it could score (the monitors' ``coverage/`` metric, per signal)."""
@@ -170,7 +171,6 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     checkpoint); ``proxy_chat=False``: its prompts as plain text (a model without a chat template)."""
     from evalmon.checkpoints.heartbeat import heartbeat
     from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
-    from evalmon.monitor.sources import build_source
     from evalmon.monitor.sources.base import partitions_of, read_partition
 
     src_path, out_path = Path(path), Path(out)
@@ -186,8 +186,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     if not signals:
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
     built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat), option="--signals")
-    source = build_source({"kind": kind or source_kind(src_path), "path": str(src_path.resolve()),
-                           "columns": dict(columns or {})}, Path.cwd())
+    source = _source(src_path, kind, columns)
     check_writable(out_path)
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
@@ -226,4 +225,28 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                 "it holds no record")
         raise ConfigError(f"{src_path}: no usable record to score ({what})",
                           hint="check the file's format and --column mappings (prompt, response, timestamp)")
-    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored))
+    why = reasons.most_common(1)[0][0] if reasons else ""
+    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why)
+
+
+# A source config key → the option of ``evalmon signals score`` that sets it (errors name the option).
+_OPTIONS = {"source.kind": "--kind", "source.columns": "--column"}
+
+
+def _source(path: Path, kind: str | None, columns: Mapping[str, str] | None) -> Any:
+    """The monitor source reading ``path``. Damaged lines (NUL bytes, a gzip stream that breaks off) are
+    quarantined and counted like malformed ones (``on_corrupt: quarantine``) rather than stopping the whole
+    file: there is no source YAML here whose ``on_corrupt`` a user could set."""
+    from evalmon.monitor.sources import build_source
+
+    cfg: dict[str, Any] = {"kind": kind or source_kind(path), "path": str(path.resolve()),
+                           "columns": dict(columns or {})}
+    if cfg["kind"] in ("jsonl", "csv"):
+        cfg["on_corrupt"] = "quarantine"
+    try:
+        return build_source(cfg, Path.cwd())
+    except ConfigError as exc:
+        for key, option in _OPTIONS.items():
+            if exc.message.startswith(key):
+                raise ConfigError(option + exc.message.removeprefix(key), hint=exc.hint) from None
+        raise

@@ -3,10 +3,16 @@
 - ``evalmon monitor calibrate`` on a YAML whose ``alerts.thresholds`` file does not exist yet (a copied
   example, a first calibration) or is stale (a rule since removed) refused with "thresholds file not found" /
   "re-run `evalmon monitor calibrate`" — the very command that writes the file: a loop with no way out.
+- ``evalmon signals score``: a gzip file named ``.jsonl`` was "binary data (a NUL byte)"; one NUL line stopped
+  the whole file with a hint to set ``on_corrupt:`` on a source YAML this command does not have; records left
+  out were counted but never said why; ``--column``/``--kind`` mistakes were named ``source.columns`` /
+  ``source.kind`` with pydantic's "Value error," and an unrelated "kind is one of …" hint.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -54,3 +60,48 @@ def test_calibrate_cli_gets_past_a_missing_thresholds_file(tmp_path: Path) -> No
         calibrate(config=tmp_path / "m.yaml", false_alarm_rate=0.001, draws=None, out=None,
                   reference_rows=5, dry_run=True)
     assert exc.value.one_line().startswith("--reference-rows: 5 is too few")
+
+
+def _lines(n: int) -> list[str]:
+    return [json.dumps({"request_id": str(i), "timestamp": f"2026-11-01T00:{i:02d}:00Z", "prompt": "hi",
+                        "response": "hello", "latency_ms": 10.0}) for i in range(n)]
+
+
+def test_gzip_named_jsonl_says_so(tmp_path: Path) -> None:
+    """One corrupt-file error (or, with ``on_corrupt: quarantine``, one quarantined record) that says what
+    the file is — not "binary data (a NUL byte)" at line 1 and garbage lines after it."""
+    from evalmon.monitor.sources.files import read_lines
+
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(gzip.compress("\n".join(_lines(3)).encode()))
+    broken: list[tuple[int, int, str]] = []
+    assert list(read_lines(path, lambda *a: broken.append(a))) == []
+    assert broken == [(1, 0, "gzip-compressed data in a file not named .gz (rename it t.jsonl.gz)")]
+    path.write_bytes(b"\x1f")  # a lone 0x1f is not the magic: read as it is
+    assert [raw for _, _, raw in read_lines(path, lambda *a: broken.append(a))] == [b"\x1f"]
+
+
+def test_signals_score_quarantines_a_nul_line_and_says_why(tmp_path: Path) -> None:
+    from evalmon.monitor.signal_scoring import score_file
+
+    lines = _lines(4)
+    lines[1] = lines[1][:20] + "\0" + lines[1][20:]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    result = score_file(tmp_path / "t.jsonl", ["usage"], tmp_path / "s.jsonl", cache_path=tmp_path / "c.sqlite")
+    assert (result.records, result.quarantined) == (3, 1)
+    assert "NUL byte" in result.why_quarantined
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(("kw", "starts"), [
+    ({"columns": {"bogus": "prompt"}}, "--column: columns: unknown canonical field(s) bogus"),
+    ({"kind": "xml"}, "--kind: unknown source kind 'xml'"),
+])
+def test_signals_score_names_its_own_options(tmp_path: Path, kw: dict[str, object], starts: str) -> None:
+    from evalmon.monitor.signal_scoring import score_file
+
+    (tmp_path / "t.jsonl").write_text("\n".join(_lines(2)) + "\n")
+    with pytest.raises(ConfigError) as exc:
+        score_file(tmp_path / "t.jsonl", ["usage"], tmp_path / "s.jsonl", **kw)  # type: ignore[arg-type]
+    line = exc.value.one_line()
+    assert line.startswith(starts) and "Value error" not in line and "kind is one of" not in line

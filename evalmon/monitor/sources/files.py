@@ -104,6 +104,11 @@ def read_lines(path: Path, on_broken: Callable[[int, int, str], None]) -> Iterat
     calls ``on_broken(next line number, byte offset of the uncompressed data, what broke)`` and ends."""
     offset = lineno = 0
     with _open(path) as fh:
+        if path.suffix != ".gz":  # gzip's magic is never JSON/CSV text (0x8b is no UTF-8 lead byte)
+            if fh.read(2) == b"\x1f\x8b":
+                on_broken(1, 0, f"gzip-compressed data in a file not named .gz (rename it {path.name}.gz)")
+                return
+            fh.seek(0)
         while True:
             try:
                 raw = fh.readline()
