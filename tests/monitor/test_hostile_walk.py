@@ -105,3 +105,16 @@ def test_signals_score_names_its_own_options(tmp_path: Path, kw: dict[str, objec
         score_file(tmp_path / "t.jsonl", ["usage"], tmp_path / "s.jsonl", **kw)  # type: ignore[arg-type]
     line = exc.value.one_line()
     assert line.startswith(starts) and "Value error" not in line and "kind is one of" not in line
+
+
+@pytest.mark.e2e  # imports transformers (~2 s)
+@pytest.mark.parametrize("config_json", ["{}", '{"model_type": "no-such-arch"}', "{cut"])
+def test_safety_classifier_dir_that_is_no_checkpoint_is_a_config_error_when_built(tmp_path: Path,
+                                                                                   config_json: str) -> None:
+    """Was ``internal error: ValueError: Unrecognized model …`` on the reference's first batch."""
+    from evalmon.monitor.signals import build_signals
+
+    (tmp_path / "config.json").write_text(config_json)
+    with pytest.raises(ConfigError) as exc:
+        build_signals([{"name": "safety", "exemplars": False, "classifier": {"path": str(tmp_path)}}])
+    assert exc.value.one_line().startswith(f"signals.safety.classifier.path: {tmp_path} is not a transformers")

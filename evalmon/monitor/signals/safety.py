@@ -135,8 +135,9 @@ class SafetySignal(BaseSignal):
         self.classifier = dict(classifier or {})
         if self.classifier and "path" not in self.classifier:
             raise ConfigError("signals.safety.classifier: `path` (a local checkpoint directory) is required")
-        if self.classifier:  # a missing checkpoint is an error now, not after the reference has been scored
-            require_local_path(str(self.classifier["path"]), "signals.safety.classifier.path", allow_download)
+        if self.classifier:  # a missing or foreign checkpoint is an error now, not after the reference is scored
+            _check_checkpoint(require_local_path(str(self.classifier["path"]), "signals.safety.classifier.path",
+                                                 allow_download), allow_download)
         cols: list[str] = []
         for lab in self.labels:
             cols += [f"safety.{lab}_score", f"safety.{lab}"]
@@ -250,8 +251,11 @@ class SafetySignal(BaseSignal):
             with offline(self.allow_download):
                 from transformers import pipeline
 
-                self._pipeline = pipeline("text-classification", model=path, tokenizer=path, device="cpu",
-                                          top_k=None, local_files_only=not self.allow_download)
+                try:
+                    self._pipeline = pipeline("text-classification", model=path, tokenizer=path, device="cpu",
+                                              top_k=None, local_files_only=not self.allow_download)
+                except (OSError, ValueError, KeyError) as exc:  # no weights / tokenizer, an unknown architecture
+                    raise _not_a_checkpoint(path, exc) from None
         label = str(cfg.get("label", "")).lower()
         out = np.full(len(texts), np.nan)
         idx = [i for i, t in enumerate(texts) if t.strip()]
@@ -269,3 +273,26 @@ class SafetySignal(BaseSignal):
             else:  # binary checkpoints: the non-first label (LABEL_1 / toxic / unsafe) is the positive class
                 out[i] = by_label[sorted(by_label)[-1]]
         return out
+
+
+def _not_a_checkpoint(path: str, exc: BaseException) -> ConfigError:
+    why = " ".join(str(exc).split())[:200]
+    return ConfigError(f"signals.safety.classifier.path: {path} is not a transformers text-classification "
+                       f"checkpoint ({type(exc).__name__}: {why})",
+                       hint="point it at a directory written by save_pretrained (config.json with model_type, "
+                            "weights and tokenizer files)")
+
+
+def _check_checkpoint(path: str, allow_download: bool) -> None:
+    """Read the checkpoint's config (no weights) when the signal is built: a directory transformers cannot
+    load was a ValueError/OSError "internal error" on the first batch, after the reference had been scored.
+    A hub id (``allow_download``) is left to the first batch: nothing is fetched while the monitor is built."""
+    if not Path(path).is_dir():
+        return
+    with offline(allow_download):
+        from transformers import AutoConfig
+
+        try:
+            AutoConfig.from_pretrained(path, local_files_only=not allow_download)
+        except (OSError, ValueError, KeyError) as exc:
+            raise _not_a_checkpoint(path, exc) from None
