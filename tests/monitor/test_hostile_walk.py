@@ -118,3 +118,12 @@ def test_safety_classifier_dir_that_is_no_checkpoint_is_a_config_error_when_buil
     with pytest.raises(ConfigError) as exc:
         build_signals([{"name": "safety", "exemplars": False, "classifier": {"path": str(tmp_path)}}])
     assert exc.value.one_line().startswith(f"signals.safety.classifier.path: {tmp_path} is not a transformers")
+
+
+def test_usage_tokenizer_that_cannot_load_is_an_error_when_built(tmp_path: Path) -> None:
+    """Was accepted silently while every record had token counts, failing only on the first one without."""
+    from evalmon.monitor.signals.usage import UsageSignal
+
+    (tmp_path / "tokenizer.json").write_text('{"mean": [1,')
+    with pytest.raises(ConfigError, match=r"signals.usage.tokenizers: cannot load .*tokenizer.json"):
+        UsageSignal(tokenizers={"*": str(tmp_path)})

@@ -54,6 +54,8 @@ class UsageSignal(BaseSignal):
         self.chars_per_token = chars_per_token
         self.tokenizers = dict(tokenizers or {})
         self._loaded: dict[str, Any] = {}
+        for path in dict.fromkeys(self.tokenizers.values()):  # a bad path is an error when the monitor is built,
+            load_tokenizer(path)  # not on the first record without counts, perhaps weeks later (kept lazy: pickled)
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"estimate_missing_tokens": self.estimate_missing_tokens,
