@@ -119,6 +119,19 @@ def _bounded(cfg: MonitorConfig, start: datetime, end: datetime, size: timedelta
     return windows_between(first.start, end, size)
 
 
+def _nothing_to_do(cfg: MonitorConfig, watermark: datetime | None,
+                   backfill: tuple[datetime, datetime] | None) -> str:
+    """Why no window ran: a backfill names its range (and the ``window.end`` that cuts it), not the watermark
+    it ignores."""
+    if backfill is None:
+        return "no complete window to process" + (f" after the watermark {watermark.isoformat()}" if watermark else "")
+    lo, hi = (as_utc(x) for x in backfill)
+    end = cfg.window.end
+    cut = (f" (window.end {as_utc(end).isoformat()} ends the monitor before it: drop or move window.end to "
+           "backfill later)") if end is not None and as_utc(end) < hi else ""
+    return f"no complete window to process in --backfill {lo.isoformat()} {hi.isoformat()}{cut}"
+
+
 def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | None = None,
                 now: datetime | None = None, source: Source | None = None,
                 log_fn: Callable[[str], None] | None = None) -> MonitorResult:
@@ -164,8 +177,7 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
                 result.account(executor.ledger, 0)
                 executor.check_not_all_quarantined(first=True)
             result.watermark = store.get(cfg.name)
-            result.notes.append("no complete window to process" + (
-                f" after the watermark {result.watermark.isoformat()}" if result.watermark else ""))
+            result.notes.append(_nothing_to_do(cfg, result.watermark, backfill))
             result.seconds = time.perf_counter() - t0
             return result
         t = time.perf_counter()

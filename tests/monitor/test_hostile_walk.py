@@ -127,3 +127,20 @@ def test_usage_tokenizer_that_cannot_load_is_an_error_when_built(tmp_path: Path)
     (tmp_path / "tokenizer.json").write_text('{"mean": [1,')
     with pytest.raises(ConfigError, match=r"signals.usage.tokenizers: cannot load .*tokenizer.json"):
         UsageSignal(tokenizers={"*": str(tmp_path)})
+
+
+def test_backfill_with_nothing_to_do_names_its_range_not_the_watermark(tmp_path: Path) -> None:
+    """``--backfill`` that window.end cuts off said "no complete window to process after the watermark …"."""
+    from datetime import UTC, datetime
+
+    from evalmon.config.monitor import load_monitor_text
+    from evalmon.monitor.runner import _nothing_to_do
+
+    cfg = load_monitor_text("name: m\nsource: {kind: jsonl, path: t.jsonl}\n"
+                            "window: {size: 1h, end: 2020-11-01T04:00:00Z}\n", base_dir=tmp_path)
+    mark = datetime(2026, 11, 1, 4, tzinfo=UTC)
+    span = (datetime(2026, 11, 1, 2, tzinfo=UTC), datetime(2026, 11, 1, 3, tzinfo=UTC))
+    note = _nothing_to_do(cfg, mark, span)
+    assert "watermark" not in note and "--backfill 2026-11-01T02:00:00+00:00 2026-11-01T03:00:00+00:00" in note
+    assert "window.end 2020-11-01T04:00:00+00:00" in note
+    assert _nothing_to_do(cfg, mark, None).endswith("after the watermark 2026-11-01T04:00:00+00:00")
