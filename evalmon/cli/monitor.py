@@ -166,6 +166,12 @@ def calibrate(
     con = RedactingConsole(console())
     if reference_rows is not None and reference_rows < 30:
         raise ConfigError(f"--reference-rows: {reference_rows} is too few", hint="pass at least 30, or leave it out")
+    if not dry_run:  # an unwritable target fails now, not after the reference has been scored and resampled
+        from evalmon.monitor.calibrate import thresholds_target
+        from evalmon.monitor.signal_scoring import check_writable
+
+        check_writable(thresholds_target(cfg, out), what="--out" if out else "alerts.thresholds",
+                       example="monitor.thresholds.yaml")
     result = run_calibration(cfg, false_alarm_rate=false_alarm_rate, draws=draws, reference_rows=reference_rows,
                              log_fn=lambda m: con.print(m, soft_wrap=True))
     con.print(f"monitor '{cfg.name}': {result.reference_records} reference records, {result.window_records:.1f} "

@@ -343,6 +343,20 @@ def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int
                        len(frame), per_window, rules=rules, any_rule_false_alarm=any_rate)
 
 
+def thresholds_target(cfg: MonitorConfig, out: Path | None = None) -> Path:
+    """The thresholds file calibrate writes: ``out``, else the YAML's ``alerts.thresholds``, else
+    ``<yaml stem>.thresholds.yaml`` next to the YAML."""
+    from evalmon.core.errors import ConfigError
+
+    if out is None and cfg.alerts.thresholds:
+        out = Path(cfg.alerts.thresholds)
+    if out is None:
+        if cfg.source_path is None:
+            raise ConfigError("calibrate: no thresholds file to write", hint="pass --out thresholds.yaml")
+        out = cfg.source_path.with_name(f"{cfg.source_path.stem}.thresholds.yaml")
+    return out
+
+
 def save_calibration(cfg: MonitorConfig, result: Calibration, out: Path | None = None) -> list[str]:
     """Write the thresholds file (``out``, else the YAML's ``alerts.thresholds``, else
     ``<yaml stem>.thresholds.yaml`` next to it) and reference it from the YAML when it does not yet.
@@ -350,15 +364,9 @@ def save_calibration(cfg: MonitorConfig, result: Calibration, out: Path | None =
     from datetime import UTC, datetime
 
     from evalmon.config.thresholds import reference_thresholds, write_thresholds
-    from evalmon.core.errors import ConfigError
 
     yaml_path = cfg.source_path
-    if out is None and cfg.alerts.thresholds:
-        out = Path(cfg.alerts.thresholds)
-    if out is None:
-        if yaml_path is None:
-            raise ConfigError("calibrate: no thresholds file to write", hint="pass --out thresholds.yaml")
-        out = yaml_path.with_name(f"{yaml_path.stem}.thresholds.yaml")
+    out = thresholds_target(cfg, out)
     ref = cfg.reference
     period = f"[{ref.start}, {ref.end})" if ref.kind == "fixed" else str(ref.path)
     header = (f"Alert thresholds of monitor '{cfg.name}', written by `evalmon monitor calibrate` "

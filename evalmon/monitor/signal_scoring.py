@@ -114,13 +114,13 @@ class _Writer:
             self._pq.close()
 
 
-def check_writable(out: Path) -> None:
-    """``--out`` can be written: its folder exists or is created, and the file opens for writing — an
-    ``OutputError`` naming it before anything is scored (a file that did not exist is not left behind)."""
+def check_writable(out: Path, *, what: str = "--out", example: str = "scores.parquet") -> None:
+    """``--out`` (``what``) can be written: its folder exists or is created, and the file opens for writing —
+    an ``OutputError`` naming it before anything is scored (a file that did not exist is not left behind)."""
     from evalmon.core.errors import OutputError
 
     if out.is_dir():
-        raise OutputError(f"--out {out}: is a directory", hint="name a file, e.g. scores.parquet")
+        raise OutputError(f"{what} {out}: is a directory", hint=f"name a file, e.g. {example}")
     existed = out.exists()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def check_writable(out: Path) -> None:
             pass
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(out) else ""
-        raise OutputError(f"--out {out}: cannot write there ({exc.strerror or exc}{where})",
+        raise OutputError(f"{what} {out}: cannot write there ({exc.strerror or exc}{where})",
                           hint="choose a writable folder") from None
     if not existed:
         out.unlink(missing_ok=True)

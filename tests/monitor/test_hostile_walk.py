@@ -144,3 +144,19 @@ def test_backfill_with_nothing_to_do_names_its_range_not_the_watermark(tmp_path:
     assert "watermark" not in note and "--backfill 2026-11-01T02:00:00+00:00 2026-11-01T03:00:00+00:00" in note
     assert "window.end 2020-11-01T04:00:00+00:00" in note
     assert _nothing_to_do(cfg, mark, None).endswith("after the watermark 2026-11-01T04:00:00+00:00")
+
+
+@pytest.mark.parametrize("out", ["adir", "file.txt/sub.yaml"])
+def test_calibrate_refuses_an_unwritable_out_before_scoring(tmp_path: Path, out: str) -> None:
+    """Was ``internal error: FileNotFoundError`` (or IsADirectoryError) after the whole reference had been scored
+    and resampled. Here the source does not even exist: the output check comes first."""
+    from evalmon.cli.monitor import calibrate
+    from evalmon.core.errors import OutputError
+
+    (tmp_path / "m.yaml").write_text(MONITOR)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(OutputError) as exc:
+        calibrate(config=tmp_path / "m.yaml", false_alarm_rate=0.001, draws=None, out=tmp_path / out,
+                  reference_rows=None, dry_run=False)
+    assert exc.value.one_line().startswith(f"--out {tmp_path / out}: ")
