@@ -104,10 +104,25 @@ def load_local(path: Path, ref: str | None = None) -> LoadedRun:
     if not results.is_file():
         where = f"{p} has no {RESULTS_FILE}" if p.is_dir() else f"{p}: no such results directory or file"
         raise ConfigError(where, hint=f"RUN may be {_FORMS}")
-    result = _parse_results(results.read_text(encoding="utf-8"), str(results))
+    result = _parse_results(_read_results(results), str(results))
     samples_path = results.parent / SAMPLES_FILE
     samples, notes = _read_samples_or_note(samples_path, str(samples_path))
     return LoadedRun(result, samples, ref or str(path), f"results dir {results.parent}", notes=notes)
+
+
+def _read_results(path: Path, shown: str | None = None) -> str:
+    """The text of a results.json: UTF-8, a byte-order mark dropped (an editor's save); not UTF-8 (a shell's
+    UTF-16 redirect) or unreadable is a one-line ConfigError, not a UnicodeDecodeError traceback."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        utf16 = " (UTF-16? re-save it as UTF-8)" if path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(f"{shown or path}: not an evalmon results.json: not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start}){utf16}", hint="pass the directory `evalmon run` wrote (reports/<run_id>)"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(f"{shown or path}: cannot read ({exc.strerror or exc})",
+                          hint="check the path and its permissions") from None
 
 
 def _parse_results(text: str, source: str) -> RunResult:
@@ -122,7 +137,7 @@ def _parse_results(text: str, source: str) -> RunResult:
         return RunResult.model_validate_json(text)
     except ValidationError as exc:
         err = first_error(exc)
-        raise ConfigError(f"{source}: not an evalmon results.json ({err.where}: {err.msg})",
+        raise ConfigError(f"{source}: not an evalmon results.json ({err.where + ': ' if err.where else ''}{err.msg})",
                           hint="pass the directory `evalmon run` wrote (reports/<run_id>)") from None
 
 
@@ -295,7 +310,8 @@ def load_mlflow(ref: str, tracking_uri: str | None) -> LoadedRun:
         except (MlflowException, OSError) as exc:
             raise TrackingError(f"MLflow run {rid} has no {RESULTS_FILE} artifact ({_reason(exc)})",
                                 hint="is it an evalmon run? evalmon run/sync uploads results.json") from None
-        result = _parse_results(results.read_text(encoding="utf-8"), f"mlflow run {rid}: {RESULTS_FILE}")
+        result = _parse_results(_read_results(results, f"mlflow run {rid}: {RESULTS_FILE}"),
+                                f"mlflow run {rid}: {RESULTS_FILE}")
         try:
             samples_path = Path(client.download_artifacts(rid, SAMPLES_FILE, tmp))
         except (MlflowException, OSError):

@@ -1,0 +1,52 @@
+"""Hostile-input walk (session 10) of the files ``evalmon gate`` / ``compare`` read.
+
+- a results.json that is not UTF-8 (PowerShell's ``>`` writes UTF-16) was ``internal error:
+  UnicodeDecodeError``; one with a UTF-8 byte-order mark (an editor's save) was "Invalid JSON: expected
+  value at line 1 column 1"; a validation error at the top level read "not an evalmon results.json (: …)".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evalmon.core.errors import ConfigError
+from evalmon.core.results import MetricValue, Provenance, RunResult, TaskResult
+from evalmon.gate.resolve import load_local
+
+
+def _run(root: Path) -> Path:
+    task = TaskResult(name="t", n=2, num_fewshot=0, source="/data/t.jsonl", config_hash="h", config={"name": "t"},
+                      metrics={"acc": MetricValue.with_ci(0.5, 0.5)}, metric_kinds={"acc": "binary"})
+    result = RunResult(run_id="r1", suite_name="s", suite_hash="h", started_at="2025-05-01T10:00:00+00:00",
+                       finished_at="2025-05-01T10:05:00+00:00", status="finished", suite_config={},
+                       provenance=Provenance(evalmon_version="0.1.0", lm_eval_version="0.4.13",
+                                             python_version="3.11", platform="linux", hostname="ci", command="x"),
+                       model={"backend": "hf", "model": "/ckpt"}, tasks={"t": task})
+    result.save(root / "r1")
+    return root / "r1"
+
+
+def test_results_json_with_a_bom_is_read(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    text = (run / "results.json").read_text(encoding="utf-8")
+    (run / "results.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_local(run).result.run_id == "r1"
+
+
+def test_results_json_not_utf8_is_a_one_line_error(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    text = (run / "results.json").read_text(encoding="utf-8")
+    (run / "results.json").write_bytes(text.encode("utf-16"))
+    with pytest.raises(ConfigError) as exc:
+        load_local(run)
+    assert "not UTF-8 text" in exc.value.one_line() and "UTF-16?" in exc.value.one_line()
+
+
+def test_top_level_validation_error_has_no_empty_location(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    (run / "results.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError) as exc:
+        load_local(run)
+    assert "results.json (:" not in exc.value.one_line() and "not an evalmon results.json (" in exc.value.one_line()
