@@ -25,10 +25,20 @@ must have everything the policy names); a glob that matches nothing is a warning
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import StrictConfig
 from evalmon.config.yamlio import load_yaml, read_config_file, require_mapping, validation_error
@@ -53,6 +63,17 @@ class Thresholds(StrictConfig):
     require_significance: bool | None = None
     require_paired: bool | None = None
     higher_is_better: bool | None = None  # override the direction recorded in results.json
+
+    @field_validator("min_value", "max_value")
+    @classmethod
+    def _finite(cls, v: float | None, info: ValidationInfo) -> float | None:
+        """``.nan`` compares false with everything (a bound that silently never fails); an infinite bound
+        always fails or never does. (``max_drop``'s ``ge=0`` already refuses ``.nan``.)"""
+        if v is not None and not math.isfinite(v):
+            raise PydanticCustomError("finite", "{v} is not a finite number (the check would be meaningless)",
+                                      {"v": v, "hint": f"give {info.field_name} a number in metric units, "
+                                                       "or leave it out"})
+        return v
 
 
 class Rule(Thresholds):

@@ -3,6 +3,8 @@
 - a results.json that is not UTF-8 (PowerShell's ``>`` writes UTF-16) was ``internal error:
   UnicodeDecodeError``; one with a UTF-8 byte-order mark (an editor's save) was "Invalid JSON: expected
   value at line 1 column 1"; a validation error at the top level read "not an evalmon results.json (: …)".
+- a policy ``min_value: .nan`` (or ``max_value``, or an infinite bound) was accepted: a check that silently
+  never fails (NaN compares false) or always does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from evalmon.config.gate import load_policy_text
 from evalmon.core.errors import ConfigError
 from evalmon.core.results import MetricValue, Provenance, RunResult, TaskResult
 from evalmon.gate.resolve import load_local
@@ -50,3 +53,12 @@ def test_top_level_validation_error_has_no_empty_location(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as exc:
         load_local(run)
     assert "results.json (:" not in exc.value.one_line() and "not an evalmon results.json (" in exc.value.one_line()
+
+
+@pytest.mark.parametrize(("bound", "shown"), [("min_value: .nan", "nan"), ("max_value: .inf", "inf"),
+                                              ("min_value: -.inf", "-inf")])
+def test_policy_bound_that_is_not_finite_is_refused_at_its_line(bound: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_policy_text(f"rules:\n  - {{match: '*/acc', {bound}}}\n", "gates.yaml")
+    assert exc.value.one_line().startswith(f"gates.yaml:2: rules.0.{bound.split(':')[0]}: {shown} is not a finite")
+    assert load_policy_text("rules:\n  - {match: '*/acc', min_value: 0.3, max_drop: .inf}\n").rules[0].min_value == 0.3
