@@ -55,7 +55,7 @@ def run(
     err = console(stderr=True)
     cfg = default_suite() if suite is None else load_suite(suite)
     yaml_uri = cfg.tracking.uri
-    cfg = apply_overrides(cfg, model=model, limit=limit, tasks=tasks.split(",") if tasks else None,
+    cfg = apply_overrides(cfg, model=model, limit=limit, tasks=None if tasks is None else tasks.split(","),
                           output=output, tracking_uri=tracking_uri, experiment=experiment,
                           no_tracking=no_tracking, adapters=adapters, executor=executor, replicas=replicas,
                           models=models, include_path=include_path)
