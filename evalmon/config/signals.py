@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, Val
 from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel, first_error
-from evalmon.config.yamlio import _show
+from evalmon.config.yamlio import _show, describe_error
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError, UnknownNameError, did_you_mean
 
@@ -83,12 +83,17 @@ def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel], *
     for i, r in enumerate(raw):
         data = r.model_dump() if isinstance(r, BaseModel) else r
         try:
-            out.append(registry.signals.meta(data["name"])["config"].model_validate(data))
+            cls = registry.signals.meta(data["name"])["config"]
+            out.append(cls.model_validate(data))
         except ValidationError as e:
             err = first_error(e)
+            # pydantic's own errors as every YAML key says them ("expected a number, got 'high'", not "Input
+            # should be a valid number, unable to parse string as a number"); our validators' words stay as written
+            own = err.hint is not None or err.type in ("value_error", "assertion_error")
+            msg = err.msg if own else describe_error(e.errors(include_url=False)[0], err.loc, cls)[0]
             if option is None:
                 where = f"signals.{'.'.join(str(p) for p in (i, *err.loc))}"
             else:  # --signals 'pii': entities: … (the key inside the signal's options, when there is one)
                 where = f"{option} {data['name']!r}" + (f": {err.where}" if err.loc else "")
-            raise ConfigError(f"{where}: {err.msg}", hint=err.hint) from None
+            raise ConfigError(f"{where}: {msg}", hint=err.hint) from None
     return out

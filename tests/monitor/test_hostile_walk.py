@@ -160,3 +160,17 @@ def test_calibrate_refuses_an_unwritable_out_before_scoring(tmp_path: Path, out:
         calibrate(config=tmp_path / "m.yaml", false_alarm_rate=0.001, draws=None, out=tmp_path / out,
                   reference_rows=None, dry_run=False)
     assert exc.value.one_line().startswith(f"--out {tmp_path / out}: ")
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ("{name: safety, thresholds: {jailbreak: high}}", "signals.1: thresholds.jailbreak: expected a number, got 'high'"),
+    ("{name: text, language_chars: many}", "signals.1.language_chars: expected an integer, got 'many'"),
+])
+def test_signal_option_of_the_wrong_type_reads_like_every_other_key(entry: str, says: str) -> None:
+    """Was pydantic's "Input should be a valid number, unable to parse string as a number"."""
+    from evalmon.config.monitor import load_monitor_text
+
+    text = f"name: m\nsource: {{kind: jsonl, path: t.jsonl}}\nwindow: {{size: 1h}}\nsignals:\n  - usage\n  - {entry}\n"
+    with pytest.raises(ConfigError) as exc:
+        load_monitor_text(text, "m.yaml")
+    assert exc.value.one_line().startswith(f"m.yaml:6: {says}")
