@@ -31,6 +31,7 @@ def score(
     column: Annotated[list[str] | None, typer.Option("--column", help="CANONICAL=FIELD alias, repeatable "
                                                      "(as a monitor's columns:), e.g. prompt=question.")] = None,
     kind: Annotated[str | None, typer.Option(help="jsonl | csv | parquet (default: by extension).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV field separator (default: ',', tab for .tsv).")] = None,
     batch_size: Annotated[int, typer.Option(help="Records scored (and written) per batch.")] = 512,
     text: Annotated[bool, typer.Option("--text/--no-text", help="Keep prompt and response next to the scores.")] = True,
     model: Annotated[str | None, typer.Option(help="Proxy model of uncertainty/halludetect, as `evalmon run "
@@ -54,7 +55,7 @@ def score(
     try:
         result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
                             log_fn=lambda m: err.print(m, markup=False, soft_wrap=True), proxy_model=proxy,
-                            proxy_chat=False if no_chat else None)
+                            proxy_chat=False if no_chat else None, delimiter=delimiter)
     except KeyboardInterrupt as exc:  # a partial output must not pass for a complete one
         from evalmon.core.interrupts import describe, exit_code
 

@@ -27,7 +27,8 @@ from evalmon.monitor.contracts import MODEL, PROMPT, REQUEST_ID, RESPONSE, TIMES
 if TYPE_CHECKING:
     import pandas as pd
 
-KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".gz": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".gz": "jsonl", ".csv": "csv", ".tsv": "csv",
+         ".parquet": "parquet"}
 OUT_FORMATS = (".jsonl", ".parquet")
 ID_COLUMNS = (REQUEST_ID, TIMESTAMP, MODEL)
 TEXT_COLUMNS = (PROMPT, RESPONSE)
@@ -165,7 +166,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                kind: str | None = None, columns: Mapping[str, str] | None = None, batch_size: int = 512,
                text: bool = True, cache_path: str | Path | None = None,
                log_fn: Callable[[str], None] | None = None,
-               proxy_model: Mapping[str, Any] | None = None, proxy_chat: bool | None = None) -> ScoreResult:
+               proxy_model: Mapping[str, Any] | None = None, proxy_chat: bool | None = None,
+               delimiter: str | None = None) -> ScoreResult:
     """Score every record of ``path`` with ``signals`` (names or signal configs) into ``out`` (.jsonl/.parquet);
     ``proxy_model``: the model ``uncertainty`` / ``halludetect`` score responses under (default: the embedded
     checkpoint); ``proxy_chat=False``: its prompts as plain text (a model without a chat template)."""
@@ -186,7 +188,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     if not signals:
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
     built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat), option="--signals")
-    source = _source(src_path, kind, columns)
+    source = _source(src_path, kind, columns, delimiter)
     check_writable(out_path)
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
@@ -230,10 +232,10 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
 
 
 # A source config key → the option of ``evalmon signals score`` that sets it (errors name the option).
-_OPTIONS = {"source.kind": "--kind", "source.columns": "--column"}
+_OPTIONS = {"source.kind": "--kind", "source.columns": "--column", "source.delimiter": "--delimiter"}
 
 
-def _source(path: Path, kind: str | None, columns: Mapping[str, str] | None) -> Any:
+def _source(path: Path, kind: str | None, columns: Mapping[str, str] | None, delimiter: str | None = None) -> Any:
     """The monitor source reading ``path``. Damaged lines (NUL bytes, a gzip stream that breaks off) are
     quarantined and counted like malformed ones (``on_corrupt: quarantine``) rather than stopping the whole
     file: there is no source YAML here whose ``on_corrupt`` a user could set."""
@@ -243,6 +245,11 @@ def _source(path: Path, kind: str | None, columns: Mapping[str, str] | None) -> 
                            "columns": dict(columns or {})}
     if cfg["kind"] in ("jsonl", "csv"):
         cfg["on_corrupt"] = "quarantine"
+    if delimiter is not None:
+        if cfg["kind"] != "csv":
+            raise ConfigError(f"--delimiter: {path} is read as {cfg['kind']}, not CSV",
+                              hint="drop --delimiter, or pass --kind csv")
+        cfg["delimiter"] = delimiter
     try:
         return build_source(cfg, Path.cwd())
     except ConfigError as exc:

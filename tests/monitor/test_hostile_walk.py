@@ -7,6 +7,9 @@
   the whole file with a hint to set ``on_corrupt:`` on a source YAML this command does not have; records left
   out were counted but never said why; ``--column``/``--kind`` mistakes were named ``source.columns`` /
   ``source.kind`` with pydantic's "Value error," and an unrelated "kind is one of …" hint.
+- CSV: a ``;``-separated file was "no column for required field(s) … columns are a;b;c" (true, not why);
+  ``.tsv`` / ``.ndjson`` files were "cannot tell the format" for ``signals score`` and ``.tsv`` was read
+  comma-separated by directory scans; ``delimiter: ';;'`` was ``internal error: TypeError``.
 """
 
 from __future__ import annotations
@@ -174,3 +177,42 @@ def test_signal_option_of_the_wrong_type_reads_like_every_other_key(entry: str, 
     with pytest.raises(ConfigError) as exc:
         load_monitor_text(text, "m.yaml")
     assert exc.value.one_line().startswith(f"m.yaml:6: {says}")
+
+
+def _csv_rows(sep: str) -> str:
+    return "\n".join(sep.join(r) for r in (("request_id", "timestamp", "prompt", "response"),
+                                           ("1", "2026-11-01T00:00:00Z", "hi", "hello"))) + "\n"
+
+
+def test_csv_with_another_separator_says_so(tmp_path: Path) -> None:
+    from evalmon.core.errors import DataError
+    from evalmon.monitor.signal_scoring import score_file
+
+    (tmp_path / "t.csv").write_text(_csv_rows(";"))
+    with pytest.raises(DataError) as exc:
+        score_file(tmp_path / "t.csv", ["text"], tmp_path / "s.jsonl", cache_path=tmp_path / "c.sqlite")
+    assert "looks ';'-separated, not ','-separated" in exc.value.one_line()
+    assert "--delimiter ';'" in exc.value.one_line()
+    result = score_file(tmp_path / "t.csv", ["text"], tmp_path / "s.jsonl", cache_path=tmp_path / "c.sqlite",
+                        delimiter=";")
+    assert result.records == 1
+
+
+@pytest.mark.parametrize(("name", "body"), [("t.tsv", _csv_rows("\t")), ("t.ndjson", json.dumps(
+    {"request_id": "1", "timestamp": "2026-11-01T00:00:00Z", "prompt": "hi", "response": "hello"}) + "\n")])
+def test_signals_score_reads_tsv_and_ndjson_by_extension(tmp_path: Path, name: str, body: str) -> None:
+    from evalmon.monitor.signal_scoring import score_file
+
+    (tmp_path / name).write_text(body)
+    result = score_file(tmp_path / name, ["text"], tmp_path / "s.jsonl", cache_path=tmp_path / "c.sqlite")
+    assert (result.records, result.quarantined) == (1, 0)
+
+
+@pytest.mark.parametrize("delimiter", [";;", "", "\n"])
+def test_csv_delimiter_that_is_not_one_character_is_a_config_error(tmp_path: Path, delimiter: str) -> None:
+    from evalmon.monitor.signal_scoring import score_file
+
+    (tmp_path / "t.csv").write_text(_csv_rows(","))
+    with pytest.raises(ConfigError) as exc:
+        score_file(tmp_path / "t.csv", ["text"], tmp_path / "s.jsonl", delimiter=delimiter)
+    assert exc.value.one_line().startswith(f"--delimiter: {delimiter!r} is not one character")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
 from evalmon.config.sources import SourceConfig, parse_source_config
@@ -94,6 +95,15 @@ class CsvSourceConfig(_SourceBase):
     delimiter: str = ","
     invalid_utf8: Literal["quarantine", "replace"] = "quarantine"
     on_corrupt: Literal["fail", "quarantine"] = "fail"
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v: str) -> str:
+        """Python's csv reads one character (anything else was a TypeError traceback on the first file)."""
+        if len(v) != 1 or v in "\r\n\"":
+            raise PydanticCustomError("delimiter", "{got} is not one character other than a quote or newline",
+                                      {"got": repr(v), "hint": "use e.g. ',', ';', '|' or '\\t' (a tab)"})
+        return v
 
 
 class ParquetSourceConfig(_SourceBase):

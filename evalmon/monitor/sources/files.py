@@ -386,11 +386,17 @@ class CsvSource(FileSource):
         super().__init__(*args, **kwargs)
         self.delimiter = delimiter
 
+    def _delimiter(self, path: Path) -> str:
+        """``.tsv`` files (picked up by directory scans) are tab-separated unless the source names a delimiter."""
+        tsv = path.name.lower().endswith((".tsv", ".tsv.gz"))
+        return "\t" if tsv and self.delimiter == "," else self.delimiter
+
     def _items(self, path: Path, part: Part, bad_lines: list[int],
                raw_lines: Iterable[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, Any]]:
         """Good rows as ``(line, (header, row, raw))``."""
         tap = _LineTap(self._lines(path, part, bad_lines, raw_lines))
-        reader = csv.reader(tap, delimiter=self.delimiter)
+        delim = self._delimiter(path)
+        reader = csv.reader(tap, delimiter=delim)
         header: list[str] | None = None
         while True:
             try:
@@ -416,6 +422,12 @@ class CsvSource(FileSource):
                 raw = fixed
             if header is None:
                 header = row
+                other = next((d for d in ";\t|," if d != delim and len(row) == 1 and d in row[0]), None)
+                if other is not None:  # else "no column for required field(s)": true, but not why
+                    raise DataError(f"{path}: the CSV header (line {lineno}) is one column {row[0][:60]!r}: the file "
+                                    f"looks {other!r}-separated, not {delim!r}-separated",
+                                    hint=f"set `delimiter: {other!r}` on the source (evalmon signals score: "
+                                         f"--delimiter {other!r})")
                 dup = sorted({c for c in row if row.count(c) > 1})
                 if dup:
                     raise DataError(f"{path}: the CSV header (line {lineno}) names column {dup[0]!r} more than "
