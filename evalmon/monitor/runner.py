@@ -119,6 +119,27 @@ def _bounded(cfg: MonitorConfig, start: datetime, end: datetime, size: timedelta
     return windows_between(first.start, end, size)
 
 
+def check_drift_methods(cfg: MonitorConfig) -> None:
+    """``drift.methods`` values are evidently stattest names: an unknown one is a ConfigError before any record
+    is read. (It was an "evidently failed" entry in each window's drift.json while the console said "drift
+    0/N columns": that column's drift silently skipped in every window.)"""
+    if not cfg.drift.enabled or not cfg.drift.methods:
+        return
+    import evidently.legacy.calculations.stattests  # noqa: F401 (registers every stattest)
+    from evidently.legacy.calculations.stattests import registry
+
+    known = sorted(getattr(registry, "_registered_stat_tests", None) or ())
+    if not known:  # another evidently layout: evidently's own error, per window, as before
+        return
+    from evalmon.core.errors import did_you_mean
+
+    for column, method in cfg.drift.methods.items():
+        if method not in known:
+            where = f"{cfg.source_path}: " if cfg.source_path else ""
+            raise ConfigError(f"{where}drift.methods.{column}: unknown drift test {method!r}"
+                              f"{did_you_mean(method, known)}", hint=f"use one of {', '.join(known)}")
+
+
 def _nothing_to_do(cfg: MonitorConfig, watermark: datetime | None,
                    backfill: tuple[datetime, datetime] | None) -> str:
     """Why no window ran: a backfill names its range (and the ``window.end`` that cuts it), not the watermark
@@ -140,6 +161,7 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
     now = as_utc(now or datetime.now(UTC))
     result = MonitorResult(cfg.name, "backfill" if backfill else "once")
     check_output_dir(cfg)
+    check_drift_methods(cfg)
     if cfg.tracking.enabled:  # a store that can never be written fails now, as for suite runs (one pre-flight)
         from evalmon.sinks.mlflow import preflight
 

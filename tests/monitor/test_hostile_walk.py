@@ -216,3 +216,18 @@ def test_csv_delimiter_that_is_not_one_character_is_a_config_error(tmp_path: Pat
     with pytest.raises(ConfigError) as exc:
         score_file(tmp_path / "t.csv", ["text"], tmp_path / "s.jsonl", delimiter=delimiter)
     assert exc.value.one_line().startswith(f"--delimiter: {delimiter!r} is not one character")
+
+
+@pytest.mark.e2e  # imports evidently's stattests (seconds)
+def test_unknown_drift_method_is_a_config_error_before_any_record(tmp_path: Path) -> None:
+    """Was a per-window "evidently failed" note in drift.json (that column's drift skipped in every window)
+    while the console said "drift 0/N columns" and the monitor exited 0."""
+    from evalmon.config.monitor import load_monitor_text
+    from evalmon.monitor.runner import check_drift_methods
+
+    text = "name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h}\ndrift: {methods: %s}\n"
+    with pytest.raises(ConfigError) as exc:
+        check_drift_methods(load_monitor_text(text % "{latency_ms: pssi}", base_dir=tmp_path))
+    assert exc.value.one_line().startswith("drift.methods.latency_ms: unknown drift test 'pssi' (did you mean: psi")
+    check_drift_methods(load_monitor_text(text % "{latency_ms: psi, prompt: abs_text_content_drift}",
+                                          base_dir=tmp_path))
