@@ -92,8 +92,9 @@ class WindowConfig(_Strict):
     def _duration(cls, v: str, info: ValidationInfo) -> str:
         try:
             d = parse_duration(v)
-        except ConfigError:
-            raise _custom("duration", f"{v!r} is not a duration", "write e.g. 15m, 1h, 1d or 2h30m") from None
+        except ConfigError as exc:
+            what = "is longer than 100 years" if "100 years" in exc.message else "is not a duration"
+            raise _custom("duration", f"{v!r} {what}", "write e.g. 15m, 1h, 1d or 2h30m") from None
         if info.field_name == "size" and d.total_seconds() <= 0:
             raise _custom("duration", "window size must be positive", "write e.g. 15m, 1h or 1d")
         return v

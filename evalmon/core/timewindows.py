@@ -20,6 +20,7 @@ from evalmon.core.errors import ConfigError
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION_S = 100 * 366 * 86400  # a window, delay or horizon longer than this is a typo (and overflows dates)
 
 
 def parse_duration(text: str | int | float | timedelta) -> timedelta:
@@ -27,12 +28,17 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     if isinstance(text, timedelta):
         return text
     if isinstance(text, int | float) and not isinstance(text, bool):
-        return timedelta(seconds=float(text))
-    s = str(text).strip().lower()
-    parts = _DURATION_RE.findall(s)
-    if not parts or _DURATION_RE.sub("", s).strip():
-        raise ConfigError(f"invalid duration {text!r}", hint="write e.g. 15m, 1h, 1d or 2h30m")
-    return timedelta(seconds=sum(int(n) * _UNIT_S[u] for n, u in parts))
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower()
+        parts = _DURATION_RE.findall(s)
+        if not parts or _DURATION_RE.sub("", s).strip():
+            raise ConfigError(f"invalid duration {text!r}", hint="write e.g. 15m, 1h, 1d or 2h30m")
+        seconds = sum(int(n) * _UNIT_S[u] for n, u in parts)
+    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION_S:  # OverflowError in timedelta / date math
+        raise ConfigError(f"invalid duration {text!r}: longer than 100 years",
+                          hint="write e.g. 15m, 1h, 1d or 2h30m")
+    return timedelta(seconds=seconds)
 
 
 def as_utc(value: datetime | str | Any) -> datetime:

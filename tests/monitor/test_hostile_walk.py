@@ -231,3 +231,26 @@ def test_unknown_drift_method_is_a_config_error_before_any_record(tmp_path: Path
     assert exc.value.one_line().startswith("drift.methods.latency_ms: unknown drift test 'pssi' (did you mean: psi")
     check_drift_methods(load_monitor_text(text % "{latency_ms: psi, prompt: abs_text_content_drift}",
                                           base_dir=tmp_path))
+
+
+@pytest.mark.parametrize(("key", "value"), [("size", "99999999999999999999d"), ("delay", "1000000d")])
+def test_a_duration_beyond_any_date_is_a_config_error(key: str, value: str) -> None:
+    """Was ``internal error: OverflowError`` (Python int too large to convert to C int / date value out of
+    range) — at load for the size, on the first run for the delay."""
+    from evalmon.config.monitor import load_monitor_text
+
+    with pytest.raises(ConfigError) as exc:
+        window = f"{{size: {value}}}" if key == "size" else f"{{size: 1h, {key}: {value}}}"
+        load_monitor_text(f"name: m\nsource: {{kind: jsonl, path: t.jsonl}}\nwindow: {window}\n", "m.yaml")
+    assert exc.value.one_line().startswith(f"m.yaml:3: window.{key}: '{value}' is longer than 100 years")
+
+
+def test_parse_duration_refuses_what_timedelta_and_dates_cannot_hold() -> None:
+    from datetime import timedelta
+
+    from evalmon.core.timewindows import parse_duration
+
+    assert parse_duration("36500d") == timedelta(days=36500) and parse_duration(90.0) == timedelta(seconds=90)
+    for bad in ("99999999999999999999d", 1e30, float("nan"), float("inf")):
+        with pytest.raises(ConfigError):
+            parse_duration(bad)
