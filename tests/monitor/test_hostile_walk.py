@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,23 @@ def test_parse_duration_refuses_what_timedelta_and_dates_cannot_hold() -> None:
     for bad in ("99999999999999999999d", 1e30, float("nan"), float("inf")):
         with pytest.raises(ConfigError):
             parse_duration(bad)
+
+
+@pytest.mark.e2e  # a monitor run (~2 s)
+def test_reference_with_every_record_quarantined_says_why(tmp_path: Path) -> None:
+    """``columns: {prompt: question}`` on records without ``question``: was only "the fixed span … holds no
+    usable record of the source — set reference.start/end to a period with traffic" (it has traffic)."""
+    from evalmon.config.monitor import load_monitor_text
+    from evalmon.core.errors import DataError
+    from evalmon.monitor.runner import run_monitor
+
+    (tmp_path / "t.jsonl").write_text("\n".join(_lines(30)) + "\n")
+    cfg = load_monitor_text(
+        "name: m\nsource: {kind: jsonl, path: t.jsonl, columns: {prompt: question}}\n"
+        "window: {size: 1h, end: 2026-11-01T02:00:00Z}\nsignals: [usage]\ntracking: {enabled: false}\n"
+        "reference: {kind: fixed, start: 2026-11-01T00:00:00Z, end: 2026-11-01T01:00:00Z}\n"
+        "output_dir: out\nstate: {path: state.sqlite}\n", base_dir=tmp_path)
+    with pytest.raises(DataError) as exc:
+        run_monitor(cfg, backfill=(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 1, 1, tzinfo=UTC)))
+    assert "(30 quarantined records read; 30 of them: missing required field: prompt)" in exc.value.one_line()
+    assert "check source.columns" in exc.value.one_line()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import pickle
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -220,17 +221,25 @@ class LocalExecutor:
                                self.cfg.base_dir)
             lo = hi = None
         frames = []
+        reasons: Counter[str] = Counter()  # why records were left out: named when none is usable
         for p in partitions_of(src, lo, hi):
-            frame = read_partition(src, p, lo, hi).frame
-            frames.append(within(frame, self.ts_col, lo, hi) if lo is not None else frame)
+            batch = read_partition(src, p, lo, hi)
+            reasons.update(q.reason for q in batch.quarantined)
+            frames.append(within(batch.frame, self.ts_col, lo, hi) if lo is not None else batch.frame)
         nonempty = [f for f in frames if len(f)]
         if not nonempty:  # drift would be skipped in every window: a reference that compares nothing
+            why, hint = "", ""
+            if reasons:  # e.g. a columns: mapping to a field the records lack quarantines every one of them
+                top, n = reasons.most_common(1)[0]
+                why = f" ({sum(reasons.values())} quarantined records read; {n} of them: {top})"
+                hint = "check source.columns / the records' fields, or "
             if ref.kind == "fixed":
                 raise DataError(f"reference: the fixed span [{ref.start}, {ref.end}) holds no usable record "
-                                "of the source", hint="set reference.start/end to a period with traffic, or use "
-                                                      "reference.kind: previous")
-            raise DataError(f"reference.path: {ref.path} holds no usable record",
-                            hint="point reference.path at a file of canonical records, or use reference.kind: previous")
+                                f"of the source{why}", hint=f"{hint}set reference.start/end to a period with "
+                                                            "traffic, or use reference.kind: previous")
+            raise DataError(f"reference.path: {ref.path} holds no usable record{why}",
+                            hint=f"{hint}point reference.path at a file of canonical records, or use "
+                                 "reference.kind: previous")
         frame = nonempty[0]
         if len(nonempty) > 1:
             frame = pd.concat(nonempty, ignore_index=True)
