@@ -227,6 +227,10 @@ def _gate(baseline: str, candidate: str, *, policy: Path | None, json_out: Path 
         from evalmon.core.errors import ConfigError
 
         raise ConfigError(f"--alpha {alpha}: must be between 0 and 1", hint="e.g. --alpha 0.05")
+    if seed < 0:  # before the runs are loaded (compare() refuses it too)
+        from evalmon.core.errors import ConfigError
+
+        raise ConfigError(f"--seed {seed}: must be ≥ 0", hint="e.g. --seed 1234")
     a, b = _load_pair(baseline, candidate, tracking_uri)
     verdict = gate(a, b, pol, alpha=alpha, seed=seed, n_boot=n_boot, allow_incomparable=allow_incomparable,
                    policy_source=str(policy) if policy else None)

@@ -308,6 +308,10 @@ def compare(baseline: LoadedRun, candidate: LoadedRun, *, only: Iterable[str] | 
             n_boot_corpus: int = DEFAULT_N_BOOT_CORPUS, policy: GatePolicy | None = None) -> Comparison:
     """Compare every shared metric (or the ``task/metric`` keys in ``only``). Integrity issues (status,
     coverage — of ``policy``'s names too —, NaNs, results vs samples) come first, all blocking."""
+    if seed < 0:  # numpy's "expected non-negative integer" traceback otherwise, after both runs were loaded
+        from evalmon.core.errors import ConfigError
+
+        raise ConfigError(f"--seed {seed}: must be ≥ 0", hint="e.g. --seed 1234")
     shared = shared_metrics(baseline, candidate)
     keys = list(shared) if only is None else [k for k in only if k in shared]
     ea, eb = entities(baseline), entities(candidate)

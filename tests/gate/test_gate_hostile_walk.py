@@ -62,3 +62,12 @@ def test_policy_bound_that_is_not_finite_is_refused_at_its_line(bound: str, show
         load_policy_text(f"rules:\n  - {{match: '*/acc', {bound}}}\n", "gates.yaml")
     assert exc.value.one_line().startswith(f"gates.yaml:2: rules.0.{bound.split(':')[0]}: {shown} is not a finite")
     assert load_policy_text("rules:\n  - {match: '*/acc', min_value: 0.3, max_drop: .inf}\n").rules[0].min_value == 0.3
+
+
+def test_negative_seed_is_a_config_error_not_a_numpy_traceback(tmp_path: Path) -> None:
+    """``--seed -1`` was ``internal error: ValueError: expected non-negative integer`` (numpy's SeedSequence)."""
+    from evalmon.gate import compare
+
+    run = load_local(_run(tmp_path))
+    with pytest.raises(ConfigError, match=r"--seed -1: must be ≥ 0"):
+        compare(run, run, seed=-1)
