@@ -101,11 +101,13 @@ class _Writer:
         import pyarrow.parquet as pq
 
         if self._pq is None:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            self._schema = table.schema
+            inferred = pa.Table.from_pandas(frame, preserve_index=False).schema
+            # a column with no value in the first batch (no record had a `model`, every language unknown)
+            # infers as null, which no later value fits ("Invalid null value" mid-file): text it is
+            self._schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                      for f in inferred], metadata=inferred.metadata)
             self._pq = pq.ParquetWriter(str(self.path), self._schema)
-        else:
-            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False, safe=False)
+        table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False, safe=False)
         self._pq.write_table(table)
 
     def close(self) -> None:

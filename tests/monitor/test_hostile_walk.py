@@ -275,3 +275,19 @@ def test_reference_with_every_record_quarantined_says_why(tmp_path: Path) -> Non
         run_monitor(cfg, backfill=(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 1, 1, tzinfo=UTC)))
     assert "(30 quarantined records read; 30 of them: missing required field: prompt)" in exc.value.one_line()
     assert "check source.columns" in exc.value.one_line()
+
+
+def test_parquet_out_takes_a_field_the_first_batch_never_had(tmp_path: Path) -> None:
+    """Was ``internal error: ArrowInvalid: Invalid null value … column model`` at the second row group, leaving a
+    Parquet file of the first batch only."""
+    import pyarrow.parquet as pq
+
+    from evalmon.monitor.signal_scoring import score_file
+
+    lines = [json.loads(x) for x in _lines(3)]
+    lines[1]["model"] = "m1"
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    result = score_file(tmp_path / "t.jsonl", ["text"], tmp_path / "s.parquet", batch_size=1,
+                        cache_path=tmp_path / "c.sqlite")
+    assert result.records == 3
+    assert pq.read_table(tmp_path / "s.parquet").column("model").to_pylist() == [None, "m1", None]
