@@ -25,7 +25,7 @@ from evalmon.core.errors import ConfigError, DataError
 ARTIFACT_DIR = Path(__file__).resolve().parent
 BUILTIN = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_sensitive")
 # the version each signal loads by default; older artifacts stay loadable by explicit version
-CURRENT = {"harmful_request": "3", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
+CURRENT = {"harmful_request": "4", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
 
 
 @dataclass
@@ -81,6 +81,57 @@ class FirstStage:
         return fs
 
 
+@dataclass
+class LMProbe:
+    """A last stage of a detector (``monitor/signals/embeddings.detector_scores``): texts the detector scores ≥
+    ``escalate_above`` are scored again by these members over a language model's mean hidden state at ``layer``
+    (``monitor/signals/lm_hidden.py``: the text as one chat-template user turn, its first ``max_chars`` characters),
+    and that probability is their final score; flagged at ``threshold`` (≥ ``escalate_above``, so a text the probe
+    never saw is never flagged). Without the probe (the signal's ``lm_probe: false``) the detector's own threshold
+    applies. ``model``: the checkpoint it was trained on (``name`` under ``.evalmon/checkpoints``, and the
+    source GGUF's ``gguf_sha256`` that ``evalmon init`` records), refused if another is found there."""
+
+    model: dict[str, str]
+    layer: int
+    max_chars: int
+    escalate_above: float
+    threshold: float
+    members: list[Member]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba_vectors(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != len(self.members[0].coef):
+            raise DataError(f"lm probe: expected (n, {len(self.members[0].coef)}) hidden states, got {x.shape}")
+        return _proba(self.members, x)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> LMProbe:
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            members = [Member(**m) for m in d["members"]]
+            probe = cls(model={str(k): str(v) for k, v in dict(d["model"]).items()}, layer=int(d["layer"]),
+                        max_chars=int(d["max_chars"]), escalate_above=float(d["escalate_above"]),
+                        threshold=float(d["threshold"]), members=members, card=dict(d.get("card", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: not an lm-probe artifact ({e})",
+                            hint="retrain with benchmarks/detector_lm_probe.py") from e
+        _check_members(members, path)
+        if not probe.model.get("name") or probe.layer < 1 or probe.max_chars < 1:
+            raise DataError(f"{path}: an lm probe needs model.name, layer ≥ 1 and max_chars ≥ 1")
+        if not 0.0 <= probe.escalate_above <= probe.threshold <= 1.0:
+            raise DataError(f"{path}: an lm probe needs 0 ≤ escalate_above ≤ threshold ≤ 1, got "
+                            f"{probe.escalate_above} and {probe.threshold}")
+        return probe
+
+
+def lm_probe_path(name: str, version: str) -> Path:
+    """A shipped detector's optional last stage: ``<name>-v<version>.lm_probe.json`` next to it."""
+    return ARTIFACT_DIR / f"{name}-v{version}.lm_probe.json"
+
+
 def first_stage_path(name: str, version: str) -> Path:
     """A shipped detector's optional cascade first stage: ``<name>-v<version>.first_stage.json`` next to it."""
     return ARTIFACT_DIR / f"{name}-v{version}.first_stage.json"
@@ -97,6 +148,7 @@ class Detector:
     members: list[Member]
     card: dict[str, Any] = field(default_factory=dict)
     first_stage: FirstStage | None = None  # the cascade's cheap stage (its own file: first_stage_path)
+    lm_probe: LMProbe | None = None  # the last stage over a language model's hidden state (lm_probe_path)
 
     @property
     def dim(self) -> int:
@@ -111,16 +163,16 @@ class Detector:
     @property
     def ref(self) -> str:
         """``name-v<version>@<12 hex>``: the version label plus a hash of the artifact's content (members,
-        threshold, card, first stage) — what signal options and so the signal cache key carry, so a re-trained
+        threshold, card, first stage, lm probe) — what signal options and so the signal cache key carry, so a re-trained
         artifact under the same version label (or a user's edited copy) never reads scores cached for the old one.
         Computed on each call (~1 ms), so a changed copy is never stale."""
         blob = json.dumps({"detector": self.to_json(), "first_stage": asdict(self.first_stage) if self.first_stage
-                           else None}, sort_keys=True)
+                           else None, **({"lm_probe": asdict(self.lm_probe)} if self.lm_probe else {})}, sort_keys=True)
         return f"{self.name}-v{self.version}@{hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()}"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["first_stage"]  # saved in its own artifact (FirstStage.save), so the detector's file is unchanged
+        del d["first_stage"], d["lm_probe"]  # saved in their own artifacts, so the detector's file is unchanged
         return d
 
     def save(self, path: Path) -> None:
@@ -163,8 +215,13 @@ def load_detector(name: str, version: str | None = None) -> Detector:
     fs = first_stage_path(name, version)
     if fs.is_file():
         det.first_stage = FirstStage.load(fs)
+    if (probe := lm_probe_path(name, version)).is_file():
+        det.lm_probe = LMProbe.load(probe)
+        if det.first_stage is not None and det.first_stage.escalate_above > det.lm_probe.threshold:
+            raise DataError(f"{probe}: its threshold {det.lm_probe.threshold} is below the first stage's cut "
+                            f"{det.first_stage.escalate_above} (texts the first stage keeps would be flagged)")
     return det
 
 
-__all__ = ["ARTIFACT_DIR", "BUILTIN", "CURRENT", "Detector", "FirstStage", "Member", "first_stage_path", "load_detector",
-           "load_detector_file"]
+__all__ = ["ARTIFACT_DIR", "BUILTIN", "CURRENT", "Detector", "FirstStage", "LMProbe", "Member", "first_stage_path",
+           "lm_probe_path", "load_detector", "load_detector_file"]

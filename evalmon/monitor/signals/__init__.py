@@ -153,6 +153,10 @@ class SafetyConfig(_SignalConfig):
     # detectors with a first stage score every text on static embeddings and send only an uncertain band to
     # MiniLM (docs/monitor-signals.md "Throughput"); false: MiniLM for every text. Not dumped at its default.
     cascade: bool = Field(True, exclude_if=lambda v: v)
+    # detectors with an lm probe (harmful_request v4) re-score the texts they find suspicious with a probe over the
+    # embedded checkpoint's hidden states. Unset: when `evalmon init` has built it in this folder (else one warning
+    # and the detector alone, at its own threshold); true: required; false: never
+    lm_probe: bool | None = Field(None, exclude_if=lambda v: v is None)
     exemplars: bool = True
     data_dir: str | None = None
     replace_builtin: bool = False
@@ -248,7 +252,8 @@ def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
 def _safety(cfg: SafetyConfig, *, allow_download: bool = False, **_: Any) -> Signal:
     from evalmon.monitor.signals.safety import SafetySignal
 
-    return SafetySignal(method=cfg.method, cascade=cfg.cascade, exemplars=cfg.exemplars, data_dir=cfg.data_dir,
+    return SafetySignal(method=cfg.method, cascade=cfg.cascade, lm_probe=cfg.lm_probe, exemplars=cfg.exemplars,
+                        data_dir=cfg.data_dir,
                         replace_builtin=cfg.replace_builtin,
                         targets=cfg.targets, thresholds=cfg.thresholds, top_k=cfg.top_k, model=cfg.model,
                         batch_size=cfg.batch_size,

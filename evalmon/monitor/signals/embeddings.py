@@ -227,7 +227,7 @@ def detector_needs(detector: Any, texts: Sequence[str], *, cascade: bool = True,
 
 def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, cascade: bool = True,
                     extra: np.ndarray | None = None,
-                    late: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
+                    late: Callable[[list[str]], np.ndarray] | None = None, lm_probe: bool = True) -> np.ndarray:
     """A shipped detector's probability for each text (NaN for empty text), from the shared embedding
     (+ ``extra``: the detector's own feature columns, one row per text, appended to the embedding — default
     ``own_columns``; + ``late``:
@@ -236,7 +236,9 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
 
     With a first stage (``detector.first_stage``, and ``cascade``): every text gets the first stage's
     probability; the texts it scores ≥ ``escalate_above`` are embedded with MiniLM and get the full
-    detector's probability instead — exactly what the detector alone gives them."""
+    detector's probability instead — exactly what the detector alone gives them. With an lm probe
+    (``detector.lm_probe``, and ``lm_probe``): the texts the full detector scores ≥ the probe's ``escalate_above``
+    get the probe's probability over a language model's hidden state (``lm_hidden.py``) instead."""
     _check_model(detector, embedder)
     out = np.full(len(texts), np.nan)
     idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
@@ -253,6 +255,15 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
         chosen = [sub[i] for i in esc]
         x = _with(embedder.encode(chosen), extra, idx[esc])
         out[idx[esc]] = detector.predict_proba_vectors(x if late is None else np.hstack([x, late(chosen)]))
+    probe = getattr(detector, "lm_probe", None) if lm_probe else None
+    if probe is not None and len(esc):
+        last = esc[out[idx[esc]] >= probe.escalate_above]
+        if len(last):
+            from evalmon.monitor.signals.lm_hidden import get_hidden_states, probe_checkpoint
+
+            enc = get_hidden_states(probe_checkpoint(probe.model, f"detector {detector.name}"), probe.layer,
+                                    probe.max_chars)
+            out[idx[last]] = probe.predict_proba_vectors(enc.encode([sub[i] for i in last]))
     return out
 
 

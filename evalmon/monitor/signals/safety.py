@@ -32,6 +32,7 @@ files; labels other than the built-in ones get their own columns (read from ``pr
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,7 +90,8 @@ class SafetySignal(BaseSignal):
     name: ClassVar[str] = "safety"
     version: ClassVar[str] = "2"
 
-    def __init__(self, *, method: str = "classifier", cascade: bool = True, exemplars: bool = True,
+    def __init__(self, *, method: str = "classifier", cascade: bool = True, lm_probe: bool | None = None,
+                 exemplars: bool = True,
                  data_dir: str | None = None,
                  replace_builtin: bool = False, targets: Mapping[str, str] | None = None,
                  thresholds: Mapping[str, float] | None = None, top_k: int = 3, model: str = DEFAULT_MODEL,
@@ -123,10 +125,11 @@ class SafetySignal(BaseSignal):
             from evalmon.monitor.detectors import load_detector
 
             self.detectors = {lab: load_detector(det) for lab, det in DETECTORS.items()}
+        self.lm_probe = _probes_on(self.detectors, lm_probe)
         self.labels = (*self.detectors, *(k for k in self.exemplars if k != BENIGN and k not in self.detectors))
         self.targets = {lab: DEFAULT_TARGETS.get(lab, PROMPT) for lab in self.labels}
         self.targets.update(dict(targets or {}))
-        self.thresholds = {lab: (self.detectors[lab].threshold if lab in self.detectors
+        self.thresholds = {lab: (_threshold(self.detectors[lab], self.lm_probe) if lab in self.detectors
                                  else DEFAULT_THRESHOLDS.get(lab, 0.40)) for lab in self.labels}
         self.thresholds.update(dict(thresholds or {}))
         for key in set(self.targets) | set(self.thresholds):
@@ -160,6 +163,8 @@ class SafetySignal(BaseSignal):
         cuts = {lab: fs.escalate_above for lab, d in self.detectors.items()
                 if self.cascade and (fs := active_first_stage(d)) is not None}  # the cascade changes scores
         return {"method": self.method, **({"cascade": False} if not self.cascade else {}),
+                **({"lm_probe": False} if not self.lm_probe and any(d.lm_probe for d in self.detectors.values())
+                   else {}),
                 **({"first_stages": cuts} if cuts else {}),
                 "detectors": {lab: d.ref for lab, d in self.detectors.items()},
                 "refusal": self._refusal.options(),
@@ -221,7 +226,8 @@ class SafetySignal(BaseSignal):
                 flag = np.zeros(n, dtype=bool)
                 if lab in self.detectors:
                     assert self.embedder is not None
-                    full = detector_scores(self.detectors[lab], self.embedder, s.tolist(), cascade=self.cascade)
+                    full = detector_scores(self.detectors[lab], self.embedder, s.tolist(), cascade=self.cascade,
+                                           lm_probe=self.lm_probe)
                     flag = np.nan_to_num(full, nan=0.0) >= self.thresholds[lab]
                 else:
                     full[nonempty] = scores[lab]
@@ -273,6 +279,37 @@ class SafetySignal(BaseSignal):
             else:  # binary checkpoints: the non-first label (LABEL_1 / toxic / unsafe) is the positive class
                 out[i] = by_label[sorted(by_label)[-1]]
         return out
+
+
+_WARNED: set[str] = set()
+
+
+def _probes_on(detectors: Mapping[str, Any], lm_probe: bool | None) -> bool:
+    """Whether the detectors' lm probes run: ``False`` → no; ``True`` → yes, their checkpoint must be there; ``None``
+    → when it is built in this folder, else one warning (per process) and each detector alone at its own threshold.
+    Checked when the signal is built, not after the reference has been scored."""
+    from evalmon.monitor.signals.lm_hidden import checkpoint_built, probe_checkpoint
+
+    probes = {lab: d for lab, d in detectors.items() if d.lm_probe is not None}
+    if lm_probe is False or not probes:
+        return False
+    for lab, d in probes.items():
+        where = f"signals.safety ({lab}: {d.name}-v{d.version})"
+        if lm_probe is None and not checkpoint_built(d.lm_probe.model):
+            if where not in _WARNED:
+                _WARNED.add(where)
+                sys.stderr.write(f"warning: {where}: its lm probe is off — {d.lm_probe.model['name']} is not built in "
+                                 f".evalmon/checkpoints (run `evalmon init` in this folder); scoring with the detector "
+                                 f"alone at its threshold {d.threshold:g}. `lm_probe: false` silences this\n")
+            return False
+        probe_checkpoint(d.lm_probe.model, where)
+    return True
+
+
+def _threshold(detector: Any, lm_probe: bool) -> float:
+    """A detector's default flag threshold: its lm probe's when it has one and the probe runs, else its own."""
+    probe = detector.lm_probe if lm_probe else None
+    return float(probe.threshold if probe is not None else detector.threshold)
 
 
 def _not_a_checkpoint(path: str, exc: BaseException) -> ConfigError:

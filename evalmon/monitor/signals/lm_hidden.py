@@ -1,0 +1,184 @@
+"""A small language model's hidden state of a text, as a detector's features (``detectors.LMProbe``).
+
+``HiddenStates(path, layer, max_chars)``: the text (its first ``max_chars`` characters; at most ``MAX_TOKENS`` tokens
+once rendered) rendered as one user turn with the checkpoint's chat template
+(the generation prompt added, as the model sees a request), the decoder's residual stream after ``layer`` layers,
+averaged over the text's tokens (attention-masked). Only the first ``layer`` decoder layers run (a forward hook
+reads the last one's output; the rest of the model and the LM head are skipped). Texts are batched by length and
+memoised (bounded, per process), like the sentence embedder; one instance per (checkpoint, layer, truncation).
+The default checkpoint is the project's embedded SmolLM2-135M-Instruct (``evalmon init``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalmon.core.errors import ConfigError
+
+BATCH = 16
+MAX_TOKENS = 1024  # a bound for pathological text (1,000 characters of ordinary text are ~250 tokens)
+_LOCK = threading.Lock()
+_ENCODERS: dict[tuple[str, int, int], HiddenStates] = {}
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """The source GGUF's sha256 recorded by ``evalmon init`` (``evalmon_checkpoint.json``), or ``""``."""
+    try:
+        meta = json.loads((path / "evalmon_checkpoint.json").read_text(encoding="utf-8"))
+        return str((meta.get("gguf") or {}).get("sha256") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+class HiddenStates:
+    def __init__(self, path: Path, layer: int, max_chars: int, memo_size: int = 20_000) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no weight-loading bars in monitor logs
+        self.path, self.layer, self.max_chars = path, layer, max_chars
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.tokenizer.padding_side = "right"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+        layers = model.model.layers
+        if not 1 <= layer <= len(layers):
+            raise ConfigError(f"lm probe: layer {layer} is not in 1..{len(layers)} of {path}")
+        model.model.layers = layers[:layer]
+        self._captured: list[Any] = []
+        layers[layer - 1].register_forward_hook(lambda _m, _i, out: self._captured.append(
+            out[0] if isinstance(out, tuple) else out))
+        self.model, self.dim = model.model, int(model.config.hidden_size)
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_size = memo_size
+        self._lock = threading.Lock()
+        self.encoded = 0  # texts run through the model (not memo hits), for throughput reports
+        self._prefix = self._prefix_state()
+
+    def _render(self, text: str) -> str:
+        return str(self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True))
+
+    def _prefix_state(self) -> tuple[list[int], Any, np.ndarray] | None:
+        """The chat template's text before the user's (system turn + ``<|im_start|>user``): the same for every text,
+        so its key/value cache and the sum of its hidden states are computed once (``_forward`` then runs only the
+        rest of each text: the same numbers, ~half the tokens). ``None`` when the template puts nothing first."""
+        import torch
+
+        mark = "\x00evalmon-mark\x00"
+        head = self._render(mark).split(mark)[0]
+        ids = self.tokenizer(head, add_special_tokens=False)["input_ids"] if head else []
+        if not ids:
+            return None
+        self._captured.clear()
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids]), use_cache=True)
+        return list(ids), out.cache, self._captured[-1][0].double().sum(0).numpy()
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        """Mean hidden state of each rendered text; texts whose tokens start with the template's prefix reuse its
+        cache (the prefix's positions are in the mean), the others (a text that merges with the prefix's last
+        token) run whole."""
+        ids = self.tokenizer([self._render(t[: self.max_chars]) for t in texts], add_special_tokens=False,
+                             truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        out = np.zeros((len(texts), self.dim), np.float32)
+        head = self._prefix[0] if self._prefix else []
+        cut = [i for i, x in enumerate(ids) if head and x[: len(head)] == head and len(x) > len(head)]
+        whole = sorted(set(range(len(texts))) - set(cut))
+        if cut:
+            out[cut] = self._run([ids[i][len(head):] for i in cut], prefixed=True)
+        if whole:
+            out[whole] = self._run([ids[i] for i in whole], prefixed=False)
+        self.encoded += len(texts)
+        return out
+
+    def _run(self, seqs: list[list[int]], *, prefixed: bool) -> np.ndarray:
+        import copy
+
+        import torch
+
+        width = max(len(x) for x in seqs)
+        pad = int(self.tokenizer.pad_token_id)
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in seqs])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in seqs])
+        kwargs: dict[str, Any] = {}
+        n_head, head_sum = 0, 0.0
+        if prefixed and self._prefix is not None:
+            head, cache, head_sum = self._prefix
+            n_head = len(head)
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(len(seqs))
+            kwargs = {"cache": past, "use_cache": True}
+            mask = torch.cat([torch.ones(len(seqs), n_head, dtype=mask.dtype), mask], dim=1)
+        self._captured.clear()
+        with torch.inference_mode():
+            self.model(input_ids=input_ids, attention_mask=mask, **kwargs)
+        h = self._captured[-1].double()
+        m = mask[:, n_head:].unsqueeze(-1).double()
+        total = (h * m).sum(1).numpy() + head_sum
+        return (total / (m.sum(1).numpy() + n_head)).astype(np.float32)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, hidden size) mean hidden states, in ``texts`` order."""
+        with self._lock:
+            todo = list(dict.fromkeys(t for t in texts if t not in self._memo))
+            order = sorted(todo, key=len)
+            for start in range(0, len(order), BATCH):
+                part = order[start:start + BATCH]
+                for t, v in zip(part, self._forward(part), strict=True):
+                    self._memo[t] = v
+            out = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+            for t in texts:
+                self._memo.move_to_end(t)
+            while len(self._memo) > self._memo_size:
+                self._memo.popitem(last=False)
+            return out
+
+
+def default_checkpoint() -> Path:
+    from evalmon.checkpoints.catalog import DEFAULT_REAL
+    from evalmon.checkpoints.project import project_dir
+
+    return project_dir(DEFAULT_REAL)
+
+
+def checkpoint_built(model: dict[str, str]) -> bool:
+    """Whether the checkpoint an lm probe reads is built in this project folder (``evalmon init``)."""
+    from evalmon.checkpoints.project import project_dir
+
+    return (project_dir(model["name"]) / "config.json").is_file()
+
+
+def probe_checkpoint(model: dict[str, str], where: str) -> Path:
+    """The checkpoint directory an lm probe was trained on (``model``: its ``name`` under ``.evalmon/checkpoints``
+    and the source GGUF's ``gguf_sha256``), checked: a missing or different checkpoint is a one-line error."""
+    from evalmon.checkpoints.project import project_dir
+
+    name = model["name"]
+    path = project_dir(name)  # an unknown name: ConfigError listing the known checkpoints
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{where}: the lm probe reads {name}'s hidden states and {path} is not built",
+                          hint="run `evalmon init` (once per project folder), or set `lm_probe: false` on the signal")
+    want, got = model.get("gguf_sha256", ""), checkpoint_sha256(path)
+    if want and got != want:
+        raise ConfigError(f"{where}: {path} is not the checkpoint the lm probe was trained on (source sha256 "
+                          f"{got[:12] or 'unknown'}…, expected {want[:12]}…)", hint="rebuild it with `evalmon init`")
+    return path
+
+
+def get_hidden_states(path: Path, layer: int, max_chars: int) -> HiddenStates:
+    key = (str(path.resolve()), layer, max_chars)
+    with _LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = HiddenStates(path, layer, max_chars)
+        return _ENCODERS[key]
