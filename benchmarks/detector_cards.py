@@ -295,4 +295,24 @@ def write_card(det: Detector) -> None:
     if det.name in CHANGES and det.version != "1":
         lines += ["## Changes", "", CHANGES[det.name], ""]
     DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / f"{det.name}.md").write_text("\n".join(lines), encoding="utf-8")
+    path = DOCS / f"{det.name}.md"
+    path.write_text(lm_probe_section(path) + "\n".join(lines), encoding="utf-8")
+
+
+LM_PROBE_START, LM_PROBE_END = "<!-- lm probe: benchmarks/detector_lm_probe.py -->", "<!-- end lm probe -->"
+
+
+def lm_probe_section(path: Path) -> str:
+    """The section benchmarks/detector_lm_probe.py put at the top of a card (kept when the card is rewritten)."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if not text.startswith(LM_PROBE_START) or LM_PROBE_END not in text:
+        return ""
+    return text[: text.index(LM_PROBE_END) + len(LM_PROBE_END)] + "\n\n"
+
+
+def write_lm_probe_section(name: str, body: list[str]) -> None:
+    """Put (or replace) the lm-probe section at the top of ``docs/detectors/<name>.md``."""
+    path = DOCS / f"{name}.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    old = lm_probe_section(path)
+    path.write_text("\n".join([LM_PROBE_START, *body, LM_PROBE_END]) + "\n\n" + text[len(old):], encoding="utf-8")

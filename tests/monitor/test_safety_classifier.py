@@ -42,7 +42,8 @@ def test_classifier_flags_and_unsafe() -> None:
     assert out["safety.toxic"].tolist()[1:4] == [0.0, 0.0, 1.0] and np.isnan(out["safety.toxic_score"].iloc[0])
     # prompt-only harmful → unsafe; look-alike answered → safe; jailbreak → unsafe; insult → unsafe; refused → safe
     assert out["safety.unsafe"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
-    assert s.thresholds["unsafe_request"] == load_detector("harmful_request").threshold
+    det = load_detector("harmful_request")  # v4: its lm probe's threshold when the checkpoint is built here
+    assert s.thresholds["unsafe_request"] == (det.lm_probe.threshold if s.lm_probe else det.threshold)
 
 
 def test_threshold_override_and_exemplar_method() -> None:

@@ -40,3 +40,15 @@ def smollm2_gguf() -> Path:
     from evalmon.checkpoints.real import ensure_gguf
 
     return ensure_gguf("smollm2-135m-instruct", log=_log)
+
+
+@pytest.fixture
+def smollm2_project(smollm2_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder (the current directory for the test) where SmolLM2 is built as `evalmon init` leaves it
+    (``.evalmon/checkpoints/smollm2-135m-instruct``, here a link to the cached conversion): what the
+    harmful_request detector's lm probe reads."""
+    ck = tmp_path / ".evalmon" / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "smollm2-135m-instruct").symlink_to(smollm2_checkpoint, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
