@@ -196,7 +196,12 @@ def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", vari
     static = get_static_embedder()
     for emb in (*_embedders(), static):
         emb._memo.clear()
+    from evalmon.monitor.signals import lm_hidden
+
+    for enc in getattr(lm_hidden, "_ENCODERS", {}).values():  # harmful_request v4's lm probe
+        enc._memo.clear()
     enc0, st0 = get_embedder().encoded, static.encoded
+    lm0 = sum(e.encoded for e in lm_hidden._ENCODERS.values())
     stats = ComputeStats()
     pressure = _cpu_pressure()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -209,7 +214,8 @@ def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", vari
                     {"shared embedding pass": stats.shared_pass, **stats.per_signal}.items())
     print(f"{'throughput':28s} {'all default signals, ' + tag:38s} n={len(frame):5d} {len(frame) / dt:.1f} rec/s "
           f"(wall {dt:.1f} s; wall/CPU s: {per}); {cpu:.1f} CPU-s = {len(frame) / cpu:.1f} "
-          f"rec per CPU-s; MiniLM texts {get_embedder().encoded - enc0}, static texts {static.encoded - st0}; "
+          f"rec per CPU-s; MiniLM texts {get_embedder().encoded - enc0}, static texts {static.encoded - st0}, "
+          f"lm-probe texts {sum(e.encoded for e in lm_hidden._ENCODERS.values()) - lm0}; "
           f"/proc/pressure/cpu some avg60 before/after {pressure}/{_cpu_pressure()}", flush=True)
 
 

@@ -56,6 +56,15 @@ ESCALATE_ABOVE = 0.2
 # / 0.66 / 0.047). 0.25 was picked looking at OKTest, so OKTest is no longer an independent check of v4 (SST,
 # do_not_answer and the CoCoNot rows are)
 MIN_THRESHOLD = 0.25
+# the probe also trains on HarmBench's attack prompts (train-split behaviours; the jailbreak detector's rows). Trained on
+# plain requests only (the sweeps above), it re-scored long persuasive / role-play attacks below v3: the prompt side of
+# safety.unsafe (jailbreak OR unsafe_request, the signal, default path) on the attacks of unseen behaviours fell 0.866 →
+# 0.830 (PAP 0.76 → 0.67, TAP 0.77 → 0.68). With them: 0.907 (PAP 0.85, TAP 0.82); the ordinary-prompt rule then sets
+# the threshold (0.299, MIN_THRESHOLD no longer binding) and plain requests give a little back (recall 0.881 → 0.852,
+# CoCoNot safety 0.57 → 0.53, SST 0.75 → 0.69, do_not_answer 0.27 → 0.23, OKTest 4.4 % → 4.1 %). Weighting the attacks
+# ×0.3 / ×0.5 changed nothing that matters (recall 0.853 / 0.852); the plain probe for prompts ≤ 250–600 characters and
+# this one for longer ones: recall 0.867–0.869, attacks 0.63–0.69 — not worth a second probe
+ATTACKS = True
 # the first stage (v3's, static embedding) keeps its model; its cut is re-chosen for v4's decisions (at most this much
 # recall lost on the permissive validation split, as v3's was): v3's cut 0.089 lost 0.026 at v4's threshold
 FIRST_STAGE_MAX_RECALL_LOSS = 0.01
@@ -108,13 +117,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/benchmarks")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    rows = datasets(args.data)[NAME]
+    ds = datasets(args.data)
+    rows = ds[NAME] + ([r for r in ds["jailbreak"] if r.source == "harmbench_attacks"] if ATTACKS else [])
     texts = [r.text for r in rows]
     y = np.array([r.label for r in rows])
     split = np.array([split_of(r) for r in rows])
     ship = np.array([r.shippable for r in rows])
     src = np.array([r.source for r in rows])
     tr, val = (split == "train") & ship, (split == "validation") & ship
+    attack = src == "harmbench_attacks"  # the probe trains on them; v3's figures and rules read the other rows
     ordinary = ORDINARY_SOURCES_OF[NAME]
     w = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT[NAME], 1.0)
     w *= np.where(np.isin(src, ordinary) & (y == 0), ORDINARY_WEIGHT[NAME], 1.0)
@@ -126,7 +137,7 @@ def main() -> None:
 
     p_fs = base.first_stage.predict_proba_vectors(get_static_embedder().encode(texts))
     xh = hidden(texts)
-    members = fit_probe(xh[tr], y[tr], w[tr])
+    members = fit_probe(xh[tr], y[tr], w[tr])  # (the attack rows of the train split included)
     probe = LMProbe(model={"name": default_checkpoint().name, "gguf_sha256": checkpoint_sha256(default_checkpoint())},
                     layer=LAYER, max_chars=MAX_CHARS, escalate_above=ESCALATE_ABOVE, threshold=1.0, members=members)
     p_probe = probe.predict_proba_vectors(xh)
@@ -144,7 +155,8 @@ def main() -> None:
     final["cascade"] = np.where(p_fs >= fs.escalate_above, final["full pass"], p_fs)
     report: dict[str, Any] = {}
     for path, q in final.items():
-        report[f"validation (permissive sets, validation split), {path}"] = metrics(y[val], q[val], probe.threshold)
+        report[f"validation (permissive sets, validation split), {path}"] = metrics(y[val & ~attack], q[val & ~attack],
+                                                                               probe.threshold)
         for s in sorted(set(src)):
             m = (src == s) & ((split == "validation") | ~ship)
             if m.any():
@@ -158,9 +170,10 @@ def main() -> None:
                     f"decoder layer {LAYER}",
         "model": f"StandardScaler (folded into the members) + CalibratedClassifierCV(LogisticRegression(C={C_PROBE:g}, "
                  f"class_weight=balanced), sigmoid, cv=5); v3's rows, split and sample weights",
-        "threshold": f"the lowest ≥ {MIN_THRESHOLD} (picked looking at OKTest, see detector_lm_probe.py) with ≤ 5 % "
-                     "of CoCoNot look-alikes and ≤ 1 % of ordinary prompts (validation split) flagged on the default "
-                     "path's final scores (first stage on)",
+        "threshold": f"the lowest ≥ {MIN_THRESHOLD} (a floor picked looking at OKTest, see detector_lm_probe.py) with "
+                     "≤ 5 % of CoCoNot look-alikes and ≤ 1 % of ordinary prompts (validation split) flagged on the "
+                     "default path's final scores (first stage on)",
+        "training rows": "v3's rows plus HarmBench's attack prompts (train-split behaviours) as positives",
         "first_stage_escalate_above": f"{fs.escalate_above} (v3: {base.first_stage.escalate_above}): the highest cut "
                                       f"losing ≤ {FIRST_STAGE_MAX_RECALL_LOSS} recall at v4's threshold",
         "share of validation ordinary prompts the probe scores (default path)":
