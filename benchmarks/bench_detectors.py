@@ -193,12 +193,17 @@ def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", vari
     sigs = build_signals(cfgs)
     _set_backend(backend)
     compute_signals(frame.head(8), sigs)  # load models (and the ONNX session) outside the timing
+    from evalmon.monitor.signals import lm_hidden
+
+    for sig in sigs:  # ... and the lm probe's model, which the first records may not have reached
+        for det in getattr(sig, "detectors", {}).values() if getattr(sig, "lm_probe", False) else ():
+            if det.lm_probe is not None:
+                lm_hidden.get_hidden_states(lm_hidden.probe_checkpoint(det.lm_probe.model, "bench"), det.lm_probe.layer,
+                                            det.lm_probe.max_chars).encode(["warm-up"])
     static = get_static_embedder()
     for emb in (*_embedders(), static):
         emb._memo.clear()
-    from evalmon.monitor.signals import lm_hidden
-
-    for enc in getattr(lm_hidden, "_ENCODERS", {}).values():  # harmful_request v4's lm probe
+    for enc in lm_hidden._ENCODERS.values():  # harmful_request v4's lm probe
         enc._memo.clear()
     enc0, st0 = get_embedder().encoded, static.encoded
     lm0 = sum(e.encoded for e in lm_hidden._ENCODERS.values())
