@@ -41,7 +41,6 @@ class HiddenStates:
     def __init__(self, path: Path, layer: int, max_chars: int, memo_size: int = 20_000) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no weight-loading bars in monitor logs
