@@ -213,6 +213,20 @@ SIGNAL_COMPARISON: dict[str, list[str]] = {"toxicity": [
     "| probe: compliant openers refused | 8 | 1 | 0 | 3 | 0 |",
     "| MiniLM encodes for 1,680 ordinary answers (1,609 distinct; MT-Bench, TruthfulQA, GSM8K, train + validation; "
     "v4: + tails) | 1680 | 57 | 118 | 1609 | 2366 |",
+    '',
+    "## Screened after v4, not shipped: a probe over SmolLM2's hidden state (session 10)",
+    '',
+    "The probe `harmful_request` v4 ships (`benchmarks/detector_lm_probe.py`: SmolLM2-135M-Instruct, the text as a chat-template user turn — here the response, its first 1,000 characters —, mean residual stream after layer 20, logistic regression, v4's rows, split and ordinary-answer weight ×3), as the signal's decision (a phrase family OR the score), the threshold by v4's rules (≤ 3 % of ordinary answers, ≤ 23.7 % of jailbroken answers refused), validation split, every text through the model (session script):",
+    '',
+    '| variant | threshold | recall | soft refusals | ordinary answers refused | jailbroken refused | PyRIT recall / FPR |',
+    '|---|---|---|---|---|---|---|',
+    '| v4 (MiniLM + phrase columns + tail; full pass, by the same rule) | 0.206 | 0.969 | 0.829 | 0.018 | 0.237 | 0.30 / 0.00 |',
+    '| probe alone | 0.259 | **0.988** | **0.934** | 0.005 | 0.237 | 0.34 / 0.07 |',
+    '| probe + the phrase columns | 0.161 | 0.986 | 0.921 | 0.009 | 0.237 | 0.35 / 0.09 |',
+    '| v4 ≥ 0.05 → probe (a band, as `harmful_request` v4) | 0.194 | 0.983 | 0.908 | 0.000 | 0.237 | 0.32 / 0.06 |',
+    '| v4 ≥ 0.1 → probe | 0.136 | 0.979 | 0.882 | 0.000 | 0.237 | 0.31 / 0.04 |',
+    '',
+    "Soft refusals 0.829 → 0.91–0.93 at fewer false refusals: the target's 0.90 is within reach. Not shipped this session because of cost: the band v4 ≥ 0.05 sends 10 % of ordinary answers (23 % of MT-Bench's) to the model, and answers are long (~1,260 characters on average for those) — several seconds per 2,000 records on 2 cores, the throughput target at risk. Next: the probe on the response's opening (refusals are said first), a narrower band, then the example monitor re-calibrated (refusal feeds `safety.unsafe`).",
 ]}
 
 
