@@ -226,7 +226,9 @@ SIGNAL_COMPARISON: dict[str, list[str]] = {"toxicity": [
     '| v4 ≥ 0.05 → probe (a band, as `harmful_request` v4) | 0.194 | 0.983 | 0.908 | 0.000 | 0.237 | 0.32 / 0.06 |',
     '| v4 ≥ 0.1 → probe | 0.136 | 0.979 | 0.882 | 0.000 | 0.237 | 0.31 / 0.04 |',
     '',
-    "Soft refusals 0.829 → 0.91–0.93 at fewer false refusals: the target's 0.90 is within reach. Not shipped this session because of cost: the band v4 ≥ 0.05 sends 10 % of ordinary answers (23 % of MT-Bench's) to the model, and answers are long (~1,260 characters on average for those) — several seconds per 2,000 records on 2 cores, the throughput target at risk. Next: the probe on the response's opening (refusals are said first), a narrower band, then the example monitor re-calibrated (refusal feeds `safety.unsafe`).",
+    "Soft refusals 0.829 → 0.91–0.93 at fewer false refusals: the target's 0.90 is within reach. Not shipped this session because of cost: the band v4 ≥ 0.05 sends 10 % of ordinary answers (23 % of MT-Bench's) to the model, and answers are long (~1,260 characters on average for those) — several seconds per 2,000 records on 2 cores, the throughput target at risk. Next: a narrower band or a cheaper forward (below: the opening alone loses the soft refusals), then the example monitor re-calibrated (refusal feeds `safety.unsafe`).",
+    "",
+    'The response\'s opening alone (first 300 characters, same protocol): soft refusals 0.776 (probe alone) / 0.816–0.855 (bands 0.2–0.05) — what makes a soft refusal is read later in the answer, so "the opening only" is not the way to cut the cost; SmolLM2 ran at ~10 such texts/s on 2 cores in this screen.',
 ]}
 
 
