@@ -123,6 +123,12 @@ class SignalRunner:
             self._cache = SignalCache(self._cache_path)
         return self._built
 
+    def fingerprints(self) -> dict[str, str]:
+        """Each signal's fingerprint (name, version and the options that change its numbers — e.g. which detector
+        artifacts, whether harmful_request's lm probe ran) as ``signal.<name>`` run params: two runs of one YAML
+        that computed different numbers (another artifact, a checkpoint built since) are told apart."""
+        return {f"signal.{s.name}": s.fingerprint[:16] for s in self._build()} if self.configs else {}
+
     def __call__(self, records: pd.DataFrame) -> pd.DataFrame:
         if not self.configs:
             return records

@@ -127,3 +127,17 @@ def test_safety_probe_required_or_of_another_checkpoint_is_an_error(monkeypatch:
     assert "evalmon init" in (e.value.hint or "")
     with pytest.raises(ConfigError, match="not the checkpoint the lm probe was trained on"):
         _safety(monkeypatch, tmp_path, built=True, sha="cd" * 32)
+
+
+def test_signal_fingerprints_are_run_params_that_tell_different_numbers_apart() -> None:
+    """A monitor's window runs carry ``signal.<name>`` = the signal's fingerprint (its options incl. detector refs and
+    whether an lm probe ran): the YAML's hash alone cannot tell runs apart whose numbers differ (a checkpoint built
+    since, another artifact)."""
+    from evalmon.monitor.pipeline import SignalRunner
+
+    a = SignalRunner([{"name": "usage"}, {"name": "refusal", "classifier": False}], None).fingerprints()
+    b = SignalRunner([{"name": "usage"}, {"name": "refusal", "classifier": False,
+                                          "extra_patterns": {"mine": "nope"}}], None).fingerprints()
+    assert set(a) == {"signal.usage", "signal.refusal"} and all(len(v) == 16 for v in a.values())
+    assert a["signal.usage"] == b["signal.usage"] and a["signal.refusal"] != b["signal.refusal"]
+    assert SignalRunner([], None).fingerprints() == {}

@@ -305,6 +305,7 @@ class LocalExecutor:
         params = run_params(cfg.name, cfg.config_hash(), window_size=cfg.window.size, window_delay=cfg.window.delay,
                             reference=cfg.reference, source_kind=str(getattr(cfg.source, "kind", "?")),
                             signal_names=[s.name for s in cfg.signals])
+        params.update(self.signals.fingerprints())
         held: list[tuple[Window, Summary, pd.DataFrame, pd.DataFrame | None]] = []  # windows without records
         done = 0
         at: list[Any] = [0, span[0]]

@@ -240,6 +240,7 @@ class SparkExecutor(LocalExecutor):
         params = run_params(cfg.name, cfg.config_hash(), window_size=cfg.window.size, window_delay=cfg.window.delay,
                             reference=cfg.reference, source_kind=str(getattr(cfg.source, "kind", "?")),
                             signal_names=[s.name for s in cfg.signals])
+        params.update(self.signals.fingerprints())  # built on the driver for their options (models load lazily)
         params["executor"] = "spark"
         held: list[tuple[Window, Summary, pd.DataFrame, pd.DataFrame | None]] = []
         done = 0
