@@ -125,7 +125,8 @@ def main() -> None:
     ship = np.array([r.shippable for r in rows])
     src = np.array([r.source for r in rows])
     tr, val = (split == "train") & ship, (split == "validation") & ship
-    attack = src == "harmbench_attacks"  # the probe trains on them; v3's figures and rules read the other rows
+    attack = src == "harmbench_attacks"  # the probe trains on them; the headline figure and the threshold rules read the
+    # other rows (the first-stage cut counts them among the positives it may lose ≤ 1 % of)
     ordinary = ORDINARY_SOURCES_OF[NAME]
     w = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT[NAME], 1.0)
     w *= np.where(np.isin(src, ordinary) & (y == 0), ORDINARY_WEIGHT[NAME], 1.0)
