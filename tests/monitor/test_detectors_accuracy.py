@@ -35,8 +35,9 @@ def _score(rows: list, field: str, cfg: str | dict, col: str) -> tuple[np.ndarra
     return y, src, out[f"{col}_score"].to_numpy(), out[col].to_numpy() > 0
 
 
-PROBE = {"name": "safety", "lm_probe": True}  # harmful_request v4 with its lm probe (the checkpoint must be there)
-V3 = {"name": "safety", "lm_probe": False}  # v4 without it: v3's decisions
+# harmful_request v4 with its lm probe (opt-in; the checkpoint must be there) and the default, v3
+PROBE = {"name": "safety", "versions": {"harmful_request": "4"}, "lm_probe": True}
+V3 = {"name": "safety"}
 
 
 @pytest.mark.parametrize("probe", [True, False], ids=["v4", "v3"])

@@ -97,7 +97,7 @@ def _safety(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, built: bool, sha: s
     if built:
         ck.mkdir(exist_ok=True)
         (ck / "config.json").write_text("{}")
-    monkeypatch.setattr("evalmon.monitor.detectors.load_detector", lambda name: _detector(_probe()))
+    monkeypatch.setattr("evalmon.monitor.detectors.load_detector", lambda name, version=None: _detector(_probe()))
     monkeypatch.setattr("evalmon.checkpoints.project.project_dir", lambda name, base=None: ck)
     monkeypatch.setattr(lm_hidden, "checkpoint_sha256", lambda path: sha)
     monkeypatch.setattr(safety, "DETECTORS", {"unsafe_request": "harmful_request"})

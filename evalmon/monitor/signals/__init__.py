@@ -157,6 +157,8 @@ class SafetyConfig(_SignalConfig):
     # embedded checkpoint's hidden states. Unset: when `evalmon init` has built it in this folder (else one warning
     # and the detector alone, at its own threshold); true: required; false: never
     lm_probe: bool | None = Field(None, exclude_if=lambda v: v is None)
+    # a shipped detector's version other than the default, e.g. {harmful_request: "4"} (its lm probe; opt-in)
+    versions: dict[str, str] = Field({}, exclude_if=lambda v: not v)
     exemplars: bool = True
     data_dir: str | None = None
     replace_builtin: bool = False
@@ -252,7 +254,8 @@ def _pii(cfg: PiiConfig, *, allow_download: bool = False, **_: Any) -> Signal:
 def _safety(cfg: SafetyConfig, *, allow_download: bool = False, **_: Any) -> Signal:
     from evalmon.monitor.signals.safety import SafetySignal
 
-    return SafetySignal(method=cfg.method, cascade=cfg.cascade, lm_probe=cfg.lm_probe, exemplars=cfg.exemplars,
+    return SafetySignal(method=cfg.method, cascade=cfg.cascade, lm_probe=cfg.lm_probe, versions=cfg.versions,
+                        exemplars=cfg.exemplars,
                         data_dir=cfg.data_dir,
                         replace_builtin=cfg.replace_builtin,
                         targets=cfg.targets, thresholds=cfg.thresholds, top_k=cfg.top_k, model=cfg.model,

@@ -91,7 +91,7 @@ class SafetySignal(BaseSignal):
     version: ClassVar[str] = "2"
 
     def __init__(self, *, method: str = "classifier", cascade: bool = True, lm_probe: bool | None = None,
-                 exemplars: bool = True,
+                 versions: Mapping[str, str] | None = None, exemplars: bool = True,
                  data_dir: str | None = None,
                  replace_builtin: bool = False, targets: Mapping[str, str] | None = None,
                  thresholds: Mapping[str, float] | None = None, top_k: int = 3, model: str = DEFAULT_MODEL,
@@ -124,7 +124,13 @@ class SafetySignal(BaseSignal):
         if by_clf and not replace_builtin:
             from evalmon.monitor.detectors import load_detector
 
-            self.detectors = {lab: load_detector(det) for lab, det in DETECTORS.items()}
+            versions = dict(versions or {})
+            for name in versions:
+                if name not in DETECTORS.values():
+                    raise ConfigError(f"signals.safety.versions: {name!r} is not one of this signal's detectors",
+                                      hint=f"detectors: {', '.join(DETECTORS.values())}")
+            self.detectors = {lab: load_detector(det, str(versions[det]) if det in versions else None)
+                              for lab, det in DETECTORS.items()}
         self.lm_probe = _probes_on(self.detectors, lm_probe)
         self.labels = (*self.detectors, *(k for k in self.exemplars if k != BENIGN and k not in self.detectors))
         self.targets = {lab: DEFAULT_TARGETS.get(lab, PROMPT) for lab in self.labels}
