@@ -198,8 +198,7 @@ def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", vari
     for sig in sigs:  # ... and the lm probe's model, which the first records may not have reached
         for det in getattr(sig, "detectors", {}).values() if getattr(sig, "lm_probe", False) else ():
             if det.lm_probe is not None:
-                lm_hidden.get_hidden_states(lm_hidden.probe_checkpoint(det.lm_probe.model, "bench"), det.lm_probe.layer,
-                                            det.lm_probe.max_chars).encode(["warm-up"])
+                lm_hidden.probe_encoder(det.lm_probe, "bench").encode(["warm-up"])
     static = get_static_embedder()
     for emb in (*_embedders(), static):
         emb._memo.clear()

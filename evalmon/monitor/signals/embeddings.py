@@ -259,10 +259,9 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
     if probe is not None and len(esc):
         last = esc[out[idx[esc]] >= probe.escalate_above]
         if len(last):
-            from evalmon.monitor.signals.lm_hidden import get_hidden_states, probe_checkpoint
+            from evalmon.monitor.signals.lm_hidden import probe_encoder
 
-            enc = get_hidden_states(probe_checkpoint(probe.model, f"detector {detector.name}"), probe.layer,
-                                    probe.max_chars)
+            enc = probe_encoder(probe, f"detector {detector.name}")
             out[idx[last]] = probe.predict_proba_vectors(enc.encode([sub[i] for i in last]))
     return out
 

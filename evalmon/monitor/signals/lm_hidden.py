@@ -175,6 +175,19 @@ def probe_checkpoint(model: dict[str, str], where: str) -> Path:
     return path
 
 
+def probe_encoder(probe: Any, where: str) -> HiddenStates:
+    """The hidden-state encoder an ``LMProbe`` reads (its checkpoint found and checked once per process and folder,
+    not on every batch)."""
+    key = (tuple(sorted(probe.model.items())), str(Path.cwd()))
+    path = _CHECKED.get(key)
+    if path is None:
+        path = _CHECKED[key] = probe_checkpoint(probe.model, where)
+    return get_hidden_states(path, probe.layer, probe.max_chars)
+
+
+_CHECKED: dict[tuple[Any, str], Path] = {}
+
+
 def get_hidden_states(path: Path, layer: int, max_chars: int) -> HiddenStates:
     key = (str(path.resolve()), layer, max_chars)
     with _LOCK:
