@@ -16,7 +16,7 @@ from detector_metrics import metrics
 
 from evalmon.monitor.detectors import Member
 
-# detectors that get a first stage (attached to the version load_detector loads: CURRENT; its own artifact file
+# detectors that get a first stage (attached to the version train_detectors.py writes; its own artifact file
 # <name>-v<version>.first_stage.json, so the detector's file and numbers stay as they are)
 FIRST_STAGE_OF = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_sensitive")
 # ridge penalty of the first stage's regression on the full detector's logit (0.1 vs 1: less escalation of
@@ -52,11 +52,13 @@ def add_first_stage(name: str, rows: list[Example], write: bool) -> dict[str, An
     harmful_request's validation-only ROC-AUC 0.746 → 0.701, this one → 0.744); p1 = sigmoid(prediction),
     one member with a = -1, b = 0. Its escalation cut is chosen on the permissive validation split."""
     from sklearn.linear_model import Ridge
+    from train_detectors import VERSION_OF
 
-    from evalmon.monitor.detectors import CURRENT, FirstStage, first_stage_path, load_detector
+    from evalmon.monitor.detectors import FirstStage, first_stage_path, load_detector
     from evalmon.monitor.signals.static_embed import get_static_embedder
 
-    base_v = CURRENT[name]
+    base_v = VERSION_OF[name]  # the MiniLM detector's version (harmful_request v4 / v5 copy v3's first stage with
+    # their own cut: benchmarks/detector_lm_probe.py)
     det = copy.deepcopy(load_detector(name, base_v))  # load_detector is cached: never mutate its object
     texts = [r.text for r in rows]
     feats = det.card.get("features") or {}  # refusal v3: + one 0/1 column per phrase family, in both stages

@@ -141,3 +141,43 @@ def test_signal_fingerprints_are_run_params_that_tell_different_numbers_apart() 
     assert set(a) == {"signal.usage", "signal.refusal"} and all(len(v) == 16 for v in a.values())
     assert a["signal.usage"] == b["signal.usage"] and a["signal.refusal"] != b["signal.refusal"]
     assert SignalRunner([], None).fingerprints() == {}
+
+
+def test_combine_max_flags_what_the_detector_or_the_probe_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """harmful_request v5: every score on the probe's scale (the detector's threshold 0.6 ↦ the probe's 0.3), the
+    texts in the band keep the larger of that and the probe's probability — a superset of the detector's flags."""
+    fake = _FakeHidden()
+    monkeypatch.setattr(lm_hidden, "probe_checkpoint", lambda model, where: Path("/ck"))
+    monkeypatch.setattr(lm_hidden, "get_hidden_states", lambda path, layer, max_chars: fake)
+    probe = _probe(members=[Member(coef=[-1.0, 0, 0, 0], intercept=3.0, a=-1.0, b=0.0)], combine="max")
+    det = _detector(probe)
+    base = np.array([0.0, 0.3, 0.6, 0.8, 1.0])
+    assert np.allclose(probe.rescale(base, 0.6), [0.0, 0.15, 0.3, 0.3 + 0.2 * 0.7 / 0.4, 1.0])
+    assert (np.diff(probe.rescale(np.linspace(0, 1, 101), 0.6)) > 0).all()
+    texts = ["low a", "mid bb", "high ccc", "mid " + "x" * 30]  # detector 0.007 / 0.5 / 0.993 / 0.5
+    out = embeddings.detector_scores(det, _FakeEmbedder(), texts, cascade=False)  # type: ignore[arg-type]
+    d = 1 / (1 + np.exp(-np.array([-5.0, 0.0, 5.0, 0.0])))
+    p = 1 / (1 + np.exp(-(3 - np.array([6.0, 8.0, 35.0]))))  # the probe on the three texts in the band
+    assert fake.seen == ["mid bb", "high ccc", texts[3]]
+    assert np.allclose(out, [d[0] * 0.5, max(d[1] * 0.5, p[0]), max(0.3 + (d[2] - 0.6) * 0.7 / 0.4, p[1]), d[3] * 0.5])
+    assert ((out >= probe.threshold) == [False, False, True, False]).all()  # "high" flagged by the detector alone
+    hot = _probe(members=[Member(coef=[0.0, 0, 0, 0], intercept=2.0, a=-1.0, b=0.0)], combine="max")  # probe 0.88
+    assert (embeddings.detector_scores(_detector(hot), _FakeEmbedder(), texts,  # type: ignore[arg-type]
+                                       cascade=False) >= 0.3).tolist() == [False, True, True, True]
+
+
+def test_combine_max_artifact_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalmon.monitor import detectors
+
+    with pytest.raises(DataError, match="combine 'min' is not one of"):
+        LMProbe.load(_write(tmp_path, _probe(), combine="min"))
+    path = _write(tmp_path, _probe(combine="max"))
+    assert LMProbe.load(path).combine == "max"
+    assert "combine" not in json.loads(_write(tmp_path, _probe()).read_text())  # replace: written as before
+    monkeypatch.setattr(detectors, "ARTIFACT_DIR", tmp_path)
+    det = _detector(None)
+    det.threshold = 0.15  # below the band: a text the detector flags would never reach the probe's scale
+    det.save(tmp_path / "harmful_request-v77.json")
+    _write(tmp_path, _probe(combine="max")).rename(tmp_path / "harmful_request-v77.lm_probe.json")
+    with pytest.raises(DataError, match="combine max needs 0 < escalate_above ≤ the detector's threshold"):
+        detectors.load_detector("harmful_request", "77")

@@ -25,7 +25,7 @@ from evalmon.core.errors import ConfigError, DataError
 ARTIFACT_DIR = Path(__file__).resolve().parent
 BUILTIN = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_sensitive")
 # the version each signal loads by default; older artifacts stay loadable by explicit version
-CURRENT = {"harmful_request": "3", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
+CURRENT = {"harmful_request": "5", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
 
 
 @dataclass
@@ -81,14 +81,20 @@ class FirstStage:
         return fs
 
 
+COMBINE = ("replace", "max")
+
+
 @dataclass
 class LMProbe:
     """A last stage of a detector (``monitor/signals/embeddings.detector_scores``): texts the detector scores ≥
     ``escalate_above`` are scored again by these members over a language model's mean hidden state at ``layer``
     (``monitor/signals/lm_hidden.py``: the text as one chat-template user turn, its first ``max_chars`` characters),
-    and that probability is their final score; flagged at ``threshold`` (≥ ``escalate_above``, so a text the probe
-    never saw is never flagged). Without the probe (the signal's ``lm_probe: false``) the detector's own threshold
-    applies. ``model``: the checkpoint it was trained on (``name`` under ``.evalmon/checkpoints``, and the
+    and (``combine: replace``) that probability is their final score; flagged at ``threshold`` (≥ ``escalate_above``,
+    so a text the probe never saw is never flagged). ``combine: max``: every score of the detector is first put on
+    the probe's scale (``rescale``: the detector's threshold maps to the probe's, piecewise linear, monotone) and the
+    texts the probe scores keep the larger of the two — flagged exactly when the detector alone flags them or the
+    probe does. Without the probe (the signal's ``lm_probe: false``) the detector's own scores and threshold apply.
+    ``model``: the checkpoint it was trained on (``name`` under ``.evalmon/checkpoints``, and the
     source GGUF's ``gguf_sha256`` that ``evalmon init`` records), refused if another is found there."""
 
     model: dict[str, str]
@@ -98,6 +104,19 @@ class LMProbe:
     threshold: float
     members: list[Member]
     card: dict[str, Any] = field(default_factory=dict)
+    combine: str = "replace"  # COMBINE: how the probe's probability and the detector's score make the final score
+
+    def rescale(self, scores: np.ndarray, base_threshold: float) -> np.ndarray:
+        """``combine: max``: the detector's scores on the probe's scale — ``base_threshold`` ↦ ``threshold``, 0 ↦ 0,
+        1 ↦ 1, linear in between, so a score is ≥ ``threshold`` exactly when it was ≥ ``base_threshold``."""
+        s, b, t = np.asarray(scores, dtype=np.float64), base_threshold, self.threshold
+        return np.where(s < b, s * (t / b), t + (s - b) * ((1.0 - t) / (1.0 - b)))
+
+    def combined(self, base: np.ndarray, probe: np.ndarray, base_threshold: float) -> np.ndarray:
+        """The final score of texts the probe scored, from the detector's score and the probe's probability."""
+        if self.combine == "max":
+            return np.maximum(self.rescale(base, base_threshold), probe)
+        return probe
 
     def predict_proba_vectors(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != len(self.members[0].coef):
@@ -105,7 +124,10 @@ class LMProbe:
         return _proba(self.members, x)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+        d = asdict(self)
+        if d["combine"] == "replace":  # the default: absent, as in the artifacts written before it existed
+            del d["combine"]
+        path.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> LMProbe:
@@ -114,16 +136,19 @@ class LMProbe:
             members = [Member(**m) for m in d["members"]]
             probe = cls(model={str(k): str(v) for k, v in dict(d["model"]).items()}, layer=int(d["layer"]),
                         max_chars=int(d["max_chars"]), escalate_above=float(d["escalate_above"]),
-                        threshold=float(d["threshold"]), members=members, card=dict(d.get("card", {})))
+                        threshold=float(d["threshold"]), members=members, card=dict(d.get("card", {})),
+                        combine=str(d.get("combine", "replace")))
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}: not an lm-probe artifact ({e})",
                             hint="retrain with benchmarks/detector_lm_probe.py") from e
         _check_members(members, path)
         if not probe.model.get("name") or probe.layer < 1 or probe.max_chars < 1:
             raise DataError(f"{path}: an lm probe needs model.name, layer ≥ 1 and max_chars ≥ 1")
-        if not 0.0 <= probe.escalate_above <= probe.threshold <= 1.0:
+        if probe.combine not in COMBINE:
+            raise DataError(f"{path}: combine {probe.combine!r} is not one of {', '.join(COMBINE)}")
+        if not 0.0 <= probe.escalate_above <= probe.threshold < 1.0:
             raise DataError(f"{path}: an lm probe needs 0 ≤ escalate_above ≤ threshold ≤ 1, got "
-                            f"{probe.escalate_above} and {probe.threshold}")
+                            f"{probe.escalate_above} and {probe.threshold} (threshold < 1)")
         return probe
 
 
@@ -216,12 +241,22 @@ def load_detector(name: str, version: str | None = None) -> Detector:
     if fs.is_file():
         det.first_stage = FirstStage.load(fs)
     if (probe := lm_probe_path(name, version)).is_file():
-        det.lm_probe = LMProbe.load(probe)
-        if det.first_stage is not None and det.first_stage.escalate_above > det.lm_probe.threshold:
-            raise DataError(f"{probe}: its threshold {det.lm_probe.threshold} is below the first stage's cut "
-                            f"{det.first_stage.escalate_above} (texts the first stage keeps would be flagged)")
+        det.lm_probe = _checked_probe(LMProbe.load(probe), det, probe)
     return det
 
 
-__all__ = ["ARTIFACT_DIR", "BUILTIN", "CURRENT", "Detector", "FirstStage", "LMProbe", "Member", "first_stage_path",
+def _checked_probe(probe: LMProbe, det: Detector, path: Path) -> LMProbe:
+    """A probe fits its detector: texts the first stage keeps are never flagged, and (``combine: max``) every text
+    the detector alone flags reaches the probe, on a threshold strictly inside (0, 1) (``LMProbe.rescale``)."""
+    fs = det.first_stage
+    if fs is not None and fs.escalate_above > min(probe.threshold, det.threshold):
+        raise DataError(f"{path}: the first stage's cut {fs.escalate_above} is above the threshold "
+                        f"{min(probe.threshold, det.threshold)} (texts the first stage keeps would be flagged)")
+    if probe.combine == "max" and not 0.0 < probe.escalate_above <= det.threshold < 1.0:
+        raise DataError(f"{path}: combine max needs 0 < escalate_above ≤ the detector's threshold < 1, got "
+                        f"{probe.escalate_above} and {det.threshold}")
+    return probe
+
+
+__all__ = ["ARTIFACT_DIR", "BUILTIN", "COMBINE", "CURRENT", "Detector", "FirstStage", "LMProbe", "Member", "first_stage_path",
            "lm_probe_path", "load_detector", "load_detector_file"]

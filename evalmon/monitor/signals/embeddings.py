@@ -238,7 +238,8 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
     probability; the texts it scores ≥ ``escalate_above`` are embedded with MiniLM and get the full
     detector's probability instead — exactly what the detector alone gives them. With an lm probe
     (``detector.lm_probe``, and ``lm_probe``): the texts the full detector scores ≥ the probe's ``escalate_above``
-    get the probe's probability over a language model's hidden state (``lm_hidden.py``) instead."""
+    get the probe's probability over a language model's hidden state (``lm_hidden.py``) instead — or (its
+    ``combine: max``) the larger of that and their score on the probe's scale, every other score rescaled too."""
     _check_model(detector, embedder)
     out = np.full(len(texts), np.nan)
     idx = np.array([i for i, t in enumerate(texts) if t.strip()], dtype=int)
@@ -256,13 +257,18 @@ def detector_scores(detector: Any, embedder: Embedder, texts: Sequence[str], *, 
         x = _with(embedder.encode(chosen), extra, idx[esc])
         out[idx[esc]] = detector.predict_proba_vectors(x if late is None else np.hstack([x, late(chosen)]))
     probe = getattr(detector, "lm_probe", None) if lm_probe else None
-    if probe is not None and len(esc):
-        last = esc[out[idx[esc]] >= probe.escalate_above]
-        if len(last):
-            from evalmon.monitor.signals.lm_hidden import probe_encoder
+    if probe is None:
+        return out
+    last = esc[out[idx[esc]] >= probe.escalate_above]
+    base = out[idx[last]]
+    if probe.combine == "max":
+        out[idx] = probe.rescale(out[idx], detector.threshold)
+    if len(last):
+        from evalmon.monitor.signals.lm_hidden import probe_encoder
 
-            enc = probe_encoder(probe, f"detector {detector.name}")
-            out[idx[last]] = probe.predict_proba_vectors(enc.encode([sub[i] for i in last]))
+        enc = probe_encoder(probe, f"detector {detector.name}")
+        p = probe.predict_proba_vectors(enc.encode([sub[i] for i in last]))
+        out[idx[last]] = probe.combined(base, p, detector.threshold)
     return out
 
 
