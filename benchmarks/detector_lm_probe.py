@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from detector_cards import write_lm_probe_section  # noqa: E402
-from detector_data import LICENCES, datasets, split_of  # noqa: E402
+from detector_data import LICENCES, Example, datasets, split_of  # noqa: E402
 from detector_embeddings import CACHE, detector_features  # noqa: E402
 from detector_first_stage import escalation_cut  # noqa: E402
 from detector_metrics import metrics, threshold_for  # noqa: E402
@@ -42,6 +42,7 @@ NAME, BASE, VERSION = "harmful_request", "3", "4"
 # the versions this script writes, one probe: v4 replaces v3's score in the band, v5 keeps the larger (LMProbe.combine)
 VERSIONS = {"4": "replace", "5": "max"}
 VERSION_OF = {c: v for v, c in VERSIONS.items()}
+DIRECT = "direct_questions"
 # layer 20 of 30, the mean over the chat-templated prompt. Screened on the same split (a session script; threshold by
 # the rules above, no first stage; recall on the permissive validation split / CoCoNot safety requests / SST (all,
 # validation-only) / OKTest flagged (validation-only)): MiniLM (v3) 0.819 / 0.43 / 0.66 / 0.047; probe alone on
@@ -85,6 +86,15 @@ ATTACKS = True
 # the first stage (v3's, static embedding) keeps its model; its cut is re-chosen for v4's decisions (at most this much
 # recall lost on the permissive validation split, as v3's was): v3's cut 0.089 lost 0.026 at v4's threshold
 FIRST_STAGE_MAX_RECALL_LOSS = 0.01
+
+
+def direct_questions() -> list[Example]:
+    """benchmarks/data/direct_questions.jsonl: 150 short direct harmful questions and 150 XSTest-style look-alikes,
+    hand-written blind (before any detector scored them) — a check of the form no public set here has."""
+    LICENCES.setdefault(DIRECT, ("ours, written blind (benchmarks/data/direct_questions.jsonl)", False))
+    lines = (ROOT / "benchmarks/data/direct_questions.jsonl").read_text(encoding="utf-8").splitlines()
+    return [Example(d["text"], int(d["label"]), f"{DIRECT}:{i}", DIRECT, kind=d["category"])
+            for i, d in enumerate(map(json.loads, lines))]
 
 
 def hidden(texts: list[str]) -> np.ndarray:
@@ -136,6 +146,7 @@ def main() -> None:
     args = ap.parse_args()
     ds = datasets(args.data)
     rows = ds[NAME] + ([r for r in ds["jailbreak"] if r.source == "harmbench_attacks"] if ATTACKS else [])
+    rows += direct_questions()  # reported only: not shippable, so no fit and no threshold rule reads them
     texts = [r.text for r in rows]
     y = np.array([r.label for r in rows])
     split = np.array([split_of(r) for r in rows])
