@@ -70,7 +70,7 @@ def _detector(probe: LMProbe | None) -> Detector:
 def test_only_texts_the_detector_finds_suspicious_reach_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _FakeHidden()
     monkeypatch.setattr(lm_hidden, "probe_checkpoint", lambda model, where: Path("/ck"))
-    monkeypatch.setattr(lm_hidden, "get_hidden_states", lambda path, layer, max_chars: fake)
+    monkeypatch.setattr(lm_hidden, "get_hidden_states", lambda path, layer, max_chars, pool="mean": fake)
     probe = _probe(members=[Member(coef=[-1.0, 0, 0, 0], intercept=3.0, a=-1.0, b=0.0)])  # sigmoid(3 - len)
     texts = ["low a", "mid bb", "high ccc", ""]
     full = embeddings.detector_scores(_detector(probe), _FakeEmbedder(), texts, cascade=False)  # type: ignore[arg-type]
@@ -148,7 +148,7 @@ def test_combine_max_flags_what_the_detector_or_the_probe_flags(monkeypatch: pyt
     texts in the band keep the larger of that and the probe's probability — a superset of the detector's flags."""
     fake = _FakeHidden()
     monkeypatch.setattr(lm_hidden, "probe_checkpoint", lambda model, where: Path("/ck"))
-    monkeypatch.setattr(lm_hidden, "get_hidden_states", lambda path, layer, max_chars: fake)
+    monkeypatch.setattr(lm_hidden, "get_hidden_states", lambda path, layer, max_chars, pool="mean": fake)
     probe = _probe(members=[Member(coef=[-1.0, 0, 0, 0], intercept=3.0, a=-1.0, b=0.0)], combine="max")
     det = _detector(probe)
     base = np.array([0.0, 0.3, 0.6, 0.8, 1.0])
@@ -181,3 +181,18 @@ def test_combine_max_artifact_checks(tmp_path: Path, monkeypatch: pytest.MonkeyP
     _write(tmp_path, _probe(combine="max")).rename(tmp_path / "harmful_request-v77.lm_probe.json")
     with pytest.raises(DataError, match="combine max needs 0 < escalate_above ≤ the detector's threshold"):
         detectors.load_detector("harmful_request", "77")
+
+
+def test_probe_pool_round_trips_and_reaches_the_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """harmful_request v6: ``pool: user+last`` is saved and read back, an unknown pool refused, and the encoder the
+    probe reads is built with it (a mean-pooled encoder would give half the width)."""
+    assert LMProbe.load(_write(tmp_path, _probe(pool="user+last"))).pool == "user+last"
+    assert "pool" not in json.loads(_write(tmp_path, _probe()).read_text())  # mean: written as before
+    with pytest.raises(DataError, match="pool 'max' is not one of"):
+        LMProbe.load(_write(tmp_path, _probe(), pool="max"))
+    seen: list[tuple] = []
+    monkeypatch.setattr(lm_hidden, "probe_checkpoint", lambda model, where: Path("/ck"))
+    monkeypatch.setattr(lm_hidden, "get_hidden_states", lambda *a: seen.append(a) or _FakeHidden())
+    monkeypatch.setattr(lm_hidden, "_CHECKED", {})
+    lm_hidden.probe_encoder(_probe(pool="user+last"), "t")
+    assert seen == [(Path("/ck"), 2, 50, "user+last")]

@@ -25,7 +25,7 @@ from evalmon.core.errors import ConfigError, DataError
 ARTIFACT_DIR = Path(__file__).resolve().parent
 BUILTIN = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_sensitive")
 # the version each signal loads by default; older artifacts stay loadable by explicit version
-CURRENT = {"harmful_request": "5", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
+CURRENT = {"harmful_request": "6", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
 
 
 @dataclass
@@ -82,13 +82,15 @@ class FirstStage:
 
 
 COMBINE = ("replace", "max")
+POOLS = ("mean", "user+last")  # how the hidden states are pooled (monitor/signals/lm_hidden.py)
 
 
 @dataclass
 class LMProbe:
     """A last stage of a detector (``monitor/signals/embeddings.detector_scores``): texts the detector scores ≥
     ``escalate_above`` are scored again by these members over a language model's mean hidden state at ``layer``
-    (``monitor/signals/lm_hidden.py``: the text as one chat-template user turn, its first ``max_chars`` characters),
+    (``monitor/signals/lm_hidden.py``: the text as one chat-template user turn, its first ``max_chars`` characters;
+    ``pool``: the mean over every token, or the user turn's mean and the last token's state),
     and (``combine: replace``) that probability is their final score; flagged at ``threshold`` (≥ ``escalate_above``,
     so a text the probe never saw is never flagged). ``combine: max``: every score of the detector is first put on
     the probe's scale (``rescale``: the detector's threshold maps to the probe's, piecewise linear, monotone) and the
@@ -105,6 +107,7 @@ class LMProbe:
     members: list[Member]
     card: dict[str, Any] = field(default_factory=dict)
     combine: str = "replace"  # COMBINE: how the probe's probability and the detector's score make the final score
+    pool: str = "mean"  # POOLS: the features (lm_hidden.HiddenStates)
 
     def rescale(self, scores: np.ndarray, base_threshold: float) -> np.ndarray:
         """``combine: max``: the detector's scores on the probe's scale — ``base_threshold`` ↦ ``threshold``, 0 ↦ 0,
@@ -125,8 +128,9 @@ class LMProbe:
 
     def save(self, path: Path) -> None:
         d = asdict(self)
-        if d["combine"] == "replace":  # the default: absent, as in the artifacts written before it existed
-            del d["combine"]
+        for k, default in (("combine", "replace"), ("pool", "mean")):
+            if d[k] == default:  # the defaults: absent, as in the artifacts written before they existed
+                del d[k]
         path.write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
@@ -137,7 +141,7 @@ class LMProbe:
             probe = cls(model={str(k): str(v) for k, v in dict(d["model"]).items()}, layer=int(d["layer"]),
                         max_chars=int(d["max_chars"]), escalate_above=float(d["escalate_above"]),
                         threshold=float(d["threshold"]), members=members, card=dict(d.get("card", {})),
-                        combine=str(d.get("combine", "replace")))
+                        combine=str(d.get("combine", "replace")), pool=str(d.get("pool", "mean")))
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}: not an lm-probe artifact ({e})",
                             hint="retrain with benchmarks/detector_lm_probe.py") from e
@@ -146,6 +150,8 @@ class LMProbe:
             raise DataError(f"{path}: an lm probe needs model.name, layer ≥ 1 and max_chars ≥ 1")
         if probe.combine not in COMBINE:
             raise DataError(f"{path}: combine {probe.combine!r} is not one of {', '.join(COMBINE)}")
+        if probe.pool not in POOLS:
+            raise DataError(f"{path}: pool {probe.pool!r} is not one of {', '.join(POOLS)}")
         if not 0.0 <= probe.escalate_above <= probe.threshold < 1.0:
             raise DataError(f"{path}: an lm probe needs 0 ≤ escalate_above ≤ threshold ≤ 1, got "
                             f"{probe.escalate_above} and {probe.threshold} (threshold < 1)")
@@ -258,5 +264,5 @@ def _checked_probe(probe: LMProbe, det: Detector, path: Path) -> LMProbe:
     return probe
 
 
-__all__ = ["ARTIFACT_DIR", "BUILTIN", "COMBINE", "CURRENT", "Detector", "FirstStage", "LMProbe", "Member", "first_stage_path",
+__all__ = ["ARTIFACT_DIR", "BUILTIN", "COMBINE", "CURRENT", "POOLS", "Detector", "FirstStage", "LMProbe", "Member", "first_stage_path",
            "lm_probe_path", "load_detector", "load_detector_file"]

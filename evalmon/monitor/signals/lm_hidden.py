@@ -3,7 +3,10 @@
 ``HiddenStates(path, layer, max_chars)``: the text (its first ``max_chars`` characters; at most ``MAX_TOKENS`` tokens
 once rendered) rendered as one user turn with the checkpoint's chat template
 (the generation prompt added, as the model sees a request), the decoder's residual stream after ``layer`` layers,
-averaged over the text's tokens (attention-masked). Only the first ``layer`` decoder layers run (a forward hook
+pooled (``pool``): ``mean`` — averaged over every token of the rendered text, the template's constant system turn
+included (harmful_request v4 / v5: a short text's mean is mostly that turn's); ``user+last`` — the mean over the
+tokens after the template's constant prefix (the user turn and the generation prompt) and, concatenated, the last
+token's state (where the model starts its answer): twice the width (harmful_request v6). Only the first ``layer`` decoder layers run (a forward hook
 reads the last one's output; the rest of the model and the LM head are skipped). Texts are batched by length and
 memoised (bounded, per process), like the sentence embedder; one instance per (checkpoint, layer, truncation).
 The default checkpoint is the project's embedded SmolLM2-135M-Instruct (``evalmon init``).
@@ -21,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from evalmon.core.errors import ConfigError
+from evalmon.monitor.detectors import POOLS
 
 BATCH = 16
 MAX_TOKENS = 1024  # a bound for pathological text (1,000 characters of ordinary text are ~250 tokens)
 _LOCK = threading.Lock()
-_ENCODERS: dict[tuple[str, int, int], HiddenStates] = {}
+_ENCODERS: dict[tuple[str, int, int, str], HiddenStates] = {}
 
 
 def checkpoint_sha256(path: Path) -> str:
@@ -38,13 +42,15 @@ def checkpoint_sha256(path: Path) -> str:
 
 
 class HiddenStates:
-    def __init__(self, path: Path, layer: int, max_chars: int, memo_size: int = 20_000) -> None:
+    def __init__(self, path: Path, layer: int, max_chars: int, memo_size: int = 20_000, pool: str = "mean") -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no weight-loading bars in monitor logs
-        self.path, self.layer, self.max_chars = path, layer, max_chars
+        if pool not in POOLS:
+            raise ConfigError(f"lm probe: pool {pool!r} is not one of {', '.join(POOLS)}")
+        self.path, self.layer, self.max_chars, self.pool = path, layer, max_chars, pool
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token is None:
@@ -58,15 +64,22 @@ class HiddenStates:
         layers[layer - 1].register_forward_hook(lambda _m, _i, out: self._captured.append(
             out[0] if isinstance(out, tuple) else out))
         self.model, self.dim = model.model, int(model.config.hidden_size)
+        self.width = self.dim * (2 if pool == "user+last" else 1)  # the features' width
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
         self._lock = threading.Lock()
         self.encoded = 0  # texts run through the model (not memo hits), for throughput reports
+        self._head = self._head_ids()  # the template's tokens before the user's text
         self._prefix = self._prefix_state()
 
     def _render(self, text: str) -> str:
         return str(self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                       add_generation_prompt=True))
+
+    def _head_ids(self) -> list[int]:
+        mark = "\x00evalmon-mark\x00"
+        head = self._render(mark).split(mark)[0]
+        return list(self.tokenizer(head, add_special_tokens=False)["input_ids"]) if head else []
 
     def _prefix_state(self) -> tuple[list[int], Any, np.ndarray] | None:
         """The chat template's text before the user's (system turn + ``<|im_start|>user``): the same for every text,
@@ -74,9 +87,7 @@ class HiddenStates:
         rest of each text: the same numbers, ~half the tokens). ``None`` when the template puts nothing first."""
         import torch
 
-        mark = "\x00evalmon-mark\x00"
-        head = self._render(mark).split(mark)[0]
-        ids = self.tokenizer(head, add_special_tokens=False)["input_ids"] if head else []
+        ids = self._head
         if not ids:
             return None
         self._captured.clear()
@@ -85,23 +96,24 @@ class HiddenStates:
         return list(ids), out.cache, self._captured[-1][0].double().sum(0).numpy()
 
     def _forward(self, texts: list[str]) -> np.ndarray:
-        """Mean hidden state of each rendered text; texts whose tokens start with the template's prefix reuse its
-        cache (the prefix's positions are in the mean), the others (a text that merges with the prefix's last
-        token) run whole."""
+        """Pooled hidden state of each rendered text; texts whose tokens start with the template's prefix reuse its
+        cache (the prefix's positions are in the ``mean``), the others (a text that merges with the prefix's last
+        token) run whole (their user part starts where their tokens leave the prefix's)."""
         ids = self.tokenizer([self._render(t[: self.max_chars]) for t in texts], add_special_tokens=False,
                              truncation=True, max_length=MAX_TOKENS)["input_ids"]
-        out = np.zeros((len(texts), self.dim), np.float32)
+        out = np.zeros((len(texts), self.width), np.float32)
         head = self._prefix[0] if self._prefix else []
         cut = [i for i, x in enumerate(ids) if head and x[: len(head)] == head and len(x) > len(head)]
         whole = sorted(set(range(len(texts))) - set(cut))
         if cut:
             out[cut] = self._run([ids[i][len(head):] for i in cut], prefixed=True)
         if whole:
-            out[whole] = self._run([ids[i] for i in whole], prefixed=False)
+            out[whole] = self._run([ids[i] for i in whole], prefixed=False,
+                                   starts=[_diverges(ids[i], self._head) for i in whole])
         self.encoded += len(texts)
         return out
 
-    def _run(self, seqs: list[list[int]], *, prefixed: bool) -> np.ndarray:
+    def _run(self, seqs: list[list[int]], *, prefixed: bool, starts: list[int] | None = None) -> np.ndarray:
         import copy
 
         import torch
@@ -124,8 +136,16 @@ class HiddenStates:
             self.model(input_ids=input_ids, attention_mask=mask, **kwargs)
         h = self._captured[-1].double()
         m = mask[:, n_head:].unsqueeze(-1).double()
-        total = (h * m).sum(1).numpy() + head_sum
-        return (total / (m.sum(1).numpy() + n_head)).astype(np.float32)
+        if self.pool == "mean":
+            total = (h * m).sum(1).numpy() + head_sum
+            return (total / (m.sum(1).numpy() + n_head)).astype(np.float32)
+        lens = [len(x) for x in seqs]
+        user = m.clone()
+        for i, k in enumerate(starts or [0] * len(seqs)):
+            user[i, :k] = 0.0  # a text run whole: its user part starts where it leaves the prefix
+        mean = (h * user).sum(1) / user.sum(1).clamp(min=1.0)
+        last = h[torch.arange(len(seqs)), torch.tensor(lens) - 1]
+        return torch.cat([mean, last], dim=1).numpy().astype(np.float32)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, hidden size) mean hidden states, in ``texts`` order."""
@@ -136,7 +156,7 @@ class HiddenStates:
                 part = order[start:start + BATCH]
                 for t, v in zip(part, self._forward(part), strict=True):
                     self._memo[t] = v
-            out = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+            out = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.width), np.float32)
             for t in texts:
                 self._memo.move_to_end(t)
             while len(self._memo) > self._memo_size:
@@ -182,15 +202,21 @@ def probe_encoder(probe: Any, where: str) -> HiddenStates:
     path = _CHECKED.get(key)
     if path is None:
         path = _CHECKED[key] = probe_checkpoint(probe.model, where)
-    return get_hidden_states(path, probe.layer, probe.max_chars)
+    return get_hidden_states(path, probe.layer, probe.max_chars, probe.pool)
 
 
 _CHECKED: dict[tuple[Any, str], Path] = {}
 
 
-def get_hidden_states(path: Path, layer: int, max_chars: int) -> HiddenStates:
-    key = (str(path.resolve()), layer, max_chars)
+def get_hidden_states(path: Path, layer: int, max_chars: int, pool: str = "mean") -> HiddenStates:
+    key = (str(path.resolve()), layer, max_chars, pool)
     with _LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = HiddenStates(path, layer, max_chars)
+            _ENCODERS[key] = HiddenStates(path, layer, max_chars, pool=pool)
         return _ENCODERS[key]
+
+
+def _diverges(ids: list[int], head: list[int]) -> int:
+    """The first position where a text's tokens leave the template prefix's (0 without a prefix)."""
+    n = min(len(ids), len(head))
+    return next((i for i in range(n) if ids[i] != head[i]), min(len(head), max(len(ids) - 1, 0)))
