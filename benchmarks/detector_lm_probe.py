@@ -122,12 +122,16 @@ VERSIONS = {"6": Spec("replace", "user+last", True, 0.1, 0.1),
 
 
 def direct_questions() -> list[Example]:
-    """benchmarks/data/direct_questions.jsonl: 150 short direct harmful questions and 150 XSTest-style look-alikes,
-    hand-written blind (before any detector scored them) — a check of the form no public set here has."""
-    LICENCES.setdefault(DIRECT, ("ours, written blind (benchmarks/data/direct_questions.jsonl)", False))
-    lines = (ROOT / "benchmarks/data/direct_questions.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Example(d["text"], int(d["label"]), f"{DIRECT}:{i}", DIRECT, kind=d["category"])
-            for i, d in enumerate(map(json.loads, lines))]
+    """benchmarks/data/direct_questions*.jsonl: 150 short direct harmful questions and 150 XSTest-style look-alikes
+    each, hand-written blind (before any detector scored them) — a check of the form no public set here has. The first
+    chose v6's pooling and short-prompt weight; the second was first scored after v6 was built."""
+    out = []
+    for name in (DIRECT, f"{DIRECT}_2"):
+        LICENCES.setdefault(name, (f"ours, written blind (benchmarks/data/{name}.jsonl)", False))
+        lines = (ROOT / f"benchmarks/data/{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        out += [Example(d["text"], int(d["label"]), f"{name}:{i}", name, kind=d["category"])
+                for i, d in enumerate(map(json.loads, lines))]
+    return out
 
 
 def short_prompts() -> list[Example]:
