@@ -101,7 +101,10 @@ OKTEST_FPR_MAX = 0.05
 # recall 0.827 / 0.860 / 0.853 / 0.847 / 0.773 (mean pooling for ×1 and ×6). v3's MiniLM detector trained with those
 # rows instead (no probe) fell on the public sets (permissive recall 0.819 → 0.74–0.78). Band: v3 ≥ 0.1 instead of 0.2
 # (recall 0.871 → 0.885, CoCoNot safety 0.62 → 0.67, attacks 0.72 → 0.82; ~twice the texts through the probe); C 0.02
-# / 0.1 changed nothing. Threshold: v3's rules alone (no OKTest floor), floored at the band
+# / 0.1 changed nothing; a band of 0.05: the threshold rises to 0.368, recall falls (0.886, blind set 0.793). A router
+# (v3's MiniLM recipe + the short prompts) choosing the band instead of v3's score: band 0.1 / 0.2 / 0.3 → threshold
+# 0.364 / 0.368 / 0.388, permissive recall 0.878 / 0.861 / 0.829, third blind set 0.633 / 0.620 / 0.553 (v6 0.898,
+# 0.707): not shipped. Threshold: v3's rules alone (no OKTest floor), floored at the band
 SHORT_WEIGHT = 3.0
 # the probe also trains on HarmBench's attack prompts (train-split behaviours; the jailbreak detector's rows). Trained on
 # plain requests only (the sweeps above), it re-scored long persuasive / role-play attacks below v3: the prompt side of
