@@ -153,8 +153,8 @@ class LMProbe:
         if probe.pool not in POOLS:
             raise DataError(f"{path}: pool {probe.pool!r} is not one of {', '.join(POOLS)}")
         if not 0.0 <= probe.escalate_above <= probe.threshold < 1.0:
-            raise DataError(f"{path}: an lm probe needs 0 ≤ escalate_above ≤ threshold ≤ 1, got "
-                            f"{probe.escalate_above} and {probe.threshold} (threshold < 1)")
+            raise DataError(f"{path}: an lm probe needs 0 ≤ escalate_above ≤ threshold < 1, got "
+                            f"{probe.escalate_above} and {probe.threshold}")
         return probe
 
 
