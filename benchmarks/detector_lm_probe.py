@@ -127,10 +127,11 @@ VERSIONS = {"6": Spec("replace", "user+last", True, 0.1, 0.1),
 def direct_questions() -> list[Example]:
     """benchmarks/data/direct_questions*.jsonl: 150 short direct harmful questions and 150 XSTest-style look-alikes
     each, hand-written blind (before any detector scored them) — a check of the form no public set here has. The first
-    chose v6's pooling and short-prompt weight; the second and third (self-harm / lethal-dose heavy, help-seeking and
-    medication-safety look-alikes) were first scored after v6 was built."""
+    chose v6's pooling and short-prompt weight; the second, third and fourth (the last two self-harm / lethal-dose heavy,
+    with help-seeking and medication-safety look-alikes; the fourth written after v6 was built) were first scored after
+    v6 was built."""
     out = []
-    for name in (DIRECT, f"{DIRECT}_2", f"{DIRECT}_3"):
+    for name in (DIRECT, f"{DIRECT}_2", f"{DIRECT}_3", f"{DIRECT}_4"):
         LICENCES.setdefault(name, (f"ours, written blind (benchmarks/data/{name}.jsonl)", False))
         lines = (ROOT / f"benchmarks/data/{name}.jsonl").read_text(encoding="utf-8").splitlines()
         out += [Example(d["text"], int(d["label"]), f"{name}:{i}", name, kind=d["category"])
