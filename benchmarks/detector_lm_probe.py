@@ -1,15 +1,17 @@
-"""harmful_request v4: v3 (MiniLM detector + static first stage, unchanged) and a last stage, a probe over the embedded
-checkpoint's hidden state (``evalmon.monitor.detectors.LMProbe``, ``evalmon/monitor/signals/lm_hidden.py``).
+"""harmful_request v4, v5 and v6: v3 (MiniLM detector + static first stage, unchanged) and a last stage, a probe over the
+embedded checkpoint's hidden state (``evalmon.monitor.detectors.LMProbe``, ``evalmon/monitor/signals/lm_hidden.py``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/detector_lm_probe.py [--data ../shared/benchmarks] [--no-write]
 
 Needs the embedded checkpoint (``evalmon init``). Rows, split and sample weights are v3's (benchmarks/
-detector_data.py, train_detectors.py): the probe is fitted on the train split of the permissive sets; the texts v3
-scores ≥ ``ESCALATE_ABOVE`` get the probe's probability; the threshold is chosen on the validation split by v3's
-rules (≤ 5 % of CoCoNot look-alikes, ≤ 1 % of ordinary prompts) on the final scores of the default path (first
-stage on). Hidden states are cached under .evalmon/cache/detectors/ (keyed by checkpoint, layer, text).
+detector_data.py, train_detectors.py), plus HarmBench's attack prompts and (v6) benchmarks/data/short_prompts_train.jsonl;
+the probe is fitted on the train split of the permissive sets; the texts v3 scores ≥ the version's band get the
+probe's probability (v4, v6) or the larger of it and v3's rescaled score (v5); the threshold is chosen on the
+validation split by v3's rules (≤ 5 % of CoCoNot look-alikes, ≤ 1 % of ordinary prompts; v4 and v5: see ``VERSIONS``)
+on the final scores of the default path (first stage on). Every version is also reported on the four hand-written
+blind sets of short direct questions (benchmarks/data/direct_questions*.jsonl), which no fit or rule reads. Hidden
+states are cached under .evalmon/cache/detectors/ (keyed by checkpoint, layer, pooling, text).
 """
-
 from __future__ import annotations
 
 import argparse

@@ -6,9 +6,10 @@ once rendered) rendered as one user turn with the checkpoint's chat template
 pooled (``pool``): ``mean`` — averaged over every token of the rendered text, the template's constant system turn
 included (harmful_request v4 / v5: a short text's mean is mostly that turn's); ``user+last`` — the mean over the
 tokens after the template's constant prefix (the user turn and the generation prompt) and, concatenated, the last
-token's state (where the model starts its answer): twice the width (harmful_request v6). Only the first ``layer`` decoder layers run (a forward hook
-reads the last one's output; the rest of the model and the LM head are skipped). Texts are batched by length and
-memoised (bounded, per process), like the sentence embedder; one instance per (checkpoint, layer, truncation).
+token's state (where the model starts its answer): twice the width (harmful_request v6). Only the first ``layer``
+decoder layers run (a forward hook reads the last one's output; the rest of the model and the LM head are skipped).
+Texts are batched by length and memoised (bounded, per process), like the sentence embedder; one instance per
+(checkpoint, layer, truncation, pooling).
 The default checkpoint is the project's embedded SmolLM2-135M-Instruct (``evalmon init``).
 """
 
