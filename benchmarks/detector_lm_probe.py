@@ -42,6 +42,8 @@ from evalmon.monitor.signals.lm_hidden import checkpoint_sha256, default_checkpo
 
 NAME, BASE = "harmful_request", "3"
 DIRECT, SHORT = "direct_questions", "short_prompts"
+# ordinary prompts that are not prose (benchmarks/detector_data_structured.py: the jailbreak detector's negatives)
+STRUCTURED = ("mit_code", "mmlu_questions", "json_prompts", "faker_foreign")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Spec:
     short: bool
     band: float
     floor: float
+    structured: bool = False  # code / MMLU / JSON / Faker prompts as negatives, ≤ STRUCTURED_FPR of them flagged
 
 
 # layer 20 of 30, the mean over the chat-templated prompt. Screened on the same split (a session script; threshold by
@@ -108,6 +111,13 @@ OKTEST_FPR_MAX = 0.05
 # 0.364 / 0.368 / 0.388, permissive recall 0.878 / 0.861 / 0.829, third blind set 0.633 / 0.620 / 0.553 (v6 0.898,
 # 0.707): not shipped. Threshold: v3's rules alone (no OKTest floor), floored at the band
 SHORT_WEIGHT = 3.0
+# v6 was first built without them and flagged the validation-only hostile ordinary prompts 1.8 % (code 6.8 %, foreign
+# 1.5 %; v3 0.1 %): the structured prompts (train split) are the probe's negatives too, and ≤ this share of their
+# validation split may be flagged (a third threshold rule, as jailbreak v2's; it does not bind). Their weight, chosen
+# on the validation split (permissive recall / CoCoNot safety / attacks / SST / hostile ordinary flagged): ×0.3 0.881 /
+# 0.58 / 0.76 / 0.74 / 0 %; ×1 0.893 / 0.62 / 0.76 / 0.76 / 0 %; ×3 0.900 / 0.64 / 0.78 / 0.76 / 0 % (without them 0.898
+# / 0.65 / 0.82 / 0.78 / 1.7 %). The blind sets were printed by that sweep too, so sets 2–4 are not blind for this choice
+STRUCTURED_FPR, STRUCTURED_WEIGHT = 0.01, 3.0
 # the probe also trains on HarmBench's attack prompts (train-split behaviours; the jailbreak detector's rows). Trained on
 # plain requests only (the sweeps above), it re-scored long persuasive / role-play attacks below v3: the prompt side of
 # safety.unsafe (jailbreak OR unsafe_request, the signal, default path) on the attacks of unseen behaviours fell 0.866 →
@@ -121,7 +131,7 @@ ATTACKS = True
 # recall lost on the permissive validation split, as v3's was): v3's cut 0.089 lost 0.026 at v4's threshold
 FIRST_STAGE_MAX_RECALL_LOSS = 0.01
 # the versions this script writes (one run, same rows and split): v6 (the default) first in the card
-VERSIONS = {"6": Spec("replace", "user+last", True, 0.1, 0.1),
+VERSIONS = {"6": Spec("replace", "user+last", True, 0.1, 0.1, structured=True),
             "5": Spec("max", "mean", False, ESCALATE_ABOVE, MIN_THRESHOLD_MAX),
             "4": Spec("replace", "mean", False, ESCALATE_ABOVE, MIN_THRESHOLD)}
 
@@ -200,6 +210,8 @@ def main() -> None:
     rows = ds[NAME] + ([r for r in ds["jailbreak"] if r.source == "harmbench_attacks"] if ATTACKS else [])
     rows += direct_questions()  # reported only: not shippable, so no fit and no threshold rule reads them
     rows += short_prompts()  # v6 only (Spec.short)
+    rows += [r for r in ds["jailbreak"] if r.source in (*STRUCTURED, "hostile_ordinary")]  # v6 only (Spec.structured);
+    # hostile_ordinary is validation-only: every version reports it
     base = load_detector(NAME, BASE)
     assert base.first_stage is not None and C_OF[NAME] == 1.0
     built = {version: build(rows, base, spec, version) for version, spec in VERSIONS.items()}
@@ -225,7 +237,7 @@ def main() -> None:
 
 def build(all_rows: list[Example], base: Any, spec: Spec, version: str) -> tuple[LMProbe, Any, dict[str, Any]]:
     """One version: its rows, the probe fitted on their train split, its threshold and first-stage cut."""
-    rows = [r for r in all_rows if spec.short or r.source != SHORT]
+    rows = [r for r in all_rows if (spec.short or r.source != SHORT) and (spec.structured or r.source not in STRUCTURED)]
     texts = [r.text for r in rows]
     y = np.array([r.label for r in rows])
     split = np.array([split_of(r) for r in rows])
@@ -238,6 +250,7 @@ def build(all_rows: list[Example], base: Any, spec: Spec, version: str) -> tuple
     w = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT[NAME], 1.0)
     w *= np.where(np.isin(src, ordinary) & (y == 0), ORDINARY_WEIGHT[NAME], 1.0)
     w *= np.where((src == SHORT) & (y == 0), SHORT_WEIGHT, 1.0)
+    w *= np.where(np.isin(src, STRUCTURED) & (y == 0), STRUCTURED_WEIGHT, 1.0)
     p_full = base.predict_proba_vectors(detector_features(NAME, texts))
     from evalmon.monitor.signals.static_embed import get_static_embedder
 
@@ -306,8 +319,13 @@ def finish(ctx: Ctx, base: Any, probe: LMProbe, spec: Spec, version: str) -> tup
             probe.threshold = lowest_max_threshold(ctx, esc, base.threshold, spec.band)
         else:
             p = np.where(esc, full_pass(ctx, probe, base.threshold), ctx.p_fs)
-            probe.threshold = round(max(spec.band, spec.floor, threshold_for(p[ctx.ref], SPECS[NAME][2]),
-                                        threshold_for(p[ctx.ordn], ORDINARY_FPR[NAME])), 6)
+            struct = val & (y == 0) & np.isin(src, STRUCTURED)
+            t = max(spec.band, spec.floor, threshold_for(p[ctx.ref], SPECS[NAME][2]),
+                    threshold_for(p[ctx.ordn], ORDINARY_FPR[NAME]),
+                    threshold_for(p[struct], STRUCTURED_FPR) if struct.any() else 0.0)
+            # rounded up: to the nearest it could fall below the negative a rule stops at (v4 and v6's first build
+            # flagged one ordinary validation prompt more than the rule allows: 8 of 747)
+            probe.threshold = float(np.ceil(t * 1e6) / 1e6)
         flag_full = full_pass(ctx, probe, base.threshold) >= probe.threshold
         fs.escalate_above = round(min(escalation_cut(ctx.p_fs[val], flag_full[val], y[val],
                                                      FIRST_STAGE_MAX_RECALL_LOSS), spec.band), 6)
@@ -316,7 +334,7 @@ def finish(ctx: Ctx, base: Any, probe: LMProbe, spec: Spec, version: str) -> tup
     final = {"full pass": full, "cascade": np.where(ctx.p_fs >= fs.escalate_above, full, kept)}
     report: dict[str, Any] = {}
     for path, q in final.items():
-        head = val & ~attack & (src != SHORT)  # the same rows for every version
+        head = val & ~attack & (src != SHORT) & ~np.isin(src, STRUCTURED)  # the same rows for every version
         report[f"validation (permissive sets, validation split), {path}"] = metrics(y[head], q[head], probe.threshold)
         for s in sorted(set(src)):
             m = (src == s) & ((ctx.split == "validation") | ~ctx.ship)
@@ -341,14 +359,18 @@ def finish(ctx: Ctx, base: Any, probe: LMProbe, spec: Spec, version: str) -> tup
                       "and at ≤ 1 % the threshold would be 0.70 (recall 0.830; see detector_lm_probe.py)")
                      if combine == "max" else
                      (f"the lowest ≥ {spec.floor} (the band) with ≤ 5 % of CoCoNot look-alikes and ≤ 1 % of ordinary "
-                      "prompts (validation split) flagged on the default path's final scores (v3's rules)")
+                      "prompts (validation split) flagged on the default path's final scores (v3's rules)"
+                      + (f", and ≤ {STRUCTURED_FPR:.0%} of the code / MMLU / JSON / Faker prompts" if spec.structured
+                         else ""))
                      if version == "6" else
                      (f"the lowest ≥ {MIN_THRESHOLD} (a floor picked looking at OKTest, see detector_lm_probe.py) with "
                       "≤ 5 % of CoCoNot look-alikes and ≤ 1 % of ordinary prompts (validation split) flagged on the "
                       "default path's final scores (first stage on)"),
         "training rows": "v3's rows plus HarmBench's attack prompts (train-split behaviours) as positives"
                          + (f" and benchmarks/data/short_prompts_train.jsonl's train split (benign ×{SHORT_WEIGHT:g})"
-                            if spec.short else ""),
+                            if spec.short else "")
+                         + (f"; code / MMLU / JSON / Faker prompts (train split) as negatives ×{STRUCTURED_WEIGHT:g}"
+                            if spec.structured else ""),
         "first_stage_escalate_above": f"{fs.escalate_above} (v3: {base.first_stage.escalate_above}): the highest cut "
                                       f"losing ≤ {FIRST_STAGE_MAX_RECALL_LOSS} recall at v{version}'s "
                                       + ("threshold" if combine == "replace" else "decisions"),
