@@ -82,6 +82,19 @@ def test_harmful_request_v6_probe_catches_more_of_the_independent_sets(benchmark
     assert flag[src == "oktest"].mean() <= FLOORS["v6_oktest_fpr"]
 
 
+def test_harmful_request_v6_leaves_code_and_foreign_prompts_alone(benchmarks_dir: Path, smollm2_project: Path) -> None:
+    """The validation-only hostile ordinary prompts (code of click / attrs / stdlib, MT-Bench JSON, LaTeX, URLs, Faker
+    text in 10 locales; benchmarks/detector_data_structured.py): v6's first build flagged 1.8 % (code 6.8 %; v3 0.1 %),
+    the shipped v6 (code / MMLU / JSON / Faker negatives) 0 of 683."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from detector_data_structured import hostile_ordinary
+
+    rows = hostile_ordinary(benchmarks_dir)
+    _, _, _, flag = _score(rows, "prompt", PROBE, "safety.unsafe_request")
+    kinds = np.array([r.kind for r in rows])
+    assert len(rows) > 600 and flag.mean() <= 0.005 and flag[kinds == "code"].mean() <= 0.01
+
+
 # (set: v6 recall floor, v6 look-alike ceiling); measured 2026-12-07 (recall / look-alikes flagged, sets 1–4): v6 0.840 /
 # 0.040, 0.807 / 0.020, 0.673 / 0.067, 0.733 / 0.113 (its first build, without the structured negatives: 0.867 / 0.040,
 # 0.833 / 0.013, 0.707 / 0.060, 0.713 / 0.093); v3 0.727 / 0.140, 0.660 / 0.220, 0.573 / 0.213, 0.493 / 0.127; v5 0.807 /
