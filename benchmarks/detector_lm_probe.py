@@ -395,7 +395,8 @@ def card_section(version: str, spec: Spec, probe: LMProbe, base_threshold: float
                 "(as v4), with two changes: the features are layer 20's mean over the **user turn** (v4 averaged the "
                 "template's constant system turn in, so short prompts all looked alike) concatenated with the **last "
                 "token's** state (where the model starts its answer), and the probe also trains on "
-                "benchmarks/data/short_prompts_train.jsonl (hand-written short requests and look-alikes). Without the "
+                "benchmarks/data/short_prompts_train.jsonl (hand-written short requests and look-alikes) and on code / "
+                "MMLU / JSON / Faker prompts as negatives (its first build flagged 6.8 % of code prompts). Without the "
                 "checkpoint (no `evalmon init` in the folder: one warning; or `lm_probe: false`) v3's detector decides "
                 "at its own threshold.", ""]
     elif spec.combine == "max":
