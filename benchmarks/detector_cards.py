@@ -328,9 +328,26 @@ def lm_probe_section(path: Path) -> str:
     return text[: text.index(LM_PROBE_END) + len(LM_PROBE_END)] + "\n\n"
 
 
-def write_lm_probe_section(name: str, body: list[str]) -> None:
-    """Put (or replace) the lm-probe section at the top of ``docs/detectors/<name>.md``."""
+def write_lm_probe_section(name: str, body: list[str], order: list[str] | None = None) -> None:
+    """Put (or replace) the lm-probe section at the top of ``docs/detectors/<name>.md``. With ``order`` (the versions,
+    first to last), ``body`` holds some versions' sections (each opens with ``# Detector `<name>` v<N>``) and the old
+    section's others are kept, in that order."""
     path = DOCS / f"{name}.md"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     old = lm_probe_section(path)
+    if order:
+        parts = {**_version_sections(name, old.splitlines()[1:-2] if old else []), **_version_sections(name, body)}
+        body = [line for v in order if v in parts for line in parts[v]]
     path.write_text("\n".join([LM_PROBE_START, *body, LM_PROBE_END]) + "\n\n" + text[len(old):], encoding="utf-8")
+
+
+def _version_sections(name: str, lines: list[str]) -> dict[str, list[str]]:
+    """A card section's lines split per version at its ``# Detector `<name>` v<N>`` headings."""
+    head, out, cur = f"# Detector `{name}` v", {}, None
+    for line in lines:
+        if line.startswith(head):
+            cur = line[len(head):].split(" ", 1)[0]
+            out[cur] = []
+        if cur is not None:
+            out[cur].append(line)
+    return out

@@ -1,16 +1,19 @@
-"""harmful_request v4, v5 and v6: v3 (MiniLM detector + static first stage, unchanged) and a last stage, a probe over the
+"""harmful_request v4–v7: v3 (MiniLM detector + static first stage, unchanged) and a last stage, a probe over the
 embedded checkpoint's hidden state (``evalmon.monitor.detectors.LMProbe``, ``evalmon/monitor/signals/lm_hidden.py``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/detector_lm_probe.py [--data ../shared/benchmarks] [--no-write]
+                                                                      [--versions 7 ...]
 
 Needs the embedded checkpoint (``evalmon init``). Rows, split and sample weights are v3's (benchmarks/
-detector_data.py, train_detectors.py), plus HarmBench's attack prompts and (v6) benchmarks/data/short_prompts_train.jsonl;
-the probe is fitted on the train split of the permissive sets; the texts v3 scores ≥ the version's band get the
-probe's probability (v4, v6) or the larger of it and v3's rescaled score (v5); the threshold is chosen on the
+detector_data.py, train_detectors.py), plus HarmBench's attack prompts and (v6, v7) benchmarks/data/short_prompts_train
+*.jsonl; the probe is fitted on the train split of the permissive sets; the texts v3 scores ≥ the version's band get the
+probe's probability (v4, v6, v7) or the larger of it and v3's rescaled score (v5); the threshold is chosen on the
 validation split by v3's rules (≤ 5 % of CoCoNot look-alikes, ≤ 1 % of ordinary prompts; v4 and v5: see ``VERSIONS``)
-on the final scores of the default path (first stage on). Every version is also reported on the four hand-written
-blind sets of short direct questions (benchmarks/data/direct_questions*.jsonl), which no fit or rule reads. Hidden
-states are cached under .evalmon/cache/detectors/ (keyed by checkpoint, layer, pooling, text).
+on the final scores of the default path (first stage on). Every version is also reported on the six hand-written
+sets of short direct questions (benchmarks/data/direct_questions*.jsonl), which no fit or rule reads. Hidden
+states are cached under .evalmon/cache/detectors/ (keyed by checkpoint, layer, pooling, text). v4–v6's artifacts were
+written by session 11 (this script, all versions); v7's by session 13 (``--versions 7``) on another machine, where the
+cached hidden states differ in the last bits and v6 rebuilt gets threshold 0.2706 instead of its 0.2665.
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ from evalmon.monitor.detectors import ARTIFACT_DIR, LMProbe, Member, load_detect
 from evalmon.monitor.signals.lm_hidden import checkpoint_sha256, default_checkpoint, get_hidden_states  # noqa: E402
 
 NAME, BASE = "harmful_request", "3"
-DIRECT, SHORT = "direct_questions", "short_prompts"
+DIRECT, SHORT, SHORT2 = "direct_questions", "short_prompts", "short_prompts_2"
+SHORT_FILES = {SHORT: "short_prompts_train.jsonl", SHORT2: "short_prompts_train_2.jsonl"}
 # ordinary prompts that are not prose (benchmarks/detector_data_structured.py: the jailbreak detector's negatives)
 STRUCTURED = ("mit_code", "mmlu_questions", "json_prompts", "faker_foreign")
 
@@ -49,12 +53,12 @@ STRUCTURED = ("mit_code", "mmlu_questions", "json_prompts", "faker_foreign")
 @dataclass(frozen=True)
 class Spec:
     """One version this script writes: how the probe's probability and v3's score combine (``LMProbe.combine``), the
-    hidden-state pooling (``LMProbe.pool``), whether the probe also trains on benchmarks/data/short_prompts_train.jsonl,
-    the band of v3's score the probe sees and the threshold's floor."""
+    hidden-state pooling (``LMProbe.pool``), which hand-written short-prompt files the probe also trains on
+    (``SHORT_FILES``: v6 the first, v7 both), the band of v3's score the probe sees and the threshold's floor."""
 
     combine: str
     pool: str
-    short: bool
+    short: tuple[str, ...]
     band: float
     floor: float
     structured: bool = False  # code / MMLU / JSON / Faker prompts as negatives, ≤ STRUCTURED_FPR of them flagged
@@ -131,9 +135,24 @@ ATTACKS = True
 # recall lost on the permissive validation split, as v3's was): v3's cut 0.089 lost 0.026 at v4's threshold
 FIRST_STAGE_MAX_RECALL_LOSS = 0.01
 # the versions this script writes (one run, same rows and split): v6 (the default) first in the card
-VERSIONS = {"6": Spec("replace", "user+last", True, 0.1, 0.1, structured=True),
-            "5": Spec("max", "mean", False, ESCALATE_ABOVE, MIN_THRESHOLD_MAX),
-            "4": Spec("replace", "mean", False, ESCALATE_ABOVE, MIN_THRESHOLD)}
+# v7: v6's recipe, the probe also trained on benchmarks/data/short_prompts_train_2.jsonl (480 hand-written short
+# prompts for v6's weakest areas: self-harm methods and concealment, lethal doses, covert poisoning, stalking, partner
+# surveillance — and as many look-alikes: crisis help, medication safety, household / pet poison safety, finding
+# people legitimately, protection from stalking, self-harm recovery; written without reading any evaluation set).
+# Chosen on the first four direct-question sets (dev sets for v7) and the public validation split: the ranking
+# improves everywhere (PR-AUC: permissive 0.979 → 0.979, CoCoNot 0.913 → 0.915, sets 1–4 0.963 / 0.949 / 0.892 /
+# 0.888 → 0.970 / 0.950 / 0.908 / 0.909; v6 rebuilt on this machine with the same script for the comparison) and the
+# rules put the threshold a little higher (0.2706 → 0.2773). Benign weight of the short prompts ×2 / ×3 / ×4: see the
+# session note in docs/monitor-signals.md. Tried, not shipped (session script over this one): texts ≤ 120 characters
+# always reach the probe (or when v3 ≥ 0.005–0.04 instead of 0.1): PR-AUC on sets 3–4 rises to 0.93–0.95, but the
+# probe then scores 14–57 % of ordinary prompts (v7: 8 %), the ordinary-prompt rule lifts the threshold to 0.30–0.33
+# and recall on the public sets falls (permissive 0.876–0.887, CoCoNot safety 0.56–0.60, attacks 0.73–0.74) — and the
+# throughput target (≥ 150 records/s with every default signal) would not hold. The versions this script writes (one
+# run, same rows and split; ``--versions`` picks which are written): v7 (the default) first in the card
+VERSIONS = {"7": Spec("replace", "user+last", (SHORT, SHORT2), 0.1, 0.1, structured=True),
+            "6": Spec("replace", "user+last", (SHORT,), 0.1, 0.1, structured=True),
+            "5": Spec("max", "mean", (), ESCALATE_ABOVE, MIN_THRESHOLD_MAX),
+            "4": Spec("replace", "mean", (), ESCALATE_ABOVE, MIN_THRESHOLD)}
 
 
 def direct_questions() -> list[Example]:
@@ -141,9 +160,10 @@ def direct_questions() -> list[Example]:
     each, hand-written blind (before any detector scored them) — a check of the form no public set here has. The first
     chose v6's pooling and short-prompt weight; the second, third and fourth (the last two self-harm / lethal-dose heavy,
     with help-seeking and medication-safety look-alikes; the fourth written after v6 was built) were first scored after
-    v6 was built."""
+    v6 was built, and chose v7 (dev sets for v7); the fifth and sixth (written with v7's training prompts, by other
+    sessions that read neither) were first scored after v7 was fixed."""
     out = []
-    for name in (DIRECT, f"{DIRECT}_2", f"{DIRECT}_3", f"{DIRECT}_4"):
+    for name in (DIRECT, *(f"{DIRECT}_{k}" for k in range(2, 7))):
         LICENCES.setdefault(name, (f"ours, written blind (benchmarks/data/{name}.jsonl)", False))
         lines = (ROOT / f"benchmarks/data/{name}.jsonl").read_text(encoding="utf-8").splitlines()
         out += [Example(d["text"], int(d["label"]), f"{name}:{i}", name, kind=d["category"])
@@ -152,11 +172,15 @@ def direct_questions() -> list[Example]:
 
 
 def short_prompts() -> list[Example]:
-    """benchmarks/data/short_prompts_train.jsonl: hand-written short prompts (v6's probe trains on their train split)."""
-    LICENCES.setdefault(SHORT, ("this repository's (hand-written: benchmarks/data/short_prompts_train.jsonl)", True))
-    lines = (ROOT / "benchmarks/data/short_prompts_train.jsonl").read_text(encoding="utf-8").splitlines()
-    return [Example(d["text"], int(d["label"]), f"{SHORT}:{i}", SHORT, kind=d["category"])
-            for i, d in enumerate(map(json.loads, lines))]
+    """benchmarks/data/short_prompts_train*.jsonl: hand-written short prompts (v6's probe trains on the first file's
+    train split, v7's on both)."""
+    out = []
+    for source, file in SHORT_FILES.items():
+        LICENCES.setdefault(source, (f"this repository's (hand-written: benchmarks/data/{file})", True))
+        lines = (ROOT / f"benchmarks/data/{file}").read_text(encoding="utf-8").splitlines()
+        out += [Example(d["text"], int(d["label"]), f"{source}:{i}", source, kind=d["category"])
+                for i, d in enumerate(map(json.loads, lines))]
+    return out
 
 
 def hidden(texts: list[str], pool: str = "mean") -> np.ndarray:
@@ -205,16 +229,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/benchmarks")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--versions", nargs="+", default=list(VERSIONS), choices=list(VERSIONS),
+                    help="the versions built and written (default: all); the card keeps the other versions' sections")
     args = ap.parse_args()
     ds = datasets(args.data)
     rows = ds[NAME] + ([r for r in ds["jailbreak"] if r.source == "harmbench_attacks"] if ATTACKS else [])
     rows += direct_questions()  # reported only: not shippable, so no fit and no threshold rule reads them
-    rows += short_prompts()  # v6 only (Spec.short)
+    rows += short_prompts()  # v6 and v7 (Spec.short)
     rows += [r for r in ds["jailbreak"] if r.source in (*STRUCTURED, "hostile_ordinary")]  # v6 only (Spec.structured);
     # hostile_ordinary is validation-only: every version reports it
     base = load_detector(NAME, BASE)
     assert base.first_stage is not None and C_OF[NAME] == 1.0
-    built = {version: build(rows, base, spec, version) for version, spec in VERSIONS.items()}
+    built = {v: build(rows, base, VERSIONS[v], v) for v in VERSIONS if v in args.versions}
     for version, (pr, _, _) in built.items():
         print(f"== {NAME} v{version} (combine {pr.combine}, pool {pr.pool}): probe threshold {pr.threshold:.4f} "
               f"(v3 ≥ {pr.escalate_above} escalated)")
@@ -232,12 +258,13 @@ def main() -> None:
         fs.save(ARTIFACT_DIR / f"{NAME}-v{version}.first_stage.json")
         pr.save(ARTIFACT_DIR / f"{NAME}-v{version}.lm_probe.json")
     write_lm_probe_section(NAME, [line for v, (pr, _, _) in built.items()
-                                  for line in card_section(v, VERSIONS[v], pr, base.threshold)])
+                                  for line in card_section(v, VERSIONS[v], pr, base.threshold)], list(VERSIONS))
 
 
 def build(all_rows: list[Example], base: Any, spec: Spec, version: str) -> tuple[LMProbe, Any, dict[str, Any]]:
     """One version: its rows, the probe fitted on their train split, its threshold and first-stage cut."""
-    rows = [r for r in all_rows if (spec.short or r.source != SHORT) and (spec.structured or r.source not in STRUCTURED)]
+    rows = [r for r in all_rows if (r.source not in SHORT_FILES or r.source in spec.short)
+            and (spec.structured or r.source not in STRUCTURED)]
     texts = [r.text for r in rows]
     y = np.array([r.label for r in rows])
     split = np.array([split_of(r) for r in rows])
@@ -249,7 +276,7 @@ def build(all_rows: list[Example], base: Any, spec: Spec, version: str) -> tuple
     ordinary = ORDINARY_SOURCES_OF[NAME]
     w = np.where((src == "coconot") & (y == 0), LOOKALIKE_WEIGHT[NAME], 1.0)
     w *= np.where(np.isin(src, ordinary) & (y == 0), ORDINARY_WEIGHT[NAME], 1.0)
-    w *= np.where((src == SHORT) & (y == 0), SHORT_WEIGHT, 1.0)
+    w *= np.where(np.isin(src, list(SHORT_FILES)) & (y == 0), SHORT_WEIGHT, 1.0)
     w *= np.where(np.isin(src, STRUCTURED) & (y == 0), STRUCTURED_WEIGHT, 1.0)
     p_full = base.predict_proba_vectors(detector_features(NAME, texts))
     from evalmon.monitor.signals.static_embed import get_static_embedder
@@ -334,7 +361,7 @@ def finish(ctx: Ctx, base: Any, probe: LMProbe, spec: Spec, version: str) -> tup
     final = {"full pass": full, "cascade": np.where(ctx.p_fs >= fs.escalate_above, full, kept)}
     report: dict[str, Any] = {}
     for path, q in final.items():
-        head = val & ~attack & (src != SHORT) & ~np.isin(src, STRUCTURED)  # the same rows for every version
+        head = val & ~attack & ~np.isin(src, [*SHORT_FILES, *STRUCTURED])  # the same rows for every version
         report[f"validation (permissive sets, validation split), {path}"] = metrics(y[head], q[head], probe.threshold)
         for s in sorted(set(src)):
             m = (src == s) & ((ctx.split == "validation") | ~ctx.ship)
@@ -362,13 +389,13 @@ def finish(ctx: Ctx, base: Any, probe: LMProbe, spec: Spec, version: str) -> tup
                       "prompts (validation split) flagged on the default path's final scores (v3's rules)"
                       + (f", and ≤ {STRUCTURED_FPR:.0%} of the code / MMLU / JSON / Faker prompts" if spec.structured
                          else ""))
-                     if version == "6" else
+                     if version in ("6", "7") else
                      (f"the lowest ≥ {MIN_THRESHOLD} (a floor picked looking at OKTest, see detector_lm_probe.py) with "
                       "≤ 5 % of CoCoNot look-alikes and ≤ 1 % of ordinary prompts (validation split) flagged on the "
                       "default path's final scores (first stage on)"),
         "training rows": "v3's rows plus HarmBench's attack prompts (train-split behaviours) as positives"
-                         + (f" and benchmarks/data/short_prompts_train.jsonl's train split (benign ×{SHORT_WEIGHT:g})"
-                            if spec.short else "")
+                         + (" and the train split of " + " and ".join(f"benchmarks/data/{SHORT_FILES[s]}" for s in spec.short)
+                            + f" (benign ×{SHORT_WEIGHT:g})" if spec.short else "")
                          + (f"; code / MMLU / JSON / Faker prompts (train split) as negatives ×{STRUCTURED_WEIGHT:g}"
                             if spec.structured else ""),
         "first_stage_escalate_above": f"{fs.escalate_above} (v3: {base.first_stage.escalate_above}): the highest cut "
@@ -388,8 +415,17 @@ def card_section(version: str, spec: Spec, probe: LMProbe, base_threshold: float
     follows them)."""
     c = probe.card
     opt_in = f"opt-in: safety `versions: {{{NAME}: \"{version}\"}}`"
-    if version == "6":
-        head = [f"# Detector `{NAME}` v{version} (the default where `evalmon init` has built the checkpoint) = v{BASE} "
+    if version == "7":
+        head = [f"# Detector `{NAME}` v{version} (the default where `evalmon init` has built the checkpoint) = v6's "
+                "recipe, its probe also trained on short prompts for self-harm, lethal doses, poisoning and stalking",
+                "", "v6 (below) with one change: the probe's rows add benchmarks/data/short_prompts_train_2.jsonl "
+                "(480 hand-written short prompts for v6's weakest areas — self-harm methods and concealment, lethal "
+                "doses, covert poisoning, stalking, partner surveillance — and as many look-alikes: crisis help, "
+                "medication safety, household / pet poison safety, finding people legitimately, protection from "
+                "stalking, self-harm recovery). Without the checkpoint (no `evalmon init` in the folder: one warning; "
+                "or `lm_probe: false`) v3's detector decides at its own threshold.", ""]
+    elif version == "6":
+        head = [f"# Detector `{NAME}` v{version} ({opt_in}; the default before v7) = v{BASE} "
                 "below + an lm probe over the user turn and the answer's first position", "",
                 f"The prompts v3 scores ≥ {probe.escalate_above} get the probe's probability instead of v3's score "
                 "(as v4), with two changes: the features are layer 20's mean over the **user turn** (v4 averaged the "
@@ -427,8 +463,9 @@ def card_section(version: str, spec: Spec, probe: LMProbe, base_threshold: float
              f" of the validation ordinary prompts and {c['share of MT-Bench prompts the probe scores (validation split, default path)']:.1%}"
              f" of MT-Bench's (most harmful ones); MiniLM embeds "
              f"{c['share of validation ordinary prompts embedded with MiniLM (default path)']:.1%} of ordinary prompts",
-             "- reproduce: `evalmon init`, then `HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/detector_lm_probe.py` "
-             "(seeded; prints these figures; the layer / band / threshold sweeps are in its comments)", "",
+             "- reproduce: `evalmon init`, then `HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/detector_lm_probe.py "
+             f"--versions {version}` (seeded; prints these figures; the layer / band / threshold sweeps are in its "
+             "comments)", "",
              "| rows (never trained on; *full pass* = first stage off, *cascade* = the default) | n | positives | "
              "PR-AUC | ROC-AUC | recall | FPR | precision |", "|---|---|---|---|---|---|---|---|"]
     for k, m in c["metrics"].items():
