@@ -42,7 +42,7 @@ def test_classifier_flags_and_unsafe() -> None:
     assert out["safety.toxic"].tolist()[1:4] == [0.0, 0.0, 1.0] and np.isnan(out["safety.toxic_score"].iloc[0])
     # prompt-only harmful → unsafe; look-alike answered → safe; jailbreak → unsafe; insult → unsafe; refused → safe
     assert out["safety.unsafe"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
-    det = load_detector("harmful_request")  # v6: its lm probe's threshold when the checkpoint is built here
+    det = load_detector("harmful_request")  # v7: its lm probe's threshold when the checkpoint is built here
     assert s.thresholds["unsafe_request"] == (det.lm_probe.threshold if s.lm_probe else det.threshold)
 
 

@@ -25,7 +25,7 @@ from evalmon.core.errors import ConfigError, DataError
 ARTIFACT_DIR = Path(__file__).resolve().parent
 BUILTIN = ("harmful_request", "jailbreak", "toxicity", "refusal", "pii_sensitive")
 # the version each signal loads by default; older artifacts stay loadable by explicit version
-CURRENT = {"harmful_request": "6", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
+CURRENT = {"harmful_request": "7", "jailbreak": "2", "toxicity": "2", "refusal": "4", "pii_sensitive": "1"}
 
 
 @dataclass
