@@ -134,7 +134,6 @@ ATTACKS = True
 # the first stage (v3's, static embedding) keeps its model; its cut is re-chosen for v4's decisions (at most this much
 # recall lost on the permissive validation split, as v3's was): v3's cut 0.089 lost 0.026 at v4's threshold
 FIRST_STAGE_MAX_RECALL_LOSS = 0.01
-# the versions this script writes (one run, same rows and split): v6 (the default) first in the card
 # v7: v6's recipe, the probe also trained on benchmarks/data/short_prompts_train_2.jsonl (480 hand-written short
 # prompts for v6's weakest areas: self-harm methods and concealment, lethal doses, covert poisoning, stalking, partner
 # surveillance — and as many look-alikes: crisis help, medication safety, household / pet poison safety, finding
@@ -142,8 +141,10 @@ FIRST_STAGE_MAX_RECALL_LOSS = 0.01
 # Chosen on the first four direct-question sets (dev sets for v7) and the public validation split: the ranking
 # improves everywhere (PR-AUC: permissive 0.979 → 0.979, CoCoNot 0.913 → 0.915, sets 1–4 0.963 / 0.949 / 0.892 /
 # 0.888 → 0.970 / 0.950 / 0.908 / 0.909; v6 rebuilt on this machine with the same script for the comparison) and the
-# rules put the threshold a little higher (0.2706 → 0.2773). Benign weight of the short prompts ×2 / ×3 / ×4: see the
-# session note in docs/monitor-signals.md. Tried, not shipped (session script over this one): texts ≤ 120 characters
+# rules put the threshold a little higher (0.2706 → 0.2773). The short prompts' benign weight ×2 / ×4 instead of ×3
+# (permissive recall / CoCoNot safety / sets 1–4 recall / look-alikes flagged): ×2 0.890 / 0.62 / 0.887, 0.820, 0.727,
+# 0.740 / 4.0, 2.0, 5.3, 10.7 %; ×3 0.887 / 0.60 / 0.853, 0.793, 0.720, 0.740 / 2.7, 0.7, 4.0, 8.7 %; ×4 0.887 / 0.61 /
+# 0.860, 0.793, 0.720, 0.740 / 2.7, 0.7, 4.0, 8.0 % — no clear gain, v6's ×3 kept. Tried, not shipped (session script over this one): texts ≤ 120 characters
 # always reach the probe (or when v3 ≥ 0.005–0.04 instead of 0.1): PR-AUC on sets 3–4 rises to 0.93–0.95, but the
 # probe then scores 14–57 % of ordinary prompts (v7: 8 %), the ordinary-prompt rule lifts the threshold to 0.30–0.33
 # and recall on the public sets falls (permissive 0.876–0.887, CoCoNot safety 0.56–0.60, attacks 0.73–0.74) — and the
@@ -236,7 +237,7 @@ def main() -> None:
     rows = ds[NAME] + ([r for r in ds["jailbreak"] if r.source == "harmbench_attacks"] if ATTACKS else [])
     rows += direct_questions()  # reported only: not shippable, so no fit and no threshold rule reads them
     rows += short_prompts()  # v6 and v7 (Spec.short)
-    rows += [r for r in ds["jailbreak"] if r.source in (*STRUCTURED, "hostile_ordinary")]  # v6 only (Spec.structured);
+    rows += [r for r in ds["jailbreak"] if r.source in (*STRUCTURED, "hostile_ordinary")]  # v6, v7 (Spec.structured);
     # hostile_ordinary is validation-only: every version reports it
     base = load_detector(NAME, BASE)
     assert base.first_stage is not None and C_OF[NAME] == 1.0
