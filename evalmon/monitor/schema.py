@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -151,6 +153,26 @@ def _source_of(df: pd.DataFrame, cols: list[str]) -> pd.Series:
     return which
 
 
+# Required fields a record may lack without being quarantined, while ``relaxed_fields`` holds. A monitor needs all of
+# REQUIRED_COLUMNS (its windows are by time; its signals read both texts); ``evalmon signals score`` scores a labelled
+# set of prompts or of responses with no time (a detector audit), so it lifts them: a record then needs a prompt or a
+# response, a missing text is "", and a missing or unusable timestamp is left empty (NaT).
+_RELAXED: ContextVar[frozenset[str]] = ContextVar("evalmon_relaxed_fields", default=frozenset())
+
+
+@contextmanager
+def relaxed_fields(*names: str) -> Iterator[None]:
+    """Within this block, records read by any source may lack ``names`` (of TIMESTAMP, PROMPT, RESPONSE)."""
+    unknown = set(names) - set(REQUIRED_COLUMNS)
+    if unknown:
+        raise ValueError(f"relaxed_fields: {sorted(unknown)} are not required fields")
+    token = _RELAXED.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _RELAXED.reset(token)
+
+
 def normalize_frame(df: pd.DataFrame, **kwargs: Any) -> Normalized:
     """Map a raw frame (one row per logged request) to canonical columns; bad rows are quarantined.
 
@@ -177,8 +199,12 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
                           row_times=pd.Series([], dtype="datetime64[ns, UTC]"))
     locs = list(locations) if locations is not None else [f"row {i + 1}" for i in range(n)]
     resolved = resolve_columns(list(df.columns), mapping)
+    relaxed = _RELAXED.get()
+    texts_optional = {PROMPT, RESPONSE} <= relaxed
     if strict_columns and n:
-        absent = [c for c in REQUIRED_COLUMNS if not resolved[c]]
+        absent = [c for c in REQUIRED_COLUMNS if not resolved[c] and c not in relaxed]
+        if texts_optional and not resolved[PROMPT] and not resolved[RESPONSE]:
+            absent += [PROMPT, RESPONSE]
         if absent and not (absent == [TIMESTAMP] and _span_pair(df)):
             looked = "; ".join(f"{c}: {mapping[c] if mapping and c in mapping else ', '.join(ALIASES[c])}" for c in absent)
             raise DataError(f"{source}: no column for required field(s) {', '.join(absent)} (looked for {looked}; "
@@ -206,10 +232,14 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
                                      plausible=plausible, tz_counts=tz_counts)
                 ts[rows] = parsed.times
                 ts_reasons[rows] = parsed.reasons
-        flag(ts_reasons.notna(), ts_reasons)
+        if TIMESTAMP not in relaxed:
+            flag(ts_reasons.notna(), ts_reasons)
+        else:  # an unusable time is no time
+            ts[ts_reasons.notna()] = pd.NaT
     else:
         ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
-        flag(pd.Series(True, index=df.index), MISSING)
+        if TIMESTAMP not in relaxed:
+            flag(pd.Series(True, index=df.index), MISSING)
     out[TIMESTAMP] = ts
     # text fields
     for canon, roles in ((PROMPT, ("user", "human")), (RESPONSE, ("assistant", "ai"))):
@@ -219,7 +249,8 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
         if len(cols) == 1 and _bare(cols[0]) not in STRUCTURED and not json_rows.any() and \
                 pd.api.types.infer_dtype(df[cols[0]], skipna=True) in ("string", "empty"):
             column = df[cols[0]]
-            flag(column.isna(), f"missing required field: {canon}")
+            if canon not in relaxed:
+                flag(column.isna(), f"missing required field: {canon}")
             out[canon] = column.astype(object).where(column.notna(), None)
             continue
         if cols:
@@ -232,12 +263,16 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
                 except WrongType as exc:
                     problems.setdefault(i, []).append(f"wrong type for {canon}: {exc}")
                     continue
-                if texts[i] is None:
+                if texts[i] is None and canon not in relaxed:
                     problems.setdefault(i, []).append(f"missing required field: {canon}")
-        else:
+        elif canon not in relaxed:
             for i in range(n):
                 problems.setdefault(i, []).append(f"missing required field: {canon}")
         out[canon] = pd.Series(texts, index=df.index, dtype=object)
+    if texts_optional:
+        flag(out[PROMPT].isna() & out[RESPONSE].isna(), f"missing required field: {PROMPT} or {RESPONSE}")
+    for canon in relaxed & {PROMPT, RESPONSE}:
+        out[canon] = out[canon].where(out[canon].notna(), "")
     for canon in (CONTEXTS, SAMPLES):
         lists: list[list[str]] = [[] for _ in range(n)]
         if resolved[canon]:

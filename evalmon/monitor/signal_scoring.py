@@ -5,7 +5,9 @@ How users audit a detector, label disagreements and retrain: the file is read by
 canonical name → your field; OTel GenAI / OpenInference names work as they are), partition by partition
 (a file, a Parquet fragment), and the signals run on batches of ``batch_size`` records whose rows are written
 as they are done — JSONL lines, or Parquet row groups (the first batch fixes the schema). Quarantined
-records (malformed lines, unusable times) are counted and left out, as the monitor does.
+records (malformed lines, wrong types) are counted and left out, as the monitor does — but a record needs no
+timestamp and only one of prompt / response (``schema.relaxed_fields``: a labelled set of prompts to audit a
+detector on has neither times nor answers; a missing text is "", a missing or unusable time is left empty).
 
 Output columns: ``request_id``, ``timestamp``, ``model`` and (unless ``text=False``) ``prompt`` /
 ``response`` — what a reviewer needs next to a score — then every signal column.
@@ -72,7 +74,7 @@ def _jsonable(v: Any) -> Any:
         return v.tolist()
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, float) and v != v:
+    if (isinstance(v, float) and v != v) or type(v).__name__ == "NaTType":
         return None
     if hasattr(v, "isoformat"):
         return v.isoformat()
@@ -174,6 +176,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     ``proxy_model``: the model ``uncertainty`` / ``halludetect`` score responses under (default: the embedded
     checkpoint); ``proxy_chat=False``: its prompts as plain text (a model without a chat template)."""
     from evalmon.checkpoints.heartbeat import heartbeat
+    from evalmon.monitor.schema import relaxed_fields
     from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
     from evalmon.monitor.sources.base import partitions_of, read_partition
 
@@ -203,7 +206,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         return f"signals score: {done} records scored, {done / max(elapsed, 1e-9):.1f} records/s, {elapsed:.0f} s"
 
     try:
-        with heartbeat(log_fn, "signals score", line=beat):
+        with heartbeat(log_fn, "signals score", line=beat), relaxed_fields(TIMESTAMP, PROMPT, RESPONSE):
             for part in partitions_of(source, None, None):
                 batch = read_partition(source, part, None, None)
                 bad += len(batch.quarantined)
@@ -228,7 +231,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         what = (f"all {bad} records quarantined; {'all' if n == bad else f'{n}'} of them: {why}" if bad else
                 "it holds no record")
         raise ConfigError(f"{src_path}: no usable record to score ({what})",
-                          hint="check the file's format and --column mappings (prompt, response, timestamp)")
+                          hint="check the file's format and --column mappings (prompt, response)")
     why = reasons.most_common(1)[0][0] if reasons else ""
     return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why)
 

@@ -38,6 +38,38 @@ def test_bad_signal_names_what_the_user_typed_not_a_list_index(tmp_path: Path, s
     assert line.startswith(says) and "signals[" not in line and "signals.0" not in line, line
     assert not (tmp_path / "out.jsonl").exists()
 
+def test_a_labelled_set_without_times_or_answers_is_scored_not_quarantined(tmp_path: Path) -> None:
+    """Auditing a detector on a labelled set of prompts (a CSV of text,label): no timestamp, no response. Every
+    record was quarantined (``timestamp.missing``, then ``missing required field: response``) and the command
+    stopped; now each is scored (time empty, response ""), and only a record with neither text is left out."""
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["How do I kill a Python process?", "hello", None, "bye"],
+                  "label": [0, 0, 1, 0]}).to_csv(tmp_path / "set.csv", index=False)
+    res = score_file(tmp_path / "set.csv", ["text"], tmp_path / "out.parquet",
+                     columns={"prompt": "text", "request_id": "id"})
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert (res.records, res.quarantined) == (3, 1) and "prompt or response" in res.why_quarantined
+    assert out["request_id"].tolist() == ["a", "b", "d"] and out["timestamp"].isna().all()
+    assert out["response"].tolist() == ["", "", ""] and out["text.prompt_chars"].tolist() == [31, 5, 3]
+    rows = ['{"response": "I cannot help with that.", "time": "not a time"}', '{"prompt": "hi", "time": 1}']
+    (tmp_path / "r.jsonl").write_text("\n".join(rows) + "\n")
+    res = score_file(tmp_path / "r.jsonl", ["text"], tmp_path / "r.out.jsonl", columns={"timestamp": "time"})
+    lines = [json.loads(line) for line in (tmp_path / "r.out.jsonl").read_text().splitlines()]
+    assert res.records == 2 and [d["prompt"] for d in lines] == ["", "hi"] and lines[0]["timestamp"] is None
+
+
+def test_a_monitor_still_quarantines_records_without_a_time_or_a_response() -> None:
+    """What signals score lifts (``relaxed_fields``) holds only inside its block: a monitor's windows need times."""
+    from evalmon.monitor.schema import normalize_records, relaxed_fields
+
+    recs = [{"prompt": "q"}, {"prompt": "q", "response": "a", "timestamp": "2026-11-01T00:00:00Z"}]
+    with relaxed_fields("timestamp", "prompt", "response"):
+        assert len(normalize_records(recs, source="t").frame) == 2
+    norm = normalize_records(recs, source="t")
+    assert len(norm.frame) == 1 and "timestamp.missing" in norm.quarantined[0].reason
+    with pytest.raises(ValueError, match="not required fields"), relaxed_fields("model"):
+        pass
+
+
 def test_coverage_per_signal_shows_a_signal_that_scored_nothing(tmp_path: Path) -> None:
     """Traffic without token logprobs: logged_uncertainty's columns are all empty — coverage 0, not a score."""
     rows = [{"request_id": f"r{i}", "timestamp": f"2026-11-01T00:0{i}:00Z", "prompt": "q", "response": f"answer {i}"}
@@ -57,8 +89,12 @@ def test_scores_otel_traffic_to_parquet_with_the_monitors_aliases(tmp_path: Path
     assert proc.returncode == 0, show(proc)
     out = pd.read_parquet(tmp_path / "s.parquet")
     truth = pd.read_json(res.truth, lines=True)
-    good = truth[truth["malformed"].isna()]
-    assert len(out) == len(good) and f"({res.malformed} quarantined" in proc.stdout, show(proc)
+    # a record without a usable time or without its response is still scored (relaxed_fields); the rest is left out
+    good = truth[truth["malformed"].isna() | truth["malformed"].isin(["bad_timestamp", "missing_response"])]
+    lost = len(truth) - len(good)
+    assert len(out) == len(good) and f"({lost} quarantined" in proc.stdout and 0 < lost < res.malformed, show(proc)
+    kind = out.merge(truth[["request_id", "malformed"]], on="request_id")["malformed"]
+    assert kind.eq("missing_response").sum() == 1 and (out["response"][kind.eq("missing_response").to_numpy()] == "").all()
     assert {"request_id", "prompt", "response", "refusal.refused", "usage.total_tokens"} <= set(out.columns)
     assert "coverage (share of records scored): usage 100.0%, refusal 100.0%" in proc.stdout, show(proc)
     # OTel attribute names mapped to canonical ones, as a monitor maps them: every record has text and tokens
