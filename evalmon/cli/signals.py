@@ -32,6 +32,8 @@ def score(
                                                      "(as a monitor's columns:), e.g. prompt=question.")] = None,
     kind: Annotated[str | None, typer.Option(help="jsonl | csv | parquet (default: by extension).")] = None,
     delimiter: Annotated[str | None, typer.Option(help="CSV field separator (default: ',', tab for .tsv).")] = None,
+    keep: Annotated[list[str] | None, typer.Option("--keep", help="A field of the file passed through next to the "
+                                                   "scores (e.g. a label to audit against), repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(help="Records scored (and written) per batch.")] = 512,
     text: Annotated[bool, typer.Option("--text/--no-text", help="Keep prompt and response next to the scores.")] = True,
     model: Annotated[str | None, typer.Option(help="Proxy model of uncertainty/halludetect, as `evalmon run "
@@ -55,7 +57,7 @@ def score(
     try:
         result = score_file(file, names, out, kind=kind, columns=_columns(column), batch_size=batch_size, text=text,
                             log_fn=lambda m: err.print(m, markup=False, soft_wrap=True), proxy_model=proxy,
-                            proxy_chat=False if no_chat else None, delimiter=delimiter)
+                            proxy_chat=False if no_chat else None, delimiter=delimiter, keep=keep or ())
     except KeyboardInterrupt as exc:  # a partial output must not pass for a complete one
         from evalmon.core.interrupts import describe, exit_code
 
@@ -70,6 +72,9 @@ def score(
     cov = result.coverage()
     console().print("coverage (share of records scored): " + ", ".join(f"{k} {v:.1%}" for k, v in cov.items()),
                     markup=False, soft_wrap=True)
+    for name in result.keep_empty:
+        err.print(f"warning: --keep {name}: no scored record has this field — its column is empty (check the "
+                  "field's name in the file)", markup=False, soft_wrap=True)
     for name in (k for k, v in cov.items() if v == 0):  # all-empty columns must not pass for scores
         err.print(f"warning: {name} scored no record: its columns are empty — check that the traffic has the "
                   f"fields it reads (e.g. logged_uncertainty: token logprobs; hallucination: contexts)",

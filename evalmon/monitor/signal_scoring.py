@@ -10,7 +10,8 @@ timestamp and only one of prompt / response (``schema.relaxed_fields``: a labell
 detector on has neither times nor answers; a missing text is "", a missing or unusable time is left empty).
 
 Output columns: ``request_id``, ``timestamp``, ``model`` and (unless ``text=False``) ``prompt`` /
-``response`` — what a reviewer needs next to a score — then every signal column.
+``response`` — what a reviewer needs next to a score —, the ``keep`` fields of the file as they are (``--keep
+label``: what a detector is audited against), then every signal column.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ScoreResult:
     seconds: float
     scored: dict[str, int] = field(default_factory=dict)  # per signal: records with a value in any of its columns
     why_quarantined: str = ""  # the most common reason records were left out ("" when none was)
+    keep_empty: list[str] = field(default_factory=list)  # ``keep`` fields no scored record had (a typo, most likely)
 
     def coverage(self) -> dict[str, float]:
         """Per signal, the share of records it could score (the monitors' ``coverage/`` metric, per signal)."""
@@ -171,7 +173,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                text: bool = True, cache_path: str | Path | None = None,
                log_fn: Callable[[str], None] | None = None,
                proxy_model: Mapping[str, Any] | None = None, proxy_chat: bool | None = None,
-               delimiter: str | None = None) -> ScoreResult:
+               delimiter: str | None = None, keep: Sequence[str] = ()) -> ScoreResult:
     """Score every record of ``path`` with ``signals`` (names or signal configs) into ``out`` (.jsonl/.parquet);
     ``proxy_model``: the model ``uncertainty`` / ``halludetect`` score responses under (default: the embedded
     checkpoint); ``proxy_chat=False``: its prompts as plain text (a model without a chat template)."""
@@ -193,7 +195,12 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     if not signals:
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
     built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat), option="--signals")
-    source = _source(src_path, kind, columns, delimiter)
+    keep = list(dict.fromkeys(keep))
+    clash = [k for k in keep if k in (*ID_COLUMNS, *TEXT_COLUMNS) or any(k in s.columns for s in built)]
+    if clash:
+        raise ConfigError(f"--keep {clash[0]}: is a column the output already has",
+                          hint="keep a field of the file that is not an output column (e.g. label)")
+    source = _source(src_path, kind, columns, delimiter, keep)
     check_writable(out_path)
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
@@ -201,6 +208,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     reasons: Counter[str] = Counter()  # why records were quarantined (named when none is usable)
     produced: list[str] = []
     scored: Counter[str] = Counter({sig.name: 0 for sig in built})
+    seen: set[str] = set()  # the keep fields some record had
 
     def beat(elapsed: float) -> str:
         return f"signals score: {done} records scored, {done / max(elapsed, 1e-9):.1f} records/s, {elapsed:.0f} s"
@@ -215,8 +223,9 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                 for lo in range(0, len(frame), batch_size):
                     chunk = compute_signals(frame.iloc[lo:lo + batch_size], built, cache)
                     produced = [c for s in built for c in s.columns]
-                    keep = [c for c in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) if c in chunk.columns]
-                    writer.write(chunk[keep + produced])
+                    head = [c for c in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) if c in chunk.columns]
+                    writer.write(chunk[head + keep + produced])
+                    seen.update(k for k in keep if chunk[k].notna().any())
                     done += len(chunk)
                     for sig in built:
                         scored[sig.name] += int(chunk[list(sig.columns)].notna().any(axis=1).sum())
@@ -233,21 +242,24 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         raise ConfigError(f"{src_path}: no usable record to score ({what})",
                           hint="check the file's format and --column mappings (prompt, response)")
     why = reasons.most_common(1)[0][0] if reasons else ""
-    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why)
+    return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why,
+                       [k for k in keep if k not in seen])
 
 
 # A source config key → the option of ``evalmon signals score`` that sets it (errors name the option).
-_OPTIONS = {"source.kind": "--kind", "source.columns": "--column", "source.delimiter": "--delimiter"}
+_OPTIONS = {"source.kind": "--kind", "source.columns": "--column", "source.delimiter": "--delimiter",
+            "source.keep": "--keep"}
 
 
-def _source(path: Path, kind: str | None, columns: Mapping[str, str] | None, delimiter: str | None = None) -> Any:
+def _source(path: Path, kind: str | None, columns: Mapping[str, str] | None, delimiter: str | None = None,
+            keep: Sequence[str] = ()) -> Any:
     """The monitor source reading ``path``. Damaged lines (NUL bytes, a gzip stream that breaks off) are
     quarantined and counted like malformed ones (``on_corrupt: quarantine``) rather than stopping the whole
     file: there is no source YAML here whose ``on_corrupt`` a user could set."""
     from evalmon.monitor.sources import build_source
 
     cfg: dict[str, Any] = {"kind": kind or source_kind(path), "path": str(path.resolve()),
-                           "columns": dict(columns or {})}
+                           "columns": dict(columns or {}), "keep": list(keep)}
     if cfg["kind"] in ("jsonl", "csv"):
         cfg["on_corrupt"] = "quarantine"
     if delimiter is not None:

@@ -45,9 +45,12 @@ def test_a_labelled_set_without_times_or_answers_is_scored_not_quarantined(tmp_p
     pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["How do I kill a Python process?", "hello", None, "bye"],
                   "label": [0, 0, 1, 0]}).to_csv(tmp_path / "set.csv", index=False)
     res = score_file(tmp_path / "set.csv", ["text"], tmp_path / "out.parquet",
-                     columns={"prompt": "text", "request_id": "id"})
+                     columns={"prompt": "text", "request_id": "id"}, keep=["label", "labell"])
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert (res.records, res.quarantined) == (3, 1) and "prompt or response" in res.why_quarantined
+    assert out["label"].tolist() == ["0", "0", "0"] and res.keep_empty == ["labell"]  # --keep (CSV: as text)
+    with pytest.raises(ConfigError, match="--keep prompt: is a column the output already has"):
+        score_file(tmp_path / "set.csv", ["text"], tmp_path / "o2.jsonl", keep=["prompt"])
     assert out["request_id"].tolist() == ["a", "b", "d"] and out["timestamp"].isna().all()
     assert out["response"].tolist() == ["", "", ""] and out["text.prompt_chars"].tolist() == [31, 5, 3]
     rows = ['{"response": "I cannot help with that.", "time": "not a time"}', '{"prompt": "hi", "time": 1}']
