@@ -336,7 +336,8 @@ def write_lm_probe_section(name: str, body: list[str], order: list[str] | None =
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     old = lm_probe_section(path)
     if order:
-        parts = {**_version_sections(name, old.splitlines()[1:-2] if old else []), **_version_sections(name, body)}
+        kept = old.partition(LM_PROBE_START)[2].partition(LM_PROBE_END)[0].strip("\n").splitlines()
+        parts = {**_version_sections(name, kept), **_version_sections(name, body)}
         body = [line for v in order if v in parts for line in parts[v]]
     path.write_text("\n".join([LM_PROBE_START, *body, LM_PROBE_END]) + "\n\n" + text[len(old):], encoding="utf-8")
 

@@ -38,6 +38,7 @@ def test_bad_signal_names_what_the_user_typed_not_a_list_index(tmp_path: Path, s
     assert line.startswith(says) and "signals[" not in line and "signals.0" not in line, line
     assert not (tmp_path / "out.jsonl").exists()
 
+
 def test_a_labelled_set_without_times_or_answers_is_scored_not_quarantined(tmp_path: Path) -> None:
     """Auditing a detector on a labelled set of prompts (a CSV of text,label): no timestamp, no response. Every
     record was quarantined (``timestamp.missing``, then ``missing required field: response``) and the command
