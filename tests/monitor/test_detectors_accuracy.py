@@ -29,9 +29,10 @@ def _labelled(benchmarks_dir: Path) -> dict[str, list]:
 
 
 def held_out(benchmarks_dir: Path, detector: str, n: int) -> list:
+    labelled = _labelled(benchmarks_dir)[detector]  # (puts benchmarks/ on sys.path)
     from detector_data import split_of
 
-    rows = [r for r in _labelled(benchmarks_dir)[detector] if split_of(r) == "validation" or not r.shippable]
+    rows = [r for r in labelled if split_of(r) == "validation" or not r.shippable]
     return rows[:: max(1, len(rows) // n)]
 
 
