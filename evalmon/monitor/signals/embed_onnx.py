@@ -12,6 +12,7 @@ model truncates (``max_seq_length``), sorted by token length and padded per batc
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -132,21 +133,71 @@ def _env_threads() -> int:
     return int(raw)
 
 
+def _bundle_key(model_dir: Path, quantize: str | None) -> Path:
+    """Where the graph exported from ``model_dir``'s weights is recorded, keyed by the weight files' bytes."""
+    from evalmon.checkpoints.cache import cache_subdir
+
+    h = hashlib.sha256(f"opset{_OPSET}:{quantize or ''}".encode())
+    for f in sorted(model_dir.rglob("*.safetensors")) or sorted(model_dir.rglob("*.bin")):
+        h.update(f.read_bytes())
+    return cache_subdir("embeddings") / f"dir-{h.hexdigest()[:32]}.json"
+
+
+def remember_export(model_dir: Path, st_model: Any, graph: Path, quantize: str | None) -> None:
+    """Record ``graph`` as the export of ``model_dir`` (what ``cached_encoder`` reads without loading the model)."""
+    key = _bundle_key(model_dir, quantize)
+    facts = json.dumps({"graph": graph.name, "max_seq_length": int(st_model.max_seq_length or 512),
+                        "dim": int(st_model[0].auto_model.config.hidden_size)})
+    try:
+        if key.read_text(encoding="utf-8") == facts:
+            return
+    except OSError:
+        pass
+    tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")  # a damaged or missing record is (re)written
+    tmp.write_text(facts, encoding="utf-8")
+    os.replace(tmp, key)
+
+
+def cached_encoder(model_dir: Path, quantize: str | None = None,
+                   threads: int | None = None) -> tuple[OnnxEncoder, int] | None:
+    """The encoder of an already exported model directory and its ``max_seq_length``, from the tokenizer and the
+    cached graph alone — no sentence-transformers import, no torch model (~10 s of a monitor process's start-up
+    on 2 cores); ``None`` until a first full load has exported and recorded it."""
+    key = _bundle_key(model_dir, quantize)
+    try:
+        facts = json.loads(key.read_text(encoding="utf-8"))
+        graph = key.parent / str(facts["graph"])
+        limit, dim = int(facts["max_seq_length"]), int(facts["dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not graph.is_file():
+        return None
+    from transformers import AutoTokenizer  # what the sentence-transformers Transformer module loads
+
+    return OnnxEncoder(AutoTokenizer.from_pretrained(str(model_dir)), graph, dim, threads=threads), limit
+
+
 class OnnxEncoder:
     """``encode(texts)`` → (n, dim) float32 unit rows, like the torch model it was exported from."""
 
-    def __init__(self, st_model: Any, *, quantize: str | None = None, threads: int | None = None) -> None:
+    @classmethod
+    def from_model(cls, st_model: Any, *, quantize: str | None = None, threads: int | None = None) -> OnnxEncoder:
+        """Export ``st_model`` (once per weights) and open the graph."""
+        return cls(st_model.tokenizer, cached_onnx(st_model, quantize), int(st_model[0].auto_model.config.hidden_size),
+                   threads=threads)
+
+    def __init__(self, tokenizer: Any, path: Path, dim: int, *, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        self.tokenizer = st_model.tokenizer
+        self.tokenizer = tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        self.path = cached_onnx(st_model, quantize)
+        self.path = path
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or _env_threads() or available_cores()
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        self.dim = int(st_model[0].auto_model.config.hidden_size)
+        self.dim = dim
 
     def encode(self, texts: Sequence[str], *, max_tokens: int, batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
