@@ -189,7 +189,7 @@ def test_auto_onnx_falls_back_to_torch_when_onnx_runtime_fails(monkeypatch, caps
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("export failed")
     monkeypatch.setattr(embed_onnx, "onnx_supported", lambda model: True)
-    monkeypatch.setattr(embed_onnx, "OnnxEncoder", broken)
+    monkeypatch.setattr(embed_onnx, "OnnxEncoder", type("Broken", (), {"from_model": staticmethod(broken)}))
     auto = Embedder(backend="onnx")
     auto.fallback = True
     out = auto._encode_model(TorchModel(), ["a", "b"])
@@ -200,7 +200,7 @@ def test_auto_onnx_falls_back_to_torch_when_onnx_runtime_fails(monkeypatch, caps
 
     def bad_setting(*_: object, **__: object) -> None:
         raise ConfigError("EVALMON_EMBEDDINGS_THREADS='x' is not a number of threads")
-    monkeypatch.setattr(embed_onnx, "OnnxEncoder", bad_setting)
+    monkeypatch.setattr(embed_onnx, "OnnxEncoder", type("BadSetting", (), {"from_model": staticmethod(bad_setting)}))
     again = Embedder(backend="onnx")
     again.fallback = True
     with pytest.raises(ConfigError, match="THREADS"):
