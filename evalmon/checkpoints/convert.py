@@ -44,7 +44,8 @@ _PARSE_LOCK = threading.RLock()
 def _fast_reader(path: Any, mode: str = "r") -> Any:
     """``gguf.GGUFReader`` over a plain ndarray view of its memory map instead of the ``np.memmap`` itself: the
     reader slices the file once per vocabulary entry, and ``np.memmap``'s ``__getitem__`` / ``__array_finalize__``
-    are most of its time (Gemma-3's 262k tokens: 21 s → 10 s per parse here; same fields, same tensor bytes)."""
+    are most of its time (Gemma-3's 262k tokens: 21 s → 10 s per parse here; same fields, same tensor bytes).
+    Upstream: gguf-py's read-only speed-up, ggml-org/llama.cpp PR #13378 (open; #10159 closed unmerged)."""
     import gguf.gguf_reader as reader_module
     import numpy as np
 
