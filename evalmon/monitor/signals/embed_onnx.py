@@ -154,8 +154,11 @@ def remember_export(model_dir: Path, st_model: Any, graph: Path, quantize: str |
     except OSError:
         pass
     tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")  # a damaged or missing record is (re)written
-    tmp.write_text(facts, encoding="utf-8")
-    os.replace(tmp, key)
+    try:
+        tmp.write_text(facts, encoding="utf-8")
+        os.replace(tmp, key)
+    except OSError:  # a read-only cache: later processes load the model, as before (a speed-up, not a need)
+        tmp.unlink(missing_ok=True)
 
 
 def cached_encoder(model_dir: Path, quantize: str | None = None,
