@@ -7,7 +7,6 @@ then). The tokenizer (with its chat template) is rebuilt from the GGUF's metadat
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalmon.checkpoints.cache import Log
-from evalmon.checkpoints.heartbeat import heartbeat
+from evalmon.checkpoints.heartbeat import heartbeat, quiet_tqdm
 from evalmon.core.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
@@ -149,15 +148,12 @@ def _quiet_bars() -> Iterator[None]:
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
-    original, was_enabled = getattr(gguf_utils, "tqdm", None), hf_logging.is_progress_bar_enabled()
+    was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    if original is not None:  # its per-tensor bar ignores transformers' progress-bar switch
-        gguf_utils.tqdm = functools.partial(original, disable=True)
     try:
-        yield
+        with quiet_tqdm(gguf_utils):  # its per-tensor bar ignores transformers' progress-bar switch
+            yield
     finally:
-        if original is not None:
-            gguf_utils.tqdm = original
         if was_enabled:
             hf_logging.enable_progress_bar()
 

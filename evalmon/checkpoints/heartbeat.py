@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from evalmon.core.errors import ConfigError
 
@@ -65,3 +67,17 @@ def heartbeat(log: Callable[[str], None] | None, what: str, every: float | None 
         thread.join()
     if announced.is_set():
         log(f"{what}: done in {time.monotonic() - start:.0f} s")
+
+
+@contextmanager
+def quiet_tqdm(module: Any) -> Iterator[None]:
+    """``module.tqdm`` (a library's own progress bar, which ignores any global switch) disabled within the block:
+    its carriage-return redraws garble CI logs; the caller's heartbeat reports progress instead."""
+    original = getattr(module, "tqdm", None)
+    if original is not None:
+        module.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            module.tqdm = original

@@ -11,7 +11,6 @@ everywhere. Built once per MiniLM weights hash into ``$EVALMON_CACHE_DIR/embeddi
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import sys
 import threading
@@ -57,18 +56,14 @@ def cached_static(model_dir: Path | None = None) -> Path:
                 import model2vec.distill.inference as m2v_inference
                 from model2vec.distill import distill
 
-                from evalmon.checkpoints.heartbeat import heartbeat
+                from evalmon.checkpoints.heartbeat import heartbeat, quiet_tqdm
                 from evalmon.monitor.signals.base import quiet_transformers
 
                 quiet_transformers()  # nor transformers' weight-loading bar
-                bar = m2v_inference.tqdm  # its carriage-return bar garbles CI logs: a heartbeat line every ~10 s
-                m2v_inference.tqdm = functools.partial(bar, disable=True)
-                try:
-                    with offline(False), heartbeat(_stderr, "building the static first-stage embeddings from "
-                                                   "MiniLM (once per cache; ~50 s on one core)", announce_after=2.0):
-                        model = distill(model_name=str(src), device="cpu", **_DISTILL)  # type: ignore[arg-type]
-                finally:
-                    m2v_inference.tqdm = bar
+                with offline(False), quiet_tqdm(m2v_inference), heartbeat(
+                        _stderr, "building the static first-stage embeddings from MiniLM (once per cache; ~50 s on "
+                        "one core)", announce_after=2.0):
+                    model = distill(model_name=str(src), device="cpu", **_DISTILL)  # type: ignore[arg-type]
                 tmp = target.with_name(target.name + ".tmp")
                 model.save_pretrained(str(tmp))
                 tmp.replace(target)
