@@ -9,7 +9,7 @@ detector_data.py, train_detectors.py), plus HarmBench's attack prompts and (v6, 
 *.jsonl; the probe is fitted on the train split of the permissive sets; the texts v3 scores ≥ the version's band get the
 probe's probability (v4, v6, v7) or the larger of it and v3's rescaled score (v5); the threshold is chosen on the
 validation split by v3's rules (≤ 5 % of CoCoNot look-alikes, ≤ 1 % of ordinary prompts; v4 and v5: see ``VERSIONS``)
-on the final scores of the default path (first stage on). Every version is also reported on the six hand-written
+on the final scores of the default path (first stage on). Every version is also reported on the eight hand-written
 sets of short direct questions (benchmarks/data/direct_questions*.jsonl), which no fit or rule reads. Hidden
 states are cached under .evalmon/cache/detectors/ (keyed by checkpoint, layer, pooling, text). v4–v6's artifacts were
 written by session 11 (this script, all versions); v7's by session 13 (``--versions 7``) on another machine, where the
@@ -162,9 +162,10 @@ def direct_questions() -> list[Example]:
     chose v6's pooling and short-prompt weight; the second, third and fourth (the last two self-harm / lethal-dose heavy,
     with help-seeking and medication-safety look-alikes; the fourth written after v6 was built) were first scored after
     v6 was built, and chose v7 (dev sets for v7); the fifth and sixth (written with v7's training prompts, by other
-    sessions that read neither) were first scored after v7 was fixed."""
+    sessions that read neither) were first scored after v7 was fixed, the seventh and eighth (session 15, written
+    without reading any file of benchmarks/data) after that."""
     out = []
-    for name in (DIRECT, *(f"{DIRECT}_{k}" for k in range(2, 7))):
+    for name in (DIRECT, *(f"{DIRECT}_{k}" for k in range(2, 9))):
         LICENCES.setdefault(name, (f"ours, written blind (benchmarks/data/{name}.jsonl)", False))
         lines = (ROOT / f"benchmarks/data/{name}.jsonl").read_text(encoding="utf-8").splitlines()
         out += [Example(d["text"], int(d["label"]), f"{name}:{i}", name, kind=d["category"])
