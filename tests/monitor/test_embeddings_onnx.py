@@ -119,3 +119,16 @@ def test_a_later_process_opens_the_recorded_graph_without_the_model(cache_dir: s
     assert np.array_equal(damaged.encode(TEXTS), want) and damaged._model is not None  # the full load served
     again = Embedder(backend="onnx", batch_size=8)
     assert again._cached_graph() and np.array_equal(again.encode(TEXTS), want)  # ... and recorded it again
+
+
+def test_beside_a_preparer_one_core_is_left_and_the_vectors_stay_the_same(cache_dir: str) -> None:
+    from evalmon.monitor.signals.embed_onnx import available_cores, cores_reserved
+
+    emb = Embedder(backend="onnx")
+    alone = emb.encode(TEXTS)
+    emb._memo.clear()
+    with cores_reserved(1):
+        beside = emb.encode(TEXTS)
+    cores = available_cores()
+    assert set(emb._onnx._sessions) == {cores, max(1, cores - 1)}
+    assert np.allclose(beside, alone, atol=1e-6)

@@ -179,10 +179,13 @@ def _embed_and_prepare(frame: pd.DataFrame, signals: Sequence[Signal], cache: Si
     if not preparers or not len(frame):
         _shared_embedding_pass(frame, signals, cache)
         return
+    from evalmon.monitor.signals.embed_onnx import cores_reserved
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalmon-prepare") as pool:
         done = pool.submit(_prepare, frame, preparers, cache)
         try:
-            _shared_embedding_pass(frame, signals, cache)
+            with cores_reserved(1):  # the preparer's core: ONNX Runtime on the others (embed_onnx.cores_reserved)
+                _shared_embedding_pass(frame, signals, cache)
         finally:
             done.result()  # re-raises the preparer's error; waits for it either way
 

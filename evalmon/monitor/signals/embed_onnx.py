@@ -5,7 +5,8 @@ Numerically equivalent to ``SentenceTransformer.encode(..., normalize_embeddings
 L2 norm) is exported once with ``torch.onnx`` from the loaded torch model, offline, and cached in the user
 cache dir (``$EVALMON_CACHE_DIR``/``~/.cache/evalmon``) under ``embeddings/<sha256 of the weights>[-int8].onnx``
 so a changed model is re-exported. Texts are tokenised with the model's fast tokenizer, truncated where the
-model truncates (``max_seq_length``), sorted by token length and padded per batch. ``quantize="int8"``
+model truncates (``max_seq_length``), sorted by token length and padded per batch (``length_batches``: at most
+``batch_size`` texts and ``MAX_BATCH_TOKENS`` padded word pieces a batch). ``quantize="int8"``
 (opt-in) applies ONNX Runtime dynamic int8 quantisation (it changes the numbers: see docs/monitor-signals.md).
 """
 
@@ -15,7 +16,9 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,23 @@ def cached_onnx(st_model: Any, quantize: str | None = None) -> Path:
     return target
 
 
+_RESERVED: ContextVar[int] = ContextVar("evalmon_onnx_reserved_cores", default=0)
+
+
+@contextmanager
+def cores_reserved(n: int = 1) -> Iterator[None]:
+    """Within the block (this thread's context), encoders on the default thread count leave ``n`` cores to other
+    work — ``compute_signals`` runs the signals' ``prepare`` (pii's single-threaded spaCy NER) beside the shared
+    embedding pass. ORT's intra-op pool on every core while another thread holds one waits at each operator for its
+    slowest thread (and spins): the overlapped pass of 2,000 synthesised records took 15.5–19.1 s with 2 threads on 2
+    cores, 12.7–13.4 s with 1 (session 15); alone, the pass keeps both."""
+    token = _RESERVED.set(_RESERVED.get() + max(0, n))
+    try:
+        yield
+    finally:
+        _RESERVED.reset(token)
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -180,6 +200,29 @@ def cached_encoder(model_dir: Path, quantize: str | None = None,
     return OnnxEncoder(AutoTokenizer.from_pretrained(str(model_dir)), graph, dim, threads=threads), limit
 
 
+# Padded word pieces per batch. Texts are sorted by length, so a batch pads to its longest; with 64 texts a batch the
+# long end of a monitor batch (responses near the 256 cap beside 100-piece ones) paid ~30 % padding, and ONNX Runtime's
+# cost per real word piece also rises with the batch's area (attention). 1,024 (64 texts of ≤ 16 pieces, 4 of 256):
+# the default signals' MiniLM texts of 2,000 synthesised records 10.4–10.6 s → 7.1–7.9 s on 2 cores (2,048: 8.0–8.8 s,
+# 4,096: 9.1–9.2 s, 16 texts a batch 8.3–8.5 s); vectors equal to 3e-8 (session 15).
+MAX_BATCH_TOKENS = 1024
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS) -> list[np.ndarray]:
+    """Positions of ``lengths`` in batches: sorted by length, at most ``batch_size`` texts and ``max_tokens`` padded
+    word pieces (batch size × its longest) each; a text longer than ``max_tokens`` is a batch of its own."""
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    out: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < batch_size and lengths[order[end]] * (end - start + 1) <= max_tokens:
+            end += 1
+        out.append(order[start:end])
+        start = end
+    return out
+
+
 class OnnxEncoder:
     """``encode(texts)`` → (n, dim) float32 unit rows, like the torch model it was exported from."""
 
@@ -195,12 +238,26 @@ class OnnxEncoder:
         self.tokenizer = tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.path = path
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or _env_threads() or available_cores()
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self._ort = ort
+        self._explicit = threads or _env_threads()  # 0: every core, less those ``cores_reserved`` holds
+        self._sessions: dict[int, Any] = {}
+        self.session = self._session(self.threads())
         self.dim = dim
+
+    def threads(self) -> int:
+        """Intra-op threads for a run now: the explicit setting, else every core less those reserved (≥ 1)."""
+        return self._explicit or max(1, available_cores() - _RESERVED.get())
+
+    def _session(self, threads: int) -> Any:
+        """One ONNX Runtime session of the graph per thread count (ORT fixes it when a session is created)."""
+        if threads not in self._sessions:
+            ort = self._ort
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._sessions[threads] = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        return self._sessions[threads]
 
     def encode(self, texts: Sequence[str], *, max_tokens: int, batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
@@ -208,16 +265,15 @@ class OnnxEncoder:
             return out
         enc = self.tokenizer(list(texts), truncation=True, max_length=max_tokens, padding=False,
                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-        order = np.argsort([len(e) for e in enc], kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        session = self._session(self.threads())
+        for idx in length_batches([len(e) for e in enc], batch_size):
             width = max(len(enc[i]) for i in idx)
             ids = np.full((len(idx), width), self.pad_id, np.int64)
             mask = np.zeros((len(idx), width), np.int64)
             for row, i in enumerate(idx):
                 ids[row, :len(enc[i])] = enc[i]
                 mask[row, :len(enc[i])] = 1
-            (vecs,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+            (vecs,) = session.run(None, {"input_ids": ids, "attention_mask": mask,
                                               "token_type_ids": np.zeros_like(ids)})
             out[idx] = vecs
         return out
