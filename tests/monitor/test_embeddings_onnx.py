@@ -121,9 +121,12 @@ def test_a_later_process_opens_the_recorded_graph_without_the_model(cache_dir: s
     assert again._cached_graph() and np.array_equal(again.encode(TEXTS), want)  # ... and recorded it again
 
 
-def test_beside_a_preparer_one_core_is_left_and_the_vectors_stay_the_same(cache_dir: str) -> None:
+def test_beside_a_preparer_one_core_is_left_and_the_vectors_stay_the_same(cache_dir: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from evalmon.monitor.signals.embed_onnx import available_cores, cores_reserved
 
+    for var in ("OMP_NUM_THREADS", "EVALMON_EMBEDDINGS_THREADS"):  # the default thread count (make test sets OMP 1)
+        monkeypatch.delenv(var, raising=False)
     emb = Embedder(backend="onnx")
     alone = emb.encode(TEXTS)
     emb._memo.clear()

@@ -241,7 +241,7 @@ class OnnxEncoder:
         self._ort = ort
         self._explicit = threads or _env_threads()  # 0: every core, less those ``cores_reserved`` holds
         self._sessions: dict[int, Any] = {}
-        self.session = self._session(self.threads())
+        self._session(self.threads())  # opened now: a graph ONNX Runtime cannot run fails here, not mid-batch
         self.dim = dim
 
     def threads(self) -> int:
@@ -274,6 +274,6 @@ class OnnxEncoder:
                 ids[row, :len(enc[i])] = enc[i]
                 mask[row, :len(enc[i])] = 1
             (vecs,) = session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                              "token_type_ids": np.zeros_like(ids)})
+                                         "token_type_ids": np.zeros_like(ids)})
             out[idx] = vecs
         return out
