@@ -81,7 +81,6 @@ def test_bad_thread_count_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> 
     assert _env_threads() == 1
 
 
-
 LATER = """
 import json, sys
 import numpy as np

@@ -233,12 +233,9 @@ class OnnxEncoder:
                    threads=threads)
 
     def __init__(self, tokenizer: Any, path: Path, dim: int, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.tokenizer = tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.path = path
-        self._ort = ort
         self._explicit = threads or _env_threads()  # 0: every core, less those ``cores_reserved`` holds
         self._sessions: dict[int, Any] = {}
         self._session(self.threads())  # opened now: a graph ONNX Runtime cannot run fails here, not mid-batch
@@ -251,7 +248,8 @@ class OnnxEncoder:
     def _session(self, threads: int) -> Any:
         """One ONNX Runtime session of the graph per thread count (ORT fixes it when a session is created)."""
         if threads not in self._sessions:
-            ort = self._ort
+            import onnxruntime as ort
+
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
