@@ -2,7 +2,8 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_detectors.py [--data ../shared/benchmarks]
         [--limit N] [--spacy] [--json out.json] [--sections legacy,trained,throughput]
-        [--n 408] [--variants default,full-pass,default,full-pass] [--embed-backends torch,onnx]
+        [--n 408] [--traffic synth,mt-bench] [--variants default,full-pass,default,full-pass]
+        [--embed-backends torch,onnx]
 
 Prints PR-AUC / ROC-AUC (sklearn average_precision / roc_auc) of each detector's score, the positive
 rate (a random score's PR-AUC), precision/recall of the default flag, and throughput (records/s,
@@ -180,7 +181,21 @@ def synth_frame(n: int) -> pd.DataFrame:
                               "model") if c in frame.columns]].reset_index(drop=True)
 
 
-def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", variant: str = "default") -> None:
+def mt_bench_frame(data: Path, n: int) -> pd.DataFrame:
+    """``n`` real chat records, every response distinct: MT-Bench's 32 models' answers (first and second turns)
+    with their questions, a fixed random sample (seed 0). Unlike `traffic synth` (which reuses public answers:
+    ~1/3 of its texts are distinct) each text here is new, as in production traffic; answers average ~970 chars."""
+    questions = {(q := json.loads(ln))["question_id"]: q["turns"] for ln in (data / "mt_bench/question.jsonl").open()}
+    recs = [{"prompt": p, "response": r}
+            for path in sorted((data / "mt_bench/model_answer").glob("*.jsonl")) for ln in path.open()
+            for a in [json.loads(ln)]
+            for p, r in zip(questions[a["question_id"]], a["choices"][0]["turns"], strict=False)]
+    frame = pd.DataFrame(recs).drop_duplicates("response")
+    return frame.sample(n=min(n, len(frame)), random_state=0).reset_index(drop=True)
+
+
+def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", variant: str = "default",
+                               traffic: str = "synth") -> None:
     """records/s (wall) and records per CPU-second of every default signal (``build_signals`` defaults: text,
     usage, refusal, pii — spaCy NER when an English model is installed —, safety classifiers, hallucination,
     embedding drift; one shared embedding pass) on `evalmon traffic synth` records. ``variant`` ``full-pass``
@@ -211,7 +226,7 @@ def default_signals_throughput(frame: pd.DataFrame, backend: str = "torch", vari
     t0, c0 = time.perf_counter(), time.process_time()
     compute_signals(frame, sigs, SignalCache(), stats)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    tag = f"{variant}, {backend}"
+    tag = f"{variant}, {backend}" + ("" if traffic == "synth" else f", {traffic}")
     THROUGHPUT[f"default signals (traffic synth, {tag})"] = len(frame) / dt
     THROUGHPUT[f"default signals (traffic synth, {tag}), per CPU-second"] = len(frame) / cpu
     per = ", ".join(f"{k} {v.seconds:.1f}s/{v.cpu_seconds:.1f}" for k, v in
@@ -242,7 +257,10 @@ def main() -> None:
                     help="throughput: comma-separated embedding backends run alternately "
                          "(default = what the signals pick: onnx with ONNX Runtime installed, else torch; torch, "
                          "onnx, onnx-int8), e.g. torch,onnx,torch,onnx")
-    ap.add_argument("--n", type=int, default=408, help="throughput: traffic synth records (default 408)")
+    ap.add_argument("--n", type=int, default=408, help="throughput: records (default 408)")
+    ap.add_argument("--traffic", default="synth",
+                    help="throughput: comma-separated, run alternately: synth (`evalmon traffic synth`, 1,000/h, seed 1) "
+                         "or mt-bench (MT-Bench's models' answers: every response distinct, as in production)")
     ap.add_argument("--variants", default="default",
                     help="throughput: comma-separated, run alternately: default (cascade + sampled embedding drift), "
                          "full-pass (MiniLM on every text: the numbers before the cascade), e.g. "
@@ -255,11 +273,15 @@ def main() -> None:
     if "trained" in sections:
         trained_detectors(data, limit)
     if "throughput" in sections:
-        frame = synth_frame(args.n)
-        for variant in args.variants.split(","):
-            for backend in args.embed_backends.split(","):
-                default_signals_throughput(frame, backend=get_embedder().backend if backend == "default" else backend,
-                                           variant=variant)
+        makers = {"synth": lambda: synth_frame(args.n), "mt-bench": lambda: mt_bench_frame(data, args.n)}
+        if unknown := set(args.traffic.split(",")) - set(makers):
+            ap.error(f"--traffic: unknown {sorted(unknown)}; use synth and/or mt-bench")
+        frames = {t: makers[t]() for t in dict.fromkeys(args.traffic.split(","))}
+        for traffic in args.traffic.split(","):
+            for variant in args.variants.split(","):
+                for backend in args.embed_backends.split(","):
+                    default_signals_throughput(frames[traffic], variant=variant, traffic=traffic,
+                                               backend=get_embedder().backend if backend == "default" else backend)
     if "legacy" not in sections:
         if args.json:
             args.json.write_text(json.dumps({"detectors": RESULTS, "throughput": THROUGHPUT}, indent=2))

@@ -86,24 +86,28 @@ def test_pii_prepare_gives_the_same_numbers_and_is_dropped_after_compute() -> No
 
 
 @pytest.mark.e2e
-def test_pii_texts_without_digits_skip_the_lemmatizer_and_find_the_same_entities(monkeypatch) -> None:
-    """Loads spaCy: e2e lane. Texts with no digit or "@" run spaCy's NER alone (no tagger/lemmatizer: presidio
-    reads lemmas only for context words); every text must give what presidio's full pipeline gives."""
+def test_pii_runs_the_lemmatizer_only_where_presidio_reads_lemmas(monkeypatch) -> None:
+    """Loads spaCy: e2e lane. Every text runs spaCy's NER alone first (no tagger/lemmatizer); presidio reads lemmas
+    only for context words near a result of a recogniser with context words (phone, e-mail, SSN …), and only such
+    texts run the full pipeline again. Every text must give what presidio's full pipeline gives."""
     from evalmon.monitor.signals import pii as pii_mod
 
     sig = PiiSignal(nlp="spacy", sensitive=False)
     texts = ["Anna Schmidt moved from Berlin to Lisbon with her French colleague.",
              "Dear Mr. Okafor, the Nairobi office will call you.",
              "Call Maria Lopez at 212-555-0199 or maria@example.com.",
-             "My SSN is 078-05-1120 and I live in Austin, Texas.",
-             "The Eiffel Tower is in Paris. Americans love it."]
-    lean_sizes: list[int] = []
-    real = pii_mod._ner_only_artifacts
-    monkeypatch.setattr(pii_mod, "_ner_only_artifacts",
-                        lambda engine, ts: (lean_sizes.append(len(ts)), real(engine, ts))[1])
-    got = sig._analyze(texts)
-    assert lean_sizes == [3]  # the three texts without a digit or "@"
+             "My phone number is 415-555-0132 and I live in Austin, Texas.",
+             "The Eiffel Tower is in Paris. Americans love it.",
+             "In 2023 Ravi Patel sold 40 bikes in Pune for $1,200 each."]  # a digit, no context-bearing result
     an = sig.analyzer
+    lean: list[list[str]] = []
+    full: list[list[str]] = []
+    real_lean, real_full = pii_mod._ner_only_artifacts, an.nlp_engine.process_batch
+    monkeypatch.setattr(pii_mod, "_ner_only_artifacts", lambda engine, ts: (lean.append(ts), real_lean(engine, ts))[1])
+    monkeypatch.setattr(an.nlp_engine, "process_batch", lambda ts, **kw: (full.append(ts), real_full(ts, **kw))[1])
+    got = sig._analyze(texts)
+    assert lean == [texts] and full == [[texts[2], texts[3]]]
+    monkeypatch.undo()
     kw = {"language": "en", "entities": list(sig.entities), "score_threshold": sig.score_threshold}
     ref = [an.analyze(t, nlp_artifacts=a, **kw) for t, a in an.nlp_engine.process_batch(texts, language="en")]
 
@@ -111,3 +115,34 @@ def test_pii_texts_without_digits_skip_the_lemmatizer_and_find_the_same_entities
         return sorted((r.entity_type, r.start, r.end, round(float(r.score), 9)) for r in rs)
     assert [key(r) for r in got] == [key(r) for r in ref]
     assert {"PERSON", "LOCATION"} <= {r.entity_type for r in got[0]}
+    assert {"PHONE_NUMBER", "EMAIL_ADDRESS"} <= {r.entity_type for r in got[2]}
+    assert [r.score for r in got[3] if r.entity_type == "PHONE_NUMBER"] == [0.75]  # context ("phone") raised 0.4
+
+
+@pytest.mark.e2e
+def test_lean_analysis_stops_where_presidio_would_read_lemmas() -> None:
+    """Imports presidio (~9 s): e2e lane. The rule behind the lean pass, without spaCy: a result of a recogniser with context words, request-level
+    context words, or a recogniser that enhances results itself — and nothing else — needs lemmas."""
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    from evalmon.monitor.signals.pii import _reads_lemmas
+
+    class Plain(EntityRecognizer):
+        def load(self) -> None: ...
+
+        def analyze(self, text, entities, nlp_artifacts=None):
+            return []
+
+    class Enhancing(Plain):
+        def enhance_using_context(self, text, raw_recognizer_results, other_raw_recognizer_results,
+                                  nlp_artifacts, context=None):
+            return raw_recognizer_results
+
+    plain, with_ctx = Plain(["X"], name="a"), Plain(["X"], name="b", context=["phone"])
+    key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+    res = {r.name: RecognizerResult("X", 0, 1, 0.5, recognition_metadata={key: r.id}) for r in (plain, with_ctx)}
+    assert not _reads_lemmas([], [plain, with_ctx], ["phone"])
+    assert not _reads_lemmas([res["a"]], [plain, with_ctx], None)
+    assert _reads_lemmas([res["b"]], [plain, with_ctx], None)
+    assert _reads_lemmas([res["a"]], [plain], ["phone"])
+    assert _reads_lemmas([res["a"]], [plain, Enhancing(["X"], name="c")], None)

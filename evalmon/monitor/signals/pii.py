@@ -134,7 +134,7 @@ def build_analyzer(nlp: str = "none", *, spacy_model: str | None = None,
                 registry.add_recognizer(PatternRecognizer(
                     supported_entity=entity, name=f"evalmon_{entity.lower()}",
                     patterns=[Pattern(entity.lower(), rx, 0.6)], supported_language="en"))
-            analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+            analyzer = _lean_aware(AnalyzerEngine)(registry=registry, nlp_engine=engine, supported_languages=["en"])
         _ENGINES[key] = analyzer
         return analyzer
 
@@ -248,16 +248,24 @@ class PiiSignal(BaseSignal):
         if self.nlp == "none":
             return [analyzer.analyze(t, **kwargs) for t in texts]
         out: list[list[Any]] = [[] for _ in texts]
-        # Without a digit or "@" only spaCy's entities can match (the prefilter's premise), and presidio reads
-        # lemmas only for context words, which its spaCy recogniser has none of: such texts skip the tagger
-        # and lemmatizer (~40 % of spaCy's time; same entities, tests/monitor/test_signal_prepare.py).
-        lean = [i for i, t in enumerate(texts) if self._prefilter and not _DIGIT_OR_AT.search(t)]
+        # spaCy's NER alone first (no tagger / attribute ruler / lemmatizer: ~40 % of spaCy's time): presidio reads
+        # lemmas only to find a context word near a result whose recogniser has context words (regex ones; its
+        # spaCy recogniser has none). Where it would, the analyzer stops (_LemmasNeeded) and the text runs the full
+        # pipeline — the results are presidio's own (tests/monitor/test_signal_prepare.py). 11 of 226 MT-Bench
+        # answers with a digit needed it. Without the hook (another presidio): texts without a digit or "@" only.
+        if getattr(analyzer, _LEAN_HOOK, False):
+            lean = list(range(len(texts)))
+        else:
+            lean = [i for i, t in enumerate(texts) if self._prefilter and not _DIGIT_OR_AT.search(t)]
         full = sorted(set(range(len(texts))) - set(lean))
-        for idx, docs in ((lean, _ner_only_artifacts(analyzer.nlp_engine, [texts[i] for i in lean])),
-                          (full, analyzer.nlp_engine.process_batch([texts[i] for i in full], language="en",
-                                                                    batch_size=32))):
-            for i, (_, art) in zip(idx, docs, strict=True):
+        for i, (_, art) in zip(lean, _ner_only_artifacts(analyzer.nlp_engine, [texts[i] for i in lean]), strict=True):
+            try:
                 out[i] = analyzer.analyze(texts[i], nlp_artifacts=art, **kwargs)
+            except _LemmasNeeded:
+                full.append(i)
+        docs = analyzer.nlp_engine.process_batch([texts[i] for i in full], language="en", batch_size=32)
+        for i, (_, art) in zip(full, docs, strict=True):
+            out[i] = analyzer.analyze(texts[i], nlp_artifacts=art, **kwargs)
         return out
 
     def _candidates(self, frame: pd.DataFrame, field: str) -> tuple[np.ndarray, list[str]]:
@@ -325,8 +333,9 @@ _LEMMA_PIPES = ("tagger", "attribute_ruler", "lemmatizer", "morphologizer")
 
 
 def _ner_only_artifacts(engine: Any, texts: list[str]) -> Iterator[tuple[str, Any]]:
-    """presidio's (text, NlpArtifacts) for ``texts`` with spaCy's NER only (no lemmas); the shared tok2vec
-    is skipped too unless NER listens to it (en_core_web_sm's NER has its own)."""
+    """presidio's (text, NlpArtifacts) for ``texts`` with spaCy's NER only (no lemmas; marked lean, so the
+    analyzer raises ``_LemmasNeeded`` where it would read them); the shared tok2vec is skipped too unless NER
+    listens to it (en_core_web_sm's NER has its own)."""
     if not texts:
         return iter(())
     nlp = engine.nlp["en"]
@@ -336,7 +345,52 @@ def _ner_only_artifacts(engine: Any, texts: list[str]) -> Iterator[tuple[str, An
     to_artifacts = getattr(engine, "_doc_to_nlp_artifact", None)
     if to_artifacts is None:  # another presidio: its own full pipeline (same entities, slower)
         return engine.process_batch(texts, language="en", batch_size=32)
-    return ((doc.text, to_artifacts(doc, "en")) for doc in nlp.pipe(texts, batch_size=32, disable=skip))
+    return ((doc.text, _mark_lean(to_artifacts(doc, "en"))) for doc in nlp.pipe(texts, batch_size=32, disable=skip))
+
+
+_LEAN = "_evalmon_lean"  # on NlpArtifacts built without the lemma pipes
+_LEAN_HOOK = "_evalmon_lean_hook"  # on an analyzer that checks them (``_lean_aware``)
+
+
+class _LemmasNeeded(Exception):
+    """A lean analysis reached presidio's context enhancement with a result whose enhancement reads lemmas."""
+
+
+def _mark_lean(artifacts: Any) -> Any:
+    setattr(artifacts, _LEAN, True)
+    return artifacts
+
+
+def _reads_lemmas(raw_results: list[Any], recognizers: list[Any], context: list[str] | None) -> bool:
+    """Would presidio's enhancement (``AnalyzerEngine._enhance_using_context``) read the artifacts' lemmas? Only
+    for a result of a recogniser with context words, for request-level context words, or where a recogniser
+    enhances results itself (none of the predefined ones does; treated as reading them)."""
+    if not raw_results:
+        return False
+    if context:
+        return True
+    from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+    ids = {(r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY) for r in raw_results}
+    return any((rec.context and rec.id in ids)
+               or type(rec).enhance_using_context is not EntityRecognizer.enhance_using_context for rec in recognizers)
+
+
+def _lean_aware(engine_cls: type) -> type:
+    """``engine_cls`` (presidio's ``AnalyzerEngine``) whose context enhancement raises ``_LemmasNeeded`` on lean
+    artifacts where it would read lemmas; unchanged (no hook) if this presidio has no ``_enhance_using_context``."""
+    if not callable(getattr(engine_cls, "_enhance_using_context", None)):
+        return engine_cls
+
+    class LeanAwareAnalyzer(engine_cls):  # type: ignore[valid-type, misc]
+        def _enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
+                                   recognizers: list[Any], context: list[str] | None = None) -> list[Any]:
+            if getattr(nlp_artifacts, _LEAN, False) and _reads_lemmas(raw_results, recognizers, context):
+                raise _LemmasNeeded
+            return super()._enhance_using_context(text, raw_results, nlp_artifacts, recognizers, context)
+
+    setattr(LeanAwareAnalyzer, _LEAN_HOOK, True)
+    return LeanAwareAnalyzer
 
 
 def _dedupe(results: list[Any]) -> list[Any]:
