@@ -145,6 +145,34 @@ def test_huge_single_record_is_read_from_jsonl_and_csv(tmp_path: Path) -> None:
     assert batch.quarantined == [] and batch.frame["response"].iloc[0] == big
 
 
+def test_csv_quote_that_never_closes_loses_one_line_not_the_rest_of_the_file(tmp_path: Path) -> None:
+    """Python's lenient csv reader let a quoted field opened on line 4 run to the end of the file: 100 rows in, 3
+    scored and the other 97 glued into one response, with nothing quarantined (QA walk, session 16). Now the opening
+    line is quarantined alone and the lines after it are read again; text after a closing quote is an error too."""
+    lines = ["timestamp,prompt,response"]
+    lines += [f"2026-11-01T00:{i // 60:02d}:{i % 60:02d}Z,p{i},r{i}" for i in range(100)]
+    lines[3] = '2026-11-01T00:00:02Z,p2,"closed"then text'
+    lines[50] = '2026-11-01T00:00:49Z,p49,"oops never closed'
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    batch = build_source({"kind": "csv", "path": str(tmp_path / "t.csv")}).read()
+    assert [q.location for q in batch.quarantined] == ["line 4", "line 51"]
+    assert "never closes" in batch.quarantined[1].reason and batch.quarantined[1].raw == lines[50]
+    assert len(batch.frame) == 98 and set(batch.frame["response"]) == {f"r{i}" for i in range(100)} - {"r2", "r49"}
+    # a stray quote that a later quote "closes": the opening line alone is left out, not the 46 between
+    rows = [f"2026-11-01T00:00:{i:02d}Z,p{i},r{i}" for i in range(49)]
+    rows[9] = '2026-11-01T00:00:09Z,p9,"stray'
+    rows.append('2026-11-01T00:00:49Z,p49,"closed"then text')
+    (tmp_path / "t.csv").write_text("\n".join(["timestamp,prompt,response", *rows]) + "\n", encoding="utf-8")
+    batch = build_source({"kind": "csv", "path": str(tmp_path / "t.csv")}).read()
+    assert [q.location for q in batch.quarantined] == ["line 11", "line 51"]
+    assert "runs to line 51" in batch.quarantined[0].reason and len(batch.frame) == 48
+    # a quoted field that spans lines and closes is one row, as before
+    (tmp_path / "m.csv").write_text('timestamp,prompt,response\n2026-11-01T00:00:00Z,p,"two\nlines"\n'
+                                    "2026-11-01T00:00:01Z,q,r\n", encoding="utf-8")
+    ok = build_source({"kind": "csv", "path": str(tmp_path / "m.csv")}).read()
+    assert ok.quarantined == [] and ok.frame["response"].tolist() == ["two\nlines", "r"]
+
+
 def test_non_utf8_bytes_are_quarantined_or_replaced(tmp_path: Path) -> None:
     good = b'{"timestamp": "2026-11-01T00:00:00Z", "prompt": "p", "response": "fine"}\n'
     bad = b'{"timestamp": "2026-11-01T00:00:01Z", "prompt": "caf\xe9", "response": "r"}\n'

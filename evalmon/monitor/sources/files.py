@@ -30,6 +30,7 @@ import re
 import sys
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -357,26 +358,40 @@ class JsonlSource(FileSource):
 
 
 class _LineTap:
-    """Iterates text lines for csv.reader and remembers the lines of the current row (its raw text)."""
+    """Iterates text lines for csv.reader and remembers the lines of the current row (its raw text); lines given
+    back (``give_back``) are read again first."""
 
     def __init__(self, lines: Iterator[tuple[int, bytes]]) -> None:
-        self.source = lines
-        self.lines: list[str] = []
-        self.first = 0  # file line number of the current row's first line
+        self.source = iter(lines)
+        self.again: deque[tuple[int, str]] = deque()
+        self.lines: list[tuple[int, str]] = []  # (file line number, text) of the current row
 
     def __iter__(self) -> Iterator[str]:
-        for lineno, raw in self.source:
-            if not self.lines:
-                self.first = lineno
-            line = raw.decode("utf-8", errors="surrogateescape")
-            self.lines.append(line)
+        while True:
+            if self.again:
+                lineno, line = self.again.popleft()
+            else:
+                nxt = next(self.source, None)
+                if nxt is None:
+                    return
+                lineno, line = nxt[0], nxt[1].decode("utf-8", errors="surrogateescape")
+            self.lines.append((lineno, line))
             yield line
 
     def take(self) -> tuple[str, int]:
         """The current row's raw text and first line number."""
-        raw = "".join(self.lines).rstrip("\r\n")
+        raw = "".join(line for _, line in self.lines).rstrip("\r\n")
+        first = self.lines[0][0] if self.lines else 0
         self.lines = []
-        return raw, self.first
+        return raw, first
+
+    def give_back(self) -> tuple[str, int, int]:
+        """The current row's first line (raw text, line number) and how many lines after it go back to be read
+        again — for a row whose quote never closed (it swallowed every later line)."""
+        (first, line), rest = self.lines[0], self.lines[1:]
+        self.again.extendleft(reversed(rest))
+        self.lines = []
+        return line.rstrip("\r\n"), first, len(rest)
 
 
 class CsvSource(FileSource):
@@ -396,7 +411,9 @@ class CsvSource(FileSource):
         """Good rows as ``(line, (header, row, raw))``."""
         tap = _LineTap(self._lines(path, part, bad_lines, raw_lines))
         delim = self._delimiter(path)
-        reader = csv.reader(tap, delimiter=delim)
+        # strict: a quoted field still open at the end of the file is an error (not a row that swallowed every
+        # later line); so is text after a closing quote (`"a"b`), which the lenient reader glued together
+        reader = csv.reader(tap, delimiter=delim, strict=True)
         header: list[str] | None = None
         while True:
             try:
@@ -404,6 +421,17 @@ class CsvSource(FileSource):
             except StopIteration:
                 break
             except csv.Error as exc:
+                if len(tap.lines) > 1:  # a quote opened on the row's first line ran on over later lines
+                    end = tap.lines[-1][0]
+                    raw, lineno, n = tap.give_back()  # the opening line alone; the lines after it are read again
+                    bad_lines.append(lineno)
+                    why = ("never closes" if "unexpected end of data" in str(exc)
+                           else f"runs to line {end}, where the row is not valid CSV ({exc})")
+                    part.pre_quarantined.append(quarantine(
+                        str(path), f"line {lineno}", f"bad CSV row: a quoted field opened on this line {why}; "
+                        f"this line is left out and the {n} line(s) after it are read again", raw))
+                    reader = csv.reader(tap, delimiter=delim, strict=True)
+                    continue
                 raw, lineno = tap.take()
                 bad_lines.append(lineno)
                 part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", f"bad CSV row: {exc}", raw))
