@@ -177,6 +177,8 @@ def calibrate(
     con.print(f"monitor '{cfg.name}': {result.reference_records} reference records, {result.window_records:.1f} "
               f"per {cfg.window.size} window; {result.draws} windows resampled ({result.method}); target false-alarm "
               f"rate {false_alarm_rate:g} per rule per window", soft_wrap=True)
+    for note in result.notes:
+        console(stderr=True).print(f"warning: {note}", markup=False, soft_wrap=True)
     if reference_rows is None and result.reference_records < result.window_records:  # windows repeat the records
         console(stderr=True).print(
             f"warning: the reference holds {result.reference_records} records, fewer than one {cfg.window.size} "
@@ -187,9 +189,11 @@ def calibrate(
     if result.thresholds():
         con.print(f"any rule fires in {result.any_rule_false_alarm:.2%} of the resampled reference windows",
                   soft_wrap=True)
-    else:
-        con.print("no rule could be calibrated (see the reasons above): their values stay as written",
-                  soft_wrap=True)
+    else:  # exit 1, nothing written: a job that set no threshold must not pass as done in a scheduler or CI
+        console(stderr=True).print(f"error: no rule of {len(result.rules)} could be calibrated (see the reasons "
+                                   "above): nothing written, their values stay as written", markup=False,
+                                   soft_wrap=True)
+        raise typer.Exit(1)
     if dry_run:
         con.print("--dry-run: nothing written", soft_wrap=True)
         return

@@ -98,6 +98,7 @@ class Calibration:
     method: str = METHOD
     rules: list[RuleCalibration] = field(default_factory=list)
     any_rule_false_alarm: float = math.nan  # share of resampled windows where any calibrated rule fires
+    notes: list[str] = field(default_factory=list)  # warnings about the reference (printed by the CLI)
 
     def thresholds(self) -> dict[str, float]:
         return {r.rule: float(r.value) for r in self.rules if r.value is not None}
@@ -245,10 +246,11 @@ def calibrate_frame(reference: pd.DataFrame, rules: Sequence[AlertRule], *, wind
 
 
 def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = None, *,
-                    reference_rows: int | None = None) -> tuple[pd.DataFrame, float]:
+                    reference_rows: int | None = None, notes: list[str] | None = None) -> tuple[pd.DataFrame, float]:
     """The monitor's reference records with signals (its own executor, config and cache; a seeded sample of
     ``reference_rows`` of them when set) and the mean number of records per window of the live size in it
-    (counted on all the reference's records)."""
+    (counted on all the reference's records, over the windows of a fixed period that hold traffic: see
+    ``_covered_seconds``); what the reader should know is appended to ``notes``."""
     from evalmon.core.errors import ConfigError
     from evalmon.core.timewindows import parse_duration
     from evalmon.monitor.executors.local import LocalExecutor
@@ -271,11 +273,34 @@ def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = N
         executor.close()
     size = parse_duration(cfg.window.size).total_seconds()
     if ref.kind == "fixed":
-        span = (ref.end - ref.start).total_seconds()  # type: ignore[operator]
+        span = _covered_seconds(frame[cfg.window.timestamp], ref.start, ref.end, size, notes)  # type: ignore[arg-type]
     else:
         ts = frame[cfg.window.timestamp]
         span = max((ts.max() - ts.min()).total_seconds(), size)
     return frame, total * size / span
+
+
+def _covered_seconds(ts: pd.Series, start: Any, end: Any, size: float, notes: list[str] | None) -> float:
+    """Seconds of the fixed reference [start, end) from the window holding its first record to the one holding its
+    last: a period named longer than the data (a week before the log begins) would otherwise count its empty
+    windows and make every window look small — thresholds for 2 records per hour where the traffic has 180. A note
+    says so whenever the records cover less than the period."""
+    import pandas as pd
+
+    nominal = (end - start).total_seconds()
+    ts = ts.dropna()
+    if not len(ts):
+        return nominal
+    step = pd.Timedelta(seconds=size)
+    lo = max(start, start + ((ts.min() - start) // step) * step)
+    hi = min(end, start + ((ts.max() - start) // step + 1) * step)
+    covered = max((hi - lo).total_seconds(), size)
+    if covered < nominal and notes is not None:
+        notes.append(f"the reference period {start.isoformat()} → {end.isoformat()} holds records only from "
+                     f"{ts.min().isoformat()} to {ts.max().isoformat()}: records per window are counted over the "
+                     f"{covered / 3600:g} h of windows with records, not the period's {nominal / 3600:g} h — set "
+                     "reference.start/end to the period the traffic covers")
+    return min(covered, nominal)
 
 
 def _count_reference(executor: Any, cfg: MonitorConfig) -> int:
@@ -331,7 +356,8 @@ def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int
               log_fn: Callable[[str], None] | None = None) -> Calibration:
     """Thresholds for every rule of ``cfg`` from its reference period (see the module docstring);
     ``reference_rows``: compute signals on a seeded sample of that many reference records only."""
-    frame, per_window = reference_frame(cfg, log_fn, reference_rows=reference_rows)
+    notes: list[str] = []
+    frame, per_window = reference_frame(cfg, log_fn, reference_rows=reference_rows, notes=notes)
     dist = [c for c in frame.columns if c.startswith("embedding.")] if cfg.drift.embedding_method == "distance" else []
     wanted = [c for c in dist if any(r.metric == f"drift/{c}" for r in cfg.alerts.rules)]
     populations, sample_size = embedding_population(cfg, frame, wanted, log_fn)
@@ -340,7 +366,7 @@ def calibrate(cfg: MonitorConfig, *, false_alarm_rate: float = 0.001, draws: int
                                       seed=cfg.seed if seed is None else seed, distance_columns=dist,
                                       populations=populations, sample_size=sample_size)
     return Calibration(cfg.name, false_alarm_rate, draws or max(2000, math.ceil(20 / false_alarm_rate)),
-                       len(frame), per_window, rules=rules, any_rule_false_alarm=any_rate)
+                       len(frame), per_window, rules=rules, any_rule_false_alarm=any_rate, notes=notes)
 
 
 def thresholds_target(cfg: MonitorConfig, out: Path | None = None) -> Path:

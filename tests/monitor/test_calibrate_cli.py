@@ -50,3 +50,28 @@ def test_calibrate_writes_thresholds_the_monitor_loads(tmp_path: Path, benchmark
     assert 0 < rules["refusals"] < 0.5 and 0 < rules["traffic drop"] < 60
     bad = run_cli(tmp_path, "monitor", "calibrate", "m.yaml", "--false-alarm-rate", "2")
     assert bad.returncode == 2 and "error: --false-alarm-rate" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_reference_named_longer_than_the_data_and_a_run_that_sets_nothing_say_so(tmp_path: Path,
+                                                                                   benchmarks_dir: Path) -> None:
+    """QA walk (session 16): a fixed reference starting a week before the log counted 170 empty hours, so 363 records
+    made "2.1 per 1h window" and thresholds no real window could meet — exit 0, no word. And a calibration that set no
+    threshold exited 0 and rewrote the thresholds file."""
+    synthesize(SynthConfig(out=tmp_path / "t.jsonl", start=datetime(2026, 11, 1, tzinfo=UTC), hours=3,
+                           rate_per_hour=60, seed=8, data_dir=benchmarks_dir))
+    wide = YAML.replace("start: 2026-11-01T00:00:00Z, end: 2026-11-01T12:00:00Z",
+                        "start: 2026-10-25T00:00:00Z, end: 2026-11-01T03:00:00Z")
+    wide = wide.replace("signals: [usage, refusal, {name: pii, nlp: none}]", "signals: [usage]")
+    rules = wide[wide.index("  rules:"):wide.index("output_dir")]
+    (tmp_path / "w.yaml").write_text(wide.replace(rules, '  rules:\n    - {metric: p90/latency_ms, op: ">", value: 9, '
+                                                          'name: slow}\n'))
+    proc = run_cli(tmp_path, "monitor", "calibrate", "w.yaml", "--draws", "500", "--dry-run")
+    assert proc.returncode == 0, show(proc)
+    per_window = float(proc.stdout.split(" per 1h window")[0].rsplit(", ", 1)[1])
+    assert 40 < per_window < 80, show(proc)  # ~60 records an hour; the 171 h period gave ~1
+    assert "holds records only from 2026-11-01T00:" in proc.stderr and "over the 3 h of windows" in proc.stderr
+    (tmp_path / "n.yaml").write_text(wide.replace(rules, '  rules:\n    - {metric: mean/no_such_column, op: ">", '
+                                                          'value: 1, name: ghost}\n'))
+    none = run_cli(tmp_path, "monitor", "calibrate", "n.yaml", "--draws", "500")
+    assert none.returncode == 1 and "error: no rule of 1 could be calibrated" in none.stderr, show(none)
+    assert not (tmp_path / "n.thresholds.yaml").exists() and "thresholds:" not in (tmp_path / "n.yaml").read_text()

@@ -189,11 +189,15 @@ def test_calibrate_says_when_the_reference_is_shorter_than_a_window_or_nothing_c
     rule = cal.RuleCalibration("r", "mean/text.response_chars", ">", 9.0, status="cannot calibrate",
                                reason="constant")
     monkeypatch.setattr(cal, "calibrate", lambda *a, **k: cal.Calibration("m", 0.001, 2000, 8, 48.0, rules=[rule]))
-    calibrate(config=tmp_path / "m.yaml", false_alarm_rate=0.001, draws=None, out=None, reference_rows=None,
-              dry_run=True)
+    import typer
+
+    with pytest.raises(typer.Exit) as done:  # nothing calibrated: exit 1 (session 16)
+        calibrate(config=tmp_path / "m.yaml", false_alarm_rate=0.001, draws=None, out=None, reference_rows=None,
+                  dry_run=True)
     out, err = capsys.readouterr()
+    assert done.value.exit_code == 1
     assert "warning: the reference holds 8 records, fewer than one 1h window (48.0)" in err
-    assert "no rule could be calibrated" in out and "nan" not in out
+    assert "no rule of 1 could be calibrated" in err and "nan" not in out + err
 
 
 def test_signals_score_names_why_no_record_was_usable(tmp_path: Path) -> None:
