@@ -75,6 +75,11 @@ def score(
     for name in result.keep_empty:
         err.print(f"warning: --keep {name}: no scored record has this field — its column is empty (check the "
                   "field's name in the file)", markup=False, soft_wrap=True)
+    mapped = _columns(column) or {}
+    for fld, readers in result.inputs_empty.items():  # a missing field (or a mistyped --column) must not pass for
+        src = f"field {mapped[fld]!r} (--column {fld}={mapped[fld]})" if fld in mapped else f"a {fld!r} field"
+        err.print(f"warning: no record has {src}, which {', '.join(readers)} read(s): their {fld} scores describe "
+                  f"empty text — map the file's {fld} field with --column {fld}=NAME", markup=False, soft_wrap=True)
     for name in (k for k, v in cov.items() if v == 0):  # all-empty columns must not pass for scores
         err.print(f"warning: {name} scored no record: its columns are empty — check that the traffic has the "
                   f"fields it reads (e.g. logged_uncertainty: token logprobs; hallucination: contexts)",

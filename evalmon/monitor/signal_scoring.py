@@ -47,6 +47,7 @@ class ScoreResult:
     scored: dict[str, int] = field(default_factory=dict)  # per signal: records with a value in any of its columns
     why_quarantined: str = ""  # the most common reason records were left out ("" when none was)
     keep_empty: list[str] = field(default_factory=list)  # ``keep`` fields no scored record had (a typo, most likely)
+    inputs_empty: dict[str, list[str]] = field(default_factory=dict)  # prompt/response no record had → its readers
 
     def coverage(self) -> dict[str, float]:
         """Per signal, the share of records it could score (the monitors' ``coverage/`` metric, per signal)."""
@@ -209,6 +210,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     produced: list[str] = []
     scored: Counter[str] = Counter({sig.name: 0 for sig in built})
     seen: set[str] = set()  # the keep fields some record had
+    readers = {f: [s.name for s in built if f in (getattr(s, "inputs", ()) or ())] for f in (PROMPT, RESPONSE)}
+    filled: set[str] = set()  # the text fields (prompt, response) some record had
 
     def beat(elapsed: float) -> str:
         return f"signals score: {done} records scored, {done / max(elapsed, 1e-9):.1f} records/s, {elapsed:.0f} s"
@@ -226,6 +229,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                     head = [c for c in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) if c in chunk.columns]
                     writer.write(chunk[head + keep + produced])
                     seen.update(k for k in keep if chunk[k].notna().any())
+                    filled.update(f for f in readers if f in chunk.columns and f not in filled
+                                  and chunk[f].astype("string").str.strip().fillna("").str.len().gt(0).any())
                     done += len(chunk)
                     for sig in built:
                         scored[sig.name] += int(chunk[list(sig.columns)].notna().any(axis=1).sum())
@@ -243,7 +248,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
                           hint="check the file's format and --column mappings (prompt, response)")
     why = reasons.most_common(1)[0][0] if reasons else ""
     return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why,
-                       [k for k in keep if k not in seen])
+                       [k for k in keep if k not in seen],
+                       {f: names for f, names in readers.items() if names and f not in filled})
 
 
 # A source config key → the option of ``evalmon signals score`` that sets it (errors name the option).

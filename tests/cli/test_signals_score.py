@@ -107,3 +107,22 @@ def test_scores_otel_traffic_to_parquet_with_the_monitors_aliases(tmp_path: Path
     assert len(merged) == len(out)
     flagged = merged["refusal.refused"] == 1
     assert flagged.sum() > 0 and merged.loc[flagged, "is_refusal"].mean() > 0.5  # the signal, not noise
+
+
+@pytest.mark.e2e  # a CLI subprocess
+def test_a_text_field_no_record_has_is_named_with_its_readers(tmp_path: Path) -> None:
+    """QA walk (session 16): a file without `response` (or `--column response=answer` naming a field the file lacks)
+    scored refusal 0 "at 100 % coverage" without a word; the result now lists the field and the signals reading it
+    (the CLI prints it as a warning)."""
+    rows = [{"timestamp": f"2026-11-01T00:0{i}:00Z", "prompt": f"question {i}", "said": f"reply {i}"} for i in range(3)]
+    (tmp_path / "t.jsonl").write_text("".join(f"{json.dumps(r)}\n" for r in rows))
+    res = score_file(tmp_path / "t.jsonl", ["text", "refusal"], tmp_path / "o.jsonl")
+    assert res.inputs_empty == {"response": ["text", "refusal"]}
+    res = score_file(tmp_path / "t.jsonl", ["text", "refusal"], tmp_path / "o.jsonl", columns={"response": "sayd"})
+    assert res.inputs_empty == {"response": ["text", "refusal"]}
+    res = score_file(tmp_path / "t.jsonl", ["text", "refusal"], tmp_path / "o.jsonl", columns={"response": "said"})
+    assert res.inputs_empty == {} and res.records == 3
+    proc = run_cli(tmp_path, "signals", "score", "t.jsonl", "--signals", "text,refusal", "--out", "o.jsonl",
+                   "--column", "response=sayd")
+    assert proc.returncode == 0, show(proc)
+    assert "warning: no record has field 'sayd' (--column response=sayd), which text, refusal" in proc.stderr
