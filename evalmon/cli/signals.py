@@ -75,6 +75,10 @@ def score(
     for name in result.keep_empty:
         err.print(f"warning: --keep {name}: no scored record has this field — its column is empty (check the "
                   "field's name in the file)", markup=False, soft_wrap=True)
+    if result.timestamps_dropped:
+        err.print(f"warning: {result.timestamps_dropped} record(s) had a timestamp that could not be read "
+                  "(unparseable, or outside the plausible range): written with an empty timestamp — check the "
+                  "field, or map another with --column timestamp=NAME", markup=False, soft_wrap=True)
     mapped = _columns(column) or {}
     for fld, readers in result.inputs_empty.items():  # a missing field (or a mistyped --column) must not pass for
         src = f"field {mapped[fld]!r} (--column {fld}={mapped[fld]})" if fld in mapped else f"a {fld!r} field"

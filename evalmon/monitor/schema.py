@@ -221,6 +221,7 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     # timestamp (+ latency derived from span start/end)
     pair = _span_pair(df)
     ts_cols = resolved[TIMESTAMP] or ([pair[0]] if pair else [])
+    times_dropped = 0  # values in a timestamp field that were unusable, under relaxed_fields
     if ts_cols:
         ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
         ts_reasons = pd.Series(MISSING, index=df.index, dtype=object)  # no value in any timestamp column
@@ -234,7 +235,9 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
                 ts_reasons[rows] = parsed.reasons
         if TIMESTAMP not in relaxed:
             flag(ts_reasons.notna(), ts_reasons)
-        else:  # an unusable time is no time
+        else:  # an unusable time is no time — counted (a value was there), so the caller can say so
+            unusable = ts_reasons.notna() & (ts_reasons != MISSING)
+            times_dropped = int(unusable.sum())
             ts[ts_reasons.notna()] = pd.NaT
     else:
         ts = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns, UTC]")
@@ -344,7 +347,7 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
     stats: dict[str, Any] = {"rows_read": n, "rows": len(frame), "quarantined": len(quarantined),
                              "out_of_order": out_of_order, "timezones": tz_counts,
                              "mixed_timezones": len(labels) > 1, "request_ids_generated": generated,
-                             "invalid_unicode_replaced": replaced,
+                             "invalid_unicode_replaced": replaced, "timestamps_dropped": times_dropped,
                              "columns_used": {k: v for k, v in resolved.items() if v}}
     return Normalized(frame=frame, quarantined=quarantined, quarantined_times=q_times, stats=stats,
                       row_times=row_times)

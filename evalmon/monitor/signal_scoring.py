@@ -48,6 +48,7 @@ class ScoreResult:
     why_quarantined: str = ""  # the most common reason records were left out ("" when none was)
     keep_empty: list[str] = field(default_factory=list)  # ``keep`` fields no scored record had (a typo, most likely)
     inputs_empty: dict[str, list[str]] = field(default_factory=dict)  # prompt/response no record had → its readers
+    timestamps_dropped: int = 0  # records whose time field held a value that could not be read (written empty)
 
     def coverage(self) -> dict[str, float]:
         """Per signal, the share of records it could score (the monitors' ``coverage/`` metric, per signal)."""
@@ -205,7 +206,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     check_writable(out_path)
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
-    done, bad, t0 = 0, 0, time.perf_counter()
+    done, bad, dropped, t0 = 0, 0, 0, time.perf_counter()
     reasons: Counter[str] = Counter()  # why records were quarantined (named when none is usable)
     produced: list[str] = []
     scored: Counter[str] = Counter({sig.name: 0 for sig in built})
@@ -221,6 +222,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
             for part in partitions_of(source, None, None):
                 batch = read_partition(source, part, None, None)
                 bad += len(batch.quarantined)
+                dropped += int(batch.stats.get("timestamps_dropped", 0))
                 reasons.update(q.reason for q in batch.quarantined)
                 frame = batch.frame.reset_index(drop=True)
                 for lo in range(0, len(frame), batch_size):
@@ -249,7 +251,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     why = reasons.most_common(1)[0][0] if reasons else ""
     return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why,
                        [k for k in keep if k not in seen],
-                       {f: names for f, names in readers.items() if names and f not in filled})
+                       {f: names for f, names in readers.items() if names and f not in filled}, dropped)
 
 
 # A source config key → the option of ``evalmon signals score`` that sets it (errors name the option).

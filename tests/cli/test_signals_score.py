@@ -59,6 +59,7 @@ def test_a_labelled_set_without_times_or_answers_is_scored_not_quarantined(tmp_p
     res = score_file(tmp_path / "r.jsonl", ["text"], tmp_path / "r.out.jsonl", columns={"timestamp": "time"})
     lines = [json.loads(line) for line in (tmp_path / "r.out.jsonl").read_text().splitlines()]
     assert res.records == 2 and [d["prompt"] for d in lines] == ["", "hi"] and lines[0]["timestamp"] is None
+    assert res.timestamps_dropped == 2  # "not a time" and 1 (1970: implausible): counted, the CLI warns (session 16)
 
 
 def test_a_monitor_still_quarantines_records_without_a_time_or_a_response() -> None:

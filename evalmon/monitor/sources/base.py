@@ -141,7 +141,8 @@ def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
     quarantined: list[QuarantinedRecord] = []
     q_times: list[pd.Timestamp | None] = []
     totals: dict[str, Any] = {"rows_read": 0, "out_of_order": 0, "request_ids_generated": 0,
-                              "invalid_utf8": 0, "invalid_unicode_replaced": 0, "parts": len(parts), "unplaced": 0}
+                              "invalid_utf8": 0, "invalid_unicode_replaced": 0, "timestamps_dropped": 0,
+                              "parts": len(parts), "unplaced": 0}
     tz_counts: dict[str, int] = {}
     offset = 0
     for part in parts:
@@ -161,7 +162,8 @@ def merge(parts: Sequence[Part], start: datetime | None, end: datetime | None,
                 quarantined.append(rec)
                 q_times.append(t)
                 totals["unplaced"] += t is None
-        for key in ("rows_read", "out_of_order", "request_ids_generated", "invalid_unicode_replaced"):
+        for key in ("rows_read", "out_of_order", "request_ids_generated", "invalid_unicode_replaced",
+                    "timestamps_dropped"):
             totals[key] += int(part.norm.stats.get(key, 0))
         totals["rows_read"] += len(part.pre_quarantined)
         totals["invalid_utf8"] += int(part.stats.get("invalid_utf8", 0))

@@ -259,6 +259,7 @@ class FileSource:
         return SourceBatch(frame=frame, quarantined=quarantined, quarantined_times=times,
                            stats={"source": self.name, "files": 1, "partition": partition, "rows": len(frame),
                                   "quarantined": len(quarantined),
+                                  "timestamps_dropped": index.timestamps_dropped,  # whole file (signals score)
                                   "window": [None if lo is None else lo.isoformat(),
                                              None if hi is None else hi.isoformat()]})
 

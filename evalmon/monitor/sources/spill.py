@@ -56,9 +56,11 @@ class SpillIndex:
         self._bad: list[tuple[int, QuarantinedRecord]] = []  # (record index, record) quarantined by normalize
         self.quarantined: list[QuarantinedRecord] = []
         self.quarantined_times: list[pd.Timestamp | None] = []
+        self.timestamps_dropped = 0  # time values that could not be read, under relaxed_fields (the whole file)
 
     def add(self, norm: Normalized, lines: Sequence[int]) -> None:
         n = len(lines)
+        self.timestamps_dropped += int(norm.stats.get("timestamps_dropped", 0))
         row_times = norm.row_times if norm.row_times is not None else pd.Series([], dtype="datetime64[ns, UTC]")
         self._ts.append(_ns(row_times) if n else np.empty(0, dtype=np.int64))
         self._lines.append(np.asarray(lines, dtype=np.int64))
