@@ -266,6 +266,11 @@ def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = N
     executor = LocalExecutor(cfg, src, sink=None, log_fn=log_fn)  # type: ignore[arg-type]  # reads only
     try:
         frame = executor.reference()
+        left_out = getattr(executor, "reference_quarantined", None)
+        if left_out and notes is not None:
+            top, k = left_out.most_common(1)[0]
+            notes.append(f"{sum(left_out.values())} reference record(s) quarantined and left out of the calibration "
+                         f"({k} of them: {top}) — the thresholds describe the records that were read")
         total = len(frame)
         if cfg.reference.max_rows is not None and len(frame) >= cfg.reference.max_rows:
             total = _count_reference(executor, cfg)

@@ -75,3 +75,17 @@ def test_a_reference_named_longer_than_the_data_and_a_run_that_sets_nothing_say_
     none = run_cli(tmp_path, "monitor", "calibrate", "n.yaml", "--draws", "500")
     assert none.returncode == 1 and "error: no rule of 1 could be calibrated" in none.stderr, show(none)
     assert not (tmp_path / "n.thresholds.yaml").exists() and "thresholds:" not in (tmp_path / "n.yaml").read_text()
+    # an unreadable thresholds file (a hand edit gone wrong) was ignored without a word, then overwritten
+    (tmp_path / "w.thr.yaml").write_text("thresholds:\n  slow: [15000\n")
+    (tmp_path / "c.yaml").write_text((tmp_path / "w.yaml").read_text().replace("alerts:", "alerts:\n  thresholds: w.thr.yaml"))
+    kept = run_cli(tmp_path, "monitor", "calibrate", "c.yaml", "--draws", "500")
+    assert kept.returncode == 0 and "w.thr.yaml:3:1: invalid YAML" in kept.stderr, show(kept)
+    assert "its values were not used" in kept.stderr and "[15000" in (tmp_path / "w.thr.yaml.unreadable").read_text()
+    assert "slow" in yaml.safe_load((tmp_path / "w.thr.yaml").read_text())["thresholds"]
+    # reference records quarantined (malformed lines) were left out without a word
+    synthesize(SynthConfig(out=tmp_path / "bad.jsonl", start=datetime(2026, 11, 1, tzinfo=UTC), hours=3,
+                           rate_per_hour=60, seed=8, data_dir=benchmarks_dir, malformed_rate=0.1))
+    (tmp_path / "b.yaml").write_text((tmp_path / "w.yaml").read_text().replace("path: t.jsonl", "path: bad.jsonl"))
+    bad = run_cli(tmp_path, "monitor", "calibrate", "b.yaml", "--draws", "500", "--dry-run")
+    assert bad.returncode == 0 and "reference record(s) quarantined and left out of the calibration" in bad.stderr, \
+        show(bad)

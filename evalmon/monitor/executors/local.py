@@ -246,6 +246,7 @@ class LocalExecutor:
             order = [c for c in (TIMESTAMP, ARRIVAL) if c in frame.columns]
             frame = frame.sort_values(order, kind="mergesort")
         frame = frame.reset_index(drop=True)
+        self.reference_quarantined = reasons  # why reference records were left out (calibrate names them)
         return signals(sample_reference(frame, ref.max_rows, self.cfg.seed), self.signals)
 
     def _basis(self, span: list[Window], spill: _Spill) -> pd.DataFrame:
