@@ -99,6 +99,12 @@ def test_empty_reference_is_exit_2_naming_the_key(tmp_path: Path) -> None:
     _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}", drift="{enabled: true, html: false}",
              extra='reference: {kind: fixed, start: "2025-01-01T00:00:00Z", end: "2025-01-02T00:00:00Z"}\n')
     assert_user_error(run_cli(tmp_path, "monitor", "m.yaml"), "reference", "fixed span", "kind: previous")
+    # a reference file that is not there was reported as source.path's (QA walk, session 16)
+    _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}", drift="{enabled: true, html: false}",
+             extra="reference: {kind: file, path: gone.jsonl}\n")
+    proc = run_cli(tmp_path, "monitor", "m.yaml")
+    assert_user_error(proc, "reference.path", "gone.jsonl", "does not exist")
+    assert "source.path" not in proc.stderr, show(proc)
 
 
 # ------------------------------------------------------------------------------- secrets on the console

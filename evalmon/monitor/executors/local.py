@@ -222,10 +222,17 @@ class LocalExecutor:
             lo = hi = None
         frames = []
         reasons: Counter[str] = Counter()  # why records were left out: named when none is usable
-        for p in partitions_of(src, lo, hi):
-            batch = read_partition(src, p, lo, hi)
-            reasons.update(q.reason for q in batch.quarantined)
-            frames.append(within(batch.frame, self.ts_col, lo, hi) if lo is not None else batch.frame)
+        try:
+            for p in partitions_of(src, lo, hi):
+                batch = read_partition(src, p, lo, hi)
+                reasons.update(q.reason for q in batch.quarantined)
+                frames.append(within(batch.frame, self.ts_col, lo, hi) if lo is not None else batch.frame)
+        except DataError as exc:  # the reference file's problem is reference.path's, not source.path's
+            if ref.kind == "fixed" or not exc.message.startswith("source path does not exist"):
+                raise
+            raise DataError(f"reference.path: {exc.message.removeprefix('source path does not exist: ')} does not "
+                            "exist", hint="write the reference file there, or fix reference.path in the monitor "
+                                          "YAML (a relative path resolves against the YAML's folder)") from exc
         nonempty = [f for f in frames if len(f)]
         if not nonempty:  # drift would be skipped in every window: a reference that compares nothing
             why, hint = "", ""
