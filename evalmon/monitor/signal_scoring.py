@@ -189,6 +189,9 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         raise ConfigError(f"--out {out_path}: unknown output format", hint="name it .jsonl or .parquet")
     if not src_path.exists():
         raise ConfigError(f"{src_path}: no such file or directory", hint="pass a traffic file (jsonl/csv/parquet)")
+    if src_path.is_file() and src_path.resolve() in out_path.resolve().parents:
+        raise ConfigError(f"--out {out_path}: its folder {src_path} is a file (the traffic being scored), not a "
+                          "folder", hint="write the scores to a new file, e.g. scores.parquet")
     if out_path.resolve() == src_path.resolve() or src_path.resolve() in out_path.resolve().parents:
         raise ConfigError(f"--out {out_path}: is the traffic being scored ({src_path}): it would be overwritten",
                           hint="write the scores to a new file, e.g. scores.parquet")

@@ -107,9 +107,26 @@ def _epoch(values: pd.Series, unit: str | None) -> pd.Series:
     if pd.api.types.is_integer_dtype(nums.dtype):  # exact: float64 would round ns epochs to 256 ns
         exact = nums.to_numpy(dtype="int64")[ok] * factor[ok].astype("int64")
     else:
-        exact = ns[ok].astype("int64")
+        full = np.zeros(len(arr), dtype="int64")
+        full[ok] = ns[ok].astype("int64")
+        # integers (or digit strings) in a column that also holds floats: exact too — pd.to_numeric made the whole
+        # column float64, which put 1793491200123 ms at …00.123000064
+        whole = ok & values.map(_is_integral).to_numpy(dtype=bool)
+        if whole.any():
+            full[whole] = [int(str(v).strip()) * int(f) for v, f in zip(values.to_numpy()[whole], factor[whole],
+                                                                         strict=True)]
+        exact = full[ok]
     out[ok] = pd.to_datetime(exact, unit="ns", utc=True)
     return out
+
+
+def _is_integral(v: Any) -> bool:
+    """An int (not a bool) or a text of digits: exact in integer arithmetic."""
+    if isinstance(v, bool | np.bool_):
+        return False
+    if isinstance(v, int | np.integer):
+        return True
+    return isinstance(v, str) and v.strip().lstrip("+-").isdigit()
 
 
 def _offset_label(tz: str) -> str:

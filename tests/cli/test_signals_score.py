@@ -20,6 +20,11 @@ def test_bad_output_format_and_missing_file_are_user_errors(tmp_path: Path) -> N
         score_file(tmp_path / "t.jsonl", ["text"], tmp_path / "out.csv")
     with pytest.raises(ConfigError, match="no such file"):
         score_file(tmp_path / "missing.jsonl", ["text"], tmp_path / "out.jsonl")
+    (tmp_path / "t.jsonl").write_text('{"prompt": "p", "response": "r"}\n')
+    with pytest.raises(ConfigError, match=r"its folder .*t\.jsonl is a file"):  # was "it would be overwritten"
+        score_file(tmp_path / "t.jsonl", ["text"], tmp_path / "t.jsonl" / "out.jsonl")
+    with pytest.raises(ConfigError, match="it would be overwritten"):
+        score_file(tmp_path / "t.jsonl", ["text"], tmp_path / "t.jsonl")
 
 
 

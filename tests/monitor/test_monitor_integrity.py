@@ -117,6 +117,9 @@ def test_timestamp_routine_vectorised_units_zones_and_bounds() -> None:
     assert [r and r.split(":")[0] for r in parsed.reasons] == [None, None, MISSING, UNPARSEABLE, None, IMPLAUSIBLE]
     assert parse_times(pd.Series([1793496600123]), unit="ms", now=NOW).times.iloc[0] == pd.Timestamp(
         "2026-11-01T01:30:00.123Z")
+    # beside a float in the same column, an integer epoch stays exact (it was …00.123000064: float64's 256 ns steps)
+    mixed = parse_times(pd.Series([1793496600123, "1793496600123", 1793496600.5], dtype=object), now=NOW).times
+    assert mixed.tolist() == [pd.Timestamp("2026-11-01T01:30:00.123Z")] * 2 + [pd.Timestamp("2026-11-01T01:30:00.5Z")]
     wide = Plausible(not_before=pd.Timestamp("1960-01-01", tz="UTC"))
     assert parse_time(0, plausible=wide, now=NOW) == (pd.Timestamp(0, tz="UTC"), None)
     typed = parse_times(pd.Series(pd.to_datetime(["2026-11-01T01:30:00", "1970-01-01T00:00:00", None])), now=NOW)
