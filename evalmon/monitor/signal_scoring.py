@@ -201,7 +201,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
         raise ConfigError("--signals: no signal named", hint="e.g. --signals pii,refusal,safety")
     built = build_signals(with_proxy_model(signals, proxy_model, chat=proxy_chat), option="--signals")
     keep = list(dict.fromkeys(keep))
-    clash = [k for k in keep if k in (*ID_COLUMNS, *TEXT_COLUMNS) or any(k in s.columns for s in built)]
+    clash = [k for k in keep if k in (*ID_COLUMNS, *(TEXT_COLUMNS if text else ())) or any(k in s.columns for s in built)]
     if clash:
         raise ConfigError(f"--keep {clash[0]}: is a column the output already has",
                           hint="keep a field of the file that is not an output column (e.g. label)")

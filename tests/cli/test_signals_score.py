@@ -57,6 +57,9 @@ def test_a_labelled_set_without_times_or_answers_is_scored_not_quarantined(tmp_p
     assert out["label"].tolist() == ["0", "0", "0"] and res.keep_empty == ["labell"]  # --keep (CSV: as text)
     with pytest.raises(ConfigError, match="--keep prompt: is a column the output already has"):
         score_file(tmp_path / "set.csv", ["text"], tmp_path / "o2.jsonl", keep=["prompt"])
+    alone = score_file(tmp_path / "set.csv", ["text"], tmp_path / "o3.parquet", text=False, keep=["prompt"],
+                       columns={"prompt": "text"})  # --no-text --keep prompt: the prompt only (refused before)
+    assert alone.records == 3 and "response" not in pd.read_parquet(tmp_path / "o3.parquet").columns
     assert out["request_id"].tolist() == ["a", "b", "d"] and out["timestamp"].isna().all()
     assert out["response"].tolist() == ["", "", ""] and out["text.prompt_chars"].tolist() == [31, 5, 3]
     rows = ['{"response": "I cannot help with that.", "time": "not a time"}', '{"prompt": "hi", "time": 1}']

@@ -50,6 +50,8 @@ def test_calibrate_writes_thresholds_the_monitor_loads(tmp_path: Path, benchmark
     assert 0 < rules["refusals"] < 0.5 and 0 < rules["traffic drop"] < 60
     bad = run_cli(tmp_path, "monitor", "calibrate", "m.yaml", "--false-alarm-rate", "2")
     assert bad.returncode == 2 and "error: --false-alarm-rate" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli(tmp_path, "monitor", "calibrate", "m.yaml", "--out", "t.json")  # YAML in a .json (QA walk)
+    assert bad.returncode == 2 and "error: --out t.json: a thresholds file is YAML" in bad.stderr, show(bad)
 
 
 def test_a_reference_named_longer_than_the_data_and_a_run_that_sets_nothing_say_so(tmp_path: Path,
