@@ -164,7 +164,7 @@ def calibrate(
         raise ConfigError(f"{config}: alerts.rules is empty: nothing to calibrate", hint="add alert rules first")
     refuse_input_as_output(cfg, "calibrate", {"--out": out, "alerts.thresholds": None if out else cfg.alerts.thresholds})
     con = RedactingConsole(console())
-    if out is not None and out.suffix.lower() not in (".yaml", ".yml"):  # the file is YAML, whatever its name
+    if out is not None and not out.is_dir() and out.suffix.lower() not in (".yaml", ".yml"):  # YAML, whatever its name
         raise ConfigError(f"--out {out}: a thresholds file is YAML", hint="name it .yaml, e.g. monitor.thresholds.yaml")
     if reference_rows is not None and reference_rows < 30:
         raise ConfigError(f"--reference-rows: {reference_rows} is too few", hint="pass at least 30, or leave it out")

@@ -69,6 +69,9 @@ def score(
     console().print(f"{result.records} records scored ({result.quarantined} quarantined, left out{why}) with "
                     f"{', '.join(names)} in {result.seconds:.1f} s ({result.per_second:.1f} records/s) → "
                     f"{result.out} ({len(result.columns)} signal columns)", markup=False, soft_wrap=True)
+    if result.quarantine_file:
+        console().print(f"quarantined records (line, reason, raw text): {result.quarantine_file}", markup=False,
+                        soft_wrap=True)
     cov = result.coverage()
     console().print("coverage (share of records scored): " + ", ".join(f"{k} {v:.1%}" for k, v in cov.items()),
                     markup=False, soft_wrap=True)

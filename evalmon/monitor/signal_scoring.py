@@ -49,6 +49,7 @@ class ScoreResult:
     keep_empty: list[str] = field(default_factory=list)  # ``keep`` fields no scored record had (a typo, most likely)
     inputs_empty: dict[str, list[str]] = field(default_factory=dict)  # prompt/response no record had → its readers
     timestamps_dropped: int = 0  # records whose time field held a value that could not be read (written empty)
+    quarantine_file: Path | None = None  # the quarantined records (source, line, reason, raw), when there were any
 
     def coverage(self) -> dict[str, float]:
         """Per signal, the share of records it could score (the monitors' ``coverage/`` metric, per signal)."""
@@ -180,6 +181,7 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     ``proxy_model``: the model ``uncertainty`` / ``halludetect`` score responses under (default: the embedded
     checkpoint); ``proxy_chat=False``: its prompts as plain text (a model without a chat template)."""
     from evalmon.checkpoints.heartbeat import heartbeat
+    from evalmon.monitor.quarantine import write_quarantine
     from evalmon.monitor.schema import relaxed_fields
     from evalmon.monitor.signals import SignalCache, build_signals, compute_signals
     from evalmon.monitor.sources.base import partitions_of, read_partition
@@ -210,6 +212,9 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     cache = SignalCache(cache_path)
     writer = _Writer(out_path)
     done, bad, dropped, t0 = 0, 0, 0, time.perf_counter()
+    q_path = out_path.with_name(f"{out_path.name}.quarantined.jsonl")  # renamed into place with the output
+    q_part = q_path.with_name(q_path.name + ".partial")
+    q_part.unlink(missing_ok=True)
     reasons: Counter[str] = Counter()  # why records were quarantined (named when none is usable)
     produced: list[str] = []
     scored: Counter[str] = Counter({sig.name: 0 for sig in built})
@@ -225,6 +230,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
             for part in partitions_of(source, None, None):
                 batch = read_partition(source, part, None, None)
                 bad += len(batch.quarantined)
+                if batch.quarantined:  # each with its line and reason, beside the output (as a monitor writes them)
+                    write_quarantine(batch.quarantined, q_part, append=q_part.exists())
                 dropped += int(batch.stats.get("timestamps_dropped", 0))
                 reasons.update(q.reason for q in batch.quarantined)
                 frame = batch.frame.reset_index(drop=True)
@@ -245,6 +252,12 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     finally:
         writer.close()
         cache.close()
+        if not done:  # no output replaced the earlier one: nor does its quarantine file
+            q_part.unlink(missing_ok=True)
+        elif q_part.exists():  # beside the output written (complete, or the partial one of an interrupted run)
+            q_part.replace(q_path)
+        else:
+            q_path.unlink(missing_ok=True)  # an earlier run's, for the output this run replaced
     if not done:
         why, n = reasons.most_common(1)[0] if reasons else ("", 0)
         what = (f"all {bad} records quarantined; {'all' if n == bad else f'{n}'} of them: {why}" if bad else
@@ -254,7 +267,8 @@ def score_file(path: str | Path, signals: Sequence[str | Mapping[str, Any]], out
     why = reasons.most_common(1)[0][0] if reasons else ""
     return ScoreResult(out_path, done, bad, produced, time.perf_counter() - t0, dict(scored), why,
                        [k for k in keep if k not in seen],
-                       {f: names for f, names in readers.items() if names and f not in filled}, dropped)
+                       {f: names for f, names in readers.items() if names and f not in filled}, dropped,
+                       q_path if bad else None)
 
 
 # A source config key → the option of ``evalmon signals score`` that sets it (errors name the option).

@@ -54,6 +54,8 @@ def test_a_labelled_set_without_times_or_answers_is_scored_not_quarantined(tmp_p
                      columns={"prompt": "text", "request_id": "id"}, keep=["label", "labell"])
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert (res.records, res.quarantined) == (3, 1) and "prompt or response" in res.why_quarantined
+    (q,) = [json.loads(line) for line in res.quarantine_file.read_text().splitlines()]  # type: ignore[union-attr]
+    assert q["location"] == "line 4" and "prompt or response" in q["reason"] and q["raw"].startswith("c,")
     assert out["label"].tolist() == ["0", "0", "0"] and res.keep_empty == ["labell"]  # --keep (CSV: as text)
     with pytest.raises(ConfigError, match="--keep prompt: is a column the output already has"):
         score_file(tmp_path / "set.csv", ["text"], tmp_path / "o2.jsonl", keep=["prompt"])
@@ -90,6 +92,7 @@ def test_coverage_per_signal_shows_a_signal_that_scored_nothing(tmp_path: Path) 
     (tmp_path / "t.jsonl").write_text("".join(f"{json.dumps(r)}\n" for r in rows))
     res = score_file(tmp_path / "t.jsonl", ["text", "logged_uncertainty"], tmp_path / "out.jsonl")
     assert res.records == 4 and res.coverage() == {"text": 1.0, "logged_uncertainty": 0.0}
+    assert res.quarantine_file is None and not (tmp_path / "out.jsonl.quarantined.jsonl").exists()
 
 
 @pytest.mark.e2e
