@@ -187,6 +187,17 @@ def test_non_utf8_bytes_are_quarantined_or_replaced(tmp_path: Path) -> None:
     assert len(csv.frame) == 1 and [q.location for q in csv.quarantined] == ["line 3"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_a_utf16_file_is_one_error_naming_the_encoding(tmp_path: Path, encoding: str) -> None:
+    """Was "all 6 records quarantined … a NUL byte" for a 5-record file (QA walk, session 16): every line of a
+    UTF-16 file reads as binary data. With a byte-order mark or without, it is one error saying how to re-encode."""
+    text = '{"timestamp": "2026-11-01T00:00:00Z", "prompt": "p", "response": "r"}\n' * 5
+    (tmp_path / "t.jsonl").write_bytes(text.encode(encoding))
+    with pytest.raises(DataError, match="is UTF-16 text, not UTF-8") as exc:
+        build_source({"kind": "jsonl", "path": str(tmp_path / "t.jsonl")}).read()
+    assert "iconv -f UTF-16 -t UTF-8 t.jsonl > t.utf8.jsonl" in exc.value.one_line()
+
+
 def test_lone_surrogates_from_json_escapes_are_replaced_and_counted(tmp_path: Path) -> None:
     """A JSON "\\ud800" (half of an emoji cut by a UTF-16 logger) decodes to a lone surrogate, which every tokenizer
     refused with a TypeError ("internal error" for the whole monitor / `signals score`), and Parquet and MLflow refuse

@@ -304,6 +304,10 @@ class FileSource:
             self._corrupt(path, part, bad_lines, lineno, offset, what)
 
         for lineno, offset, raw in (read_lines(path, broken) if given is None else given):
+            if offset == 0 and _utf16(raw):  # the whole file, not each of its lines, is in another encoding
+                raise DataError(f"{path}: the file is UTF-16 text, not UTF-8 (every line would read as binary data)",
+                                hint=f"re-encode it: iconv -f UTF-16 -t UTF-8 {path.name} > "
+                                     f"{path.name.split('.')[0]}.utf8{''.join(path.suffixes)}")
             if b"\0" in raw:
                 self._corrupt(path, part, bad_lines, lineno, offset + raw.index(b"\0"),
                               "binary data (a NUL byte) in a text file", raw)
@@ -322,6 +326,14 @@ class FileSource:
             part.pre_quarantined.append(quarantine(str(path), f"line {lineno}", reason, text.rstrip("\r\n")))
             bad_lines.append(lineno)
             return None
+
+
+def _utf16(first_line: bytes) -> bool:
+    """A UTF-16 file's first line: a byte-order mark (FF FE / FE FF), or ASCII text with every other byte NUL."""
+    if first_line.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = first_line[:64]
+    return len(head) >= 8 and (head[1::2].count(0) == len(head[1::2]) or head[0::2].count(0) == len(head[0::2]))
 
 
 class JsonlSource(FileSource):
