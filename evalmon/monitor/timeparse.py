@@ -111,8 +111,8 @@ def _epoch(values: pd.Series, unit: str | None) -> pd.Series:
         full[ok] = ns[ok].astype("int64")
         # integers (or digit strings) in a column that also holds floats: exact too — pd.to_numeric made the whole
         # column float64, which put 1793491200123 ms at …00.123000064
-        whole = ok & values.map(_is_integral).to_numpy(dtype=bool)
-        if whole.any():
+        whole = ok & (values.map(_is_integral).to_numpy(dtype=bool) if values.dtype == object else False)
+        if np.any(whole):
             full[whole] = [int(str(v).strip()) * int(f) for v, f in zip(values.to_numpy()[whole], factor[whole],
                                                                          strict=True)]
         exact = full[ok]
