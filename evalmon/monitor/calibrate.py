@@ -266,7 +266,7 @@ def reference_frame(cfg: MonitorConfig, log_fn: Callable[[str], None] | None = N
     executor = LocalExecutor(cfg, src, sink=None, log_fn=log_fn)  # type: ignore[arg-type]  # reads only
     try:
         frame = executor.reference()
-        left_out = getattr(executor, "reference_quarantined", None)
+        left_out = executor.reference_quarantined
         if left_out and notes is not None:
             top, k = left_out.most_common(1)[0]
             notes.append(f"{sum(left_out.values())} reference record(s) quarantined and left out of the calibration "

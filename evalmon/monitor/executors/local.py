@@ -124,6 +124,7 @@ class LocalExecutor:
                  log_fn: Callable[[str], None] | None = None, sample_rows: int = SAMPLE_ROWS,
                  basis_rows: int = BASIS_ROWS) -> None:
         self.cfg, self.source, self.sink = cfg, source, sink
+        self.reference_quarantined: Counter[str] = Counter()  # why reference records were left out (``reference``)
         self.size = parse_duration(cfg.window.size)
         self.ts_col = cfg.window.timestamp
         self.sample_rows, self.basis_rows = sample_rows, basis_rows
@@ -253,7 +254,7 @@ class LocalExecutor:
             order = [c for c in (TIMESTAMP, ARRIVAL) if c in frame.columns]
             frame = frame.sort_values(order, kind="mergesort")
         frame = frame.reset_index(drop=True)
-        self.reference_quarantined = reasons  # why reference records were left out (calibrate names them)
+        self.reference_quarantined = reasons  # calibrate names them
         return signals(sample_reference(frame, ref.max_rows, self.cfg.seed), self.signals)
 
     def _basis(self, span: list[Window], spill: _Spill) -> pd.DataFrame:
