@@ -143,7 +143,7 @@ def calibrate(
     from evalmon.config.monitor import check_rule_signals, load_monitor, refuse_input_as_output
     from evalmon.core.errors import ConfigError
     from evalmon.monitor.calibrate import calibrate as run_calibration
-    from evalmon.monitor.calibrate import save_calibration
+    from evalmon.monitor.calibrate import save_calibration, thresholds_target
     from evalmon.monitor.console import RedactingConsole
 
     if not 0 < false_alarm_rate < 1:
@@ -168,12 +168,11 @@ def calibrate(
         raise ConfigError(f"--out {out}: a thresholds file is YAML", hint="name it .yaml, e.g. monitor.thresholds.yaml")
     if reference_rows is not None and reference_rows < 30:
         raise ConfigError(f"--reference-rows: {reference_rows} is too few", hint="pass at least 30, or leave it out")
-    unreadable = _unreadable_thresholds(cfg)  # its values were not applied: say so, and keep it before rewriting
+    unreadable = cfg.thresholds_unreadable  # its values were not applied: say so, and keep it before rewriting
     if unreadable:
         console(stderr=True).print(f"warning: {unreadable}: its values were not used (\"was\" shows the YAML's)",
                                    markup=False, soft_wrap=True)
     if not dry_run:  # an unwritable target fails now, not after the reference has been scored and resampled
-        from evalmon.monitor.calibrate import thresholds_target
         from evalmon.monitor.signal_scoring import check_writable
 
         check_writable(thresholds_target(cfg, out), what="--out" if out else "alerts.thresholds",
@@ -203,30 +202,12 @@ def calibrate(
     if dry_run:
         con.print("--dry-run: nothing written", soft_wrap=True)
         return
-    from evalmon.monitor.calibrate import thresholds_target
-
     if unreadable and cfg.alerts.thresholds and thresholds_target(cfg, out) == Path(cfg.alerts.thresholds):
         # the file is rewritten: what a person wrote there is kept aside
         kept = _keep_aside(Path(cfg.alerts.thresholds))
         con.print(f"the unreadable thresholds file was kept as {kept}", soft_wrap=True)
     for line in save_calibration(cfg, result, out):
         con.print(line, soft_wrap=True)
-
-
-def _unreadable_thresholds(cfg: Any) -> str:
-    """The error of the YAML's existing ``alerts.thresholds`` file when it cannot be read ("" when it can, or is not
-    there): calibrate ignores it then (it rewrites the file), so a hand-edited value must not vanish unnoticed."""
-    from evalmon.config.thresholds import read_thresholds
-    from evalmon.core.errors import ConfigError
-
-    path = cfg.alerts.thresholds
-    if not path or not Path(path).is_file():
-        return ""
-    try:
-        read_thresholds(path)
-    except ConfigError as exc:
-        return str(exc)
-    return ""
 
 
 def _keep_aside(path: Path) -> Path:

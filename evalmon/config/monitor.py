@@ -230,6 +230,7 @@ class MonitorConfig(_Strict):
 
     _source_path: Path | None = PrivateAttr(None)
     _base_dir: Path | None = PrivateAttr(None)
+    _thresholds_unreadable: str = PrivateAttr("")  # calibrating: why an existing alerts.thresholds was not read
 
     @model_validator(mode="before")
     @classmethod
@@ -315,6 +316,11 @@ class MonitorConfig(_Strict):
     def source_path(self) -> Path | None:
         return self._source_path
 
+    @property
+    def thresholds_unreadable(self) -> str:
+        """Loaded for calibrate: the error of an ``alerts.thresholds`` file that is there but could not be read."""
+        return self._thresholds_unreadable
+
     def config_hash(self) -> str:
         # `report` only picks the HTML file written: no metric depends on it, and leaving it out keeps the
         # hash (an MLflow param of every window) what it was before the option existed
@@ -359,7 +365,7 @@ def load_monitor_text(text: str, source_name: str = "<string>", *, base_dir: Pat
     if cfg.alerts.thresholds:
         from evalmon.config.thresholds import apply_thresholds
 
-        apply_thresholds(cfg.alerts, rewriting=calibrating)
+        cfg._thresholds_unreadable = apply_thresholds(cfg.alerts, rewriting=calibrating)
     for rule in cfg.alerts.rules:
         if rule.value is None and not calibrating:
             raise ConfigError(f"{source_name}: alerts.rules: rule '{rule.key}' has no value",

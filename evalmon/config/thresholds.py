@@ -44,18 +44,19 @@ def read_thresholds(path: str | Path) -> dict[str, float]:
     return out
 
 
-def apply_thresholds(alerts: Any, *, rewriting: bool = False) -> None:
+def apply_thresholds(alerts: Any, *, rewriting: bool = False) -> str:
     """Set each rule's ``value`` from ``alerts.thresholds`` (in place; ``alerts``: a monitor's ``AlertsConfig``,
     untyped here: config.monitor imports this module). ``rewriting``: for ``evalmon monitor calibrate``, which
     (re)writes the file — a file not written yet, stale (rules since removed or renamed) or unreadable is not
     an error then (its hint is to re-run calibrate: refusing would loop); only the entries of current rules
-    are applied."""
+    are applied. Returns, when rewriting, the error of a file that is there but cannot be read ("" otherwise):
+    calibrate names it and keeps the file aside before writing the new one."""
     assert alerts.thresholds is not None
     if rewriting:
         try:
             values = read_thresholds(alerts.thresholds)
-        except ConfigError:  # missing / malformed: calibrate writes it anew
-            return
+        except ConfigError as exc:  # missing / malformed: calibrate writes it anew
+            return str(exc) if Path(alerts.thresholds).is_file() else ""
     else:
         values = read_thresholds(alerts.thresholds)
     keys = {r.key for r in alerts.rules}
@@ -66,6 +67,7 @@ def apply_thresholds(alerts: Any, *, rewriting: bool = False) -> None:
     for i, rule in enumerate(alerts.rules):  # the models are frozen; the list is the config's own
         if rule.key in values:
             alerts.rules[i] = rule.model_copy(update={"value": values[rule.key]})
+    return ""
 
 
 def write_thresholds(path: str | Path, values: dict[str, float], *, header: str,
