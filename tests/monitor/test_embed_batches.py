@@ -1,4 +1,4 @@
-"""The ONNX encoder's batching (``embed_onnx.length_batches``) and its thread count beside other work
+"""The ONNX encoder's batching (``batching.length_batches``, shared with the lm probe) and its thread count beside other work
 (``embed_onnx.cores_reserved``): pure functions, no model."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from evalmon.monitor.signals import embed_onnx
-from evalmon.monitor.signals.embed_onnx import _RESERVED, cores_reserved, length_batches
+from evalmon.monitor.signals.batching import length_batches
+from evalmon.monitor.signals.embed_onnx import _RESERVED, cores_reserved
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -29,7 +30,7 @@ def test_short_texts_fill_the_batch_long_ones_split_and_an_overlong_text_is_alon
     assert [len(b) for b in length_batches([8] * 200, batch_size=64, max_tokens=1024)] == [64, 64, 64, 8]
     assert [len(b) for b in length_batches([256] * 10, batch_size=64, max_tokens=1024)] == [4, 4, 2]
     assert [len(b) for b in length_batches([5000, 3], batch_size=64, max_tokens=1024)] == [1, 1]
-    assert length_batches([], batch_size=64) == []
+    assert length_batches([], batch_size=64, max_tokens=1024) == []
 
 
 def test_reserved_cores_are_left_to_other_work_in_this_context_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from evalmon.monitor.signals.batching import length_batches
+
 _OPSET = 17
 
 
@@ -208,21 +210,6 @@ def cached_encoder(model_dir: Path, quantize: str | None = None,
 MAX_BATCH_TOKENS = 1024
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MAX_BATCH_TOKENS) -> list[np.ndarray]:
-    """Positions of ``lengths`` in batches: sorted by length, at most ``batch_size`` texts and ``max_tokens`` padded
-    word pieces (batch size × its longest) each; a text longer than ``max_tokens`` is a batch of its own."""
-    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
-    out: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and end - start < batch_size and lengths[order[end]] * (end - start + 1) <= max_tokens:
-            end += 1
-        out.append(order[start:end])
-        start = end
-    return out
-
-
 class OnnxEncoder:
     """``encode(texts)`` → (n, dim) float32 unit rows, like the torch model it was exported from."""
 
@@ -264,7 +251,7 @@ class OnnxEncoder:
         enc = self.tokenizer(list(texts), truncation=True, max_length=max_tokens, padding=False,
                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         session = self._session(self.threads())
-        for idx in length_batches([len(e) for e in enc], batch_size):
+        for idx in length_batches([len(e) for e in enc], batch_size, MAX_BATCH_TOKENS):
             width = max(len(enc[i]) for i in idx)
             ids = np.full((len(idx), width), self.pad_id, np.int64)
             mask = np.zeros((len(idx), width), np.int64)
