@@ -93,3 +93,22 @@ def test_monitor_wide_defaults_and_thresholds_file(tmp_path) -> None:
         load_monitor_text(YAML % "th.yaml", "m.yaml", base_dir=tmp_path)
     with pytest.raises(ConfigError, match="rule 'pii' has no value"):
         load_monitor_text((YAML % "x").replace("  thresholds: x\n", ""), "m.yaml", base_dir=tmp_path)
+
+
+def test_a_window_whose_responses_were_lost_is_not_evaluated_not_zero_refusals() -> None:
+    """The refusal signal scored a record without a response as "not refused": a window whose responses were all
+    lost (a logging bug) read rate/refusal.refused 0 at 100 % coverage and no rule or floor could fire."""
+    from evalmon.monitor.signals import build_signals
+
+    refusal = build_signals([{"name": "refusal", "classifier": False}])[0]
+    answers = ["I'm sorry, but I can't help with that.", "Sure, here it is.", "The answer is 4."] * 20
+    ref = refusal.compute(pd.DataFrame({"response": answers}))
+    spec = SummarySpec.fit(ref, ["refusal.refused"])
+    lost = refusal.compute(pd.DataFrame({"prompt": ["q"] * 60, "response": [None] * 30 + [""] * 30}))
+    half = refusal.compute(pd.DataFrame({"response": answers[:30] + [None] * 30}))
+    rule = AlertRule(metric="rate/refusal.refused", op=">", value=0.5, name="refusals", min_coverage=0.8)
+    m_lost, m_half = (Summary.zero(spec).update(f).metrics() for f in (lost, half))
+    assert m_lost["coverage/refusal.refused"] == 0.0 and math.isnan(m_lost["rate/refusal.refused"])
+    assert m_half["coverage/refusal.refused"] == 0.5 and m_half["rate/refusal.refused"] == pytest.approx(1 / 3)
+    for metrics in (m_lost, m_half):
+        assert [a.status for a in evaluate([rule], metrics, monitor="m", window=W).alerts] == [NOT_EVALUATED]

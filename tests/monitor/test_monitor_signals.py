@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import socket
 import time
@@ -89,8 +90,15 @@ ANSWERS = ["Sure! Here is a poem about autumn.", "I can't wait to help you plan 
 def test_refusal_phrases() -> None:
     df = pd.DataFrame({"response": REFUSALS + ANSWERS})
     out = sig({"name": "refusal", "classifier": False}).compute(df)  # the phrases (classifier: test_refusal_classifier)
-    assert out["refusal.refused"].tolist() == [1.0] * len(REFUSALS) + [0.0] * len(ANSWERS)
+    assert out["refusal.refused"].iloc[:-1].tolist() == [1.0] * len(REFUSALS) + [0.0] * (len(ANSWERS) - 1)
     assert (out["refusal.pattern"].iloc[: len(REFUSALS)] != "").all()
+    # no response (empty, null, or no field at all): not scored — NaN, so coverage falls instead of the refusal rate
+    assert math.isnan(out["refusal.refused"].iloc[-1]) and out["refusal.pattern"].iloc[-1] is None
+    for frame in (pd.DataFrame({"response": [None, "I cannot assist with this request."]}),
+                  pd.DataFrame({"prompt": ["hi", "hello"]})):
+        got = sig("refusal").compute(frame)
+        assert math.isnan(got["refusal.refused"].iloc[0]) and got["refusal.pattern"].iloc[0] is None
+        assert got["refusal.refused"].notna().sum() == (1 if "response" in frame else 0)
     late = pd.DataFrame({"response": ["word " * 200 + "I cannot help with that."]})
     assert sig("refusal").compute(late)["refusal.refused"].iloc[0] == 0.0  # beyond head_chars
     custom = sig({"name": "refusal", "extra_patterns": {"de": r"ich kann (?:ihnen )?nicht helfen"}})

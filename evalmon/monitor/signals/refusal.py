@@ -133,10 +133,15 @@ def tail_texts(texts: Sequence[str], tail_from: int, min_chars: int) -> list[str
 
 class RefusalSignal(BaseSignal):
     """``refusal.refused`` (0/1), ``refusal.pattern`` (the phrase family that matched, or ``classifier``)
-    and ``refusal.score`` (the classifier's probability; NaN without it or for an empty response)."""
+    and ``refusal.score`` (the classifier's probability; NaN without it or for an empty response).
+
+    A record without a response (the field missing, null or empty) is not scored (``refusal.refused`` NaN,
+    ``refusal.pattern`` null), so it lowers ``coverage/refusal.refused`` instead of counting as an answer (v6;
+    before, 0 — a window whose responses were all lost read "0 % refusals at 100 % coverage" and no coverage
+    floor could fire)."""
 
     name: ClassVar[str] = "refusal"
-    version: ClassVar[str] = "5"
+    version: ClassVar[str] = "6"
     columns = ("refusal.refused", "refusal.pattern", "refusal.score")
 
     def __init__(self, *, field: str = RESPONSE, head_chars: int = 400,
@@ -209,8 +214,10 @@ class RefusalSignal(BaseSignal):
             by_clf = np.nan_to_num(score, nan=0.0) >= self.threshold
             matched = np.where(~refused & by_clf, "classifier", matched)
             refused = refused | by_clf
-        return pd.DataFrame({"refusal.refused": refused.astype(float),
-                             "refusal.pattern": pd.Series(matched, index=frame.index, dtype=object),
+        answered = (text != "").to_numpy()
+        return pd.DataFrame({"refusal.refused": np.where(answered, refused.astype(float), np.nan),
+                             "refusal.pattern": pd.Series(np.where(answered, matched, None), index=frame.index,
+                                                          dtype=object),
                              "refusal.score": score}, index=frame.index)
 
     def _scores(self, text: pd.Series) -> np.ndarray:
