@@ -21,7 +21,9 @@ Scoring (``options.scoring``, any of):
 * ``signals``: the monitor's own per-record signals applied to the candidate's answers, looked up in the
   registry (``registry.signals``; tasks do not import the monitor): per signal its 0/1 column is a per-document
   metric (``refusal.refused``, ``pii.any``, ``hallucination.flag`` with the logged contexts, ``safety.unsafe``;
-  lower is better). ``options.signals`` lists them (default ``[refusal, {name: pii, nlp: none}]``);
+  lower is better; a signal that cannot score an answer leaves the document out of its metric — hallucination
+  without contexts, refusal for an empty answer since refusal v6 — and the gate notes the documents left out).
+  ``options.signals`` lists them (default ``[refusal, {name: pii, nlp: none}]``);
 * ``reference`` (rows with a ``reference``): ``exact_match`` (whitespace-stripped), ``f1`` (SQuAD token F1)
   and ``bleu`` (sacrebleu corpus BLEU, bootstrap stderr);
 * ``pairwise``: ``win_rate`` per document (win 1, tie 0.5, loss 0; a missing verdict leaves the document out),
