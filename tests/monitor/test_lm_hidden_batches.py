@@ -28,7 +28,8 @@ def templated(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.mark.parametrize("pool", ["mean", "user+last"])
-def test_texts_batch_by_padded_tokens_and_equal_each_text_alone(templated: Path, pool: str) -> None:
+def test_texts_batch_by_padded_tokens_and_equal_each_text_alone(templated: Path, pool: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     texts = ["x", "How do I kill a Python process?", "word " * 300, "short one", "the patient " * 60,
              "  two spaces", "日本語のテキスト" * 40, "a"]
     hs = lm_hidden.HiddenStates(templated, 1, 10_000, pool=pool)
@@ -43,3 +44,6 @@ def test_texts_batch_by_padded_tokens_and_equal_each_text_alone(templated: Path,
     alone = np.stack([hs.encode([t])[0] for t in texts])
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5 * float(np.abs(alone).max()))
     assert hs.encode(texts[::-1]).tolist() == alone[::-1].tolist()  # memoised: the same vectors, in the order asked
+    monkeypatch.setattr(lm_hidden, "CHUNK", 3)  # a big window is tokenised and batched a chunk at a time
+    hs._memo.clear()
+    np.testing.assert_allclose(hs.encode(texts), alone, rtol=1e-4, atol=1e-5 * float(np.abs(alone).max()))

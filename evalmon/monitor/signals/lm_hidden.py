@@ -35,6 +35,7 @@ MAX_TOKENS = 1024  # a bound for pathological text (1,000 characters of ordinary
 # English ~¼). SmolLM2, 2 threads: 321 held-out harmful-request prompts 11.4–13.6 s → 9.0–10.3 s, the eight mixed texts
 # of test_lm_probe_real 4.6–6.5 s → 1.0–1.1 s; 2,048: no faster on the prompts, 1.7× slower on the eight; 4,096 slower.
 MAX_BATCH_TOKENS = 1024
+CHUNK = 1024  # texts tokenised, sorted and batched together
 _LOCK = threading.Lock()
 _ENCODERS: dict[tuple[str, int, int, str], HiddenStates] = {}
 
@@ -161,10 +162,12 @@ class HiddenStates:
         """(n, hidden size) mean hidden states, in ``texts`` order."""
         with self._lock:
             todo = list(dict.fromkeys(t for t in texts if t not in self._memo))
-            ids = self._ids(todo) if todo else []
-            for idx in length_batches([len(x) for x in ids], BATCH, MAX_BATCH_TOKENS):
-                for i, v in zip(idx, self._forward([ids[i] for i in idx]), strict=True):
-                    self._memo[todo[i]] = v
+            for start in range(0, len(todo), CHUNK):  # tokenised a chunk at a time: bounded memory for a big window
+                part = todo[start:start + CHUNK]
+                ids = self._ids(part)
+                for idx in length_batches([len(x) for x in ids], BATCH, MAX_BATCH_TOKENS):
+                    for i, v in zip(idx, self._forward([ids[i] for i in idx]), strict=True):
+                        self._memo[part[i]] = v
             out = np.stack([self._memo[t] for t in texts]) if texts else np.zeros((0, self.width), np.float32)
             for t in texts:
                 self._memo.move_to_end(t)
