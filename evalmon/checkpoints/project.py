@@ -14,8 +14,10 @@ from pathlib import Path
 
 from evalmon.checkpoints.cache import Log, locked, staging
 from evalmon.checkpoints.catalog import CATALOG, DEFAULT_REAL
+from evalmon.checkpoints.convert import PROVENANCE_FILE
 from evalmon.checkpoints.fetch import FetchError
 from evalmon.checkpoints.real import ensure_checkpoint, is_complete, read_provenance, spec_for
+from evalmon.core.errors import ConfigError
 
 TINY = "tiny"
 TINY_DIR = "tiny-llama"
@@ -36,8 +38,28 @@ def known_name(path: Path) -> str | None:
     return TINY if path.name == TINY_DIR else path.name if path.name in CATALOG else None
 
 
+# what marks a folder as one evalmon wrote (``install`` replaces such a folder, and only such a folder)
+MARKERS = (PROVENANCE_FILE, "evalmon_tiny.json")
+
+
+def check_destination(dest: Path) -> None:
+    """``dest`` may become a checkpoint: it does not exist, is an empty folder, or holds a checkpoint evalmon wrote.
+    Anything else is a ConfigError — ``install`` replaces the folder, and a user's files must never go with it
+    (``evalmon init --path .`` emptied the working directory)."""
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if not dest.is_dir():
+        raise ConfigError(f"{dest}: is a file, not a folder for the checkpoint",
+                          hint="choose a new or empty folder (evalmon init --path)")
+    if any(dest.iterdir()) and not any((dest / m).is_file() for m in MARKERS):
+        raise ConfigError(f"{dest}: the folder is not empty and holds no evalmon checkpoint; installing one there "
+                          "would replace what is in it", hint="choose a new or empty folder (evalmon init --path)")
+
+
 def install(name: str, dest: Path, *, log: Log | None = None, train_steps: int = TINY_TRAIN_STEPS) -> Path:
-    """Make ``dest`` a complete copy of checkpoint ``name`` (hard links into the user cache where possible)."""
+    """Make ``dest`` a complete copy of checkpoint ``name`` (hard links into the user cache where possible);
+    ``dest`` must pass ``check_destination``."""
+    check_destination(dest)
     if name == TINY:
         from evalmon.checkpoints.tiny import TinySpec, build_tiny_checkpoint
 

@@ -176,13 +176,16 @@ def init(
 ) -> None:
     """Fetch, verify and convert a real checkpoint once (cached in the user cache dir), or build the toy."""
     from evalmon.checkpoints.catalog import CATALOG
-    from evalmon.checkpoints.project import CHOICES, TINY, install, project_dir
+    from evalmon.checkpoints.project import CHOICES, TINY, check_destination, install, project_dir
     from evalmon.checkpoints.real import read_provenance
     from evalmon.core.errors import ConfigError, did_you_mean
 
     if model not in CHOICES:
         raise ConfigError(f"--model {model!r}: unknown checkpoint{did_you_mean(model, CHOICES)}",
                           hint=f"choose one of {', '.join(CHOICES)}")
+    if train_steps < 0:
+        raise ConfigError(f"--train-steps {train_steps}: must be 0 (random init) or more")
+    check_destination(path if path is not None else project_dir(model))  # before any download or training
     from evalmon.backends.hf.model import quiet_transformers
     from evalmon.checkpoints.heartbeat import heartbeat
 

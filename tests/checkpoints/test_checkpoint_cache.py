@@ -16,6 +16,7 @@ from evalmon.checkpoints.cache import cache_root, staging
 from evalmon.checkpoints.heartbeat import heartbeat
 from evalmon.checkpoints.project import install, known_name
 from evalmon.checkpoints.real import is_complete, write_provenance
+from evalmon.core.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -102,6 +103,38 @@ def test_install_hard_links_a_cached_checkpoint(tmp_path: Path, monkeypatch: pyt
     assert install("smollm2-135m-instruct", dest) == dest
     assert (dest / "model.safetensors").stat().st_ino == (src / "model.safetensors").stat().st_ino
     assert json.loads((dest / "evalmon_checkpoint.json").read_text(encoding="utf-8"))["gguf"] == {"sha256": "ab"}
+
+
+def test_install_never_replaces_a_folder_of_the_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evalmon init --path "my work"` deleted the folder's files (and `--path .` the working directory's): the
+    staging step replaced any existing destination. Only an empty folder or an evalmon checkpoint is replaced."""
+    src = tmp_path / "cache" / "checkpoints" / "smollm2-135m-instruct"
+    src.mkdir(parents=True)
+    (src / "model.safetensors").write_bytes(b"w" * 100)
+    write_provenance(src, {"name": "smollm2-135m-instruct", "gguf": {"sha256": "ab"}})
+    monkeypatch.setenv("EVALMON_CACHE_DIR", str(tmp_path / "cache"))
+    work = tmp_path / "my work"
+    (work / "sub").mkdir(parents=True)
+    (work / "notes.txt").write_text("precious")
+    (work / "sub" / "data.csv").write_text("x")
+    (tmp_path / "afile").write_text("mine")
+    for dest, says in ((work, "not empty and holds no evalmon checkpoint"), (tmp_path / "afile", "is a file")):
+        with pytest.raises(ConfigError, match=says):
+            install("smollm2-135m-instruct", dest)
+    assert (work / "notes.txt").read_text() == "precious" and (work / "sub" / "data.csv").is_file()
+    assert (tmp_path / "afile").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for dest in (empty, empty):  # an empty folder, then the checkpoint evalmon wrote there: both replaced
+        assert install("smollm2-135m-instruct", dest) == dest and (dest / "model.safetensors").is_file()
+
+
+def test_init_into_a_users_folder_or_negative_steps_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("precious")
+    assert_user_error(run_cli(tmp_path, "init", "--model", "tiny", "--path", "."), "not empty", "--path")
+    assert_user_error(run_cli(tmp_path, "init", "--model", "tiny", "--train-steps", "-1", "--path", "t"),
+                      "--train-steps -1")
+    assert (tmp_path / "mine.txt").read_text() == "precious" and not (tmp_path / "t").exists()
 
 
 def test_init_unknown_model_is_one_line(tmp_path: Path) -> None:
