@@ -264,7 +264,13 @@ def select(cfg: MonitorConfig, sel: Selection, *, log_fn: Callable[[str], None] 
     from evalmon.monitor.sources import build_source
 
     size = parse_duration(cfg.window.size)
-    windows = windows_between(sel.start, sel.end, size)
+    # the complete monitor windows inside [start, end): never a record from before --from (windows_between starts
+    # at the window holding --from, which reached back to the hour's start)
+    windows = [w for w in windows_between(sel.start, sel.end, size) if w.start >= sel.start]
+    if windows and log_fn is not None and (windows[0].start, windows[-1].end) != (sel.start, sel.end):
+        log_fn(f"to-suite: [{sel.start.isoformat()}, {sel.end.isoformat()}) is not on {cfg.window.size} window edges: "
+               f"reading the complete windows inside it, [{windows[0].start.isoformat()}, "
+               f"{windows[-1].end.isoformat()})")
     if not windows:
         raise ConfigError(f"to-suite: no complete {cfg.window.size} window in [{sel.start.isoformat()}, "
                           f"{sel.end.isoformat()})", hint="widen --from/--to, or use --window TIME")
@@ -387,6 +393,12 @@ def to_suite(cfg: MonitorConfig, sel: Selection, out: Path, *, dataset: Path | N
     dataset = Path(dataset) if dataset is not None else Path("reports") / "replay" / f"{name}.jsonl"
     if sel.sample < 1:
         raise ConfigError(f"to-suite: --sample {sel.sample}: must be at least 1")
+    if dataset.resolve() == out.resolve():
+        raise ConfigError(f"to-suite: --dataset and --out are the same file ({out}): the suite would overwrite the "
+                          "dataset", hint="give the dataset a .jsonl path (nothing was written)")
+    for flag, path in (("--out", out), ("--dataset", dataset)):
+        if path.is_dir():
+            raise ConfigError(f"to-suite: {flag} {path} is a folder", hint="give a file path (nothing was written)")
     picked, infos, signal_cols, matched = select(cfg, sel, log_fn=log_fn)
     if not len(picked):
         raise DataError(f"to-suite: no record matched in [{sel.start.isoformat()}, {sel.end.isoformat()})"

@@ -115,6 +115,26 @@ def test_to_suite_selects_alerting_window_dedupes_redacts_and_writes_a_loadable_
     assert yaml.safe_load(out.read_text())["tasks"][0]["options"]["max_new_tokens"] == 256
 
 
+def test_a_range_off_window_edges_reads_only_the_windows_inside_it_and_outputs_must_differ(tmp_path: Path) -> None:
+    """--from 00:30 read the whole 00:00 hour (records from before --from) without a word; --dataset equal to --out
+    had the suite overwrite the dataset; a --dataset folder failed after the selection with IsADirectoryError."""
+    _traffic(tmp_path)
+    cfg = load_monitor_text(MONITOR, base_dir=tmp_path)
+    lo, hi = window_range(cfg, start="2026-11-01T00:30Z", end="2026-11-01T02:30Z")
+    said: list[str] = []
+    res = to_suite(cfg, Selection(lo, hi, sample=100), tmp_path / "a.yaml", dataset=tmp_path / "a.jsonl",
+                   log_fn=said.append)
+    rows = [json.loads(x) for x in res.dataset.read_text().splitlines()]
+    assert {r["provenance"]["window"] for r in rows} == {"20261101T010000Z"} and res.matched == 6
+    assert any("not on 1h window edges" in m and "[2026-11-01T01:00:00+00:00, 2026-11-01T02:00:00+00:00)" in m
+               for m in said), said
+    (tmp_path / "folder").mkdir()
+    for dataset, says in ((tmp_path / "same.yaml", "same file"), (tmp_path / "folder", "is a folder")):
+        with pytest.raises(ConfigError, match=says):
+            to_suite(cfg, Selection(lo, hi), tmp_path / "same.yaml", dataset=dataset)
+    assert not (tmp_path / "same.yaml").exists()
+
+
 @pytest.mark.parametrize(("where", "reports", "model"), [
     ("replay.yaml", "reports", ".evalmon/checkpoints/smollm2-135m-instruct"),  # in the working dir
     ("suites/replay.yaml", "../reports", "../.evalmon/checkpoints/smollm2-135m-instruct"),  # under suites/
