@@ -11,7 +11,8 @@ import typer
 traffic_app = typer.Typer(no_args_is_help=True, help="Synthetic logged LLM traffic with known events and ground truth.")
 
 _EVENT_HELP = (r"Inject an event: NAME@ISO-TIME[+DURATION][\[key=value;...]], repeatable. Names: topic_shift, "
-               "length_shift, new_model_version, latency_regression, hallucination_rise, unsafe_rise, pii_leak. "
+               "length_shift, new_model_version, latency_regression, hallucination_rise, unsafe_rise, pii_leak, "
+               "no_contexts (parameters and their ranges: docs/monitoring.md). "
                r"E.g. 'latency_regression@2026-11-02T00:00Z+6h\[factor=3]'.")  # \[: not rich markup in --help
 
 _FLAGS = {"rate_per_hour": "--rate", "events": "--event", "schema": "--schema", "schema_": "--schema"}

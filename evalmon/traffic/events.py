@@ -39,6 +39,18 @@ _EVENT_RE = re.compile(
     r"^(?P<name>[a-z_]+)@(?P<ts>\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+)?(?:Z|[+-]\d{2}:?\d{2})?)"
     r"(?:\+(?P<dur>\d+(?:\.\d+)?)(?P<unit>[smhd]))?(?:\[(?P<params>[^\]]*)\])?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# each event's parameters: a numeric one's closed range, or None for text (a misspelt key was ignored: an
+# `unsafe_rise[rate=2]` meant nothing; `factor=-3` made negative latencies; `rate=1.5` was taken as is)
+PARAMS: dict[str, dict[str, tuple[float, float] | None]] = {
+    "topic_shift": {"to": None, "share": (0.0, 1.0)},
+    "length_shift": {},
+    "new_model_version": {"model": None},
+    "latency_regression": {"factor": (0.01, 1000.0)},
+    "hallucination_rise": {"rate": (0.0, 1.0)},
+    "no_contexts": {},
+    "unsafe_rise": {"share": (0.0, 1.0), "harmful_rate": (0.0, 1.0)},
+    "pii_leak": {"rate": (0.0, 1.0), "share": (0.0, 1.0)},
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,9 @@ def parse_event(spec: str) -> Event:
     except OverflowError:
         raise ConfigError(f"bad event {spec!r}: duration +{m['dur']}{m['unit']} is out of range",
                           hint="give a duration of at most a few years, e.g. +6h or +30d") from None
+    if end is not None and end <= start:
+        raise ConfigError(f"event {spec!r}: duration +{m['dur']}{m['unit']} is empty",
+                          hint="give a positive duration, e.g. +6h, or none (until the end of the traffic)")
     params: dict[str, str] = {}
     if m["params"]:
         sep = ";" if ";" in m["params"] else ","
@@ -91,8 +106,29 @@ def parse_event(spec: str) -> Event:
             key, eq, value = item.partition("=")
             if not eq:
                 raise ConfigError(f"event {spec!r}: parameter {item!r} is not key=value")
-            params[key.strip()] = value.strip()
+            key = key.strip()
+            if key in params:
+                raise ConfigError(f"event {spec!r}: parameter {key!r} is given twice")
+            params[key] = value.strip()
+    _check_params(spec, name, params)
     return Event(name, start, end, params)
+
+
+def _check_params(spec: str, name: str, params: dict[str, str]) -> None:
+    known = PARAMS[name]
+    for key, value in params.items():
+        if key not in known:
+            raise ConfigError(f"event {spec!r}: {name} has no parameter {key!r}",
+                              hint=f"its parameters: {', '.join(known) or 'none'}")
+        bounds = known[key]
+        if bounds is None:
+            continue
+        try:
+            x = float(value)
+        except ValueError:
+            raise ConfigError(f"event {spec!r}: {key}={value!r} is not a number") from None
+        if not bounds[0] <= x <= bounds[1]:  # NaN fails both comparisons
+            raise ConfigError(f"event {spec!r}: {key}={value} is outside [{bounds[0]:g}, {bounds[1]:g}]")
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,10 @@ FIELDS = {"plain": {"prompt": ("prompt",), "response": ("response",), "timestamp
 MAX_RECORDS = 10_000_000
 
 
+SUFFIX_FORMAT = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
+                 ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
+
+
 class SynthConfig(ConfigModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -120,11 +124,33 @@ class SynthConfig(ConfigModel):
             raise PydanticCustomError("out_of_range", "--start {start} with --hours {hours} lies outside the "
                                       "time range logs can hold (nanosecond timestamps)",
                                       {"start": iso(self.start), "hours": f"{self.hours:g}", **hint})
+        end = start + self.hours * 3600.0
         for e in self.events:
             if not all(lo <= t.timestamp() <= hi for t in (e.start, e.end) if t is not None):
                 raise PydanticCustomError("out_of_range", "--event {name}@{start}: its window lies outside the "
                                           "time range logs can hold (nanosecond timestamps)",
                                           {"name": e.name, "start": iso(e.start), **hint})
+            if e.start.timestamp() >= end or (e.end is not None and e.end.timestamp() <= start):
+                raise PydanticCustomError(  # listed in events.json as injected, it touched no record
+                    "event_outside", "--event {name}@{start}: it does not overlap the traffic ({begin} + {hours} h)",
+                    {"name": e.name, "start": iso(e.start), "begin": iso(self.start), "hours": f"{self.hours:g}",
+                     "hint": "move the event inside --start … --start + --hours"})
+        return self
+
+    @model_validator(mode="after")
+    def _suffix(self) -> SynthConfig:
+        """A known file extension must match ``format`` (``t.parquet`` held JSONL; ``t.jsonl.gz`` plain text that a
+        monitor then reads as gzip)."""
+        out = Path(self.out)
+        ext = "".join(out.suffixes[-2:]).lower() if out.suffix.lower() == ".gz" else out.suffix.lower()
+        want = SUFFIX_FORMAT.get(ext)
+        if ext.endswith(".gz") or (want is not None and want != self.format):
+            raise PydanticCustomError(
+                "suffix_format", "--out {out}: a {ext} file, but --format {fmt} writes {what}",
+                {"out": str(out), "ext": ext, "fmt": self.format,
+                 "what": "uncompressed files" if ext.endswith(".gz") else f"{self.format}, not {want}",
+                 "hint": f"use --format {want}" if want and not ext.endswith(".gz")
+                 else "drop .gz (compress the file afterwards) or name it for its format"})
         return self
 
 
@@ -331,6 +357,15 @@ def _inject(line: bytes, pos_rng: random.Random) -> bytes:
     return line[:cut] + b"\xff\xfe" + line[cut:]
 
 
+def _sidecar_owner(events_path: Path) -> str | None:
+    """The traffic file an existing ``<stem>.events.json`` describes (its name), or None."""
+    try:
+        meta = json.loads(events_path.read_text(encoding="utf-8"))
+        return Path(str(meta["traffic"])).name
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def sidecars(out: Path) -> tuple[Path, Path]:
     stem = out.name.split(".")[0] if out.suffix else out.name
     return out.with_name(f"{stem}.truth.jsonl"), out.with_name(f"{stem}.events.json")
@@ -357,10 +392,15 @@ def synthesize(cfg: SynthConfig) -> SynthResult:
         rows.append(row)
         bad.append(kind)
     out = Path(cfg.out)
+    truth_path, events_path = sidecars(out)
+    owner = _sidecar_owner(events_path)
+    if owner is not None and owner != out.name and (out.parent / owner).exists():
+        raise ConfigError(f"--out {out}: {events_path.name} and {truth_path.name} beside it are the ground truth of "
+                          f"{owner} (sidecars are named after the file's stem)",
+                          hint="give the traffic another name, or another folder (nothing was written)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         lines = _write(cfg, out, rows, bad, mrng, [r["timestamp"] for r in records])
-        truth_path, events_path = sidecars(out)
         with open(truth_path, "w", encoding="utf-8") as fh:
             for t, line in zip(truth, lines, strict=True):
                 fh.write(json.dumps({**t, "line": line}, ensure_ascii=False) + "\n")
@@ -373,7 +413,7 @@ def synthesize(cfg: SynthConfig) -> SynthResult:
                 "counts": counts, "malformed": sum(b is not None for b in bad),
                 "config": json.loads(cfg.model_dump_json(by_alias=True, exclude={"events"}))}
         events_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
+    except (OSError, sqlite3.DatabaseError) as exc:
         raise OutputError(f"cannot write synthetic traffic to {out}: {exc}") from exc
     return SynthResult(out, truth_path, events_path, len(records), meta["malformed"], counts, meta["start"], meta["end"])
 

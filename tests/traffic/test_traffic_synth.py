@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cli_util import Background, assert_user_error, run_cli, show
+from pydantic import ValidationError
 
 from evalmon.core.errors import ConfigError, EvalmonError
 from evalmon.monitor.sources import build_source
@@ -128,6 +129,41 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, benchmarks_dir: Path) -
         synthesize(cfg(tmp_path, tmp_path / "nowhere"))
     with pytest.raises(EvalmonError, match="gpt-5"):
         synthesize(cfg(tmp_path, benchmarks_dir, events=["new_model_version@2026-11-01T01:00Z[model=gpt-5]"]))
+
+
+def test_event_parameters_are_checked_and_events_must_touch_the_traffic(tmp_path: Path, benchmarks_dir: Path) -> None:
+    """A hostile walk: factor=-3 gave negative latencies, rate=1.5 / share=-0.5 were taken as is, a misspelt key
+    (unsafe_rise[rate=2]) was ignored, factor=1e400 / share=nan were internal errors, an event after the traffic
+    was listed as injected though it touched no record, and +0h was accepted."""
+    at = "@2026-11-01T00:30Z+30m"
+    for spec, says in ((f"latency_regression{at}[factor=-3]", "outside"), (f"latency_regression{at}[factor=1e400]",
+                       "outside"), (f"hallucination_rise{at}[rate=1.5]", "outside"),
+                       (f"unsafe_rise{at}[share=-0.5]", "outside"), (f"pii_leak{at}[share=nan]", "outside"),
+                       (f"topic_shift{at}[to=coding;share=2]", "outside"), (f"unsafe_rise{at}[rate=2]", "no parameter"),
+                       (f"topic_shift{at}[topic=zzz]", "no parameter"), (f"no_contexts{at}[x=1]", "parameters: none"),
+                       (f"latency_regression{at}[factor=3;factor=5]", "twice"),
+                       ("latency_regression@2026-11-01T00:30Z+0h", "empty")):
+        with pytest.raises(ConfigError, match=says):
+            parse_event(spec)
+    assert parse_event(f"unsafe_rise{at}[share=1;harmful_rate=0]").params == {"share": "1", "harmful_rate": "0"}
+    with pytest.raises(ValidationError, match="does not overlap"):  # the CLI prints it as one line
+        cfg(tmp_path, benchmarks_dir, events=["latency_regression@2030-01-01T00:00Z+1h"])
+    with pytest.raises(ValidationError, match="does not overlap"):
+        cfg(tmp_path, benchmarks_dir, events=["latency_regression@2026-10-31T00:00Z+1h"])
+    for out, fmt in (("t.parquet", "jsonl"), ("t.jsonl.gz", "jsonl"), ("t.csv", "sqlite")):
+        with pytest.raises(ValidationError, match="--out"):
+            cfg(tmp_path, benchmarks_dir, out=tmp_path / out, format=fmt)
+
+
+def test_sidecars_of_another_traffic_file_are_not_overwritten(tmp_path: Path, benchmarks_dir: Path) -> None:
+    """t.jsonl and t.csv share t.truth.jsonl / t.events.json: the second run paired its traffic with the first's
+    ground truth (or the other way round) without a word."""
+    first = synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.jsonl", hours=0.2, seed=3))
+    truth = first.truth.read_bytes()
+    with pytest.raises(ConfigError, match=r"ground truth of t\.jsonl"):
+        synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.csv", format="csv", hours=0.2))
+    assert first.truth.read_bytes() == truth and not (tmp_path / "t.csv").exists()
+    assert synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.jsonl", hours=0.2, seed=3)).records > 0
 
 
 def test_cli_writes_traffic_and_reports_errors_in_one_line(tmp_path: Path, benchmarks_dir: Path) -> None:
