@@ -168,6 +168,40 @@ def test_sync_uploads_runs_and_windows_next_to_the_sqlite_store_from_any_cwd(tmp
     assert not (run_dir / "mlflow_pending.json").exists() and not (window_dir / WINDOW_PENDING).exists()
 
 
+def test_sync_to_a_one_off_uri_keeps_the_recorded_one_and_a_corrupt_window_does_not_stop_the_rest(
+        tmp_path: Path) -> None:
+    """A hostile walk: a failed `evalmon sync --tracking-uri X` rewrote each marker's URI to X (a plain sync then
+    went to X, not where the run was meant to go); a corrupt window.json was an internal error (KeyError /
+    JSONDecodeError) that hid the windows uploaded before it; a bogus scheme was one long error per window."""
+    from evalmon.core.errors import ConfigError
+    from evalmon.sinks.mlflow import sync
+
+    reports = tmp_path / "reports"
+    recorded, other = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    result = _result("r-2")
+    run_dir = reports / result.run_id
+    result.save(run_dir)
+    assert log_run(result, run_dir, recorded, "runs")["status"] == "pending"
+    start = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    good, bad = (reports / "traffic" / "windows" / k for k in ("20260301T090000Z", "20260301T100000Z"))
+    for i, d in enumerate((good, bad)):
+        write_window(d, WindowRecord("traffic", Span(start + timedelta(hours=i), start + timedelta(hours=i + 1), i),
+                                     {"records": 5.0}))
+        assert log_window(d, recorded, "monitor-traffic")["status"] == "pending"
+    for outcome in sync(reports, other):  # the one-off store is down too
+        assert outcome["status"] == "pending", outcome
+    for marker in (run_dir / "mlflow_pending.json", good / WINDOW_PENDING, bad / WINDOW_PENDING):
+        assert json.loads(marker.read_text())["uri"] == recorded, marker
+    (bad / "window.json").write_text("{}")
+    store = f"sqlite:///{tmp_path / 'team.db'}"
+    outcomes = {Path(o.get("window_dir") or o["run_dir"]).name: o for o in sync(reports, store)}
+    assert outcomes[good.name]["status"] == "logged" and outcomes[result.run_id]["status"] == "logged"
+    assert outcomes[bad.name]["status"] == "error" and "window.json" in outcomes[bad.name]["reason"]
+    assert (bad / WINDOW_PENDING).is_file() and not (good / WINDOW_PENDING).exists()
+    with pytest.raises(ConfigError):
+        sync(reports, "bogus://x")
+
+
 def test_preflight_checks_a_driver_qualified_sqlite_uri_like_plain_sqlite(tmp_path: Path) -> None:
     for scheme in ("sqlite", "sqlite+pysqlite", "SQLite"):
         with pytest.raises(TrackingError, match="does not exist"):

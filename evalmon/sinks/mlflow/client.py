@@ -197,6 +197,9 @@ class Pending:
     uri: str
     experiment: str
     fields: dict[str, Any] = field(default_factory=dict)
+    # an upload to a one-off URI (`evalmon sync --tracking-uri`): a failure keeps the destination an earlier marker
+    # recorded (a failed try at another server replaced it, and a plain `evalmon sync` then went there)
+    keep_uri: bool = False
 
     @property
     def path(self) -> Path:
@@ -209,7 +212,8 @@ class Pending:
         old = _read_json(self.path)
         extra = {k: v for k, v in old.items() if k not in _MARKER_KEYS}
         extra.update({k: v for k, v in self.fields.items() if v is not None or k not in extra})
-        marker = {"uri": self.uri, "experiment": self.experiment, "reason": reason, "time": _now(),
+        recorded = old.get("uri") if self.keep_uri and isinstance(old.get("uri"), str) and old.get("uri") else None
+        marker = {"uri": recorded or self.uri, "experiment": self.experiment, "reason": reason, "time": _now(),
                   "first_time": old.get("first_time") or _now(),
                   "attempts": _int(old.get("attempts")) + (1 if new_attempt else 0), **extra}
         with contextlib.suppress(OSError):
@@ -266,13 +270,15 @@ class Sent:
 
 
 def upload(directory: Path, uri: str | None, experiment: str, send: Callable[[Session], Sent], *,
-           marker: str, fields: dict[str, Any] | None = None, base: Path | None = None) -> dict[str, Any]:
+           marker: str, fields: dict[str, Any] | None = None, base: Path | None = None,
+           one_off: bool = False) -> dict[str, Any]:
     """Upload one folder with ``send`` (see the module docstring). Never raises for tracking problems: returns
     ``send``'s outcome with ``"status": "logged"``, or ``{"status": "pending", "reason", …}`` with the marker
-    ``<directory>/<marker>`` left for ``evalmon sync``."""
+    ``<directory>/<marker>`` left for ``evalmon sync`` (``one_off``: ``uri`` overrides the recorded destination
+    for this try only — a marker already there keeps its URI)."""
     directory = Path(directory)
     uri = resolve_uri(uri, base)
-    pending = Pending(directory, marker, uri, experiment, dict(fields or {}))
+    pending = Pending(directory, marker, uri, experiment, dict(fields or {}), keep_uri=one_off)
     unreachable = check_reachable(uri)
     if unreachable:
         return pending.mark(unreachable)

@@ -55,7 +55,7 @@ RUN_TAG = "evalmon.run_id"
 
 
 def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, *,
-            samples_table: bool = True) -> dict[str, Any]:
+            samples_table: bool = True, one_off: bool = False) -> dict[str, Any]:
     """Log ``result`` and the files of ``run_dir`` to MLflow; see the module docstring.
 
     Returns ``{"tracking_uri", "experiment_id", "run_id", "status": "logged", "ui_url"}`` or
@@ -81,7 +81,7 @@ def log_run(result: RunResult, run_dir: Path, uri: str | None, experiment: str, 
         return Sent({**state, "tables": tables}, {"tracking_uri": s.uri, "experiment_id": s.experiment_id,
                                                   "run_id": rid, "status": "logged", "ui_url": state["ui_url"]})
 
-    return upload(run_dir, uri, experiment, send, marker=PENDING_FILE,
+    return upload(run_dir, uri, experiment, send, marker=PENDING_FILE, one_off=one_off,
                   fields={"samples_table": samples_table, "evalmon_run_id": result.run_id, "mlflow_run_id": None})
 
 

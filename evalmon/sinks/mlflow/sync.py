@@ -11,6 +11,7 @@ from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.results import RESULTS_FILE, RunResult
 from evalmon.sinks.mlflow.client import read_marker
 from evalmon.sinks.mlflow.payload import PENDING_FILE, STATE_FILE, _reason
+from evalmon.sinks.mlflow.preflight import preflight
 from evalmon.sinks.mlflow.runs import log_run
 from evalmon.sinks.mlflow.windows import PENDING_FILE as WINDOW_PENDING_FILE
 from evalmon.sinks.mlflow.windows import WINDOW_FILE, sync_window
@@ -33,9 +34,11 @@ def sync(reports_dir: Path, uri: str | None = None) -> list[dict[str, Any]]:
         what = "is not a directory" if reports_dir.exists() else "does not exist"
         raise ConfigError(f"evalmon sync: {reports_dir} {what}",
                           hint="give the reports directory that holds the runs (the suite's output_dir, e.g. reports)")
+    if uri is not None:  # a store that can never be written is one error up front, not one per run and window
+        preflight(uri)
     outcomes = [_sync_run(run_dir, uri) for run_dir in _runs_to_sync(reports_dir)]
     windows = sorted(p.parent for p in reports_dir.rglob(WINDOW_PENDING_FILE) if (p.parent / WINDOW_FILE).is_file())
-    return outcomes + [sync_window(w, uri) for w in windows]
+    return outcomes + [sync_window(w, uri, one_off=uri is not None) for w in windows]
 
 
 def _sync_run(run_dir: Path, uri: str | None) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def _sync_run(run_dir: Path, uri: str | None) -> dict[str, Any]:
         out = {"status": "error", "reason": f"cannot tell which MLflow experiment {run_dir} belongs to: its "
                f"{PENDING_FILE} is unreadable and neither {STATE_FILE} nor {RESULTS_FILE} records one"}
     else:
-        out = log_run(result, run_dir, uri or target, experiment, samples_table=samples_table)
+        out = log_run(result, run_dir, uri or target, experiment, samples_table=samples_table, one_off=uri is not None)
     return {"run_dir": str(run_dir), "evalmon_run_id": result.run_id, **out, **({"note": note} if note else {})}
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from evalmon.core.errors import DataError
 from evalmon.core.jsonout import canonical_hash
 from evalmon.core.jsonout import read_json_object as _read_json
 from evalmon.core.timewindows import Window
@@ -232,14 +233,26 @@ def _send(s: Session, record: WindowRecord) -> Sent:
                                           "run_id": run_id, "ui_url": ui, "timeline_run_id": parent})
 
 
-def log_window(window_dir: Path, uri: str | None, experiment: str, *, base: Path | None = None) -> dict[str, Any]:
+def log_window(window_dir: Path, uri: str | None, experiment: str, *, base: Path | None = None,
+               one_off: bool = False) -> dict[str, Any]:
     """Upload ``window_dir`` (its ``window.json`` + files) as one MLflow run; never raises for tracking
     problems: returns ``{"status": "logged", "run_id", "ui_url", …}`` or ``{"status": "pending", "reason"}``
-    (``monitor_pending.json`` stays in the folder for ``sync_windows`` / ``evalmon sync``)."""
+    (``monitor_pending.json`` stays in the folder for ``sync_windows`` / ``evalmon sync``). An unreadable
+    ``window.json`` is a ``DataError``."""
     window_dir = Path(window_dir)
-    record = WindowRecord.from_dict(json.loads((window_dir / WINDOW_FILE).read_text(encoding="utf-8")))
-    return upload(window_dir, uri, experiment, lambda s: _send(s, record), marker=PENDING_FILE,
+    record = read_window(window_dir)
+    return upload(window_dir, uri, experiment, lambda s: _send(s, record), marker=PENDING_FILE, one_off=one_off,
                   fields={"window_id": record.window_id, "mlflow_run_id": None}, base=base)
+
+
+def read_window(window_dir: Path) -> WindowRecord:
+    """A window folder's ``window.json``; a missing, corrupt or incomplete one is a ``DataError``."""
+    path = Path(window_dir) / WINDOW_FILE
+    try:
+        return WindowRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}",
+                        hint="the window stays pending; run the monitor for that window again to rewrite it") from None
 
 
 def mark_pending(window_dir: Path, uri: str | None, experiment: str, reason: str, *,
@@ -253,11 +266,18 @@ def pending_windows(run_dir: Path) -> list[Path]:
     return sorted(p.parent for p in Path(run_dir).glob(f"windows/*/{PENDING_FILE}"))
 
 
-def sync_window(window_dir: Path, uri: str | None = None, *, base: Path | None = None) -> dict[str, Any]:
-    """Upload one pending window folder (to ``uri`` if given, else the URI recorded in its marker)."""
+def sync_window(window_dir: Path, uri: str | None = None, *, base: Path | None = None,
+                one_off: bool = False) -> dict[str, Any]:
+    """Upload one pending window folder (to ``uri`` if given, else the URI recorded in its marker; ``one_off``:
+    a failed try keeps the recorded URI). A window whose ``window.json`` cannot be read is an ``error`` outcome
+    (the others still go)."""
     marker = _read_json(window_dir / PENDING_FILE)
     target = uri or marker.get("uri") or None
-    out = log_window(window_dir, target, marker.get("experiment") or DEFAULT_EXPERIMENT, base=base)
+    try:
+        out = log_window(window_dir, target, marker.get("experiment") or DEFAULT_EXPERIMENT, base=base,
+                         one_off=one_off)
+    except DataError as exc:
+        out = {"status": "error", "reason": exc.one_line()}
     return {"window_dir": str(window_dir), **out}
 
 
