@@ -73,10 +73,16 @@ def iso(t: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
+    """An ISO-8601 time (UTC without an offset). Words pandas also reads (``now``, ``today``) are refused: a
+    time that depends on the clock breaks "same seed → same bytes"."""
     try:
+        if not re.match(r"\s*\d{4}-\d{2}-\d{2}", str(text)):
+            raise ValueError(text)
         ts = pd.Timestamp(text)
+        if pd.isna(ts):
+            raise ValueError(text)
     except ValueError as exc:
-        raise ConfigError(f"not an ISO-8601 time: {text!r}") from exc
+        raise ConfigError(f"not an ISO-8601 time: {text!r}", hint="write e.g. 2026-11-01T00:00Z") from exc
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.to_pydatetime()
 

@@ -374,6 +374,9 @@ def sidecars(out: Path) -> tuple[Path, Path]:
 def synthesize(cfg: SynthConfig) -> SynthResult:
     """Generate traffic, write it in ``cfg.format``/``cfg.schema``, and the truth + events sidecars."""
     records, truth = generate(cfg)
+    if not records:
+        raise ConfigError(f"--out {cfg.out}: the traffic would hold no record (about {cfg.rate_per_hour * cfg.hours:.2g} "
+                          "expected at this --rate and --hours)", hint="raise --rate or --hours (nothing was written)")
     mrng = random.Random(cfg.seed + 7919)  # separate stream: injection does not change the traffic
     kinds = MALFORMED[cfg.format]
     fields = FIELDS[cfg.schema_]
@@ -394,6 +397,10 @@ def synthesize(cfg: SynthConfig) -> SynthResult:
     out = Path(cfg.out)
     truth_path, events_path = sidecars(out)
     owner = _sidecar_owner(events_path)
+    if (out.is_file() or (out.is_dir() and any(out.iterdir()))) and owner != out.name:
+        raise ConfigError(f"--out {out} exists and was not written by traffic synth (no {events_path.name} beside it "
+                          "naming it): it is not overwritten", hint="remove it or choose another name (nothing was "
+                                                                    "written)")
     if owner is not None and owner != out.name and (out.parent / owner).exists():
         raise ConfigError(f"--out {out}: {events_path.name} and {truth_path.name} beside it are the ground truth of "
                           f"{owner} (sidecars are named after the file's stem)",

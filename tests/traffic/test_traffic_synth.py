@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from evalmon.core.errors import ConfigError, EvalmonError
 from evalmon.monitor.sources import build_source
-from evalmon.traffic.events import parse_event
+from evalmon.traffic.events import parse_event, parse_time
 from evalmon.traffic.synth import SynthConfig, parse_rate, synthesize
 
 START = "2026-11-01T00:00Z"
@@ -164,6 +164,19 @@ def test_sidecars_of_another_traffic_file_are_not_overwritten(tmp_path: Path, be
         synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.csv", format="csv", hours=0.2))
     assert first.truth.read_bytes() == truth and not (tmp_path / "t.csv").exists()
     assert synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.jsonl", hours=0.2, seed=3)).records > 0
+    # a file or folder it did not write is never replaced (a parquet run removed another day's partition)
+    (tmp_path / "mine.db").write_text("hello")
+    (tmp_path / "pq" / "dt=2026-10-01").mkdir(parents=True)
+    (tmp_path / "pq" / "dt=2026-10-01" / "part-0.parquet").write_bytes(b"PAR1")
+    for out, fmt in (("mine.db", "sqlite"), ("pq", "parquet")):
+        with pytest.raises(ConfigError, match="not written by traffic synth"):
+            synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / out, format=fmt, hours=0.2))
+    assert (tmp_path / "mine.db").read_text() == "hello" and (tmp_path / "pq" / "dt=2026-10-01").is_dir()
+    with pytest.raises(ConfigError, match="no record"):
+        synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "few.jsonl", hours=0.01, rate_per_hour=1))
+    for start in ("now", "today", "", "NaT"):
+        with pytest.raises(ConfigError, match="not an ISO-8601 time"):
+            parse_time(start)
 
 
 def test_cli_writes_traffic_and_reports_errors_in_one_line(tmp_path: Path, benchmarks_dir: Path) -> None:
