@@ -373,6 +373,17 @@ def sidecars(out: Path) -> tuple[Path, Path]:
 
 def synthesize(cfg: SynthConfig) -> SynthResult:
     """Generate traffic, write it in ``cfg.format``/``cfg.schema``, and the truth + events sidecars."""
+    out = Path(cfg.out)
+    truth_path, events_path = sidecars(out)
+    owner = _sidecar_owner(events_path)
+    if (out.is_file() or (out.is_dir() and any(out.iterdir()))) and owner != out.name:
+        raise ConfigError(f"--out {out} exists and was not written by traffic synth (no {events_path.name} beside it "
+                          "naming it): it is not overwritten", hint="remove it or choose another name (nothing was "
+                                                                    "written)")
+    if owner is not None and owner != out.name and (out.parent / owner).exists():
+        raise ConfigError(f"--out {out}: {events_path.name} and {truth_path.name} beside it are the ground truth of "
+                          f"{owner} (sidecars are named after the file's stem)",
+                          hint="give the traffic another name, or another folder (nothing was written)")
     records, truth = generate(cfg)
     if not records:
         raise ConfigError(f"--out {cfg.out}: the traffic would hold no record (about {cfg.rate_per_hour * cfg.hours:.2g} "
@@ -394,17 +405,6 @@ def synthesize(cfg: SynthConfig) -> SynthResult:
         t["malformed"] = kind
         rows.append(row)
         bad.append(kind)
-    out = Path(cfg.out)
-    truth_path, events_path = sidecars(out)
-    owner = _sidecar_owner(events_path)
-    if (out.is_file() or (out.is_dir() and any(out.iterdir()))) and owner != out.name:
-        raise ConfigError(f"--out {out} exists and was not written by traffic synth (no {events_path.name} beside it "
-                          "naming it): it is not overwritten", hint="remove it or choose another name (nothing was "
-                                                                    "written)")
-    if owner is not None and owner != out.name and (out.parent / owner).exists():
-        raise ConfigError(f"--out {out}: {events_path.name} and {truth_path.name} beside it are the ground truth of "
-                          f"{owner} (sidecars are named after the file's stem)",
-                          hint="give the traffic another name, or another folder (nothing was written)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         lines = _write(cfg, out, rows, bad, mrng, [r["timestamp"] for r in records])
