@@ -112,7 +112,10 @@ def test_scores_otel_traffic_to_parquet_with_the_monitors_aliases(tmp_path: Path
     kind = out.merge(truth[["request_id", "malformed"]], on="request_id")["malformed"]
     assert kind.eq("missing_response").sum() == 1 and (out["response"][kind.eq("missing_response").to_numpy()] == "").all()
     assert {"request_id", "prompt", "response", "refusal.refused", "usage.total_tokens"} <= set(out.columns)
-    assert "coverage (share of records scored): usage 100.0%, refusal 100.0%" in proc.stdout, show(proc)
+    # the record without its response is not scored by refusal (v6: NaN, not "not refused"): coverage says so
+    assert out.loc[kind.eq("missing_response").to_numpy(), "refusal.refused"].isna().all()
+    refusal_cov = f"{100 * (len(out) - 1) / len(out):.1f}%"
+    assert f"coverage (share of records scored): usage 100.0%, refusal {refusal_cov}" in proc.stdout, show(proc)
     # OTel attribute names mapped to canonical ones, as a monitor maps them: every record has text and tokens
     assert out["response"].notna().all() and out["usage.total_tokens"].notna().all()
     merged = out.merge(good[["request_id", "is_refusal"]], on="request_id")

@@ -39,7 +39,8 @@ def test_soft_refusals_caught_by_classifier_not_patterns() -> None:
     both = build_signals(["refusal"])[0].compute(frame)
     patterns = build_signals([{"name": "refusal", "classifier": False}])[0].compute(frame)
     assert patterns["refusal.refused"].iloc[0] == 0.0  # no phrase family matches it
-    assert both["refusal.refused"].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert both["refusal.refused"].iloc[:-1].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert np.isnan(both["refusal.refused"].iloc[-1])  # an empty response is not scored (v6)
     assert both["refusal.pattern"].iloc[0] == "classifier"
     assert np.isnan(both["refusal.score"].iloc[-1]) and patterns["refusal.score"].isna().all()
     strict = build_signals([{"name": "refusal", "threshold": 1.0}])[0].compute(frame)
