@@ -30,6 +30,18 @@ app.add_typer(traffic_app, name="traffic")
 app.add_typer(signals_app, name="signals")
 
 
+def _usage_line(exc: Exception) -> str | None:
+    """A click usage error (unknown option, bad value, missing argument) as the one ``error:`` line every other
+    bad input gets — click's own form is four lines (usage, "Try …", a blank, the error); ``None`` for the help
+    that ``no_args_is_help`` shows and for errors that are not usage errors."""
+    message = getattr(exc, "format_message", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" or getattr(exc, "exit_code", None) != 2 or not callable(message):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    where = getattr(ctx, "command_path", None) or "evalmon"
+    return f"error: {' '.join(str(message()).split())} — see `{where} --help`"
+
+
 def main() -> None:
     try:
         check_lmeval_flags(sys.argv[1:])  # lm-eval's --model_args, --num_fewshot, …: one line naming ours
@@ -50,7 +62,11 @@ def main() -> None:
         # `click.ClickException` does not catch them: recognise them by their interface.
         show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
         if callable(show) and isinstance(exit_code, int):
-            show()
+            line = _usage_line(exc)
+            if line is None:
+                show()  # no_args_is_help prints the help; other click errors keep their form
+            else:
+                sys.stderr.write(redact_text(line) + "\n")
             sys.exit(exit_code)
         from evalmon.cli.crash import report_unexpected
 
