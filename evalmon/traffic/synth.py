@@ -142,15 +142,14 @@ class SynthConfig(ConfigModel):
         """A known file extension must match ``format`` (``t.parquet`` held JSONL; ``t.jsonl.gz`` plain text that a
         monitor then reads as gzip)."""
         out = Path(self.out)
-        ext = "".join(out.suffixes[-2:]).lower() if out.suffix.lower() == ".gz" else out.suffix.lower()
-        want = SUFFIX_FORMAT.get(ext)
-        if ext.endswith(".gz") or (want is not None and want != self.format):
-            raise PydanticCustomError(
-                "suffix_format", "--out {out}: a {ext} file, but --format {fmt} writes {what}",
-                {"out": str(out), "ext": ext, "fmt": self.format,
-                 "what": "uncompressed files" if ext.endswith(".gz") else f"{self.format}, not {want}",
-                 "hint": f"use --format {want}" if want and not ext.endswith(".gz")
-                 else "drop .gz (compress the file afterwards) or name it for its format"})
+        if out.suffix.lower() == ".gz":
+            raise PydanticCustomError("suffix_format", "--out {out}: traffic synth writes uncompressed files",
+                                      {"out": str(out), "hint": "drop .gz (compress the file afterwards)"})
+        want = SUFFIX_FORMAT.get(out.suffix.lower())
+        if want is not None and want != self.format:
+            raise PydanticCustomError("suffix_format", "--out {out}: a {ext} file, but --format {fmt} writes {fmt}",
+                                      {"out": str(out), "ext": out.suffix, "fmt": self.format,
+                                       "hint": f"use --format {want}"})
         return self
 
 
