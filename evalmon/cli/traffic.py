@@ -23,7 +23,7 @@ def synth(
     out: Annotated[Path, typer.Option(help="Output file (jsonl/csv/sqlite) or directory (parquet, dt=YYYY-MM-DD).")],
     start: Annotated[str, typer.Option(help="First arrival time, ISO-8601 (naive = UTC).")],
     hours: Annotated[float, typer.Option(min=0.001, help="Length of the traffic in hours.")] = 24.0,
-    rate: Annotated[str, typer.Option(help="Mean arrival rate: 200/h, 5/min, 3/s, 1000/d.")] = "200/h",
+    rate: Annotated[str, typer.Option(help="Mean arrival rate with its unit: 200/h, 5/min, 3/s, 1000/d.")] = "200/h",
     seed: Annotated[int, typer.Option(help="Random seed (same seed → same files).")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="jsonl | csv | parquet | sqlite")] = "jsonl",
     schema: Annotated[str, typer.Option(help="Field names: plain | otel (GenAI spans) | openinference")] = "plain",

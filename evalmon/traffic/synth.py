@@ -166,9 +166,12 @@ class SynthResult:
 
 
 def parse_rate(text: str) -> float:
-    """``"200/h"``, ``"5/min"``, ``"3/s"``, ``"1000/d"`` or a bare number (per hour) → requests per hour."""
-    num, _, unit = text.strip().partition("/")
-    per = {"": 1, "h": 1, "hour": 1, "m": 60, "min": 60, "s": 3600, "sec": 3600, "d": 1 / 24, "day": 1 / 24}
+    """``"200/h"``, ``"5/min"``, ``"3/s"`` or ``"1000/d"`` → requests per hour. A bare number is refused: ``5``
+    reads as 5/s to some and 5/h to others, and the two differ 3,600-fold."""
+    num, slash, unit = text.strip().partition("/")
+    if not slash and num:
+        raise ConfigError(f"--rate {text!r} has no unit", hint=f"write {num}/h, {num}/min, {num}/s or {num}/d")
+    per = {"h": 1, "hour": 1, "m": 60, "min": 60, "s": 3600, "sec": 3600, "d": 1 / 24, "day": 1 / 24}
     try:
         value = float(num) * per[unit.strip().lower()]
     except (ValueError, KeyError) as exc:

@@ -260,7 +260,8 @@ def test_to_json_converts_numpy_nan_paths_and_times() -> None:
 @pytest.mark.parametrize(("rate", "needles"), [
     ("1e12/s", ("--rate", "--hours", "records", "10000000")),
     ("1e400/s", ("--rate", "1e400/s", "finite")),
-], ids=["huge", "inf"])
+    ("5", ("--rate", "'5' has no unit", "5/h", "5/s")),  # 5/h or 5/s: 3,600-fold apart
+], ids=["huge", "inf", "no-unit"])
 def test_traffic_synth_refuses_an_impossible_volume(tmp_path: Path, rate: str, needles: tuple[str, ...]) -> None:
     proc = run_cli(tmp_path, "traffic", "synth", "--out", "t.jsonl", "--start", "2026-11-01T00:00Z", "--rate", rate,
                    timeout=60)
