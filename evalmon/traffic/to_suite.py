@@ -153,15 +153,21 @@ def recompute_signals(cfg: MonitorConfig, frame: pd.DataFrame, configs: Sequence
 
 
 def _query(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``frame.query(where)``, with the expression checked to be a condition (True/False per record) first:
+    pandas' ``query`` indexes by whatever the expression yields (``--where prompt`` raised a KeyError quoting
+    every prompt)."""
+    import pandas as pd
+
     try:
-        out = frame.query(where, engine="python")
+        mask = frame.eval(where, engine="python")
     except Exception as exc:  # pandas raises many types for a bad expression: one line, exit 2
         cols = ", ".join(c if c.isidentifier() else f"`{c}`" for c in frame.columns)
         raise ConfigError(f"to-suite: --where {where!r}: {type(exc).__name__}: {exc}".splitlines()[0],
                           hint=f"a pandas query over the records; columns: {cols}") from None
-    if not hasattr(out, "index") or len(out.columns) != len(frame.columns):
-        raise ConfigError(f"to-suite: --where {where!r} is not a row filter", hint='e.g. alerts != ""')
-    return out
+    if not (isinstance(mask, pd.Series) and pd.api.types.is_bool_dtype(mask) and mask.index.equals(frame.index)):
+        raise ConfigError(f"to-suite: --where {where!r} is not a row filter (a condition true or false for each "
+                          "record)", hint='e.g. alerts != "" or `pii.any` == 1')
+    return frame[mask]
 
 
 def allocate(sizes: Mapping[str, int], n: int) -> dict[str, int]:

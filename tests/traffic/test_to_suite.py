@@ -107,6 +107,9 @@ def test_to_suite_selects_alerting_window_dedupes_redacts_and_writes_a_loadable_
     assert res.selected == 4
     with pytest.raises(ConfigError, match="--where"):
         to_suite(cfg, Selection(lo, hi, where="nonexistent > 1"), tmp_path / "x.yaml", dataset=tmp_path / "x.jsonl")
+    with pytest.raises(ConfigError, match="--where 'prompt'") as bad:  # pandas' KeyError quotes every prompt
+        to_suite(cfg, Selection(lo, hi, where="prompt"), tmp_path / "x.yaml", dataset=tmp_path / "x.jsonl")
+    assert len(bad.value.message) < 250 and "question 0-1" not in bad.value.message
     with pytest.raises(ConfigError, match="not among the monitor's signals"):
         to_suite(cfg, Selection(lo, hi, signal="refusal.refused"), tmp_path / "x.yaml", dataset=tmp_path / "x.jsonl")
     with pytest.raises(DataError, match="no record matched"):
