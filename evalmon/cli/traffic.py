@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -83,5 +84,5 @@ def to_suite_cmd(
     res = to_suite(cfg, Selection(start, end, where=where, signal=signal, sample=sample, seed=seed), out,
                    dataset=dataset, model_path=model, log_fn=lambda m: typer.echo(m, err=True))
     typer.echo(res.line())
-    typer.echo(f"suite:   {res.suite}   (evalmon run {res.suite})")
+    typer.echo(f"suite:   {res.suite}   (evalmon run {shlex.quote(str(res.suite))})")
     typer.echo(f"provenance: {res.provenance}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shlex
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -285,7 +286,7 @@ def finalize(result: RunResult, run_dir: Path, samples: Sequence[SampleRecord], 
         _write_reports(result, run_dir)  # local copy now links the MLflow run
     if info.get("status") == "pending":
         say(f"warning: MLflow unreachable ({info.get('reason')}); run saved locally in {run_dir} — "
-            f"upload it later with `evalmon sync {run_dir.parent}`")
+            f"upload it later with `evalmon sync {shlex.quote(str(run_dir.parent))}`")
     elif info.get("ui_url"):
         say(f"MLflow run: {info['ui_url']}")
         from evalmon.sinks.mlflow.runs import dashboard_url

@@ -9,6 +9,7 @@ MLflow run id as provenance). The suite runs twice — SmolLM2-135M-Instruct as 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,14 @@ def test_alert_to_replay_suite_to_gate(tmp_path: Path, benchmarks_dir: Path, smo
     assert len(rows) == 3 and {r["provenance"]["monitor_run_id"] for r in rows} == {window_run}
     assert all(r["provenance"]["alerts"] == ["latency p90"] for r in rows)
     assert all(r["provenance"]["signals_fired"] == [] for r in rows)  # latency is no 0/1 signal: no strata
+    # by hand, to a path with a space: the printed `evalmon run …` command is one a shell runs as is
+    proc = run_cli(tmp_path, "traffic", "to-suite", "monitor.yaml", "--window", "2026-11-01T02:30Z", "--sample", "2",
+                   "--out", "my suites/by hand.yaml")
+    assert proc.returncode == 0, show(proc)
+    printed = next(ln for ln in proc.stdout.splitlines() if ln.startswith("suite:"))
+    command = shlex.split(printed.split("(", 1)[1].rstrip(")"))
+    assert command[:2] == ["evalmon", "run"] and len(command) == 3, printed
+    assert (tmp_path / command[2]).resolve() == (tmp_path / "my suites" / "by hand.yaml").resolve(), printed
 
     # the written suite, made small for the test (answers of 12 tokens, cheap signals), run twice
     suite = yaml.safe_load(suite_path.read_text())
