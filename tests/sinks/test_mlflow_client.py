@@ -15,7 +15,7 @@ import pytest
 from cli_util import assert_no_traceback, run_cli, show
 from plugins.mlflow_server import free_port
 
-from evalmon.core.errors import TrackingError
+from evalmon.core.errors import ConfigError, TrackingError
 from evalmon.core.results import MetricValue, Provenance, RunResult, TaskResult, TaskTiming
 from evalmon.sinks.mlflow import client
 from evalmon.sinks.mlflow.preflight import preflight
@@ -198,8 +198,8 @@ def test_sync_to_a_one_off_uri_keeps_the_recorded_one_and_a_corrupt_window_does_
     assert outcomes[good.name]["status"] == "logged" and outcomes[result.run_id]["status"] == "logged"
     assert outcomes[bad.name]["status"] == "error" and "window.json" in outcomes[bad.name]["reason"]
     assert (bad / WINDOW_PENDING).is_file() and not (good / WINDOW_PENDING).exists()
-    with pytest.raises(ConfigError):
-        sync(reports, "bogus://x")
+    with pytest.raises(ConfigError, match=r"^--tracking-uri: 'bogus://x': MLflow has no tracking store"):
+        sync(reports, "bogus://x")  # the flag it came from, not the YAML key tracking.uri
 
 
 def test_preflight_checks_a_driver_qualified_sqlite_uri_like_plain_sqlite(tmp_path: Path) -> None:
@@ -207,6 +207,14 @@ def test_preflight_checks_a_driver_qualified_sqlite_uri_like_plain_sqlite(tmp_pa
         with pytest.raises(TrackingError, match="does not exist"):
             preflight(f"{scheme}:///{tmp_path / 'missing' / 'm.db'}")
         assert preflight(f"{scheme}:///{tmp_path / 'm.db'}") is None
+
+
+def test_preflight_without_probing_checks_an_http_uri_form_only() -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    assert "does not answer" in (preflight(down) or "")
+    assert preflight(down, probe_server=False) is None  # sync tries the server per upload anyway
+    with pytest.raises(ConfigError, match=r"^--tracking-uri: 'http://' names no server"):
+        preflight("http://", key="--tracking-uri", probe_server=False)
 
 
 def test_one_tracking_section_for_suites_and_monitors() -> None:

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from evalmon.core.errors import ConfigError, TrackingError
+from evalmon.core.errors import ConfigError, EvalmonError, TrackingError
 from evalmon.core.redact import redact_text
 from evalmon.sinks.mlflow.payload import check_reachable, default_tracking_uri, is_sqlite, sqlite_path
 
@@ -34,11 +34,23 @@ _PIP_NAMES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQ
               "pymysql": "PyMySQL", "pyodbc": "pyodbc", "pymssql": "pymssql", "asyncpg": "asyncpg"}
 
 
-def preflight(uri: str | None, base: Path | None = None) -> str | None:
+def preflight(uri: str | None, base: Path | None = None, *, key: str = "tracking.uri",
+              probe_server: bool = True) -> str | None:
     """Validate ``uri`` (``None``: the embedded store under ``base``, default the current directory).
 
     Returns ``None`` when the store is usable, or a one-line warning when an http(s) server does not answer;
-    raises ``ConfigError``/``TrackingError`` (one line, what to do) when logging could never succeed."""
+    raises ``ConfigError``/``TrackingError`` (one line, what to do) when logging could never succeed. ``key``
+    names where the URI came from in those messages (``--tracking-uri`` for a flag-only command);
+    ``probe_server=False`` checks an http(s) URI's form only (a caller that tries the server right after)."""
+    try:
+        return _preflight(uri, base, probe_server)
+    except EvalmonError as exc:
+        if key != "tracking.uri" and exc.message.startswith("tracking.uri:"):
+            raise type(exc)(key + exc.message[len("tracking.uri"):], hint=exc.hint) from None
+        raise
+
+
+def _preflight(uri: str | None, base: Path | None, probe_server: bool) -> str | None:
     if uri is None:
         base = Path(base or Path.cwd())
         with contextlib.suppress(OSError):
@@ -48,7 +60,7 @@ def preflight(uri: str | None, base: Path | None = None) -> str | None:
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        return _check_http(uri)
+        return _check_http(uri, probe_server)
     if is_sqlite(uri):  # also sqlite+pysqlite://
         _check_sqlite(uri)
         return None
@@ -86,7 +98,7 @@ def _check_database(uri: str) -> None:
                           "--no-tracking / another tracking URI") from None
 
 
-def _check_http(uri: str) -> str | None:
+def _check_http(uri: str, probe_server: bool = True) -> str | None:
     parts = urlsplit(uri)
     try:
         port = parts.port
@@ -94,6 +106,8 @@ def _check_http(uri: str) -> str | None:
         raise ConfigError(f"tracking.uri: {uri!r} has an invalid port", hint=_HINT) from None
     if not parts.hostname or port == 0:
         raise ConfigError(f"tracking.uri: {uri!r} names no server (host[:port])", hint=_HINT)
+    if not probe_server:
+        return None
     reason = check_reachable(uri, timeout=PREFLIGHT_TIMEOUT_S)
     if reason is None:
         return None

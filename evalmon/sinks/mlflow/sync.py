@@ -35,7 +35,7 @@ def sync(reports_dir: Path, uri: str | None = None) -> list[dict[str, Any]]:
         raise ConfigError(f"evalmon sync: {reports_dir} {what}",
                           hint="give the reports directory that holds the runs (the suite's output_dir, e.g. reports)")
     if uri is not None:  # a store that can never be written is one error up front, not one per run and window
-        preflight(uri)
+        preflight(uri, key="--tracking-uri", probe_server=False)  # each upload tries the server itself
     outcomes = [_sync_run(run_dir, uri) for run_dir in _runs_to_sync(reports_dir)]
     windows = sorted(p.parent for p in reports_dir.rglob(WINDOW_PENDING_FILE) if (p.parent / WINDOW_FILE).is_file())
     return outcomes + [sync_window(w, uri, one_off=uri is not None) for w in windows]
