@@ -369,8 +369,9 @@ def _sidecar_owner(events_path: Path) -> str | None:
 
 
 def sidecars(out: Path) -> tuple[Path, Path]:
-    stem = out.name.split(".")[0] if out.suffix else out.name
-    return out.with_name(f"{stem}.truth.jsonl"), out.with_name(f"{stem}.events.json")
+    """``<stem>.truth.jsonl`` and ``<stem>.events.json`` beside ``out``; the stem drops the last suffix only, so
+    ``day.2026-11-01.jsonl`` and ``day.2026-11-02.jsonl`` each keep their own."""
+    return out.with_name(f"{out.stem}.truth.jsonl"), out.with_name(f"{out.stem}.events.json")
 
 
 def synthesize(cfg: SynthConfig) -> SynthResult:

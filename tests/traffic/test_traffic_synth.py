@@ -164,6 +164,10 @@ def test_sidecars_of_another_traffic_file_are_not_overwritten(tmp_path: Path, be
         synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.csv", format="csv", hours=0.2))
     assert first.truth.read_bytes() == truth and not (tmp_path / "t.csv").exists()
     assert synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / "t.jsonl", hours=0.2, seed=3)).records > 0
+    days = [synthesize(cfg(tmp_path, benchmarks_dir, out=tmp_path / f"day.2026-11-0{d}.jsonl", hours=0.2, seed=d))
+            for d in (1, 2)]  # dated names: each its own sidecars (they were both day.truth.jsonl)
+    assert [r.truth.name for r in days] == ["day.2026-11-01.truth.jsonl", "day.2026-11-02.truth.jsonl"]
+    assert all(json.loads(r.events.read_text())["traffic"] == str(r.traffic) for r in days)
     # a file or folder it did not write is never replaced (a parquet run removed another day's partition)
     (tmp_path / "mine.db").write_text("hello")
     (tmp_path / "pq" / "dt=2026-10-01").mkdir(parents=True)
