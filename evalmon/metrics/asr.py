@@ -21,7 +21,7 @@ from typing import Any
 
 from evalmon.core import registry
 from evalmon.data.normalize import Normalization
-from evalmon.metrics.text import CorpusScore, check_parallel
+from evalmon.metrics.text import CorpusScore, check_bootstrap, check_parallel
 
 ASR_METRICS = ("wer", "cer", "mer")
 
@@ -61,6 +61,7 @@ def asr_score(metric: str, hyps: Sequence[str], refs: Sequence[str], *, norm: No
               n_bootstrap: int = 1000, seed: int = 12345) -> CorpusScore:
     """Corpus ``metric`` (wer | cer | mer) of ``hyps`` against one reference stream ``refs``."""
     check_parallel(hyps, [refs])
+    check_bootstrap(n_bootstrap, seed)
     norm = norm or Normalization()
     counts = _counts(metric, [norm.apply(r) for r in refs], [norm.apply(h) for h in hyps])
     value = _rate(metric, counts)

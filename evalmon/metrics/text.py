@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from evalmon.core import registry
-from evalmon.core.errors import DataError
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.data.transcripts import read_lines as read_lines  # re-export: hypothesis/reference files
 
 TEXT_METRICS = ("bleu", "chrf", "ter")
@@ -55,6 +55,15 @@ def check_parallel(hyps: Sequence[str], refs: Sequence[Sequence[str]], hyp_name:
                             hint="hypotheses and references must be line-aligned")
         if all(not r.strip() for r in stream):
             raise DataError(f"{name} has only empty lines", hint="references must not be empty")
+
+
+def check_bootstrap(n_bootstrap: int, seed: int | None) -> None:
+    """A bootstrap count and seed the resampling can use: both ≥ 0 (numpy's generator refuses a negative
+    seed with a bare ValueError; a negative count would silently mean "no bootstrap")."""
+    if n_bootstrap < 0:
+        raise ConfigError(f"--bootstrap {n_bootstrap}: must be ≥ 0", hint="0 turns the bootstrap off; e.g. --bootstrap 1000")
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--seed {seed}: must be ≥ 0", hint="e.g. --seed 12345")
 
 
 def _metric(name: str, options: dict[str, Any] | None = None) -> Any:
@@ -114,6 +123,7 @@ def corpus_score(metric: str, hyps: Sequence[str], refs: Sequence[Sequence[str]]
     ``options`` go to the sacrebleu metric (e.g. ``{"tokenize": "intl"}``); defaults are sacrebleu's.
     """
     check_parallel(hyps, refs)
+    check_bootstrap(n_bootstrap, seed)
     m, stats, score = _scored(metric, tuple(hyps), tuple(tuple(r) for r in refs),
                               json.dumps(options or {}, sort_keys=True))
     signature = str(m.get_signature())

@@ -137,3 +137,23 @@ def test_a_utf8_bom_is_not_part_of_the_text(tmp_path: Path) -> None:
     (tmp_path / "a.nlp").write_text(nlp, encoding="utf-8-sig")  # the header must still be recognised
     (tmp_path / "b.nlp").write_text(nlp, encoding="utf-8")
     assert score_files("wer", tmp_path / "a.nlp", [tmp_path / "b.nlp"], n_bootstrap=0).score == 0.0
+
+
+def test_negative_seed_or_bootstrap_is_a_config_error_not_a_numpy_traceback(tmp_path: Path) -> None:
+    """Hostile walk (walk-score): ``evalmon score bleu --seed -1`` was ``internal error: ValueError: expected
+    non-negative integer`` (numpy's SeedSequence); ``--bootstrap -5`` was silently "no bootstrap"."""
+    from evalmon.core.errors import ConfigError
+
+    (tmp_path / "h").write_text("the cat sat\na dog ran\n")
+    (tmp_path / "r").write_text("the cat sat down\na dog ran off\n")
+    for metric in ("bleu", "chrf", "ter", "wer"):
+        with pytest.raises(ConfigError, match=r"--seed -1: must be ≥ 0"):
+            score_files(metric, tmp_path / "h", [tmp_path / "r"], n_bootstrap=10, seed=-1)
+        with pytest.raises(ConfigError, match=r"--bootstrap -5: must be ≥ 0"):
+            score_files(metric, tmp_path / "h", [tmp_path / "r"], n_bootstrap=-5)
+    with pytest.raises(ConfigError, match=r"--seed -1: must be ≥ 0"):
+        corpus_score("bleu", ["the cat sat", "a dog"], [["the cat sat", "a dog"]], n_bootstrap=10, seed=-1)
+    out = subprocess.run([sys.executable, "-m", "evalmon.cli", "score", "bleu", "--hyp", str(tmp_path / "h"),
+                          "--ref", str(tmp_path / "r"), "--seed", "-1"], capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and out.stderr.startswith("error: --seed -1") and "internal error" not in out.stderr
+
