@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from evalmon.core.errors import ConfigError
+from evalmon.core.errors import ConfigError, DataError
 from evalmon.metrics.asr import ASR_METRICS, Normalization, asr_score
 from evalmon.metrics.text import TEXT_METRICS, CorpusScore, corpus_score, read_lines
 
@@ -41,5 +41,10 @@ def score_files(metric: str, hyp: str | Path, refs: Sequence[str | Path], *, n_b
     if metric in ASR_METRICS:
         if len(streams) != 1:
             raise ConfigError(f"{metric} takes exactly one --ref file (got {len(streams)})")
+        norm = norm or Normalization()
+        if not any(norm.apply(r).strip() for r in streams[0]):  # jiwer refuses empty references; WER is 0/0
+            raise DataError(f"every reference in {refs[0]} is empty after normalisation ({norm.describe()}): "
+                            f"{metric} is undefined", hint="check the --ref file, or keep what the normalisation "
+                                                           "removes (--keep-punctuation, --keep-case)")
         return asr_score(metric, hyps, streams[0], norm=norm, n_bootstrap=n_bootstrap, seed=seed)
     return corpus_score(metric, hyps, streams, n_bootstrap=n_bootstrap, seed=seed)

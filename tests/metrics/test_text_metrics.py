@@ -157,3 +157,17 @@ def test_negative_seed_or_bootstrap_is_a_config_error_not_a_numpy_traceback(tmp_
                           "--ref", str(tmp_path / "r"), "--seed", "-1"], capture_output=True, text=True, check=False)
     assert out.returncode == 2 and out.stderr.startswith("error: --seed -1") and "internal error" not in out.stderr
 
+
+def test_references_empty_after_normalisation_are_an_error_not_nan(tmp_path: Path) -> None:
+    """Hostile walk (walk-score): references of only punctuation normalise to nothing; ``evalmon score wer``
+    printed ``wer = nan`` with exit 0 (JSON ``"score": null``) — jiwer itself refuses empty references."""
+    (tmp_path / "h").write_text("a b\nc\n")
+    (tmp_path / "r").write_text(".\n!\n")
+    for metric in ("wer", "cer", "mer"):
+        with pytest.raises(DataError, match=r"every reference in .*r is empty after normalisation"):
+            score_files(metric, tmp_path / "h", [tmp_path / "r"], n_bootstrap=0)
+    import jiwer
+
+    kept = score_files("wer", tmp_path / "h", [tmp_path / "r"], n_bootstrap=0,
+                       norm=Normalization(remove_punctuation=False))
+    assert kept.score == pytest.approx(jiwer.wer([".", "!"], ["a b", "c"]))  # punctuation kept: words, a number
