@@ -365,6 +365,20 @@ def load_variant(ref: str, tracking_uri: str | None = None) -> LoadedRun:
 
 
 # --------------------------------------------------------------------------- promote
+def _check_promotable(run: Any) -> None:
+    """Only a finished evalmon run can be a baseline: a FAILED or RUNNING one is an upload cut short (or a crash),
+    and a run without ``evalmon.run_id`` has no results.json — every later gate against it would be an error."""
+    from evalmon.sinks.mlflow.runs import RUN_TAG
+
+    rid, status = run.info.run_id, run.info.status
+    if RUN_TAG not in (run.data.tags or {}):
+        raise TrackingError(f"MLflow run {rid} is not an evalmon run (no {RUN_TAG} tag, so no results.json)",
+                            hint="promote a run `evalmon run` or `evalmon sync` logged")
+    if status != "FINISHED":
+        raise TrackingError(f"MLflow run {rid} is {status}, not FINISHED: a partial run is no baseline",
+                            hint="finish its upload with `evalmon sync` (or re-run it), then promote it")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -387,23 +401,31 @@ def promote(ref: str, tag: str = "baseline=true", tracking_uri: str | None = Non
         tracking_uri = tracking_uri or without_masked_userinfo(state.get("tracking_uri"))  # recorded redacted
         ref = f"mlflow:{state['run_id']}"
     client, uri, run = locate(ref, tracking_uri)
+    from mlflow.exceptions import MlflowException
+
     from evalmon.sinks.mlflow.payload import http_limits
 
     rid, eid, now = run.info.run_id, run.info.experiment_id, _now()
+    _check_promotable(run)
     demoted: list[str] = []
     with http_limits():
-        if not keep_previous:
-            holders = client.search_runs([eid], filter_string=f"tags.`{key}` = '{_quote(value)}'",
-                                         max_results=1000)
-            for other in holders:
-                if other.info.run_id == rid:
-                    continue
-                client.delete_tag(other.info.run_id, key)
-                client.set_tag(other.info.run_id, "evalmon.baseline.demoted_at", now)
-                client.set_tag(other.info.run_id, "evalmon.baseline.superseded_by", rid)
-                demoted.append(other.info.run_id)
-        client.set_tag(rid, key, value)
-        client.set_tag(rid, "evalmon.baseline.promoted_at", now)
-        experiment = client.get_experiment(eid).name
+        try:  # the new holder first: a tag MLflow refuses fails before any previous baseline is demoted
+            client.set_tag(rid, key, value)
+            client.set_tag(rid, "evalmon.baseline.promoted_at", now)
+            if not keep_previous:
+                holders = client.search_runs([eid], filter_string=f"tags.`{key}` = '{_quote(value)}'",
+                                             max_results=1000)
+                for other in holders:
+                    if other.info.run_id == rid:
+                        continue
+                    client.delete_tag(other.info.run_id, key)
+                    client.set_tag(other.info.run_id, "evalmon.baseline.demoted_at", now)
+                    client.set_tag(other.info.run_id, "evalmon.baseline.superseded_by", rid)
+                    demoted.append(other.info.run_id)
+            experiment = client.get_experiment(eid).name
+        except MlflowException as exc:
+            raise TrackingError(f"--tag {key}={value}: MLflow at {uri} refused to promote {rid} ({_reason(exc)})",
+                                hint="tag names: letters, digits, _ - . : / and spaces; e.g. --tag baseline=true"
+                                ) from None
     return {"run_id": rid, "experiment_id": eid, "experiment": experiment, "tracking_uri": uri, "tag": f"{key}={value}",
             "demoted": demoted, "evalmon_run_id": run.data.tags.get("evalmon.run_id")}

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,52 @@ def test_negative_seed_is_a_config_error_not_a_numpy_traceback(tmp_path: Path) -
     run = load_local(_run(tmp_path))
     with pytest.raises(ConfigError, match=r"--seed -1: must be ≥ 0"):
         compare(run, run, seed=-1)
+
+
+# --------------------------------------------------------------------------- baseline promote (walk-score)
+def _store(tmp_path: Path) -> tuple[Any, str, str]:
+    """A local sqlite MLflow store with one FINISHED evalmon run already promoted as the baseline."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    eid = client.create_experiment("walk")
+    good = client.create_run(eid, tags={"evalmon.run_id": "good", "baseline": "true"}).info.run_id
+    client.set_terminated(good, "FINISHED")
+    return client, uri, good
+
+
+def test_promote_refuses_a_failed_or_foreign_run_and_keeps_the_baseline(tmp_path: Path) -> None:
+    """``baseline promote mlflow:<id>`` of a FAILED run (an upload cut short) or of a run evalmon never logged
+    (no results.json: every later gate is an error) moved the tag onto it, demoting the good baseline."""
+    from evalmon.core.errors import TrackingError
+    from evalmon.gate.resolve import promote
+
+    client, uri, good = _store(tmp_path)
+    eid = client.get_run(good).info.experiment_id
+    failed = client.create_run(eid, tags={"evalmon.run_id": "cut-short"}).info.run_id
+    client.set_terminated(failed, "FAILED")
+    running = client.create_run(eid, tags={"evalmon.run_id": "still-uploading"}).info.run_id
+    foreign = client.create_run(eid).info.run_id
+    client.set_terminated(foreign, "FINISHED")
+    for rid, why in ((failed, "is FAILED"), (running, "is RUNNING"), (foreign, "not an evalmon run")):
+        with pytest.raises(TrackingError, match=why):
+            promote(f"mlflow:{rid}", tracking_uri=uri)
+        assert "baseline" not in client.get_run(rid).data.tags
+    assert client.get_run(good).data.tags["baseline"] == "true"
+
+
+def test_promote_with_a_tag_mlflow_refuses_is_one_line_and_demotes_nothing(tmp_path: Path) -> None:
+    """``--tag "base'line=true"`` was ``internal error: MlflowException: Invalid value …`` (crash file)."""
+    from evalmon.core.errors import EvalmonError
+    from evalmon.gate.resolve import promote
+
+    client, uri, good = _store(tmp_path)
+    new = client.create_run(client.get_run(good).info.experiment_id, tags={"evalmon.run_id": "new"}).info.run_id
+    client.set_terminated(new, "FINISHED")
+    for tag in ("base'line=true", "a`b=true"):
+        with pytest.raises(EvalmonError, match=r"--tag .*MLflow at .* refused") as exc:
+            promote(f"mlflow:{new}", tag, tracking_uri=uri)
+        assert "\n" not in exc.value.one_line()
+    assert client.get_run(good).data.tags["baseline"] == "true"
+    assert promote(f"mlflow:{new}", tracking_uri=uri)["demoted"] == [good]  # a valid promote still moves it
