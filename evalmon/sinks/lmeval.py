@@ -62,6 +62,24 @@ def _lm_task(name: str, task: TaskResult) -> str:
     return task.lm_eval_task or name
 
 
+def _lm_names(result: RunResult) -> dict[str, str]:
+    """evalmon task → its name in the export: the lm-eval task it mirrors, unless an earlier task (or a group)
+    already has that name — ``pubmedqa`` and ``pubmedqa_cls`` both mirror ``pubmedqa`` — then its own name:
+    one results entry and one samples file per task, none written over another."""
+    taken = set(result.groups)
+    out: dict[str, str] = {}
+    for name, t in result.tasks.items():
+        lm = _lm_task(name, t)
+        if lm in taken:
+            lm = name
+        base, k = lm, 2
+        while lm in taken:
+            lm, k = f"{base}_{k}", k + 1
+        taken.add(lm)
+        out[name] = lm
+    return out
+
+
 def _lm_metric(task: str, metric: str) -> str:
     return METRIC_NAMES.get(task, {}).get(metric, metric)
 
@@ -123,14 +141,14 @@ def write_lmeval(result: RunResult, samples: list[SampleRecord] | None, out_dir:
         raise ConfigError(f"--out {out_dir}: cannot create {folder} ({exc.strerror or exc})",
                           hint="pass a writable directory") from None
     date = _date_id(result)
-    lm_names = {name: _lm_task(name, t) for name, t in result.tasks.items()}
+    lm_names = _lm_names(result)
     results: dict[str, Any] = {}
     configs: dict[str, Any] = {}
     with_text = {s.task for s in samples or [] if s.prompt is not None}
     for name, t in result.tasks.items():
         lm = lm_names[name]
         results[lm] = {"alias": lm, "sample_len": t.n, **_metric_block(name, t.metrics)}
-        evalmon = {"name": name, "config_hash": t.config_hash, "source": t.source,
+        evalmon = {"name": name, "lm_eval_task": t.lm_eval_task, "config_hash": t.config_hash, "source": t.source,
                    "metric_kinds": t.metric_kinds,
                    "missing": _MISSING_WITH_TEXT if name in with_text else _MISSING,
                    "metrics": {m: mv.model_dump(mode="json") for m, mv in t.metrics.items()}}
@@ -233,7 +251,10 @@ def _bos_policy(model_args: Any) -> str:
 
 
 def _samples(folder: Path, lm_task: str, name: str, split: str) -> list[SampleRecord] | None:
-    files = sorted(folder.glob(f"samples_{lm_task}_*.jsonl"))
+    # samples_<task>_<date>.jsonl exactly: the glob alone also matches samples_<task>_cls_<date>.jsonl of another
+    # task whose name extends this one (lambada_openai / lambada_openai_cloze_yaml, pubmedqa / pubmedqa_cls)
+    own = re.compile(re.escape(f"samples_{lm_task}_") + r"\d{4}-\d\d-\d\dT[0-9.+\-]+\.jsonl")
+    files = sorted(f for f in folder.glob(f"samples_{lm_task}_*.jsonl") if own.fullmatch(f.name))
     if not files:
         return None
     out = []
@@ -309,7 +330,7 @@ def read_lmeval(results_file: Path) -> tuple[RunResult, list[SampleRecord] | Non
             name=name, n=n, num_fewshot=int(nshot.get(lm_task) or cfg.get("num_fewshot") or 0), source=source,
             config_hash=meta.get("config_hash") or HASH_PREFIX + task_hash[:16],
             config=cfg.get("evalmon_config", cfg) if meta else cfg, metrics=metrics, metric_kinds=kinds,
-            lm_eval_task=_evalmon_name(lm_task))
+            lm_eval_task=meta.get("lm_eval_task") or _evalmon_name(lm_task))
         if recs is None:
             missing.append(lm_task)
         else:

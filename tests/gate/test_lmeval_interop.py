@@ -168,6 +168,19 @@ def test_reader_without_samples_is_unpaired(tmp_path: Path) -> None:
     assert samples is None and len(notes) == 2 and set(results.tasks) == {"truthfulqa_mc2", "gsm8k"}
 
 
+def test_reader_does_not_take_the_samples_of_a_task_whose_name_extends_this_one(tmp_path: Path) -> None:
+    """Hostile walk (walk-score): ``samples_gsm8k_*.jsonl`` also globbed ``samples_gsm8k_cot_<date>.jsonl``, so
+    gsm8k was paired on gsm8k_cot's per-document scores (lm-eval has lambada_openai / lambada_openai_cloze_yaml,
+    evalmon pubmedqa / pubmedqa_cls)."""
+    out = _lmeval_dir(tmp_path)
+    row = {"doc_id": 0, "doc": {}, "target": "1", "arguments": {}, "filtered_resps": ["1"],
+           "metrics": ["exact_match"], "exact_match": 1.0}
+    (out / "org__model" / "samples_gsm8k_cot_2026-12-06T10-00-00.jsonl").write_text(json.dumps(row) + "\n")
+    run = resolve_run(str(out))
+    assert not [s for s in run.samples or [] if s.task == "gsm8k"]
+    assert any("samples_gsm8k_*.jsonl is missing" in n for n in run.notes)
+
+
 @pytest.mark.parametrize(("content", "needle"), [
     ("not json", "not an lm-eval results file"),
     ('{"results": {}}', "name no task"),

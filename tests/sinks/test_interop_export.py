@@ -142,3 +142,27 @@ def test_export_inspect_log_reads_back_with_inspect_ai(tmp_path: Path) -> None:
     assert second.input == "(prompt text not kept; hash h1)" and second.output.completion == " yes"
     bad = run_cli(tmp_path, "export", run_dir, "--format", "fastchat", "--out", tmp_path / "fc")
     assert_user_error(bad, "no MT-Bench samples")
+
+
+def test_lmeval_export_keeps_two_tasks_that_mirror_the_same_lmeval_task(tmp_path: Path) -> None:
+    """Hostile walk (walk-score): ``pubmedqa`` and ``pubmedqa_cls`` both mirror lm-eval's ``pubmedqa``; the
+    lm-eval export wrote both under that one name, so the second task's results and samples file silently
+    replaced the first's (read back: one task, the other's numbers lost)."""
+    from evalmon.sinks.lmeval import read_lmeval
+
+    def task(name: str, acc: float) -> TaskResult:
+        return TaskResult(name=name, n=2, num_fewshot=0, source="local", config_hash=name, lm_eval_task="pubmedqa",
+                          metrics={"acc": MetricValue(value=acc)}, metric_kinds={"acc": "binary"})
+
+    run = _run(task("pubmedqa", 1.0), "pubmedqa")
+    run.tasks["pubmedqa_cls"] = task("pubmedqa_cls", 0.0)
+    samples = [SampleRecord(task=t, doc_id=f"test/{i}", prompt_hash=f"{t}{i}", target=0, choices=["yes", "no"],
+                            loglikelihoods=[-1.0, -2.0], scores={"acc": acc}) for t, acc in (("pubmedqa", 1.0),
+                                                                                             ("pubmedqa_cls", 0.0))
+               for i in range(2)]
+    written = write_lmeval(run, samples, tmp_path)
+    assert len(set(written)) == len(written) == 3, written  # results + one samples file per task
+    back, back_samples, _ = read_lmeval(written[0])
+    assert {n: t.metrics["acc"].value for n, t in back.tasks.items()} == {"pubmedqa": 1.0, "pubmedqa_cls": 0.0}
+    assert sorted((s.task, s.scores["acc"]) for s in back_samples or []) == sorted(
+        (s.task, s.scores["acc"]) for s in samples)
