@@ -182,6 +182,12 @@ def locate(ref: str, tracking_uri: str | None) -> tuple[Any, str, Any]:
     from evalmon.sinks.mlflow.payload import http_limits
 
     uri = tracking_uri_for(tracking_uri)
+    db = uri.removeprefix("sqlite:///").split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+    if db and not Path(db).expanduser().is_file():  # MLflow would create an empty store there, then find nothing
+        query = not ref.startswith("models:/") and "=" in ref  # matches no run: `gate --if-no-baseline pass` acts
+        raise (NoRunMatchesError if query else ConfigError)(
+            f"no MLflow store at {db}: no such file ({uri})",
+            hint="check --tracking-uri / $MLFLOW_TRACKING_URI (the store `evalmon run` logged to)")
     client = _client(uri)
     with http_limits():
         try:

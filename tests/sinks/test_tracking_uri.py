@@ -116,3 +116,19 @@ def test_store_line_names_the_source_and_hides_credentials(tmp_path: Path) -> No
     local = store_line(None, FROM_LOCAL, base=tmp_path)
     assert local.startswith(f"MLflow: sqlite:///{tmp_path.resolve()}/.evalmon/mlflow.db (the local store")
     assert "\n" not in line + local
+
+
+def test_reading_runs_from_a_sqlite_store_that_does_not_exist_creates_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    """Hostile walk (walk-score): ``evalmon baseline promote RUN --tracking-uri sqlite:///typo.db`` (or export /
+    gate of an MLflow RUN) created an empty MLflow database at the typo's path (two INFO log lines on stderr)
+    before saying the run does not exist there."""
+    from evalmon.gate.resolve import NoRunMatchesError, locate
+
+    monkeypatch.chdir(tmp_path)
+    for uri, path in ((f"sqlite:///{tmp_path / 'typo.db'}", tmp_path / "typo.db"), ("sqlite:///rel.db", tmp_path / "rel.db")):
+        with pytest.raises(ConfigError, match=r"no MLflow store at .*: no such file"):
+            locate("mlflow:" + "0" * 32, uri)
+        with pytest.raises(NoRunMatchesError, match=r"no MLflow store at"):  # a query: gate --if-no-baseline pass
+            locate("mlflow:experiment=e,tag.baseline=true", uri)
+        assert not path.exists()
