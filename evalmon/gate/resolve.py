@@ -401,6 +401,10 @@ def promote(ref: str, tag: str = "baseline=true", tracking_uri: str | None = Non
         state = _read_json((p if p.is_dir() else p.parent) / STATE_FILE)
         if not p.exists():
             raise ConfigError(f"{ref}: no such results directory", hint=f"RUN may be {_FORMS}")
+        folder = p if p.is_dir() else p.parent
+        if not state.get("run_id") and (folder / STATE_FILE).is_file():  # cut short or edited: not "never logged"
+            raise ConfigError(f"{folder / STATE_FILE} holds no MLflow run id (unreadable, or not the object "
+                              "`evalmon run` wrote)", hint="pass mlflow:<run_id> (the run's id in the MLflow UI)")
         if not state.get("run_id"):
             raise ConfigError(f"{ref} was never logged to MLflow (no {STATE_FILE})",
                               hint="log it first (`evalmon sync`) or pass mlflow:<run_id>")

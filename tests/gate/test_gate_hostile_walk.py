@@ -121,3 +121,20 @@ def test_promote_with_a_tag_mlflow_refuses_is_one_line_and_demotes_nothing(tmp_p
         assert "\n" not in exc.value.one_line()
     assert client.get_run(good).data.tags["baseline"] == "true"
     assert promote(f"mlflow:{new}", tracking_uri=uri)["demoted"] == [good]  # a valid promote still moves it
+
+
+def test_promote_of_a_run_folder_with_a_corrupt_mlflow_json_says_so(tmp_path: Path) -> None:
+    """A cut-short or hand-edited mlflow.json was reported as "never logged to MLflow … log it first (`evalmon
+    sync`)" — sync has nothing to upload for a run that was logged."""
+    from evalmon.core.errors import ConfigError
+    from evalmon.gate.resolve import promote
+
+    run = tmp_path / "reports" / "r1"
+    run.mkdir(parents=True)
+    for text in ('{"run_id": "ab', "[]", ""):
+        (run / "mlflow.json").write_text(text)
+        with pytest.raises(ConfigError, match=r"mlflow\.json holds no MLflow run id .* pass mlflow:<run_id>"):
+            promote(str(run))
+    (run / "mlflow.json").unlink()
+    with pytest.raises(ConfigError, match="never logged to MLflow"):
+        promote(str(run))
