@@ -45,7 +45,7 @@ _STATIC_HINTS = {
     "num_fewshot": "use 0 or a positive integer",
     "batch_size": "use an integer ≥ 1",
     "max_length": "use an integer ≥ 16, or null for the model's default",
-    "seed": "use an integer",
+    "seed": "use an integer from 0 to 4294967295 (numpy and torch seeds)",
     "dtype": "use float32, bfloat16, float16 or auto",
     "device": "use cpu, cuda, cuda:N, mps or auto",
     "missing:base_url": "add `base_url: http://host:port/v1` (the server's API root)",

@@ -67,6 +67,7 @@ DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/smollm2-135m-instruct")  # r
 DEFAULT_DATA_DIR = Path("../shared/benchmarks")  # relative to the working directory
 DEFAULT_TASKS = ("mmlu_anatomy", "hellaswag", "truthfulqa_mc2")
 DEFAULT_LIMIT = 20
+MAX_SEED = 2**32 - 1  # seed + offsets stay inside torch.manual_seed's range
 DEFAULT_TASK_LIMITS = {"hellaswag": 100}  # enough documents for an above-chance HellaSwag acc_norm to show
 
 
@@ -120,7 +121,7 @@ class SamplesConfig(_Strict):
 class SuiteConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str | None = None
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, le=MAX_SEED)  # numpy's default_rng refuses negatives; torch 64-bit seeds
     output_dir: Path = Path("reports")
     limit: int | None = Field(None, gt=0)  # per-task document limit where a task sets none
     model: ModelConfig = None  # one model, or (not both) `models:` — then `model` is the first entry's config

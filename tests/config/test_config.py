@@ -203,6 +203,20 @@ def test_num_fewshot_negative() -> None:
     assert msg.startswith("suite.yaml:5: tasks.0.num_fewshot: must be ≥ 0, got -1")
 
 
+@pytest.mark.parametrize("value", [-1, 2**32, 10**27])
+def test_seed_out_of_range_is_refused_at_load(value: int) -> None:
+    # numpy's default_rng refuses negatives, torch.manual_seed overflows past 64 bits: found only after
+    # a task's requests were computed (walk-judge: `seed: -1` with medical_perplexity → internal error)
+    msg = error(f"name: s\nseed: {value}\nmodel: {{path: org/m}}\ntasks: [a]\n")
+    assert msg.startswith(f"suite.yaml:2: seed: must be {'≥ 0' if value < 0 else '≤ 4294967295'}, got {value}")
+    assert "0 to 4294967295" in msg
+
+
+def test_seed_bounds_are_accepted() -> None:
+    assert load("name: s\nseed: 0\nmodel: {path: org/m}\ntasks: [a]\n").seed == 0
+    assert load(f"name: s\nseed: {2**32 - 1}\nmodel: {{path: org/m}}\ntasks: [a]\n").seed == 2**32 - 1
+
+
 def test_batch_size_zero_and_bad_enum() -> None:
     msg = error("name: s\nmodel:\n  path: org/m\n  batch_size: 0\ntasks: [a]\n")
     assert msg.startswith("suite.yaml:4: model.batch_size: must be ≥ 1, got 0")
