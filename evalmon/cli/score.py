@@ -71,8 +71,7 @@ def judge_agreement(
     if (human_votes is None) != (judge_votes is None):
         raise ConfigError("--human-votes and --judge-votes go together", hint="give both, or neither for PRD data")
     if human_votes is not None and judge_votes is not None:
-        report = ag.compare({judge_votes.name: ag.load_vote_file(judge_votes)}, ag.load_vote_file(human_votes),
-                            source=f"{human_votes} vs {judge_votes}", position="as given")
+        report = ag.compare_files(judge_votes, human_votes)
     else:
         root = prd or Path(os.environ.get("EVALMON_DATA_DIR") or "../shared/benchmarks") / "judge_agreement_prd"
         report = ag.prd_report(root, judge, position)  # type: ignore[arg-type]

@@ -258,15 +258,49 @@ def load_vote_file(path: Path, judge: str | None = None) -> Votes:
         raise DataError(f"judge agreement: vote file not found: {path}")
     votes: Votes = defaultdict(list)
     for lineno, row in read_jsonl(path):
-        if judge is not None and str(row.get("judge")) != judge:
+        if isinstance(row, dict) and judge is not None and str(row.get("judge")) != judge:
             continue
         try:
             key, vote = normalise(row["question_id"], row["model_a"], row["model_b"], row["winner"],
-                                  int(row.get("turn", 1)))
+                                  _turn(row.get("turn", 1)))
         except (KeyError, TypeError, ValueError) as e:
             raise malformed(path, f"line {lineno}", f"not a pairwise vote ({e})") from None
         votes[key].append(vote)
+    if not votes:
+        raise DataError(f"judge agreement: {path} holds no votes" + (f" by judge {judge!r}" if judge else ""),
+                        hint="one JSON object per line: {question_id, model_a, model_b, winner, turn}")
     return dict(votes)
+
+
+def _turn(value: object) -> int:
+    """A vote's turn: a positive integer (``2``, ``2.0`` or ``"2"``), never a bool, a fraction or inf."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"turn must be a positive integer, got {value!r}")
+    return value
+
+
+def compare_files(judge_path: Path, human_path: Path) -> AgreementReport:
+    """Agreement of the votes in ``judge_path`` with those in ``human_path`` (same format, or a run dir for the
+    judge) on the items both voted on; no shared item is an error, items only one side voted on are noted."""
+    judge, human = load_vote_file(judge_path), load_vote_file(human_path)
+    name = Path(judge_path).name
+    shared = judge.keys() & human.keys()
+    if not shared:
+        raise DataError(f"judge agreement: {judge_path} and {human_path} share no (question_id, model pair, turn): "
+                        f"nothing to compare", hint="check that both files vote on the same questions, model names "
+                                                    "and turns")
+    report = compare({name: judge}, human, source=f"{human_path} vs {judge_path}", position="as given")
+    if len(judge) > len(shared):
+        report.notes.append(f"{len(judge) - len(shared)} of the {len(judge)} items {name} votes on have no human "
+                            f"vote: left out")
+    if len(human) > len(shared):
+        report.notes.append(f"{len(human) - len(shared)} of the {len(human)} items with human votes have no {name} "
+                            f"vote: left out of the judge rows")
+    return report
 
 
 def votes_from_run(path: Path) -> Votes:

@@ -241,3 +241,50 @@ def test_bad_data_files_name_the_file(tmp_path: Path, mt: Path) -> None:
         load_answers(bad)
     with pytest.raises(DataError, match="question file not found"):
         load_questions(tmp_path / "nope.jsonl")
+
+
+def _votes(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("turn", "says"), [(1e400, "turn"), (1.5, "turn"), (True, "turn"), (0, "turn"),
+                                            ("two", "turn")])
+def test_vote_file_turn_must_be_a_positive_integer(tmp_path: Path, turn: object, says: str) -> None:
+    from evalmon.core.errors import DataError
+
+    row = {"question_id": 1, "model_a": "x", "model_b": "y", "winner": "model_a", "turn": turn}
+    f = tmp_path / "votes.jsonl"
+    f.write_text(json.dumps(row).replace("Infinity", "1e400") + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"votes\.jsonl:line 1: .*{says}"):  # was OverflowError / silently turn 1
+        ag.load_vote_file(f)
+
+
+def test_vote_file_turn_as_digits_still_reads(tmp_path: Path) -> None:
+    f = _votes(tmp_path / "v.jsonl", [{"question_id": 1, "model_a": "x", "model_b": "y", "winner": "tie", "turn": "2"},
+                                      {"question_id": 1, "model_a": "x", "model_b": "y", "winner": "tie", "turn": 2.0}])
+    assert ag.load_vote_file(f) == {("1", "x", "y", 2): ["tie", "tie"]}
+
+
+def test_empty_vote_file_is_an_error(tmp_path: Path) -> None:
+    from evalmon.core.errors import DataError
+
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match=r"empty\.jsonl holds no votes"):
+        ag.load_vote_file(tmp_path / "empty.jsonl")
+
+
+def test_vote_files_without_shared_items_are_an_error_and_partial_overlap_is_said(tmp_path: Path) -> None:
+    from evalmon.core.errors import DataError
+
+    vote = {"model_a": "x", "model_b": "y", "winner": "model_a", "turn": 1}
+    human = _votes(tmp_path / "human.jsonl", [{**vote, "question_id": q} for q in (1, 2, 3)])
+    other = _votes(tmp_path / "judge.jsonl", [{**vote, "question_id": q} for q in (7, 8)])
+    with pytest.raises(DataError, match=r"judge\.jsonl and .*human\.jsonl share no .*question_id"):
+        ag.compare_files(other, human)  # was: exit 0, every row 0/0 n/a
+    judge = _votes(tmp_path / "judge.jsonl", [{**vote, "question_id": q} for q in (2, 3, 9)])
+    report = ag.compare_files(judge, human)
+    row = next(r for r in report.rows if r.judge == "judge.jsonl" and r.setup == "S1")
+    assert (row.agree, row.total) == (2, 2)
+    assert any("1 of the 3 items judge.jsonl votes on have no human vote" in n for n in report.notes), report.notes
+    assert any("1 of the 3 items with human votes have no judge.jsonl vote" in n for n in report.notes), report.notes
