@@ -108,14 +108,21 @@ def load_questions(path: Path) -> list[Question]:
         raise DataError(f"mtbench: question file not found: {path}",
                         hint="set data.data_dir to a mirror with mt_bench/question.jsonl")
     out = []
+    seen: dict[str, int] = {}  # question id → line: an id twice would be judged twice but counted once
     for lineno, row in read_jsonl(Path(path)):
         try:
-            turns = tuple(str(t) for t in row["turns"])
-            out.append(Question(str(row["question_id"]), str(row.get("category", "general")), turns))
+            raw, qid = row["turns"], str(row["question_id"])
+            category = str(row.get("category", "general"))
         except (KeyError, TypeError) as e:
             raise malformed(Path(path), f"line {lineno}", f"question without {e}") from None
-        if not turns:
+        if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+            raise malformed(Path(path), f"line {lineno}", f"question {qid}: turns must be a list of strings")
+        if not raw:
             raise malformed(Path(path), f"line {lineno}", "question with no turns")
+        if qid in seen:
+            raise malformed(Path(path), f"line {lineno}", f"question id {qid} repeats line {seen[qid]}")
+        seen[qid] = lineno
+        out.append(Question(qid, category, tuple(raw)))
     return out
 
 

@@ -288,3 +288,18 @@ def test_vote_files_without_shared_items_are_an_error_and_partial_overlap_is_sai
     assert (row.agree, row.total) == (2, 2)
     assert any("1 of the 3 items judge.jsonl votes on have no human vote" in n for n in report.notes), report.notes
     assert any("1 of the 3 items with human votes have no judge.jsonl vote" in n for n in report.notes), report.notes
+
+
+def test_question_file_with_a_repeated_id_or_string_turns_is_refused(tmp_path: Path) -> None:
+    from evalmon.core.errors import DataError
+
+    q = tmp_path / "question.jsonl"
+    q.write_text('{"question_id": 81, "category": "writing", "turns": ["a", "b"]}\n'
+                 '{"question_id": 82, "category": "writing", "turns": ["c", "d"]}\n'
+                 '{"question_id": "81", "category": "math", "turns": ["e", "f"]}\n', encoding="utf-8")
+    # one question judged twice under one id: finish() keyed turns by id, so n and the metrics disagreed
+    with pytest.raises(DataError, match=r"question\.jsonl:line 3: question id 81 repeats line 1"):
+        load_questions(q)
+    q.write_text('{"question_id": 81, "turns": "Write a poem."}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"question\.jsonl:line 1: .*turns must be a list of strings"):
+        load_questions(q)  # was: 13 one-character "turns"
