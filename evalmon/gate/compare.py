@@ -242,14 +242,17 @@ def _items(records: list[SampleRecord], metric: str) -> list[Any] | None:
     return out
 
 
-def _scores(records: list[SampleRecord], metric: str) -> list[float] | None:
-    out = []
-    for r in records:
-        v = r.scores.get(metric)
-        if v is None:
-            return None
-        out.append(float(v))
-    return out
+def _paired_scores(a: list[SampleRecord], b: list[SampleRecord], metric: str
+                   ) -> tuple[list[float], list[float], int, int] | None:
+    """``metric`` on the aligned documents both runs scored, and how many each run left unscored (a judge task's
+    question whose verdicts all failed to parse has no score); None when a run has no such per-document score
+    at all, or no document is scored on both sides."""
+    va, vb = [r.scores.get(metric) for r in a], [r.scores.get(metric) for r in b]
+    keep = [i for i, (x, y) in enumerate(zip(va, vb, strict=True)) if x is not None and y is not None]
+    if not keep:
+        return None
+    return ([float(va[i]) for i in keep], [float(vb[i]) for i in keep],  # type: ignore[arg-type]
+            sum(v is None for v in va), sum(v is None for v in vb))
 
 
 def compare_metric(name: str, metric: str, baseline: LoadedRun, candidate: LoadedRun, pairs: _Pairs, *,
@@ -259,8 +262,12 @@ def compare_metric(name: str, metric: str, baseline: LoadedRun, candidate: Loade
     ma, mb = ea[0][metric], eb[0][metric]
     notes: list[str] = []
     sa = sb = None
-    if pairs.why is None:
-        sa, sb = _scores(pairs.a, metric), _scores(pairs.b, metric)
+    scored = _paired_scores(pairs.a, pairs.b, metric) if pairs.why is None else None
+    if scored is not None:
+        sa, sb, lost_a, lost_b = scored
+        if lost_a or lost_b:
+            notes.append(f"{len(pairs.a) - len(sa)} documents without a per-document score (baseline {lost_a}, "
+                         f"candidate {lost_b}) left out of the paired test")
     if sa is not None and sb is not None:
         ok = np.isfinite(sa) & np.isfinite(sb)
         if not ok.all():

@@ -168,6 +168,23 @@ def _loaded(rid: str, tasks: dict[str, tuple[str, str, list]], value: float = 0.
     return LoadedRun(run, samples, rid, "in memory")
 
 
+def test_documents_one_run_did_not_score_are_left_out_of_the_pairing_and_said() -> None:
+    # MT-Bench: a question whose judge outputs all failed to parse has no per-document score; the rest still pair
+    rng = np.random.default_rng(5)
+    base = rng.integers(1, 11, size=40).astype(float)
+    cand = np.clip(base + rng.integers(-1, 3, size=40), 1, 10)
+    a = _loaded("a", {"mtbench": ("score", "continuous", base.tolist())}, value=float(base.mean()))
+    b = _loaded("b", {"mtbench": ("score", "continuous", cand.tolist())}, value=float(cand[3:].mean()))
+    assert b.samples is not None
+    for rec in b.samples[:3]:
+        rec.scores = {}
+    (m,) = compare(a, b, n_boot=500, seed=3).metrics
+    assert m.paired and m.test.startswith("paired") and m.n == 37  # was: the whole metric unpaired (Welch)
+    assert m.delta == pytest.approx(float(cand[3:].mean() - base[3:].mean()))
+    assert any("3 documents without a per-document score (baseline 0, candidate 3) left out" in n for n in m.notes), m.notes
+    assert not any("not in the per-document scores" in n for n in m.notes), m.notes
+
+
 def _refill(run: LoadedRun, metric_values: dict[str, tuple[str, np.ndarray]]) -> None:
     """Reuse the record objects of a simulated run with new per-document scores (fast)."""
     assert run.samples is not None
