@@ -303,3 +303,12 @@ def test_question_file_with_a_repeated_id_or_string_turns_is_refused(tmp_path: P
     q.write_text('{"question_id": 81, "turns": "Write a poem."}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"question\.jsonl:line 1: .*turns must be a list of strings"):
         load_questions(q)  # was: 13 one-character "turns"
+
+
+@pytest.mark.parametrize("digits", ["١٠", "１０", "৭", "1٠"])
+def test_rating_in_non_ascii_digits_is_a_parse_failure_as_in_fastchat(digits: str) -> None:
+    # FastChat's ast.literal_eval refuses them (score -1); Python's float() read "[[١٠]]" as 10
+    out = parse_rating(f"Good answer. Rating: [[{digits}]]")
+    assert not out.ok and out.value is None, out
+    assert parse_rating(f"Rating: [{digits}]").value is None
+    assert parse_rating(f"Rating: [[{digits}]] then Rating: [[6]]").value == 6.0
