@@ -127,8 +127,10 @@ def compare_cmd(run_a: str, run_b: str, *, fmt: str, tracking_uri: str | None, s
     from rich.markup import escape
 
     from evalmon.gate.compare import compare
+    from evalmon.gate.outputs import refuse_inputs_as_outputs
     from evalmon.gate.render import comparison_json, comparison_markdown, render_comparison
 
+    refuse_inputs_as_outputs({"--output": output}, (run_a, run_b))
     a, b = _load_pair(run_a, run_b, tracking_uri)
     result = compare(a, b, seed=seed, n_boot=n_boot)
     err = _console(stderr=True)
@@ -157,8 +159,11 @@ def gate_cmd(baseline: str, candidate: str, *, policy: Path | None, json_out: Pa
     """The gate's exit code; whatever happens, the markdown (``--markdown``, ``$GITHUB_STEP_SUMMARY``) and
     ``--json`` say the verdict or why there is none."""
     from evalmon.core.errors import EvalmonError
+    from evalmon.gate.outputs import refuse_inputs_as_outputs
     from evalmon.gate.resolve import NoRunMatchesError
 
+    # before anything is written: the explanation of a failed gate goes to --markdown/--json too
+    refuse_inputs_as_outputs({"--json": json_out, "--markdown": markdown_out}, (baseline, candidate), policy)
     try:
         return _gate(baseline, candidate, policy=policy, json_out=json_out, markdown_out=markdown_out,
                      alpha=alpha, tracking_uri=tracking_uri, seed=seed, n_boot=n_boot,

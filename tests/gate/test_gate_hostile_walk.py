@@ -138,3 +138,48 @@ def test_promote_of_a_run_folder_with_a_corrupt_mlflow_json_says_so(tmp_path: Pa
     (run / "mlflow.json").unlink()
     with pytest.raises(ConfigError, match="never logged to MLflow"):
         promote(str(run))
+
+
+# ------------------------------------------------------------------ outputs never overwrite inputs (walk-judge)
+@pytest.mark.parametrize("target", ["results.json", "samples.jsonl.gz", "summary.md"])
+def test_compare_output_onto_a_file_of_an_input_run_is_refused(tmp_path: Path, target: str) -> None:
+    """``compare A B -f json -o A/results.json`` replaced run A's results.json with the comparison."""
+    from evalmon.cli.gate import compare_cmd
+
+    run = _run(tmp_path)
+    (run / "samples.jsonl.gz").write_bytes(b"kept")
+    (run / "summary.md").write_text("# the run's own summary\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for ref in (str(run), str(run / "results.json")):
+        with pytest.raises(ConfigError) as exc:
+            compare_cmd(ref, ref, fmt="json", tracking_uri=None, seed=1, n_boot=100, output=run / target)
+        line = exc.value.one_line()
+        assert line.startswith(f"--output {run / target} is a file of run {ref}") and "nothing was written" in line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+@pytest.mark.parametrize("flag", ["json_out", "markdown_out"])
+def test_gate_outputs_onto_an_input_are_refused_before_anything_is_written(tmp_path: Path, flag: str) -> None:
+    """``gate --json RUN/results.json`` (or the policy file) was overwritten with the verdict — even the error
+    explanation of a gate that failed was written there."""
+    from evalmon.cli.gate import gate_cmd
+
+    run = _run(tmp_path)
+    policy = tmp_path / "gates.yaml"
+    policy.write_text("rules: []\n", encoding="utf-8")
+    for target, says in ((run / "results.json", "is a file of run"), (policy, "is the --policy file")):
+        before = target.read_bytes()
+        kwargs = {"json_out": None, "markdown_out": None, flag: target}
+        with pytest.raises(ConfigError, match=says):
+            gate_cmd(str(run), str(run), policy=policy, alpha=None, tracking_uri=None, seed=1, n_boot=100,
+                     allow_incomparable=False, **kwargs)
+        assert target.read_bytes() == before
+
+
+def test_new_files_next_to_the_runs_are_fine(tmp_path: Path) -> None:
+    from evalmon.cli.gate import compare_cmd
+
+    run = _run(tmp_path)
+    assert compare_cmd(str(run), str(run), fmt="md", tracking_uri=None, seed=1, n_boot=100,
+                       output=run / "compare.md") == 0
+    assert (run / "compare.md").read_text(encoding="utf-8").startswith("## evalmon compare")
