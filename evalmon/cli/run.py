@@ -240,18 +240,18 @@ def list_tasks(
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="evalmon tasks" + (f" matching {filter_!r}" if filter_ else ""), title_justify="left")
+    # Text, not markup: a filter (or a plugin's description) may hold brackets — "[/]" was a MarkupError
+    table = Table(title=Text("evalmon tasks" + (f" matching {filter_!r}" if filter_ else "")), title_justify="left")
     for col in ("name", "kind", "few-shot", "local mirror (data_dir)", "hub"):
         table.add_column(col, no_wrap=col in ("name", "kind", "few-shot"))
     for r in rows:
         if r["kind"] == "group":
             members = list(r["members"])  # type: ignore[call-overload]
             table.add_row(Text(str(r["name"]), style="bold"), "group", "",
-                          f"{r['tasks']} tasks: " + ", ".join(members[:4]) + (" …" if len(members) > 4 else ""),
-                          str(r["description"]))
+                          Text(f"{r['tasks']} tasks: " + ", ".join(members[:4]) + (" …" if len(members) > 4 else "")),
+                          Text(str(r["description"])))
         else:
-            table.add_row(str(r["name"]), str(r["kind"]), str(r["few_shot"]), str(r["local_source"]),
-                          str(r["hub_source"]))
+            table.add_row(*(Text(str(r[k])) for k in ("name", "kind", "few_shot", "local_source", "hub_source")))
     out = console()
     out.print(table)
     if not rows:

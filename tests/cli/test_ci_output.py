@@ -159,3 +159,16 @@ def test_monitor_beats_while_signals_are_slow(tmp_path: Path, monkeypatch: pytes
     assert len(res.windows) == 3
     assert any(re.fullmatch(r"first pass: \d/\d window\(s\) read with signals, \d+ records, \d+ s", ln)
                for ln in lines), lines
+
+
+@pytest.mark.parametrize("needle", ["[/]", "[bold red]x", "mmlu_[anat]"])
+def test_tasks_filter_with_brackets_is_text_not_markup(needle: str) -> None:
+    """``evalmon tasks --filter "[/]"`` was ``internal error: MarkupError`` (the filter went into the title as rich
+    markup); ``[bold red]x`` was swallowed as a style."""
+    from typer.testing import CliRunner
+
+    from evalmon.cli.app import app
+
+    res = CliRunner().invoke(app, ["tasks", "--filter", needle])
+    assert res.exception is None and res.exit_code == 0, res.output
+    assert f"no task or group name contains {needle!r}" in res.output
