@@ -81,14 +81,17 @@ def judge_agreement(
         typer.echo(ag.to_markdown(report))
     else:
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=f"judge–human agreement ({report.position}; S1 with ties, S2 without) — {report.source}")
+        # Text, not markup: paths and file names may hold brackets ("[/]" was a MarkupError)
+        table = Table(title=Text(f"judge–human agreement ({report.position}; S1 with ties, S2 without) — "
+                                 f"{report.source}"))
         for col in ("judge", "vs", "turn", "S1", "S1 n", "S2", "S2 n"):
             table.add_column(col)
         for j, v, t, s1, s2 in ag.paired_rows(report.rows):
-            table.add_row(j, v, str(t), ag.pct(s1.ratio), f"{s1.agree}/{s1.total}", ag.pct(s2.ratio),
-                          f"{s2.agree}/{s2.total}")
+            table.add_row(*(Text(c) for c in (j, v, str(t), ag.pct(s1.ratio), f"{s1.agree}/{s1.total}",
+                                              ag.pct(s2.ratio), f"{s2.agree}/{s2.total}")))
         con = console()
         con.print(table)
         for note in report.notes:
-            con.print(f"note: {note}")
+            con.print(f"note: {note}", markup=False, soft_wrap=True)

@@ -312,3 +312,19 @@ def test_rating_in_non_ascii_digits_is_a_parse_failure_as_in_fastchat(digits: st
     assert not out.ok and out.value is None, out
     assert parse_rating(f"Rating: [{digits}]").value is None
     assert parse_rating(f"Rating: [[{digits}]] then Rating: [[6]]").value == 6.0
+
+
+def test_agreement_table_shows_bracketed_paths_as_text(tmp_path: Path) -> None:
+    """A vote file under ``br[/]/`` was ``internal error: MarkupError`` (paths went into the table as markup)."""
+    from typer.testing import CliRunner
+
+    from evalmon.cli.app import app
+
+    d = tmp_path / "br[/]"
+    d.mkdir(parents=True)
+    vote = {"question_id": 1, "model_a": "x", "model_b": "y", "turn": 1}
+    human = _votes(d / "h.jsonl", [{**vote, "winner": "model_a"}, {**vote, "question_id": 2, "winner": "tie"}])
+    judge = _votes(d / "j[red].jsonl", [{**vote, "winner": "model_a"}, {**vote, "question_id": 3, "winner": "tie"}])
+    res = CliRunner().invoke(app, ["judge", "agreement", "--human-votes", str(human), "--judge-votes", str(judge)])
+    assert res.exception is None and res.exit_code == 0, res.output
+    assert "j[red].jsonl" in res.output and "note: 1 of the 2 items j[red].jsonl votes on" in res.output
