@@ -176,12 +176,14 @@ def test_score_json_is_strict_json(tmp_path: Path, metric: str) -> None:
     assert res["metric"] == metric and isinstance(res["score"], float) and isinstance(res["ci_low"], float)
 
 
-def test_score_json_undefined_rate_is_null(tmp_path: Path) -> None:
+def test_score_json_undefined_rate_is_an_error_not_a_score(tmp_path: Path) -> None:
+    """References with nothing left after normalisation: WER is 0/0. It was `"score": null` with exit 0 (a CI
+    step passed on no number); now one error line, exit 2, and no JSON on stdout to be mistaken for a result."""
     (tmp_path / "hyp.txt").write_text("a\nb\n")
-    (tmp_path / "ref.txt").write_text("...\n!!\n")  # nothing left after normalisation: the rate is undefined
+    (tmp_path / "ref.txt").write_text("...\n!!\n")
     proc = run_cli(tmp_path, "score", "wer", "--hyp", "hyp.txt", "--ref", "ref.txt", "--json", "--bootstrap", "20")
-    assert proc.returncode == 0, show(proc)
-    assert _strict(proc.stdout)["score"] is None
+    assert_user_error(proc, "ref.txt", "empty after normalisation", "--keep-punctuation")
+    assert proc.stdout.strip() == ""
 
 
 def _run_dir(root: Path, rid: str, values: list[float], nan_metric: bool) -> Path:
