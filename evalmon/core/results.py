@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from evalmon.core.errors import OutputError
 from evalmon.core.lm import EngineStats
@@ -46,6 +46,21 @@ class MetricValue(BaseModel):
     def _undefined(cls, v: Any) -> Any:
         """An undefined value (NaN) is written as JSON ``null`` and read back as NaN."""
         return float("nan") if v is None else v
+
+    @field_validator("stderr")
+    @classmethod
+    def _no_negative_stderr(cls, v: float | None) -> float | None:
+        """A standard error is ≥ 0 (NaN: undefined); a negative one (an edited or foreign results file) would
+        invert every interval and test built on it."""
+        if v is not None and v < 0:
+            raise ValueError(f"stderr {v} is negative")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered_interval(self) -> MetricValue:
+        if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:
+            raise ValueError(f"ci_low {self.ci_low} is above ci_high {self.ci_high}")
+        return self
 
     @classmethod
     def with_ci(cls, value: float, stderr: float | None, higher_is_better: bool = True, *,

@@ -56,6 +56,21 @@ def test_top_level_validation_error_has_no_empty_location(tmp_path: Path) -> Non
     assert "results.json (:" not in exc.value.one_line() and "not an evalmon results.json (" in exc.value.one_line()
 
 
+@pytest.mark.parametrize(("edit", "says"), [({"stderr": -0.05}, "stderr -0.05 is negative"),
+                                            ({"ci_low": 0.9, "ci_high": 0.1}, "ci_low 0.9 is above ci_high 0.1")])
+def test_results_json_with_an_inverted_interval_is_refused(tmp_path: Path, edit: dict[str, float], says: str) -> None:
+    """A negative stderr (an edited or foreign results.json) was read as is: inverted intervals in the table."""
+    import json
+
+    run = _run(tmp_path)
+    doc = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    doc["tasks"]["t"]["metrics"]["acc"].update(edit)
+    (run / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_local(run)
+    assert "not an evalmon results.json" in exc.value.one_line() and says in exc.value.one_line(), exc.value
+
+
 @pytest.mark.parametrize(("bound", "shown"), [("min_value: .nan", "nan"), ("max_value: .inf", "inf"),
                                               ("min_value: -.inf", "-inf")])
 def test_policy_bound_that_is_not_finite_is_refused_at_its_line(bound: str, shown: str) -> None:
