@@ -310,6 +310,17 @@ def compare_metric(name: str, metric: str, baseline: LoadedRun, candidate: Loade
         paired=paired, n=test.n, detail=test.detail, notes=notes)
 
 
+def _same_run(baseline: LoadedRun, candidate: LoadedRun) -> list[Issue]:
+    """One run on both sides (a CI step pointing --baseline and --candidate at the same folder, or a baseline
+    query that finds the candidate itself) compares nothing and would always pass: blocking. Adapters / models of
+    one many-variant run share its run id but not their model or adapter."""
+    a, b = baseline.describe(), candidate.describe()
+    if (a["run_id"], a["model"], a["adapter"]) != (b["run_id"], b["model"], b["adapter"]):
+        return []
+    return [Issue(scope="run", field="run_id", blocking=True, integrity=True, message=(
+        f"baseline {baseline.ref} and candidate {candidate.ref} are the same run ({a['run_id']}): nothing is compared"))]
+
+
 def compare(baseline: LoadedRun, candidate: LoadedRun, *, only: Iterable[str] | None = None,
             seed: int = DEFAULT_SEED, n_boot: int = DEFAULT_N_BOOT,
             n_boot_corpus: int = DEFAULT_N_BOOT_CORPUS, policy: GatePolicy | None = None) -> Comparison:
@@ -325,6 +336,7 @@ def compare(baseline: LoadedRun, candidate: LoadedRun, *, only: Iterable[str] | 
     names = list(dict.fromkeys(shared[k][0] for k in keys))
     checked = dict.fromkeys(m for n in names for m in ea[n][1] if m in eb[n][1])  # tasks behind groups too
     issues = integrity.check(baseline, candidate, [shared[k] for k in keys], policy)
+    issues += _same_run(baseline, candidate)
     issues += provenance_issues(baseline, candidate, checked)
     for run, side in ((baseline, "baseline"), (candidate, "candidate")):
         issues += [Issue(scope="run", field="samples", message=f"{side}: {n}") for n in run.notes]

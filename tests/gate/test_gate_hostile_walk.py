@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,6 @@ def test_top_level_validation_error_has_no_empty_location(tmp_path: Path) -> Non
                                             ({"ci_low": 0.9, "ci_high": 0.1}, "ci_low 0.9 is above ci_high 0.1")])
 def test_results_json_with_an_inverted_interval_is_refused(tmp_path: Path, edit: dict[str, float], says: str) -> None:
     """A negative stderr (an edited or foreign results.json) was read as is: inverted intervals in the table."""
-    import json
-
     run = _run(tmp_path)
     doc = json.loads((run / "results.json").read_text(encoding="utf-8"))
     doc["tasks"]["t"]["metrics"]["acc"].update(edit)
@@ -195,6 +194,9 @@ def test_new_files_next_to_the_runs_are_fine(tmp_path: Path) -> None:
     from evalmon.cli.gate import compare_cmd
 
     run = _run(tmp_path)
-    assert compare_cmd(str(run), str(run), fmt="md", tracking_uri=None, seed=1, n_boot=100,
+    other = _run(tmp_path / "b")  # same numbers, another folder
+    doc = json.loads((other / "results.json").read_text(encoding="utf-8"))
+    (other / "results.json").write_text(json.dumps({**doc, "run_id": "r2"}), encoding="utf-8")
+    assert compare_cmd(str(run), str(other), fmt="md", tracking_uri=None, seed=1, n_boot=100,
                        output=run / "compare.md") == 0
     assert (run / "compare.md").read_text(encoding="utf-8").startswith("## evalmon compare")

@@ -113,8 +113,12 @@ class Case:
     baseline: str = "base"  # or a candidate's name: that run is the baseline, the real run the candidate
 
 
+def _rerun(res: dict[str, Any], _: list[dict[str, Any]]) -> None:
+    res["run_id"] += "-rerun"  # the same numbers from another run (the very same run is not comparable)
+
+
 CASES: dict[str, Case] = {
-    "identical": Case(None, ()),
+    "identical": Case(_rerun, ()),
     "interrupted": Case(_interrupted, (("candidate", "status is 'interrupted', not 'finished'"),),
                         ("--allow-incomparable",)),  # data integrity, not provenance: not forgiven
     "missing_task": Case(_missing_task, (("lacks 1 of the 3 tasks", "truthfulqa_mc2"),)),
@@ -181,6 +185,8 @@ def gated(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, bench
     res["schema_version"] = SCHEMA_VERSION + 1
     (newer / "results.json").write_text(json.dumps(res), encoding="utf-8")
     procs["newer_schema"] = Background(root, "gate", "--baseline", base, "--candidate", newer, "--n-boot", "200")
+    procs["same_run"] = Background(root, "gate", "--baseline", base, "--candidate", _write_run(base, root / "runs" /
+                                   "copy", None), "--n-boot", "200")
     yield Gated(root, base, procs)
     for p in procs.values():
         p.stop()
@@ -206,6 +212,14 @@ def test_partial_or_corrupt_candidate_is_not_comparable(gated: Gated, name: str)
     verdict = json.loads((gated.root / "out" / f"{name}.json").read_text(encoding="utf-8"))
     assert verdict["status"] == "not_comparable" and verdict["exit_code"] == 2
     assert any(i["blocking"] and i["integrity"] for i in verdict["issues"])
+
+
+def test_the_same_run_on_both_sides_is_not_comparable(gated: Gated) -> None:
+    """A CI step whose --baseline and --candidate name one run (here a copy of its folder) compared nothing and
+    passed."""
+    proc = gated.result("same_run")
+    assert proc.returncode == 2, show(proc)
+    assert any("are the same run" in line for line in _reason_lines(proc)), show(proc)
 
 
 def test_identical_finished_candidate_passes(gated: Gated) -> None:
