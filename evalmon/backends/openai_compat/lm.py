@@ -31,6 +31,7 @@ from evalmon.core.errors import ModelError
 from evalmon.core.lm import EngineStats, GenRequest, LLRequest, LLResult, ModelFingerprint
 
 MAX_STOPS = 4  # OpenAI's limit on `stop`
+_MAX_LOGPROB = 1e-3  # above this a "log-probability" is no such thing (0 = certainty; the rest is rounding)
 _PROBE_PROMPT = "The capital of France is"
 _NO_LOGPROBS = ("server at {url} does not return prompt logprobs (echo+logprobs); loglikelihood tasks need a "
                 "server that does (vLLM, TGI…) — use generative tasks or the hf backend")
@@ -38,6 +39,10 @@ _NO_LOGPROBS = ("server at {url} does not return prompt logprobs (echo+logprobs)
 
 class _NoLogprobs(Refused):
     """The response has no prompt logprobs: the server does not support echo+logprobs."""
+
+
+class _BadLogprobs(Refused):
+    """The prompt logprobs are there but cannot be right (NaN, > 0, too few, …): not retried."""
 
 
 @dataclass
@@ -146,13 +151,13 @@ class OpenAICompatLM:
             text = choice["message"]["content"] if path == "/chat/completions" else choice["text"]
             if not isinstance(text, str | None):
                 raise TypeError("text is not a string")
-            return text or "", data.get("usage") or {}
+            return text or "", data.get("usage")
 
         text, usage = self.http.request("POST", path, payload, parse)
         with self._lock:
             self.last_gen_stats.rows += 1
-            self.last_gen_stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.last_gen_stats.generated_tokens += int(usage.get("completion_tokens") or 0)
+            self.last_gen_stats.prompt_tokens += _count(usage, "prompt_tokens") or 0
+            self.last_gen_stats.generated_tokens += _count(usage, "completion_tokens") or 0
         return cut_at_stops(text, r.until)
 
     def generate(self, reqs: Sequence[GenRequest], progress: Callable[[list[tuple[int, str]]], None] | None = None
@@ -207,16 +212,20 @@ class OpenAICompatLM:
 
         def parse(data: Any) -> tuple[list[float | None], list[Any], int]:
             choice = data["choices"][0]
-            usage = data.get("usage") or {}
             lps, tops, tokens, offsets = _prompt_logprobs(choice, 1)
-            total = n_prompt if n_prompt >= 0 else int(usage.get("prompt_tokens") or len(lps) - 1)
+            total = n_prompt if n_prompt >= 0 else (_count(data.get("usage"), "prompt_tokens") or len(lps) - 1)
             start = n_ctx if n_ctx >= 0 else _continuation_start(offsets, tokens, total, len(continuation))
+            _check_logprobs(lps, tops, start, total)
             return lps[start:total], tops[start:total], total
 
         try:
             lps, tops, total = self.http.request("POST", "/completions", payload, parse)
         except _NoLogprobs:
             raise ModelError(_NO_LOGPROBS.format(url=self.base_url)) from None
+        except _BadLogprobs as exc:
+            raise ModelError(f"server at {self.base_url} returned invalid prompt logprobs: {exc}",
+                             hint="the server's echo+logprobs output is broken for this model; finished requests "
+                                  "are cached — fix or replace the server, or use the hf backend") from None
         if any(lp is None for lp in lps):
             raise ModelError(f"{self.base_url}: the server gave no logprob for the first prompt token, which the "
                              "continuation of an empty context starts with",
@@ -261,7 +270,38 @@ def _prompt_logprobs(choice: dict[str, Any], min_len: int
         raise _NoLogprobs
     n = len(lp["token_logprobs"])
     tops = lp.get("top_logprobs") or [None] * n
-    return list(lp["token_logprobs"]), list(tops), list(lp.get("tokens") or []), list(lp.get("text_offset") or [])
+    if not isinstance(tops, list):
+        raise _BadLogprobs(f"top_logprobs is a {type(tops).__name__}, not a list")
+    return list(lp["token_logprobs"]), tops, list(lp.get("tokens") or []), list(lp.get("text_offset") or [])
+
+
+def _logprob_ok(value: Any) -> bool:
+    """A log-probability: a number ≤ 0 (a hair above for rounding), -inf allowed (probability 0), NaN not."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value <= _MAX_LOGPROB
+
+
+def _check_logprobs(lps: list[Any], tops: list[Any], start: int, total: int) -> None:
+    """Raise ``_BadLogprobs`` when prompt tokens ``start:total`` lack a usable logprob or top_logprobs entry."""
+    if len(lps) < total:
+        raise _BadLogprobs(f"{len(lps)} prompt logprobs for a {total}-token prompt")
+    if len(tops) < total:
+        raise _BadLogprobs(f"top_logprobs has {len(tops)} entries for a {total}-token prompt")
+    for i in range(start, total):
+        lp, top = lps[i], tops[i]
+        if lp is None and i > 0:
+            raise _BadLogprobs(f"no logprob (null) for prompt token {i}")
+        if lp is not None and not _logprob_ok(lp):
+            raise _BadLogprobs(f"token_logprobs[{i}] is {lp!r}, not a log-probability (a number ≤ 0)")
+        if top is not None and not (isinstance(top, dict) and all(_logprob_ok(v) for v in top.values())):
+            raise _BadLogprobs(f"top_logprobs[{i}] is {str(top)[:60]!r}, not a {{token: logprob}} object")
+
+
+def _count(usage: Any, key: str) -> int | None:
+    """A ``usage`` token count, or None when it is missing, negative or not a number."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or math.isinf(value):
+        return None
+    return int(value)
 
 
 def _continuation_start(offsets: list[int], tokens: list[str], n_prompt: int, cont_chars: int) -> int:
