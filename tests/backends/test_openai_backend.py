@@ -111,7 +111,7 @@ def canned(payload: dict[str, Any], text: str = "Paris.\n\nQ: next") -> dict[str
 
 class FakeServer:
     """POSTs consume ``script`` actions (then ``default``): ok | forward | 500 | 429 | malformed | hang | drop |
-    echo401 | logprobs. ``GET /models`` forwards upstream or lists one fake model. ``posts`` logs every POST."""
+    echo401 | logprobs | redirect | sse | trickle. ``GET /models`` forwards upstream or lists one fake model. ``posts`` logs every POST."""
 
     def __init__(self, upstream: str | None = None,
                  logprobs: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
@@ -148,6 +148,21 @@ class FakeServer:
                 if action == "drop":
                     self.close_connection = True
                     return self.connection.shutdown(2)
+                if action == "redirect":  # to another host
+                    return self._send(307, "", headers={"Location": "http://10.255.255.1:9/v1/completions"})
+                if action == "sse":  # a stream though none was asked for
+                    return self._send(200, f"data: {json.dumps(canned(body))}\n\ndata: [DONE]\n\n",
+                                      headers={"Content-Type": "text/event-stream"})
+                if action == "trickle":  # one byte per 0.2 s: no single read waits long, the whole does
+                    data = json.dumps(canned(body)).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    for b in data:
+                        self.wfile.write(bytes([b]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                    return None
                 reply = {"ok": (200, json.dumps(canned(body))), "500": (500, "Internal Server Error"),
                          "429": (429, '{"error": "rate limited"}'), "malformed": (200, '{"choices": [{"te'),
                          "echo401": (401, f"bad key {self.headers.get('Authorization')}")}
@@ -173,10 +188,10 @@ class FakeServer:
 
             def _send(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
                 data = text.encode()
+                headers = {"Content-Type": "application/json", **(headers or {})}
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
+                for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)

@@ -8,6 +8,7 @@ Uses the stdlib fault server of ``test_openai_backend`` (a real HTTP server on 1
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from test_openai_backend import FakeServer, canned, make_lm
 from evalmon.core.errors import ModelError
 from evalmon.core.lm import GenRequest, LLRequest
 from evalmon.harness.cache import ResponseCache
-from evalmon.harness.engine import run_loglikelihood
+from evalmon.harness.engine import run_generate, run_loglikelihood
 
 Tamper = Callable[[list[Any], list[Any]], tuple[list[Any], list[Any]]]
 
@@ -100,3 +101,32 @@ def test_usage_fields_never_break_generation_or_go_negative(fake: FakeServer) ->
     assert lm.generate([GenRequest(f"q{i}") for i in range(4)]) == ["yes"] * 4
     assert (lm.last_gen_stats.prompt_tokens, lm.last_gen_stats.generated_tokens) == (7, 2)
     assert fake.paths("/completions") == 4
+
+
+def test_redirect_is_a_one_line_error_not_followed_nor_retried(fake: FakeServer) -> None:
+    fake.default = "redirect"
+    with pytest.raises(ModelError) as info:
+        make_lm(fake.url).generate([GenRequest("hi")])
+    msg = str(info.value)
+    assert "HTTP 307 redirect to http://10.255.255.1:9/v1/completions" in msg and "model.base_url" in msg, msg
+    assert fake.paths("/completions") == 1 and info.value.exit_code == 2
+
+
+def test_stream_when_none_was_asked_is_named(fake: FakeServer) -> None:
+    fake.default = "sse"
+    with pytest.raises(ModelError) as info:
+        make_lm(fake.url, mode="chat").generate([GenRequest("hi")])
+    assert "event stream" in str(info.value) and fake.paths("/chat/completions") == 1
+
+
+def test_timeout_s_bounds_a_response_that_trickles_in(fake: FakeServer, tmp_path: Path) -> None:
+    """httpx's timeout is per read: a body arriving a byte at a time never tripped it (the run hung)."""
+    lm = make_lm(fake.url, timeout_s=0.6, max_retries=1, concurrency=1, mode="completions")
+    fake.script = ["ok", "trickle", "trickle"]
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    reqs = [GenRequest("fast"), GenRequest("slow")]
+    t0 = time.monotonic()
+    with pytest.raises(ModelError, match=r"failed after 2 attempts: no response within timeout_s=0\.6"):
+        run_generate(lm, reqs, cache)
+    assert time.monotonic() - t0 < 5.0  # the body alone takes > 20 s
+    assert len(cache.get_texts(lm.fingerprint.cache_key(), [r.key() for r in reqs])) == 1  # the finished one kept

@@ -2,7 +2,8 @@
 the worker pool that runs requests ``concurrency`` at a time. Knows nothing about requests' meaning.
 
 * 429/5xx/connection errors/timeouts/malformed JSON are retried ``max_retries`` times (tenacity) with exponential
-  backoff and jitter (``Retry-After`` honoured); 4xx → one-line ``ModelError`` with a hint per status;
+  backoff and jitter (``Retry-After`` honoured); 4xx, a redirect (never followed) or an event stream nobody
+  asked for → one-line ``ModelError`` with a hint; ``timeout_s`` bounds each whole response;
 * the API key is read from the variable named by ``api_key_env`` and only ever sent in the ``Authorization``
   header; server text quoted in errors has it redacted;
 * ``map`` reports each finished request at once (so the runner's cache keeps partial progress) and the first
@@ -11,6 +12,7 @@ the worker pool that runs requests ``concurrency`` at a time. Knows nothing abou
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import random
@@ -119,28 +121,50 @@ class ApiClient:
 
     def _attempt(self, method: str, url: str, payload: dict[str, Any] | None, parse: Callable[[Any], T]) -> T:
         try:
-            resp = self._client.request(method, url, json=payload)
+            status, headers, raw = self._exchange(method, url, payload)
         except httpx.TimeoutException:
             raise Retryable(f"no response within timeout_s={self.cfg.timeout_s:g}") from None
         except httpx.TransportError as exc:
             raise Retryable(f"connection failed ({type(exc).__name__}: {self.redact(str(exc))[:200]})") from None
-        body = self.redact(resp.text)[:300]
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise Retryable(f"HTTP {resp.status_code}: {body}", _retry_after(resp.headers.get("retry-after")))
-        if resp.status_code == 404 and urlsplit(url).path.endswith("/models"):
+        body = self.redact(raw.decode("utf-8", errors="replace"))[:300]
+        if status == 429 or status >= 500:
+            raise Retryable(f"HTTP {status}: {body}", _retry_after(headers.get("retry-after")))
+        if status == 404 and urlsplit(url).path.endswith("/models"):
             raise EndpointMissing
-        if resp.status_code >= 400:
+        if 300 <= status < 400:  # not followed: the Authorization header would go wherever it points
+            where = self.redact(headers.get("location") or "(no Location header)")
+            raise ModelError(f"{method} {url}: HTTP {status} redirect to {where}",
+                             hint="set model.base_url to the URL the server redirects to (evalmon does not follow "
+                                  "redirects, so the API key never goes to another host)")
+        if status >= 400:
             hint = {401: "the server wants a valid API key: set model.api_key_env to the variable holding it",
                     403: "the key in model.api_key_env is not allowed to use this model",
                     404: "check model.base_url (the API root, usually ending in /v1) and model.model"
-                    }.get(resp.status_code, "the server rejected the request")
-            raise ModelError(f"{method} {url}: HTTP {resp.status_code}: {body}", hint=hint)
+                    }.get(status, "the server rejected the request")
+            raise ModelError(f"{method} {url}: HTTP {status}: {body}", hint=hint)
+        if headers.get("content-type", "").startswith("text/event-stream") or body.lstrip().startswith("data:"):
+            raise ModelError(f"{method} {url}: the server answered with an event stream (SSE), but evalmon asked "
+                             f"for one JSON response (no stream: true): {body[:80]!r}",
+                             hint="turn off forced streaming on the server or the proxy in front of it")
         try:
-            return parse(resp.json())
+            return parse(json.loads(raw))
         except Refused:
             raise
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise Retryable(f"malformed response (not the expected JSON): {body[:120]!r}") from None
+
+    def _exchange(self, method: str, url: str, payload: dict[str, Any] | None
+                  ) -> tuple[int, httpx.Headers, bytes]:
+        """Status, headers and body of one call; ``timeout_s`` bounds the whole answer, not only each read
+        (httpx's timeout is per read: a body trickling in a byte at a time would never trip it)."""
+        deadline = time.monotonic() + self.cfg.timeout_s
+        with self._client.stream(method, url, json=payload) as resp:
+            chunks: list[bytes] = []
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("response body past timeout_s")
+            return resp.status_code, resp.headers, b"".join(chunks)
 
     def map(self, n: int, one: Callable[[int], T], progress: Callable[[list[tuple[int, T]]], None] | None
              ) -> list[T]:
