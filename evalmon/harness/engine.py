@@ -3,12 +3,14 @@
 One routine does the bookkeeping for all four request types (``LLRequest``, ``RollingRequest``,
 ``GenRequest``, ``TranscribeRequest``): identical requests are computed once, cached ones not at all, and
 every batch the backend reports is committed to the cache before the next starts — an interrupt loses at
-most one batch. ``advance(n)`` reports progress in requests (duplicates included). What a backend can
+most one batch. A NaN score (an overflowed forward, NaN weights) stops the run as a ``ModelError`` after the
+batch's finite scores are cached: it is neither scored as a wrong answer nor stored. ``advance(n)`` reports progress in requests (duplicates included). What a backend can
 answer is its declared ``capabilities``; ``require`` turns a gap into one line before anything runs.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -71,6 +73,15 @@ _SCORES = _Store(lambda c, m, k: c.get_many(m, k), lambda c, m, items: c.put_man
 _TEXTS = _Store(lambda c, m, k: c.get_texts(m, k), lambda c, m, items: c.put_texts(m, items))
 
 
+def _nan_error(lm: LM, n_bad: int, n_batch: int) -> ModelError:
+    fp = lm.fingerprint
+    return ModelError(f"model {fp.model} ({fp.backend}, {fp.dtype}): the loglikelihood is NaN for {n_bad} of "
+                      f"{n_batch} request{'s' * (n_batch > 1)} — the forward pass overflowed or the weights hold "
+                      "NaN", hint=("check the checkpoint's weights" if fp.dtype == "float32" else
+                                   "use dtype: float32 (half precision overflows easily) or check the checkpoint")
+                      + "; finished requests are cached — rerun to resume")
+
+
 def _run_cached(
     lm: LM,
     requests: Sequence[Any],
@@ -100,11 +111,15 @@ def _run_cached(
 
     def on_batch(done: list[tuple[int, Any]]) -> None:
         items = [(todo_keys[i], res) for i, res in done]
+        bad = [k for k, res in items if isinstance(res, LLResult) and math.isnan(res.logprob)]
+        items = [(k, res) for k, res in items if k not in bad]  # what is right is kept, in the cache too
         have.update(items)
         if cache:
             store.put(cache, model_key, [(k, res) for k, res in items if cacheable(unique[k])])
         if advance:
             advance(sum(multiplicity[k] for k, _ in items))
+        if bad:
+            raise _nan_error(lm, len(bad), len(done))
 
     if todo_keys:
         compute([unique[k] for k in todo_keys], progress=on_batch)
