@@ -82,7 +82,13 @@ def read_segments(path: str | Path, what: str = "file") -> tuple[list[str], list
 
 
 def paired_segments(hyp: str | Path, ref: str | Path) -> tuple[list[str], list[str], list[str]]:
-    """(ids, hypotheses, references); two folders pair by file stem (a stem on one side only: DataError)."""
+    """(ids, hypotheses, references); two folders pair by file stem (a stem on one side only: DataError). A folder
+    against a file is refused: its transcripts would pair with the file's lines by sorted name, not by name."""
+    if Path(hyp).is_dir() != Path(ref).is_dir():
+        folder, other = (hyp, ref) if Path(hyp).is_dir() else (ref, hyp)
+        raise DataError(f"{folder} is a folder of transcripts but {other} is a file: they would pair by position "
+                        "(sorted file names against lines), not by recording",
+                        hint="give two folders (paired by file stem) or two files (paired by line)")
     hyp_ids, hyps = read_segments(hyp, "--hyp")
     ref_ids, refs = read_segments(ref, "--ref")
     if Path(hyp).is_dir() and Path(ref).is_dir():

@@ -106,6 +106,12 @@ def test_asr_text_and_bad_input(tmp_path: Path) -> None:
         build_task("asr_text", TaskOptions(base_dir=tmp_path, extra={**opts, "references": "short.txt"}))
     with pytest.raises(DataError, match=r"empty.txt has only empty lines"):
         build_task("asr_text", TaskOptions(base_dir=tmp_path, extra={**opts, "references": "empty.txt"}))
+    # a folder against a line file paired by sorted file name ↔ line number: b.txt's transcript met line 1
+    (tmp_path / "hyps").mkdir()
+    (tmp_path / "hyps" / "b.txt").write_text("on a mat\n")
+    (tmp_path / "hyps" / "a.txt").write_text("the cat sat\n")
+    with pytest.raises(DataError, match=r"hyps is a folder of transcripts but .*ref.txt is a file"):
+        build_task("asr_text", TaskOptions(base_dir=tmp_path, extra={**opts, "hypotheses": "hyps"}))
 
 
 @pytest.mark.accuracy  # published vendor WER on real earnings calls
