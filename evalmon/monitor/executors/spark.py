@@ -33,7 +33,7 @@ from evalmon.checkpoints.heartbeat import heartbeat
 from evalmon.core.errors import DataError
 from evalmon.monitor.executors.local import LocalExecutor, WindowSink
 from evalmon.monitor.executors.spark_reads import native_source
-from evalmon.monitor.executors.spark_session import session
+from evalmon.monitor.executors.spark_session import collect, session
 from evalmon.monitor.executors.spark_tasks import INPUT_SCHEMA, OUTPUT_SCHEMA, CellResult, Job, task
 from evalmon.monitor.pipeline import BASIS_ROWS, Context, Ingested, fit, run_params
 from evalmon.monitor.sources.base import partitions_of
@@ -142,7 +142,8 @@ class SparkExecutor(LocalExecutor):
     def _python_rows(self, job: Job, cells: list[tuple[int, int, str]]) -> list[Any]:
         """Each cell read by the source's own reader inside its task (one cell per Spark partition)."""
         rdd = self.spark.sparkContext.parallelize(cells, len(cells))
-        return list(self.spark.createDataFrame(rdd, INPUT_SCHEMA).mapInPandas(task(job), OUTPUT_SCHEMA).collect())
+        return collect(self.spark.createDataFrame(rdd, INPUT_SCHEMA).mapInPandas(task(job), OUTPUT_SCHEMA),
+                       f"{job.mode} pass")
 
     def _native_rows(self, job: Job, windows: list[Window], cells: list[tuple[int, int, str]]) -> list[Any]:
         """One ``spark.read`` of the chunk's time range, grouped by file; cells it found no row for are read
@@ -173,7 +174,8 @@ class SparkExecutor(LocalExecutor):
         if frame is not None:
             native = native_job(self.spark, self.source, cells)
             native.ltz = tuple(c for c, kind in frame.dtypes if kind == "timestamp")
-            rows = list(frame.groupBy(FILE_COL).applyInPandas(grouped_task(job, native), OUTPUT_SCHEMA).collect())
+            rows = collect(frame.groupBy(FILE_COL).applyInPandas(grouped_task(job, native), OUTPUT_SCHEMA),
+                           f"{job.mode} pass, spark.read.parquet")
         found = {int(r.cell) for r in rows}
         missing = [c for c in cells if c[0] not in found]
         return rows + (self._python_rows(job, missing) if missing else [])

@@ -105,6 +105,11 @@ def parquet_frame(spark: Any, source: Any, lo: pd.Timestamp, hi: pd.Timestamp) -
     p = Path(source.path).expanduser()
     p = p if p.is_absolute() else source.base_dir / p
     paths = [str(p)] if p.is_dir() else [str(f) for f in expand_paths(source.path, source.base_dir, (".parquet",))]
+    other = other_types(dataset)  # read by the source's reader in their tasks (their cells get no row here)
+    if other:
+        paths = [f.path for f in dataset.get_fragments() if f.path not in other]
+        if not paths:
+            return None, None
     reader = spark.read.option("basePath", str(p)) if p.is_dir() else spark.read
     try:
         df = reader.parquet(*paths)
@@ -130,6 +135,36 @@ def parquet_frame(spark: Any, source: Any, lo: pd.Timestamp, hi: pd.Timestamp) -
             (ts >= F.lit(lo.to_pydatetime())) & (ts < F.lit(hi.to_pydatetime())))
         cond = keep if cond is None else cond & keep
     return (df if cond is None else df.filter(cond)), schema
+
+
+_TYPES: dict[tuple[str, float, int, str], bool] = {}  # (file, mtime, size, dataset schema) → types differ
+
+
+def other_types(dataset: Any) -> set[str]:
+    """The dataset's files whose own Parquet schema gives a column of the dataset's schema another type (an
+    ``int64`` latency in a ``double`` dataset, nanosecond times): the local reader casts them to the dataset's
+    schema, ``spark.read.parquet`` fails on them (``PARQUET_COLUMN_DATA_TYPE_MISMATCH``). Footers only, each
+    read once per process."""
+    import os
+
+    schema, key = dataset.schema, dataset.schema.to_string()
+    out: set[str] = set()
+    for frag in dataset.get_fragments():
+        try:
+            st = os.stat(frag.path)
+            k = (frag.path, st.st_mtime, st.st_size, key)
+        except OSError:
+            k = (frag.path, 0.0, -1, key)
+        if k not in _TYPES:
+            try:
+                phys = frag.physical_schema
+                _TYPES[k] = any(schema.get_field_index(f.name) >= 0
+                                and not f.type.equals(schema.field(f.name).type) for f in phys)
+            except Exception:  # an unreadable footer: the source's reader reports it as it does locally
+                _TYPES[k] = True
+        if _TYPES[k]:
+            out.add(frag.path)
+    return out
 
 
 def _table(pdf: pd.DataFrame, native: NativeJob) -> Any:

@@ -127,8 +127,10 @@ def line_rows(spark: Any, source: Any, job: Job, cells: list[tuple[int, int, str
         # the driver's indexes (partitions): the source's name of each file and its arrival offset
         offsets = {str(f.absolute()): (str(f), offset) for f, _, offset in source._indexed()}
         frame = lines_frame(spark, sorted(by_file))
-        rows = list(frame.groupBy(FILE_COL).applyInPandas(lines_task(job, by_file, offsets), OUTPUT_SCHEMA)
-                    .collect())
+        from evalmon.monitor.executors.spark_session import collect
+
+        rows = collect(frame.groupBy(FILE_COL).applyInPandas(lines_task(job, by_file, offsets), OUTPUT_SCHEMA),
+                       f"{job.mode} pass, spark.read.text")
     found = {int(r.cell) for r in rows}
     missing = [c for c in cells if c[0] not in found]
     return rows + (python_rows(job, missing) if missing else [])

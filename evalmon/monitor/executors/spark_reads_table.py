@@ -73,15 +73,10 @@ def table_rows(spark: Any, source: SparkTableSource, job: Job, windows: list[Win
                    for cell, w in cell_window.items()]
     df = df.withColumn(CELL_COL, F.explode(F.array(*targets))).filter(F.col(CELL_COL).isNotNull())
     df, instants = source.as_micros(df)
-    try:
-        rows = list(df.groupBy(CELL_COL).applyInPandas(table_task(job, cell_window, instants), OUTPUT_SCHEMA)
-                    .collect())
-    except Exception as exc:  # a failing scan (a JDBC error, missing files): one line
-        from evalmon.core.errors import DataError
+    from evalmon.monitor.executors.spark_session import collect
 
-        text = str(exc).strip()
-        raise DataError(f"source {source.name!r}: Spark read failed: {text.splitlines()[0] if text else exc}") \
-            from None
+    rows = collect(df.groupBy(CELL_COL).applyInPandas(table_task(job, cell_window, instants), OUTPUT_SCHEMA),
+                   f"source {source.name!r}, {job.mode} pass")
     found = {int(r.cell) for r in rows}
     empty: list[CellResult] = [cell_result(job, cell, Ingested(source.name, empty_frame()), time.perf_counter())
                                for cell in cell_window if cell not in found]
