@@ -92,7 +92,8 @@ def chisquare_p(reference: dict[str, int], current: dict[str, int]) -> float:
     f_obs = np.array([current.get(k, 0) for k in keys], float)
     if not math.isclose(f_exp.sum(), f_obs.sum(), rel_tol=1e-8):  # nulls on one side only: scipy refuses
         f_exp = f_exp * (f_obs.sum() / f_exp.sum()) if f_exp.sum() else f_exp
-    return float(chisquare(f_obs, f_exp)[1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a category absent from the reference: inf, p = 0
+        return float(chisquare(f_obs, f_exp)[1])
 
 
 PREFIX = "drift_hist"  # window metrics ``drift_hist/<stat>/<column>`` (usable in alert rules)

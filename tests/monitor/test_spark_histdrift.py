@@ -86,3 +86,15 @@ def test_window_drift_from_reference_rows_equals_merged_summaries() -> None:
     only_x = window_drift(ref[["x"]], _merged(cur, spec))
     assert sorted(only_x) == ["drift_hist/jensenshannon/x", "drift_hist/psi/x", "drift_hist/wasserstein/x"]
     assert only_x["drift_hist/psi/x"] == pytest.approx(want["drift_hist/psi/x"], rel=1e-9)
+
+
+def test_a_category_new_in_the_window_is_p_zero_without_a_warning() -> None:
+    """scipy divides by the reference's zero count: a RuntimeWarning per window on stderr under Spark (locally
+    another import had silenced it)."""
+    import warnings
+
+    from evalmon.monitor.histdrift import chisquare_p
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert chisquare_p({"a": 10, "b": 0}, {"a": 5, "b": 5}) == 0.0
