@@ -161,3 +161,28 @@ def test_models_suite_equals_separate_runs(ray_cluster: Any, tiny_checkpoint: Pa
             assert all(t.timing.computed > 0 for t in got.tasks.values())  # a fresh cache: computed here
         assert resolve_run(f"{root}#b").result.run_id == f"{run.run_id}#b"
         assert resolve_run(f"{root}#a").result.run_id == run.run_id
+
+
+def test_a_replica_that_dies_fails_the_run(ray_cluster: Any, tiny_checkpoint: Path, benchmarks_dir: Path,
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica killed after the fleet started (out of memory, a lost node): the run stops with one line naming
+    the dead replica and is recorded as failed with the tasks it finished only — never ``finished`` with
+    documents missing."""
+    from evalmon.core.errors import ModelError
+    from evalmon.harness.fleet import load_fleet
+    from evalmon.harness.run import run_suite
+
+    monkeypatch.setenv("EVALMON_CACHE_DIR", str(tmp_path / "evalmon-cache"))
+    cfg = apply_overrides(_models_suite(tmp_path, "dies", {"a": tiny_checkpoint}, benchmarks_dir), executor="ray",
+                          replicas=2)
+    fleet = load_fleet(cfg.model, cfg.replicas)
+    ray_cluster.kill(fleet._fleet.actors[1])
+    try:
+        with pytest.raises(ModelError, match="a model replica died"):
+            run_suite(cfg, lm=fleet)
+    finally:
+        fleet.close_fleet()
+    (run_dir,) = [d for d in (tmp_path / "reports").iterdir() if d.is_dir()]
+    saved = RunResult.load(run_dir)
+    assert saved.status == "failed" and "replica died" in (saved.error or ""), saved.error
+    assert "hellaswag" not in saved.tasks  # the task the dead replica was to answer is not reported as done
