@@ -394,8 +394,22 @@ def _span_pair(df: pd.DataFrame) -> tuple[str, str] | None:
 def normalize_records(records: Sequence[Mapping[str, Any]], **kwargs: Any) -> Normalized:
     """Dict records (JSON lines, trace dicts) → canonical; nested dicts are flattened first."""
     flat = [flatten(r) if any(isinstance(v, dict) for v in r.values()) else r for r in records]
-    df = pd.DataFrame.from_records(flat, index=range(len(flat))) if flat else pd.DataFrame()  # `{}` is a row too
+    try:
+        df = pd.DataFrame.from_records(flat, index=range(len(flat))) if flat else pd.DataFrame()  # `{}` is a row too
+    except OverflowError:  # a JSON integer no float holds (401 digits): pandas cannot build the column
+        flat = [{k: _float_or_text(v) for k, v in r.items()} for r in flat]
+        df = pd.DataFrame.from_records(flat, index=range(len(flat)))
     return normalize_frame(df, **kwargs)
+
+
+def _float_or_text(value: Any) -> Any:
+    """An int beyond float's range becomes its digits (a wrong type where a number is due); the rest as is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return str(value)
+    return value
 
 
 def empty_frame() -> pd.DataFrame:

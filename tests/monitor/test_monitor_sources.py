@@ -291,3 +291,16 @@ def test_mlflow_traces_read_back_with_trace_ids_and_windows(tmp_path: Path) -> N
     assert win.iloc[0]["contexts"] == ["passage a", "passage b"]
     with pytest.raises(DataError, match="experiment 'nope' not found"):
         build_source({"kind": "mlflow_traces", "tracking_uri": uri, "experiment": "nope"}).read()
+
+
+def test_an_integer_beyond_any_float_is_a_wrong_type_not_an_internal_error(tmp_path: Path) -> None:
+    """JSON integers have no size limit: ``latency_ms: 1e400`` written as 401 digits made pandas raise
+    OverflowError while building the frame (``internal error`` for the whole file). It is one bad field."""
+    ok = {"timestamp": "2026-11-01T00:10:00Z", "prompt": "p", "response": "r", "latency_ms": 5}
+    huge = "1" + "0" * 400
+    path = _jsonl(tmp_path / "t.jsonl", [ok, json.dumps({**ok, "latency_ms": 0}).replace(": 0}", f": {huge}}}"),
+                                         json.dumps({**ok, "extra": 0}).replace(": 0}", f": -{huge}}}")])
+    batch = build_source({"kind": "jsonl", "path": str(path)}).read()
+    assert len(batch.frame) == 2 and batch.frame["latency_ms"].tolist() == [5.0, 5.0]
+    assert [q.reason for q in batch.quarantined] == [f"wrong type for latency_ms: {huge[:40]}"]
+    assert batch.quarantined[0].location == "line 2"
