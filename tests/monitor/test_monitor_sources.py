@@ -304,3 +304,30 @@ def test_an_integer_beyond_any_float_is_a_wrong_type_not_an_internal_error(tmp_p
     assert len(batch.frame) == 2 and batch.frame["latency_ms"].tolist() == [5.0, 5.0]
     assert [q.reason for q in batch.quarantined] == [f"wrong type for latency_ms: {huge[:40]}"]
     assert batch.quarantined[0].location == "line 2"
+
+
+def test_parquet_partitions_that_disagree_on_types_are_each_read_by_their_own_schema(tmp_path: Path) -> None:
+    """A folder whose later ``dt=`` partition logs the time as epoch ms and latency as text (one of them
+    ``"slow"``) and lacks ``model``: each file is normalised on its own (the bad latency quarantined), not cast
+    to the first file's schema — that was ``internal error: ArrowNotImplementedError`` (timestamp vs int64),
+    or a DataError for the whole folder (string → double)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    times = pd.to_datetime(["2026-11-01T22:10Z", "2026-11-01T23:20Z", "2026-11-02T00:10Z", "2026-11-02T01:30Z",
+                            "2026-11-02T01:40Z"], utc=True)
+    day1 = pd.DataFrame({"timestamp": times[:2], "model": "m", "prompt": "p", "response": "r",
+                         "latency_ms": [1.0, 2.0]})
+    day2 = pd.DataFrame({"timestamp": times[2:].astype("int64") // 10**6, "prompt": "p", "response": "r",
+                         "latency_ms": ["3", "slow", "5.5"], "input_tokens": [1.5, 2.0, 3.0]})
+    for day, frame in (("2026-11-01", day1), ("2026-11-02", day2)):
+        (tmp_path / "pq" / f"dt={day}").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "pq" / f"dt={day}" / "p.parquet")
+    src = build_source({"kind": "parquet", "path": str(tmp_path / "pq")})
+    whole = src.read()
+    assert whole.frame["timestamp"].tolist() == [times[0], times[1], times[2], times[4]]
+    assert whole.frame["latency_ms"].tolist() == [1.0, 2.0, 3.0, 5.5]
+    assert [q.reason for q in whole.quarantined] == ["wrong type for latency_ms: slow"]
+    lo, hi = pd.Timestamp("2026-11-02T01:00Z"), pd.Timestamp("2026-11-02T02:00Z")
+    parts = [src.read_partition(p, lo, hi) for p in src.partitions(lo, hi)]  # type: ignore[attr-defined]
+    assert sum(len(b.frame) for b in parts) == 1 and sum(len(b.quarantined) for b in parts) == 1

@@ -107,21 +107,46 @@ class ParquetSource:
                                keep=self.keep, strict_columns=True, plausible=self.plausible,
                                arrival_offset=arrival_offset)
 
-    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
+    def _pruned(self, dataset: Any, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> list[Any]:
+        """The fragments whose partition can hold rows of [lo, hi) (the partition column's filter only: the
+        timestamp's type is each file's own)."""
         import pyarrow as pa
 
+        names = dataset.schema.names
+        keys = pa.schema([dataset.schema.field(self.partition_column)] if self.partition_column in names else [])
+        expr, _ = self._filter(keys, lo, hi)
+        return list(dataset.get_fragments(filter=expr))
+
+    def _fragment_table(self, dataset: Any, fragment: Any, lo: pd.Timestamp | None,
+                        hi: pd.Timestamp | None) -> tuple[Any, str | None]:
+        """One file's rows of [lo, hi) read by its own schema (+ the partition column): partitions may disagree
+        on a column's type (epoch ms beside a Parquet timestamp, latency as text), which the normaliser handles
+        row by row; a cast to the dataset's (first file's) schema failed for the whole folder."""
+        import pyarrow as pa
+
+        schema = fragment.physical_schema
+        part = self.partition_column
+        if part in dataset.schema.names and part not in schema.names:
+            schema = schema.append(dataset.schema.field(part))
+        expr, part_col = self._filter(schema, lo, hi)
+        try:
+            return fragment.to_table(schema=schema, filter=expr), part_col
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read Parquet file {fragment.path}: {exc}") from exc
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> SourceBatch:
         lo, hi = check_window(start, end)
         dataset = self._dataset()
         if dataset is None:
             return merge([], start, end, {"files": 0, "source": self.name})
-        expr, part_col = self._filter(dataset.schema, lo, hi)
-        fragments = list(dataset.get_fragments(filter=expr))
-        try:
-            table = dataset.to_table(filter=expr)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DataError(f"cannot read Parquet dataset {self.path}: {exc}") from exc
-        return merge([Part(name=str(self.path), norm=self._normalize(table, part_col))], start, end,
-                     {"files": len(fragments), "source": self.name})
+        ordinal = {f.path: i for i, f in enumerate(dataset.get_fragments())}
+        fragments = self._pruned(dataset, lo, hi)
+        parts = []
+        for fragment in fragments:
+            table, part_col = self._fragment_table(dataset, fragment, lo, hi)
+            parts.append(Part(name=fragment.path,
+                              norm=self._normalize(table, part_col, arrival_offset=ordinal[fragment.path] << 32)))
+        return merge(parts, start, end, {"files": len(fragments), "source": self.name})
 
     def partitions(self, start: datetime | None, end: datetime | None) -> list[str]:
         """The fragments (files) the partition filter keeps for [start, end)."""
@@ -129,14 +154,11 @@ class ParquetSource:
         dataset = self._dataset()
         if dataset is None:
             return []
-        expr, _ = self._filter(dataset.schema, lo, hi)
-        return [f.path for f in dataset.get_fragments(filter=expr)]
+        return [f.path for f in self._pruned(dataset, lo, hi)]
 
     def read_partition(self, partition: str, start: datetime | None, end: datetime | None) -> SourceBatch:
         """One fragment's rows of [start, end), the time filter pushed into its scan; ``arrival`` is offset by
         the fragment's position in the dataset so fragments keep the order a whole read gives them."""
-        import pyarrow as pa
-
         lo, hi = check_window(start, end)
         dataset = self._dataset()
         fragments = list(dataset.get_fragments()) if dataset is not None else []
@@ -145,11 +167,7 @@ class ParquetSource:
             raise DataError(f"Parquet file {partition} disappeared during the run",
                             hint="keep the dataset's files in place while a monitor run reads them")
         ordinal, fragment = found[0]
-        expr, part_col = self._filter(dataset.schema, lo, hi)
-        try:
-            table = fragment.to_table(schema=dataset.schema, filter=expr)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DataError(f"cannot read Parquet file {partition}: {exc}") from exc
+        table, part_col = self._fragment_table(dataset, fragment, lo, hi)
         norm = self._normalize(table, part_col, arrival_offset=ordinal << 32)
         return merge([Part(name=partition, norm=norm)], start, end, {"files": 1, "source": self.name,
                                                                      "partition": partition})
