@@ -296,7 +296,8 @@ def _normalize_frame(df: pd.DataFrame, *, source: str, locations: Sequence[str] 
             raw = _coalesce(df, resolved[canon])
             nums = pd.to_numeric(raw.map(lambda v: None if isinstance(v, bool) else v), errors="coerce")
             bad = raw.notna() & ~np.isfinite(nums)  # "NaN", "abc", JSON Infinity/-Infinity: not a measurement
-            flag(bad, f"wrong type for {canon}: " + raw.astype(str).str.slice(0, 40))
+            # str(), not astype(str): that decodes a bytes value (a SQLite BLOB) as UTF-8 and raises
+            flag(bad, f"wrong type for {canon}: " + raw.map(str).str.slice(0, 40))
             out[canon] = nums.astype("float64")
         else:
             out[canon] = np.nan

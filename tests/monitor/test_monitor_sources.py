@@ -331,3 +331,21 @@ def test_parquet_partitions_that_disagree_on_types_are_each_read_by_their_own_sc
     lo, hi = pd.Timestamp("2026-11-02T01:00Z"), pd.Timestamp("2026-11-02T02:00Z")
     parts = [src.read_partition(p, lo, hi) for p in src.partitions(lo, hi)]  # type: ignore[attr-defined]
     assert sum(len(b.frame) for b in parts) == 1 and sum(len(b.quarantined) for b in parts) == 1
+
+
+def test_sqlite_blobs_in_a_number_or_text_column_are_wrong_types(tmp_path: Path) -> None:
+    """SQLite stores whatever it is given: a BLOB (``X'00ff'``) in ``input_tokens`` made the wrong-type message
+    decode the bytes as UTF-8 — ``internal error: UnicodeDecodeError`` for the whole table."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "t.db")
+    con.execute("CREATE TABLE traffic (timestamp TEXT, prompt TEXT, response TEXT, input_tokens INTEGER)")
+    con.executemany("INSERT INTO traffic VALUES (?, ?, ?, ?)", [
+        ("2026-11-01T00:10:00Z", "p", "r", 3), ("2026-11-01T00:20:00Z", "p", "r", b"\x00\xff"),
+        ("2026-11-01T00:30:00Z", b"\xff\xfeA", "r", 4)])
+    con.commit()
+    con.close()
+    batch = build_source({"kind": "sql", "url": f"sqlite:///{tmp_path / 't.db'}", "table": "traffic"}).read()
+    assert batch.frame["input_tokens"].tolist() == [3.0, 4.0]
+    assert batch.frame["prompt"].tolist() == ["p", "\ufffd\ufffdA"]  # a text BLOB: decoded, bad bytes replaced
+    assert [q.reason for q in batch.quarantined] == ["wrong type for input_tokens: b'\\x00\\xff'"]
