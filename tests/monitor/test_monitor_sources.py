@@ -349,3 +349,26 @@ def test_sqlite_blobs_in_a_number_or_text_column_are_wrong_types(tmp_path: Path)
     assert batch.frame["input_tokens"].tolist() == [3.0, 4.0]
     assert batch.frame["prompt"].tolist() == ["p", "\ufffd\ufffdA"]  # a text BLOB: decoded, bad bytes replaced
     assert [q.reason for q in batch.quarantined] == ["wrong type for input_tokens: b'\\x00\\xff'"]
+
+
+def test_sqlite_text_that_is_not_utf8_is_replaced_and_counted_not_fatal_for_the_table(tmp_path: Path) -> None:
+    """One TEXT value with a byte that is not UTF-8 (``CAST(X'66ff6f' AS TEXT)``: a latin-1 logger) made sqlite3
+    raise for the whole read — exit 2 "Could not decode to UTF-8 column 'prompt'", every other row lost with it.
+    It is kept with U+FFFD in place of the byte and counted, as a lone surrogate in JSON is."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "t.db")
+    con.execute("CREATE TABLE traffic (timestamp TEXT, prompt TEXT, response TEXT)")
+    con.execute("INSERT INTO traffic VALUES ('2026-11-01T00:10:00Z', 'p', 'r'), "
+                "('2026-11-01T00:20:00Z', CAST(X'66ff6f' AS TEXT), 'r'), ('2026-11-01T00:30:00Z', 'q', 'r')")
+    con.commit()
+    con.close()
+    batch = build_source({"kind": "sql", "url": f"sqlite:///{tmp_path / 't.db'}", "table": "traffic"}).read()
+    assert batch.frame["prompt"].tolist() == ["p", "f\ufffdo", "q"] and batch.quarantined == []
+    assert batch.stats["invalid_unicode_replaced"] == 1
+    con = sqlite3.connect(tmp_path / "t.db")
+    con.execute("DELETE FROM traffic")
+    con.commit()
+    con.close()
+    empty = build_source({"kind": "sql", "url": f"sqlite:///{tmp_path / 't.db'}", "table": "traffic"}).read()
+    assert len(empty.frame) == 0 and empty.stats["invalid_unicode_replaced"] == 0

@@ -70,6 +70,7 @@ class SqlSource:
         self.keep = list(keep)
         self.plausible = plausible or Plausible()
         self._engine: Any = None
+        self._replaced = 0  # SQLite text values that were not UTF-8 (see ``_lenient_text``)
 
     def _connect(self) -> Any:
         import sqlalchemy as sa
@@ -79,7 +80,21 @@ class SqlSource:
                 self._engine = sa.create_engine(self.url)
             except Exception as exc:  # bad URL / missing driver
                 raise DataError(f"cannot open SQL source {_safe_url(self.url)}: {type(exc).__name__}: {exc}") from exc
+            if self._engine.dialect.driver == "pysqlite":
+                sa.event.listen(self._engine, "connect", self._lenient_text)
         return self._engine
+
+    def _lenient_text(self, dbapi_conn: Any, _record: Any) -> None:
+        """SQLite TEXT is whatever bytes were stored: one value that is not UTF-8 made sqlite3 raise for the
+        whole read. It decodes with U+FFFD in place of the bad bytes, counted (``invalid_unicode_replaced``)."""
+        dbapi_conn.text_factory = self._decode
+
+    def _decode(self, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._replaced += 1
+            return raw.decode("utf-8", errors="replace")
 
     def _from(self, engine: Any) -> str:
         import sqlalchemy as sa
@@ -167,10 +182,13 @@ class SqlSource:
                 col = engine.dialect.identifier_preparer.quote(self.timestamp_column)
                 where, params = self._where(conn, engine.dialect.name, src, col, lo, hi)
                 sql = f"SELECT * FROM {src}" + (f" WHERE {where}" if where else "")
+                self._replaced = 0
                 for df in pd.read_sql_query(sa.text(sql), conn, params=params, chunksize=CHUNK_ROWS):
+                    replaced, self._replaced = self._replaced, 0  # fetched with this chunk
                     norm = normalize_frame(df, source=where_from, mapping=self.columns,
                                            assume_timezone=self.assume_timezone, keep=self.keep, strict_columns=True,
                                            plausible=self.plausible)
+                    norm.stats["invalid_unicode_replaced"] = norm.stats.get("invalid_unicode_replaced", 0) + replaced
                     parts.append(Part(name=where_from, norm=_cut(norm, lo, hi)))
         except DataError:
             raise
