@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+MAX_SEED = 2**32 - 1  # numpy's seed range (evalmon.config.base.MAX_SEED; this module stays import-light)
+
 traffic_app = typer.Typer(no_args_is_help=True, help="Synthetic logged LLM traffic with known events and ground truth.")
 
 _EVENT_HELP = (r"Inject an event: NAME@ISO-TIME[+DURATION][\[key=value;...]], repeatable. Names: topic_shift, "
@@ -70,7 +72,7 @@ def to_suite_cmd(
     signal: Annotated[str | None, typer.Option(help="Keep records where this 0/1 signal column is 1, e.g. "
                                                     "hallucination.flag (recomputed with the monitor's signals).")] = None,
     sample: Annotated[int, typer.Option(min=1, help="At most N distinct prompts, stratified by window and signals.")] = 200,
-    seed: Annotated[int, typer.Option(help="Sampling seed (same seed → same selection).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampling seed (same seed → same selection).")] = 0,
     dataset: Annotated[Path | None, typer.Option(help="JSONL to write (default reports/replay/<suite stem>.jsonl).")] = None,
     model: Annotated[str | None, typer.Option(help="Default model path written into the suite (relative to it).")] = None,
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from evalmon.config.base import Seed
 from evalmon.config.base import StrictConfig as _Strict
 from evalmon.config.models import _base_dir, resolve_path
 from evalmon.core.errors import ConfigError
@@ -25,7 +26,7 @@ class ToSuiteAction(_Strict):
 
     suite: str  # the suite YAML to write (relative: against the monitor file); {window} = the window key
     sample: int = Field(200, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     where: str | None = None  # a pandas query over the window's records (see evalmon.traffic.to_suite)
     signal: str | None = None  # keep records where this 0/1 signal column is 1
     dataset: str | None = None  # the JSONL to write (default: <output_dir>/<name>/replay/<suite stem>.jsonl)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -129,3 +129,16 @@ def _input_names(name: str, field: FieldInfo) -> list[str]:
         elif alias is not None:
             names += [c for c in getattr(alias, "choices", []) if isinstance(c, str)]
     return list(dict.fromkeys(names))
+
+
+MAX_SEED = 2**32 - 1  # numpy's RandomState / default_rng take 0..2**32-1
+
+
+def _seed_in_range(v: int) -> int:
+    if not 0 <= v <= MAX_SEED:
+        raise PydanticCustomError("seed", "{value} is outside numpy's seed range 0..4294967295",
+                                  {"value": v, "hint": "use an integer from 0 to 4294967295"})
+    return v
+
+
+Seed = typing.Annotated[int, AfterValidator(_seed_in_range)]  # a seed that numpy accepts (refused at load)

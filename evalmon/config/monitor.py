@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from evalmon.config.alerts import AlertsConfig
+from evalmon.config.base import Seed
 from evalmon.config.base import StrictConfig as _Strict
 from evalmon.config.models import _base_dir, resolve_path
 from evalmon.config.quality import QualityConfig
@@ -224,7 +225,7 @@ class MonitorConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     output_dir: Path = Path("monitor-runs")
-    seed: int = 1234
+    seed: Seed = 1234  # reference.max_rows' sample, calibrate's draws, the drift reservoir
     executor: Literal["local", "spark"] = "local"  # spark: monitor/executors/spark.py (pip install evalmon[spark])
     spark: SparkConfig = Field(default_factory=lambda: SparkConfig())
 

@@ -246,6 +246,9 @@ CASES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "unknown-option": (lambda cwd, b: ["run", "--nope"], ("No such option: --nope", "`evalmon run --help`")),
     "option-out-of-range": (lambda cwd, b: ["traffic", "to-suite", "m.yaml", "--out", "s.yaml", "--sample", "0"],
                             ("'--sample'", "greater than or equal to 1", "`evalmon traffic to-suite --help`")),
+    # numpy refused it after the records were read and scored: internal error: ValueError
+    "to-suite-negative-seed": (lambda cwd, b: ["traffic", "to-suite", "m.yaml", "--out", "s.yaml", "--seed", "-1"],
+                               ("'--seed'", "greater than or equal to 0", "`evalmon traffic to-suite --help`")),
     "data": (lambda cwd, b: ["run", _suite(cwd, "/m", cwd / "no-mirror")], ("no-mirror", "does not exist", "data_dir")),
     "model": (lambda cwd, b: ["run", _suite(cwd, cwd / "no-ckpt", b)], ("model.path", "no-ckpt", "evalmon init")),
     "tracking": (lambda cwd, b: ["run", _suite(cwd, cwd / "no-ckpt", b, tracking={"enabled": True}),

@@ -241,3 +241,22 @@ def test_halludetect_bad_artifact_is_named_before_a_missing_proxy_model(tmp_path
     assert exc.value.one_line().startswith(f"signals.halludetect.artifact: cannot read {tmp_path / 'cut.json'}")
     with pytest.raises(ConfigError, match=r"signals\.halludetect\.uncertainty\.model: not set"):
         build_signals(["halludetect"])  # a good artifact: the missing proxy model is still named
+
+
+@pytest.mark.parametrize("where", ["top", "to_suite"])
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpy_refuses_is_a_config_error_at_load(where: str, seed: int) -> None:
+    """``seed: -1`` loaded, then numpy refused it: ``reference.max_rows``' sample was ``internal error: ValueError:
+    Seed must be between 0 and 2**32 - 1`` after the reference was read, ``calibrate`` after it was scored, and an
+    ``on_alert: {to_suite: …}`` replay after the window had alerted."""
+    def text(top: int, replay: int) -> str:
+        return (f"name: m\nseed: {top}\nsource: {{kind: jsonl, path: t.jsonl}}\n"
+                "alerts:\n  rules:\n    - {metric: records, op: '>', value: 1, "
+                f"on_alert: {{to_suite: {{suite: r.yaml, seed: {replay}}}}}}}\n")
+
+    with pytest.raises(ConfigError) as exc:
+        load_monitor_text(text(seed, 0) if where == "top" else text(0, seed), "m.yaml")
+    line = exc.value.one_line()
+    assert "seed" in line and "4294967295" in line and ("m.yaml:2" in line if where == "top" else "m.yaml:6" in line)
+    for ok in (0, 2**32 - 1):
+        assert load_monitor_text(text(ok, ok), "m.yaml").seed == ok
