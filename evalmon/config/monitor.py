@@ -31,6 +31,7 @@ Guards against records vanishing or runaway runs (issue #10):
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -157,6 +158,15 @@ class DriftConfig(_Strict):
     html: bool = True  # False: no drift.html whatever `report:` says (the older spelling of report: none)
     # rows of the seeded reservoir per window that evidently compares (a window up to this size: all of it)
     reservoir_rows: int = Field(50_000, gt=0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        for column, t in v.items():  # evidently compares with it: NaN is never crossed, ±inf / < 0 always or never
+            if not math.isfinite(t) or t < 0:
+                raise _custom("drift_threshold", f"{column}: {t} is not a threshold a drift score can cross",
+                              "use a finite number ≥ 0 (a p-value for ks/chisquare, a distance for psi/wasserstein)")
+        return v
 
 
 class SparkConfig(_Strict):

@@ -260,3 +260,15 @@ def test_a_seed_numpy_refuses_is_a_config_error_at_load(where: str, seed: int) -
     assert "seed" in line and "4294967295" in line and ("m.yaml:2" in line if where == "top" else "m.yaml:6" in line)
     for ok in (0, 2**32 - 1):
         assert load_monitor_text(text(ok, ok), "m.yaml").seed == ok
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "-0.1"])
+def test_a_drift_threshold_that_no_score_can_cross_is_a_config_error(value: str) -> None:
+    """``drift.thresholds: {latency_ms: .nan}`` loaded and reached evidently, whose comparisons with NaN are all
+    False: that column never drifted, in every window, without a word (as a NaN alert ``value:`` never fired)."""
+    text = ("name: m\nsource: {kind: jsonl, path: t.jsonl}\n"
+            f"drift:\n  thresholds: {{latency_ms: {value}}}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_monitor_text(text, "m.yaml")
+    assert "m.yaml:4" in exc.value.one_line() and "drift.thresholds" in exc.value.one_line()
+    assert load_monitor_text(text.replace(value, "0.1"), "m.yaml").drift.thresholds == {"latency_ms": 0.1}
