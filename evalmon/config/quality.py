@@ -8,7 +8,10 @@ ids, timestamps increasing in *arrival* order, and optionally a ceiling on the s
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+import math
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from evalmon.config.base import ConfigModel
 from evalmon.core.records import (
@@ -30,6 +33,19 @@ class RangeSpec(ConfigModel):
     min: float | None = None
     max: float | None = None
     mostly: float = Fraction
+
+    @model_validator(mode="after")
+    def _checkable(self) -> RangeSpec:
+        """A NaN bound passed every value (``v < nan`` is False): the check silently off; min > max failed all."""
+        for key in ("min", "max"):
+            v = getattr(self, key)
+            if v is not None and not math.isfinite(v):
+                raise PydanticCustomError("range", f"{key}: {v} is not a finite bound",
+                                          {"hint": "use a number, or leave the bound out for no bound"})
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("range", f"min {self.min} is above max {self.max}",
+                                      {"hint": "swap them"})
+        return self
 
 
 class QualityConfig(ConfigModel):

@@ -272,3 +272,16 @@ def test_a_drift_threshold_that_no_score_can_cross_is_a_config_error(value: str)
         load_monitor_text(text, "m.yaml")
     assert "m.yaml:4" in exc.value.one_line() and "drift.thresholds" in exc.value.one_line()
     assert load_monitor_text(text.replace(value, "0.1"), "m.yaml").drift.thresholds == {"latency_ms": 0.1}
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("{min: .nan}", "min"), ("{max: .inf}", "max"), ("{min: 10, max: 1}", "min 10.0 is above max 1.0")])
+def test_a_quality_range_that_cannot_be_checked_is_a_config_error(spec: str, says: str) -> None:
+    """``quality.ranges`` with a NaN bound loaded and the check passed every value (``v < nan`` is False) — a range
+    check silently off; ``min`` above ``max`` failed every value of every window."""
+    text = f"name: m\nsource: {{kind: jsonl, path: t.jsonl}}\nquality:\n  ranges:\n    latency_ms: {spec}\n"
+    with pytest.raises(ConfigError) as exc:
+        load_monitor_text(text, "m.yaml")
+    line = exc.value.one_line()
+    assert "m.yaml:5" in line and "quality.ranges.latency_ms" in line and says in line
+    assert load_monitor_text(text.replace(spec, "{min: 0, max: 60000}"), "m.yaml").quality.ranges["latency_ms"].max == 60000
