@@ -192,9 +192,10 @@ def _parse(raw: pd.Series, unit: str | None, tz: ZoneInfo, tz_counts: dict[str, 
         if ts is pd.NaT:
             continue
         _count(tz_counts, "naive" if ts.tzinfo is None else "aware", 1)
-        try:
-            out[idx] = ts.tz_localize(tz).tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        except (ValueError, OverflowError):  # ambiguous / nonexistent local time, out of range
+        try:  # a local time the DST change repeats or skips is NaT, as in ``_localize`` (pytz's errors are no ValueError)
+            local = ts.tz_localize(tz, ambiguous="NaT", nonexistent="NaT") if ts.tzinfo is None else ts
+            out[idx] = local.tz_convert("UTC").as_unit("ns")  # as_unit: 9999-12-31 (a sentinel) fits no ns column
+        except (ValueError, OverflowError):  # out of range
             continue
     return out
 

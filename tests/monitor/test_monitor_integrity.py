@@ -126,6 +126,20 @@ def test_timestamp_routine_vectorised_units_zones_and_bounds() -> None:
     assert [r and r.split(":")[0] for r in typed.reasons] == [None, IMPLAUSIBLE, MISSING]
 
 
+
+def test_naive_datetimes_in_a_dst_change_are_unparseable_rows_not_an_internal_error() -> None:
+    """An object column of naive ``datetime`` values (a SQL TIMESTAMP column that also holds a 9999-12-31 sentinel
+    pandas cannot hold as datetime64) with ``assume_timezone: Europe/Berlin``: a time in the hour that repeats
+    (2026-10-25 02:30) or is skipped (2026-03-29 02:30) raised pytz's AmbiguousTimeError / NonExistentTimeError, which
+    is no ValueError — ``internal error`` for the whole read. Each is one row's reason, as in the vectorised path."""
+    raw = pd.Series([datetime(2026, 10, 25, 1, 30), datetime(2026, 10, 25, 2, 30), datetime(2026, 3, 29, 2, 30),
+                     datetime(9999, 12, 31), "2026-10-25 02:30:00"], dtype=object)
+    parsed = parse_times(raw, tz="Europe/Berlin", now=NOW)
+    assert parsed.times.iloc[0] == pd.Timestamp("2026-10-24T23:30:00Z")
+    assert [r and r.split(":")[0] for r in parsed.reasons] == [None, UNPARSEABLE, UNPARSEABLE, UNPARSEABLE,
+                                                              UNPARSEABLE]
+
+
 # ------------------------------------------------------------------------------- SQL: nothing dropped
 
 
