@@ -372,3 +372,20 @@ def test_sqlite_text_that_is_not_utf8_is_replaced_and_counted_not_fatal_for_the_
     con.close()
     empty = build_source({"kind": "sql", "url": f"sqlite:///{tmp_path / 't.db'}", "table": "traffic"}).read()
     assert len(empty.frame) == 0 and empty.stats["invalid_unicode_replaced"] == 0
+
+
+@pytest.mark.parametrize("path", ["logs", "logs/*.jsonl", "logs/**/*.jsonl"])
+def test_a_file_reached_by_two_names_is_read_once(tmp_path: Path, path: str) -> None:
+    """A log folder with ``current.jsonl -> app-2026-11-01.jsonl`` (rotation) or a hard link: each name was read as
+    its own file, every record counted twice in its window."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rows = [{"timestamp": f"2026-11-01T00:1{i}:00Z", "prompt": "p", "response": "r"} for i in range(3)]
+    _jsonl(logs / "app-2026-11-01.jsonl", rows)
+    (logs / "current.jsonl").symlink_to("app-2026-11-01.jsonl")
+    (logs / "hard.jsonl").hardlink_to(logs / "app-2026-11-01.jsonl")
+    _jsonl(logs / "other.jsonl", rows[:1])
+    src = build_source({"kind": "jsonl", "path": path}, tmp_path)
+    batch = src.read()
+    assert len(batch.frame) == 4 and batch.stats["files"] == 2
+    assert src.partitions(None, None) == [str(logs / "app-2026-11-01.jsonl"), str(logs / "other.jsonl")]  # type: ignore[attr-defined]

@@ -62,7 +62,7 @@ def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[P
     p = p if p.is_absolute() else Path(base_dir) / p
     text = str(p)
     if glob.has_magic(text):
-        files = sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file())
+        files = _one_name_each(sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file()))
         if not files:
             prefix = text[: min(text.find(c) for c in "*?[" if c in text)]
             root = Path(prefix) if prefix.endswith("/") else Path(prefix).parent
@@ -72,8 +72,8 @@ def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[P
                             hint="fix the pattern (relative paths resolve against the monitor YAML's folder)")
         return files
     if p.is_dir():
-        found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes)
-                       and not f.name.endswith(SIDE_CAR))
+        found = _one_name_each(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes)
+                                      and not f.name.endswith(SIDE_CAR)))
         if not found:
             raise DataError(f"source path {p}: the directory holds no {'/'.join(suffixes)} file",
                             hint="point source.path at the traffic files (or a glob such as dir/*.jsonl)")
@@ -81,6 +81,17 @@ def expand_paths(path: str, base_dir: Path, suffixes: tuple[str, ...]) -> list[P
     if p.is_file():
         return [p]
     raise DataError(f"source path does not exist: {os.path.normpath(p)}", hint=_MISSING)
+
+
+def _one_name_each(files: list[Path]) -> list[Path]:
+    """One path per file (sorted; the first name that is no symlink): a symlink (``current.jsonl -> app-….jsonl``,
+    log rotation) or a hard link is a second name for the same records, which were read and counted twice."""
+    names: dict[tuple[int, int], list[Path]] = {}
+    for f in files:
+        st = f.stat()
+        names.setdefault((st.st_dev, st.st_ino), []).append(f)
+    keep = {next((n for n in group if not n.is_symlink()), group[0]) for group in names.values()}
+    return [f for f in files if f in keep]
 
 
 def _open(path: Path) -> IO[bytes]:
