@@ -71,6 +71,13 @@ def test_every_record_quarantined_is_exit_2_naming_reason_and_mapping(tmp_path: 
                                     "2026-11-01T01:10:00Z,q,a\n", encoding="utf-8")
     _monitor(tmp_path, "{kind: jsonl, path: t.csv}")
     assert_user_error(run_cli(tmp_path, "monitor", "m.yaml"), "all 3 records", "unparseable_json", "source.kind")
+    # a cp1252 export: the hint named source.kind and `columns:`, not the encoding and source.invalid_utf8
+    (tmp_path / "w.jsonl").write_bytes("".join(json.dumps(_rec("2026-11-01T00:10:00Z", f"r{i}", prompt="café"),
+                                                          ensure_ascii=False) + "\n" for i in range(3)).encode("cp1252"))
+    _monitor(tmp_path, "{kind: jsonl, path: w.jsonl}")
+    line = assert_user_error(run_cli(tmp_path, "monitor", "m.yaml"), "all 3 records", "invalid_utf-8",
+                             "source.invalid_utf8: replace", "iconv")
+    assert "columns" not in line
 
 
 def test_alert_metric_that_never_exists_is_exit_2_with_did_you_mean(tmp_path: Path) -> None:

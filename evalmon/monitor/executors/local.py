@@ -421,6 +421,8 @@ _HOW_TO_FIX = {
                                   "per line)",
     "timestamp.unparseable": "check the `columns:` mapping and source.assume_timezone (which field is the time)",
     "timestamp.implausible": "check the `columns:` mapping (columns.timestamp) and source.timestamp_min",
+    "invalid_utf-8": "the files are in another encoding (cp1252, latin-1): re-encode them (iconv -f cp1252 -t utf-8) "
+                     "or set source.invalid_utf8: replace",
 }
 
 
