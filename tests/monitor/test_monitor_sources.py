@@ -291,6 +291,11 @@ def test_mlflow_traces_read_back_with_trace_ids_and_windows(tmp_path: Path) -> N
     assert win.iloc[0]["contexts"] == ["passage a", "passage b"]
     with pytest.raises(DataError, match="experiment 'nope' not found"):
         build_source({"kind": "mlflow_traces", "tracking_uri": uri, "experiment": "nope"}).read()
+    # max_results caps a read: a window with more traces than the cap lost the rest without a word (never counted)
+    capped = build_source({"kind": "mlflow_traces", "tracking_uri": uri, "experiment": "traffic", "max_results": 2})
+    with pytest.raises(DataError, match=r"more than source\.max_results=2"):
+        capped.read()
+    assert len(capped.read(pd.Timestamp("2026-11-01T00:30Z"), pd.Timestamp("2026-11-01T01:30Z")).frame) == 2
 
 
 def test_an_integer_beyond_any_float_is_a_wrong_type_not_an_internal_error(tmp_path: Path) -> None:

@@ -161,8 +161,14 @@ class MlflowTracesSource:
         try:
             with using_tracking_uri(self._uri()):
                 for flt in filters:
-                    for t in mlflow.search_traces(locations=[exp_id], filter_string=flt,
-                                                  max_results=self.max_results, return_type="list"):
+                    found = mlflow.search_traces(locations=[exp_id], filter_string=flt, return_type="list",
+                                                 max_results=None if self.max_results is None else self.max_results + 1)
+                    if self.max_results is not None and len(found) > self.max_results:  # the rest would vanish
+                        span = f"[{lo}, {hi})" if flt == filters[0] else "outside the plausible time span"
+                        raise DataError(f"MLflow experiment {self.experiment!r}: more than source.max_results="
+                                        f"{self.max_results} traces {span} (the rest would never be counted)",
+                                        hint="raise source.max_results or leave it out (no cap)")
+                    for t in found:
                         traces.setdefault(t.info.trace_id, t)
         except MlflowException as exc:
             raise DataError(f"MLflow search_traces on experiment {self.experiment!r}: {str(exc).splitlines()[0]}") from exc
