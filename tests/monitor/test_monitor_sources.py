@@ -66,8 +66,9 @@ def test_windowed_reads_return_only_start_to_end(traffic) -> None:  # type: igno
         assert set(batch.frame["request_id"]) == expected, kind
         assert batch.stats["window"] == [lo.isoformat(), hi.isoformat()]
     pq = build_source(traffic["parquet"])
-    assert pq.read().stats["files"] == 2 and pq.read(lo, hi).stats["files"] == 1  # partition pruning
-    assert len(pq.read(pd.Timestamp("2026-11-05T00:00Z"), pd.Timestamp("2026-11-06T00:00Z")).frame) == 0
+    assert pq.read().stats["files"] == 2 and pq.read(lo, hi).stats["files"] == 2  # the day after is read too
+    later = pq.read(pd.Timestamp("2026-11-05T00:00Z"), pd.Timestamp("2026-11-06T00:00Z"))
+    assert len(later.frame) == 0 and later.stats["files"] == 0  # partition pruning
     with pytest.raises(ConfigError):
         pq.read(hi, lo)
 
@@ -394,3 +395,27 @@ def test_a_file_reached_by_two_names_is_read_once(tmp_path: Path, path: str) -> 
     batch = src.read()
     assert len(batch.frame) == 4 and batch.stats["files"] == 2
     assert src.partitions(None, None) == [str(logs / "app-2026-11-01.jsonl"), str(logs / "other.jsonl")]  # type: ignore[attr-defined]
+
+
+def test_parquet_pruning_keeps_partitions_a_day_off_and_ones_that_are_no_date(tmp_path: Path) -> None:
+    """Partition pruning compared ``dt`` with the window's UTC dates: a dataset partitioned by local or ingestion date
+    (``dt=2026-11-02`` holding 2026-11-01T23:50Z) or with a partition that is no date (``dt=backfill``) lost those
+    records from every window — a whole read had them, each window's read did not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for day, times in (("2026-11-01", ["2026-11-01T22:10Z", "2026-11-01T23:10Z"]),
+                       ("2026-11-02", ["2026-11-01T23:50Z", "2026-11-02T00:10Z"]), ("backfill", ["2026-11-01T23:20Z"]),
+                       ("2026-11-05", ["2026-11-05T10:00Z"])):
+        frame = pd.DataFrame({"timestamp": pd.to_datetime(times, utc=True), "prompt": "p", "response": "r"})
+        (tmp_path / "pq" / f"dt={day}").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "pq" / f"dt={day}" / "p.parquet")
+    src = build_source({"kind": "parquet", "path": str(tmp_path / "pq")})
+    lo, hi = pd.Timestamp("2026-11-01T23:00Z"), pd.Timestamp("2026-11-02T00:00Z")
+    want = pd.to_datetime(["2026-11-01T23:10Z", "2026-11-01T23:20Z", "2026-11-01T23:50Z"], utc=True).tolist()
+    assert sorted(src.read(lo, hi).frame["timestamp"]) == want
+    parts = src.partitions(lo, hi)  # type: ignore[attr-defined]
+    assert not any("2026-11-05" in p for p in parts)  # still pruned: days away from the window
+    windowed = pd.concat([src.read_partition(p, lo, hi).frame for p in parts])  # type: ignore[attr-defined]
+    assert sorted(windowed["timestamp"]) == want
+

@@ -121,11 +121,14 @@ def parquet_frame(spark: Any, source: Any, lo: pd.Timestamp, hi: pd.Timestamp) -
     schema = dataset.schema
     cond = None
     part = source.partition_column if source.partition_column in schema.names else None
-    if part is not None and part in df.columns:  # partition pruning: dt between the chunk's first and last day
-        from datetime import timedelta
+    if part is not None and part in df.columns:  # partition pruning: dt within a day of the chunk's (partition_days)
+        from evalmon.monitor.sources.parquet import partition_days
 
-        col = F.col(part).cast("string")
-        cond = (col >= lo.date().isoformat()) & (col <= (hi - timedelta(microseconds=1)).date().isoformat())
+        first, last = partition_days(lo, hi)
+        assert first is not None and last is not None  # a chunk has both bounds
+        col = F.col(part).cast("string")  # a value that is no date is never pruned
+        cond = col.isNull() | ~col.rlike(r"^\d{4}-\d{2}-\d{2}$") | (
+            (col >= first.isoformat()) & (col <= last.isoformat()))
     ts_cols = resolve_columns(schema.names, source.columns)[TIMESTAMP]
     if len(ts_cols) == 1 and pa.types.is_timestamp(schema.field(ts_cols[0]).type) \
             and schema.field(ts_cols[0]).type.tz is not None and dict(df.dtypes).get(ts_cols[0]) == "timestamp":

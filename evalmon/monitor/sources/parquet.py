@@ -1,10 +1,10 @@
 """Parquet traffic, usually date-partitioned (``dt=YYYY-MM-DD/part-*.parquet``, hive style).
 
-A window [start, end) reads only the partitions whose date can hold rows of the window (pyarrow dataset
-partition pruning) and, when the timestamp column is a Parquet timestamp, pushes the time filter into the
-scan — ``is_null OR [start, end) OR outside the plausible span``, so rows without a usable time still reach
-the quarantine (*unplaced*: reported by every run that reads their partition). Timestamps are parsed by the
-shared routine and the exact [start, end) cut is made after normalisation either way. The monitor's windowed
+A window [start, end) reads only the partitions whose date can hold rows of the window (its UTC dates and a
+day either side, and every partition whose value is no date: ``partition_days``), each file by its own schema,
+and, when the timestamp column is a Parquet timestamp, pushes the time filter into the scan — ``is_null OR
+[start, end) OR outside the plausible span``, so rows without a usable time still reach the quarantine
+(*unplaced*: reported by every run that reads their partition). Timestamps are parsed by the shared routine and the exact [start, end) cut is made after normalisation either way. The monitor's windowed
 reads take one fragment (file) at a time (``partitions`` / ``read_partition``) with the same filter.
 """
 
@@ -55,24 +55,13 @@ class ParquetSource:
             raise DataError(f"cannot open Parquet dataset {p}: {exc}") from exc
 
     def _filter(self, schema: Any, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> tuple[Any, str | None]:
-        """The scan filter for [lo, hi) (partition pruning + timestamp push-down) and the partition column."""
+        """The scan filter for [lo, hi) (timestamp push-down) and the partition column; the partitions themselves
+        are pruned by ``_pruned`` (``dt`` is a hint, not a row filter: see ``partition_days``)."""
         import pyarrow as pa
         import pyarrow.dataset as ds
 
         expr = None
         part_col = self.partition_column if self.partition_column in schema.names else None
-        if part_col is not None:
-            ftype = schema.field(part_col).type
-
-            def key(d: date) -> Any:
-                return d if pa.types.is_date(ftype) else d.isoformat()
-
-            if lo is not None:
-                expr = ds.field(part_col) >= key(lo.date())
-            if hi is not None:
-                last = (hi - timedelta(microseconds=1)).date()
-                cond = ds.field(part_col) <= key(last)
-                expr = cond if expr is None else expr & cond
         ts_cols = resolve_columns(schema.names, self.columns)[TIMESTAMP]
         if len(ts_cols) == 1 and pa.types.is_timestamp(schema.field(ts_cols[0]).type) \
                 and (lo is not None or hi is not None):
@@ -108,14 +97,21 @@ class ParquetSource:
                                arrival_offset=arrival_offset)
 
     def _pruned(self, dataset: Any, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> list[Any]:
-        """The fragments whose partition can hold rows of [lo, hi) (the partition column's filter only: the
-        timestamp's type is each file's own)."""
-        import pyarrow as pa
+        """The fragments whose partition can hold rows of [lo, hi): a ``dt`` value that is no date is always read,
+        a date within a day of the window's UTC dates too (``partition_days``)."""
+        import pyarrow.dataset as ds
 
-        names = dataset.schema.names
-        keys = pa.schema([dataset.schema.field(self.partition_column)] if self.partition_column in names else [])
-        expr, _ = self._filter(keys, lo, hi)
-        return list(dataset.get_fragments(filter=expr))
+        fragments = list(dataset.get_fragments())
+        part = self.partition_column
+        if part not in dataset.schema.names or (lo is None and hi is None):
+            return fragments
+        first, last = partition_days(lo, hi)
+        keep = []
+        for fragment in fragments:
+            day = _as_day(ds.get_partition_keys(fragment.partition_expression).get(part))
+            if day is None or ((first is None or day >= first) and (last is None or day <= last)):
+                keep.append(fragment)
+        return keep
 
     def _fragment_table(self, dataset: Any, fragment: Any, lo: pd.Timestamp | None,
                         hi: pd.Timestamp | None) -> tuple[Any, str | None]:
@@ -171,6 +167,29 @@ class ParquetSource:
         norm = self._normalize(table, part_col, arrival_offset=ordinal << 32)
         return merge([Part(name=partition, norm=norm)], start, end, {"files": 1, "source": self.name,
                                                                      "partition": partition})
+
+
+def partition_days(lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> tuple[date | None, date | None]:
+    """The ``dt`` days read for [lo, hi): its UTC dates widened by a day each side. A dataset partitioned by local
+    date (UTC-12..+14) or by ingestion date (a record logged just before midnight, written just after) holds a
+    window's records one day off; comparing with the UTC dates alone lost them from every window."""
+    first = None if lo is None else lo.date() - timedelta(days=1)
+    last = None if hi is None else (hi - timedelta(microseconds=1)).date() + timedelta(days=1)
+    return first, last
+
+
+def _as_day(value: Any) -> date | None:
+    """A partition value as a date (``date`` or ``YYYY-MM-DD`` text), else None (no date: never pruned)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def write_partitioned(frame: pd.DataFrame, root: Path, days: pd.Series, *, partition_column: str = "dt") -> list[Path]:
