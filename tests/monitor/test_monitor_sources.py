@@ -419,3 +419,17 @@ def test_parquet_pruning_keeps_partitions_a_day_off_and_ones_that_are_no_date(tm
     windowed = pd.concat([src.read_partition(p, lo, hi).frame for p in parts])  # type: ignore[attr-defined]
     assert sorted(windowed["timestamp"]) == want
 
+
+def test_sql_query_ending_in_a_line_comment_still_reads(tmp_path: Path) -> None:
+    """``query: "SELECT * FROM traffic -- all rows"``: wrapped as a subquery, the comment swallowed the closing
+    parenthesis — "SQL source … (query): incomplete input", a valid query refused."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "t.db")
+    con.execute("CREATE TABLE traffic (timestamp TEXT, prompt TEXT, response TEXT)")
+    con.execute("INSERT INTO traffic VALUES ('2026-11-01T00:10:00Z', 'p', 'r')")
+    con.commit()
+    con.close()
+    src = build_source({"kind": "sql", "url": f"sqlite:///{tmp_path / 't.db'}",
+                        "query": "SELECT * FROM traffic -- all rows"})
+    assert len(src.read().frame) == 1

@@ -101,7 +101,7 @@ class SqlSource:
 
         quote = engine.dialect.identifier_preparer.quote
         if self.query is not None:
-            return f"({self.query.strip().rstrip(';')}) AS evalmon_q"
+            return f"({self.query.strip().rstrip(';')}\n) AS evalmon_q"  # \n: a query may end in a -- comment
         assert self.table is not None
         try:
             exists = sa.inspect(engine).has_table(self.table, schema=self.schema)
