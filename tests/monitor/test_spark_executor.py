@@ -188,5 +188,5 @@ def test_spark_native_parquet_reads_equal_the_local_executor(tmp_path: Path, spa
         assert [x.message() for x in a.alerts] == [x.message() for x in b.alerts]
     assert [bool(o.alerts) for o in local.windows][2:] == [True, True]  # the shift after midnight
     n = local.stats.partitions_read if local.stats is not None else 0
-    assert n == 8  # 4 windows x 2 files of their day; every cell's rows came from spark.read
+    assert n == 16  # 4 windows x 4 files (their day and the day either side: partition_days); all via spark.read
     assert f"spark.read fed {n} of {n} (window, file) cells" in lines["spark"], lines["spark"]
