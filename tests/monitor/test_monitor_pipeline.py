@@ -165,7 +165,9 @@ def test_windowed_parquet_and_sql_reads_equal_whole_reads(tmp_path: Path, benchm
             got = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "arrival"], kind="mergesort")
             cols = [c for c in whole.columns if c != "arrival"]  # arrival: the same order, other numbers
             pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), whole[cols].reset_index(drop=True))
-    assert len(partitions_of(pq, bounds[0], bounds[1])) == 1 and len(partitions_of(pq, None, None)) == 2
+    assert len(partitions_of(pq, bounds[0], bounds[1])) == 2 and len(partitions_of(pq, None, None)) == 2  # ±1 day
+    far = pd.Timestamp("2026-11-05T00:00Z")
+    assert partitions_of(pq, far, far + HOUR) == []  # partition pruning (sources.parquet.partition_days)
 
 
 # --------------------------------------------------------------------------- the executor
