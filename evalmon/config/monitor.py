@@ -106,6 +106,13 @@ class WindowConfig(_Strict):
     def _utc(cls, v: datetime | None) -> datetime | None:
         return None if v is None else as_utc(v)
 
+    @model_validator(mode="after")
+    def _span(self) -> WindowConfig:
+        if self.start is not None and self.end is not None and self.end <= self.start:  # no run could process one
+            raise _custom("window", f"window.end {self.end.isoformat()} is not after window.start "
+                                    f"{self.start.isoformat()}", "swap or fix the times")
+        return self
+
 
 class ReferenceConfig(_Strict):
     """What a window is compared with: a fixed period of the source, a file, or the previous window."""

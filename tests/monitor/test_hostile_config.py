@@ -285,3 +285,14 @@ def test_a_quality_range_that_cannot_be_checked_is_a_config_error(spec: str, say
     line = exc.value.one_line()
     assert "m.yaml:5" in line and "quality.ranges.latency_ms" in line and says in line
     assert load_monitor_text(text.replace(spec, "{min: 0, max: 60000}"), "m.yaml").quality.ranges["latency_ms"].max == 60000
+
+
+def test_a_window_end_not_after_its_start_is_a_config_error() -> None:
+    """``window: {start: 2026-11-02, end: 2026-11-01}`` loaded and every run said "no complete window to process",
+    exit 0: a monitor that can never process anything, quietly."""
+    text = "name: m\nsource: {kind: jsonl, path: t.jsonl}\nwindow: {size: 1h, start: %s, end: 2026-11-01T02:00:00Z}\n"
+    for start in ("2026-11-02T00:00:00Z", "2026-11-01T02:00:00Z"):
+        with pytest.raises(ConfigError) as exc:
+            load_monitor_text(text % start, "m.yaml")
+        assert "m.yaml:3" in exc.value.one_line() and "window.end" in exc.value.one_line()
+    assert load_monitor_text(text % "2026-11-01T00:00:00Z", "m.yaml").window.end is not None
