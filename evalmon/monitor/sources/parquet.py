@@ -120,12 +120,12 @@ class ParquetSource:
         row by row; a cast to the dataset's (first file's) schema failed for the whole folder."""
         import pyarrow as pa
 
-        schema = fragment.physical_schema
-        part = self.partition_column
-        if part in dataset.schema.names and part not in schema.names:
-            schema = schema.append(dataset.schema.field(part))
-        expr, part_col = self._filter(schema, lo, hi)
         try:
+            schema = fragment.physical_schema  # reads the footer: a damaged file fails here
+            part = self.partition_column
+            if part in dataset.schema.names and part not in schema.names:
+                schema = schema.append(dataset.schema.field(part))
+            expr, part_col = self._filter(schema, lo, hi)
             return fragment.to_table(schema=schema, filter=expr), part_col
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"cannot read Parquet file {fragment.path}: {exc}") from exc
