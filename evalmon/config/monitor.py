@@ -88,6 +88,8 @@ class WindowConfig(_Strict):
     start: datetime | None = None  # first window when no watermark exists (default: the earliest record)
     end: datetime | None = None  # process no window ending after this (replaying a closed log); None: now
     max_windows_per_run: int = Field(1000, gt=0)  # more is refused (exit 2) before anything is written
+    # processed windows behind the watermark re-counted by each --once run: late records are reported (monitor/late.py)
+    late_check: int = Field(1, ge=0, le=168)
 
     @field_validator("size", "delay")
     @classmethod

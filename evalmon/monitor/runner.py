@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import sqlite3
 import time
 from collections.abc import Callable
@@ -193,6 +194,11 @@ def run_monitor(cfg: MonitorConfig, *, backfill: tuple[datetime, datetime] | Non
             return scanned[-1]
 
         windows = plan_windows(cfg, store, now=now, backfill=backfill, earliest=earliest)
+        if result.mode == "once":  # records that landed behind the watermark since it moved (monitor/late.py)
+            from evalmon.monitor.late import late_records
+
+            for late in late_records(cfg, src, store.get(cfg.name)):
+                result.notes.append(late.line(shlex.quote(str(cfg.source_path or "MONITOR.yaml"))))  # printed after
         if not windows:
             if scanned:  # read, but no window: its unplaced records (all, when none was usable) still count
                 executor.account_unplaced(now, placed=scanned[-1] is None)

@@ -233,6 +233,35 @@ def test_jsonl_no_known_field_and_negative_timestamps_count_on_their_window(tmp_
     assert len(reasons) == 4 and sum(r.startswith(IMPLAUSIBLE) for r in reasons) == 1, reasons
 
 
+# ------------------------------------------------------------------------------- late records
+
+
+def test_a_record_that_lands_behind_the_watermark_is_reported_with_its_backfill(tmp_path: Path) -> None:
+    """A record logged after its window was processed (window.delay 0s, a lagging writer) was in no later count:
+    the next --once run read only the windows after the watermark and said nothing."""
+    traffic = _jsonl(tmp_path / "t.jsonl", [_rec("2026-11-01T00:10:00Z", "a"), _rec("2026-11-01T01:10:00Z", "b")])
+    _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}", window='start: "2026-11-01T00:00:00Z", '
+                                                              'end: "2026-11-01T02:00:00Z"')
+    assert (proc := run_cli(tmp_path, "monitor", "m.yaml")).returncode == 0, show(proc)
+    with traffic.open("a", encoding="utf-8") as fh:  # late: 01:30 (behind the watermark), and the next hour's
+        fh.writelines(json.dumps(r) + "\n" for r in (_rec("2026-11-01T01:30:00Z", "late"),
+                                                      _rec("2026-11-01T02:10:00Z", "c")))
+    _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}", window='start: "2026-11-01T00:00:00Z", '
+                                                              'end: "2026-11-01T03:00:00Z"')
+    proc = run_cli(tmp_path, "monitor", "m.yaml")
+    assert proc.returncode == 0, show(proc)
+    late = [ln for ln in proc.stdout.splitlines() if "arrived after the window was processed" in ln]
+    assert len(late) == 1 and "2026-11-01T01:00:00+00:00" in late[0] and "now holds 2 records, 1 more" in late[0]
+    assert "--backfill 2026-11-01T01:00:00+00:00 2026-11-01T02:00:00+00:00" in late[0], late
+    assert _windows(tmp_path)["20261101T020000Z"]["records"] == 1
+    proc = run_cli(tmp_path, "monitor", "m.yaml", "--backfill", "2026-11-01T01:00:00+00:00", "2026-11-01T02:00:00+00:00")
+    assert proc.returncode == 0 and _windows(tmp_path)["20261101T010000Z"]["records"] == 2, show(proc)
+    _monitor(tmp_path, "{kind: jsonl, path: t.jsonl}", window='start: "2026-11-01T00:00:00Z", '
+                                                              'end: "2026-11-01T03:00:00Z", late_check: 3')
+    proc = run_cli(tmp_path, "monitor", "m.yaml")  # nothing new, nothing late once backfilled
+    assert proc.returncode == 0 and "arrived after" not in proc.stdout, show(proc)
+
+
 # ------------------------------------------------------------------------------- runaway windows
 
 
