@@ -74,6 +74,11 @@ def parse_signal_configs(items: Sequence[str | Mapping[str, Any] | BaseModel], *
                               hint="write a name such as `text`, or a mapping such as {name: pii, nlp: none}")
         data = {"name": item} if isinstance(item, str) else dict(item)
         name = data.get("name")
+        if name is None and len(data) == 1 and (key := next(iter(data))) in registry.signals:
+            opts = data[key] if isinstance(data[key], Mapping) else {}
+            shown = ", ".join(f"{k}: {_show(v)}" for k, v in opts.items())
+            raise ConfigError(f"{at}: {{{key}: …}} names the signal as a key",
+                              hint=f"write {{name: {key}{', ' + shown if shown else ''}}}")
         if not isinstance(name, str) or name not in registry.signals:
             known = [*registry.signals.names(), *registry.signals.aliases()]
             raise UnknownNameError(f"{at}: unknown signal {name!r}{did_you_mean(str(name), known)}",

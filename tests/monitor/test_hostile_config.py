@@ -47,6 +47,8 @@ alerts:   # rules below
      "unknown entity 'EMAIL_ADRESS' (did you mean: EMAIL_ADDRESS"),
     ("{name: safety, thresholds: {toxic: -0.5}}", "signals.1.thresholds", "toxic: -0.5 is not between 0 and 1"),
     ("{name: safety, thresholds: {toxic: 7}}", "signals.1.thresholds", "toxic: 7.0 is not between 0 and 1"),
+    ("{refusal: {classifier: false}}", "signals.1",  # was "unknown signal None"
+     "{refusal: …} names the signal as a key — write {name: refusal, classifier: false}"),
 ])
 def test_bad_signal_option_is_a_config_error_at_its_line(entry: str, where: str, says: str) -> None:
     with pytest.raises(ConfigError) as exc:
