@@ -61,3 +61,26 @@ def test_judge_reply_parsing_ignores_quotes_and_echoes() -> None:
     assert parse_judge_reply('```\nYes\n```\nno') == 0.0
     assert parse_judge_reply('{"hallucinated": "yes"}') == 1.0
     assert np.isnan(parse_judge_reply('"Yes"'))
+
+
+@pytest.mark.parametrize("contexts", [None, ["The Eiffel tower is in Paris."]])
+@pytest.mark.parametrize("template", [None, "Q: {question}\nA: {answer}\nK: {context}\nIs A made up? Say Yes or No."])
+def test_a_judge_that_parrots_its_instructions_gives_no_verdict(contexts: list[str] | None,
+                                                                 template: str | None) -> None:
+    """A weak judge copies the last line of the prompt ('… Reply with exactly one word: Yes or No.'): the 'No'
+    there is the instructions' word, not a verdict; before, it was read as 'faithful' (0.0, a pass)."""
+    parrot = ChatServer(lambda p: p.strip().splitlines()[-1], "judge")
+    try:
+        model = {"backend": "openai", "base_url": parrot.url, "model": "judge", "supports_logprobs": False,
+                 "max_retries": 0, "timeout_s": 10}
+        judge = {"model": model, "sample_rate": 1.0, "max_gen_toks": 64, **({"template": template} if template else {})}
+        sig = build_signals([{"name": "hallucination", "embeddings": False, "judge": judge}])[0]
+        df = pd.DataFrame({"prompt": ["Where is the Eiffel tower?"], "response": ["It is in Rome."]})
+        if contexts is not None:
+            df["contexts"] = [contexts]
+        out = sig.compute(df)
+    finally:
+        parrot.close()
+    assert len(parrot.prompts) == 1 and parrot.prompts[0].strip().splitlines()[-1].endswith("No.")
+    assert out["hallucination.judge_sampled"].tolist() == [1.0]
+    assert np.isnan(out["hallucination.judge_flag"].iloc[0])  # unparseable: not judged, never 0.0

@@ -30,7 +30,8 @@ N-th smallest distinct hash below the rate; each partition then judges only reco
 window plan (the reference, ``evalmon signals score``) the cap applies to each batch the same way. Records
 without contexts get a world-knowledge prompt (``DEFAULT_JUDGE_TEMPLATE_NO_CONTEXT``) unless a template is given.
 The reply is parsed as JSON ``{"hallucinated": …}`` or as the judge's **last** own yes/no — words inside
-quotes or code, or echoed from the prompt it was shown (``evalmon.judge.parse``), are not its verdict:
+quotes or code, or echoed from the prompt it was shown (the record's texts or the template's instructions,
+"… Reply with exactly one word: Yes or No." copied back; ``evalmon.judge.parse``), are not its verdict:
 ``.judge_sampled`` (0/1: judged) and ``.judge_flag`` (1 hallucinated, 0 faithful, NaN not judged or
 unparseable). The judge model comes from the one judge
 factory (``evalmon.judge.factory``): ``judge.model`` is any evalmon model config — a local checkpoint
@@ -116,7 +117,7 @@ def judge_from_model_config(model: dict[str, Any], *, max_gen_toks: int = 8) -> 
 
 class HallucinationSignal(BaseSignal):
     name: ClassVar[str] = "hallucination"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: the ask itself is an echo source (a parroted "Yes or No." is no verdict)
 
     def __init__(self, *, embeddings: bool = True, support_threshold: float = 0.75,
                  embedding_floor: float = 0.5, max_unsupported_ratio: float = 0.0,
@@ -287,8 +288,8 @@ class HallucinationSignal(BaseSignal):
         asks = [self._ask(prompts[i], responses[i], contexts[i]) for i in idx]
         batch = getattr(self.judge, "batch", None)
         replies = list(batch(asks)) if callable(batch) else [self.judge(a) for a in asks]
-        for i, reply in zip(idx, replies, strict=True):
-            flags[i] = parse_judge_reply(reply, (prompts[i], responses[i], *contexts[i]))
+        for i, ask, reply in zip(idx, asks, replies, strict=True):  # the ask: its instructions are no verdict
+            flags[i] = parse_judge_reply(reply, (prompts[i], responses[i], *contexts[i], ask))
         return selected.astype(float), flags
 
     def _ask(self, question: str, answer: str, contexts: list[str]) -> str:
