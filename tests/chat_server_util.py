@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible chat server on 127.0.0.1 for judge-like tests: ``reply(prompt) -> text``.
 
 It answers ``GET /models`` with one model and every ``POST`` (chat or completions) with ``reply`` of the last
-user message (or the prompt), and records the prompts it was sent. The real HTTP path of the ``openai``
+user message (or the prompt), and records the prompts it was sent. A reply that is an ``int`` is sent as that
+HTTP error status instead; ``None`` is a null ``content``. The real HTTP path of the ``openai``
 backend runs against it (the brief: servers are started for real, never mocked)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 
 class ChatServer:
-    def __init__(self, reply: Callable[[str], str], model: str = "judge") -> None:
+    def __init__(self, reply: Callable[[str], str | int | None], model: str = "judge") -> None:
         self.prompts: list[str] = []
         srv = self
 
@@ -29,13 +30,17 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
                 srv.prompts.append(prompt)
-                msg = {"role": "assistant", "content": reply(prompt)}
+                answer = reply(prompt)
+                if isinstance(answer, int):  # an HTTP error status (a failing server)
+                    self._send({"error": {"message": "scripted failure"}}, answer)
+                    return
+                msg = {"role": "assistant", "content": answer}
                 self._send({"choices": [{"index": 0, "finish_reason": "stop", "message": msg}],
                             "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
 
-            def _send(self, payload: dict[str, Any]) -> None:
+            def _send(self, payload: dict[str, Any], status: int = 200) -> None:
                 data = json.dumps(payload).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -2,7 +2,8 @@
 
 Key = hash(signal fingerprint (name, version, options), the record's input columns). Values are the
 signal's output row, pickled, in one SQLite table (``SignalCache(path)``; ``SignalCache()`` keeps it
-in memory). Within a batch, records with identical inputs are computed once too. Signals with
+in memory). Within a batch, records with identical inputs are computed once too. A row whose column named in
+the signal's ``retry_when_nan`` is NaN (a judge call that failed) is not cached, so a rerun computes it again. Signals with
 ``cacheable = False`` (vectorised arithmetic and regexes, cheaper than a lookup) are always computed.
 Pickle is safe here only because the cache file is written by evalmon itself: do not point it at a
 file from elsewhere.
@@ -110,6 +111,7 @@ def compute_signal(frame: pd.DataFrame, signal: Signal, cache: SignalCache | Non
         stats.misses += len(frame)
     else:
         prefix = _fingerprint(signal)
+        retry = tuple(getattr(signal, "retry_when_nan", ()) or ())
         keys = [f"{prefix}:{k}" for k in record_keys(frame, _inputs(signal, frame))]
         cached = cache.get_many(keys) if cache is not None else {}
         # first position of each uncached key: identical records in the batch are computed once
@@ -123,7 +125,7 @@ def compute_signal(frame: pd.DataFrame, signal: Signal, cache: SignalCache | Non
             rows = computed.to_dict(orient="records")
             new = dict(zip(first, rows, strict=True))
             if cache is not None:
-                cache.put_many(new.items())
+                cache.put_many((k, row) for k, row in new.items() if not _failed(row, retry))
             cached = {**cached, **new}
         stats.hits += len(keys) - len(first)
         stats.misses += len(first)
@@ -138,6 +140,11 @@ def compute_signal(frame: pd.DataFrame, signal: Signal, cache: SignalCache | Non
     if missing or not out.index.equals(frame.index):
         raise ValueError(f"signal {signal.name!r} broke its contract (missing {sorted(missing)} or index changed)")
     return out[list(signal.columns)]
+
+
+def _failed(row: dict[str, Any], retry: tuple[str, ...]) -> bool:
+    """A row whose ``retry_when_nan`` column is NaN failed (e.g. a judge call): not cached, a rerun computes it."""
+    return any(isinstance(v := row.get(c), float) and v != v for c in retry)
 
 
 def _uncached(frame: pd.DataFrame, signal: Signal, cache: SignalCache | None) -> list[int]:

@@ -11,7 +11,9 @@ records) and at most ``max_per_batch`` are sent per batch (the cost cap). Prompt
 - a custom ``template`` with ``{prompt}`` and ``{response}``; ``unsafe``/``yes`` first = unsafe.
 
 Columns: ``guard.sampled`` (0/1), ``guard.unsafe`` (0/1; NaN when not sampled or the reply could not be
-parsed), ``guard.category`` (categories named by the guard, "" otherwise). What is checked: ``role:
+parsed), ``guard.category`` (categories named by the guard, "" otherwise). A guard call that fails (HTTP
+error, timeout, no connection) leaves its record not judged: ``guard.sampled`` and ``guard.unsafe`` NaN (coverage
+falls; the row is not cached, so a rerun asks again), never safe. What is checked: ``role:
 response`` (the assistant turn, the default) or ``role: prompt`` (the user turn).
 """
 
@@ -29,6 +31,7 @@ from pydantic import BaseModel, Field
 from evalmon.config.signals import BaseSignalConfig
 from evalmon.core import registry
 from evalmon.core.errors import ConfigError
+from evalmon.judge.factory import ask_judge
 from evalmon.monitor.contracts import PROMPT, RESPONSE
 from evalmon.monitor.signals.base import BaseSignal, text_series
 
@@ -94,6 +97,7 @@ class GuardSignal(BaseSignal):
     name: ClassVar[str] = "guard"
     version: ClassVar[str] = "1"
     columns = ("guard.sampled", "guard.unsafe", "guard.category")
+    retry_when_nan: ClassVar[tuple[str, ...]] = ("guard.sampled",)  # a failed guard call: not cached
 
     def __init__(self, judge: Callable[[str], str] | Any, *, judge_name: str = "", style: str = "llama_guard",
                  template: str | None = None, role: str = RESPONSE, sample_rate: float = 0.05,
@@ -130,11 +134,13 @@ class GuardSignal(BaseSignal):
         cats = np.full(n, "", dtype=object)
         if len(chosen):
             texts = [render(self.style, self.template, self.role, prompts[i], responses[i]) for i in chosen]
-            batch = getattr(self.judge, "batch", None)
-            replies = batch(texts) if batch else [self.judge(t) for t in texts]
+            replies = ask_judge(self.judge, texts, where="signals.guard")
             for i, reply in zip(chosen, replies, strict=True):
+                if reply is None:  # the call failed: not judged (NaN, not cached: a rerun asks again)
+                    sampled[i] = np.nan
+                    continue
                 sampled[i] = 1.0
-                unsafe[i], cats[i] = parse_guard_reply(str(reply))
+                unsafe[i], cats[i] = parse_guard_reply(reply)
         return pd.DataFrame({"guard.sampled": sampled, "guard.unsafe": unsafe,
                              "guard.category": pd.Series(cats, index=frame.index, dtype=object)},
                             index=frame.index)

@@ -33,7 +33,8 @@ The reply is parsed as JSON ``{"hallucinated": …}`` or as the judge's **last**
 quotes or code, or echoed from the prompt it was shown (the record's texts or the template's instructions,
 "… Reply with exactly one word: Yes or No." copied back; ``evalmon.judge.parse``), are not its verdict:
 ``.judge_sampled`` (0/1: judged) and ``.judge_flag`` (1 hallucinated, 0 faithful, NaN not judged or
-unparseable). The judge model comes from the one judge
+unparseable). A judge call that fails (HTTP error, timeout, no connection) leaves its record not judged: both
+columns NaN, so their coverage falls, and the row is not cached (``retry_when_nan``). The judge model comes from the one judge
 factory (``evalmon.judge.factory``): ``judge.model`` is any evalmon model config — a local checkpoint
 (``{path: …}``, backend hf by default) or a served one (``{backend: openai, base_url: …}``).
 """
@@ -48,7 +49,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from evalmon.judge.factory import LMJudge, judge_fn
+from evalmon.judge.factory import LMJudge, ask_judge, judge_fn
 from evalmon.judge.parse import is_echo, quoted_spans
 from evalmon.monitor.contracts import CONTEXTS, PROMPT, RESPONSE, SAMPLES
 from evalmon.monitor.signals.base import (
@@ -117,6 +118,7 @@ def judge_from_model_config(model: dict[str, Any], *, max_gen_toks: int = 8) -> 
 
 class HallucinationSignal(BaseSignal):
     name: ClassVar[str] = "hallucination"
+    retry_when_nan: ClassVar[tuple[str, ...]] = ("hallucination.judge_sampled",)  # a failed judge call
     version: ClassVar[str] = "2"  # 2: the ask itself is an echo source (a parroted "Yes or No." is no verdict)
 
     def __init__(self, *, embeddings: bool = True, support_threshold: float = 0.75,
@@ -286,11 +288,14 @@ class HallucinationSignal(BaseSignal):
             return selected.astype(float), flags
         prompts = text_series(frame, PROMPT).tolist()
         asks = [self._ask(prompts[i], responses[i], contexts[i]) for i in idx]
-        batch = getattr(self.judge, "batch", None)
-        replies = list(batch(asks)) if callable(batch) else [self.judge(a) for a in asks]
+        replies = ask_judge(self.judge, asks, where="signals.hallucination.judge")
+        sampled = selected.astype(float)
         for i, ask, reply in zip(idx, asks, replies, strict=True):  # the ask: its instructions are no verdict
+            if reply is None:  # the call failed: not judged (NaN, not cached: a rerun asks again)
+                sampled[i] = np.nan
+                continue
             flags[i] = parse_judge_reply(reply, (prompts[i], responses[i], *contexts[i], ask))
-        return selected.astype(float), flags
+        return sampled, flags
 
     def _ask(self, question: str, answer: str, contexts: list[str]) -> str:
         context = "\n".join(contexts)[: self.max_context_chars]
