@@ -4,6 +4,10 @@ their verdicts, each sampled record is sent at most once, and a failed row is no
 
 from __future__ import annotations
 
+import json
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,3 +74,41 @@ def test_a_failed_call_is_not_judged_the_others_are_and_a_rerun_retries_it(which
         assert len(srv.prompts) - before == int(np.isnan(out[sampled]).sum())
     finally:
         srv.close()
+
+
+MONITOR = """\
+name: flaky
+source: {{kind: jsonl, path: {path}}}
+window: {{size: 1h, end: 2026-11-01T01:00:00Z}}
+drift: {{enabled: false}}
+quality: {{enabled: false}}
+tracking: {{enabled: false}}
+signals:
+  - {{name: guard, model: {{backend: openai, base_url: "{url}", model: judge, max_retries: 0, timeout_s: 10}},
+     sample_rate: 1.0}}
+alerts:
+  rules:
+    - {{metric: rate/guard.unsafe, op: ">", value: 0.9, min_coverage: 0.9}}
+output_dir: {out}
+"""
+
+
+def test_monitor_run_survives_a_failing_guard_and_the_rule_is_not_evaluated(tmp_path: Path) -> None:
+    from evalmon.config.monitor import load_monitor_text
+    from evalmon.monitor.alerts import NOT_EVALUATED
+    from evalmon.monitor.runner import run_monitor
+
+    rows = [{"request_id": f"r{i}", "timestamp": f"2026-11-01T00:{i * 5:02d}:00Z", "prompt": f"q ({i})",
+             "response": "It is in Rome."} for i in range(10)]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    srv = ChatServer(lambda p: 503)  # every guard call fails: before, the monitor run died (exit 2)
+    try:
+        cfg = load_monitor_text(textwrap.dedent(MONITOR.format(path=tmp_path / "t.jsonl", url=srv.url,
+                                                               out=tmp_path / "out")), "m.yaml", base_dir=tmp_path)
+        result = run_monitor(cfg, now=datetime(2026, 11, 1, 2, tzinfo=UTC))
+    finally:
+        srv.close()
+    (w,) = result.windows
+    assert w.records == 10 and len(srv.prompts) <= 4  # the first failure stops the rest (4 = concurrency in flight)
+    assert w.metrics["coverage/guard.unsafe"] == 0.0
+    assert [a.status for a in w.alerts] == [NOT_EVALUATED]  # not a pass, not 0 unsafe

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from evalmon.checkpoints.heartbeat import heartbeat, heartbeat_interval
 from evalmon.core.errors import ConfigError, DataError, did_you_mean
 from evalmon.core.jsonout import to_json
+from evalmon.monitor.alerts import metric_column
 from evalmon.monitor.contracts import (
     ARRIVAL,
     TIMESTAMP,
@@ -439,6 +440,10 @@ def check_rule_metrics(cfg: MonitorConfig, outcome: WindowOutcome) -> None:
             continue
         kind, _, rest = rule.metric.partition("/")
         if kind in ("drift", "drift_detected") and rest in drifted:
+            continue
+        column = metric_column(rule.metric)  # a column nothing scored (a judge that failed): "not evaluated"
+        if column and kind != "share" and (f"coverage/{column}" in outcome.metrics
+                                           or f"null_rate/{column}" in outcome.metrics):
             continue
         col = rule.metric.split("/")[1] if rule.metric.count("/") >= 2 else ""
         if rule.metric.startswith("share/") and f"share/{col}/_other" in outcome.metrics:
