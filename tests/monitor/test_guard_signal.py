@@ -56,6 +56,28 @@ def test_guard_sampled_capped_and_parsed(guard_server: ChatServer) -> None:
     assert np.array_equal(again["guard.sampled"].to_numpy(), out["guard.sampled"].to_numpy())
 
 
+def test_guard_cap_holds_per_window_whatever_the_files(guard_server: ChatServer) -> None:
+    """A window read from 3 files: each file's batch was capped on its own (3 × the cap, the walk saw 12 calls for a
+    cap of 4); with the window's plan the cap holds for the window, and the checked records are the same as from
+    one file."""
+    from evalmon.monitor.signals import SignalCache, compute_signals
+
+    n, cap = 60, 5
+    df = pd.DataFrame({"prompt": [f"question {i}" for i in range(n)], "response": [f"answer {i}" for i in range(n)]})
+    checked = []
+    for parts in (1, 3):
+        sig = build_signals([{"name": "guard", "model": _model(guard_server.url), "sample_rate": 0.5,
+                              "max_per_batch": cap}])[0]
+        split = [df.iloc[i::parts] for i in range(parts)]
+        before = len(guard_server.prompts)
+        sig.plan_window(split)
+        out = pd.concat([compute_signals(p, [sig], SignalCache()) for p in split])
+        sig.plan_window(None)
+        assert len(guard_server.prompts) - before == cap, parts  # calls made for the window
+        checked.append(set(out.loc[out["guard.sampled"] > 0, "prompt"]))
+    assert checked[0] == checked[1] and len(checked[0]) == cap
+
+
 def test_guard_prompt_role_shieldgemma_and_errors(guard_server: ChatServer) -> None:
     sig = build_signals([{"name": "guard", "model": _model(guard_server.url), "style": "shieldgemma",
                           "role": "prompt", "sample_rate": 1.0}])[0]

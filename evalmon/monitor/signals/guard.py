@@ -3,7 +3,9 @@
 For teams that run a guard model: any backend through the one judge factory (``evalmon.judge.factory``;
 in production an OpenAI-compatible endpoint: vLLM, TGI, ``transformers serve``). Each record is sampled
 with probability ``sample_rate`` (a seeded hash of its prompt and response, so reruns pick the same
-records) and at most ``max_per_batch`` are sent per batch (the cost cap). Prompt styles:
+records) and at most ``max_per_batch`` are sent per window (the cost cap: per window whatever the number of files
+it is read in — ``plan_window``, as the hallucination judge's — and per batch where there is no window, e.g. the
+reference or ``evalmon signals score``). Prompt styles:
 
 - ``llama_guard``: the Llama Guard task prompt with the MLCommons hazard categories; the reply's first
   line is ``safe`` / ``unsafe``, the second the violated categories (``S1,S10``).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -109,10 +111,36 @@ class GuardSignal(BaseSignal):
         self.sample_rate, self.max_per_batch, self.seed = sample_rate, max_per_batch, seed
         self.max_chars = max_chars
         self.inputs = (PROMPT, RESPONSE)
+        self._planned = False  # plan_window was given this window's records
+        self._cutoff: float | None = None  # the window's cap-th smallest eligible draw (None: the cap not reached)
 
     def options(self) -> dict[str, Any]:
         return {"judge": self.judge_name, "style": self.style, "template": self.template, "role": self.role,
-                "sample_rate": self.sample_rate, "max_per_batch": self.max_per_batch, "seed": self.seed}
+                "sample_rate": self.sample_rate, "max_per_batch": self.max_per_batch, "seed": self.seed,
+                # a window whose cap binds checks fewer records: its rows are cached under their own key
+                **({"window_cutoff": self._cutoff} if self._cutoff is not None else {})}
+
+    def _eligible(self, frame: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        """Prompts, responses (cut to ``max_chars``), each record's draw, and whether it is sampled (draw below the
+        rate and a non-empty checked text)."""
+        prompts = text_series(frame, PROMPT).str.slice(0, self.max_chars).tolist()
+        responses = text_series(frame, RESPONSE).str.slice(0, self.max_chars).tolist()
+        checked = responses if self.role == RESPONSE else prompts
+        draws = self._draws(prompts, responses)
+        return prompts, responses, draws, (draws < self.sample_rate) & np.array([bool(t.strip()) for t in checked],
+                                                                                dtype=bool)
+
+    def plan_window(self, frames: Sequence[pd.DataFrame] | None) -> None:
+        """The cost cap per window, whatever the number of partitions (files) it is read in (``None``: forget the
+        plan): the ``max_per_batch``-th smallest distinct draw among the window's sampled records is the cutoff,
+        so which records are checked depends on the window's records only (as the hallucination judge's cap)."""
+        self._planned, self._cutoff = frames is not None, None
+        if frames is None:
+            return
+        draws = [d[ok] for f in frames if len(f) for _, _, d, ok in [self._eligible(f)]]
+        sampled = np.unique(np.concatenate(draws or [np.zeros(0)]))
+        if len(sampled) > self.max_per_batch:
+            self._cutoff = float(sampled[self.max_per_batch - 1]) if self.max_per_batch else -1.0
 
     def _draws(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         """A uniform [0, 1) draw per record from a seeded hash of its texts (stable across reruns)."""
@@ -122,13 +150,12 @@ class GuardSignal(BaseSignal):
 
     def compute(self, frame: pd.DataFrame) -> pd.DataFrame:
         n = len(frame)
-        prompts = text_series(frame, PROMPT).str.slice(0, self.max_chars).tolist()
-        responses = text_series(frame, RESPONSE).str.slice(0, self.max_chars).tolist()
-        checked = responses if self.role == RESPONSE else prompts
-        draws = self._draws(prompts, responses)
-        eligible = np.flatnonzero((draws < self.sample_rate) & np.array([bool(t.strip()) for t in checked],
-                                                                       dtype=bool))
-        chosen = eligible[np.argsort(draws[eligible], kind="stable")][: self.max_per_batch]
+        prompts, responses, draws, ok = self._eligible(frame)
+        if self._planned:  # the window's cap: a record's own draw against the window's cutoff
+            chosen = np.flatnonzero(ok & (draws <= self._cutoff) if self._cutoff is not None else ok)
+        else:  # no window plan (the reference, `signals score`): the cap per batch, the smallest draws
+            eligible = np.flatnonzero(ok)
+            chosen = eligible[np.argsort(draws[eligible], kind="stable")][: self.max_per_batch]
         sampled = np.zeros(n)
         unsafe = np.full(n, np.nan)
         cats = np.full(n, "", dtype=object)
