@@ -18,4 +18,5 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
     sys.pycache_prefix = _prefix
     sys.dont_write_bytecode = False
 
-pytest_plugins = ["plugins.tiny_model", "plugins.mlflow_server", "plugins.real_model", "plugins.lanes", "plugins.schedule"]
+pytest_plugins = ["plugins.tiny_model", "plugins.mlflow_server", "plugins.real_model", "plugins.lanes", "plugins.schedule",
+                  "plugins.spark"]

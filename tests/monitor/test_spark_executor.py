@@ -4,7 +4,6 @@ window metrics, alerts and quarantine accounting as the local executor (one JVM 
 from __future__ import annotations
 
 import json
-import math
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,23 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from spark_util import assert_same_windows
 
-from evalmon.config.monitor import SparkConfig, load_monitor_text
+from evalmon.config.monitor import load_monitor_text
 from evalmon.monitor.runner import MonitorResult, run_monitor
 
 pytestmark = pytest.mark.e2e
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture(scope="session")
-def spark_session() -> Any:
-    from evalmon.monitor.executors.spark_session import session
-
-    spark = session(SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "2"}))
-    yield spark
-    spark.stop()
 
 
 def _traffic(folder: Path, hours: int, *, files: int = 3, seed: int = 0) -> int:
@@ -85,7 +76,6 @@ def _run(tmp_path: Path, executor: str, reference: str) -> MonitorResult:
 
 
 # sums, histogram quantiles and statistics that use the sums (normed Wasserstein): float round-off only
-APPROX = ("mean/", "std/", "p50/", "p90/", "p99/", "drift_hist/")
 
 
 def test_spark_and_local_executors_give_the_same_windows(tmp_path: Path, spark_session: Any) -> None:
@@ -102,14 +92,8 @@ def test_spark_and_local_executors_give_the_same_windows(tmp_path: Path, spark_s
     assert local.stats.partitions_read > len(local.windows)  # windows span files
     fit_pass = 2 if reference == "previous" else 1  # without a fixed reference a fit pass reads them first
     assert spark.stats.partitions_read == fit_pass * local.stats.partitions_read
+    assert_same_windows(local, spark)  # counts, rates, shares, drift scores, quality: exact
     for a, b in zip(local.windows, spark.windows, strict=True):
-        assert a.metrics.keys() == b.metrics.keys()
-        for k, v in a.metrics.items():  # counts, rates, shares, drift scores, quality: exact
-            w = b.metrics[k]
-            same = (math.isnan(v) and math.isnan(w)) or (
-                v == pytest.approx(w, rel=1e-9) if k.startswith(APPROX) else v == w)
-            assert same, (a.window.key, k, v, w)
-        assert [x.message() for x in a.alerts] == [x.message() for x in b.alerts]
         assert b.params["executor"] == "spark"
         assert {k: v for k, v in a.params.items() if k != "config_hash"} == {  # the hash differs by output_dir
             k: v for k, v in b.params.items() if k not in ("config_hash", "executor")}
@@ -178,14 +162,7 @@ def test_spark_native_parquet_reads_equal_the_local_executor(tmp_path: Path, spa
     assert (spark.rows_read, spark.processed, spark.quarantined, spark.unplaced) == (
         local.rows_read, local.processed, local.quarantined, local.unplaced)
     assert local.unplaced == 3
-    for a, b in zip(local.windows, spark.windows, strict=True):
-        assert a.metrics.keys() == b.metrics.keys()
-        for k, v in a.metrics.items():
-            w = b.metrics[k]
-            same = (math.isnan(v) and math.isnan(w)) or (
-                v == pytest.approx(w, rel=1e-9) if k.startswith(APPROX) else v == w)
-            assert same, (a.window.key, k, v, w)
-        assert [x.message() for x in a.alerts] == [x.message() for x in b.alerts]
+    assert_same_windows(local, spark)
     assert [bool(o.alerts) for o in local.windows][2:] == [True, True]  # the shift after midnight
     n = local.stats.partitions_read if local.stats is not None else 0
     assert n == 16  # 4 windows x 4 files (their day and the day either side: partition_days); all via spark.read

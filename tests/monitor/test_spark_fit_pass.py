@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evalmon.config.monitor import SparkConfig, load_monitor_text
+from evalmon.config.monitor import load_monitor_text
 from evalmon.monitor.executors.local import LocalExecutor, _Spill
 from evalmon.monitor.executors.spark import SparkExecutor
 from evalmon.monitor.pipeline import fit
@@ -27,15 +27,6 @@ pytestmark = pytest.mark.e2e
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 HOURS, FILES, BASIS = 18, 3, 60  # 54 (window, file) cells: 3 jobs of 18 cells (6 windows); ~720 records
-
-
-@pytest.fixture(scope="module")
-def spark_session() -> Any:
-    from evalmon.monitor.executors.spark_session import session
-
-    spark = session(SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "2"}))
-    yield spark
-    spark.stop()
 
 
 def _traffic(folder: Path) -> None:

@@ -8,7 +8,6 @@ a Spark job that fails anyway is one line (exit 2), not an internal error.
 
 from __future__ import annotations
 
-import math
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from spark_util import assert_same_windows
 
-from evalmon.config.monitor import SparkConfig, load_monitor_text
+from evalmon.config.monitor import load_monitor_text
 from evalmon.core.errors import DataError
 from evalmon.monitor.runner import MonitorResult, run_monitor
 
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.e2e
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-APPROX = ("mean/", "std/", "p50/", "p90/", "p99/", "drift_hist/")
-
-
-@pytest.fixture(scope="module")
-def spark_session() -> Any:
-    from evalmon.monitor.executors.spark_session import session
-
-    spark = session(SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": "2"}))
-    yield spark
-    spark.stop()
 
 
 def _dataset(root: Path, seed: int = 3) -> int:
@@ -91,14 +81,7 @@ def test_files_with_another_column_type_give_the_local_windows(tmp_path: Path, s
     assert [o.records for o in spark.windows] == [o.records for o in local.windows]
     assert (spark.rows_read, spark.processed, spark.quarantined) == (local.rows_read, local.processed,
                                                                      local.quarantined)
-    for a, b in zip(local.windows, spark.windows, strict=True):
-        assert a.metrics.keys() == b.metrics.keys()
-        for k, v in a.metrics.items():
-            w = b.metrics[k]
-            same = (math.isnan(v) and math.isnan(w)) or (
-                v == pytest.approx(w, rel=1e-9) if k.startswith(APPROX) else v == w)
-            assert same, (a.window.key, k, v, w)
-        assert [x.message() for x in a.alerts] == [x.message() for x in b.alerts]
+    assert_same_windows(local, spark)
     fed = [m for m in lines if m.startswith("spark.read fed")]
     assert fed and not fed[0].startswith("spark.read fed 0 "), lines  # the other files still read by Spark
 
