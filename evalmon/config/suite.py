@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from evalmon.config.base import MAX_SEED  # numpy's seed range (torch takes 64-bit seeds)
 from evalmon.config.model_list import NamedModel, check_unique, entry_error_schema, parse_models_flag
 from evalmon.config.model_list import inherit_settings as _inherit
 from evalmon.config.model_spec import parse_adapters_flag, parse_model_spec
@@ -67,7 +68,6 @@ DEFAULT_CHECKPOINT_DIR = Path(".evalmon/checkpoints/smollm2-135m-instruct")  # r
 DEFAULT_DATA_DIR = Path("../shared/benchmarks")  # relative to the working directory
 DEFAULT_TASKS = ("mmlu_anatomy", "hellaswag", "truthfulqa_mc2")
 DEFAULT_LIMIT = 20
-MAX_SEED = 2**32 - 1  # seed + offsets stay inside torch.manual_seed's range
 DEFAULT_TASK_LIMITS = {"hellaswag": 100}  # enough documents for an above-chance HellaSwag acc_norm to show
 
 
