@@ -106,7 +106,12 @@ def test_non_causal_model_refused(tmp_path: Path, tiny_checkpoint: Path) -> None
 
 
 def test_hub_id_offline_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants as hub
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # as a user's HF_HUB_OFFLINE=1 set before start reads: the hub library read the variable when a test before
+    # this one imported it, and tried the network (up to 23 s in the unit lane before failing)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelError, match="offline"):
         HFCausalLM(HFSettings(path="meta-llama/NotAModel-1B"))
 
