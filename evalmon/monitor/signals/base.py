@@ -118,6 +118,16 @@ def content_tokens(text: str) -> list[str]:
     return [w for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in STOPWORDS]
 
 
+def window_cutoff(sampled: Sequence[np.ndarray], cap: int) -> float | None:
+    """A per-window cost cap as a cutoff: the ``cap``-th smallest distinct draw among the window's sampled records
+    (each partition's array), so a partition keeps the records whose own draw is at or below it — the same set
+    however the window is split. ``None``: the cap is not reached (every sampled record is kept)."""
+    draws = np.unique(np.concatenate(list(sampled) or [np.zeros(0)]))
+    if len(draws) <= cap:
+        return None
+    return float(draws[cap - 1]) if cap else -1.0  # draws are in [0, 1): a cap of 0 keeps none
+
+
 def stable_fraction(key: str, seed: int = 0) -> float:
     """A deterministic number in [0, 1) from a string (sampling that is stable across reruns)."""
     h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()

@@ -35,7 +35,7 @@ from evalmon.core import registry
 from evalmon.core.errors import ConfigError
 from evalmon.judge.factory import ask_judge
 from evalmon.monitor.contracts import PROMPT, RESPONSE
-from evalmon.monitor.signals.base import BaseSignal, text_series
+from evalmon.monitor.signals.base import BaseSignal, text_series, window_cutoff
 
 CATEGORIES = ("S1: Violent Crimes.\nS2: Non-Violent Crimes.\nS3: Sex Crimes.\nS4: Child Exploitation.\n"
               "S5: Defamation.\nS6: Specialized Advice.\nS7: Privacy.\nS8: Intellectual Property.\n"
@@ -137,10 +137,8 @@ class GuardSignal(BaseSignal):
         self._planned, self._cutoff = frames is not None, None
         if frames is None:
             return
-        draws = [d[ok] for f in frames if len(f) for _, _, d, ok in [self._eligible(f)]]
-        sampled = np.unique(np.concatenate(draws or [np.zeros(0)]))
-        if len(sampled) > self.max_per_batch:
-            self._cutoff = float(sampled[self.max_per_batch - 1]) if self.max_per_batch else -1.0
+        self._cutoff = window_cutoff([d[ok] for f in frames if len(f) for _, _, d, ok in [self._eligible(f)]],
+                                     self.max_per_batch)
 
     def _draws(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         """A uniform [0, 1) draw per record from a seeded hash of its texts (stable across reruns)."""

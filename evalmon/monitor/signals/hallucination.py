@@ -60,6 +60,7 @@ from evalmon.monitor.signals.base import (
     split_sentences,
     stable_fraction,
     text_series,
+    window_cutoff,
 )
 from evalmon.monitor.signals.embeddings import DEFAULT_MODEL, get_embedder
 
@@ -259,10 +260,8 @@ class HallucinationSignal(BaseSignal):
         cap = self.judge_max_per_batch
         if frames is None or self.judge is None or cap is None or self.judge_sample_rate <= 0:
             return
-        sampled = np.unique(np.concatenate([self._fractions(f) for f in frames if len(f)] or [np.zeros(0)]))
-        sampled = sampled[sampled < self.judge_sample_rate]
-        if len(sampled) > cap:
-            self._judge_cutoff = float(sampled[cap - 1])
+        self._judge_cutoff = window_cutoff([fr[fr < self.judge_sample_rate] for f in frames if len(f)
+                                            for fr in [self._fractions(f)]], cap)
 
     def judge_selected(self, frame: pd.DataFrame) -> np.ndarray:
         """Which records the judge sees: stable per record content, ≈ ``judge_sample_rate`` of them, capped
